@@ -1,0 +1,1 @@
+"""Corolla: federated learning."""

@@ -1,0 +1,52 @@
+"""Core data model: records, messages, context, errors and the array codec. No I/O."""
+
+from ._codec import decode_array, encode_array
+from ._context import Context, UserConfigValue
+from ._errors import (
+    AggregationError,
+    AppLoadError,
+    CodecError,
+    ConfigError,
+    CorollaError,
+    ErrorCode,
+    ExecutionError,
+    MessageError,
+    MissingExtraError,
+    NotEnoughNodesError,
+    RecordError,
+)
+from ._events import Event, EventSink, discard_event
+from ._message import DEFAULT_TTL, Error, Message, MessageType, Metadata, new_message_id
+from ._records import ArrayRecord, ConfigRecord, MetricRecord, Record, RecordDict
+
+__all__ = [
+    "DEFAULT_TTL",
+    "AggregationError",
+    "AppLoadError",
+    "ArrayRecord",
+    "CodecError",
+    "ConfigError",
+    "ConfigRecord",
+    "Context",
+    "CorollaError",
+    "Error",
+    "Event",
+    "EventSink",
+    "ErrorCode",
+    "ExecutionError",
+    "Message",
+    "MessageError",
+    "MessageType",
+    "Metadata",
+    "MetricRecord",
+    "MissingExtraError",
+    "NotEnoughNodesError",
+    "Record",
+    "RecordDict",
+    "RecordError",
+    "UserConfigValue",
+    "decode_array",
+    "discard_event",
+    "encode_array",
+    "new_message_id",
+]

@@ -1,0 +1,69 @@
+"""Loading app components (``module:attribute``) from an app directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..core._errors import AppLoadError
+
+__all__ = ["ComponentRef", "load_component"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentRef:
+    """Where to find an app component: ``module:attribute``, importable from ``search_path``.
+
+    It is small and picklable, so worker processes can load the component themselves.
+    """
+
+    reference: str
+    search_path: str | None = None
+
+    def load(self) -> Any:
+        """Import the module and return the attribute.
+
+        Raises
+        ------
+        AppLoadError
+            If the reference is malformed, the module fails to import, or the attribute is
+            missing.
+        """
+        return load_component(self.reference, self.search_path)
+
+
+def load_component(reference: str, search_path: str | Path | None = None) -> Any:
+    """Import ``module:attribute``, with ``search_path`` first on ``sys.path``.
+
+    Raises
+    ------
+    AppLoadError
+        If the reference is malformed, the module fails to import, or the attribute is
+        missing.
+    """
+    module_name, sep, attribute = reference.partition(":")
+    if not sep or not module_name or not attribute:
+        raise AppLoadError(f"component reference {reference!r} must look like 'module:attribute'")
+    if search_path is not None:
+        path = str(Path(search_path).resolve())
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise AppLoadError(
+            f"cannot import module {module_name!r} of component {reference!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError as exc:
+            raise AppLoadError(
+                f"module {module_name!r} has no attribute {attribute!r} (component {reference!r})"
+            ) from exc
+    return target

@@ -1,0 +1,140 @@
+"""Grid: how a ServerApp reaches nodes, whatever runs them.
+
+One interface, two implementations: an in-memory grid for simulation and a gRPC grid for
+deployment. A ServerApp only ever talks to this interface.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import time
+from collections.abc import Iterable, Iterator
+from typing import Generic, TypeVar
+
+from ..core import Error, ErrorCode, Event, Message, discard_event
+from ..core._errors import AggregationError, NotEnoughNodesError
+from ._aggregator import Aggregator
+
+__all__ = ["Grid", "Reduction"]
+
+A = TypeVar("A", bound=Aggregator)
+
+
+@dataclasses.dataclass
+class Reduction(Generic[A]):
+    """What :meth:`Grid.send_and_reduce` returns.
+
+    Attributes
+    ----------
+    aggregator
+        The aggregator with every successful reply folded in.
+    errors
+        Error replies (a ClientApp raised, a reply was rejected, a node was lost).
+    missing
+        Destination node ids whose replies did not arrive before the timeout.
+    """
+
+    aggregator: A
+    errors: list[Message] = dataclasses.field(default_factory=list)
+    missing: list[int] = dataclasses.field(default_factory=list)
+
+    @property
+    def num_replies(self) -> int:
+        return self.aggregator.count
+
+    @property
+    def num_failures(self) -> int:
+        return len(self.errors) + len(self.missing)
+
+
+class Grid(abc.ABC):
+    """The nodes of a run, seen from the ServerApp."""
+
+    @property
+    @abc.abstractmethod
+    def run_id(self) -> int:
+        """The run this grid serves."""
+
+    @abc.abstractmethod
+    def node_ids(self) -> list[int]:
+        """Ids of the nodes currently available, in increasing order."""
+
+    @abc.abstractmethod
+    def send(self, messages: Iterable[Message]) -> list[str]:
+        """Send messages to their destination nodes; return their message ids."""
+
+    @abc.abstractmethod
+    def receive(self, message_ids: Iterable[str], timeout: float | None = None) -> Iterator[Message]:
+        """Yield replies to ``message_ids`` as they arrive, until all arrived or ``timeout``."""
+
+    def emit(self, event: Event) -> None:
+        """Report an event of the run (progress, metrics); the default discards it."""
+        discard_event(event)
+
+    def wait_for_nodes(self, min_nodes: int, timeout: float | None = None) -> list[int]:
+        """Wait until at least ``min_nodes`` nodes are available and return their ids.
+
+        Raises
+        ------
+        NotEnoughNodesError
+            If fewer nodes are available when ``timeout`` expires.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            ids = self.node_ids()
+            if len(ids) >= min_nodes:
+                return ids
+            if deadline is not None and time.monotonic() >= deadline:
+                raise NotEnoughNodesError(
+                    f"{len(ids)} nodes available after {timeout} s, at least {min_nodes} needed"
+                )
+            time.sleep(0.05)
+
+    def send_and_receive(
+        self, messages: Iterable[Message], timeout: float | None = None
+    ) -> list[Message]:
+        """Send messages and collect the replies that arrive before ``timeout``."""
+        return list(self.receive(self.send(messages), timeout))
+
+    def send_and_reduce(
+        self, messages: Iterable[Message], aggregator: A, timeout: float | None = None
+    ) -> Reduction[A]:
+        """Send messages and fold each successful reply into ``aggregator`` as it arrives.
+
+        Server memory stays that of one aggregate however many nodes reply. A reply the
+        aggregator rejects becomes an entry of :attr:`Reduction.errors`.
+        """
+        sent = list(messages)
+        destinations = {}
+        ids = self.send(sent)
+        for message_id, message in zip(ids, sent):
+            destinations[message_id] = message.metadata.dst_node_id
+        reduction: Reduction[A] = Reduction(aggregator)
+        for reply in self.receive(ids, timeout):
+            destinations.pop(reply.metadata.reply_to_message_id, None)
+            fold_reply(reduction, reply)
+        reduction.missing = sorted(destinations.values())
+        return reduction
+
+
+def fold_reply(reduction: Reduction[A], reply: Message) -> None:
+    """Fold one reply into a reduction: content into the aggregator, errors aside."""
+    if reply.has_error():
+        reduction.errors.append(reply)
+        return
+    try:
+        reduction.aggregator.add(reply.content, reply.metadata.src_node_id)
+    except AggregationError as exc:
+        reduction.errors.append(rejected_reply(reply, exc))
+
+
+def rejected_reply(reply: Message, exc: AggregationError) -> Message:
+    """The error message that stands for a reply the aggregator rejected."""
+    error = Error(
+        code=int(ErrorCode.INVALID_REPLY),
+        reason=f"reply from node {reply.metadata.src_node_id} rejected: {exc}",
+    )
+    return Message(error=error, metadata=reply.metadata)
+
+

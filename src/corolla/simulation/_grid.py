@@ -1,0 +1,178 @@
+"""SimulationGrid: the in-memory Grid, whose nodes are virtual and run on an executor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from ..core import (
+    Error,
+    ErrorCode,
+    Event,
+    EventSink,
+    Message,
+    RecordDict,
+    UserConfigValue,
+    discard_event,
+    new_message_id,
+)
+from ..core._errors import ConfigError
+from ..server import Aggregator, Grid, Reduction
+from ._executor import Call, Executor, Task, TaskResult
+
+__all__ = ["SimulationGrid", "default_node_config"]
+
+A = TypeVar("A", bound=Aggregator)
+
+#: Upper bound on the blocks one batch of messages is cut into. It does not depend on the
+#: number of workers, so the fold tree, and hence every bit of the result, is the same for
+#: every backend and worker count.
+MAX_BLOCKS = 64
+
+_EMPTY_STATE = RecordDict()
+
+
+def default_node_config(partition_id: int, num_partitions: int) -> dict[str, UserConfigValue]:
+    """The node config of a virtual node: its data partition."""
+    return {"partition-id": partition_id, "num-partitions": num_partitions}
+
+
+def split_blocks(n: int, max_blocks: int = MAX_BLOCKS) -> list[range]:
+    """Cut ``range(n)`` into at most ``max_blocks`` contiguous blocks of near-equal size."""
+    k = min(n, max_blocks)
+    if k == 0:
+        return []
+    base, extra = divmod(n, k)
+    blocks, start = [], 0
+    for i in range(k):
+        stop = start + base + (1 if i < extra else 0)
+        blocks.append(range(start, stop))
+        start = stop
+    return blocks
+
+
+class SimulationGrid(Grid):
+    """A Grid over ``num_nodes`` virtual nodes with ids ``1..num_nodes``.
+
+    Node ``i`` gets node config ``{"partition-id": i - 1, "num-partitions": num_nodes}``
+    (or what ``node_config`` returns) and keeps its context state across rounds.
+
+    Raises
+    ------
+    ConfigError
+        If ``num_nodes`` < 1.
+    """
+
+    def __init__(
+        self,
+        executor: Executor,
+        num_nodes: int,
+        *,
+        run_id: int = 1,
+        events: EventSink | None = None,
+        node_config: Callable[[int, int], Mapping[str, UserConfigValue]] = default_node_config,
+    ) -> None:
+        if num_nodes < 1:
+            raise ConfigError(f"a simulation needs at least one node, got {num_nodes}")
+        self._executor = executor
+        self._num_nodes = num_nodes
+        self._run_id = run_id
+        self._events = events or discard_event
+        self._node_config = node_config
+        self._states: dict[int, RecordDict] = {}
+        self._pending: dict[str, Message] = {}
+
+    @property
+    def run_id(self) -> int:
+        return self._run_id
+
+    def node_ids(self) -> list[int]:
+        return list(range(1, self._num_nodes + 1))
+
+    def emit(self, event: Event) -> None:
+        self._events(event)
+
+    def state_of(self, node_id: int) -> RecordDict:
+        """The context state node ``node_id`` keeps (empty until it sets one)."""
+        return self._states.get(node_id, _EMPTY_STATE)
+
+    def _prepare(self, messages: Iterable[Message]) -> tuple[list[Message], list[Message]]:
+        """Stamp run and message ids; split into deliverable messages and error replies."""
+        ready, undeliverable = [], []
+        for message in messages:
+            stamped = message.with_metadata(run_id=self._run_id, message_id=new_message_id())
+            if not 1 <= stamped.metadata.dst_node_id <= self._num_nodes:
+                error = Error(
+                    int(ErrorCode.NODE_UNAVAILABLE),
+                    f"no node with id {stamped.metadata.dst_node_id} in this simulation",
+                )
+                undeliverable.append(Message(error=error, reply_to=stamped))
+            else:
+                ready.append(stamped)
+        return ready, undeliverable
+
+    def _call(self, message: Message) -> Call:
+        node_id = message.metadata.dst_node_id
+        config = self._node_config(node_id - 1, self._num_nodes)
+        return Call(message, node_id, config, self._states.get(node_id, _EMPTY_STATE))
+
+    def _tasks(self, messages: list[Message], aggregator: Aggregator | None) -> list[Task]:
+        return [
+            Task(
+                i,
+                [self._call(messages[j]) for j in block],
+                aggregator.empty() if aggregator is not None else None,
+            )
+            for i, block in enumerate(split_blocks(len(messages)))
+        ]
+
+    def _absorb(self, result: TaskResult, done: int, total: int, phase: str) -> None:
+        self._states.update(result.states)
+        self._events(
+            Event("progress", self._run_id, data={"done": done, "total": total, "phase": phase})
+        )
+
+    def send(self, messages: Iterable[Message]) -> list[str]:
+        ready, undeliverable = self._prepare(messages)
+        for message in ready:
+            self._pending[message.metadata.message_id] = message
+        for reply in undeliverable:
+            self._pending[reply.metadata.reply_to_message_id] = reply
+        return [m.metadata.message_id for m in ready] + [
+            r.metadata.reply_to_message_id for r in undeliverable
+        ]
+
+    def receive(self, message_ids: Iterable[str], timeout: float | None = None) -> Iterator[Message]:
+        wanted = [self._pending.pop(i) for i in message_ids if i in self._pending]
+        to_run = [m for m in wanted if not m.metadata.reply_to_message_id]
+        yield from (m for m in wanted if m.metadata.reply_to_message_id)
+        phase = to_run[0].metadata.message_type if to_run else ""
+        done = 0
+        for result in self._executor.run(self._tasks(to_run, None), timeout):
+            done += result.num_calls
+            self._absorb(result, done, len(to_run), phase)
+            for reply in result.replies:
+                yield reply.with_metadata(message_id=new_message_id())
+
+    def send_and_reduce(
+        self, messages: Iterable[Message], aggregator: A, timeout: float | None = None
+    ) -> Reduction[A]:
+        """Run the messages and fold replies inside the workers, merging in block order."""
+        ready, undeliverable = self._prepare(messages)
+        reduction: Reduction[A] = Reduction(aggregator, errors=list(undeliverable))
+        phase = ready[0].metadata.message_type if ready else ""
+        partials: dict[int, Any] = {}
+        next_block = 0
+        done = 0
+        for result in self._executor.run(self._tasks(ready, aggregator), timeout):
+            done += result.num_calls
+            self._absorb(result, done, len(ready), phase)
+            reduction.errors.extend(result.replies)
+            partials[result.index] = result.aggregator
+            while next_block in partials:
+                partial = partials.pop(next_block)
+                if partial is not None:
+                    aggregator.merge(partial)
+                next_block += 1
+        reduction.errors.sort(key=lambda m: m.metadata.src_node_id)
+        return reduction

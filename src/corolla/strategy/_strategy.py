@@ -1,0 +1,153 @@
+"""Strategy: the round loop every federated algorithm shares, over four hooks."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..core import ArrayRecord, ConfigRecord, Event, Message, MetricRecord
+from ..server import Aggregator, Grid, History, Reduction
+
+__all__ = ["EvaluateFn", "Result", "RoundPlan", "Strategy"]
+
+#: Server-side evaluation: ``(server_round, arrays) -> metrics or None``.
+EvaluateFn = Callable[[int, ArrayRecord], "Mapping[str, Any] | MetricRecord | None"]
+
+
+@dataclasses.dataclass
+class RoundPlan:
+    """The messages of one phase of a round and the aggregator their replies fold into."""
+
+    messages: list[Message]
+    aggregator: Aggregator
+
+
+@dataclasses.dataclass
+class Result:
+    """What :meth:`Strategy.start` returns: the final arrays and the run's history."""
+
+    arrays: ArrayRecord
+    history: History
+
+
+class Strategy(abc.ABC):
+    """A federated algorithm, as four hooks run by the fixed loop of :meth:`start`.
+
+    Each round: ``configure_train`` picks nodes and builds messages, the grid folds the
+    replies into the plan's aggregator, ``aggregate_train`` turns it into new arrays; then
+    ``configure_evaluate`` / ``aggregate_evaluate`` do the same for federated evaluation.
+    """
+
+    @abc.abstractmethod
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> RoundPlan:
+        """Messages for the training phase of ``server_round``."""
+
+    @abc.abstractmethod
+    def aggregate_train(
+        self, server_round: int, reduction: Reduction[Any], arrays: ArrayRecord
+    ) -> tuple[ArrayRecord, MetricRecord]:
+        """New global arrays and aggregated training metrics."""
+
+    @abc.abstractmethod
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> RoundPlan:
+        """Messages for the evaluation phase of ``server_round`` (may be empty)."""
+
+    @abc.abstractmethod
+    def aggregate_evaluate(self, server_round: int, reduction: Reduction[Any]) -> MetricRecord:
+        """Aggregated evaluation metrics."""
+
+    def start(
+        self,
+        grid: Grid,
+        initial_arrays: ArrayRecord,
+        num_rounds: int = 3,
+        *,
+        timeout: float | None = None,
+        train_config: Mapping[str, Any] | ConfigRecord | None = None,
+        evaluate_config: Mapping[str, Any] | ConfigRecord | None = None,
+        evaluate_fn: EvaluateFn | None = None,
+    ) -> Result:
+        """Run ``num_rounds`` rounds of training and evaluation.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait for the replies of each phase; None waits for all.
+        train_config, evaluate_config
+            Sent to nodes with every message (``server-round`` is added).
+        evaluate_fn
+            Server-side evaluation of the global arrays, called before the first round
+            (round 0) and after each round.
+        """
+        history = History()
+        arrays = initial_arrays
+        run_id = grid.run_id
+        if evaluate_fn is not None:
+            self._server_evaluate(grid, history, evaluate_fn, 0, arrays)
+        for server_round in range(1, num_rounds + 1):
+            started = time.perf_counter()
+            grid.emit(Event("round.start", run_id, server_round, data={"num_rounds": num_rounds}))
+            config = ConfigRecord(dict(train_config or {}) | {"server-round": server_round})
+            plan = self.configure_train(server_round, arrays, config, grid)
+            summary = history.round(server_round)
+            if plan.messages:
+                reduction = grid.send_and_reduce(plan.messages, plan.aggregator, timeout)
+                _report_failures(grid, server_round, "train", reduction)
+                arrays, train_metrics = self.aggregate_train(server_round, reduction, arrays)
+                history.record(server_round, "train", train_metrics)
+                summary.train_replies = reduction.num_replies
+                summary.train_failures = reduction.num_failures
+            config = ConfigRecord(dict(evaluate_config or {}) | {"server-round": server_round})
+            plan = self.configure_evaluate(server_round, arrays, config, grid)
+            if plan.messages:
+                reduction = grid.send_and_reduce(plan.messages, plan.aggregator, timeout)
+                _report_failures(grid, server_round, "evaluate", reduction)
+                history.record(server_round, "evaluate", self.aggregate_evaluate(server_round, reduction))
+                summary.evaluate_replies = reduction.num_replies
+                summary.evaluate_failures = reduction.num_failures
+            if evaluate_fn is not None:
+                self._server_evaluate(grid, history, evaluate_fn, server_round, arrays)
+            summary.seconds = time.perf_counter() - started
+            grid.emit(Event("round.end", run_id, server_round, data=summary.to_dict()))
+        grid.emit(Event("run.result", run_id, num_rounds, data={"arrays": arrays, "history": history}))
+        return Result(arrays, history)
+
+    @staticmethod
+    def _server_evaluate(
+        grid: Grid, history: History, evaluate_fn: EvaluateFn, server_round: int, arrays: ArrayRecord
+    ) -> None:
+        metrics = evaluate_fn(server_round, arrays)
+        if metrics is not None:
+            history.record(server_round, "server", MetricRecord(dict(metrics)))
+            if server_round == 0:
+                grid.emit(Event("round.end", grid.run_id, 0, data=history.round(0).to_dict()))
+
+
+def _report_failures(grid: Grid, server_round: int, phase: str, reduction: Reduction[Any]) -> None:
+    for error in reduction.errors:
+        grid.emit(
+            Event(
+                "reply.error",
+                grid.run_id,
+                server_round,
+                node_id=error.metadata.src_node_id,
+                data={"phase": phase, "code": error.error.code, "reason": error.error.reason},
+            )
+        )
+    for node_id in reduction.missing:
+        grid.emit(
+            Event(
+                "reply.missing",
+                grid.run_id,
+                server_round,
+                node_id=node_id,
+                data={"phase": phase},
+            )
+        )

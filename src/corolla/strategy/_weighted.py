@@ -1,0 +1,186 @@
+"""Weighted averaging of arrays and metrics: FedAvg's mergeable aggregator."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..core import ArrayRecord, MetricRecord, RecordDict
+from ..core._errors import AggregationError
+from ._kernels import accumulator_dtype, all_finite, axpy_into, cast_mean, new_scratch
+
+__all__ = ["ArraySpec", "WeightedAverage", "array_spec"]
+
+#: Names, shapes and dtypes an update must have: ``[(name, shape, dtype.str), ...]``.
+ArraySpec = list[tuple[str, tuple[int, ...], str]]
+
+
+def array_spec(arrays: ArrayRecord) -> ArraySpec:
+    """The layout of ``arrays``, which every update must match."""
+    return [(name, tuple(a.shape), a.dtype.str) for name, a in arrays.items()]
+
+
+def _check_layout(arrays: ArrayRecord, spec: ArraySpec) -> None:
+    names = list(arrays)
+    expected = [name for name, _, _ in spec]
+    if names != expected:
+        raise AggregationError(f"update has arrays {names}, expected {expected}")
+    for name, shape, dtype in spec:
+        a = arrays[name]
+        if tuple(a.shape) != shape:
+            raise AggregationError(f"array {name!r} has shape {a.shape}, expected {shape}")
+        if a.dtype.str != dtype:
+            raise AggregationError(f"array {name!r} has dtype {a.dtype.str}, expected {dtype}")
+
+
+class WeightedAverage:
+    """Weighted mean of the replies' arrays and numeric metrics.
+
+    Each reply's content holds an :class:`ArrayRecord` under ``arrays_key`` (skipped when
+    ``arrays_key`` is None) and a :class:`MetricRecord` under ``metrics_key`` whose
+    ``weight_key`` entry (by default ``num-examples``) is the reply's weight. Sums are kept
+    in float64 (complex128 for complex arrays), so memory is O(model) whatever the number of
+    replies, and results agree across fold orders to float64 rounding.
+
+    Parameters
+    ----------
+    spec
+        The layout updates must have (e.g. ``array_spec(global_arrays)``); by default the
+        first reply's.
+    """
+
+    def __init__(
+        self,
+        *,
+        arrays_key: str | None = "arrays",
+        metrics_key: str = "metrics",
+        weight_key: str = "num-examples",
+        spec: ArraySpec | None = None,
+    ) -> None:
+        self.arrays_key = arrays_key
+        self.metrics_key = metrics_key
+        self.weight_key = weight_key
+        self.spec = spec
+        self._count = 0
+        self._weight = 0.0
+        self._sums: list[np.ndarray[Any, Any]] | None = None
+        self._metric_sums: dict[str, float] = {}
+        self._metric_weights: dict[str, float] = {}
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def total_weight(self) -> float:
+        return self._weight
+
+    def empty(self) -> WeightedAverage:
+        return WeightedAverage(
+            arrays_key=self.arrays_key,
+            metrics_key=self.metrics_key,
+            weight_key=self.weight_key,
+            spec=self.spec,
+        )
+
+    def _weight_of(self, metrics: MetricRecord) -> float:
+        if self.weight_key not in metrics:
+            raise AggregationError(
+                f"reply metrics lack {self.weight_key!r}, the weight of the reply"
+            )
+        weight = metrics[self.weight_key]
+        if isinstance(weight, list) or not math.isfinite(weight) or weight < 0:
+            raise AggregationError(
+                f"reply weight {self.weight_key!r} must be a finite number >= 0, got {weight!r}"
+            )
+        return float(weight)
+
+    def add(self, content: RecordDict, node_id: int) -> None:
+        metrics = content.get(self.metrics_key)
+        if not isinstance(metrics, MetricRecord):
+            raise AggregationError(f"reply has no MetricRecord {self.metrics_key!r}")
+        weight = self._weight_of(metrics)
+        scalars: dict[str, float] = {}
+        for name, value in metrics.items():
+            if name == self.weight_key or isinstance(value, list):
+                continue
+            if not math.isfinite(value):
+                raise AggregationError(f"reply metric {name!r} is {value}")
+            scalars[name] = float(value)
+        if self.arrays_key is not None:
+            arrays = content.get(self.arrays_key)
+            if not isinstance(arrays, ArrayRecord):
+                raise AggregationError(f"reply has no ArrayRecord {self.arrays_key!r}")
+            if self.spec is None:
+                self.spec = array_spec(arrays)
+            _check_layout(arrays, self.spec)
+            for name, a in arrays.items():
+                if not all_finite(a):
+                    raise AggregationError(f"array {name!r} holds NaN or infinity")
+            self._fold_arrays(arrays, weight)
+        for name, value in scalars.items():
+            self._metric_sums[name] = self._metric_sums.get(name, 0.0) + weight * value
+            self._metric_weights[name] = self._metric_weights.get(name, 0.0) + weight
+        self._weight += weight
+        self._count += 1
+
+    def _fold_arrays(self, arrays: ArrayRecord, weight: float) -> None:
+        if self._sums is None:
+            self._sums = [
+                np.zeros(a.size, dtype=accumulator_dtype(a.dtype)) for a in arrays.values()
+            ]
+        largest = max((s.size for s in self._sums), default=0)
+        scratch = {dt: new_scratch(dt, largest) for dt in {s.dtype for s in self._sums}}
+        for acc, a in zip(self._sums, arrays.values()):
+            axpy_into(acc, a.reshape(-1), weight, scratch[acc.dtype])
+
+    def merge(self, other: WeightedAverage) -> None:
+        if other._count == 0:
+            return
+        if other.spec is not None:
+            if self.spec is None:
+                self.spec = other.spec
+            elif self.spec != other.spec:
+                raise AggregationError("cannot merge aggregates of different array layouts")
+        if other._sums is not None:
+            if self._sums is None:
+                self._sums = [s.copy() for s in other._sums]
+            else:
+                for mine, theirs in zip(self._sums, other._sums):
+                    np.add(mine, theirs, out=mine)
+        for name, value in other._metric_sums.items():
+            self._metric_sums[name] = self._metric_sums.get(name, 0.0) + value
+            self._metric_weights[name] = (
+                self._metric_weights.get(name, 0.0) + other._metric_weights[name]
+            )
+        self._weight += other._weight
+        self._count += other._count
+
+    def arrays(self) -> ArrayRecord | None:
+        """The weighted mean of the arrays; None when no reply carried weight.
+
+        Raises
+        ------
+        AggregationError
+            If arrays were folded but their weights sum to zero.
+        """
+        if self._sums is None or self.spec is None:
+            return None
+        if self._weight <= 0:
+            raise AggregationError("replies' weights sum to zero: nothing to average")
+        return ArrayRecord(
+            (name, cast_mean(acc, self._weight, np.dtype(dtype)).reshape(shape))
+            for (name, shape, dtype), acc in zip(self.spec, self._sums)
+        )
+
+    def metrics(self) -> MetricRecord:
+        """Weighted means of the numeric metrics, plus the total weight."""
+        out: dict[str, float | int] = {
+            name: total / self._metric_weights[name]
+            for name, total in self._metric_sums.items()
+            if self._metric_weights[name] > 0
+        }
+        out[self.weight_key] = int(self._weight) if self._weight.is_integer() else self._weight
+        return MetricRecord(out)

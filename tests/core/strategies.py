@@ -54,10 +54,12 @@ def arrays(
     dt = draw(dtype) if isinstance(dtype, st.SearchStrategy) else np.dtype(dtype)
     sh = draw(shape) if isinstance(shape, st.SearchStrategy) else shape
     if dt.kind == "b":
-        return draw(hnp.arrays(dt, sh))
+        bools: np.ndarray[Any, Any] = draw(hnp.arrays(dt, sh))
+        return bools
     size = math.prod(sh) * dt.itemsize
     raw = draw(st.binary(min_size=size, max_size=size))
-    return np.frombuffer(raw, dtype=dt).reshape(sh).copy()
+    array: np.ndarray[Any, Any] = np.frombuffer(raw, dtype=dt).reshape(sh).copy()
+    return array
 
 
 @st.composite
@@ -92,7 +94,9 @@ array_records = st.dictionaries(names, small_arrays, max_size=4).map(ArrayRecord
 _ints = st.integers(-(2**63), 2**63 - 1)
 _floats = st.floats()  # NaN and infinities included
 
-metric_values = st.one_of(_ints, _floats, st.lists(_ints, max_size=4), st.lists(_floats, max_size=4))
+metric_values = st.one_of(
+    _ints, _floats, st.lists(_ints, max_size=4), st.lists(_floats, max_size=4)
+)
 
 metric_records = st.dictionaries(names, metric_values, max_size=4).map(MetricRecord)
 

@@ -14,7 +14,7 @@ from corolla.data import (
 )
 from corolla.data._partitioners import power_law_sizes
 
-from ._strategies import assert_exact_cover, assert_same_partitions, label_arrays, seeds
+from .strategies import assert_exact_cover, assert_same_partitions, label_arrays, seeds
 
 FAST = settings(deadline=None, max_examples=60)
 
@@ -285,7 +285,9 @@ def test_power_law_sizes_are_skewed_and_exponent_zero_is_even() -> None:
 def test_power_law_is_deterministic_and_shuffles_which_partition_is_large() -> None:
     first = power_law_partition(1000, 8, rng(5))
     second = power_law_partition(1000, 8, rng(5))
-    largest = {int(np.argmax([p.size for p in power_law_partition(1000, 8, rng(s))])) for s in range(20)}
+    largest = {
+        int(np.argmax([p.size for p in power_law_partition(1000, 8, rng(s))])) for s in range(20)
+    }
 
     assert_same_partitions(first, second)
     assert len(largest) > 1

@@ -8,11 +8,13 @@ from hypothesis import strategies as st
 from corolla.core._errors import ConfigError
 from corolla.data import PartitionReport, PartitionStats, iid_partition, partition_report
 
-from ._strategies import label_arrays, seeds
+from .strategies import label_arrays, seeds
 
 
 @settings(deadline=None, max_examples=60)
-@given(labels=label_arrays(min_size=10, max_size=200), num_partitions=st.integers(1, 10), seed=seeds)
+@given(
+    labels=label_arrays(min_size=10, max_size=200), num_partitions=st.integers(1, 10), seed=seeds
+)
 def test_histograms_count_each_partitions_labels(
     labels: np.ndarray, num_partitions: int, seed: int
 ) -> None:

@@ -146,7 +146,9 @@ def _as_reply(reply: object, request: Message) -> Message:
     return reply
 
 
-def run_client_app(app: Callable[[Message, Context], Message], message: Message, context: Context) -> Message:
+def run_client_app(
+    app: Callable[[Message, Context], Message], message: Message, context: Context
+) -> Message:
     """Run ``app`` on ``message``; never raises.
 
     An exception in the app becomes an error reply whose reason carries the traceback.

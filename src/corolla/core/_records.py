@@ -67,22 +67,29 @@ class _FrozenRecord(Mapping[str, V]):
         pairs = items.items() if isinstance(items, Mapping) else (items or ())
         data: dict[str, V] = {}
         for pair in pairs:
-            if not isinstance(pair, tuple) or len(pair) != 2:
-                raise RecordError(
-                    f"{self._kind} takes a mapping or (name, value) pairs, got an item "
-                    f"{type(pair).__name__}"
-                    + (
-                        "; for a list of arrays use ArrayRecord.from_numpy"
-                        if self._kind == "ArrayRecord"
-                        else ""
-                    )
-                )
-            name, value = pair
-            data[_check_name(name, self._kind)] = self._validate(name, value)
+            try:
+                if isinstance(pair, str | bytes | np.ndarray):  # unpackable, but not a pair
+                    raise TypeError
+                raw_name, value = pair
+            except (TypeError, ValueError):
+                raise self._not_a_pair(pair) from None
+            name = _check_name(raw_name, self._kind)  # before the value, whose error names it
+            data[name] = self._validate(name, value)
         self._data = data
 
     def _validate(self, name: str, value: Any) -> V:
         raise NotImplementedError
+
+    def _not_a_pair(self, item: object) -> RecordError:
+        hint = (
+            "; for a list of arrays use ArrayRecord.from_numpy"
+            if self._kind == "ArrayRecord"
+            else ""
+        )
+        return RecordError(
+            f"{self._kind} takes a mapping or (name, value) pairs, "
+            f"got an item of type {type(item).__name__}{hint}"
+        )
 
     def __getitem__(self, key: str) -> V:
         try:

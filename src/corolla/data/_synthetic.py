@@ -59,10 +59,18 @@ def synthetic_federated(
     code, not a variance of 0.5. All other normals have unit variance, and ``Sigma`` above is a
     covariance (variance ``j ** -1.2``, standard deviation ``j ** -0.6``).
 
+    A consequence of the original construction, kept here for fidelity: ``u_k`` is added to
+    every entry of ``W_k`` and ``b_k``, which adds the same amount, ``u_k * (sum(x) + 1)``,
+    to every class's logit, so the argmax, and hence the data, does not depend on ``alpha``.
+    For a fixed ``seed``, changing ``alpha`` draws the same stream and gives the same data
+    (up to floating-point ties). Models still differ between devices, because every ``W_k``
+    and ``b_k`` is drawn independently; ``beta`` and ``iid`` are what change the data.
+
     Parameters
     ----------
     alpha
-        Standard deviation of the per-device model mean ``u_k`` (how much models differ).
+        Standard deviation of the per-device model mean ``u_k``; see above for why it does
+        not change the labels.
     beta
         Standard deviation of the per-device feature mean ``B_k`` (how much inputs differ).
     num_devices

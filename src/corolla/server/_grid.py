@@ -65,7 +65,9 @@ class Grid(abc.ABC):
         """Send messages to their destination nodes; return their message ids."""
 
     @abc.abstractmethod
-    def receive(self, message_ids: Iterable[str], timeout: float | None = None) -> Iterator[Message]:
+    def receive(
+        self, message_ids: Iterable[str], timeout: float | None = None
+    ) -> Iterator[Message]:
         """Yield replies to ``message_ids`` as they arrive, until all arrived or ``timeout``."""
 
     def emit(self, event: Event) -> None:
@@ -136,5 +138,3 @@ def rejected_reply(reply: Message, exc: AggregationError) -> Message:
         reason=f"reply from node {reply.metadata.src_node_id} rejected: {exc}",
     )
     return Message(error=error, metadata=reply.metadata)
-
-

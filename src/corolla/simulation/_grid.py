@@ -142,7 +142,9 @@ class SimulationGrid(Grid):
             r.metadata.reply_to_message_id for r in undeliverable
         ]
 
-    def receive(self, message_ids: Iterable[str], timeout: float | None = None) -> Iterator[Message]:
+    def receive(
+        self, message_ids: Iterable[str], timeout: float | None = None
+    ) -> Iterator[Message]:
         wanted = [self._pending.pop(i) for i in message_ids if i in self._pending]
         to_run = [m for m in wanted if not m.metadata.reply_to_message_id]
         yield from (m for m in wanted if m.metadata.reply_to_message_id)

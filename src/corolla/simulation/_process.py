@@ -35,7 +35,9 @@ AppSource = ComponentRef | Callable[..., Any]
 _WireCall = tuple[Any, int, int, Mapping[str, UserConfigValue], RecordDict]
 
 
-def _worker_main(conn: Connection, app_pickle: bytes, run_id: int, run_config: dict[str, Any]) -> None:
+def _worker_main(
+    conn: Connection, app_pickle: bytes, run_id: int, run_config: dict[str, Any]
+) -> None:
     try:
         source = pickle.loads(app_pickle)
         app = source.load() if isinstance(source, ComponentRef) else source
@@ -201,9 +203,7 @@ class ProcessExecutor(Executor):
                         self._dispatch(worker, tasks[queue.popleft()], contents)
                 busy = [w for w in self._workers if w.task is not None]
                 remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-                ready = wait(
-                    [w.conn for w in busy] + [w.process.sentinel for w in busy], remaining
-                )
+                ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], remaining)
                 results = (
                     [r for r in (self._collect(w, ready) for w in busy) if r is not None]
                     if ready
@@ -259,7 +259,9 @@ class ProcessExecutor(Executor):
             self._unclosed.append(segment)
         return TaskResult(index, aggregator, replies, states, num_calls)
 
-    def _expire(self, busy: list[_Worker], queue: collections.deque[int], tasks: Sequence[Task]) -> list[TaskResult]:
+    def _expire(
+        self, busy: list[_Worker], queue: collections.deque[int], tasks: Sequence[Task]
+    ) -> list[TaskResult]:
         results = []
         for worker in busy:
             task = worker.task
@@ -268,7 +270,9 @@ class ProcessExecutor(Executor):
             self._replace(worker)
             results.append(_failed(task, ErrorCode.TIMEOUT, "ClientApp call timed out"))
         while queue:
-            results.append(_failed(tasks[queue.popleft()], ErrorCode.TIMEOUT, "not run before the timeout"))
+            results.append(
+                _failed(tasks[queue.popleft()], ErrorCode.TIMEOUT, "not run before the timeout")
+            )
         return results
 
     def _drain(self) -> None:

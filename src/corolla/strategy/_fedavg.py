@@ -118,7 +118,9 @@ class FedAvg(Strategy):
             weight_key=self.weight_key,
             spec=array_spec(arrays),
         )
-        return RoundPlan(self._messages(nodes, content, MessageType.TRAIN, server_round), aggregator)
+        return RoundPlan(
+            self._messages(nodes, content, MessageType.TRAIN, server_round), aggregator
+        )
 
     def aggregate_train(
         self, server_round: int, reduction: Reduction[Any], arrays: ArrayRecord

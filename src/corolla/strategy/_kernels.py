@@ -62,7 +62,9 @@ def new_scratch(dtype: np.dtype[Any], size: int) -> np.ndarray[Any, Any]:
     return np.empty(min(size, _BLOCK), dtype=dtype)
 
 
-def cast_mean(total: np.ndarray[Any, Any], weight_sum: float, dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+def cast_mean(
+    total: np.ndarray[Any, Any], weight_sum: float, dtype: np.dtype[Any]
+) -> np.ndarray[Any, Any]:
     """``total / weight_sum`` cast back to ``dtype`` (integers rounded, bools thresholded)."""
     mean = total / weight_sum
     if dtype.kind == "b":

@@ -32,8 +32,7 @@ def sample_size(num_available: int, fraction: float, min_nodes: int) -> int:
 class SelectionPolicy(Protocol):
     """Chooses ``num`` of the available nodes, drawing randomness only from ``rng``."""
 
-    def select(self, node_ids: Sequence[int], num: int, rng: np.random.Generator) -> list[int]:
-        ...
+    def select(self, node_ids: Sequence[int], num: int, rng: np.random.Generator) -> list[int]: ...
 
 
 class UniformSelection:

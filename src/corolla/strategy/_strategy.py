@@ -109,19 +109,27 @@ class Strategy(abc.ABC):
             if plan.messages:
                 reduction = grid.send_and_reduce(plan.messages, plan.aggregator, timeout)
                 _report_failures(grid, server_round, "evaluate", reduction)
-                history.record(server_round, "evaluate", self.aggregate_evaluate(server_round, reduction))
+                history.record(
+                    server_round, "evaluate", self.aggregate_evaluate(server_round, reduction)
+                )
                 summary.evaluate_replies = reduction.num_replies
                 summary.evaluate_failures = reduction.num_failures
             if evaluate_fn is not None:
                 self._server_evaluate(grid, history, evaluate_fn, server_round, arrays)
             summary.seconds = time.perf_counter() - started
             grid.emit(Event("round.end", run_id, server_round, data=summary.to_dict()))
-        grid.emit(Event("run.result", run_id, num_rounds, data={"arrays": arrays, "history": history}))
+        grid.emit(
+            Event("run.result", run_id, num_rounds, data={"arrays": arrays, "history": history})
+        )
         return Result(arrays, history)
 
     @staticmethod
     def _server_evaluate(
-        grid: Grid, history: History, evaluate_fn: EvaluateFn, server_round: int, arrays: ArrayRecord
+        grid: Grid,
+        history: History,
+        evaluate_fn: EvaluateFn,
+        server_round: int,
+        arrays: ArrayRecord,
     ) -> None:
         metrics = evaluate_fn(server_round, arrays)
         if metrics is not None:

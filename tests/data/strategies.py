@@ -15,9 +15,7 @@ def label_arrays(
     """1-D int64 label arrays over ``0 .. k - 1`` for a drawn ``k``."""
     num_classes = draw(st.integers(1, max_classes))
     size = draw(st.integers(min_size, max_size))
-    return draw(
-        hnp.arrays(np.int64, size, elements=st.integers(0, num_classes - 1))
-    )
+    return draw(hnp.arrays(np.int64, size, elements=st.integers(0, num_classes - 1)))
 
 
 seeds = st.integers(0, 2**32 - 1)

@@ -1,0 +1,1 @@
+"""Quickstart: softmax regression in NumPy on digits."""

@@ -1,0 +1,62 @@
+"""The ``corolla`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from .. import __version__
+from ..core import CorollaError, ErrorCode
+from ._new import add_new_parser
+from ._run import add_run_parser
+
+__all__ = ["exit_code", "main"]
+
+#: Exit statuses: 2 for what the user can fix in the command or app, 1 for the rest.
+_USAGE_CODES = {ErrorCode.CONFIG, ErrorCode.APP_LOAD, ErrorCode.MISSING_EXTRA, ErrorCode.RECORD}
+
+
+def exit_code(error: CorollaError) -> int:
+    """The process exit status for an error."""
+    return 2 if error.code in _USAGE_CODES else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="corolla", description="Corolla: federated learning, from simulation to deployment."
+    )
+    parser.add_argument("--version", action="version", version=f"corolla {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    add_new_parser(commands)
+    add_run_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    console = Console()
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args, console))
+    except CorollaError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        return exit_code(exc)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""An app on disk: a directory whose ``pyproject.toml`` has a ``[tool.corolla.app]`` table.
+
+::
+
+    [tool.corolla.app]
+    serverapp = "mypkg.server_app:app"
+    clientapp = "mypkg.client_app:app"
+
+    [tool.corolla.app.config]       # run config defaults, overridable per run
+    num-server-rounds = 10
+    learning-rate = 0.1
+
+    [tool.corolla.app.simulation]   # simulation defaults
+    num-nodes = 50
+    backend = "process"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..core import UserConfigValue
+from ..core._errors import ConfigError
+from ._loader import ComponentRef
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["AppConfig", "merge_run_config", "parse_overrides"]
+
+#: Run-config keys every app accepts, whether or not its pyproject.toml names them.
+RESERVED_KEYS = frozenset({"seed"})
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, UserConfigValue]:
+    out: dict[str, UserConfigValue] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}."))
+        elif isinstance(value, bool | int | float | str):
+            out[name] = value
+        else:
+            raise ConfigError(
+                f"run config entry {name!r} must be a bool, int, float or string, "
+                f"got {type(value).__name__}"
+            )
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class AppConfig:
+    """What an app directory's ``pyproject.toml`` says about the app."""
+
+    root: Path
+    name: str
+    serverapp: str
+    clientapp: str
+    config: dict[str, UserConfigValue]
+    simulation: dict[str, UserConfigValue]
+
+    @property
+    def server_ref(self) -> ComponentRef:
+        return ComponentRef(self.serverapp, str(self.root))
+
+    @property
+    def client_ref(self) -> ComponentRef:
+        return ComponentRef(self.clientapp, str(self.root))
+
+    @classmethod
+    def load(cls, app_dir: str | Path) -> AppConfig:
+        """Read ``app_dir/pyproject.toml``.
+
+        Raises
+        ------
+        ConfigError
+            If the directory or file is missing, the TOML is invalid, or the
+            ``[tool.corolla.app]`` table lacks ``serverapp`` or ``clientapp``.
+        """
+        root = Path(app_dir).resolve()
+        path = root / "pyproject.toml"
+        if not root.is_dir():
+            raise ConfigError(f"app directory {str(app_dir)!r} does not exist")
+        if not path.is_file():
+            raise ConfigError(f"{path} not found: an app directory needs a pyproject.toml")
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        table = document.get("tool", {}).get("corolla", {}).get("app")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path} has no [tool.corolla.app] table")
+        components = {}
+        for key in ("serverapp", "clientapp"):
+            value = table.get(key)
+            if not isinstance(value, str) or ":" not in value:
+                raise ConfigError(f'[tool.corolla.app] in {path} needs {key} = "module:attribute"')
+            components[key] = value
+        name = document.get("project", {}).get("name") or root.name
+        return cls(
+            root=root,
+            name=str(name),
+            serverapp=components["serverapp"],
+            clientapp=components["clientapp"],
+            config=_flatten(table.get("config", {})),
+            simulation=_flatten(table.get("simulation", {})),
+        )
+
+
+def _parse_value(text: str) -> UserConfigValue:
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+    if isinstance(value, bool | int | float | str):
+        return value
+    return text
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, UserConfigValue]:
+    """Parse ``KEY=VALUE`` strings; values are read as TOML (``0.1``, ``true``, ``"x"``)
+    and fall back to plain strings.
+
+    Raises
+    ------
+    ConfigError
+        If an item has no ``=`` or an empty key.
+    """
+    out: dict[str, UserConfigValue] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"run config override {item!r} must look like KEY=VALUE")
+        out[key] = _parse_value(value.strip())
+    return out
+
+
+def merge_run_config(
+    defaults: Mapping[str, UserConfigValue], overrides: Mapping[str, UserConfigValue]
+) -> dict[str, UserConfigValue]:
+    """Defaults updated with overrides; an override must name a known key.
+
+    Raises
+    ------
+    ConfigError
+        If an override names a key the app does not define (typos would be silent).
+    """
+    unknown = sorted(set(overrides) - set(defaults) - RESERVED_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"unknown run config key(s) {unknown}; the app defines {sorted(defaults)}"
+        )
+    return {**defaults, **overrides}

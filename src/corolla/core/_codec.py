@@ -3,13 +3,15 @@
 The encoded form is a small fixed header followed by the raw little-endian,
 C-ordered element bytes::
 
-    magic  b"CRA1"          4 bytes
-    dtype  ascii, padded    8 bytes   (numpy ``dtype.str``, e.g. "<f4", "|b1")
-    ndim   uint32 LE        4 bytes
-    shape  uint64 LE each   8 * ndim bytes
-    data   raw elements     itemsize * prod(shape) bytes
+    magic  b"CRA1"            4 bytes
+    dtype  ascii, NUL-padded  8 bytes   (numpy ``dtype.str``, one of :data:`WIRE_DTYPES`)
+    ndim   uint32 LE          4 bytes
+    shape  uint64 LE each     8 * ndim bytes
+    data   raw elements       itemsize * prod(shape) bytes
 
 Decoding returns a read-only array that views the input buffer: no element is copied.
+Malformed input (a bad magic, another dtype spelling, a wrong length, a shape numpy cannot
+hold, bool bytes other than 0 and 1) raises :class:`CodecError` and nothing else.
 Big-endian and non-contiguous inputs are converted on encode, so every encoded array is
 little-endian and contiguous whatever machine wrote it.
 """
@@ -142,7 +144,7 @@ def encode_array(array: npt.ArrayLike) -> bytes:
     Raises
     ------
     CodecError
-        If the dtype is not bool, int, uint, float or complex.
+        If the dtype is not bool, int8-64, uint8-64, float16/32/64 or complex64/128.
     """
     a = to_wire_layout(array)
     dtype_str = a.dtype.str.encode("ascii")
@@ -197,7 +199,8 @@ def decode_array(buffer: BufferLike) -> np.ndarray[Any, Any]:
     Raises
     ------
     CodecError
-        If the buffer is malformed, truncated or has trailing bytes.
+        If the buffer is malformed, truncated or has trailing bytes, or holds bool
+        elements other than 0 and 1.
     """
     view = memoryview(buffer).cast("B")
     header = read_header(view)

@@ -56,10 +56,25 @@ def _is_linear(estimator: object) -> bool:
 def _check_supported(estimator: object, function: str) -> None:
     if _is_linear(estimator):
         return
-    hint = " (for a Pipeline, pass its final step: pipeline[-1])" if hasattr(estimator, "steps") else ""
+    hint = (
+        " (for a Pipeline, pass its final step: pipeline[-1])"
+        if hasattr(estimator, "steps")
+        else ""
+    )
     raise ConfigError(
         f"{function} does not support {type(estimator).__name__}{hint}; it handles {_SUPPORTED}"
     )
+
+
+def _check_averaging(estimator: Any, function: str) -> None:
+    # Averaged SGD keeps training from private copies of the coefficients (_standard_coef)
+    # and only reports their average in coef_, so coefficients set from outside are ignored.
+    if getattr(estimator, "average", False):
+        raise ConfigError(
+            f"{function} does not support {type(estimator).__name__}(average="
+            f"{estimator.average!r}): averaged SGD trains from private copies of coef_ that "
+            "cannot be set; use average=False"
+        )
 
 
 def _dense(name: str, value: Any) -> np.ndarray[Any, Any]:
@@ -138,14 +153,12 @@ def _check_fit(estimator: Any, coef: np.ndarray[Any, Any], intercept: np.ndarray
         )
     n_features = getattr(estimator, "n_features_in_", None)
     if n_features is not None and coef.shape[-1] != n_features:
-        raise RecordError(
-            f"'coef' has {coef.shape[-1]} features but {name} expects {n_features}"
-        )
+        raise RecordError(f"'coef' has {coef.shape[-1]} features but {name} expects {n_features}")
     expected = _expected_rows(estimator)
-    if expected is not None and (coef.ndim != 2 or rows != expected):
+    if expected is not None and rows != expected:
         raise RecordError(
-            f"'coef' has shape {coef.shape} but {name} with {len(estimator.classes_)} classes "
-            f"needs ({expected}, n_features)"
+            f"'coef' has {rows} rows but {name} with {len(estimator.classes_)} classes "
+            f"needs {expected}"
         )
 
 
@@ -166,7 +179,8 @@ def set_sklearn_arrays(estimator: Any, record: ArrayRecord) -> None:
     MissingExtraError
         If scikit-learn is not installed (extra ``sklearn``).
     ConfigError
-        If the estimator is not a supported linear model.
+        If the estimator is not a supported linear model, or is an averaged SGD model
+        (``average`` set), which would keep training from its own private coefficients.
     RecordError
         If the record's names are not exactly ``"coef"`` and ``"intercept"``, or their
         shapes do not fit the estimator (features, classes) or each other; the estimator
@@ -174,6 +188,7 @@ def set_sklearn_arrays(estimator: Any, record: ArrayRecord) -> None:
     """
     _require_sklearn()
     _check_supported(estimator, "set_sklearn_arrays")
+    _check_averaging(estimator, "set_sklearn_arrays")
     if sorted(record) != [COEF, INTERCEPT]:
         raise RecordError(
             f"a scikit-learn record holds exactly 'coef' and 'intercept', got {list(record)}"
@@ -216,7 +231,8 @@ def init_sklearn_linear(
     MissingExtraError
         If scikit-learn is not installed (extra ``sklearn``).
     ConfigError
-        If the estimator is not a supported linear model, ``n_features`` < 1, ``dtype`` is
+        If the estimator is not a supported linear model (averaged SGD and the ridge
+        classifiers are not supported here), ``n_features`` < 1, ``dtype`` is
         not a float dtype, or ``classes`` is missing for a classifier, given for a
         regressor, repeats a label or has fewer than two.
     """
@@ -224,10 +240,23 @@ def init_sklearn_linear(
     from sklearn.base import is_classifier
 
     _check_supported(estimator, "init_sklearn_linear")
+    _check_averaging(estimator, "init_sklearn_linear")
     name = type(estimator).__name__
-    if isinstance(n_features, bool) or not isinstance(n_features, int | np.integer) or n_features < 1:
+    if any(cls.__name__ == "_RidgeClassifierMixin" for cls in type(estimator).__mro__):
+        raise ConfigError(
+            f"init_sklearn_linear does not support {name}: it cannot predict before fit "
+            "(it needs a fitted label binarizer) nor train from given coefficients"
+        )
+    if (
+        isinstance(n_features, bool)
+        or not isinstance(n_features, int | np.integer)
+        or n_features < 1
+    ):
         raise ConfigError(f"n_features must be an int >= 1, got {n_features!r}")
-    float_dtype = np.dtype(dtype)
+    try:
+        float_dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise ConfigError(f"dtype must be a float dtype, got {dtype!r}") from exc
     if float_dtype.kind != "f":
         raise ConfigError(f"dtype must be a float dtype, got {float_dtype}")
     if is_classifier(estimator):

@@ -69,7 +69,7 @@ def test_load_rejects_bad_files_with_a_clear_message(tmp_path, text, message):
 def test_load_of_a_missing_directory_or_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         AppConfig.load(tmp_path / "nope")
-    with pytest.raises(ConfigError, match="pyproject.toml"):
+    with pytest.raises(ConfigError, match=r"pyproject.toml"):
         AppConfig.load(tmp_path)
 
 
@@ -89,7 +89,7 @@ def test_merge_rejects_unknown_keys_but_accepts_seed():
     defaults = {"lr": 0.1}
 
     assert merge_run_config(defaults, {"lr": 0.2, "seed": 3}) == {"lr": 0.2, "seed": 3}
-    with pytest.raises(ConfigError, match="unknown run config key.*'lrr'"):
+    with pytest.raises(ConfigError, match=r"unknown run config key.*'lrr'"):
         merge_run_config(defaults, {"lrr": 0.2})
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import overload
 
 from ..core import Context, Error, ErrorCode, Message, RecordDict
-from ..core._errors import MessageError
+from ..core._errors import CorollaError, MessageError
 from ..core._message import validate_message_type
 
 __all__ = ["CallNext", "ClientApp", "Handler", "Mod", "NoHandlerError", "run_client_app"]
@@ -138,7 +138,7 @@ def _as_reply(reply: object, request: Message) -> Message:
         raise MessageError(
             f"a ClientApp handler must return a Message or RecordDict, got {type(reply).__name__}"
         )
-    if reply.metadata.reply_to_message_id != request.metadata.message_id:
+    if not _answers(reply, request):
         # Handlers may build a fresh message; address it as a reply to the request.
         if reply.has_content():
             return Message(reply.content, reply_to=request)
@@ -146,21 +146,48 @@ def _as_reply(reply: object, request: Message) -> Message:
     return reply
 
 
+def _answers(reply: Message, request: Message) -> bool:
+    """True if ``reply`` is addressed as a reply to ``request``.
+
+    The reply-to id alone does not tell: a request not yet stamped by a runtime has an
+    empty message id, and so has a fresh message the handler built.
+    """
+    got, want = reply.metadata, request.metadata
+    return (
+        got.reply_to_message_id == want.message_id
+        and got.src_node_id == want.dst_node_id
+        and got.dst_node_id == want.src_node_id
+        and got.run_id == want.run_id
+        and got.group_id == want.group_id
+        and got.message_type == want.message_type
+    )
+
+
 def run_client_app(
     app: Callable[[Message, Context], Message], message: Message, context: Context
 ) -> Message:
-    """Run ``app`` on ``message``; never raises.
+    """Run ``app`` on ``message`` and return its reply; never raises an :class:`Exception`.
 
-    An exception in the app becomes an error reply whose reason carries the traceback.
+    An exception in the app becomes an error reply whose reason carries the traceback. Its
+    code is the exception's own for a :class:`~corolla.core.CorollaError` (e.g.
+    ``NO_HANDLER``), and ``CLIENT_APP_RAISED`` for any other exception.
     """
     try:
-        return app(message, context)
+        return _as_reply(app(message, context), message)
     except Exception as exc:
-        code = getattr(exc, "code", ErrorCode.CLIENT_APP_RAISED)
-        if not isinstance(code, int) or code == ErrorCode.UNKNOWN:
+        code = exc.code if isinstance(exc, CorollaError) else ErrorCode.CLIENT_APP_RAISED
+        if code == ErrorCode.UNKNOWN:
             code = ErrorCode.CLIENT_APP_RAISED
         reason = (
-            f"node {context.node_id}: ClientApp raised {type(exc).__name__}: {exc}\n"
+            f"node {context.node_id}: ClientApp raised {type(exc).__name__}: {_describe(exc)}\n"
             + "".join(traceback.format_exception(exc))
         )
         return Message(error=Error(code=int(code), reason=reason), reply_to=message)
+
+
+def _describe(exc: BaseException) -> str:
+    # An exception's __str__ is user code too; it must not make run_client_app raise.
+    try:
+        return str(exc)
+    except Exception:
+        return "<str() of the exception failed>"

@@ -16,7 +16,7 @@ from ..core import Error, ErrorCode, Event, Message, discard_event
 from ..core._errors import AggregationError, NotEnoughNodesError
 from ._aggregator import Aggregator
 
-__all__ = ["Grid", "Reduction"]
+__all__ = ["Grid", "Reduction", "fold_reply"]
 
 A = TypeVar("A", bound=Aggregator)
 
@@ -105,16 +105,20 @@ class Grid(abc.ABC):
         """Send messages and fold each successful reply into ``aggregator`` as it arrives.
 
         Server memory stays that of one aggregate however many nodes reply. A reply the
-        aggregator rejects becomes an entry of :attr:`Reduction.errors`.
+        aggregator rejects becomes an entry of :attr:`Reduction.errors`. Only the first
+        reply to each message counts: a duplicate (a transport retrying) or a reply to a
+        message not sent here is ignored, so no update is folded twice.
         """
         sent = list(messages)
-        destinations = {}
         ids = self.send(sent)
-        for message_id, message in zip(ids, sent):
-            destinations[message_id] = message.metadata.dst_node_id
+        destinations = {
+            message_id: message.metadata.dst_node_id
+            for message_id, message in zip(ids, sent, strict=True)
+        }
         reduction: Reduction[A] = Reduction(aggregator)
         for reply in self.receive(ids, timeout):
-            destinations.pop(reply.metadata.reply_to_message_id, None)
+            if destinations.pop(reply.metadata.reply_to_message_id, None) is None:
+                continue
             fold_reply(reduction, reply)
         reduction.missing = sorted(destinations.values())
         return reduction

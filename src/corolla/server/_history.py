@@ -9,8 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from ..core import MetricRecord
+from ..core._errors import ConfigError
 
 __all__ = ["History", "RoundSummary"]
+
+#: The phases of a round whose metrics a :class:`History` keeps.
+PHASES = ("train", "evaluate", "server")
+
+
+def _check_phase(phase: str) -> str:
+    if phase not in PHASES:
+        raise ConfigError(f"unknown phase {phase!r}; use one of {PHASES}")
+    return phase
 
 
 @dataclasses.dataclass
@@ -48,12 +58,25 @@ class History:
         return summary
 
     def record(self, number: int, phase: str, metrics: Mapping[str, Any] | MetricRecord) -> None:
-        """Store ``metrics`` under ``phase`` (``train``, ``evaluate`` or ``server``)."""
-        target: dict[str, Any] = getattr(self.round(number), phase)
+        """Store ``metrics`` under ``phase`` (``train``, ``evaluate`` or ``server``).
+
+        Raises
+        ------
+        ConfigError
+            If ``phase`` is not one of those.
+        """
+        target: dict[str, Any] = getattr(self.round(number), _check_phase(phase))
         target.update(dict(metrics))
 
     def series(self, phase: str, name: str) -> list[tuple[int, Any]]:
-        """``(round, value)`` pairs of one metric, e.g. ``series("server", "accuracy")``."""
+        """``(round, value)`` pairs of one metric, e.g. ``series("server", "accuracy")``.
+
+        Raises
+        ------
+        ConfigError
+            If ``phase`` is not ``train``, ``evaluate`` or ``server``.
+        """
+        _check_phase(phase)
         out = []
         for summary in self.rounds:
             values: dict[str, Any] = getattr(summary, phase)
@@ -69,7 +92,10 @@ class History:
         history = cls()
         fields = {f.name for f in dataclasses.fields(RoundSummary)}
         for item in data.get("rounds", []):
-            history.rounds.append(RoundSummary(**{k: v for k, v in item.items() if k in fields}))
+            # Copy the metric dicts: the history must not share them with ``data``.
+            known = {k: dict(v) if isinstance(v, Mapping) else v for k, v in item.items()}
+            history.rounds.append(RoundSummary(**{k: v for k, v in known.items() if k in fields}))
+        history.rounds.sort(key=lambda s: s.round)
         return history
 
     def save(self, path: str | Path) -> None:

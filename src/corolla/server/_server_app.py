@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import overload
 
 from ..core import Context
 from ..core._errors import ConfigError
@@ -28,8 +29,14 @@ class ServerApp:
     def __init__(self, main: MainFunction | None = None) -> None:
         self._main = main
 
-    def main(self) -> Callable[[MainFunction], MainFunction]:
-        """Decorator registering the app's main function.
+    @overload
+    def main(self, fn: MainFunction) -> MainFunction: ...
+    @overload
+    def main(self, fn: None = None) -> Callable[[MainFunction], MainFunction]: ...
+    def main(
+        self, fn: MainFunction | None = None
+    ) -> MainFunction | Callable[[MainFunction], MainFunction]:
+        """Decorator registering the app's main function: ``@app.main()`` or ``@app.main``.
 
         Raises
         ------
@@ -37,13 +44,13 @@ class ServerApp:
             If a main function is already registered.
         """
 
-        def decorate(fn: MainFunction) -> MainFunction:
+        def decorate(main: MainFunction) -> MainFunction:
             if self._main is not None:
                 raise ConfigError("ServerApp already has a main function")
-            self._main = fn
-            return fn
+            self._main = main
+            return main
 
-        return decorate
+        return decorate(fn) if fn is not None else decorate
 
     def __call__(self, grid: Grid, context: Context) -> None:
         """Run the app's main function.

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..core import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
-from ..core._errors import ConfigError
+from ..core._errors import AggregationError, ConfigError
 from ..server import Grid, Reduction
 from ._selection import SelectionPolicy, UniformSelection, sample_size
 from ._strategy import RoundPlan, Strategy
@@ -129,7 +129,12 @@ class FedAvg(Strategy):
         if aggregator.count < max(self.min_train_replies, 1):
             # Too few updates: keep the global arrays; the history records the failures.
             return arrays, MetricRecord()
-        new_arrays = aggregator.arrays()
+        try:
+            new_arrays = aggregator.arrays()
+        except AggregationError:
+            # Every reply weighed zero (e.g. nodes with no data): there is no average to
+            # take, so the round keeps the global arrays instead of ending the run.
+            new_arrays = None
         return (new_arrays if new_arrays is not None else arrays), aggregator.metrics()
 
     def configure_evaluate(

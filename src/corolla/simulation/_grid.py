@@ -24,10 +24,21 @@ __all__ = ["SimulationGrid", "default_node_config"]
 
 A = TypeVar("A", bound=Aggregator)
 
-#: Upper bound on the blocks one batch of messages is cut into. It does not depend on the
-#: number of workers, so the fold tree, and hence every bit of the result, is the same for
-#: every backend and worker count.
+#: Upper bound on the blocks one batch of messages is cut into. Block counts depend only on
+#: the batch (its length and the size of the arrays it carries), never on the number of
+#: workers, so the fold tree, and hence every bit of the result, is the same for every
+#: backend and worker count.
 MAX_BLOCKS = 64
+
+#: Array bytes of message content all the blocks of a batch may carry between them before
+#: a batch is cut into fewer blocks. Each block's partial aggregate is about as large as
+#: the model (twice, for float32 arrays summed in float64), and the root merges partials
+#: one after another, so with large models many small blocks cost more than they save.
+BLOCK_BYTES_BUDGET = 256 << 20
+
+#: Blocks a batch is cut into whatever its size (when it has that many messages), so that
+#: a few workers share even a batch of a very large model.
+MIN_BLOCKS = 4
 
 _EMPTY_STATE = RecordDict()
 
@@ -35,6 +46,13 @@ _EMPTY_STATE = RecordDict()
 def default_node_config(partition_id: int, num_partitions: int) -> dict[str, UserConfigValue]:
     """The node config of a virtual node: its data partition."""
     return {"partition-id": partition_id, "num-partitions": num_partitions}
+
+
+def block_limit(content_bytes: int) -> int:
+    """The most blocks a batch whose messages carry ``content_bytes`` of arrays is cut into."""
+    if content_bytes <= 0:
+        return MAX_BLOCKS
+    return min(MAX_BLOCKS, max(MIN_BLOCKS, BLOCK_BYTES_BUDGET // content_bytes))
 
 
 def split_blocks(n: int, max_blocks: int = MAX_BLOCKS) -> list[range]:
@@ -117,13 +135,14 @@ class SimulationGrid(Grid):
         return Call(message, node_id, config, self._states.get(node_id, _EMPTY_STATE))
 
     def _tasks(self, messages: list[Message], aggregator: Aggregator | None) -> list[Task]:
+        limit = block_limit(_largest_content(messages))
         return [
             Task(
                 i,
                 [self._call(messages[j]) for j in block],
                 aggregator.empty() if aggregator is not None else None,
             )
-            for i, block in enumerate(split_blocks(len(messages)))
+            for i, block in enumerate(split_blocks(len(messages), limit))
         ]
 
     def _absorb(self, result: TaskResult, done: int, total: int, phase: str) -> None:
@@ -178,3 +197,16 @@ class SimulationGrid(Grid):
                 next_block += 1
         reduction.errors.sort(key=lambda m: m.metadata.src_node_id)
         return reduction
+
+
+def _largest_content(messages: list[Message]) -> int:
+    """Array bytes of the largest content among ``messages`` (shared contents counted once)."""
+    seen: set[int] = set()
+    largest = 0
+    for message in messages:
+        if not message.has_content() or id(message.content) in seen:
+            continue
+        seen.add(id(message.content))
+        size = sum(record.nbytes for record in message.content.array_records.values())
+        largest = max(largest, size)
+    return largest

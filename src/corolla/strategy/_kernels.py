@@ -45,11 +45,14 @@ def axpy_into(
     accumulator's precision, so float32 updates times integer weights are exact in float64.
     """
     n = acc.size
+    if n == 0:
+        return
     w = acc.dtype.type(weight)
-    # Each block of x is cast into the cached scratch, scaled there and added, so memory
-    # sees one read of x and one read and write of acc. Casting inside np.multiply would go
-    # through NumPy's small internal buffers, which is markedly slower.
-    scale = w != 1
+    # Each block of x is cast into the cache-resident scratch, scaled there and added, so
+    # memory sees one read of x and one read and write of acc. Casting inside np.multiply
+    # goes through NumPy's small internal buffers, which is markedly slower. Multiplying a
+    # real number by 1 is exact, so that step is skipped for unit weights.
+    scale = not (w == 1 and acc.dtype.kind == "f")
     step = min(n, scratch.size)
     for start in range(0, n, step):
         stop = min(start + step, n)
@@ -69,6 +72,12 @@ def cast_mean(
     total: np.ndarray[Any, Any], weight_sum: float, dtype: np.dtype[Any]
 ) -> np.ndarray[Any, Any]:
     """``total / weight_sum`` cast back to ``dtype`` (integers rounded, bools thresholded)."""
+    if dtype.kind == "f" and total.dtype.kind == "f":
+        # Divided in total's precision and rounded once to dtype, as ``astype`` would, without
+        # a full-size intermediate of total's precision.
+        out = np.empty(total.shape, dtype=dtype)
+        np.divide(total, weight_sum, out=out, casting="unsafe")
+        return out
     mean = total / weight_sum
     if dtype.kind == "b":
         return mean >= 0.5

@@ -396,9 +396,7 @@ def test_an_exception_whose_str_fails_still_becomes_an_error_reply() -> None:
     assert "Unprintable" in reply.error.reason
 
 
-@pytest.mark.parametrize(
-    "returned", [None, {"loss": 1.0}, 3], ids=["none", "dict", "int"]
-)
+@pytest.mark.parametrize("returned", [None, {"loss": 1.0}, 3], ids=["none", "dict", "int"])
 def test_a_plain_callable_returning_a_non_message_gives_an_error_reply(
     returned: object,
 ) -> None:

@@ -4,7 +4,6 @@ import pytest
 
 import corolla.server
 from corolla.core import (
-    AggregationError,
     Error,
     ErrorCode,
     Event,
@@ -15,35 +14,7 @@ from corolla.core import (
 )
 from corolla.server import Aggregator, Grid, Reduction, fold_reply
 
-from .memory_grid import MemoryGrid, echo
-
-
-class Sum:
-    """An aggregator summing the ``x`` metric of replies; negative ``x`` is rejected."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.nodes: list[int] = []
-
-    @property
-    def count(self) -> int:
-        return len(self.nodes)
-
-    def empty(self) -> Sum:
-        return Sum()
-
-    def add(self, content: RecordDict, node_id: int) -> None:
-        metrics = content.get("m")
-        if not isinstance(metrics, MetricRecord) or "x" not in metrics:
-            raise AggregationError("reply has no metric 'x'")
-        if metrics["x"] < 0:  # type: ignore[operator]
-            raise AggregationError("x must be >= 0")
-        self.total += int(metrics["x"])  # type: ignore[call-overload]
-        self.nodes.append(node_id)
-
-    def merge(self, other: Sum) -> None:
-        self.total += other.total
-        self.nodes += other.nodes
+from .doubles import MemoryGrid, Sum, echo
 
 
 def value(x: int) -> RecordDict:
@@ -99,7 +70,7 @@ def test_wait_for_nodes_returns_the_available_ids() -> None:
 def test_wait_for_nodes_raises_when_too_few_arrive_in_time() -> None:
     grid = MemoryGrid(nodes=[1])
 
-    with pytest.raises(NotEnoughNodesError, match="1 nodes available.*at least 2 needed"):
+    with pytest.raises(NotEnoughNodesError, match=r"1 nodes available.*at least 2 needed"):
         grid.wait_for_nodes(2, timeout=0)
 
 

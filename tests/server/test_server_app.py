@@ -5,7 +5,7 @@ import pytest
 from corolla.core import ConfigError, Context
 from corolla.server import Grid, ServerApp
 
-from .memory_grid import MemoryGrid
+from .doubles import MemoryGrid
 
 
 def server_context() -> Context:

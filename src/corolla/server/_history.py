@@ -93,7 +93,9 @@ class History:
         fields = {f.name for f in dataclasses.fields(RoundSummary)}
         for item in data.get("rounds", []):
             # Copy the metric dicts: the history must not share them with ``data``.
-            known = {k: dict(v) if isinstance(v, Mapping) else v for k, v in item.items()}
+            known: dict[str, Any] = {
+                k: dict(v) if isinstance(v, Mapping) else v for k, v in item.items()
+            }
             history.rounds.append(RoundSummary(**{k: v for k, v in known.items() if k in fields}))
         history.rounds.sort(key=lambda s: s.round)
         return history

@@ -1,10 +1,10 @@
-"""A small in-memory Grid: a test double for the abstract interface, nodes answering at once."""
+"""Test doubles for the server interfaces: an in-memory Grid and a summing Aggregator."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from corolla.core import Event, Message
+from corolla.core import AggregationError, Event, Message, MetricRecord, RecordDict
 from corolla.server import Grid
 
 #: How a node answers a message: zero replies (lost), one, or more (a transport retrying).
@@ -70,3 +70,31 @@ class MemoryGrid(Grid):
 
     def emit(self, event: Event) -> None:
         self.events.append(event)
+
+
+class Sum:
+    """An aggregator summing the ``x`` metric of replies; negative ``x`` is rejected."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.nodes: list[int] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.nodes)
+
+    def empty(self) -> Sum:
+        return Sum()
+
+    def add(self, content: RecordDict, node_id: int) -> None:
+        metrics = content.get("m")
+        if not isinstance(metrics, MetricRecord) or "x" not in metrics:
+            raise AggregationError("reply has no metric 'x'")
+        if metrics["x"] < 0:  # type: ignore[operator]
+            raise AggregationError("x must be >= 0")
+        self.total += int(metrics["x"])  # type: ignore[call-overload]
+        self.nodes.append(node_id)
+
+    def merge(self, other: Sum) -> None:
+        self.total += other.total
+        self.nodes += other.nodes

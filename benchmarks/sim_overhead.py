@@ -47,11 +47,11 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+import _sim_apps  # noqa: E402
+
 from corolla.core import Event  # noqa: E402
 from corolla.project import ComponentRef  # noqa: E402
 from corolla.simulation import run_simulation  # noqa: E402
-
-import _sim_apps  # noqa: E402
 
 MB = 1024 * 1024
 STEP = 0.5
@@ -80,11 +80,21 @@ WORKLOADS = {
 
 
 class MemorySampler:
-    """Samples the summed RSS and PSS of this process and its descendants in a thread."""
+    """Samples the summed RSS and PSS of this process and its descendants in a thread.
 
-    def __init__(self, interval: float = 0.02, pss: bool = True) -> None:
+    RSS is read every ``interval`` seconds (``/proc/<pid>/statm``, cheap). PSS needs a walk
+    of every page table (``smaps_rollup``), which holds the memory map lock of the process
+    and slows its page faults, so it is read every ``pss_every`` samples only. Finding the
+    descendants scans every process of the machine, so that is done every ``rescan`` s.
+    """
+
+    def __init__(
+        self, interval: float = 0.02, rescan: float = 0.25, pss: bool = True, pss_every: int = 10
+    ) -> None:
         self.interval = interval
+        self.rescan = rescan
         self.pss = pss
+        self.pss_every = pss_every
         self.peak_rss = 0
         self.peak_pss = 0
         self.peak_processes = 0
@@ -92,23 +102,30 @@ class MemorySampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="memory-sampler", daemon=True)
         self._root = psutil.Process()
+        self._processes: list[psutil.Process] = [self._root]
+        self._scanned = 0.0
 
     def sample(self) -> None:
-        processes = [self._root, *self._root.children(recursive=True)]
+        now = time.monotonic()
+        if now - self._scanned >= self.rescan:
+            self._processes = [self._root, *self._root.children(recursive=True)]
+            self._scanned = now
+        with_pss = self.pss and self.samples % self.pss_every == 0
         rss = pss = alive = 0
-        for process in processes:
+        for process in self._processes:
             try:
-                if self.pss:
-                    info = process.memory_full_info()
-                    pss += info.pss
+                if with_pss:
+                    full = process.memory_full_info()
+                    rss += full.rss
+                    pss += full.pss
                 else:
-                    info = process.memory_info()
-                rss += info.rss
+                    rss += process.memory_info().rss
                 alive += 1
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
         self.peak_rss = max(self.peak_rss, rss)
-        self.peak_pss = max(self.peak_pss, pss)
+        if with_pss:
+            self.peak_pss = max(self.peak_pss, pss)
         self.peak_processes = max(self.peak_processes, alive)
         self.samples += 1
 
@@ -124,7 +141,6 @@ class MemorySampler:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join()
-        self.sample()
 
 
 class RoundClock:
@@ -173,6 +189,7 @@ def run_workload(
         "step": STEP,
         "seed": SEED,
     }
+    load_before = round(os.getloadavg()[0], 2)
     server = ComponentRef("_sim_apps:server", str(HERE))
     client = ComponentRef("_sim_apps:client", str(HERE))
     with MemorySampler(pss=pss) as memory:
@@ -215,6 +232,7 @@ def run_workload(
         "peak_processes": memory.peak_processes,
         "memory_samples": memory.samples,
         "cpus": os.cpu_count(),
+        "loadavg_1m_before": load_before,
     }
     targets: dict[str, bool] = {"result_exact": out["result_exact"]}
     if workload.max_round_s is not None:
@@ -246,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     ok = True
     for name in names:
-        report = run_workload(WORKLOADS[name], args.backend, args.workers, args.rounds, not args.no_pss)
+        report = run_workload(
+            WORKLOADS[name], args.backend, args.workers, args.rounds, not args.no_pss
+        )
         ok = ok and report["result_exact"]
         print(json.dumps(report), flush=True)
     return 0 if ok else 1

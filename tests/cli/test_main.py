@@ -35,12 +35,17 @@ def _history(output: Path) -> list[dict]:
 
 
 @pytest.mark.e2e
-def test_run_writes_history_arrays_and_plot(tmp_path):
+@pytest.mark.parametrize(
+    "example", ["quickstart-numpy", "quickstart-pytorch", "quickstart-sklearn"]
+)
+def test_each_example_runs_through_the_cli_and_writes_its_outputs(tmp_path, example):
+    if example == "quickstart-pytorch":
+        pytest.importorskip("torch")
     output = tmp_path / "out"
 
     result = corolla(
         "run",
-        str(EXAMPLES / "quickstart-numpy"),
+        str(EXAMPLES / example),
         "--run-config",
         "num-server-rounds=3",
         "--nodes",
@@ -56,7 +61,7 @@ def test_run_writes_history_arrays_and_plot(tmp_path):
     assert 0.0 <= rounds[3]["server"]["accuracy"] <= 1.0
     assert "train-loss" in rounds[3]["train"]
     with np.load(output / "final.npz") as final:
-        assert final["weights"].shape == (64, 10)
+        assert final.files and all(final[name].size > 0 for name in final.files)
     assert (output / "metrics.png").read_bytes().startswith(b"\x89PNG")
     assert "Run summary" in result.stdout
 

@@ -31,7 +31,9 @@ def assert_same_arrays(got: list[np.ndarray[Any, Any]], want: list[np.ndarray[An
 
 
 @given(array_lists)
-def test_round_trip_keeps_values_dtypes_shapes_and_order(arrays: list[np.ndarray[Any, Any]]) -> None:
+def test_round_trip_keeps_values_dtypes_shapes_and_order(
+    arrays: list[np.ndarray[Any, Any]],
+) -> None:
     record = arrays_from_numpy(arrays)
 
     assert list(record) == [str(i) for i in range(len(arrays))]
@@ -91,7 +93,9 @@ def test_bad_names_are_rejected(names: list[str], message: str) -> None:
         arrays_from_numpy([np.zeros(1), np.zeros(1)], names=names)
 
 
-@pytest.mark.parametrize("value", [np.array(["x"]), np.array([object()]), np.zeros(2, np.longdouble)])
+@pytest.mark.parametrize(
+    "value", [np.array(["x"]), np.array([object()]), np.zeros(2, np.longdouble)]
+)
 def test_arrays_the_wire_cannot_carry_are_rejected(value: np.ndarray[Any, Any]) -> None:
     with pytest.raises(RecordError, match="entry '0'"):
         arrays_from_numpy([value])

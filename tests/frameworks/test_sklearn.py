@@ -11,8 +11,8 @@ from corolla.frameworks import arrays_from_sklearn, init_sklearn_linear, set_skl
 
 pytest.importorskip("sklearn")
 
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.linear_model import (  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import (
     LinearRegression,
     LogisticRegression,
     Ridge,
@@ -20,10 +20,10 @@ from sklearn.linear_model import (  # noqa: E402
     SGDClassifier,
     SGDRegressor,
 )
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-from sklearn.svm import LinearSVC  # noqa: E402
-from sklearn.tree import DecisionTreeClassifier  # noqa: E402
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+from sklearn.tree import DecisionTreeClassifier
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(60, 4))

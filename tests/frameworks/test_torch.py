@@ -140,7 +140,7 @@ def test_non_tensor_entries_are_rejected() -> None:
 
 
 def test_other_sources_are_rejected() -> None:
-    with pytest.raises(ConfigError, match="torch.nn.Module or a state dict, got list"):
+    with pytest.raises(ConfigError, match=r"torch\.nn\.Module or a state dict, got list"):
         arrays_from_torch([torch.zeros(1)])  # type: ignore[arg-type]
 
 
@@ -170,6 +170,11 @@ def test_device_cpu_also_copies() -> None:
 
     assert tensor.data_ptr() != record["w"].__array_interface__["data"][0]
     assert tensor.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_an_unknown_device_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="cannot put tensors on device 'nowhere'"):
+        arrays_to_torch(ArrayRecord({"w": np.zeros(1)}), device="nowhere")
 
 
 def test_big_endian_and_reversed_arrays_convert() -> None:
@@ -253,7 +258,9 @@ def test_shape_mismatches_name_the_entry_and_both_shapes() -> None:
     net = make_net(0)
     record = arrays_from_torch(make_net(1)) | {"fc.weight": np.zeros((3, 12), np.float32)}
 
-    with pytest.raises(RecordError, match=r"'fc.weight' has shape \(3, 12\) in the record, \(2, 12\)"):
+    with pytest.raises(
+        RecordError, match=r"'fc.weight' has shape \(3, 12\) in the record, \(2, 12\)"
+    ):
         load_torch_arrays(net, record)
 
 

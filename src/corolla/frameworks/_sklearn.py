@@ -82,8 +82,8 @@ def _dense(name: str, value: Any) -> np.ndarray[Any, Any]:
     if callable(toarray):  # a scipy.sparse matrix, after estimator.sparsify()
         value = toarray()
     array = np.asarray(value)
-    if array.dtype.kind not in "fiu":
-        raise ConfigError(f"{name} has dtype {array.dtype}, not a number")
+    if array.dtype.kind != "f":
+        raise ConfigError(f"{name} has dtype {array.dtype}, not a float dtype")
     return array
 
 

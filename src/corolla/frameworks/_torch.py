@@ -157,16 +157,20 @@ def arrays_to_torch(
     ------
     MissingExtraError
         If torch is not installed (extra ``torch``).
+    ConfigError
+        If the tensors cannot be put on ``device`` (unknown or unavailable device).
     """
     _require_torch()
     out: collections.OrderedDict[str, torch.Tensor] = collections.OrderedDict()
     for name, array in record.items():
-        if device is None:
-            out[name] = _viewing_tensor(array).clone()
-        else:
-            # .to() copies to another device; to() onto the CPU would alias, so clone then.
-            tensor = _viewing_tensor(array).to(device)
-            out[name] = tensor.clone() if tensor.device.type == "cpu" else tensor
+        tensor = _viewing_tensor(array)
+        if device is not None:
+            try:
+                tensor = tensor.to(device)
+            except (RuntimeError, AssertionError) as exc:  # a CPU-only build asserts on CUDA
+                raise ConfigError(f"cannot put tensors on device {device!r}: {exc}") from exc
+        # .to() onto another device copies; on the CPU the tensor still views the record.
+        out[name] = tensor.clone() if tensor.device.type == "cpu" else tensor
     return out
 
 

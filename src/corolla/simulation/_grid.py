@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -11,6 +12,7 @@ from ..core import (
     Event,
     EventSink,
     Message,
+    Metadata,
     RecordDict,
     UserConfigValue,
     discard_event,
@@ -30,15 +32,16 @@ A = TypeVar("A", bound=Aggregator)
 #: backend and worker count.
 MAX_BLOCKS = 64
 
-#: Array bytes of message content all the blocks of a batch may carry between them before
-#: a batch is cut into fewer blocks. Each block's partial aggregate is about as large as
-#: the model (twice, for float32 arrays summed in float64), and the root merges partials
-#: one after another, so with large models many small blocks cost more than they save.
+#: How many bytes of model the partial aggregates of one batch may add up to, counting each
+#: partial at the size of the arrays the batch's messages carry. Each block's partial is
+#: about as large as the model (twice, for float32 arrays summed in float64), it is copied
+#: into shared memory and the root merges the partials one after another, so with a large
+#: model a few large blocks cost less than many small ones.
 BLOCK_BYTES_BUDGET = 256 << 20
 
-#: Blocks a batch is cut into whatever its size (when it has that many messages), so that
-#: a few workers share even a batch of a very large model.
-MIN_BLOCKS = 4
+#: Blocks a batch is cut into however large its model (when it has that many messages), so
+#: that two workers share even a batch of a very large model.
+MIN_BLOCKS = 2
 
 _EMPTY_STATE = RecordDict()
 
@@ -99,6 +102,10 @@ class SimulationGrid(Grid):
         self._node_config = node_config
         self._states: dict[int, RecordDict] = {}
         self._pending: dict[str, Message] = {}
+        # Message ids: a random prefix per grid and a counter, unique like a fresh uuid each
+        # but a fraction of the cost with a thousand messages a round.
+        self._id_prefix = new_message_id()[:20]
+        self._id_counter = itertools.count()
 
     @property
     def run_id(self) -> int:
@@ -114,11 +121,32 @@ class SimulationGrid(Grid):
         """The context state node ``node_id`` keeps (empty until it sets one)."""
         return self._states.get(node_id, _EMPTY_STATE)
 
+    def _new_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):012x}"
+
+    def _stamp(self, message: Message) -> Message:
+        """``message`` with this run's id and a fresh message id."""
+        meta = message.metadata
+        metadata = Metadata(
+            run_id=self._run_id,
+            message_id=self._new_id(),
+            src_node_id=meta.src_node_id,
+            dst_node_id=meta.dst_node_id,
+            reply_to_message_id=meta.reply_to_message_id,
+            group_id=meta.group_id,
+            message_type=meta.message_type,
+            ttl=meta.ttl,
+            created_at=meta.created_at,
+        )
+        if message.has_content():
+            return Message(message.content, metadata=metadata)
+        return Message(error=message.error, metadata=metadata)
+
     def _prepare(self, messages: Iterable[Message]) -> tuple[list[Message], list[Message]]:
         """Stamp run and message ids; split into deliverable messages and error replies."""
         ready, undeliverable = [], []
         for message in messages:
-            stamped = message.with_metadata(run_id=self._run_id, message_id=new_message_id())
+            stamped = self._stamp(message)
             if not 1 <= stamped.metadata.dst_node_id <= self._num_nodes:
                 error = Error(
                     int(ErrorCode.NODE_UNAVAILABLE),
@@ -173,7 +201,7 @@ class SimulationGrid(Grid):
             done += result.num_calls
             self._absorb(result, done, len(to_run), phase)
             for reply in result.replies:
-                yield reply.with_metadata(message_id=new_message_id())
+                yield reply.with_metadata(message_id=self._new_id())
 
     def send_and_reduce(
         self, messages: Iterable[Message], aggregator: A, timeout: float | None = None
@@ -190,10 +218,14 @@ class SimulationGrid(Grid):
             self._absorb(result, done, len(ready), phase)
             reduction.errors.extend(result.replies)
             partials[result.index] = result.aggregator
+            # Partials may view the executor's shared memory: hold none of them longer than
+            # needed, so it can reuse the memory for the next ones.
+            del result
             while next_block in partials:
                 partial = partials.pop(next_block)
                 if partial is not None:
                     aggregator.merge(partial)
+                del partial
                 next_block += 1
         reduction.errors.sort(key=lambda m: m.metadata.src_node_id)
         return reduction

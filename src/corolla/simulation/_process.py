@@ -3,16 +3,35 @@
 Each worker is a spawned process connected by a pipe. Message contents are placed in
 shared memory once per batch (see ``_shm``), so a global model is never pickled per node.
 Workers fold successful replies into the task's aggregator and send back only the partial
-aggregate. A worker that dies or overruns the timeout is killed and replaced; the calls it
-held become error replies, and the run goes on.
+aggregate, through shared memory too. A worker that dies or overruns the timeout is killed
+and replaced; the calls it held become error replies, and the run goes on.
+
+Shared memory segments are reused rather than created afresh for every batch: the pages of
+a new segment are faulted in on first write at several times the cost of the write. The
+writer of a segment owns it; a reader reports when it has let go of one (nothing of its
+still views it), and only then may the writer fill it again:
+
+- contents: the executor writes, workers read. At the end of a batch each worker that
+  mapped contents is asked to detach and answers with the segments it closed.
+- results: a worker writes, the executor reads. Once the consumer of a result has dropped
+  it, the executor closes the segment and hands its name back with the worker's next
+  request.
+
+Messages from the executor to a worker: ``("task", index, calls, contents, aggregator,
+released)``, ``("detach", released)``, or ``None`` to stop. From a worker: ``("ready",
+pid)`` or ``("load_error", reason)`` once, then ``("result", index, payload, num_calls,
+closed)`` for a task and ``("detached", closed)`` for a detach.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
 import multiprocessing
 import os
 import pickle
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,7 +44,7 @@ from ..core import Error, ErrorCode, Message, RecordDict, UserConfigValue
 from ..core._errors import AppLoadError, ConfigError, ExecutionError
 from ..project import ComponentRef
 from ._executor import Call, Executor, Task, TaskResult, execute_task
-from ._shm import Payload, SegmentCache, pack, release, unpack
+from ._shm import Payload, SegmentCache, SegmentPool, abandon, attach, pack, release, unpack
 
 __all__ = ["ProcessExecutor"]
 
@@ -35,9 +54,34 @@ AppSource = ComponentRef | Callable[..., Any]
 _WireCall = tuple[Any, int, int, Mapping[str, UserConfigValue], RecordDict]
 
 
+# glibc's mallopt() parameters.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+def _keep_freed_memory() -> None:
+    """Have glibc's malloc keep the memory freed in this process for later allocations.
+
+    glibc serves each allocation above 32 MiB (a large model's arrays) with a fresh mmap()
+    and unmaps it when freed. The next one is then faulted in page by page, which costs
+    several times writing it, and far more on virtual machines that hand freed memory back
+    to the host. A worker allocates arrays of the same few sizes call after call, so it
+    keeps them in its heap instead: its memory stays at its high-water mark.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # no mallopt in this C library
+        return
+    mallopt(_M_MMAP_MAX, 0)
+    mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+
+
 def _worker_main(
     conn: Connection, app_pickle: bytes, run_id: int, run_config: dict[str, Any]
 ) -> None:
+    _keep_freed_memory()
     try:
         source = pickle.loads(app_pickle)
         app = source.load() if isinstance(source, ComponentRef) else source
@@ -48,28 +92,49 @@ def _worker_main(
         return
     conn.send(("ready", os.getpid()))
     cache = SegmentCache()
+    pool = SegmentPool()
+    try:
+        _serve(conn, app, run_id, run_config, cache, pool)
+    finally:
+        cache.close()
+        pool.close()
+
+
+def _serve(
+    conn: Connection,
+    app: Callable[..., Any],
+    run_id: int,
+    run_config: dict[str, Any],
+    cache: SegmentCache,
+    pool: SegmentPool,
+) -> None:
     while True:
         try:
             request = conn.recv()
         except EOFError:
-            break
+            return
         if request is None:
-            break
-        index, wire_calls, contents, aggregator_data = request
+            return
+        for name in request[-1]:
+            pool.release(name)
+        if request[0] == "detach":
+            conn.send(("detached", cache.retain_only(set())))
+            continue
+        _, index, wire_calls, contents, aggregator_data, _ = request
         loaded = {key: cache.load(payload) for key, payload in contents.items()}
-        cache.retain_only({p.segment for p in contents.values() if p.segment is not None})
+        closed = cache.retain_only({p.segment for p in contents.values() if p.segment is not None})
         calls = [
             Call(Message(loaded[key], metadata=meta), node_id, node_config, state)
             for meta, key, node_id, node_config, state in wire_calls
         ]
         aggregator = pickle.loads(aggregator_data) if aggregator_data is not None else None
         result = execute_task(app, Task(index, calls, aggregator), run_id, run_config)
-        del calls, loaded
-        payload, segment = pack((result.aggregator, result.replies, result.states))
-        conn.send(("result", index, payload, len(wire_calls)))
-        if segment is not None:
-            segment.close()
-    cache.close()
+        del calls, loaded, aggregator
+        payload, _ = pack((result.aggregator, result.replies, result.states), pool)
+        # Drop the task's objects before waiting for the next request, so that nothing here
+        # views its contents when the executor asks for them back.
+        del result
+        conn.send(("result", index, payload, len(wire_calls), closed))
 
 
 class _Worker:
@@ -77,6 +142,15 @@ class _Worker:
         self.process = process
         self.conn = conn
         self.task: Task | None = None
+        # Content segments it may still map, result segments of its own it may reuse, and
+        # every result segment it has written (unlinked here if it dies).
+        self.attached: set[str] = set()
+        self.released: list[str] = []
+        self.owned: set[str] = set()
+
+    def take_released(self) -> list[str]:
+        released, self.released = self.released, []
+        return released
 
 
 def _failed(task: Task, code: ErrorCode, reason: str) -> TaskResult:
@@ -132,7 +206,14 @@ class ProcessExecutor(Executor):
         self._start_timeout = start_timeout
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
-        self._unclosed: list[SharedMemory] = []
+        self._contents = SegmentPool()
+        # Content segments of finished batches that some worker may still map.
+        self._retired: set[str] = set()
+        # Result segments mapped here, with their writer, until nothing views them: those
+        # of the current batch, tried at every dispatch, and older ones that something still
+        # views (replies kept by the ServerApp), tried once a batch.
+        self._reading: list[tuple[_Worker, SharedMemory]] = []
+        self._held: list[tuple[_Worker, SharedMemory]] = []
 
     @property
     def num_workers(self) -> int:
@@ -179,15 +260,19 @@ class ProcessExecutor(Executor):
 
     def _replace(self, worker: _Worker) -> None:
         _stop(worker, kill=True)
+        for name in worker.owned:
+            _unlink(name)
         fresh = self._spawn()
         index = self._workers.index(worker)
         self._workers[index] = fresh
+        self._reclaim()
         self._await_ready([fresh])
 
     def run(self, tasks: Sequence[Task], timeout: float | None = None) -> Iterator[TaskResult]:
         if not self._workers:
             raise ExecutionError("ProcessExecutor.run() called before start()")
-        contents, segments = _pack_contents(tasks)
+        self._close_held()
+        contents, segments = self._pack_contents(tasks)
         deadline = None if timeout is None else time.monotonic() + timeout
         position = {task.index: i for i, task in enumerate(tasks)}
         queue = collections.deque(range(len(tasks)))
@@ -215,31 +300,88 @@ class ProcessExecutor(Executor):
                 while oldest < len(tasks) and done[oldest]:
                     oldest += 1
         finally:
-            for segment in segments:
-                release(segment, unlink=True)
             self._drain()
+            self._retired.update(segments)
+            self._detach()
+
+    def _pack_contents(self, tasks: Sequence[Task]) -> tuple[dict[int, Payload], list[str]]:
+        contents: dict[int, Payload] = {}
+        segments: list[str] = []
+        for task in tasks:
+            for call in task.calls:
+                content = call.message.content
+                if id(content) in contents:
+                    continue
+                payload, segment = pack(content, self._contents)
+                contents[id(content)] = payload
+                if segment is not None:
+                    segments.append(segment.name)
+        return contents, segments
 
     def _dispatch(self, worker: _Worker, task: Task, contents: dict[int, Payload]) -> None:
+        self._close_read()
         keys = {id(call.message.content) for call in task.calls}
         wire: list[_WireCall] = [
             (c.message.metadata, id(c.message.content), c.node_id, c.node_config, c.state)
             for c in task.calls
         ]
         aggregator = pickle.dumps(task.aggregator) if task.aggregator is not None else None
+        sent = {k: contents[k] for k in keys}
+        worker.attached.update(p.segment for p in sent.values() if p.segment is not None)
         worker.task = task
-        worker.conn.send((task.index, wire, {k: contents[k] for k in keys}, aggregator))
+        worker.conn.send(("task", task.index, wire, sent, aggregator, worker.take_released()))
+
+    def _close_read(self) -> None:
+        """Close the result segments nothing views any more; their writers may reuse them."""
+        self._reading = _close_unviewed(self._reading)
+
+    def _close_held(self) -> None:
+        """Move the batch's result segments still viewed aside, and retry the older ones."""
+        self._held = _close_unviewed(self._held + self._reading)
+        self._reading = []
+
+    def _detached(self, worker: _Worker, closed: list[str]) -> None:
+        worker.attached.difference_update(closed)
+        self._reclaim()
+
+    def _reclaim(self) -> None:
+        """Return to the pool the retired content segments no worker maps any more."""
+        mapped = set().union(*(w.attached for w in self._workers))
+        for name in self._retired - mapped:
+            self._contents.release(name)
+        self._retired &= mapped
+
+    def _detach(self) -> None:
+        """Ask the idle workers that map contents to let go of them, so they can be reused."""
+        self._close_held()
+        asked = []
+        for worker in [w for w in self._workers if w.task is None and w.attached]:
+            try:
+                worker.conn.send(("detach", worker.take_released()))
+            except OSError:
+                self._replace(worker)
+            else:
+                asked.append(worker)
+        for worker in asked:
+            try:
+                _, closed = worker.conn.recv()
+            except (EOFError, OSError):
+                self._replace(worker)
+                continue
+            self._detached(worker, closed)
 
     def _collect(self, worker: _Worker, ready: list[Any]) -> TaskResult | None:
         task = worker.task
         assert task is not None
         if worker.conn in ready:
             try:
-                _, index, payload, num_calls = worker.conn.recv()
+                _, index, payload, num_calls, closed = worker.conn.recv()
             except (EOFError, OSError):
                 pass
             else:
                 worker.task = None
-                return self._unpack_result(index, payload, num_calls)
+                self._detached(worker, closed)
+                return self._unpack_result(worker, index, payload, num_calls)
         if worker.process.sentinel in ready or not worker.process.is_alive():
             code = worker.process.exitcode
             worker.task = None
@@ -249,14 +391,15 @@ class ProcessExecutor(Executor):
             )
         return None
 
-    def _unpack_result(self, index: int, payload: Payload, num_calls: int) -> TaskResult:
+    def _unpack_result(
+        self, worker: _Worker, index: int, payload: Payload, num_calls: int
+    ) -> TaskResult:
         segment = None
         if payload.segment is not None:
-            segment = SharedMemory(name=payload.segment)
+            segment = attach(payload.segment)
+            worker.owned.add(segment.name)
+            self._reading.append((worker, segment))
         aggregator, replies, states = unpack(payload, segment)
-        if segment is not None:
-            segment.unlink()
-            self._unclosed.append(segment)
         return TaskResult(index, aggregator, replies, states, num_calls)
 
     def _expire(
@@ -281,21 +424,26 @@ class ProcessExecutor(Executor):
             if worker.task is not None:
                 worker.task = None
                 self._replace(worker)
-        self._unclosed = [s for s in self._unclosed if not release(s, unlink=False)]
 
     def close(self) -> None:
         for worker in self._workers:
             _stop(worker, kill=False)
         self._workers = []
-        self._unclosed = [s for s in self._unclosed if not release(s, unlink=False)]
+        self._contents.close()
+        self._retired = set()
+        # Workers unlinked their result segments on the way out; what still views one here
+        # keeps its mapping alive.
+        for _, segment in self._held + self._reading:
+            if not release(segment, unlink=False):
+                abandon(segment)
+        self._reading = []
+        self._held = []
 
 
 def _stop(worker: _Worker, *, kill: bool) -> None:
     if not kill:
-        try:
+        with contextlib.suppress(OSError):
             worker.conn.send(None)
-        except (OSError, BrokenPipeError):
-            pass
         worker.process.join(timeout=5)
     if worker.process.is_alive():
         worker.process.kill()
@@ -303,16 +451,23 @@ def _stop(worker: _Worker, *, kill: bool) -> None:
     worker.conn.close()
 
 
-def _pack_contents(tasks: Sequence[Task]) -> tuple[dict[int, Payload], list[SharedMemory]]:
-    contents: dict[int, Payload] = {}
-    segments: list[SharedMemory] = []
-    for task in tasks:
-        for call in task.calls:
-            content = call.message.content
-            if id(content) in contents:
-                continue
-            payload, segment = pack(content)
-            contents[id(content)] = payload
-            if segment is not None:
-                segments.append(segment)
-    return contents, segments
+def _close_unviewed(
+    segments: list[tuple[_Worker, SharedMemory]],
+) -> list[tuple[_Worker, SharedMemory]]:
+    """Close the segments nothing views, noting them for their writers; return the others."""
+    still_viewed = []
+    for worker, segment in segments:
+        if release(segment, unlink=False):
+            worker.released.append(segment.name)
+        else:
+            still_viewed.append((worker, segment))
+    return still_viewed
+
+
+def _unlink(name: str) -> None:
+    """Unlink a segment by name, if it still exists."""
+    try:
+        segment = attach(name)
+    except FileNotFoundError:
+        return
+    release(segment, unlink=True)

@@ -4,19 +4,34 @@ An object is pickled with protocol 5: its large array buffers go out-of-band int
 shared memory segment, the small pickle travels over the pipe. Readers map the segment and
 unpickle against read-only views of it, so a 100 MB model placed once is read by every
 worker without being copied or pickled again.
+
+Writers take segments from a :class:`SegmentPool` and get them back once every reader has
+let go: the first write to a fresh segment faults in every page of it, which costs several
+times the copy itself, so a segment is written fresh once and reused round after round.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pickle
 from multiprocessing import shared_memory
 from typing import Any
 
-__all__ = ["Payload", "SegmentCache", "pack", "unpack"]
+__all__ = [
+    "Payload",
+    "SegmentCache",
+    "SegmentPool",
+    "abandon",
+    "attach",
+    "pack",
+    "release",
+    "unpack",
+]
 
-# Below this many out-of-band bytes, buffers travel in-band with the pickle.
-INLINE_LIMIT = 1 << 20
+# Below this many out-of-band bytes, buffers travel in-band with the pickle. Above it, one
+# copy into a reused segment costs less than the pipe's copies in and out of the kernel.
+INLINE_LIMIT = 1 << 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,24 +43,89 @@ class Payload:
     spans: tuple[tuple[int, int], ...] = ()
 
 
-def pack(obj: Any) -> tuple[Payload, shared_memory.SharedMemory | None]:
-    """Pickle ``obj``; return the payload and the segment the caller must unlink later."""
+#: Free segments a pool keeps for reuse; beyond that the smallest are unlinked.
+POOL_FREE_LIMIT = 4
+
+
+class SegmentPool:
+    """Segments this process created, handed out again once their readers are done.
+
+    A segment is busy from :meth:`acquire` until :meth:`release`; the pool unlinks free
+    segments beyond :data:`POOL_FREE_LIMIT`, and all of them on :meth:`close`.
+    """
+
+    def __init__(self) -> None:
+        self._free: list[shared_memory.SharedMemory] = []
+        self._busy: dict[str, shared_memory.SharedMemory] = {}
+
+    def acquire(self, size: int) -> shared_memory.SharedMemory:
+        """A segment of at least ``size`` bytes: the smallest free one that fits, or a new one.
+
+        A free segment more than twice too large is left for larger payloads.
+        """
+        fitting = [s for s in self._free if size <= s.size <= 2 * size + INLINE_LIMIT]
+        if fitting:
+            segment = min(fitting, key=lambda s: s.size)
+            self._free.remove(segment)
+        else:
+            segment = shared_memory.SharedMemory(create=True, size=max(size, 1))
+        self._busy[segment.name] = segment
+        return segment
+
+    def release(self, name: str) -> None:
+        """Make a busy segment available again (unknown names are ignored)."""
+        segment = self._busy.pop(name, None)
+        if segment is None:
+            return
+        self._free.append(segment)
+        if len(self._free) > POOL_FREE_LIMIT:
+            self._free.sort(key=lambda s: s.size)
+            release(self._free.pop(0), unlink=True)
+
+    def close(self) -> None:
+        """Unlink every segment; readers that still map one keep their mapping."""
+        for segment in [*self._free, *self._busy.values()]:
+            if not release(segment, unlink=True):
+                abandon(segment)
+        self._free = []
+        self._busy = {}
+
+
+def pack(
+    obj: Any, pool: SegmentPool | None = None
+) -> tuple[Payload, shared_memory.SharedMemory | None]:
+    """Pickle ``obj`` and return the payload and the segment holding its buffers, if any.
+
+    With a ``pool``, the segment comes from it and goes back with ``pool.release``;
+    without one it is new, and the caller must unlink it once readers are done.
+    """
     buffers: list[pickle.PickleBuffer] = []
     data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     views = [b.raw() for b in buffers]
     total = sum(v.nbytes for v in views)
     if total < INLINE_LIMIT:
         return Payload(pickle.dumps(obj, protocol=5)), None
-    segment = shared_memory.SharedMemory(create=True, size=max(total, 1))
+    if pool is not None:
+        segment = pool.acquire(total)
+    else:
+        segment = shared_memory.SharedMemory(create=True, size=max(total, 1))
     spans = []
     offset = 0
+    target = _buffer(segment)
     for view in views:
-        segment.buf[offset : offset + view.nbytes] = view
+        target[offset : offset + view.nbytes] = view
         spans.append((offset, view.nbytes))
         offset += view.nbytes
     for b in buffers:
         b.release()
     return Payload(data, segment.name, tuple(spans)), segment
+
+
+def _buffer(segment: shared_memory.SharedMemory) -> memoryview:
+    buf = segment.buf
+    if buf is None:
+        raise ValueError(f"shared memory segment {segment.name} is closed")
+    return buf
 
 
 def attach(name: str) -> shared_memory.SharedMemory:
@@ -61,7 +141,7 @@ def unpack(payload: Payload, segment: shared_memory.SharedMemory | None = None) 
         return pickle.loads(payload.data)
     if segment is None:
         raise ValueError("payload lies in shared memory; pass its attached segment")
-    base = segment.buf.toreadonly()
+    base = _buffer(segment).toreadonly()
     buffers = [base[off : off + size] for off, size in payload.spans]
     return pickle.loads(payload.data, buffers=buffers)
 
@@ -69,15 +149,22 @@ def unpack(payload: Payload, segment: shared_memory.SharedMemory | None = None) 
 def release(segment: shared_memory.SharedMemory, *, unlink: bool) -> bool:
     """Close (and optionally unlink) a segment; False if arrays still view it."""
     if unlink:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             segment.unlink()
-        except FileNotFoundError:
-            pass
     try:
         segment.close()
     except BufferError:
         return False
     return True
+
+
+def abandon(segment: shared_memory.SharedMemory) -> None:
+    """Let go of a segment that arrays still view; the mapping ends with the last of them."""
+    # close() refuses while views exist, and so does the finalizer, noisily, at exit. The
+    # views hold the mapping themselves, so this object's references to it can just go.
+    setattr(segment, "_buf", None)  # noqa: B010
+    setattr(segment, "_mmap", None)  # noqa: B010
+    segment.close()
 
 
 class SegmentCache:
@@ -98,12 +185,21 @@ class SegmentCache:
         segment = self.get(payload.segment) if payload.segment is not None else None
         return unpack(payload, segment)
 
-    def retain_only(self, names: set[str]) -> None:
-        """Close every segment not in ``names`` (those still viewed are retried later)."""
+    def retain_only(self, names: set[str]) -> list[str]:
+        """Close every segment not in ``names``; return the names closed by this call.
+
+        A segment that arrays still view stays mapped and is retried on the next call.
+        """
         for name in list(self._open):
             if name not in names:
                 self._closing.append(self._open.pop(name))
-        self._closing = [s for s in self._closing if not release(s, unlink=False)]
+        closed = [s.name for s in self._closing if release(s, unlink=False)]
+        self._closing = [s for s in self._closing if s.name not in closed]
+        return closed
 
     def close(self) -> None:
+        """Close every segment, leaving those still viewed to their views."""
         self.retain_only(set())
+        for segment in self._closing:
+            abandon(segment)
+        self._closing = []

@@ -1,0 +1,1 @@
+"""Quickstart: a small CNN in PyTorch on digits."""

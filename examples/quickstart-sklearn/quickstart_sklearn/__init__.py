@@ -1,0 +1,1 @@
+"""Quickstart: logistic regression with scikit-learn on digits."""

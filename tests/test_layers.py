@@ -17,6 +17,8 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"core"},
     "frameworks": {"core"},
     "project": {"core"},
+    "state": {"core"},
+    "transport": {"core"},
     "client": {"core"},
     "server": {"core"},
     "strategy": {"core", "server"},

@@ -107,9 +107,7 @@ class LinkState(abc.ABC):
         """
 
     @abc.abstractmethod
-    def mark_stale_nodes_offline(
-        self, tolerance: float = DEFAULT_HEARTBEAT_TOLERANCE
-    ) -> list[int]:
+    def mark_stale_nodes_offline(self, tolerance: float = DEFAULT_HEARTBEAT_TOLERANCE) -> list[int]:
         """Mark offline every online node silent for more than ``interval * tolerance``.
 
         Their pending and delivered messages are answered with ``NODE_UNAVAILABLE`` error

@@ -7,7 +7,7 @@ import json
 import math
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from corolla.core import ConfigError, UserConfigValue
@@ -17,6 +17,7 @@ from ._errors import InvalidBlobHashError
 __all__ = [
     "check_attributes",
     "check_blob_hash",
+    "check_limit",
     "check_seconds",
     "check_user_config",
     "dump_json",
@@ -45,6 +46,21 @@ def check_blob_hash(blob_hash: object) -> str:
             "hexadecimal digits"
         )
     return blob_hash
+
+
+def check_limit(limit: object) -> int:
+    """Return ``limit`` as an SQL ``LIMIT`` (-1 for None, meaning no limit).
+
+    Raises
+    ------
+    ConfigError
+        If ``limit`` is neither None nor a positive int.
+    """
+    if limit is None:
+        return -1
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"limit must be a positive int or None, got {limit!r}")
+    return limit
 
 
 def check_seconds(value: object, what: str) -> float:
@@ -129,10 +145,13 @@ def dump_json(value: Any, what: str) -> str:
         raise ConfigError(f"{what} cannot be stored as JSON: {exc}") from exc
 
 
-def new_id(randbits: Callable[[int], int] = secrets.randbits) -> int:
-    """A random id in ``[1, 2**63 - 1]``: positive, and fits a signed 64-bit column."""
+def new_id() -> int:
+    """A random id in ``[1, 2**63 - 1]``: positive, and fits a signed 64-bit column.
+
+    Drawn from ``secrets``, so ids cannot be predicted from earlier ones.
+    """
     while True:
-        value = randbits(63)
+        value = secrets.randbits(63)
         if value > 0:  # 0 stands for the ServerApp side
             return value
 

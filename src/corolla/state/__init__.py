@@ -1,0 +1,65 @@
+"""Durable state of a ``corolla link``: nodes, runs, messages, events, checkpoints, blobs.
+
+:class:`LinkState` is the one interface; :class:`SqliteLinkState` the embedded backend.
+Payloads (serialized records, app bundles, checkpoints) live in a :class:`BlobStore` and
+the state refers to them by sha256 hash. Imports only ``corolla.core``.
+"""
+
+from ._base import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TOLERANCE, LinkState
+from ._blobs import BlobStore, Chunk, DirectoryBlobStore, MemoryBlobStore
+from ._errors import (
+    BlobIntegrityError,
+    BlobNotFoundError,
+    InvalidBlobHashError,
+    NodeAuthenticationError,
+    ReplyRejectedError,
+    RunStatusError,
+    SchemaVersionError,
+    StorageError,
+    UnknownMessageError,
+    UnknownNodeError,
+    UnknownRunError,
+)
+from ._sqlite import SqliteLinkState
+from ._types import (
+    RUN_TRANSITIONS,
+    Checkpoint,
+    DeliveryStatus,
+    EventEntry,
+    NodeIdentity,
+    NodeInfo,
+    RunInfo,
+    RunStatus,
+    StoredMessage,
+)
+
+__all__ = [
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_HEARTBEAT_TOLERANCE",
+    "RUN_TRANSITIONS",
+    "BlobIntegrityError",
+    "BlobNotFoundError",
+    "BlobStore",
+    "Checkpoint",
+    "Chunk",
+    "DeliveryStatus",
+    "DirectoryBlobStore",
+    "EventEntry",
+    "InvalidBlobHashError",
+    "LinkState",
+    "MemoryBlobStore",
+    "NodeAuthenticationError",
+    "NodeIdentity",
+    "NodeInfo",
+    "ReplyRejectedError",
+    "RunInfo",
+    "RunStatus",
+    "RunStatusError",
+    "SchemaVersionError",
+    "SqliteLinkState",
+    "StorageError",
+    "StoredMessage",
+    "UnknownMessageError",
+    "UnknownNodeError",
+    "UnknownRunError",
+]

@@ -1,0 +1,282 @@
+"""Content-addressed blob stores: bytes named by their sha256, stored once.
+
+Array payloads, app bundles and checkpoints are blobs; the link's state refers to them by
+hash. Storing the same content twice keeps one copy, so a global model sent to a thousand
+nodes is one blob.
+
+:class:`DirectoryBlobStore` keeps each blob in a file ``ROOT/ab/abcdef...`` (the first two
+hex digits fan the files out over 256 directories). A blob is written to ``ROOT/tmp``,
+fsynced, then renamed into place and its directory fsynced: a crash leaves either the whole
+blob under its name or nothing, never a torn file. Reading maps the file into memory, so a
+model of any size (over 2 GiB included, on a 64-bit system) is read without copying.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import mmap
+import os
+import tempfile
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from corolla.core import ConfigError
+
+from ._checks import check_blob_hash
+from ._errors import BlobIntegrityError, BlobNotFoundError, StorageError
+
+__all__ = ["BlobStore", "Chunk", "DirectoryBlobStore", "MemoryBlobStore"]
+
+#: What a blob is written from: any C-contiguous buffer of bytes.
+Chunk = bytes | bytearray | memoryview
+
+
+def _byte_view(chunk: Chunk) -> memoryview:
+    try:
+        return memoryview(chunk).cast("B")
+    except TypeError as exc:
+        raise ConfigError(
+            f"blob chunks must be C-contiguous bytes-like objects, got {type(chunk).__name__}"
+        ) from exc
+
+
+def _check_digest(actual: str, expected: str | None) -> None:
+    if expected is not None and actual != expected:
+        raise BlobIntegrityError(
+            f"content hashes to {actual}, expected {expected}: corrupted or truncated; "
+            "nothing was stored"
+        )
+
+
+class BlobStore(abc.ABC):
+    """Bytes stored by content: ``put`` returns the sha256 hex digest that names them.
+
+    Every method rejects a malformed hash with :class:`InvalidBlobHashError` before
+    touching storage. Safe to use from several threads.
+    """
+
+    def put(self, data: Chunk | Iterable[Chunk]) -> str:
+        """Store bytes, given whole or as an iterable of chunks, and return their hash.
+
+        Raises
+        ------
+        ConfigError
+            If a chunk is not a C-contiguous bytes-like object.
+        StorageError
+            If writing fails (e.g. the disk is full); nothing is stored.
+        """
+        if isinstance(data, bytes | bytearray | memoryview):
+            return self.put_stream((data,))
+        return self.put_stream(data)
+
+    @abc.abstractmethod
+    def put_stream(self, chunks: Iterable[Chunk], expected_hash: str | None = None) -> str:
+        """Store chunks as they come, hashing while writing, and return the hash.
+
+        Memory stays that of one chunk however large the blob. With ``expected_hash``
+        the content must hash to it (a transfer checked end to end).
+
+        Raises
+        ------
+        BlobIntegrityError
+            If the content does not hash to ``expected_hash``; nothing is stored.
+        InvalidBlobHashError
+            If ``expected_hash`` is malformed.
+        ConfigError
+            If a chunk is not a C-contiguous bytes-like object.
+        StorageError
+            If writing fails; nothing is stored.
+        """
+
+    @abc.abstractmethod
+    def open(self, blob_hash: str) -> memoryview:
+        """A read-only view of a blob's bytes, without copying them.
+
+        The view stays valid after the blob is deleted. Decode arrays straight from it
+        (``corolla.core.decode_array``).
+
+        Raises
+        ------
+        BlobNotFoundError
+            If no blob has that hash.
+        InvalidBlobHashError
+            If ``blob_hash`` is malformed.
+        """
+
+    @abc.abstractmethod
+    def exists(self, blob_hash: str) -> bool:
+        """True if a blob has that hash.
+
+        Raises
+        ------
+        InvalidBlobHashError
+            If ``blob_hash`` is malformed.
+        """
+
+    @abc.abstractmethod
+    def size(self, blob_hash: str) -> int:
+        """The blob's length in bytes.
+
+        Raises
+        ------
+        BlobNotFoundError
+            If no blob has that hash.
+        InvalidBlobHashError
+            If ``blob_hash`` is malformed.
+        """
+
+    @abc.abstractmethod
+    def delete(self, blob_hash: str) -> bool:
+        """Remove a blob; True if it existed. Views already open stay valid.
+
+        Raises
+        ------
+        InvalidBlobHashError
+            If ``blob_hash`` is malformed.
+        """
+
+
+class MemoryBlobStore(BlobStore):
+    """Blobs in a dict: for tests and a link whose state is ``:memory:``."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def put_stream(self, chunks: Iterable[Chunk], expected_hash: str | None = None) -> str:
+        expected = None if expected_hash is None else check_blob_hash(expected_hash)
+        data = b"".join(_byte_view(chunk) for chunk in chunks)
+        blob_hash = hashlib.sha256(data).hexdigest()
+        _check_digest(blob_hash, expected)
+        with self._lock:
+            self._blobs.setdefault(blob_hash, data)
+        return blob_hash
+
+    def open(self, blob_hash: str) -> memoryview:
+        check_blob_hash(blob_hash)
+        with self._lock:
+            data = self._blobs.get(blob_hash)
+        if data is None:
+            raise BlobNotFoundError(f"no blob {blob_hash}")
+        return memoryview(data)
+
+    def exists(self, blob_hash: str) -> bool:
+        check_blob_hash(blob_hash)
+        with self._lock:
+            return blob_hash in self._blobs
+
+    def size(self, blob_hash: str) -> int:
+        return len(self.open(blob_hash))
+
+    def delete(self, blob_hash: str) -> bool:
+        check_blob_hash(blob_hash)
+        with self._lock:
+            return self._blobs.pop(blob_hash, None) is not None
+
+
+class DirectoryBlobStore(BlobStore):
+    """Blobs as files under ``root`` (created if missing).
+
+    Raises
+    ------
+    StorageError
+        If ``root`` cannot be created.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self._root = Path(root)
+        self._tmp = self._root / "tmp"
+        try:
+            self._tmp.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the blob directory {self._root}: {exc}") from exc
+
+    @property
+    def root(self) -> Path:
+        """The directory holding the blobs."""
+        return self._root
+
+    def _path(self, blob_hash: str) -> Path:
+        check_blob_hash(blob_hash)  # also what keeps the path inside the root
+        return self._root / blob_hash[:2] / blob_hash
+
+    def put_stream(self, chunks: Iterable[Chunk], expected_hash: str | None = None) -> str:
+        expected = None if expected_hash is None else check_blob_hash(expected_hash)
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        except OSError as exc:
+            raise StorageError(f"cannot write to the blob directory {self._root}: {exc}") from exc
+        tmp = Path(tmp_name)
+        try:
+            digest = hashlib.sha256()
+            with os.fdopen(fd, "wb") as file:
+                for chunk in chunks:
+                    view = _byte_view(chunk)
+                    digest.update(view)
+                    file.write(view)
+                file.flush()
+                os.fsync(file.fileno())
+            blob_hash = digest.hexdigest()
+            _check_digest(blob_hash, expected)
+            final = self._path(blob_hash)
+            if not final.parent.is_dir():
+                final.parent.mkdir(exist_ok=True)
+                _fsync_directory(self._root)
+            if final.exists():  # the same content is already stored: keep one copy
+                tmp.unlink()
+            else:
+                os.replace(tmp, final)
+                _fsync_directory(final.parent)
+            return blob_hash
+        except OSError as exc:
+            raise StorageError(f"cannot store a blob in {self._root}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def open(self, blob_hash: str) -> memoryview:
+        path = self._path(blob_hash)
+        try:
+            with path.open("rb") as file:
+                if os.fstat(file.fileno()).st_size == 0:
+                    return memoryview(b"")  # mmap cannot map an empty file
+                # The map outlives the file object; it is unmapped once no view uses it.
+                return memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no blob {blob_hash} in {self._root}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read blob {blob_hash}: {exc}") from exc
+
+    def exists(self, blob_hash: str) -> bool:
+        return self._path(blob_hash).is_file()
+
+    def size(self, blob_hash: str) -> int:
+        path = self._path(blob_hash)
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no blob {blob_hash} in {self._root}") from None
+
+    def delete(self, blob_hash: str) -> bool:
+        path = self._path(blob_hash)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_directory(path.parent)
+        return True
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make a rename or creation in ``path`` durable (POSIX; a no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

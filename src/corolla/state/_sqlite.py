@@ -1,0 +1,606 @@
+"""SqliteLinkState: the embedded LinkState backend, a file (WAL mode) or ``:memory:``.
+
+Threads: one connection, one lock. Every call takes the lock, runs one transaction and
+releases it. SQLite admits one writer at a time whatever we do, the calls are short
+(microseconds; the fsync of a commit dominates), and one connection behaves the same for a
+file and for ``:memory:`` (which per-thread connections could only share through
+shared-cache mode, with its own table-lock errors). Writes open with ``BEGIN IMMEDIATE``,
+so another process on the same file waits for the write lock (``busy_timeout``) instead of
+failing halfway through a transaction.
+
+Durability: a call that changes state commits before it returns. ``synchronous=FULL`` (the
+default) also fsyncs the write-ahead log on each commit, so an acknowledged reply survives
+power loss, not only a crash of the process; ``NORMAL`` keeps it across process crashes
+and may lose the last commits on power loss, for fewer fsyncs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from corolla.core import ConfigError, Error, ErrorCode, Event, MessageError, UserConfigValue
+
+from ._base import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TOLERANCE, LinkState
+from ._checks import (
+    check_attributes,
+    check_blob_hash,
+    check_limit,
+    check_seconds,
+    check_user_config,
+    dump_json,
+    hash_token,
+    new_token,
+)
+from ._errors import RunStatusError, StorageError, UnknownMessageError
+from ._sqlite_replies import (
+    INSERT_REPLY,
+    OPEN,
+    answer_with_errors,
+    check_reply,
+    expiry_error,
+    node_lost,
+    set_offline,
+)
+from ._sqlite_rows import (
+    CHUNK,
+    authenticate,
+    fetch_one,
+    get_node_row,
+    get_run_row,
+    messages_by_id,
+    to_instruction,
+    to_node_info,
+    to_reply,
+    to_run_info,
+    unknown_node,
+    unused_id,
+)
+from ._sqlite_schema import MIGRATIONS, migrate
+from ._types import (
+    RUN_TRANSITIONS,
+    Checkpoint,
+    DeliveryStatus,
+    EventEntry,
+    NodeIdentity,
+    NodeInfo,
+    RunInfo,
+    RunStatus,
+    StoredMessage,
+)
+
+__all__ = ["SqliteLinkState"]
+
+#: Seconds a writer waits for another process's write lock before failing.
+_BUSY_TIMEOUT = 30.0
+
+
+class SqliteLinkState(LinkState):
+    """The link's state in SQLite.
+
+    Parameters
+    ----------
+    path
+        The database file (created with its parent directories if missing), or
+        ``":memory:"`` for a private in-memory database that ends with the object.
+    clock
+        Returns the current time in seconds since the epoch; inject a fake one in tests.
+    synchronous
+        ``"FULL"`` (fsync every commit; survives power loss) or ``"NORMAL"`` (survives
+        process crashes only; faster).
+
+    Raises
+    ------
+    SchemaVersionError
+        If the database was written by a newer Corolla, or is not a state database.
+    StorageError
+        If the file cannot be opened as an SQLite database, or does not support WAL.
+    ConfigError
+        If ``synchronous`` is neither ``"FULL"`` nor ``"NORMAL"``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ConfigError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
+        self._clock = clock
+        self._lock = threading.Lock()
+        in_memory = os.fspath(path) == ":memory:"
+        target = ":memory:" if in_memory else Path(path)
+        conn: sqlite3.Connection | None = None
+        try:
+            if isinstance(target, Path):
+                target.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                target, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys = ON")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if not in_memory and str(mode).lower() != "wal":
+                raise StorageError(
+                    f"the state database {target} cannot use write-ahead logging (journal "
+                    f"mode stays {mode!r}); put it on a local file system"
+                )
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+            migrate(conn, MIGRATIONS, clock())
+        except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"cannot open the state database {target}: {exc}") from exc
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        self._conn: sqlite3.Connection | None = conn
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        """Hold the lock and a transaction; commit on success, roll back on any error."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StorageError("the state store is closed")
+            try:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                raise StorageError(f"state database operation failed: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- nodes -------------------------------------------------------------------------
+
+    def register_node(
+        self,
+        *,
+        attributes: Mapping[str, str] | None = None,
+        node_config: Mapping[str, UserConfigValue] | None = None,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        identity: NodeIdentity | None = None,
+    ) -> NodeIdentity:
+        attrs = dump_json(check_attributes(attributes), "node attributes")
+        config = dump_json(check_user_config(node_config, "node config"), "node config")
+        interval = check_seconds(heartbeat_interval, "heartbeat interval")
+        with self._transaction(write=True) as conn:
+            now = self._clock()
+            if identity is not None:
+                authenticate(conn, identity.node_id, identity.token)
+                conn.execute(
+                    "UPDATE nodes SET attributes = ?, node_config = ?, heartbeat_interval = ?, "
+                    "last_heartbeat = ?, online = 1 WHERE node_id = ?",
+                    (attrs, config, interval, now, identity.node_id),
+                )
+                return identity
+            node_id = unused_id(conn, "nodes", "node_id")
+            token = new_token()
+            conn.execute(
+                "INSERT INTO nodes (node_id, token_hash, attributes, node_config, "
+                "registered_at, last_heartbeat, heartbeat_interval, online) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+                (node_id, hash_token(token), attrs, config, now, now, interval),
+            )
+            return NodeIdentity(node_id, token)
+
+    def authenticate_node(self, node_id: int, token: str) -> NodeInfo:
+        with self._transaction(write=False) as conn:
+            return to_node_info(authenticate(conn, node_id, token))
+
+    def heartbeat(self, node_id: int, heartbeat_interval: float | None = None) -> None:
+        interval = (
+            None
+            if heartbeat_interval is None
+            else check_seconds(heartbeat_interval, "heartbeat interval")
+        )
+        with self._transaction(write=True) as conn:
+            updated = conn.execute(
+                "UPDATE nodes SET last_heartbeat = ?, online = 1, "
+                "heartbeat_interval = coalesce(?, heartbeat_interval) WHERE node_id = ?",
+                (self._clock(), interval, node_id),
+            )
+            if updated.rowcount == 0:
+                raise unknown_node(node_id)
+
+    def mark_stale_nodes_offline(self, tolerance: float = DEFAULT_HEARTBEAT_TOLERANCE) -> list[int]:
+        factor = check_seconds(tolerance, "heartbeat tolerance")
+        with self._transaction(write=True) as conn:
+            now = self._clock()
+            stale = [
+                int(row[0])
+                for row in conn.execute(
+                    "SELECT node_id FROM nodes WHERE online = 1 "
+                    "AND last_heartbeat + heartbeat_interval * ? < ? ORDER BY node_id",
+                    (factor, now),
+                )
+            ]
+            for node_id in stale:
+                set_offline(conn, node_id, now, "missed its heartbeats")
+            return stale
+
+    def mark_node_offline(self, node_id: int) -> None:
+        with self._transaction(write=True) as conn:
+            get_node_row(conn, node_id)
+            set_offline(conn, node_id, self._clock(), "disconnected")
+
+    def get_node(self, node_id: int) -> NodeInfo:
+        with self._transaction(write=False) as conn:
+            return to_node_info(get_node_row(conn, node_id))
+
+    def list_nodes(
+        self, *, online: bool | None = None, attributes: Mapping[str, str] | None = None
+    ) -> list[NodeInfo]:
+        wanted = check_attributes(attributes)
+        query = "SELECT * FROM nodes"
+        params: tuple[Any, ...] = ()
+        if online is not None:
+            query += " WHERE online = ?"
+            params = (int(bool(online)),)
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(query + " ORDER BY node_id", params).fetchall()
+        nodes = [to_node_info(row) for row in rows]
+        return [n for n in nodes if all(n.attributes.get(k) == v for k, v in wanted.items())]
+
+    # -- runs --------------------------------------------------------------------------
+
+    def create_run(
+        self, bundle_hash: str, run_config: Mapping[str, UserConfigValue] | None = None
+    ) -> RunInfo:
+        check_blob_hash(bundle_hash)
+        config = dump_json(check_user_config(run_config, "run config"), "run config")
+        with self._transaction(write=True) as conn:
+            now = self._clock()
+            run_id = unused_id(conn, "runs", "run_id")
+            conn.execute(
+                "INSERT INTO runs (run_id, bundle_hash, run_config, status, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, bundle_hash, config, RunStatus.PENDING.value, now, now),
+            )
+            return to_run_info(get_run_row(conn, run_id))
+
+    def get_run(self, run_id: int) -> RunInfo:
+        with self._transaction(write=False) as conn:
+            return to_run_info(get_run_row(conn, run_id))
+
+    def list_runs(self, *, status: RunStatus | None = None) -> list[RunInfo]:
+        query = "SELECT * FROM runs"
+        params: tuple[Any, ...] = ()
+        if status is not None:
+            query += " WHERE status = ?"
+            params = (_run_status(status).value,)
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(query + " ORDER BY created_at, rowid", params).fetchall()
+        return [to_run_info(row) for row in rows]
+
+    def update_run_status(
+        self, run_id: int, status: RunStatus, *, error: str | None = None
+    ) -> RunInfo:
+        target = _run_status(status)
+        if error is not None and not isinstance(error, str):
+            raise ConfigError(f"a run's error must be a str, got {type(error).__name__}")
+        with self._transaction(write=True) as conn:
+            now = self._clock()
+            current = RunStatus(get_run_row(conn, run_id)["status"])
+            if target not in RUN_TRANSITIONS[current]:
+                allowed = sorted(s.value for s in RUN_TRANSITIONS[current])
+                raise RunStatusError(
+                    f"run {run_id} is {current.value} and cannot become {target.value}; "
+                    + (f"it may become {', '.join(allowed)}" if allowed else "it has ended")
+                )
+            conn.execute(
+                "UPDATE runs SET status = ?, updated_at = ?, "
+                "started_at = CASE WHEN ? THEN ? ELSE started_at END, "
+                "ended_at = CASE WHEN ? THEN ? ELSE ended_at END, "
+                "error = coalesce(?, error) WHERE run_id = ?",
+                (
+                    target.value,
+                    now,
+                    target is RunStatus.RUNNING,
+                    now,
+                    target.ended,
+                    now,
+                    error,
+                    run_id,
+                ),
+            )
+            if target.ended:
+                rows = conn.execute(
+                    "SELECT * FROM messages WHERE run_id = ? AND status IN (?, ?) ORDER BY rowid",
+                    (run_id, *OPEN),
+                ).fetchall()
+                gone = Error(int(ErrorCode.MESSAGE_UNAVAILABLE), f"run {run_id} {target.value}")
+                answer_with_errors(conn, rows, DeliveryStatus.FAILED, lambda _: gone, now)
+            return to_run_info(get_run_row(conn, run_id))
+
+    # -- messages ----------------------------------------------------------------------
+
+    def store_messages(self, messages: Iterable[StoredMessage]) -> list[str]:
+        batch = list(messages)
+        for message in batch:
+            if not isinstance(message, StoredMessage):
+                raise MessageError(f"expected a StoredMessage, got {type(message).__name__}")
+            if message.metadata.reply_to_message_id:
+                raise MessageError(
+                    f"message {message.metadata.message_id!r} is a reply; store it with store_reply"
+                )
+            if message.error is not None:
+                raise MessageError("a message to a node must carry content, not an error")
+        with self._transaction(write=True) as conn:
+            now = self._clock()
+            for run_id in dict.fromkeys(m.metadata.run_id for m in batch):
+                status = RunStatus(get_run_row(conn, run_id)["status"])
+                if status.ended:
+                    raise RunStatusError(f"run {run_id} is {status.value}; it takes no messages")
+            online = {
+                node_id: bool(get_node_row(conn, node_id)["online"])
+                for node_id in dict.fromkeys(m.metadata.dst_node_id for m in batch)
+            }
+            ids: list[str] = []
+            offline: list[str] = []
+            taken: set[str] = set()
+            for message in batch:
+                md = message.metadata
+                message_id = md.message_id or uuid.uuid4().hex
+                if message_id in taken or fetch_one(
+                    conn, "SELECT 1 FROM messages WHERE message_id = ?", message_id
+                ):
+                    raise MessageError(f"message id {message_id!r} is already taken")
+                created_at = md.created_at or now
+                conn.execute(
+                    "INSERT INTO messages (message_id, run_id, src_node_id, dst_node_id, "
+                    "group_id, message_type, ttl, created_at, expires_at, content_hash, status) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        message_id,
+                        md.run_id,
+                        md.src_node_id,
+                        md.dst_node_id,
+                        md.group_id,
+                        md.message_type,
+                        md.ttl,
+                        created_at,
+                        created_at + md.ttl,
+                        message.content_hash,
+                        DeliveryStatus.PENDING.value,
+                    ),
+                )
+                ids.append(message_id)
+                taken.add(message_id)
+                if not online[md.dst_node_id]:
+                    offline.append(message_id)
+            if offline:
+                rows = messages_by_id(conn, offline)
+                answer_with_errors(conn, rows, DeliveryStatus.FAILED, node_lost, now)
+            return ids
+
+    def fetch_messages(self, node_id: int, *, limit: int | None = None) -> list[StoredMessage]:
+        sql_limit = check_limit(limit)
+        with self._transaction(write=True) as conn:
+            now = self._clock()
+            get_node_row(conn, node_id)
+            rows = conn.execute(
+                "SELECT rowid, * FROM messages WHERE dst_node_id = ? AND status = ? "
+                "AND expires_at > ? ORDER BY rowid LIMIT ?",
+                (node_id, DeliveryStatus.PENDING.value, now, sql_limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE messages SET status = ?, delivered_at = ? WHERE rowid = ?",
+                [(DeliveryStatus.DELIVERED.value, now, row["rowid"]) for row in rows],
+            )
+            return [to_instruction(row) for row in rows]
+
+    def store_reply(self, reply: StoredMessage) -> str:
+        if not isinstance(reply, StoredMessage):
+            raise MessageError(f"expected a StoredMessage, got {type(reply).__name__}")
+        md = reply.metadata
+        if not md.reply_to_message_id:
+            raise MessageError("a reply needs reply_to_message_id, the message it answers")
+        with self._transaction(write=True) as conn:
+            now = self._clock()
+            request = fetch_one(
+                conn,
+                "SELECT * FROM messages WHERE message_id = ? AND run_id = ?",
+                md.reply_to_message_id,
+                md.run_id,
+            )
+            if request is None:
+                raise UnknownMessageError(
+                    f"run {md.run_id} has no message {md.reply_to_message_id!r} to reply to"
+                )
+            check_reply(conn, request, reply, now)
+            existing = fetch_one(
+                conn, "SELECT * FROM replies WHERE reply_to = ?", request["message_id"]
+            )
+            if existing is not None:
+                return str(existing["message_id"])
+            reply_id = md.message_id or uuid.uuid4().hex
+            if fetch_one(conn, "SELECT 1 FROM replies WHERE message_id = ?", reply_id):
+                raise MessageError(f"reply id {reply_id!r} is already taken")
+            conn.execute(
+                INSERT_REPLY,
+                (
+                    request["message_id"],
+                    reply_id,
+                    md.run_id,
+                    md.src_node_id,
+                    request["src_node_id"],
+                    md.group_id,
+                    md.message_type,
+                    md.ttl,
+                    md.created_at or now,
+                    reply.content_hash,
+                    None if reply.error is None else int(reply.error.code),
+                    None if reply.error is None else reply.error.reason,
+                    now,
+                ),
+            )
+            conn.execute(
+                "UPDATE messages SET status = ? WHERE message_id = ?",
+                (DeliveryStatus.REPLIED.value, request["message_id"]),
+            )
+            return reply_id
+
+    def get_replies(self, run_id: int, message_ids: Iterable[str]) -> list[StoredMessage]:
+        if isinstance(message_ids, str):
+            raise MessageError("message_ids must be an iterable of message ids, not one str")
+        wanted = list(dict.fromkeys(message_ids))
+        found: list[sqlite3.Row] = []
+        with self._transaction(write=False) as conn:
+            get_run_row(conn, run_id)
+            for start in range(0, len(wanted), CHUNK):
+                chunk = wanted[start : start + CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                known = {
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT message_id FROM messages WHERE run_id = ? "
+                        f"AND message_id IN ({marks})",
+                        (run_id, *chunk),
+                    )
+                }
+                for message_id in chunk:
+                    if message_id not in known:
+                        raise UnknownMessageError(f"run {run_id} has no message {message_id!r}")
+                found += conn.execute(
+                    f"SELECT rowid, * FROM replies WHERE reply_to IN ({marks})", chunk
+                ).fetchall()
+        found.sort(key=lambda row: int(row["rowid"]))
+        return [to_reply(row) for row in found]
+
+    def message_status(self, message_id: str) -> DeliveryStatus:
+        with self._transaction(write=False) as conn:
+            row = fetch_one(conn, "SELECT status FROM messages WHERE message_id = ?", message_id)
+        if row is None:
+            raise UnknownMessageError(f"no message {message_id!r}")
+        return DeliveryStatus(row["status"])
+
+    def expire_messages(self) -> list[str]:
+        with self._transaction(write=True) as conn:
+            now = self._clock()
+            rows = conn.execute(
+                "SELECT * FROM messages WHERE status IN (?, ?) AND expires_at <= ? ORDER BY rowid",
+                (*OPEN, now),
+            ).fetchall()
+            answer_with_errors(conn, rows, DeliveryStatus.EXPIRED, expiry_error, now)
+            return [str(row["message_id"]) for row in rows]
+
+    # -- events ------------------------------------------------------------------------
+
+    def append_events(self, events: Iterable[Event]) -> list[int]:
+        batch = []
+        for event in events:
+            if not isinstance(event, Event):
+                raise ConfigError(f"expected an Event, got {type(event).__name__}")
+            if not isinstance(event.kind, str) or not event.kind:
+                raise ConfigError(f"an event's kind must be a non-empty str, got {event.kind!r}")
+            data = dump_json(dict(event.data), f"data of event {event.kind!r}")
+            batch.append(
+                (event.run_id, event.kind, event.round, event.node_id, data, float(event.time))
+            )
+        with self._transaction(write=True) as conn:
+            for run_id in dict.fromkeys(row[0] for row in batch):
+                if run_id != 0:
+                    get_run_row(conn, run_id)
+            seqs = []
+            for row in batch:
+                cursor = conn.execute(
+                    "INSERT INTO events (run_id, kind, round, node_id, data, time) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                seqs.append(int(cursor.lastrowid or 0))
+            return seqs
+
+    def read_events(
+        self, run_id: int, *, after: int = 0, limit: int | None = None
+    ) -> list[EventEntry]:
+        sql_limit = check_limit(limit)
+        with self._transaction(write=False) as conn:
+            if run_id != 0:
+                get_run_row(conn, run_id)
+            rows = conn.execute(
+                "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (run_id, after, sql_limit),
+            ).fetchall()
+        return [
+            EventEntry(
+                seq=int(row["seq"]),
+                event=Event(
+                    kind=row["kind"],
+                    run_id=int(row["run_id"]),
+                    round=row["round"],
+                    node_id=row["node_id"],
+                    data=json.loads(row["data"]),
+                    time=float(row["time"]),
+                ),
+            )
+            for row in rows
+        ]
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def save_checkpoint(self, run_id: int, round: int, blob_hash: str) -> Checkpoint:
+        check_blob_hash(blob_hash)
+        if isinstance(round, bool) or not isinstance(round, int) or round < 0:
+            raise ConfigError(f"a checkpoint's round must be an int >= 0, got {round!r}")
+        with self._transaction(write=True) as conn:
+            now = self._clock()
+            get_run_row(conn, run_id)
+            saved = fetch_one(conn, "SELECT round FROM checkpoints WHERE run_id = ?", run_id)
+            if saved is not None and round < saved["round"]:
+                raise ConfigError(
+                    f"run {run_id} has a checkpoint of round {saved['round']}; "
+                    f"round {round} is older"
+                )
+            conn.execute(
+                "INSERT INTO checkpoints (run_id, round, blob_hash, saved_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+                "round = excluded.round, blob_hash = excluded.blob_hash, "
+                "saved_at = excluded.saved_at",
+                (run_id, round, blob_hash, now),
+            )
+            return Checkpoint(run_id, round, blob_hash, now)
+
+    def load_checkpoint(self, run_id: int) -> Checkpoint | None:
+        with self._transaction(write=False) as conn:
+            get_run_row(conn, run_id)
+            row = fetch_one(conn, "SELECT * FROM checkpoints WHERE run_id = ?", run_id)
+        if row is None:
+            return None
+        return Checkpoint(
+            int(row["run_id"]), int(row["round"]), str(row["blob_hash"]), float(row["saved_at"])
+        )
+
+
+def _run_status(status: object) -> RunStatus:
+    try:
+        return RunStatus(status)
+    except ValueError:
+        raise ConfigError(
+            f"unknown run status {status!r}; one of {', '.join(s.value for s in RunStatus)}"
+        ) from None

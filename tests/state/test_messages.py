@@ -1,0 +1,301 @@
+"""LinkState conformance: messages to nodes, delivery, replies, expiry."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from corolla.core import Error, ErrorCode, MessageError
+from corolla.state import (
+    DeliveryStatus,
+    LinkState,
+    ReplyRejectedError,
+    RunInfo,
+    StoredMessage,
+    UnknownMessageError,
+    UnknownNodeError,
+    UnknownRunError,
+)
+
+from .doubles import CONTENT, FakeClock, digest, instruction, reply
+
+
+def _fetch_one(state: LinkState, node_id: int) -> StoredMessage:
+    (message,) = state.fetch_messages(node_id)
+    return message
+
+
+def test_a_message_goes_to_its_node_once(state: LinkState, clock: FakeClock, run, node_id):
+    (message_id,) = state.store_messages([instruction(run.run_id, node_id, ttl=30.0)])
+
+    fetched = state.fetch_messages(node_id)
+
+    assert len(message_id) == 32
+    assert [m.metadata.message_id for m in fetched] == [message_id]
+    md = fetched[0].metadata
+    assert (md.run_id, md.src_node_id, md.dst_node_id) == (run.run_id, 0, node_id)
+    assert (md.message_type, md.group_id, md.ttl, md.created_at) == ("train", "1", 30.0, clock.now)
+    assert fetched[0].content_hash == CONTENT
+    assert state.message_status(message_id) is DeliveryStatus.DELIVERED
+    assert state.fetch_messages(node_id) == []
+
+
+def test_fetch_returns_only_the_nodes_messages_oldest_first(state: LinkState, run, node_id):
+    other = state.register_node().node_id
+    ids = state.store_messages(
+        [instruction(run.run_id, node_id, group_id=str(i)) for i in range(5)]
+        + [instruction(run.run_id, other)]
+    )
+
+    first = state.fetch_messages(node_id, limit=2)
+    rest = state.fetch_messages(node_id)
+
+    assert [m.metadata.message_id for m in first + rest] == ids[:5]
+
+
+def test_given_message_ids_and_times_are_kept(state: LinkState, clock: FakeClock, run, node_id):
+    message = instruction(run.run_id, node_id, message_id="mine")
+    sent_at = clock.now - 1.5
+    message = dataclasses.replace(
+        message, metadata=dataclasses.replace(message.metadata, created_at=sent_at)
+    )
+
+    assert state.store_messages([message]) == ["mine"]
+    assert state.fetch_messages(node_id)[0].metadata.created_at == sent_at
+
+
+def test_store_messages_names_an_unknown_run(state: LinkState, run, node_id):
+    with pytest.raises(UnknownRunError, match="777"):
+        state.store_messages([instruction(run.run_id, node_id), instruction(777, node_id)])
+
+    assert state.fetch_messages(node_id) == []  # all or none
+
+
+def test_store_messages_names_an_unknown_node(state: LinkState, run, node_id):
+    with pytest.raises(UnknownNodeError, match="888"):
+        state.store_messages([instruction(run.run_id, node_id), instruction(run.run_id, 888)])
+
+    assert state.fetch_messages(node_id) == []
+
+
+def test_store_messages_refuses_replies_errors_and_taken_ids(state: LinkState, run, node_id):
+    (taken,) = state.store_messages([instruction(run.run_id, node_id, message_id="a")])
+    as_reply = reply(instruction(run.run_id, node_id, message_id="a"))
+    with_error = StoredMessage(instruction(run.run_id, node_id).metadata, error=Error(1, "x"))
+
+    with pytest.raises(MessageError, match="store_reply"):
+        state.store_messages([as_reply])
+    with pytest.raises(MessageError, match="content"):
+        state.store_messages([with_error])
+    with pytest.raises(MessageError, match="already taken"):
+        state.store_messages([instruction(run.run_id, node_id, message_id=taken)])
+    with pytest.raises(MessageError, match="already taken"):
+        state.store_messages([instruction(run.run_id, node_id, message_id="b")] * 2)
+
+
+def test_a_message_to_an_offline_node_is_answered_at_once(state: LinkState, run, node_id):
+    state.mark_node_offline(node_id)
+
+    (message_id,) = state.store_messages([instruction(run.run_id, node_id)])
+
+    (answer,) = state.get_replies(run.run_id, [message_id])
+    assert answer.error is not None and answer.error.code == ErrorCode.NODE_UNAVAILABLE
+    assert state.message_status(message_id) is DeliveryStatus.FAILED
+
+
+def test_a_reply_is_stored_and_read_back(state: LinkState, run, node_id):
+    state.store_messages([instruction(run.run_id, node_id)])
+    request = _fetch_one(state, node_id)
+
+    reply_id = state.store_reply(reply(request, content_hash=digest(b"update")))
+
+    (stored,) = state.get_replies(run.run_id, [request.metadata.message_id])
+    md = stored.metadata
+    assert md.message_id == reply_id
+    assert (md.reply_to_message_id, md.src_node_id, md.dst_node_id) == (
+        request.metadata.message_id,
+        node_id,
+        0,
+    )
+    assert stored.content_hash == digest(b"update")
+    assert state.message_status(request.metadata.message_id) is DeliveryStatus.REPLIED
+
+
+def test_an_error_reply_is_stored(state: LinkState, run, node_id):
+    state.store_messages([instruction(run.run_id, node_id)])
+    request = _fetch_one(state, node_id)
+    error = Error(int(ErrorCode.CLIENT_APP_RAISED), "ZeroDivisionError")
+
+    state.store_reply(reply(request, error=error))
+
+    (stored,) = state.get_replies(run.run_id, [request.metadata.message_id])
+    assert (stored.error, stored.content_hash) == (error, None)
+
+
+def test_an_identical_reply_again_is_accepted_and_stored_once(state: LinkState, run, node_id):
+    state.store_messages([instruction(run.run_id, node_id)])
+    request = _fetch_one(state, node_id)
+
+    first = state.store_reply(reply(request, message_id="r1"))
+    again = state.store_reply(reply(request, message_id="r1"))
+    renamed = state.store_reply(reply(request, message_id="r2"))
+
+    assert first == again == renamed == "r1"
+    assert len(state.get_replies(run.run_id, [request.metadata.message_id])) == 1
+
+
+def test_a_different_second_reply_is_rejected(state: LinkState, run, node_id):
+    state.store_messages([instruction(run.run_id, node_id)])
+    request = _fetch_one(state, node_id)
+    state.store_reply(reply(request))
+
+    with pytest.raises(ReplyRejectedError, match="different reply") as info:
+        state.store_reply(reply(request, content_hash=digest(b"another update")))
+
+    assert info.value.code == ErrorCode.INVALID_REPLY
+    (stored,) = state.get_replies(run.run_id, [request.metadata.message_id])
+    assert stored.content_hash == digest(b"update")
+
+
+def test_a_reply_to_an_undelivered_message_is_rejected(state: LinkState, run, node_id):
+    (message_id,) = state.store_messages([instruction(run.run_id, node_id, message_id="m")])
+
+    with pytest.raises(ReplyRejectedError, match="not delivered"):
+        state.store_reply(reply(instruction(run.run_id, node_id, message_id=message_id)))
+
+
+def test_a_reply_from_another_node_is_rejected(state: LinkState, run, node_id):
+    intruder = state.register_node().node_id
+    state.store_messages([instruction(run.run_id, node_id)])
+    request = _fetch_one(state, node_id)
+
+    with pytest.raises(ReplyRejectedError, match=f"sent to node {node_id}, not to node {intruder}"):
+        state.store_reply(reply(request, src_node_id=intruder))
+
+
+def test_a_reply_of_another_type_is_rejected(state: LinkState, run, node_id):
+    state.store_messages([instruction(run.run_id, node_id)])
+    request = _fetch_one(state, node_id)
+
+    with pytest.raises(ReplyRejectedError, match="type"):
+        state.store_reply(reply(request, message_type="evaluate"))
+
+
+def test_a_reply_to_an_unknown_message_or_run_is_rejected(state: LinkState, run, node_id):
+    state.store_messages([instruction(run.run_id, node_id)])
+    request = _fetch_one(state, node_id)
+
+    with pytest.raises(UnknownMessageError, match="nope"):
+        state.store_reply(reply(instruction(run.run_id, node_id, message_id="nope")))
+    with pytest.raises(UnknownMessageError):
+        state.store_reply(reply(request, run_id=run.run_id + 1))
+    with pytest.raises(MessageError, match="reply_to"):
+        state.store_reply(request)
+
+
+def test_a_taken_reply_id_is_refused(state: LinkState, run, node_id):
+    state.store_messages([instruction(run.run_id, node_id)] * 2)
+    first, second = state.fetch_messages(node_id)
+    state.store_reply(reply(first, message_id="r"))
+
+    with pytest.raises(MessageError, match="already taken"):
+        state.store_reply(reply(second, message_id="r"))
+
+
+def test_get_replies_in_the_order_stored(state: LinkState, run, node_id):
+    ids = state.store_messages([instruction(run.run_id, node_id)] * 3)
+    requests = state.fetch_messages(node_id)
+    for request in reversed(requests):
+        state.store_reply(reply(request))
+
+    replies = state.get_replies(run.run_id, ids)
+
+    assert [r.metadata.reply_to_message_id for r in replies] == list(reversed(ids))
+    assert state.get_replies(run.run_id, ids[:1]) == replies[-1:]
+    assert state.get_replies(run.run_id, []) == []
+
+
+def test_get_replies_names_an_unknown_message(state: LinkState, run: RunInfo, bundle_hash, node_id):
+    other_run = state.create_run(bundle_hash).run_id
+    (message_id,) = state.store_messages([instruction(run.run_id, node_id)])
+
+    with pytest.raises(UnknownMessageError, match="ghost"):
+        state.get_replies(run.run_id, [message_id, "ghost"])
+    with pytest.raises(UnknownMessageError, match=message_id):
+        state.get_replies(other_run, [message_id])
+    with pytest.raises(UnknownRunError):
+        state.get_replies(run.run_id + 1, [message_id])
+    with pytest.raises(MessageError):
+        state.get_replies(run.run_id, message_id)
+
+
+def test_get_replies_handles_many_ids(state: LinkState, run, node_id):
+    ids = state.store_messages([instruction(run.run_id, node_id)] * 1200)
+    for request in state.fetch_messages(node_id):
+        state.store_reply(reply(request))
+
+    assert len(state.get_replies(run.run_id, ids)) == 1200
+
+
+def test_message_status_of_an_unknown_message(state: LinkState):
+    with pytest.raises(UnknownMessageError):
+        state.message_status("missing")
+
+
+def test_expiry_answers_messages_past_their_ttl(state: LinkState, clock: FakeClock, run, node_id):
+    taken, waiting, young = state.store_messages(
+        [
+            instruction(run.run_id, node_id, ttl=10.0),
+            instruction(run.run_id, node_id, ttl=10.0),
+            instruction(run.run_id, node_id, ttl=100.0),
+        ]
+    )
+    state.fetch_messages(node_id, limit=1)
+    clock.advance(10)
+
+    expired = state.expire_messages()
+
+    assert expired == [taken, waiting]
+    codes = [r.error.code for r in state.get_replies(run.run_id, [taken, waiting]) if r.error]
+    assert codes == [ErrorCode.REPLY_UNAVAILABLE, ErrorCode.MESSAGE_UNAVAILABLE]
+    assert state.message_status(taken) is DeliveryStatus.EXPIRED
+    assert state.message_status(young) is DeliveryStatus.PENDING
+    assert state.expire_messages() == []
+
+
+def test_an_expired_message_is_not_delivered(state: LinkState, clock: FakeClock, run, node_id):
+    state.store_messages([instruction(run.run_id, node_id, ttl=5.0)])
+    clock.advance(5)
+
+    assert state.fetch_messages(node_id) == []
+
+
+def test_a_reply_after_the_ttl_is_rejected(state: LinkState, clock: FakeClock, run, node_id):
+    state.store_messages([instruction(run.run_id, node_id, ttl=5.0)])
+    request = _fetch_one(state, node_id)
+    clock.advance(5)
+
+    with pytest.raises(ReplyRejectedError, match="expired"):
+        state.store_reply(reply(request))
+    state.expire_messages()
+    with pytest.raises(ReplyRejectedError, match="answered by the link"):
+        state.store_reply(reply(request))
+
+
+def test_a_reply_after_the_node_was_marked_offline_is_rejected(
+    state: LinkState, clock: FakeClock, run, node_id
+):
+    state.store_messages([instruction(run.run_id, node_id)])
+    request = _fetch_one(state, node_id)
+    state.mark_node_offline(node_id)
+
+    with pytest.raises(ReplyRejectedError, match="offline"):
+        state.store_reply(reply(request))
+
+
+def test_fetch_for_an_unknown_node_or_with_a_bad_limit(state: LinkState, node_id):
+    with pytest.raises(UnknownNodeError):
+        state.fetch_messages(node_id + 1)
+    with pytest.raises(ValueError, match="limit"):
+        state.fetch_messages(node_id, limit=0)

@@ -1,0 +1,54 @@
+"""The public surface of ``corolla.state`` is exactly the intended names."""
+
+from __future__ import annotations
+
+import corolla.state
+from tests.test_layers import PACKAGE, _imported_subpackages
+
+PUBLIC = {
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_HEARTBEAT_TOLERANCE",
+    "RUN_TRANSITIONS",
+    "BlobIntegrityError",
+    "BlobNotFoundError",
+    "BlobStore",
+    "Checkpoint",
+    "Chunk",
+    "DeliveryStatus",
+    "DirectoryBlobStore",
+    "EventEntry",
+    "InvalidBlobHashError",
+    "LinkState",
+    "MemoryBlobStore",
+    "NodeAuthenticationError",
+    "NodeIdentity",
+    "NodeInfo",
+    "ReplyRejectedError",
+    "RunInfo",
+    "RunStatus",
+    "RunStatusError",
+    "SchemaVersionError",
+    "SqliteLinkState",
+    "StorageError",
+    "StoredMessage",
+    "UnknownMessageError",
+    "UnknownNodeError",
+    "UnknownRunError",
+}
+
+
+def test_exports_are_exactly_the_public_names():
+    assert set(corolla.state.__all__) == PUBLIC
+    assert len(corolla.state.__all__) == len(PUBLIC)
+    for name in PUBLIC:
+        assert hasattr(corolla.state, name)
+
+
+def test_state_imports_only_core():
+    offenders = {
+        path.name: found
+        for path in sorted((PACKAGE / "state").rglob("*.py"))
+        if (found := _imported_subpackages(path, "state") - {"core"})
+    }
+
+    assert offenders == {}

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clean venv templates
+.PHONY: demo test lint typecheck unit clean venv templates proto
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ test: lint typecheck unit
 
 templates: $(STAMP)
 	$(BIN)/python scripts/sync_templates.py
+
+proto: $(STAMP)
+	$(BIN)/python -m corolla.transport._generate
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

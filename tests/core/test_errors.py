@@ -46,6 +46,15 @@ REPLY_CODES = {
     "WORKER_CRASHED": 8,
 }
 
+#: Codes of errors raised by higher layers (state, transport), pinned here all the same.
+LAYER_CODES = {
+    "NOT_FOUND": 29,
+    "CONFLICT": 30,
+    "UNAUTHENTICATED": 31,
+    "STORAGE": 32,
+    "TRANSPORT": 33,
+}
+
 
 def make(cls: type[CorollaError]) -> CorollaError:
     return cls("torch", "torch") if cls is MissingExtraError else cls("what went wrong")
@@ -81,7 +90,7 @@ def test_codes_are_unique_and_stable() -> None:
 
     assert len(set(codes)) == len(codes)
     assert len(ErrorCode.__members__) == len(list(ErrorCode))  # no aliases
-    expected = REPLY_CODES | {cls.code.name: code for cls, _, code in ERRORS}
+    expected = REPLY_CODES | LAYER_CODES | {cls.code.name: code for cls, _, code in ERRORS}
     assert {member.name: int(member) for member in ErrorCode} == expected
 
 

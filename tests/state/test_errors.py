@@ -29,17 +29,17 @@ from corolla.state import (
 
 #: Each error, what else it is, and its (published, stable) code.
 ERRORS: list[tuple[type[CorollaError], tuple[type[Exception], ...], ErrorCode]] = [
-    (UnknownRunError, (ConfigError, LookupError), ErrorCode.CONFIG),
-    (RunStatusError, (ConfigError,), ErrorCode.CONFIG),
+    (UnknownRunError, (ConfigError, LookupError), ErrorCode.NOT_FOUND),
+    (RunStatusError, (ConfigError,), ErrorCode.CONFLICT),
     (SchemaVersionError, (ConfigError,), ErrorCode.CONFIG),
     (InvalidBlobHashError, (ConfigError,), ErrorCode.CONFIG),
     (UnknownMessageError, (MessageError, LookupError), ErrorCode.MESSAGE_UNAVAILABLE),
     (ReplyRejectedError, (MessageError,), ErrorCode.INVALID_REPLY),
     (BlobIntegrityError, (CodecError,), ErrorCode.CODEC),
     (UnknownNodeError, (LookupError,), ErrorCode.NODE_UNAVAILABLE),
-    (NodeAuthenticationError, (PermissionError,), ErrorCode.CONFIG),
+    (NodeAuthenticationError, (PermissionError,), ErrorCode.UNAUTHENTICATED),
     (BlobNotFoundError, (LookupError,), ErrorCode.MESSAGE_UNAVAILABLE),
-    (StorageError, (OSError,), ErrorCode.EXECUTION),
+    (StorageError, (OSError,), ErrorCode.STORAGE),
 ]
 
 

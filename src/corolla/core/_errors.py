@@ -60,6 +60,11 @@ class ErrorCode(enum.IntEnum):
     AGGREGATION = 26
     NOT_ENOUGH_NODES = 27
     EXECUTION = 28
+    NOT_FOUND = 29
+    CONFLICT = 30
+    UNAUTHENTICATED = 31
+    STORAGE = 32
+    TRANSPORT = 33
 
 
 class CorollaError(Exception):

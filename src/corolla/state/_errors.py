@@ -5,8 +5,8 @@ or ``except MessageError`` keeps catching it, and it carries an existing, stable
 
     CorollaError
     ├── ConfigError (ValueError)
-    │   ├── UnknownRunError (LookupError)          CONFIG               no such run
-    │   ├── RunStatusError                         CONFIG               illegal transition,
+    │   ├── UnknownRunError (LookupError)          NOT_FOUND            no such run
+    │   ├── RunStatusError                         CONFLICT             illegal transition,
     │   │                                                               messages for an ended run
     │   ├── SchemaVersionError                     CONFIG               database newer than code
     │   └── InvalidBlobHashError                   CONFIG               not 64 lowercase hex digits
@@ -16,9 +16,9 @@ or ``except MessageError`` keeps catching it, and it carries an existing, stable
     ├── CodecError (ValueError)
     │   └── BlobIntegrityError                     CODEC                content != expected hash
     ├── UnknownNodeError (LookupError)             NODE_UNAVAILABLE     no such node id
-    ├── NodeAuthenticationError (PermissionError)  CONFIG               wrong node token
+    ├── NodeAuthenticationError (PermissionError)  UNAUTHENTICATED      wrong node token
     ├── BlobNotFoundError (LookupError)            MESSAGE_UNAVAILABLE  no blob with that hash
-    └── StorageError (OSError)                     EXECUTION            the database or disk failed
+    └── StorageError (OSError)                     STORAGE              the database or disk failed
 """
 
 from __future__ import annotations
@@ -49,10 +49,14 @@ __all__ = [
 class UnknownRunError(ConfigError, LookupError):
     """No run has the given id."""
 
+    code = ErrorCode.NOT_FOUND
+
 
 class RunStatusError(ConfigError):
     """The run's status does not allow the operation (an illegal transition, or messages
     for a run that has ended)."""
+
+    code = ErrorCode.CONFLICT
 
 
 class SchemaVersionError(ConfigError):
@@ -89,7 +93,7 @@ class UnknownNodeError(CorollaError, LookupError):
 class NodeAuthenticationError(CorollaError, PermissionError):
     """A node presented a token that does not match the one issued at its registration."""
 
-    code = ErrorCode.CONFIG
+    code = ErrorCode.UNAUTHENTICATED
 
 
 class BlobNotFoundError(CorollaError, LookupError):
@@ -101,4 +105,4 @@ class BlobNotFoundError(CorollaError, LookupError):
 class StorageError(CorollaError, OSError):
     """The database or the blob directory failed (disk full, corrupt file, closed store)."""
 
-    code = ErrorCode.EXECUTION
+    code = ErrorCode.STORAGE

@@ -24,7 +24,13 @@ Figures:
   the shared-memory resource tracker), of resident set sizes, sampled every 20 ms. Shared
   memory pages are counted once in every process that maps them, so this overstates what
   the machine gives; ``peak_pss_mb`` is the same sum of proportional set sizes (shared
-  pages split among the processes mapping them), closer to the true footprint.
+  pages split among the processes mapping them), closer to the true footprint, sampled
+  every 200 ms (``--no-pss`` skips it).
+- ``copy20_s`` and ``round_over_copy20`` (workload c), ``target_met`` (one boolean per
+  target of the workload, exactness of the result included) and ``loadavg_1m_before`` (how
+  busy the machine was).
+
+The exit status is 1 if a final model is not exactly ``initial + rounds * 0.5``.
 """
 
 from __future__ import annotations

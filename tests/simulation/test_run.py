@@ -184,3 +184,10 @@ def test_a_client_app_that_fails_to_import_is_an_app_load_error():
             backend="process",
             num_workers=1,
         )
+
+
+def test_fewer_nodes_than_the_strategy_needs_fails_at_once():
+    from corolla.core._errors import NotEnoughNodesError
+
+    with pytest.raises(NotEnoughNodesError, match="at least 2 nodes"):
+        run_simulation(apps.fedavg_server, apps.noisy, 1, backend="inline")

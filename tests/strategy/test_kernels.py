@@ -83,12 +83,6 @@ def test_all_finite_of_empty_bool_and_integer_arrays() -> None:
     assert all_finite(np.array([np.iinfo(np.int64).max] * 3))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="all_finite's fast path sums the array in its own dtype without silencing "
-    "overflow, so finite float16/float32 updates raise a RuntimeWarning (an exception "
-    "where warnings are errors) instead of returning True quietly",
-)
 def test_all_finite_is_quiet_about_its_own_overflow() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")

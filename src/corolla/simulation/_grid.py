@@ -18,7 +18,7 @@ from ..core import (
     discard_event,
     new_message_id,
 )
-from ..core._errors import ConfigError
+from ..core._errors import ConfigError, NotEnoughNodesError
 from ..server import Aggregator, Grid, Reduction
 from ._executor import Call, Executor, Task, TaskResult
 
@@ -113,6 +113,21 @@ class SimulationGrid(Grid):
 
     def node_ids(self) -> list[int]:
         return list(range(1, self._num_nodes + 1))
+
+    def wait_for_nodes(self, min_nodes: int, timeout: float | None = None) -> list[int]:
+        """The virtual nodes; a simulation never gains nodes, so too few fail at once.
+
+        Raises
+        ------
+        NotEnoughNodesError
+            If the simulation has fewer than ``min_nodes`` nodes.
+        """
+        if self._num_nodes < min_nodes:
+            raise NotEnoughNodesError(
+                f"the strategy needs at least {min_nodes} nodes; this simulation has "
+                f"{self._num_nodes} (use more nodes or lower the strategy's minimum)"
+            )
+        return self.node_ids()
 
     def emit(self, event: Event) -> None:
         self._events(event)

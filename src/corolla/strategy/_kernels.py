@@ -30,8 +30,9 @@ def all_finite(x: np.ndarray[Any, Any]) -> bool:
         return True
     # A fast SIMD sum is finite for almost every finite input; only an overflow of the
     # sum itself (huge but finite values) needs the exact element-wise check.
-    if np.isfinite(np.add.reduce(x, axis=None)):
-        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(x, axis=None)):
+            return True
     return bool(np.isfinite(x).all())
 
 

@@ -94,26 +94,11 @@ class Strategy(abc.ABC):
         for server_round in range(1, num_rounds + 1):
             started = time.perf_counter()
             grid.emit(Event("round.start", run_id, server_round, data={"num_rounds": num_rounds}))
-            config = ConfigRecord(dict(train_config or {}) | {"server-round": server_round})
-            plan = self.configure_train(server_round, arrays, config, grid)
             summary = history.round(server_round)
-            if plan.messages:
-                reduction = grid.send_and_reduce(plan.messages, plan.aggregator, timeout)
-                _report_failures(grid, server_round, "train", reduction)
-                arrays, train_metrics = self.aggregate_train(server_round, reduction, arrays)
-                history.record(server_round, "train", train_metrics)
-                summary.train_replies = reduction.num_replies
-                summary.train_failures = reduction.num_failures
-            config = ConfigRecord(dict(evaluate_config or {}) | {"server-round": server_round})
-            plan = self.configure_evaluate(server_round, arrays, config, grid)
-            if plan.messages:
-                reduction = grid.send_and_reduce(plan.messages, plan.aggregator, timeout)
-                _report_failures(grid, server_round, "evaluate", reduction)
-                history.record(
-                    server_round, "evaluate", self.aggregate_evaluate(server_round, reduction)
-                )
-                summary.evaluate_replies = reduction.num_replies
-                summary.evaluate_failures = reduction.num_failures
+            # Each phase runs in its own frame, so its aggregator is freed when the phase
+            # ends, before the next one allocates: O(model) server memory, reused.
+            arrays = self._train_phase(grid, history, server_round, arrays, train_config, timeout)
+            self._evaluate_phase(grid, history, server_round, arrays, evaluate_config, timeout)
             if evaluate_fn is not None:
                 self._server_evaluate(grid, history, evaluate_fn, server_round, arrays)
             summary.seconds = time.perf_counter() - started
@@ -122,6 +107,49 @@ class Strategy(abc.ABC):
             Event("run.result", run_id, num_rounds, data={"arrays": arrays, "history": history})
         )
         return Result(arrays, history)
+
+    def _train_phase(
+        self,
+        grid: Grid,
+        history: History,
+        server_round: int,
+        arrays: ArrayRecord,
+        train_config: Mapping[str, Any] | ConfigRecord | None,
+        timeout: float | None,
+    ) -> ArrayRecord:
+        config = ConfigRecord(dict(train_config or {}) | {"server-round": server_round})
+        plan = self.configure_train(server_round, arrays, config, grid)
+        if not plan.messages:
+            return arrays
+        reduction = grid.send_and_reduce(plan.messages, plan.aggregator, timeout)
+        del plan
+        _report_failures(grid, server_round, "train", reduction)
+        new_arrays, metrics = self.aggregate_train(server_round, reduction, arrays)
+        history.record(server_round, "train", metrics)
+        summary = history.round(server_round)
+        summary.train_replies = reduction.num_replies
+        summary.train_failures = reduction.num_failures
+        return new_arrays
+
+    def _evaluate_phase(
+        self,
+        grid: Grid,
+        history: History,
+        server_round: int,
+        arrays: ArrayRecord,
+        evaluate_config: Mapping[str, Any] | ConfigRecord | None,
+        timeout: float | None,
+    ) -> None:
+        config = ConfigRecord(dict(evaluate_config or {}) | {"server-round": server_round})
+        plan = self.configure_evaluate(server_round, arrays, config, grid)
+        if not plan.messages:
+            return
+        reduction = grid.send_and_reduce(plan.messages, plan.aggregator, timeout)
+        _report_failures(grid, server_round, "evaluate", reduction)
+        history.record(server_round, "evaluate", self.aggregate_evaluate(server_round, reduction))
+        summary = history.round(server_round)
+        summary.evaluate_replies = reduction.num_replies
+        summary.evaluate_failures = reduction.num_failures
 
     @staticmethod
     def _server_evaluate(

@@ -113,12 +113,13 @@ class WeightedAverage:
             arrays = content.get(self.arrays_key)
             if not isinstance(arrays, ArrayRecord):
                 raise AggregationError(f"reply has no ArrayRecord {self.arrays_key!r}")
-            if self.spec is None:
-                self.spec = array_spec(arrays)
-            _check_layout(arrays, self.spec)
+            spec = self.spec if self.spec is not None else array_spec(arrays)
+            _check_layout(arrays, spec)
             for name, a in arrays.items():
                 if not all_finite(a):
                     raise AggregationError(f"array {name!r} holds NaN or infinity")
+            # Only a reply that passed every check may fix the layout of later ones.
+            self.spec = spec
             self._fold_arrays(arrays, weight)
         for name, value in scalars.items():
             self._metric_sums[name] = self._metric_sums.get(name, 0.0) + weight * value

@@ -610,3 +610,35 @@ def test_a_worker_copy_merges_back_into_the_root() -> None:
 
     assert mean_of(root) == one_layer([2.5, 4.5])
     assert root.count == 2 and root.total_weight == 4
+
+
+def test_a_workspace_is_reused_and_gives_the_same_bits() -> None:
+    rng = np.random.default_rng(3)
+    replies = [
+        RecordDict(
+            {
+                "arrays": ArrayRecord({"w": rng.standard_normal(50, dtype=np.float32)}),
+                "metrics": MetricRecord({"num-examples": int(rng.integers(1, 9))}),
+            }
+        )
+        for _ in range(4)
+    ]
+    first = WeightedAverage()
+    for i, content in enumerate(replies):
+        first.add(content, i + 1)
+    expected = first.arrays()
+    workspace = first.take_workspace()
+    assert first.arrays() is None
+
+    second = WeightedAverage(workspace=workspace)
+    for i, content in enumerate(replies):
+        second.add(content, i + 1)
+    merged = WeightedAverage(workspace=second.take_workspace())
+    for i, content in enumerate(replies):
+        partial = merged.empty()
+        partial.add(content, i + 1)
+        merged.merge(partial)
+
+    assert second.count == 4
+    assert merged.arrays() == expected
+    assert merged.take_workspace()[0] is workspace[0]  # type: ignore[index]

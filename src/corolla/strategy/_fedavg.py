@@ -92,6 +92,8 @@ class FedAvg(Strategy):
         self.config_key = config_key
         self.weight_key = weight_key
         self.available_timeout = available_timeout
+        # The last round's accumulators, reused by the next round's aggregate.
+        self._workspace: list[np.ndarray[Any, Any]] | None = None
 
     def _sample(self, grid: Grid, fraction: float, min_nodes: int) -> list[int]:
         available = grid.wait_for_nodes(self.min_available_nodes, self.available_timeout)
@@ -117,7 +119,9 @@ class FedAvg(Strategy):
             metrics_key=self.metrics_key,
             weight_key=self.weight_key,
             spec=array_spec(arrays),
+            workspace=self._workspace,
         )
+        self._workspace = None
         return RoundPlan(
             self._messages(nodes, content, MessageType.TRAIN, server_round), aggregator
         )
@@ -135,7 +139,9 @@ class FedAvg(Strategy):
             # Every reply weighed zero (e.g. nodes with no data): there is no average to
             # take, so the round keeps the global arrays instead of ending the run.
             new_arrays = None
-        return (new_arrays if new_arrays is not None else arrays), aggregator.metrics()
+        metrics = aggregator.metrics()
+        self._workspace = aggregator.take_workspace()
+        return (new_arrays if new_arrays is not None else arrays), metrics
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

@@ -49,6 +49,11 @@ class WeightedAverage:
     spec
         The layout updates must have (e.g. ``array_spec(global_arrays)``); by default the
         first reply's.
+    workspace
+        Accumulators of an earlier aggregate (:meth:`take_workspace`) to reuse when their
+        sizes and dtypes fit: a strategy that hands them from round to round writes its
+        sums into memory already mapped instead of fresh pages. :meth:`empty` never
+        passes them on.
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class WeightedAverage:
         metrics_key: str = "metrics",
         weight_key: str = "num-examples",
         spec: ArraySpec | None = None,
+        workspace: list[np.ndarray[Any, Any]] | None = None,
     ) -> None:
         self.arrays_key = arrays_key
         self.metrics_key = metrics_key
@@ -68,6 +74,7 @@ class WeightedAverage:
         self._sums: list[np.ndarray[Any, Any]] | None = None
         self._metric_sums: dict[str, float] = {}
         self._metric_weights: dict[str, float] = {}
+        self._workspace = workspace
 
     @property
     def count(self) -> int:
@@ -127,11 +134,26 @@ class WeightedAverage:
         self._weight += weight
         self._count += 1
 
+    def _new_sums(self, layout: list[tuple[int, np.dtype[Any]]]) -> list[np.ndarray[Any, Any]]:
+        """Accumulators of the given sizes and dtypes: the workspace when it fits."""
+        workspace, self._workspace = self._workspace, None
+        if workspace is not None and [(w.size, w.dtype) for w in workspace] == layout:
+            return workspace
+        return [np.empty(size, dtype=dtype) for size, dtype in layout]
+
+    def take_workspace(self) -> list[np.ndarray[Any, Any]] | None:
+        """Hand over the accumulators for reuse (see ``workspace``); call it once the mean is
+        taken: :meth:`arrays` returns None afterwards (counts and metrics stay)."""
+        sums, self._sums = self._sums, None
+        return sums
+
     def _fold_arrays(self, arrays: ArrayRecord, weight: float) -> None:
         if self._sums is None:
-            self._sums = [
-                np.zeros(a.size, dtype=accumulator_dtype(a.dtype)) for a in arrays.values()
-            ]
+            self._sums = self._new_sums(
+                [(a.size, accumulator_dtype(a.dtype)) for a in arrays.values()]
+            )
+            for acc in self._sums:
+                acc.fill(0)
         largest = max((s.size for s in self._sums), default=0)
         scratch = {dt: new_scratch(dt, largest) for dt in {s.dtype for s in self._sums}}
         for acc, a in zip(self._sums, arrays.values()):
@@ -147,7 +169,9 @@ class WeightedAverage:
                 raise AggregationError("cannot merge aggregates of different array layouts")
         if other._sums is not None:
             if self._sums is None:
-                self._sums = [s.copy() for s in other._sums]
+                self._sums = self._new_sums([(s.size, s.dtype) for s in other._sums])
+                for mine, theirs in zip(self._sums, other._sums):
+                    np.copyto(mine, theirs)
             else:
                 for mine, theirs in zip(self._sums, other._sums):
                     np.add(mine, theirs, out=mine)

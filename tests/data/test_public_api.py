@@ -10,6 +10,7 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
     assert sorted(corolla.data.__all__) == [
         "DATASET_NAMES",
         "Dataset",
+        "HEART_SITES",
         "PartitionReport",
         "PartitionStats",
         "dirichlet_partition",
@@ -17,6 +18,7 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
         "load_breast_cancer",
         "load_dataset",
         "load_digits",
+        "load_fed_heart_disease",
         "load_iris",
         "load_mnist_5k",
         "load_wine",

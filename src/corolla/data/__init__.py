@@ -7,6 +7,7 @@ imported only by the loaders that need them.
 """
 
 from ._dataset import Dataset
+from ._heart import HEART_SITES, load_fed_heart_disease
 from ._loaders import (
     DATASET_NAMES,
     load_breast_cancer,
@@ -27,6 +28,7 @@ from ._synthetic import synthetic_federated
 
 __all__ = [
     "DATASET_NAMES",
+    "HEART_SITES",
     "Dataset",
     "PartitionReport",
     "PartitionStats",
@@ -35,6 +37,7 @@ __all__ = [
     "load_breast_cancer",
     "load_dataset",
     "load_digits",
+    "load_fed_heart_disease",
     "load_iris",
     "load_mnist_5k",
     "load_wine",

@@ -15,7 +15,7 @@ __all__ = ["HEART_SITES", "load_fed_heart_disease"]
 #: The four hospitals, in FLamby's order, and the file of each.
 HEART_SITES = ("cleveland", "hungarian", "switzerland", "va")
 
-_KEPT_COLUMNS = list(range(10)) + [13]  # slope, ca and thal (10, 11, 12) are dropped
+_KEPT_COLUMNS = [*range(10), 13]  # slope, ca and thal (10, 11, 12) are dropped
 _CP, _RESTECG = 2, 6
 
 
@@ -55,8 +55,8 @@ def load_fed_heart_disease(directory: str | Path, *, seed: int = 43) -> list[Dat
     a missing value; one-hot encode cp and restecg dropping the first level (13 features);
     label ``num > 0``; per site, a stratified 66/34 train/test split
     (``train_test_split(random_state=seed)``, 43 in FLamby; unstratified for a site with
-    fewer than two rows of a class, as Switzerland has one negative row); standardise each site with its
-    own training mean and standard deviation. Sites keep 303, 261, 46 and 130 rows.
+    fewer than two rows of a class, as Switzerland has one negative row); standardise each
+    site with its own training mean and standard deviation. Sites keep 303, 261, 46 and 130 rows.
 
     Raises
     ------

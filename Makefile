@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/corolla run examples/quickstart-numpy --output runs/demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples scripts
-	$(BIN)/ruff format --check src tests benchmarks examples scripts
+	$(BIN)/ruff check src tests benchmarks examples scripts reproductions
+	$(BIN)/ruff format --check src tests benchmarks examples scripts reproductions
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

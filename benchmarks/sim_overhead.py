@@ -264,15 +264,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="default: one per core")
     parser.add_argument("--rounds", type=int, default=None, help="override the rounds")
     parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="untimed runs of the same workload first (this VM's first touch of memory "
+        "is slow; a warm-up leaves the figures to the framework)",
+    )
+    parser.add_argument(
         "--no-pss", action="store_true", help="sample RSS only (PSS reads smaps, a little slower)"
     )
     args = parser.parse_args(argv)
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     ok = True
     for name in names:
+        for _ in range(args.warmup):
+            run_workload(WORKLOADS[name], args.backend, args.workers, args.rounds, False)
         report = run_workload(
             WORKLOADS[name], args.backend, args.workers, args.rounds, not args.no_pss
         )
+        report["warmup_runs"] = args.warmup
         ok = ok and report["result_exact"]
         print(json.dumps(report), flush=True)
     return 0 if ok else 1

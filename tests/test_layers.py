@@ -23,7 +23,18 @@ ALLOWED: dict[str, set[str]] = {
     "server": {"core"},
     "strategy": {"core", "server"},
     "simulation": {"core", "client", "server", "project"},
-    "cli": {"core", "client", "server", "project", "strategy", "simulation", "data", ""},
+    "runtime": {"core", "client", "server", "project", "state", "transport", "strategy"},
+    "cli": {
+        "core",
+        "client",
+        "server",
+        "project",
+        "strategy",
+        "simulation",
+        "runtime",
+        "data",
+        "",
+    },
 }
 
 

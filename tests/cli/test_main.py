@@ -159,3 +159,10 @@ def test_no_command_prints_help():
 
     assert result.returncode == 2
     assert "usage: corolla" in result.stdout
+
+
+def test_an_unknown_federation_is_a_usage_error():
+    result = corolla("run", str(EXAMPLES / "quickstart-numpy"), "--federation", "nowhere")
+
+    assert result.returncode == 2
+    assert "no federation 'nowhere'" in result.stderr

@@ -104,3 +104,21 @@ def test_load_component_errors_name_the_problem(tmp_path):
         load_component("broken_mod:app", tmp_path)
     with pytest.raises(AppLoadError, match="no attribute 'missing'"):
         load_component("fine_mod:missing", tmp_path)
+
+
+def test_federations_are_read_from_the_pyproject(tmp_path):
+    text = (
+        PYPROJECT
+        + '\n[tool.corolla.federations.local]\naddress = "127.0.0.1:9093"\ninsecure = true\n'
+    )
+
+    app = AppConfig.load(_app(tmp_path, text))
+
+    assert app.federations == {"local": {"address": "127.0.0.1:9093", "insecure": True}}
+
+
+def test_federations_must_be_tables(tmp_path):
+    text = PYPROJECT + '\n[tool.corolla]\nfederations = "x"\n'
+
+    with pytest.raises(ConfigError, match="federations"):
+        AppConfig.load(_app(tmp_path, text))

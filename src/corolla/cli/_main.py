@@ -11,7 +11,9 @@ from rich.console import Console
 
 from .. import __version__
 from ..core import CorollaError, ErrorCode
+from ._link import add_link_parser
 from ._new import add_new_parser
+from ._node import add_node_parser
 from ._run import add_run_parser
 
 __all__ = ["exit_code", "main"]
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     add_new_parser(commands)
     add_run_parser(commands)
+    add_link_parser(commands)
+    add_node_parser(commands)
     return parser
 
 

@@ -49,6 +49,15 @@ def add_run_parser(commands: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
     parser.add_argument("--output", type=Path, help="directory for history, arrays and plots")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--federation", help="run on the federation of this name in the app's pyproject.toml"
+    )
+    target.add_argument("--link", help="run on the link whose Control API is at this address")
+    parser.add_argument("--root-certificates", type=Path, help="CA certificate of the link")
+    parser.add_argument(
+        "--insecure", action="store_true", help="no TLS to the link (loopback only)"
+    )
     parser.set_defaults(handler=run_command)
 
 
@@ -67,6 +76,8 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     workers = _positive("--workers", args.workers)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     output = args.output or corolla_home() / "runs" / f"{app.name}-{stamp}"
+    if args.federation or args.link:
+        return _run_remote(args, app, run_config, Path(output), console)
 
     console.print(
         f"[bold]corolla run[/bold] {app.name}: {nodes} nodes, backend {backend}, seed {args.seed}",
@@ -110,4 +121,45 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         console.print(f"finished in {result.total_s:.1f} s; wrote:", highlight=False)
         for path in written:
             console.print(f"  {path}", highlight=False)
+    return 0
+
+
+def _run_remote(
+    args: argparse.Namespace,
+    app: AppConfig,
+    run_config: dict[str, Any],
+    output: Path,
+    console: Console,
+) -> int:
+    """Submit the run to a link (by ``--link`` or ``--federation``) and follow it."""
+    from ._remote import submit_and_follow
+
+    address, certificates, insecure = args.link, args.root_certificates, args.insecure
+    if args.federation:
+        federation = app.federations.get(args.federation)
+        if federation is None:
+            raise ConfigError(
+                f"no federation {args.federation!r} in {app.root / 'pyproject.toml'}; "
+                f"it defines {sorted(app.federations) or 'none'}"
+            )
+        if "address" not in federation:
+            raise ConfigError(f"federation {args.federation!r} has no address")
+        address = str(federation["address"])
+        if certificates is None and "root-certificates" in federation:
+            certificates = app.root / str(federation["root-certificates"])
+        insecure = insecure or bool(federation.get("insecure", False))
+    console.print(
+        f"[bold]corolla run[/bold] {app.name} on the link at {address}, seed {args.seed}",
+        highlight=False,
+    )
+    submit_and_follow(
+        app,
+        address,
+        run_config,
+        output,
+        console,
+        quiet=args.quiet,
+        root_certificates=certificates,
+        insecure=insecure,
+    )
     return 0

@@ -13,6 +13,10 @@
     [tool.corolla.app.simulation]   # simulation defaults
     num-nodes = 50
     backend = "process"
+
+    [tool.corolla.federations.hospitals]   # where `corolla run --federation hospitals` goes
+    address = "link.example.org:9093"      # the link's Control API
+    root-certificates = "certs/ca.pem"     # or: insecure = true (loopback only)
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class AppConfig:
     clientapp: str
     config: dict[str, UserConfigValue]
     simulation: dict[str, UserConfigValue]
+    federations: dict[str, dict[str, UserConfigValue]] = dataclasses.field(default_factory=dict)
 
     @property
     def server_ref(self) -> ComponentRef:
@@ -103,6 +108,11 @@ class AppConfig:
                 raise ConfigError(f'[tool.corolla.app] in {path} needs {key} = "module:attribute"')
             components[key] = value
         name = document.get("project", {}).get("name") or root.name
+        federations_table = document.get("tool", {}).get("corolla", {}).get("federations", {})
+        if not isinstance(federations_table, dict) or not all(
+            isinstance(v, dict) for v in federations_table.values()
+        ):
+            raise ConfigError(f"[tool.corolla.federations] in {path} must hold tables")
         return cls(
             root=root,
             name=str(name),
@@ -110,6 +120,7 @@ class AppConfig:
             clientapp=components["clientapp"],
             config=_flatten(table.get("config", {})),
             simulation=_flatten(table.get("simulation", {})),
+            federations={k: _flatten(v) for k, v in federations_table.items()},
         )
 
 

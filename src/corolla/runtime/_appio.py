@@ -1,0 +1,180 @@
+"""The ServerAppIo service: what a run's ServerApp process calls on its link.
+
+See ``proto/corolla/v1/serverappio.proto``. The caller is named by its per-run secret,
+so a process only ever reaches its own run's messages, replies and events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+
+import grpc
+
+from corolla.core import MessageError
+from corolla.state import NodeAuthenticationError
+from corolla.transport import (
+    bearer_token,
+    event_from_proto,
+    fleet_pb2,
+    transfer_pb2,
+)
+from corolla.transport._proto import serverappio_pb2, serverappio_pb2_grpc
+
+from ._payloads import payload_status, serve_payload, store_pushed
+from ._runs import RunProcesses
+from ._shared import (
+    LinkShared,
+    events_key,
+    node_key,
+    replies_key,
+    servicer_errors,
+    stream_errors,
+)
+
+__all__ = ["ServerAppIoServicer"]
+
+#: Longest a reply stream waits between checks that its caller is still there.
+_LIVENESS_S = 1.0
+
+
+class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
+    """Carries a run's messages to the state and its replies back, as they arrive."""
+
+    def __init__(self, shared: LinkShared, runs: RunProcesses) -> None:
+        self._shared = shared
+        self._runs = runs
+
+    def _run_id(self, context: grpc.ServicerContext) -> int:
+        secret = bearer_token(context.invocation_metadata())
+        run_id = None if secret is None else self._runs.run_for_secret(secret)
+        if run_id is None:
+            raise NodeAuthenticationError("unknown or missing run secret")
+        return run_id
+
+    @servicer_errors
+    def GetNodes(
+        self, request: serverappio_pb2.GetNodesRequest, context: grpc.ServicerContext
+    ) -> serverappio_pb2.GetNodesResponse:
+        self._run_id(context)
+        nodes = self._shared.state.list_nodes(online=True)
+        return serverappio_pb2.GetNodesResponse(node_ids=[n.node_id for n in nodes])
+
+    @servicer_errors
+    def StatArrays(
+        self, request: fleet_pb2.StatArraysRequest, context: grpc.ServicerContext
+    ) -> fleet_pb2.StatArraysResponse:
+        self._run_id(context)
+        return fleet_pb2.StatArraysResponse(
+            arrays=[payload_status(self._shared.blobs, h) for h in request.sha256]
+        )
+
+    def PushArrays(
+        self, request_iterator: Iterator[transfer_pb2.Chunk], context: grpc.ServicerContext
+    ) -> fleet_pb2.PushArraysResponse:
+        return self._push(request_iterator, context)
+
+    @servicer_errors
+    def _push(
+        self, request_iterator: Iterator[transfer_pb2.Chunk], context: grpc.ServicerContext
+    ) -> fleet_pb2.PushArraysResponse:
+        self._run_id(context)
+        statuses = store_pushed(self._shared.blobs, request_iterator)
+        return fleet_pb2.PushArraysResponse(arrays=statuses)
+
+    @stream_errors
+    def PullArrays(
+        self, request: fleet_pb2.PullArraysRequest, context: grpc.ServicerContext
+    ) -> Iterator[transfer_pb2.Chunk]:
+        self._run_id(context)
+        yield from serve_payload(self._shared.blobs, request.sha256, request.offset)
+
+    @servicer_errors
+    def PushMessages(
+        self, request: serverappio_pb2.PushMessagesRequest, context: grpc.ServicerContext
+    ) -> serverappio_pb2.PushMessagesResponse:
+        run_id = self._run_id(context)
+        shared = self._shared
+        stored = []
+        for proto in request.messages:
+            message = shared.to_stored(proto)
+            if message.metadata.run_id != run_id or message.metadata.src_node_id != 0:
+                raise MessageError(
+                    f"run {run_id}'s ServerApp sent a message of run {message.metadata.run_id} "
+                    f"from node {message.metadata.src_node_id}"
+                )
+            if not message.metadata.created_at:
+                message = dataclasses.replace(
+                    message, metadata=dataclasses.replace(message.metadata, created_at=time.time())
+                )
+            stored.append(message)
+        ids = shared.state.store_messages(stored)
+        shared.signals.notify(
+            [node_key(m.metadata.dst_node_id) for m in stored] + [replies_key(run_id)]
+        )
+        return serverappio_pb2.PushMessagesResponse(message_ids=ids)
+
+    @stream_errors
+    def PullReplies(
+        self, request: serverappio_pb2.PullRepliesRequest, context: grpc.ServicerContext
+    ) -> Iterator[serverappio_pb2.PullRepliesResponse]:
+        run_id = self._run_id(context)
+        shared = self._shared
+        wanted = list(dict.fromkeys(request.message_ids))
+        deadline = time.monotonic() + request.timeout if request.timeout > 0 else None
+        answered: set[str] = set()
+        key = replies_key(run_id)
+        while len(answered) < len(wanted) and context.is_active() and not shared.signals.closed:
+            seen = shared.signals.generation(key)
+            for reply in shared.state.get_replies(run_id, wanted):
+                answered_id = reply.metadata.reply_to_message_id
+                if answered_id not in answered:
+                    answered.add(answered_id)
+                    yield serverappio_pb2.PullRepliesResponse(message=shared.to_proto(reply))
+            if len(answered) == len(wanted):
+                return
+            wait = _LIVENESS_S
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return
+            shared.signals.wait(key, seen, wait)
+
+    @servicer_errors
+    def EmitEvents(
+        self, request: serverappio_pb2.EmitEventsRequest, context: grpc.ServicerContext
+    ) -> serverappio_pb2.EmitEventsResponse:
+        run_id = self._run_id(context)
+        events = [
+            dataclasses.replace(event_from_proto(proto)[1], run_id=run_id)
+            for proto in request.events
+        ]
+        self._shared.state.append_events(events)
+        self._shared.signals.notify([events_key(run_id)])
+        return serverappio_pb2.EmitEventsResponse()
+
+    @servicer_errors
+    def SaveCheckpoint(
+        self, request: serverappio_pb2.SaveCheckpointRequest, context: grpc.ServicerContext
+    ) -> serverappio_pb2.SaveCheckpointResponse:
+        run_id = self._run_id(context)
+        if not self._shared.blobs.exists(request.sha256):
+            raise MessageError(f"checkpoint payload {request.sha256[:12]} was not pushed")
+        self._shared.state.save_checkpoint(run_id, request.round, request.sha256)
+        return serverappio_pb2.SaveCheckpointResponse()
+
+    @servicer_errors
+    def LoadCheckpoint(
+        self, request: serverappio_pb2.LoadCheckpointRequest, context: grpc.ServicerContext
+    ) -> serverappio_pb2.LoadCheckpointResponse:
+        run_id = self._run_id(context)
+        checkpoint = self._shared.state.load_checkpoint(run_id)
+        if checkpoint is None:
+            return serverappio_pb2.LoadCheckpointResponse(found=False)
+        return serverappio_pb2.LoadCheckpointResponse(
+            found=True,
+            round=checkpoint.round,
+            sha256=checkpoint.blob_hash,
+            size=self._shared.blobs.size(checkpoint.blob_hash),
+        )

@@ -1,0 +1,195 @@
+"""GrpcGrid: the Grid a ServerApp sees in deployment, talking to its link over gRPC.
+
+The ServerApp runs in a child process of the link. Sending a batch encodes each distinct
+array once (the round's global model is one payload whatever the number of nodes),
+uploads only what the link lacks, then stores the messages; the link pushes them to the
+nodes at once. Replies stream back as the link stores them, and the arrays they carry
+are downloaded as they are needed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import grpc
+
+from corolla.core import ArrayRecord, Event, Message
+from corolla.server import Grid, History
+from corolla.state import MemoryBlobStore
+from corolla.transport import (
+    EncodeCache,
+    EncodedArray,
+    array_entries,
+    bearer_metadata,
+    event_to_proto,
+    iter_rpc,
+    message_from_proto,
+    message_to_proto,
+    sha256_of,
+    translate_rpc_errors,
+)
+from corolla.transport._proto import serverappio_pb2, serverappio_pb2_grpc
+
+from ._payloads import ArrayCache, pull_payload, push_missing
+
+__all__ = ["GrpcGrid", "result_event_data"]
+
+
+def result_event_data(
+    arrays: ArrayRecord, history: History | None
+) -> tuple[dict[str, Any], dict[str, EncodedArray]]:
+    """The JSON form of a ``run.result`` event: array references and the history dict,
+    plus the encoded arrays to upload."""
+    refs = []
+    payloads: dict[str, EncodedArray] = {}
+    for name, array in arrays.items():
+        encoded = EncodedArray.from_array(array)
+        payloads[encoded.sha256] = encoded
+        refs.append({"name": name, "sha256": encoded.sha256, "size": encoded.size})
+    data: dict[str, Any] = {"arrays": refs}
+    if history is not None:
+        data["history"] = history.to_dict()
+    return data, payloads
+
+
+class GrpcGrid(Grid):
+    """The nodes of run ``run_id``, reached through the link's ServerAppIo service.
+
+    Parameters
+    ----------
+    channel
+        A channel to the link's ServerAppIo address.
+    run_id
+        The run this grid serves.
+    secret
+        The run's secret, which the link gave the process.
+    """
+
+    def __init__(self, channel: grpc.Channel, run_id: int, secret: str) -> None:
+        self._stub = serverappio_pb2_grpc.ServerAppIoStub(channel)
+        self._run_id = run_id
+        self._metadata = bearer_metadata(secret)
+        self._arrays = ArrayCache(MemoryBlobStore(), self._stub.PullArrays, self._metadata)
+        self._phases: dict[str, str] = {}
+
+    @property
+    def run_id(self) -> int:
+        return self._run_id
+
+    def node_ids(self) -> list[int]:
+        with translate_rpc_errors():
+            response = self._stub.GetNodes(
+                serverappio_pb2.GetNodesRequest(), metadata=self._metadata
+            )
+        return sorted(response.node_ids)
+
+    def send(self, messages: Iterable[Message]) -> list[str]:
+        cache = EncodeCache()
+        protos = []
+        payloads: dict[str, EncodedArray] = {}
+        for message in messages:
+            stamped = message.with_metadata(run_id=self._run_id, src_node_id=0)
+            proto, arrays = message_to_proto(stamped, cache)
+            payloads.update(arrays)
+            protos.append(proto)
+        if not protos:
+            return []
+        push_missing(self._stub.StatArrays, self._stub.PushArrays, payloads, self._metadata)
+        with translate_rpc_errors():
+            response = self._stub.PushMessages(
+                serverappio_pb2.PushMessagesRequest(messages=protos), metadata=self._metadata
+            )
+        ids = list(response.message_ids)
+        for message_id, proto in zip(ids, protos):
+            self._phases[message_id] = proto.metadata.message_type
+        return ids
+
+    def receive(
+        self, message_ids: Iterable[str], timeout: float | None = None
+    ) -> Iterator[Message]:
+        ids = list(message_ids)
+        if not ids:
+            return
+        phase = self._phases.get(ids[0], "")
+        request = serverappio_pb2.PullRepliesRequest(message_ids=ids, timeout=timeout or 0.0)
+        for done, response in enumerate(
+            iter_rpc(self._stub.PullReplies(request, metadata=self._metadata)), start=1
+        ):
+            proto = response.message
+            self._arrays.fetch({h: e.encoded_size for h, e in array_entries(proto).items()})
+            reply = message_from_proto(proto, self._arrays)
+            self._phases.pop(reply.metadata.reply_to_message_id, None)
+            self.emit(
+                Event(
+                    "progress", self._run_id, data={"done": done, "total": len(ids), "phase": phase}
+                )
+            )
+            yield reply
+        self._forget_arrays()
+
+    def _forget_arrays(self) -> None:
+        # Replies' arrays are folded as they arrive; keep none beyond the batch.
+        self._arrays = ArrayCache(MemoryBlobStore(), self._stub.PullArrays, self._metadata)
+
+    def emit(self, event: Event) -> None:
+        if event.kind == "run.result":
+            arrays = event.data.get("arrays")
+            history = event.data.get("history")
+            if isinstance(arrays, ArrayRecord):
+                data, payloads = result_event_data(
+                    arrays, history if isinstance(history, History) else None
+                )
+                push_missing(self._stub.StatArrays, self._stub.PushArrays, payloads, self._metadata)
+                event = Event(
+                    event.kind, self._run_id, event.round, event.node_id, data, event.time
+                )
+        proto = event_to_proto(event, 0)
+        with translate_rpc_errors():
+            self._stub.EmitEvents(
+                serverappio_pb2.EmitEventsRequest(events=[proto]), metadata=self._metadata
+            )
+
+    def save_checkpoint(self, server_round: int, data: bytes) -> str:
+        """Store ``data`` durably as the run's latest checkpoint; return its hash.
+
+        Raises
+        ------
+        CorollaError
+            If the link refuses it (an older round than the saved one) or is unreachable.
+        """
+        digest = sha256_of(data)
+        push_missing(self._stub.StatArrays, self._stub.PushArrays, {digest: data}, self._metadata)
+        request = serverappio_pb2.SaveCheckpointRequest(round=server_round, sha256=digest)
+        with translate_rpc_errors():
+            self._stub.SaveCheckpoint(request, metadata=self._metadata)
+        return digest
+
+    def load_checkpoint(self) -> tuple[int, memoryview] | None:
+        """The run's latest checkpoint as ``(round, data)``, or None if it has none.
+
+        Raises
+        ------
+        CorollaError
+            If the link is unreachable or the payload does not verify.
+        """
+        with translate_rpc_errors():
+            found = self._stub.LoadCheckpoint(
+                serverappio_pb2.LoadCheckpointRequest(), metadata=self._metadata
+            )
+        if not found.found:
+            return None
+        return found.round, pull_payload(
+            self._stub.PullArrays, found.sha256, found.size, self._metadata
+        )
+
+    def wait_for_nodes(self, min_nodes: int, timeout: float | None = None) -> list[int]:
+        started = time.monotonic()
+        ids = super().wait_for_nodes(min_nodes, timeout)
+        waited = time.monotonic() - started
+        if waited > 1.0:
+            self.emit(
+                Event("nodes.ready", self._run_id, data={"nodes": len(ids), "waited_s": waited})
+            )
+        return ids

@@ -1,0 +1,219 @@
+"""Moving content-addressed payloads between a blob store and a gRPC chunk stream.
+
+Both ends of every payload transfer share these: the link serving ``PullArrays`` and
+receiving ``PushArrays`` (for nodes and for ServerApp processes), a node or a ServerApp
+uploading the arrays of its messages and downloading the ones it lacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from corolla.core import CodecError, decode_array
+from corolla.state import BlobStore
+from corolla.transport import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_PAYLOAD_SIZE,
+    ChunkAssembler,
+    EncodedArray,
+    check_sha256,
+    chunk_messages,
+    iter_rpc,
+    transfer_pb2,
+    translate_rpc_errors,
+)
+from corolla.transport._proto import fleet_pb2
+
+__all__ = [
+    "ArrayCache",
+    "payload_status",
+    "pull_payload",
+    "push_missing",
+    "serve_payload",
+    "store_pushed",
+]
+
+#: Calls a client makes to move arrays: the shape shared by the Fleet and ServerAppIo stubs.
+StatCall = Callable[..., fleet_pb2.StatArraysResponse]
+PushCall = Callable[..., fleet_pb2.PushArraysResponse]
+PullCall = Callable[..., Iterator[transfer_pb2.Chunk]]
+
+
+def serve_payload(blobs: BlobStore, sha256: str, offset: int) -> Iterator[transfer_pb2.Chunk]:
+    """The chunks of a stored payload from ``offset`` on (the store raises if it lacks it)."""
+    view = blobs.open(sha256)
+    if offset > len(view):
+        raise CodecError(f"offset {offset} is past the end of payload {sha256[:12]}")
+    yield from chunk_messages(view, sha256=sha256, offset=offset)
+
+
+def payload_status(blobs: BlobStore, sha256: str) -> transfer_pb2.PayloadStatus:
+    """Whether ``blobs`` holds a payload (partial uploads are not kept)."""
+    held = blobs.exists(sha256)
+    return transfer_pb2.PayloadStatus(
+        sha256=sha256, stored_bytes=blobs.size(sha256) if held else 0, complete=held
+    )
+
+
+def store_pushed(
+    blobs: BlobStore,
+    chunks: Iterable[transfer_pb2.Chunk],
+    *,
+    max_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
+) -> list[transfer_pb2.PayloadStatus]:
+    """Store each payload of a push stream as its chunks arrive; return their statuses.
+
+    Bytes go straight to the blob store, which hashes them while writing and keeps
+    nothing that does not hash to the payload's name, so the receiver holds one chunk
+    in memory at a time, whatever the payload's size.
+
+    Raises
+    ------
+    CodecError
+        If a payload is truncated, out of order, larger than declared or than
+        ``max_size``, or does not hash to its name; nothing of it is stored.
+    """
+    iterator = iter(chunks)
+    statuses = []
+    head = next(iterator, None)
+    while head is not None:
+        sha256 = check_sha256(head.sha256)
+        total = head.total_size
+        if total > max_size:
+            raise CodecError(
+                f"payload {sha256[:12]} declares {total} bytes; the limit is {max_size}"
+            )
+        reader = _PayloadReader(head, iterator)
+        blobs.put_stream(reader, expected_hash=sha256)  # BlobIntegrityError is a CodecError
+        statuses.append(payload_status(blobs, sha256))
+        head = reader.following
+    return statuses
+
+
+class _PayloadReader:
+    """The data of one payload's chunks, checked for order and size as they come; after
+    the last one, :attr:`following` is the first chunk of the next payload (or None)."""
+
+    def __init__(self, first: transfer_pb2.Chunk, stream: Iterator[transfer_pb2.Chunk]) -> None:
+        self._first = first
+        self._stream = stream
+        self.following: transfer_pb2.Chunk | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        sha256, total = self._first.sha256, self._first.total_size
+        chunk: transfer_pb2.Chunk | None = self._first
+        offset = 0
+        while True:
+            if chunk is None or chunk.sha256 != sha256:
+                raise CodecError(
+                    f"payload {sha256[:12]} truncated: the stream moved on after "
+                    f"{offset} of {total} bytes"
+                )
+            if chunk.total_size != total or chunk.offset != offset:
+                raise CodecError(
+                    f"chunk of payload {sha256[:12]} at byte {chunk.offset} of "
+                    f"{chunk.total_size}, expected byte {offset} of {total}"
+                )
+            size = len(chunk.data)
+            if (size == 0 and total) or offset + size > total:
+                raise CodecError(f"chunk of payload {sha256[:12]} is empty or overflows")
+            yield chunk.data
+            offset += size
+            if offset == total:
+                self.following = next(self._stream, None)
+                return
+            chunk = next(self._stream, None)
+
+
+def push_missing(
+    stat: StatCall,
+    push: PushCall,
+    arrays: Mapping[str, EncodedArray | bytes],
+    metadata: Any = None,
+) -> int:
+    """Upload the payloads (encoded arrays, or bytes named by their hash) the receiver
+    lacks; return the bytes sent.
+
+    Raises
+    ------
+    CorollaError
+        The translation of a failed call.
+    """
+    if not arrays:
+        return 0
+    with translate_rpc_errors():
+        held = stat(fleet_pb2.StatArraysRequest(sha256=list(arrays)), metadata=metadata)
+    missing = [s.sha256 for s in held.arrays if not s.complete]
+    if not missing:
+        return 0
+
+    def stream() -> Iterator[transfer_pb2.Chunk]:
+        for sha256 in missing:
+            yield from chunk_messages(arrays[sha256], sha256=sha256, chunk_size=DEFAULT_CHUNK_SIZE)
+
+    with translate_rpc_errors():
+        push(stream(), metadata=metadata)
+    return sum(_size(arrays[s]) for s in missing)
+
+
+def _size(payload: EncodedArray | bytes) -> int:
+    return payload.size if isinstance(payload, EncodedArray) else len(payload)
+
+
+def pull_payload(pull: PullCall, sha256: str, size: int, metadata: Any = None) -> memoryview:
+    """Download one payload and verify it.
+
+    Raises
+    ------
+    CodecError
+        If the stream is truncated or the bytes do not hash to ``sha256``.
+    CorollaError
+        The translation of a failed call.
+    """
+    with ChunkAssembler(sha256, size) as assembler:
+        request = fleet_pb2.PullArraysRequest(sha256=sha256, offset=0)
+        for chunk in iter_rpc(pull(request, metadata=metadata)):
+            assembler.add_chunk(chunk)
+        return assembler.finish()
+
+
+class ArrayCache:
+    """Decoded arrays by hash, backed by a blob store; fetches what it lacks.
+
+    Parameters
+    ----------
+    blobs
+        Where downloaded payloads are kept (a node's disk, or memory).
+    pull
+        The ``PullArrays`` call of a stub.
+    metadata
+        gRPC metadata sent with every call (the bearer token).
+    """
+
+    def __init__(self, blobs: BlobStore, pull: PullCall, metadata: Any = None) -> None:
+        self._blobs = blobs
+        self._pull = pull
+        self._metadata = metadata
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self._blobs
+
+    def fetch(self, entries: Mapping[str, int]) -> int:
+        """Make sure every ``sha256 -> size`` is held; return the bytes downloaded."""
+        fetched = 0
+        for sha256, size in entries.items():
+            if not self._blobs.exists(sha256):
+                view = pull_payload(self._pull, sha256, size, self._metadata)
+                self._blobs.put_stream((view,), expected_hash=sha256)
+                fetched += size
+        return fetched
+
+    def __call__(self, sha256: str) -> np.ndarray[Any, Any]:
+        """The decoded array (a resolver for ``message_from_proto``); KeyError if absent."""
+        if not self._blobs.exists(sha256):
+            raise KeyError(sha256)
+        return decode_array(self._blobs.open(sha256))

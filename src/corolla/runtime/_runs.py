@@ -1,0 +1,202 @@
+"""The ServerApp processes of a link: one child process per run.
+
+A run's process gets the address of the link's loopback ServerAppIo service and a
+secret (in its environment, not its command line) that names the run there. Its
+output becomes ``log`` events of the run; its exit ends the run: ``finished`` for
+status 0, ``failed`` otherwise (with the last lines of its output as the reason).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from corolla.core import Event
+from corolla.state import RunInfo, RunStatus, RunStatusError
+
+from ._shared import LinkShared, events_key, replies_key
+
+__all__ = ["RunProcesses", "RUN_CONFIG_ENV", "SECRET_ENV"]
+
+_log = logging.getLogger("corolla.runtime.link")
+
+#: Environment variables a ServerApp process reads.
+SECRET_ENV = "COROLLA_SERVERAPP_SECRET"
+RUN_CONFIG_ENV = "COROLLA_RUN_CONFIG"
+
+_TAIL_LINES = 20
+_STOP_GRACE_S = 5.0
+
+
+class RunProcesses:
+    """Starts, watches and stops the ServerApp process of each run."""
+
+    def __init__(self, shared: LinkShared, *, python: str = sys.executable) -> None:
+        self._shared = shared
+        self._python = python
+        self._lock = threading.Lock()
+        self._processes: dict[int, subprocess.Popen[str]] = {}
+        self._watchers: dict[int, threading.Thread] = {}
+        self._secrets: dict[str, int] = {}
+        self._address = ""
+
+    def set_address(self, address: str) -> None:
+        """Where run processes reach the ServerAppIo service."""
+        self._address = address
+
+    def run_for_secret(self, secret: str) -> int | None:
+        """The run a secret was issued to, while its process lives."""
+        with self._lock:
+            return self._secrets.get(secret)
+
+    def issue_secret(self, run_id: int) -> str:
+        """A new secret naming ``run_id`` on the ServerAppIo service (revoke it when done)."""
+        secret = secrets.token_urlsafe(32)
+        with self._lock:
+            self._secrets[secret] = run_id
+        return secret
+
+    def revoke_secret(self, secret: str) -> None:
+        with self._lock:
+            self._secrets.pop(secret, None)
+
+    def is_active(self, run_id: int) -> bool:
+        with self._lock:
+            process = self._processes.get(run_id)
+        return process is not None and process.poll() is None
+
+    def launch(self, run: RunInfo) -> None:
+        """Start the run's ServerApp process and mark the run running.
+
+        Raises
+        ------
+        RunStatusError
+            If the run is not pending.
+        """
+        shared = self._shared
+        shared.state.update_run_status(run.run_id, RunStatus.STARTING)
+        secret = self.issue_secret(run.run_id)
+        env = dict(os.environ)
+        env[SECRET_ENV] = secret
+        env[RUN_CONFIG_ENV] = json.dumps(dict(run.run_config))
+        env["PYTHONUNBUFFERED"] = "1"
+        app_dir = shared.apps_dir / run.bundle_hash
+        command = [
+            self._python,
+            "-m",
+            "corolla.runtime._serverapp",
+            "--address",
+            self._address,
+            "--run-id",
+            str(run.run_id),
+            "--app-dir",
+            str(app_dir),
+        ]
+        with self._lock:
+            try:
+                process = subprocess.Popen(
+                    command,
+                    env=env,
+                    cwd=str(app_dir),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    errors="replace",
+                )
+            except OSError as exc:
+                del self._secrets[secret]
+                self._end(run.run_id, RunStatus.FAILED, f"cannot start the ServerApp: {exc}", None)
+                return
+            self._processes[run.run_id] = process
+            watcher = threading.Thread(
+                target=self._watch,
+                args=(run.run_id, process, secret),
+                name=f"corolla-run-{run.run_id}",
+                daemon=True,
+            )
+            self._watchers[run.run_id] = watcher
+        shared.state.update_run_status(run.run_id, RunStatus.RUNNING)
+        self._emit(Event("run.start", run.run_id, data={"pid": process.pid}))
+        watcher.start()
+
+    def _emit(self, event: Event) -> None:
+        self._shared.state.append_event(event)
+        self._shared.signals.notify([events_key(event.run_id)])
+
+    def _watch(self, run_id: int, process: subprocess.Popen[str], secret: str) -> None:
+        tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        assert process.stdout is not None
+        for line in process.stdout:
+            text = line.rstrip("\n")
+            tail.append(text)
+            try:
+                self._emit(Event("log", run_id, data={"line": text}))
+            except Exception:  # the state may be closing while the link stops
+                _log.debug("log line of run %d dropped", run_id, exc_info=True)
+        returncode = process.wait()
+        self.revoke_secret(secret)
+        if returncode == 0:
+            self._end(run_id, RunStatus.FINISHED, None, returncode)
+        else:
+            reason = f"the ServerApp exited with status {returncode}"
+            if tail:
+                reason += ":\n" + "\n".join(tail)
+            self._end(run_id, RunStatus.FAILED, reason, returncode)
+
+    def _end(
+        self, run_id: int, status: RunStatus, reason: str | None, returncode: int | None
+    ) -> None:
+        shared = self._shared
+        try:
+            try:
+                shared.state.update_run_status(run_id, status, error=reason)
+            except RunStatusError:  # stopped by a user meanwhile: that status stands
+                status = shared.state.get_run(run_id).status
+            self._emit(
+                Event(
+                    "run.end",
+                    run_id,
+                    data={"status": status.value, "reason": reason or "", "returncode": returncode},
+                )
+            )
+        except Exception:
+            _log.warning("could not record the end of run %d", run_id, exc_info=True)
+        shared.signals.notify([replies_key(run_id), events_key(run_id)])
+
+    def stop(self, run_id: int) -> None:
+        """Terminate a run's process (its watcher records the end)."""
+        with self._lock:
+            process = self._processes.get(run_id)
+        if process is not None and process.poll() is None:
+            process.terminate()
+
+    def close(self) -> None:
+        """Terminate every process and join the watchers."""
+        with self._lock:
+            processes = list(self._processes.values())
+            watchers = list(self._watchers.values())
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for watcher in watchers:
+            if watcher.ident is not None:
+                watcher.join(_STOP_GRACE_S)
+
+
+def installed_app(shared: LinkShared, bundle_hash: str) -> Path:
+    """Where the link unpacks a bundle."""
+    return shared.apps_dir / bundle_hash

@@ -1,0 +1,54 @@
+"""The process that runs one run's ServerApp: ``python -m corolla.runtime._serverapp``.
+
+Started by the link (see ``_runs.py``) with the ServerAppIo address, the run id and the
+installed app directory on its command line, and the run's secret and run config in
+its environment. Exits 0 when the ServerApp returns; prints the traceback and exits 1
+when it raises.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import grpc
+
+from corolla.core import Context, Event, RecordDict
+from corolla.project import AppConfig
+from corolla.transport import channel_options
+
+from ._grid import GrpcGrid
+from ._runs import RUN_CONFIG_ENV, SECRET_ENV
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="corolla-serverapp")
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--run-id", type=int, required=True)
+    parser.add_argument("--app-dir", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    secret = os.environ.pop(SECRET_ENV, "")
+    run_config = json.loads(os.environ.get(RUN_CONFIG_ENV, "{}"))
+    with grpc.insecure_channel(args.address, options=channel_options()) as channel:
+        grid = GrpcGrid(channel, args.run_id, secret)
+        try:
+            app = AppConfig.load(args.app_dir)
+            server = app.server_ref.load()
+            grid.emit(Event("run.app", args.run_id, data={"app": app.name}))
+            server(grid, Context(args.run_id, 0, {}, run_config, RecordDict()))
+        except Exception:
+            traceback.print_exc(file=sys.stdout)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""End to end: a link and 3 nodes as real processes on 127.0.0.1 give the simulation's result."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from corolla.cli._remote import submit_and_follow
+from corolla.project import AppConfig, merge_run_config
+from corolla.runtime import ControlClient
+from corolla.simulation import run_simulation
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "examples" / "quickstart-numpy"
+
+#: Every node trains and evaluates each round: node ids are random in deployment, so a
+#: sampled subset could not be matched with the simulation's nodes.
+OVERRIDES = {"num-server-rounds": 3, "seed": 0, "fraction-train": 1.0, "fraction-evaluate": 1.0}
+STARTUP_S = 60.0
+RUN_S = 180.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Processes:
+    """Child processes that are always stopped, then killed if they linger."""
+
+    def __init__(self, logs: Path) -> None:
+        self._logs = logs
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self._logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        env = dict(os.environ, COROLLA_HOME=str(self._logs / "home"))
+        child = subprocess.Popen(
+            [sys.executable, "-m", "corolla", *args], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        log.close()
+        self.children.append(child)
+        return child
+
+    def stop_all(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.terminate()
+        for child in self.children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(10)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+def _wait_for_nodes(client: ControlClient, count: int, procs: Processes) -> None:
+    deadline = time.monotonic() + STARTUP_S
+    for _ in range(int(STARTUP_S / 0.1)):
+        try:
+            online = [n for n in client.list_nodes() if n.status == 1]
+            if len(online) >= count:
+                return
+        except ConnectionError:
+            pass  # the link is still starting
+        dead = [c.args for c in procs.children if c.poll() is not None]
+        assert not dead, f"processes exited early: {dead}"
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    pytest.fail(f"{count} nodes did not come online within {STARTUP_S} s")
+
+
+def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_path: Path) -> None:
+    # Arrange
+    fleet, control = _free_port(), _free_port()
+    processes.start(
+        "link",
+        "link",
+        "--state",
+        str(tmp_path / "link"),
+        "--fleet-address",
+        f"127.0.0.1:{fleet}",
+        "--control-address",
+        f"127.0.0.1:{control}",
+    )
+    for i in range(3):
+        processes.start(
+            f"node{i}",
+            "node",
+            "--link",
+            f"127.0.0.1:{fleet}",
+            "--node-config",
+            f"partition-id={i}",
+            "num-partitions=3",
+            "--state",
+            str(tmp_path / f"node{i}"),
+        )
+    app = AppConfig.load(APP)
+    with ControlClient(f"127.0.0.1:{control}") as client:
+        _wait_for_nodes(client, 3, processes)
+
+    # Act
+    deployed = submit_and_follow(
+        app,
+        f"127.0.0.1:{control}",
+        OVERRIDES,
+        tmp_path / "out",
+        Console(file=io.StringIO()),
+        quiet=True,
+        timeout=RUN_S,
+    )
+    simulated = run_simulation(
+        app.server_ref,
+        app.client_ref,
+        3,
+        backend="inline",
+        run_config=merge_run_config(app.config, OVERRIDES),
+    )
+
+    # Assert
+    assert deployed.arrays is not None and simulated.arrays is not None
+    assert list(deployed.arrays) == list(simulated.arrays)
+    for name in simulated.arrays:
+        np.testing.assert_allclose(deployed.arrays[name], simulated.arrays[name], rtol=1e-6, atol=0)
+    assert deployed.history is not None and len(deployed.history.rounds) == 4  # rounds 0..3
+    assert (tmp_path / "out" / "final.npz").is_file()
+
+    # The same run through the command line gives the same arrays.
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "corolla",
+            "run",
+            str(APP),
+            "--link",
+            f"127.0.0.1:{control}",
+            "--run-config",
+            *(f"{k}={v}" for k, v in OVERRIDES.items() if k != "seed"),
+            "--seed",
+            "0",
+            "--quiet",
+            "--output",
+            str(tmp_path / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_S,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr
+    with np.load(tmp_path / "cli" / "final.npz") as final:
+        for name in simulated.arrays:
+            np.testing.assert_allclose(final[name], simulated.arrays[name], rtol=1e-6, atol=0)

@@ -1,0 +1,251 @@
+"""The link's Fleet and ServerAppIo services, called over real gRPC on loopback."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from corolla.core import (
+    ArrayRecord,
+    ConfigError,
+    ErrorCode,
+    Message,
+    MetricRecord,
+    RecordDict,
+    decode_array,
+)
+from corolla.runtime import GrpcGrid, Link, LinkStatus
+from corolla.transport import (
+    EncodedArray,
+    bearer_metadata,
+    chunk_messages,
+    fleet_pb2,
+    fleet_pb2_grpc,
+    message_from_proto,
+    message_to_proto,
+)
+
+HASH = "0" * 64
+
+
+def _register(fleet: fleet_pb2_grpc.FleetStub) -> tuple[int, tuple[tuple[str, str]]]:
+    response = fleet.RegisterNode(fleet_pb2.RegisterNodeRequest())
+    return response.node_id, bearer_metadata(response.token)
+
+
+def _grid(link: Link, channel: grpc.Channel) -> GrpcGrid:
+    run = link.state.create_run(HASH, {})
+    return GrpcGrid(channel, run.run_id, link.issue_run_secret(run.run_id))
+
+
+def test_link_off_loopback_needs_certificates_or_insecure(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--insecure"):
+        Link(tmp_path, fleet_address="0.0.0.0:0")
+
+
+def test_link_lifecycle(tmp_path: Path) -> None:
+    link = Link(tmp_path, fleet_address="127.0.0.1:0", control_address="127.0.0.1:0")
+    assert link.status is LinkStatus.CREATED
+    with link:
+        assert link.status is LinkStatus.RUNNING
+        assert link.fleet_port > 0 and link.control_port > 0
+        with pytest.raises(ConfigError):
+            link.start()
+    assert link.status is LinkStatus.STOPPED
+    link.stop()  # idempotent
+
+
+def test_fleet_calls_need_a_token(fleet: fleet_pb2_grpc.FleetStub) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        fleet.Heartbeat(fleet_pb2.HeartbeatRequest())
+    assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as caught:
+        fleet.Heartbeat(fleet_pb2.HeartbeatRequest(), metadata=bearer_metadata("1.wrong"))
+    assert caught.value.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE)
+
+
+def test_a_node_rejoins_with_its_id_and_token(fleet: fleet_pb2_grpc.FleetStub) -> None:
+    first = fleet.RegisterNode(fleet_pb2.RegisterNodeRequest())
+    again = fleet.RegisterNode(
+        fleet_pb2.RegisterNodeRequest(node_id=first.node_id, token=first.token)
+    )
+    assert again.node_id == first.node_id
+    fleet.Heartbeat(fleet_pb2.HeartbeatRequest(), metadata=bearer_metadata(again.token))
+    with pytest.raises(grpc.RpcError) as caught:
+        fleet.RegisterNode(
+            fleet_pb2.RegisterNodeRequest(node_id=first.node_id, token=f"{first.node_id}.bad")
+        )
+    assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_pushed_payload_that_does_not_match_its_hash_is_refused(
+    fleet: fleet_pb2_grpc.FleetStub,
+) -> None:
+    _, metadata = _register(fleet)
+    encoded = EncodedArray.from_array(np.arange(4.0))
+    chunks = list(chunk_messages(encoded))
+    chunks[0].data = b"x" * len(chunks[0].data)
+    with pytest.raises(grpc.RpcError) as caught:
+        fleet.PushArrays(iter(chunks), metadata=metadata)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    status = fleet.StatArrays(
+        fleet_pb2.StatArraysRequest(sha256=[encoded.sha256]), metadata=metadata
+    )
+    assert not status.arrays[0].complete
+
+
+def test_messages_reach_nodes_and_replies_reach_the_server_app(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    # Arrange: two nodes holding Receive streams open
+    nodes = [_register(fleet) for _ in range(2)]
+    grid = _grid(link, appio_channel)
+    received: dict[int, fleet_pb2.ReceiveResponse] = {}
+    calls = []
+
+    def receive(node_id: int, metadata: tuple[tuple[str, str]]) -> None:
+        call = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
+        calls.append(call)
+        received[node_id] = next(call)
+
+    threads = [threading.Thread(target=receive, args=node) for node in nodes]
+    for thread in threads:
+        thread.start()
+    model = ArrayRecord({"w": np.arange(6, dtype=np.float32).reshape(2, 3)})
+    content = RecordDict({"arrays": model})
+
+    # Act: one model to both nodes
+    ids = grid.send(
+        [Message(content, dst_node_id=node_id, message_type="train") for node_id, _ in nodes]
+    )
+    for thread in threads:
+        thread.join(10)
+    for call in calls:
+        call.cancel()
+
+    # Assert: pushed at once, the model stored once
+    assert sorted(received) == sorted(node_id for node_id, _ in nodes)
+    stored = {link.state.message_status(i).value for i in ids}
+    assert stored == {"delivered"}
+    entries = {
+        r.message.content.records[0].array_record.entries[0].sha256 for r in received.values()
+    }
+    assert len(entries) == 1
+
+    # Act: each node pulls the model and replies with its own update
+    for node_id, metadata in nodes:
+        proto = received[node_id].message
+        arrays: dict[str, np.ndarray] = {}
+        for sha256 in entries:
+            data = b"".join(
+                c.data
+                for c in fleet.PullArrays(
+                    fleet_pb2.PullArraysRequest(sha256=sha256), metadata=metadata
+                )
+            )
+            arrays[sha256] = decode_array(data)
+        message = message_from_proto(proto, arrays)
+        update = ArrayRecord({"w": np.asarray(message.content["arrays"]["w"]) + node_id % 7})
+        reply = Message(
+            RecordDict({"arrays": update, "metrics": MetricRecord({"n": 1})}), reply_to=message
+        )
+        reply_proto, reply_arrays = message_to_proto(reply)
+        fleet.PushArrays(
+            (c for e in reply_arrays.values() for c in chunk_messages(e)), metadata=metadata
+        )
+        fleet.SendReply(fleet_pb2.SendReplyRequest(message=reply_proto), metadata=metadata)
+
+    replies = list(grid.receive(ids, timeout=10))
+
+    # Assert
+    assert sorted(r.metadata.src_node_id for r in replies) == sorted(n for n, _ in nodes)
+    for reply in replies:
+        expected = model["w"] + reply.metadata.src_node_id % 7
+        np.testing.assert_array_equal(reply.content["arrays"]["w"], expected)
+
+
+def test_a_reply_whose_arrays_were_not_pushed_is_refused(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    node_id, metadata = _register(fleet)
+    grid = _grid(link, appio_channel)
+    (message_id,) = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
+    call = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
+    proto = next(call).message
+    call.cancel()
+    request = message_from_proto(proto, {})
+    reply = Message(RecordDict({"a": ArrayRecord({"x": np.ones(3)})}), reply_to=request)
+    reply_proto, _ = message_to_proto(reply)
+
+    with pytest.raises(grpc.RpcError) as caught:
+        fleet.SendReply(fleet_pb2.SendReplyRequest(message=reply_proto), metadata=metadata)
+
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert link.state.message_status(message_id).value == "delivered"
+
+
+def test_the_server_app_needs_its_run_secret(appio_channel: grpc.Channel) -> None:
+    grid = GrpcGrid(appio_channel, 1, "not-a-secret")
+    with pytest.raises(ConnectionError, match="UNAUTHENTICATED"):
+        grid.node_ids()
+
+
+def test_a_message_not_replied_to_comes_again_on_a_new_stream(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    node_id, metadata = _register(fleet)
+    grid = _grid(link, appio_channel)
+    (message_id,) = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
+    first = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
+    assert next(first).message.metadata.message_id == message_id
+    first.cancel()
+
+    again = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
+    redelivered = next(again).message.metadata.message_id
+    again.cancel()
+
+    assert redelivered == message_id
+
+
+def test_a_silent_node_goes_offline_and_its_message_is_answered_with_an_error(
+    tmp_path: Path,
+) -> None:
+    with (
+        Link(
+            tmp_path / "link",
+            fleet_address="127.0.0.1:0",
+            control_address="127.0.0.1:0",
+            heartbeat_interval=0.1,
+            sweep_interval=0.05,
+        ) as link,
+        grpc.insecure_channel(link.fleet_address) as fleet_channel,
+        grpc.insecure_channel(link.serverappio_address) as appio,
+    ):
+        node_id, _ = _register(fleet_pb2_grpc.FleetStub(fleet_channel))
+        grid = _grid(link, appio)
+        ids = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
+
+        replies = list(grid.receive(ids, timeout=30))
+
+        assert len(replies) == 1 and replies[0].has_error()
+        assert replies[0].error.code == ErrorCode.NODE_UNAVAILABLE
+        assert grid.node_ids() == []
+
+
+def test_the_server_app_saves_and_loads_checkpoints(
+    link: Link, appio_channel: grpc.Channel
+) -> None:
+    grid = _grid(link, appio_channel)
+    assert grid.load_checkpoint() is None
+
+    grid.save_checkpoint(1, b"round one")
+    grid.save_checkpoint(2, b"round two")
+
+    loaded = grid.load_checkpoint()
+    assert loaded is not None and loaded[0] == 2 and bytes(loaded[1]) == b"round two"
+    with pytest.raises(ConfigError):
+        grid.save_checkpoint(1, b"older")

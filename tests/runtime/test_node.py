@@ -1,0 +1,151 @@
+"""The node daemon against an in-process link: apps from bundles, state kept on disk."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from corolla.core import ErrorCode, Message, RecordDict
+from corolla.runtime import GrpcGrid, Link, Node, NodeStatus, make_bundle
+from corolla.state import DirectoryBlobStore
+from corolla.transport import generate_certificates
+
+COUNTER_APP = """
+from corolla.client import ClientApp
+from corolla.core import Message, MetricRecord, RecordDict
+
+app = ClientApp()
+
+
+@app.train()
+def train(message, context):
+    count = int(context.state["counter"]["count"]) + 1 if "counter" in context.state else 1
+    context.state = RecordDict({"counter": MetricRecord({"count": count})})
+    metrics = MetricRecord({"count": count, "partition": context.node_config["partition-id"]})
+    return Message(RecordDict({"metrics": metrics}), reply_to=message)
+"""
+
+
+def _app(root: Path, module: str, client_source: str) -> Path:
+    (root / module).mkdir(parents=True)
+    (root / module / "__init__.py").write_text("")
+    (root / module / "client_app.py").write_text(client_source)
+    (root / "pyproject.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [project]
+            name = "{module}"
+            [tool.corolla.app]
+            serverapp = "{module}.client_app:app"
+            clientapp = "{module}.client_app:app"
+            """
+        )
+    )
+    return root
+
+
+def _grid_for(link: Link, channel: grpc.Channel, app_dir: Path) -> GrpcGrid:
+    blobs = DirectoryBlobStore(link.state_dir / "blobs")
+    bundle_hash = blobs.put(make_bundle(app_dir))
+    run = link.state.create_run(bundle_hash, {})
+    return GrpcGrid(channel, run.run_id, link.issue_run_secret(run.run_id))
+
+
+def _wait_connected(node: Node) -> int:
+    for _ in range(200):
+        if node.status is NodeStatus.CONNECTED and node.node_id is not None:
+            return node.node_id
+        time.sleep(0.05)
+    pytest.fail("the node did not connect within 10 s")
+
+
+def _train(grid: GrpcGrid, node_id: int) -> Message:
+    ids = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
+    replies = list(grid.receive(ids, timeout=30))
+    assert len(replies) == 1
+    return replies[0]
+
+
+def test_a_node_keeps_its_id_and_context_state_across_restarts(
+    link: Link, appio_channel: grpc.Channel, tmp_path: Path
+) -> None:
+    # Arrange
+    grid = _grid_for(link, appio_channel, _app(tmp_path / "app", "counter_app", COUNTER_APP))
+    state_dir = tmp_path / "node"
+    config = {"partition-id": 2, "num-partitions": 3}
+
+    # Act
+    with Node(link.fleet_address, state_dir, node_config=config) as node:
+        node_id = _wait_connected(node)
+        counts = [int(_train(grid, node_id).content["metrics"]["count"]) for _ in range(2)]
+    with Node(link.fleet_address, state_dir, node_config=config) as restarted:
+        rejoined = _wait_connected(restarted)
+        after_restart = _train(grid, rejoined)
+
+    # Assert
+    assert counts == [1, 2]
+    assert rejoined == node_id
+    assert after_restart.content["metrics"]["count"] == 3
+    assert after_restart.content["metrics"]["partition"] == 2
+
+
+def test_a_bundle_that_fails_to_import_gets_an_error_reply(
+    link: Link, appio_channel: grpc.Channel, tmp_path: Path
+) -> None:
+    app_dir = _app(tmp_path / "app", "broken_app", "raise RuntimeError('no import for you')\n")
+    grid = _grid_for(link, appio_channel, app_dir)
+    with Node(link.fleet_address, tmp_path / "node") as node:
+        reply = _train(grid, _wait_connected(node))
+
+    assert reply.has_error()
+    assert reply.error.code == ErrorCode.APP_LOAD
+    assert "no import for you" in reply.error.reason
+
+
+def test_a_node_reconnects_after_the_link_restarts(tmp_path: Path) -> None:
+    with Link(
+        tmp_path / "link", fleet_address="127.0.0.1:0", control_address="127.0.0.1:0"
+    ) as link:
+        port = link.fleet_port
+        node = Node(link.fleet_address, tmp_path / "node", backoff=(0.05, 0.2)).start()
+        try:
+            node_id = _wait_connected(node)
+            link.stop()
+            with Link(
+                tmp_path / "link",
+                fleet_address=f"127.0.0.1:{port}",
+                control_address="127.0.0.1:0",
+            ) as again:
+                joins: list[int | None] = []
+                for _ in range(200):
+                    events = again.state.read_events(0)
+                    joins = [e.event.node_id for e in events if e.event.kind == "node.join"]
+                    if len(joins) == 2:
+                        break
+                    time.sleep(0.05)
+                assert joins == [node_id, node_id]
+                assert [n.node_id for n in again.state.list_nodes()] == [node_id]
+        finally:
+            node.stop()
+
+
+def test_a_node_reaches_a_link_over_tls(tmp_path: Path) -> None:
+    files = generate_certificates(tmp_path / "certs")
+    with Link(
+        tmp_path / "link",
+        fleet_address="127.0.0.1:0",
+        control_address="127.0.0.1:0",
+        certificates=files.directory,
+    ) as link:
+        with Node(
+            f"localhost:{link.fleet_port}",
+            tmp_path / "node",
+            root_certificates=files.ca_certificate,
+            backoff=(0.05, 0.2),
+        ) as node:
+            node_id = _wait_connected(node)
+        assert [n.node_id for n in link.state.list_nodes()] == [node_id]

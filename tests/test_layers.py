@@ -32,6 +32,7 @@ ALLOWED: dict[str, set[str]] = {
         "strategy",
         "simulation",
         "runtime",
+        "transport",
         "data",
         "",
     },

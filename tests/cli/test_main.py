@@ -166,3 +166,13 @@ def test_an_unknown_federation_is_a_usage_error():
 
     assert result.returncode == 2
     assert "no federation 'nowhere'" in result.stderr
+
+
+def test_certs_writes_a_ca_and_certificates_and_refuses_to_overwrite(tmp_path):
+    first = corolla("certs", str(tmp_path / "certs"), "--hostname", "link.example.org")
+    again = corolla("certs", str(tmp_path / "certs"))
+
+    assert first.returncode == 0, first.stderr
+    for name in ("ca.pem", "link.pem", "link.key", "node.pem", "node.key"):
+        assert (tmp_path / "certs" / name).is_file()
+    assert again.returncode == 2

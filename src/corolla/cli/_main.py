@@ -11,6 +11,7 @@ from rich.console import Console
 
 from .. import __version__
 from ..core import CorollaError, ErrorCode
+from ._certs import add_certs_parser
 from ._link import add_link_parser
 from ._new import add_new_parser
 from ._node import add_node_parser
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(commands)
     add_link_parser(commands)
     add_node_parser(commands)
+    add_certs_parser(commands)
     return parser
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from .. import __version__
 from ..core import CorollaError, ErrorCode
 from ._certs import add_certs_parser
+from ._control import add_control_parsers
 from ._link import add_link_parser
 from ._new import add_new_parser
 from ._node import add_node_parser
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_link_parser(commands)
     add_node_parser(commands)
     add_certs_parser(commands)
+    add_control_parsers(commands)
     return parser
 
 

@@ -108,7 +108,7 @@ class Link:
                     f"{address} is reachable beyond this machine: give --certificates DIR "
                     "(see `corolla certs`) or --insecure"
                 )
-        self.state_dir = Path(state_dir)
+        self.state_dir = Path(state_dir).resolve()
         self._fleet_address = fleet_address
         self._control_address = control_address
         self._certificates = None if certificates is None else CertificateFiles(Path(certificates))

@@ -48,7 +48,7 @@ class NodeStore:
     """A node's state directory."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.blobs = DirectoryBlobStore(self.root / "blobs")
         self.apps_dir = self.root / "apps"

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 import corolla.strategy
-from corolla.core import ArrayRecord, ConfigRecord, Event, Message, MetricRecord, RecordDict
+from corolla.core import (
+    ArrayRecord,
+    ConfigError,
+    ConfigRecord,
+    Event,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from corolla.server import Grid, Reduction
 from corolla.strategy import RoundPlan, Strategy
 from tests.server.doubles import MemoryGrid, Sum
@@ -57,17 +65,50 @@ class Counting(Strategy):
 
 def test_public_names_are_exactly_the_intended_ones() -> None:
     assert sorted(corolla.strategy.__all__) == [
+        "AllUpdates",
         "ArraySpec",
+        "AttributeLookup",
+        "AttributeSelection",
+        "Bulyan",
+        "CONTROL_DELTA_KEY",
+        "CONTROL_KEY",
         "EvaluateFn",
+        "FedAdagrad",
+        "FedAdam",
         "FedAvg",
+        "FedAvgM",
+        "FedMedian",
+        "FedProx",
+        "FedTrimmedAvg",
+        "FedYogi",
+        "Krum",
+        "MultiKrum",
+        "NodeDirectory",
+        "PROXIMAL_MU_KEY",
+        "QFedAvg",
+        "QFedAvgAggregator",
+        "RecentlySeenSelection",
         "Result",
         "RoundPlan",
+        "Scaffold",
+        "ScaffoldAggregator",
         "SelectionPolicy",
         "Strategy",
         "UniformSelection",
         "WeightedAverage",
+        "WeightedSelection",
         "array_spec",
+        "attribute_weight",
+        "corrected_gradient",
+        "grid_attributes",
+        "grid_last_seen",
+        "load_control",
+        "proximal_gradient",
+        "proximal_term",
         "sample_size",
+        "store_control",
+        "torch_proximal_term",
+        "update_control",
     ]
     assert all(hasattr(corolla.strategy, name) for name in corolla.strategy.__all__)
 
@@ -178,3 +219,15 @@ def test_round_events_carry_the_summary() -> None:
     assert ends[0].data == result.history.round(1).to_dict()
     assert ends[0].data["seconds"] >= 0
     assert all(e.run_id == grid.run_id for e in grid.events)
+
+
+def test_strategies_without_state_have_an_empty_state_dict() -> None:
+    for strategy in (
+        corolla.strategy.FedAvg(),
+        corolla.strategy.FedMedian(),
+        corolla.strategy.FedProx(proximal_mu=0.1),
+    ):
+        assert strategy.state_dict() == RecordDict()
+        strategy.load_state_dict(RecordDict())
+        with pytest.raises(ConfigError, match="keeps no state"):
+            strategy.load_state_dict(RecordDict({"m": ArrayRecord({"w": [1.0]})}))

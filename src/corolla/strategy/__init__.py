@@ -1,20 +1,88 @@
-"""Strategies: federated algorithms built on mergeable aggregators."""
+"""Strategies: federated algorithms built on mergeable aggregators.
+
+Mergeable (O(model) server memory): FedAvg, FedAvgM, FedProx, FedAdagrad, FedAdam, FedYogi,
+QFedAvg, Scaffold. Robust, keeping every update (O(n x model)): FedMedian, FedTrimmedAvg,
+Krum, MultiKrum, Bulyan.
+"""
 
 from ._fedavg import FedAvg
+from ._fedopt import FedAdagrad, FedAdam, FedAvgM, FedYogi
+from ._fedprox import (
+    PROXIMAL_MU_KEY,
+    FedProx,
+    proximal_gradient,
+    proximal_term,
+    torch_proximal_term,
+)
+from ._policies import (
+    AttributeLookup,
+    AttributeSelection,
+    NodeDirectory,
+    RecentlySeenSelection,
+    WeightedSelection,
+    attribute_weight,
+    grid_attributes,
+    grid_last_seen,
+)
+from ._qfedavg import QFedAvg, QFedAvgAggregator
+from ._robust import AllUpdates, Bulyan, FedMedian, FedTrimmedAvg, Krum, MultiKrum
+from ._scaffold import (
+    CONTROL_DELTA_KEY,
+    CONTROL_KEY,
+    Scaffold,
+    ScaffoldAggregator,
+    corrected_gradient,
+    load_control,
+    store_control,
+    update_control,
+)
 from ._selection import SelectionPolicy, UniformSelection, sample_size
 from ._strategy import EvaluateFn, Result, RoundPlan, Strategy
 from ._weighted import ArraySpec, WeightedAverage, array_spec
 
 __all__ = [
+    "CONTROL_DELTA_KEY",
+    "CONTROL_KEY",
+    "PROXIMAL_MU_KEY",
+    "AllUpdates",
     "ArraySpec",
+    "AttributeLookup",
+    "AttributeSelection",
+    "Bulyan",
     "EvaluateFn",
+    "FedAdagrad",
+    "FedAdam",
     "FedAvg",
+    "FedAvgM",
+    "FedMedian",
+    "FedProx",
+    "FedTrimmedAvg",
+    "FedYogi",
+    "Krum",
+    "MultiKrum",
+    "NodeDirectory",
+    "QFedAvg",
+    "QFedAvgAggregator",
+    "RecentlySeenSelection",
     "Result",
     "RoundPlan",
+    "Scaffold",
+    "ScaffoldAggregator",
     "SelectionPolicy",
     "Strategy",
     "UniformSelection",
     "WeightedAverage",
+    "WeightedSelection",
     "array_spec",
+    "attribute_weight",
+    "corrected_gradient",
+    "grid_attributes",
+    "grid_last_seen",
+    "load_control",
+    "proximal_gradient",
+    "proximal_term",
     "sample_size",
+    "store_control",
+    "torch_proximal_term",
+    "update_control",
 ]

@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..core import ArrayRecord, ConfigRecord, Event, Message, MetricRecord
+from ..core import ArrayRecord, ConfigRecord, Event, Message, MetricRecord, RecordDict
+from ..core._errors import ConfigError
 from ..server import Aggregator, Grid, History, Reduction
 
 __all__ = ["EvaluateFn", "Result", "RoundPlan", "Strategy"]
@@ -62,6 +63,22 @@ class Strategy(abc.ABC):
     @abc.abstractmethod
     def aggregate_evaluate(self, server_round: int, reduction: Reduction[Any]) -> MetricRecord:
         """Aggregated evaluation metrics."""
+
+    def state_dict(self) -> RecordDict:
+        """The strategy's own state across rounds (optimizer moments, control variates),
+        for a checkpoint; empty for strategies that keep none."""
+        return RecordDict()
+
+    def load_state_dict(self, state: RecordDict) -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Raises
+        ------
+        ConfigError
+            If ``state`` holds records this strategy does not keep.
+        """
+        if len(state):
+            raise ConfigError(f"{type(self).__name__} keeps no state, got {list(state)}")
 
     def start(
         self,

@@ -1,0 +1,228 @@
+"""q-FedAvg (Li et al., 2020, "Fair Resource Allocation in Federated Learning").
+
+Each node reports its updated arrays ``w_k`` and its training loss ``F_k``. With
+``L = 1 / client_learning_rate`` and ``g_k = L * (w - w_k)``, the server computes
+
+    delta_k = F_k**q * g_k
+    h_k     = q * F_k**(q - 1) * |g_k|^2 + L * F_k**q
+    w      <- w - sum(delta_k) / sum(h_k)
+
+Both sums fold reply by reply, so :class:`QFedAvgAggregator` is mergeable and holds
+O(model) memory (the global arrays and one float64 sum). This follows Flower's Message-API
+``QFedAvg`` (``F_k + 1e-10`` in the powers, loss read from the reply's metrics).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..core import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from ..core._errors import AggregationError, ConfigError
+from ..server import Grid, Reduction
+from ._casting import to_dtype
+from ._fedavg import FedAvg
+from ._kernels import all_finite
+from ._strategy import RoundPlan, Strategy
+from ._weighted import WeightedAverage
+
+__all__ = ["QFedAvg", "QFedAvgAggregator", "qfedavg_terms"]
+
+_EPS = 1e-10
+
+
+def qfedavg_terms(
+    global_arrays: list[np.ndarray[Any, Any]],
+    local_arrays: list[np.ndarray[Any, Any]],
+    loss: float,
+    q: float,
+    lipschitz: float,
+) -> tuple[list[np.ndarray[Any, Any]], float]:
+    """``(delta_k, h_k)`` of one node, in float64 (a pure kernel)."""
+    grads = [
+        lipschitz * (np.asarray(g, np.float64) - np.asarray(w, np.float64))
+        for g, w in zip(global_arrays, local_arrays)
+    ]
+    norm = float(sum(np.vdot(g, g).real for g in grads))
+    power = float(np.float_power(loss + _EPS, q))
+    h = q * float(np.float_power(loss + _EPS, q - 1)) * norm + lipschitz * power
+    return [power * g for g in grads], h
+
+
+class QFedAvgAggregator:
+    """Mergeable sums ``sum(delta_k)`` and ``sum(h_k)`` of q-FedAvg, plus weighted metrics.
+
+    Parameters
+    ----------
+    global_arrays
+        The arrays the round started from (``w``).
+    q, lipschitz
+        q-FedAvg's fairness exponent and ``L = 1 / client learning rate``.
+    """
+
+    def __init__(
+        self,
+        global_arrays: ArrayRecord,
+        *,
+        q: float,
+        lipschitz: float,
+        arrays_key: str = "arrays",
+        metrics_key: str = "metrics",
+        weight_key: str = "num-examples",
+        loss_key: str = "train_loss",
+    ) -> None:
+        self.global_arrays = global_arrays
+        self.q = q
+        self.lipschitz = lipschitz
+        self.arrays_key = arrays_key
+        self.metrics_key = metrics_key
+        self.weight_key = weight_key
+        self.loss_key = loss_key
+        self._metrics = WeightedAverage(
+            arrays_key=None, metrics_key=metrics_key, weight_key=weight_key
+        )
+        self._delta: list[np.ndarray[Any, Any]] | None = None
+        self._h = 0.0
+
+    @property
+    def count(self) -> int:
+        return self._metrics.count
+
+    def empty(self) -> QFedAvgAggregator:
+        return QFedAvgAggregator(
+            self.global_arrays,
+            q=self.q,
+            lipschitz=self.lipschitz,
+            arrays_key=self.arrays_key,
+            metrics_key=self.metrics_key,
+            weight_key=self.weight_key,
+            loss_key=self.loss_key,
+        )
+
+    def add(self, content: RecordDict, node_id: int) -> None:
+        arrays = content.get(self.arrays_key)
+        if not isinstance(arrays, ArrayRecord):
+            raise AggregationError(f"reply has no ArrayRecord {self.arrays_key!r}")
+        expected = [(n, a.shape, a.dtype.str) for n, a in self.global_arrays.items()]
+        found = [(n, a.shape, a.dtype.str) for n, a in arrays.items()]
+        if found != expected:
+            raise AggregationError(f"update has layout {found}, expected {expected}")
+        for name, a in arrays.items():
+            if not all_finite(a):
+                raise AggregationError(f"array {name!r} holds NaN or infinity")
+        metrics = content.get(self.metrics_key)
+        loss = metrics.get(self.loss_key) if isinstance(metrics, MetricRecord) else None
+        if isinstance(loss, list) or loss is None or not np.isfinite(loss) or loss < 0:
+            raise AggregationError(
+                f"reply metrics need a finite training loss >= 0 under {self.loss_key!r}"
+            )
+        delta, h = qfedavg_terms(
+            list(self.global_arrays.values()), list(arrays.values()), loss, self.q, self.lipschitz
+        )
+        self._metrics.add(content, node_id)
+        if self._delta is None:
+            self._delta = delta
+        else:
+            for total, d in zip(self._delta, delta):
+                np.add(total, d, out=total)
+        self._h += h
+
+    def merge(self, other: QFedAvgAggregator) -> None:
+        if other.count == 0 or other._delta is None:
+            return
+        self._metrics.merge(other._metrics)
+        if self._delta is None:
+            self._delta = [d.copy() for d in other._delta]
+        else:
+            for total, d in zip(self._delta, other._delta):
+                np.add(total, d, out=total)
+        self._h += other._h
+
+    def arrays(self) -> ArrayRecord | None:
+        """``w - sum(delta_k) / sum(h_k)`` in the global arrays' dtypes; None if empty."""
+        if self._delta is None or self._h <= 0:
+            return None
+        return ArrayRecord(
+            (
+                name,
+                to_dtype(np.asarray(w, np.float64) - d / self._h, w.dtype),
+            )
+            for (name, w), d in zip(self.global_arrays.items(), self._delta)
+        )
+
+    def metrics(self) -> MetricRecord:
+        """Weighted means of the replies' numeric metrics, plus the total weight."""
+        return self._metrics.metrics()
+
+
+class QFedAvg(Strategy):
+    """q-FedAvg: FedAvg's rounds with q-FFL's fair aggregation.
+
+    Nodes must report their training loss under ``train_loss_key`` in the metrics.
+
+    Parameters
+    ----------
+    client_learning_rate
+        The nodes' learning rate; ``L = 1 / client_learning_rate``.
+    q
+        Fairness: 0 weighs nodes like FedAvg's gradient step, larger favours high losses.
+    train_loss_key
+        Metric holding each node's training loss.
+    **options
+        :class:`FedAvg`'s options (sampling, minimums, record names, seed, selection).
+
+    Raises
+    ------
+    ConfigError
+        If ``client_learning_rate`` is not positive or ``q`` is negative.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_learning_rate: float,
+        q: float = 0.1,
+        train_loss_key: str = "train_loss",
+        **options: Any,
+    ) -> None:
+        if not client_learning_rate > 0:
+            raise ConfigError(f"client_learning_rate must be > 0, got {client_learning_rate}")
+        if not q >= 0:
+            raise ConfigError(f"q must be >= 0, got {q}")
+        self.base = FedAvg(**options)
+        self.client_learning_rate = client_learning_rate
+        self.q = q
+        self.train_loss_key = train_loss_key
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> RoundPlan:
+        plan = self.base.configure_train(server_round, arrays, config, grid)
+        aggregator = QFedAvgAggregator(
+            arrays,
+            q=self.q,
+            lipschitz=1.0 / self.client_learning_rate,
+            arrays_key=self.base.arrays_key,
+            metrics_key=self.base.metrics_key,
+            weight_key=self.base.weight_key,
+            loss_key=self.train_loss_key,
+        )
+        return RoundPlan(plan.messages, aggregator)
+
+    def aggregate_train(
+        self, server_round: int, reduction: Reduction[Any], arrays: ArrayRecord
+    ) -> tuple[ArrayRecord, MetricRecord]:
+        aggregator: QFedAvgAggregator = reduction.aggregator
+        if aggregator.count < max(self.base.min_train_replies, 1):
+            return arrays, MetricRecord()
+        new = aggregator.arrays()
+        return (new if new is not None else arrays), aggregator.metrics()
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> RoundPlan:
+        return self.base.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, reduction: Reduction[Any]) -> MetricRecord:
+        return self.base.aggregate_evaluate(server_round, reduction)

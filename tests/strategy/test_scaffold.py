@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from corolla.client import ClientApp
+from corolla.core import (
+    AggregationError,
+    ArrayRecord,
+    ConfigError,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
+from corolla.simulation import InlineExecutor, SimulationGrid
+from corolla.strategy import (
+    CONTROL_DELTA_KEY,
+    CONTROL_KEY,
+    Scaffold,
+    ScaffoldAggregator,
+    corrected_gradient,
+    load_control,
+    store_control,
+    update_control,
+)
+
+from .rounds import train_round
+
+X = ArrayRecord({"w": np.array([1.0, 2.0]), "b": np.array([0.5])})
+ZERO = ArrayRecord({"w": np.zeros(2), "b": np.zeros(1)})
+
+
+def reply(y: ArrayRecord, delta: ArrayRecord, weight: int = 1) -> RecordDict:
+    return RecordDict(
+        {
+            "arrays": y,
+            CONTROL_DELTA_KEY: delta,
+            "metrics": MetricRecord({"num-examples": weight}),
+        }
+    )
+
+
+def record(w: list[float], b: float) -> ArrayRecord:
+    return ArrayRecord({"w": np.array(w), "b": np.array([b])})
+
+
+# Client-side helpers
+
+
+def test_update_control_is_option_two_of_the_paper() -> None:
+    y = record([0.0, 1.0], 0.5)
+    c = record([0.1, 0.1], 0.1)
+    ci = record([0.3, -0.2], 0.0)
+
+    new, delta = update_control(X, y, c, ci, num_steps=4, learning_rate=0.25)
+
+    # c_i+ = c_i - c + (x - y) / (K lr) = c_i - c + (x - y)
+    assert new["w"].tolist() == pytest.approx([0.3 - 0.1 + 1.0, -0.2 - 0.1 + 1.0])
+    assert new["b"].tolist() == pytest.approx([-0.1])
+    for name in X:
+        np.testing.assert_allclose(delta[name], new[name] - ci[name])
+
+
+def test_corrected_gradient_is_grad_minus_local_plus_server_control() -> None:
+    grad = {"w": np.array([1.0, 1.0], np.float32), "b": np.array([2.0], np.float32)}
+
+    out = corrected_gradient(grad, record([0.5, 0.0], 1.0), record([0.25, 1.0], 0.0))
+
+    assert out["w"].tolist() == [1.25, 0.0] and out["w"].dtype == np.float32
+    assert out["b"].tolist() == [3.0]
+
+
+def test_the_node_control_lives_in_the_context_state() -> None:
+    context = Context(1, 7, {}, {})
+
+    first = load_control(context, X)
+    store_control(context, record([1.0, 2.0], 3.0))
+
+    assert first == ZERO
+    assert load_control(context, X) == record([1.0, 2.0], 3.0)
+
+
+def test_invalid_client_inputs_are_rejected() -> None:
+    with pytest.raises(ConfigError):
+        update_control(X, X, ZERO, ZERO, num_steps=0, learning_rate=0.1)
+    with pytest.raises(ConfigError):
+        corrected_gradient({"w": np.zeros(2)}, ZERO, ZERO)
+
+
+# Server side: the aggregator and the step
+
+deltas = st.lists(
+    st.tuples(
+        hnp.arrays(np.float64, (2,), elements=st.floats(-4, 4)),
+        hnp.arrays(np.float64, (2,), elements=st.floats(-4, 4)),
+    ),
+    max_size=5,
+)
+GLOBAL = ArrayRecord({"w": np.zeros(2)})
+
+
+def fold(items: list[tuple[np.ndarray, np.ndarray]], start: int = 1) -> ScaffoldAggregator:
+    aggregator = ScaffoldAggregator(GLOBAL, GLOBAL)
+    for node_id, (y, d) in enumerate(items, start=start):
+        aggregator.add(reply(ArrayRecord({"w": y}), ArrayRecord({"w": d})), node_id)
+    return aggregator
+
+
+@given(deltas, deltas)
+def test_merge_equals_folding_one_after_the_other(
+    first: list[tuple[np.ndarray, np.ndarray]], second: list[tuple[np.ndarray, np.ndarray]]
+) -> None:
+    folded = fold(first + second)
+    merged = fold(first)
+    merged.merge(pickle.loads(pickle.dumps(fold(second, start=len(first) + 1))))
+
+    assert merged.count == folded.count
+    a, b = folded.sums(), merged.sums()
+    assert (a is None) == (b is None)
+    if a is not None and b is not None:
+        for x, y in zip(a[0] + a[1], b[0] + b[1], strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_server_step_by_hand() -> None:
+    strategy = Scaffold(num_nodes=4, server_learning_rate=0.5)
+    replies = [
+        (1, reply(record([3.0, 2.0], 0.5), record([1.0, 0.0], 4.0))),
+        (2, reply(record([1.0, 4.0], 1.5), record([3.0, 2.0], 0.0))),
+    ]
+
+    arrays, _, messages = train_round(strategy, 1, X, replies)
+
+    # x + 0.5 * (mean(y) - x): mean(y) = ([2, 3], 1) -> ([1.5, 2.5], 0.75)
+    assert arrays == record([1.5, 2.5], 0.75)
+    # c = 0 + sum(delta) / N = ([4, 2], 4) / 4
+    assert strategy.control == record([1.0, 0.5], 1.0)
+    assert all(m.content[CONTROL_KEY] == ZERO for m in messages)
+    assert all(m.content["arrays"] == X for m in messages)
+
+
+def test_the_control_is_sent_next_round_and_saved_in_the_state() -> None:
+    strategy = Scaffold(num_nodes=2)
+    train_round(strategy, 1, X, [(1, reply(X, record([2.0, 2.0], 2.0)))])
+
+    _, _, messages = train_round(strategy, 2, X, [])
+    state = strategy.state_dict()
+    restored = Scaffold(num_nodes=2)
+    restored.load_state_dict(state)
+
+    assert messages[0].content[CONTROL_KEY] == record([1.0, 1.0], 1.0)
+    assert restored.control == strategy.control
+    with pytest.raises(ConfigError):
+        restored.load_state_dict(RecordDict({"m": X}))
+
+
+def test_a_reply_without_control_delta_is_rejected() -> None:
+    aggregator = ScaffoldAggregator(X, ZERO)
+
+    with pytest.raises(AggregationError, match="control-delta"):
+        aggregator.add(RecordDict({"arrays": X, "metrics": MetricRecord({"num-examples": 1})}), 1)
+    assert aggregator.count == 0
+
+
+# End to end: SCAFFOLD on quadratics, with node controls kept in context.state
+
+TARGETS = {1: np.array([1.0, -1.0]), 2: np.array([3.0, 0.0]), 3: np.array([-2.0, 4.0])}
+STEPS, LR = 5, 0.1
+
+
+def scaffold_app() -> ClientApp:
+    app = ClientApp()
+
+    @app.train()
+    def train(message: Message, context: Context) -> Message:
+        x = message.content["arrays"]
+        c = message.content[CONTROL_KEY]
+        ci = load_control(context, x)
+        target = TARGETS[context.node_id]
+        y = {"w": np.array(x["w"], dtype=np.float64)}
+        for _ in range(STEPS):
+            grad = corrected_gradient({"w": y["w"] - target}, c, ci)
+            y["w"] = y["w"] - LR * grad["w"]
+        new_ci, delta = update_control(x, ArrayRecord(y), c, ci, STEPS, LR)
+        store_control(context, new_ci)
+        content = {
+            "arrays": ArrayRecord(y),
+            CONTROL_DELTA_KEY: delta,
+            "metrics": MetricRecord({"num-examples": 1}),
+        }
+        return Message(RecordDict(content), reply_to=message)
+
+    return app
+
+
+def test_server_control_is_the_mean_of_node_controls_and_training_converges() -> None:
+    grid = SimulationGrid(InlineExecutor(scaffold_app()), 3)
+    strategy = Scaffold(fraction_train=0.67, fraction_evaluate=0.0, seed=0)
+    initial = ArrayRecord({"w": np.zeros(2)})
+
+    result = strategy.start(grid, initial, num_rounds=30)
+
+    controls = [load_control(Context(1, n, {}, {}, grid.state_of(n)), initial) for n in (1, 2, 3)]
+    assert strategy.control is not None
+    np.testing.assert_allclose(
+        strategy.control["w"], np.mean([c["w"] for c in controls], axis=0), atol=1e-12
+    )
+    optimum = np.mean(list(TARGETS.values()), axis=0)
+    np.testing.assert_allclose(result.arrays["w"], optimum, atol=1e-3)
+
+
+def test_invalid_options_are_rejected() -> None:
+    for options in ({"server_learning_rate": 0.0}, {"num_nodes": 0}):
+        with pytest.raises(ConfigError):
+            Scaffold(**options)  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clean venv templates proto
+.PHONY: demo test lint typecheck unit flower clean venv templates proto
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,23 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck unit
+# Flower pins protobuf < 7, Corolla >= 7: the differential tests against Flower run in a
+# venv of their own, with Corolla installed without its dependencies (the strategy layer
+# needs only NumPy).
+FLOWER_VENV := .venv-flower
+FLOWER_STAMP := $(FLOWER_VENV)/.installed
+
+$(FLOWER_STAMP): pyproject.toml
+	test -x $(FLOWER_VENV)/bin/python || $(PYTHON) -m venv $(FLOWER_VENV)
+	$(FLOWER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOWER_VENV)/bin/python -m pip install --quiet 'flwr==1.41.0' pytest pytest-timeout hypothesis
+	$(FLOWER_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $(FLOWER_STAMP)
+
+flower: $(FLOWER_STAMP)
+	$(FLOWER_VENV)/bin/python -m pytest -q tests/strategy/flower
+
+test: lint typecheck flower unit
 
 templates: $(STAMP)
 	$(BIN)/python scripts/sync_templates.py
@@ -37,4 +53,4 @@ proto: $(STAMP)
 	$(BIN)/python -m corolla.transport._generate
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOWER_VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,10 +1,12 @@
-"""Fed-Heart-Disease (FLamby): four hospitals, logistic regression, FedAvg against pooled and
-local training.
+"""Fed-Heart-Disease (FLamby): four hospitals, logistic regression, six federated methods
+against pooled and local training.
 
 Protocol (du Terrail et al., NeurIPS 2022 Datasets and Benchmarks): the UCI Heart Disease
 files of four hospitals with FLamby's preprocessing (``corolla.data.load_fed_heart_disease``);
-logistic regression; client SGD with batch 4, 100 local steps per round, 15 rounds, client
-learning rate 0.001; pooled training with Adam (lr 0.001) for 50 epochs; each site alone
+logistic regression; client SGD with batch 4, 100 local steps per round, 15 rounds; client
+learning rate 0.001 for FedAvg, FedProx (mu 0.01) and SCAFFOLD (server rate 1); FedAdam
+client 0.01 / server 0.01, FedYogi client 0.003162 / server 0.01, FedAdagrad client
+0.003162 / server 0.316228; pooled training with Adam (lr 0.001) for 50 epochs; each site alone
 for as many steps as a federated node takes in all rounds. Metric: the mean over sites of
 each site's test accuracy, over five seeds (mean +- std).
 
@@ -33,7 +35,7 @@ from corolla.data import HEART_SITES  # noqa: E402
 from corolla.simulation import run_simulation  # noqa: E402
 
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "fed-heart-disease"
-FEDERATED = ["FedAvg"]
+FEDERATED = list(app.METHODS)
 
 
 def federated(method: str, seed: int, rounds: int, steps: int, data: str) -> float:
@@ -48,7 +50,7 @@ def federated(method: str, seed: int, rounds: int, steps: int, data: str) -> flo
             "rounds": rounds,
             "local-steps": steps,
             "batch-size": 4,
-            "client-lr": 0.001,
+            "client-lr": app.METHODS[method][0],
             "data": data,
         },
     )

@@ -10,6 +10,7 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
     assert sorted(corolla.data.__all__) == [
         "DATASET_NAMES",
         "Dataset",
+        "FASHION_MNIST_DIR",
         "HEART_SITES",
         "PartitionReport",
         "PartitionStats",
@@ -18,6 +19,7 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
         "load_breast_cancer",
         "load_dataset",
         "load_digits",
+        "load_fashion_mnist",
         "load_fed_heart_disease",
         "load_iris",
         "load_mnist_5k",

@@ -7,6 +7,7 @@ imported only by the loaders that need them.
 """
 
 from ._dataset import Dataset
+from ._fashion import FASHION_MNIST_DIR, load_fashion_mnist
 from ._heart import HEART_SITES, load_fed_heart_disease
 from ._loaders import (
     DATASET_NAMES,
@@ -28,6 +29,7 @@ from ._synthetic import synthetic_federated
 
 __all__ = [
     "DATASET_NAMES",
+    "FASHION_MNIST_DIR",
     "HEART_SITES",
     "Dataset",
     "PartitionReport",
@@ -37,6 +39,7 @@ __all__ = [
     "load_breast_cancer",
     "load_dataset",
     "load_digits",
+    "load_fashion_mnist",
     "load_fed_heart_disease",
     "load_iris",
     "load_mnist_5k",

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from corolla.core import ConfigError, Event, UserConfigValue
+from corolla.core import ConfigError, CorollaError, Event, UserConfigValue
 from corolla.state import (
     DeliveryStatus,
     NodeAuthenticationError,
@@ -19,11 +19,13 @@ from corolla.state import (
     NodeInfo,
     StoredMessage,
     UnknownMessageError,
+    UnknownNodeError,
 )
 from corolla.transport import (
     bearer_token,
     fleet_pb2,
     fleet_pb2_grpc,
+    message_pb2,
     run_pb2,
     transfer_pb2,
     user_config_from_proto,
@@ -31,7 +33,14 @@ from corolla.transport import (
 
 from ._convert import run_to_proto
 from ._payloads import payload_status, serve_payload, store_pushed
-from ._shared import LinkShared, node_key, replies_key, servicer_errors, stream_errors
+from ._shared import (
+    LinkShared,
+    events_key,
+    node_key,
+    replies_key,
+    servicer_errors,
+    stream_errors,
+)
 
 __all__ = ["FleetServicer", "join_token", "split_token"]
 
@@ -103,7 +112,12 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         if token is None:
             raise NodeAuthenticationError("missing bearer token")
         identity = split_token(token)
-        return self._shared.state.authenticate_node(identity.node_id, identity.token)
+        try:
+            return self._shared.state.authenticate_node(identity.node_id, identity.token)
+        except UnknownNodeError as exc:
+            # UNAUTHENTICATED, not NODE_UNAVAILABLE (gRPC UNAVAILABLE, which clients retry):
+            # no retry makes a token of a node this link never registered valid.
+            raise NodeAuthenticationError(f"the token names an unknown node: {exc}") from exc
 
     @servicer_errors
     def RegisterNode(
@@ -115,12 +129,17 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             if identity.node_id != request.node_id:
                 raise NodeAuthenticationError("the token does not belong to that node id")
         shared = self._shared
-        registered = shared.state.register_node(
-            attributes=_attributes(user_config_from_proto(request.attributes)),
-            node_config=user_config_from_proto(request.node_config),
-            heartbeat_interval=shared.heartbeat_interval,
-            identity=identity,
-        )
+        try:
+            registered = shared.state.register_node(
+                attributes=_attributes(user_config_from_proto(request.attributes)),
+                node_config=user_config_from_proto(request.node_config),
+                heartbeat_interval=shared.heartbeat_interval,
+                identity=identity,
+            )
+        except UnknownNodeError as exc:
+            raise NodeAuthenticationError(
+                f"cannot rejoin: {exc}; register without a node id and token"
+            ) from exc
         shared.state.append_event(
             Event("node.join", 0, node_id=registered.node_id, data={"rejoin": identity is not None})
         )
@@ -166,12 +185,34 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                 f"node {node_id} cannot send a reply as node {request.message.metadata.src_node_id}"
             )
         shared = self._shared
-        stored = shared.to_stored(request.message)
-        # Durable before the acknowledgement: store_reply commits before returning.
-        message_id = shared.state.store_reply(stored)
+        try:
+            stored = shared.to_stored(request.message)
+            # Durable before the acknowledgement: store_reply commits before returning.
+            message_id = shared.state.store_reply(stored)
+        except CorollaError as exc:
+            self._log_rejection(node_id, request.message.metadata, exc)
+            raise
         self._answered(node_id, stored.metadata.reply_to_message_id)
         shared.signals.notify([replies_key(stored.metadata.run_id)])
         return fleet_pb2.SendReplyResponse(message_id=message_id)
+
+    def _log_rejection(
+        self, node_id: int, metadata: message_pb2.Metadata, exc: CorollaError
+    ) -> None:
+        """A ``reply.rejected`` event in the log of the run the refused reply names."""
+        shared = self._shared
+        run_id = metadata.run_id
+        data = {
+            "code": int(exc.code),
+            "reason": str(exc),
+            "reply_to": metadata.reply_to_message_id,
+        }
+        try:
+            shared.state.get_run(run_id)
+            shared.state.append_event(Event("reply.rejected", run_id, node_id=node_id, data=data))
+        except CorollaError:  # no such run, or the state is closing: the caller is told
+            return
+        shared.signals.notify([events_key(run_id)])
 
     @servicer_errors
     def StatArrays(

@@ -41,6 +41,7 @@ from corolla.transport._proto import serverappio_pb2_grpc
 from ._appio import ServerAppIoServicer
 from ._control import ControlServicer, RunArtifactsServicer
 from ._fleet import FleetServicer
+from ._malformed import add_servicer
 from ._runs import RunProcesses
 from ._shared import LinkShared
 from ._signal import Signals
@@ -179,20 +180,28 @@ class Link:
             fleet = grpc.server(
                 futures.ThreadPoolExecutor(_MAX_WORKERS, "corolla-fleet"), options=server_options()
             )
-            fleet_pb2_grpc.add_FleetServicer_to_server(FleetServicer(shared), fleet)
+            add_servicer(fleet_pb2_grpc.add_FleetServicer_to_server, FleetServicer(shared), fleet)
             control = grpc.server(
                 futures.ThreadPoolExecutor(_MAX_WORKERS, "corolla-control"),
                 options=server_options(),
             )
-            control_pb2_grpc.add_ControlServicer_to_server(ControlServicer(shared, runs), control)
-            serverappio_pb2_grpc.add_RunArtifactsServicer_to_server(
-                RunArtifactsServicer(shared), control
+            add_servicer(
+                control_pb2_grpc.add_ControlServicer_to_server,
+                ControlServicer(shared, runs),
+                control,
+            )
+            add_servicer(
+                serverappio_pb2_grpc.add_RunArtifactsServicer_to_server,
+                RunArtifactsServicer(shared),
+                control,
             )
             appio = grpc.server(
                 futures.ThreadPoolExecutor(_MAX_WORKERS, "corolla-appio"), options=server_options()
             )
-            serverappio_pb2_grpc.add_ServerAppIoServicer_to_server(
-                ServerAppIoServicer(shared, runs), appio
+            add_servicer(
+                serverappio_pb2_grpc.add_ServerAppIoServicer_to_server,
+                ServerAppIoServicer(shared, runs),
+                appio,
             )
             self._servers = [fleet, control, appio]
             self.fleet_port = self._bind(fleet, self._fleet_address)

@@ -2,13 +2,15 @@
 
 Started by the link (see ``_runs.py``) with the ServerAppIo address, the run id and the
 installed app directory on its command line, and the run's secret and run config in
-its environment. Exits 0 when the ServerApp returns; prints the traceback and exits 1
-when it raises.
+its environment. Exits 0 when the ServerApp returns; when it raises (or fails to
+import), prints the traceback, emits a ``run.error`` event with the error's code, and
+exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from corolla.core import Context, Event, RecordDict
+from corolla.core import Context, CorollaError, ErrorCode, Event, RecordDict
 from corolla.project import AppConfig
 from corolla.transport import channel_options
 
@@ -44,10 +46,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             server = app.server_ref.load()
             grid.emit(Event("run.app", args.run_id, data={"app": app.name}))
             server(grid, Context(args.run_id, 0, {}, run_config, RecordDict()))
-        except Exception:
+        except Exception as exc:
             traceback.print_exc(file=sys.stdout)
+            _report(grid, args.run_id, exc)
             return 1
     return 0
+
+
+def _report(grid: GrpcGrid, run_id: int, exc: Exception) -> None:
+    """A ``run.error`` event with the error's code (APP_LOAD for an app that does not
+    import), so the run's log says what failed without parsing the traceback."""
+    code = exc.code if isinstance(exc, CorollaError) else ErrorCode.UNKNOWN
+    data = {"code": int(code), "error": type(exc).__name__, "reason": str(exc)}
+    # If the link is gone, the exit status and the output still tell.
+    with contextlib.suppress(CorollaError):
+        grid.emit(Event("run.error", run_id, data=data))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,6 +29,7 @@ from corolla.transport import (
     records_pb2,
 )
 
+from ._malformed import reject_malformed
 from ._signal import Signals
 
 __all__ = [
@@ -58,12 +59,13 @@ def events_key(run_id: int) -> tuple[str, int]:
 
 
 def servicer_errors(method: F) -> F:
-    """End a unary call with the status of a corolla error it raised (others: INTERNAL)."""
+    """End a unary call with the status of a corolla error it raised (others: INTERNAL);
+    a request that did not parse ends it with ``INVALID_ARGUMENT`` (see ``_malformed``)."""
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return method(self, request, context)
+            return method(self, reject_malformed(request), context)
         except CorollaError as exc:
             abort(context, exc)
         except Exception as exc:
@@ -79,7 +81,7 @@ def stream_errors(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
-            yield from method(self, request, context)
+            yield from method(self, reject_malformed(request), context)
         except CorollaError as exc:
             abort(context, exc)
         except Exception as exc:

@@ -1,0 +1,108 @@
+"""Requests that do not parse: refused with ``INVALID_ARGUMENT`` and the reason.
+
+gRPC's own handling of a request that fails to deserialize is an ``INTERNAL`` status with
+"Exception deserializing request!", which reads as a bug of the link and names neither
+the method nor what was wrong. Here the generated servicers are registered through
+:func:`add_servicer`, whose deserializers hand a :class:`MalformedRequest` to the
+handler instead of raising; :func:`reject_malformed` (called by the handlers' error
+wrappers) turns it into a :class:`~corolla.core.MessageError` naming both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from corolla.core import MessageError
+
+__all__ = ["MalformedRequest", "add_servicer", "reject_malformed"]
+
+S = TypeVar("S")
+
+
+class MalformedRequest:
+    """What a handler receives in place of a request that did not parse."""
+
+    def __init__(self, method: str, reason: str) -> None:
+        self.method = method
+        self.reason = reason
+
+    def error(self) -> MessageError:
+        return MessageError(
+            f"malformed request to {self.method}: not a valid protobuf message ({self.reason})"
+        )
+
+
+def reject_malformed(request: Any) -> Any:
+    """``request`` itself, or, for a request stream, a stream that raises at a malformed item.
+
+    Raises
+    ------
+    MessageError
+        If ``request`` did not parse.
+    """
+    if isinstance(request, MalformedRequest):
+        raise request.error()
+    if isinstance(request, Iterator):
+        return _checked(request)
+    return request
+
+
+def _checked(requests: Iterator[Any]) -> Iterator[Any]:
+    for request in requests:
+        if isinstance(request, MalformedRequest):
+            raise request.error()
+        yield request
+
+
+def _tolerant(deserialize: Callable[[bytes], Any], method: str) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except (DecodeError, ValueError, TypeError) as exc:
+            return MalformedRequest(method, str(exc) or type(exc).__name__)
+
+    return parse
+
+
+def _tolerant_handler(handler: Any, method: str) -> Any:
+    if handler is None or handler.request_deserializer is None:
+        return handler
+    # gRPC's method handlers are named tuples.
+    return handler._replace(request_deserializer=_tolerant(handler.request_deserializer, method))
+
+
+class _TolerantGenericHandler(grpc.GenericRpcHandler):
+    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+        self._inner = inner
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        handler = self._inner.service(handler_call_details)
+        method = getattr(handler_call_details, "method", "") or "?"
+        return _tolerant_handler(handler, method)
+
+
+class _Registrar:
+    """Stands for the server in a generated ``add_*Servicer_to_server`` function."""
+
+    def __init__(self, server: grpc.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
+        self._server.add_generic_rpc_handlers(tuple(_TolerantGenericHandler(h) for h in handlers))
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        tolerant = {
+            name: _tolerant_handler(handler, f"/{service}/{name}")
+            for name, handler in handlers.items()
+        }
+        self._server.add_registered_method_handlers(service, tolerant)
+
+
+def add_servicer(add: Callable[[S, Any], None], servicer: S, server: grpc.Server) -> None:
+    """Register ``servicer`` on ``server`` with a generated ``add`` function, so that its
+    handlers receive a :class:`MalformedRequest` for a request that does not parse."""
+    add(servicer, _Registrar(server))

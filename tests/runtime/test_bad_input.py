@@ -1,0 +1,451 @@
+"""Bad input to a running link: each gets a clear error back, the link stays up, runs go on."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from corolla.core import ArrayRecord, CorollaError, ErrorCode, Event, Message, RecordDict
+from corolla.runtime import ControlClient, GrpcGrid, Link, Node, NodeStatus, make_bundle
+from corolla.transport import (
+    EncodedArray,
+    bearer_metadata,
+    channel_options,
+    chunk_messages,
+    control_pb2,
+    control_pb2_grpc,
+    fleet_pb2,
+    fleet_pb2_grpc,
+    message_from_proto,
+    message_to_proto,
+    run_pb2,
+    sha256_of,
+)
+
+WAIT_S = 60.0
+HASH = "0" * 64
+
+#: A reply's arrays go wrong in the way node_config["mode"] says.
+CLIENT_APP = """
+import numpy as np
+
+from corolla.client import ClientApp
+from corolla.core import ArrayRecord, Message, MetricRecord, RecordDict
+
+app = ClientApp()
+
+
+@app.train()
+def train(message, context):
+    w = np.asarray(message.content["arrays"]["w"]) + 1
+    mode = context.node_config.get("mode", "good")
+    if mode == "wrong-name":
+        arrays = ArrayRecord({"v": w})
+    elif mode == "wrong-shape":
+        arrays = ArrayRecord({"w": np.ones(5, dtype=w.dtype)})
+    elif mode == "wrong-dtype":
+        arrays = ArrayRecord({"w": w.astype(np.float64)})
+    elif mode == "nan":
+        arrays = ArrayRecord({"w": np.where(np.arange(w.size) == 0, np.nan, w).astype(w.dtype)})
+    elif mode == "inf":
+        arrays = ArrayRecord({"w": np.full_like(w, np.inf)})
+    else:
+        arrays = ArrayRecord({"w": w})
+    metrics = MetricRecord({"num-examples": 1})
+    return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=message)
+"""
+
+FEDAVG_SERVER_APP = """
+import numpy as np
+
+from corolla.core import ArrayRecord
+from corolla.server import ServerApp
+from corolla.strategy import FedAvg
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid, context):
+    strategy = FedAvg(
+        fraction_train=1.0,
+        fraction_evaluate=0.0,
+        min_train_nodes=2,
+        min_available_nodes=2,
+        min_train_replies=1,
+        seed=0,
+    )
+    strategy.start(grid, ArrayRecord({"w": np.zeros(3, dtype=np.float32)}), num_rounds=1)
+"""
+
+QUICK_SERVER_APP = """
+from corolla.core import Event
+from corolla.server import ServerApp
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid, context):
+    grid.emit(Event("quick.done", grid.run_id))
+"""
+
+#: A run that goes on while bad input arrives: it emits a tick every 0.1 s.
+TICKING_SERVER_APP = """
+import time
+
+from corolla.core import Event
+from corolla.server import ServerApp
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid, context):
+    for _ in range(1200):
+        grid.emit(Event("tick", grid.run_id))
+        time.sleep(0.1)
+"""
+
+BROKEN_SERVER_APP = """
+raise RuntimeError("this app does not import")
+"""
+
+
+def _app(root: Path, module: str, server: str, client: str = "") -> Path:
+    (root / module).mkdir(parents=True)
+    (root / module / "__init__.py").write_text("")
+    (root / module / "server_app.py").write_text(textwrap.dedent(server))
+    (root / module / "client_app.py").write_text(textwrap.dedent(client))
+    (root / "pyproject.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [project]
+            name = "{module}"
+            [tool.corolla.app]
+            serverapp = "{module}.server_app:app"
+            clientapp = "{module}.client_app:app"
+            """
+        )
+    )
+    return root
+
+
+@pytest.fixture
+def client(link: Link) -> Iterator[ControlClient]:
+    with ControlClient(link.control_address) as control:
+        yield control
+
+
+@pytest.fixture
+def bystander(client: ControlClient, tmp_path: Path) -> Iterator[int]:
+    """The id of a run that is running (and ticking) when the test begins."""
+    run = client.submit(_app(tmp_path / "ticking", "ticking_app", TICKING_SERVER_APP))
+    try:
+        _assert_going_on(client, run.run_id)
+        yield run.run_id
+    finally:
+        client.stop_run(run.run_id)
+
+
+def _assert_going_on(client: ControlClient, run_id: int) -> None:
+    """The run is running and emits a new tick."""
+    assert client.get_run(run_id).status == run_pb2.RUN_STATUS_RUNNING
+    seen = [seq for seq, _ in client.events(run_id, follow=False)]
+    after = seen[-1] if seen else 0
+    for _, event in client.events(run_id, after=after, timeout=WAIT_S):
+        if event.kind == "tick":
+            return
+    pytest.fail(f"run {run_id} stopped ticking")
+
+
+def _register(fleet: fleet_pb2_grpc.FleetStub) -> tuple[int, tuple[tuple[str, str]]]:
+    response = fleet.RegisterNode(fleet_pb2.RegisterNodeRequest())
+    return response.node_id, bearer_metadata(response.token)
+
+
+def _assert_link_up(fleet: fleet_pb2_grpc.FleetStub) -> None:
+    node_id, metadata = _register(fleet)
+    fleet.Heartbeat(fleet_pb2.HeartbeatRequest(), metadata=metadata, timeout=10)
+    assert node_id > 0
+
+
+def _fails(call: Callable[..., object], *args: object, **kwargs: object) -> grpc.RpcError:
+    """The error of a call that must fail."""
+    with pytest.raises(grpc.RpcError) as caught:
+        call(*args, **kwargs)
+    return caught.value
+
+
+def _run_events(client: ControlClient, run_id: int) -> list[Event]:
+    return [event for _, event in client.events(run_id, timeout=WAIT_S)]
+
+
+def _wait_connected(node: Node) -> int:
+    deadline = time.monotonic() + WAIT_S
+    for _ in range(int(WAIT_S / 0.05)):
+        if node.status is NodeStatus.CONNECTED and node.node_id is not None:
+            return node.node_id
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    pytest.fail(f"the node did not connect within {WAIT_S} s")
+
+
+def test_malformed_protobuf_is_refused_with_invalid_argument(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, client: ControlClient, bystander: int
+) -> None:
+    _, metadata = _register(fleet)
+    garbage = b"\xff\xff\xff\x0f not a protobuf message"
+    with grpc.insecure_channel(link.fleet_address, options=channel_options()) as channel:
+        # Identity serializers: the bytes go on the wire as they are.
+        unary = channel.unary_unary("/corolla.v1.Fleet/SendReply")
+        stream = channel.stream_unary("/corolla.v1.Fleet/PushArrays")
+
+        unary_error = _fails(unary, garbage, metadata=metadata, timeout=10)
+        stream_error = _fails(stream, iter([garbage]), metadata=metadata, timeout=10)
+
+    assert unary_error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "malformed request to /corolla.v1.Fleet/SendReply" in (unary_error.details() or "")
+    assert "corolla.v1.SendReplyRequest" in (unary_error.details() or "")
+    assert stream_error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "corolla.v1.Chunk" in (stream_error.details() or "")
+    _assert_link_up(fleet)
+    _assert_going_on(client, bystander)
+
+
+def test_an_oversized_message_is_refused_with_resource_exhausted(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, client: ControlClient, bystander: int
+) -> None:
+    # A 65 MiB attribute: beyond the 64 MiB both ends accept.
+    request = fleet_pb2.RegisterNodeRequest()
+    entry = request.attributes.entries.add()
+    entry.key = "huge"
+    entry.value.string_value = "x" * (65 << 20)
+    options = [("grpc.max_send_message_length", -1)]
+    with grpc.insecure_channel(link.fleet_address, options=options) as channel:
+        error = _fails(fleet_pb2_grpc.FleetStub(channel).RegisterNode, request, timeout=30)
+
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in (error.details() or "")
+    assert link.state.list_nodes() == []
+    _assert_link_up(fleet)
+    _assert_going_on(client, bystander)
+
+
+def test_an_unknown_run_id_is_refused_with_not_found(
+    client: ControlClient, fleet: fleet_pb2_grpc.FleetStub, bystander: int
+) -> None:
+    _, metadata = _register(fleet)
+
+    node_error = _fails(fleet.GetRun, run_pb2.GetRunRequest(run_id=999), metadata=metadata)
+    with pytest.raises(CorollaError, match="NOT_FOUND: unknown run id 999"):
+        client.get_run(999)
+    with pytest.raises(CorollaError, match="NOT_FOUND: unknown run id 999"):
+        list(client.events(999, follow=False, timeout=10))
+
+    assert node_error.code() is grpc.StatusCode.NOT_FOUND
+    assert "unknown run id 999" in (node_error.details() or "")
+    _assert_link_up(fleet)
+    _assert_going_on(client, bystander)
+
+
+def test_an_unknown_node_id_is_refused(
+    link: Link,
+    fleet: fleet_pb2_grpc.FleetStub,
+    appio_channel: grpc.Channel,
+    client: ControlClient,
+    bystander: int,
+) -> None:
+    run = link.state.create_run(HASH, {})
+    grid = GrpcGrid(appio_channel, run.run_id, link.issue_run_secret(run.run_id))
+
+    heartbeat = _fails(fleet.Heartbeat, fleet_pb2.HeartbeatRequest(), metadata=[])
+    unknown = _fails(
+        fleet.Heartbeat, fleet_pb2.HeartbeatRequest(), metadata=bearer_metadata("999.secret")
+    )
+    rejoin = _fails(fleet.RegisterNode, fleet_pb2.RegisterNodeRequest(node_id=999, token="999.x"))
+    with pytest.raises(ConnectionError, match="unknown node id 999"):
+        grid.send([Message(RecordDict(), dst_node_id=999, message_type="train")])
+
+    assert heartbeat.code() is grpc.StatusCode.UNAUTHENTICATED
+    # Not UNAVAILABLE: that would invite the caller to retry something that cannot work.
+    assert unknown.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert "unknown node id 999" in (unknown.details() or "")
+    assert rejoin.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert "unknown node id 999" in (rejoin.details() or "")
+    _assert_link_up(fleet)
+    assert grid.node_ids() != []
+    _assert_going_on(client, bystander)
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("wrong-name", "update has arrays ['v'], expected ['w']"),
+        ("wrong-shape", "has shape (5,), expected (3,)"),
+        ("wrong-dtype", "has dtype <f8, expected <f4"),
+        ("nan", "holds NaN or infinity"),
+        ("inf", "holds NaN or infinity"),
+    ],
+)
+def test_a_reply_with_bad_arrays_is_rejected_and_the_run_finishes(
+    link: Link, client: ControlClient, tmp_path: Path, mode: str, reason: str
+) -> None:
+    # Arrange: a good node and a node whose update goes wrong in one way
+    app = _app(tmp_path / "app", "bad_reply_app", FEDAVG_SERVER_APP, CLIENT_APP)
+    good = Node(link.fleet_address, tmp_path / "good", node_config={"mode": "good"})
+    bad = Node(link.fleet_address, tmp_path / "bad", node_config={"mode": mode})
+    with good, bad:
+        _wait_connected(good)
+        bad_id = _wait_connected(bad)
+
+        # Act
+        run = client.submit(app)
+        events = _run_events(client, run.run_id)
+        final = client.get_run(run.run_id)
+
+    # Assert: the ServerApp's aggregator rejected the update, logged why, and went on
+    errors = [e for e in events if e.kind == "reply.error"]
+    assert [(e.node_id, e.data["code"]) for e in errors] == [(bad_id, int(ErrorCode.INVALID_REPLY))]
+    assert reason in errors[0].data["reason"]
+    assert final.status == run_pb2.RUN_STATUS_FINISHED, final.status_reason
+    result = client.result_of(next(e for e in events if e.kind == "run.result"))
+    assert result.arrays is not None
+    np.testing.assert_array_equal(result.arrays["w"], np.ones(3, dtype=np.float32))
+
+
+def test_a_reply_whose_array_entry_contradicts_its_payload_is_refused(
+    link: Link,
+    client: ControlClient,
+    fleet: fleet_pb2_grpc.FleetStub,
+    appio_channel: grpc.Channel,
+    bystander: int,
+) -> None:
+    # Arrange: a message delivered to a node, whose reply declares a shape its pushed
+    # payload does not have
+    node_id, metadata = _register(fleet)
+    run = link.state.create_run(HASH, {})
+    grid = GrpcGrid(appio_channel, run.run_id, link.issue_run_secret(run.run_id))
+    (message_id,) = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
+    call = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata, timeout=WAIT_S)
+    request = message_from_proto(next(call).message, {})
+    call.cancel()
+    update = ArrayRecord({"w": np.ones(3, dtype=np.float32)})
+    reply = Message(RecordDict({"arrays": update}), reply_to=request)
+    reply_proto, arrays = message_to_proto(reply.with_metadata(src_node_id=node_id))
+    fleet.PushArrays((c for e in arrays.values() for c in chunk_messages(e)), metadata=metadata)
+    entry = reply_proto.content.records[0].array_record.entries[0]
+    entry.shape[:] = [4]
+
+    # Act
+    error = _fails(
+        fleet.SendReply, fleet_pb2.SendReplyRequest(message=reply_proto), metadata=metadata
+    )
+
+    # Assert: refused with the reason, logged in the run, the message still open
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "'w'" in (error.details() or "")
+    events = [e for _, e in client.events(run.run_id, follow=False)]
+    rejected = [e for e in events if e.kind == "reply.rejected"]
+    assert [(e.node_id, e.data["reply_to"]) for e in rejected] == [(node_id, message_id)]
+    assert rejected[0].data["code"] == int(ErrorCode.CODEC)
+    assert link.state.message_status(message_id).value == "delivered"
+    _assert_link_up(fleet)
+    _assert_going_on(client, bystander)
+
+
+def test_a_truncated_chunk_stream_is_refused(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, client: ControlClient, bystander: int
+) -> None:
+    _, metadata = _register(fleet)
+    encoded = EncodedArray.from_array(np.arange(1000, dtype=np.float64))
+    chunks = list(chunk_messages(encoded, chunk_size=1024))
+    assert len(chunks) > 2
+
+    error = _fails(fleet.PushArrays, iter(chunks[:-1]), metadata=metadata)
+
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "truncated" in (error.details() or "")
+    status = fleet.StatArrays(
+        fleet_pb2.StatArraysRequest(sha256=[encoded.sha256]), metadata=metadata
+    )
+    assert not status.arrays[0].complete
+    fleet.PushArrays(iter(chunks), metadata=metadata)  # the whole stream is taken afterwards
+    _assert_link_up(fleet)
+    _assert_going_on(client, bystander)
+
+
+def test_a_truncated_bundle_is_refused(
+    link: Link,
+    client: ControlClient,
+    tmp_path: Path,
+    fleet: fleet_pb2_grpc.FleetStub,
+    bystander: int,
+) -> None:
+    bundle = make_bundle(_app(tmp_path / "app", "quick_app", QUICK_SERVER_APP))
+    digest = sha256_of(bundle)
+    spec = control_pb2.RunSpec(bundle_sha256=digest, bundle_size=len(bundle))
+    chunks = list(chunk_messages(bundle, sha256=digest, chunk_size=256))
+    requests = [control_pb2.SubmitRunRequest(spec=spec)]
+    requests += [control_pb2.SubmitRunRequest(bundle_chunk=c) for c in chunks[:-1]]
+    with grpc.insecure_channel(link.control_address, options=channel_options()) as channel:
+        error = _fails(control_pb2_grpc.ControlStub(channel).SubmitRun, iter(requests))
+
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert f"payload {digest[:12]} truncated" in (error.details() or "")
+    assert [r.run_id for r in client.list_runs()] == [bystander]
+    _assert_link_up(fleet)
+    _assert_going_on(client, bystander)
+
+
+def test_a_payload_that_does_not_hash_to_its_name_is_refused(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, client: ControlClient, bystander: int
+) -> None:
+    _, metadata = _register(fleet)
+    encoded = EncodedArray.from_array(np.arange(10, dtype=np.float32))
+    other = EncodedArray.from_array(np.arange(10, 20, dtype=np.float32))
+    # The bytes of one array under the name of another of the same size.
+    chunks = list(chunk_messages(other, chunk_size=16))
+    for chunk in chunks:
+        chunk.sha256 = encoded.sha256
+
+    error = _fails(fleet.PushArrays, iter(chunks), metadata=metadata)
+
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert encoded.sha256[:12] in (error.details() or "")
+    status = fleet.StatArrays(
+        fleet_pb2.StatArraysRequest(sha256=[encoded.sha256]), metadata=metadata
+    )
+    assert not status.arrays[0].complete
+    _assert_link_up(fleet)
+    _assert_going_on(client, bystander)
+
+
+def test_an_app_that_fails_to_import_fails_its_run_and_the_next_run_succeeds(
+    client: ControlClient, tmp_path: Path, bystander: int
+) -> None:
+    broken = _app(tmp_path / "broken", "broken_import_app", BROKEN_SERVER_APP)
+    good = _app(tmp_path / "good", "quick_app", QUICK_SERVER_APP)
+
+    failed = client.submit(broken)
+    failed_events = _run_events(client, failed.run_id)
+    succeeded = client.submit(good)
+    good_events = _run_events(client, succeeded.run_id)
+
+    errors = [e for e in failed_events if e.kind == "run.error"]
+    assert len(errors) == 1
+    assert errors[0].data["code"] == int(ErrorCode.APP_LOAD)
+    assert "this app does not import" in errors[0].data["reason"]
+    final = client.get_run(failed.run_id)
+    assert final.status == run_pb2.RUN_STATUS_FAILED
+    assert "this app does not import" in final.status_reason
+    assert [e.kind for e in good_events if e.kind == "quick.done"] == ["quick.done"]
+    assert client.get_run(succeeded.run_id).status == run_pb2.RUN_STATUS_FINISHED
+    _assert_going_on(client, bystander)

@@ -1,0 +1,241 @@
+"""Light node clients for ``benchmarks/deploy.py``: many Fleet clients in one asyncio process.
+
+Each client speaks the Fleet protocol as ``corolla node`` does (docs/wire-protocol.md),
+on its own gRPC connection: ``RegisterNode``, a heartbeat task, a ``Receive`` stream kept
+open, and for each message ``GetRun`` (once per run), ``PullArrays`` for arrays it lacks,
+then ``StatArrays``, ``PushArrays`` for what the link lacks and ``SendReply``. It does not
+install the app bundle: "training" is done here, adding the run config's ``step`` to every
+array plus ``client_index / 2**20`` so that every client's update is distinct (the link
+stores, and is sent, one upload per client, as with real nodes).
+
+For each message received it records the delay from the message's ``created_at`` (set
+when the ServerApp built it) to its arrival on the ``Receive`` stream, on this machine's
+clock. On SIGTERM, SIGINT or after ``--duration`` seconds it closes its connections and
+writes one JSON object of counts and delays to ``--stats``::
+
+    python benchmarks/_deploy_nodes.py --link 127.0.0.1:9092 --clients 250 --first 0 \\
+        --stats /tmp/nodes0.json --duration 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from corolla.core import ArrayRecord, Message, MetricRecord, RecordDict, decode_array
+from corolla.transport import (
+    EncodedArray,
+    array_entries,
+    bearer_metadata,
+    channel_options,
+    chunk_messages,
+    fleet_pb2,
+    fleet_pb2_grpc,
+    message_from_proto,
+    message_to_proto,
+    run_pb2,
+    user_config_from_proto,
+    user_config_to_proto,
+)
+
+#: Seconds a single unary call may take before the client counts it as failed.
+CALL_TIMEOUT_S = 60.0
+
+
+class Stats:
+    """What the clients of this process saw."""
+
+    def __init__(self) -> None:
+        self.registered = 0
+        self.received = 0
+        self.duplicates = 0
+        self.replied = 0
+        self.errors: list[str] = []
+        self.delivery_s: list[float] = []
+        self.bytes_pulled = 0
+        self.bytes_pushed = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "registered": self.registered,
+            "received": self.received,
+            "duplicates": self.duplicates,
+            "replied": self.replied,
+            "errors": len(self.errors),
+            "first_errors": self.errors[:5],
+            "delivery_s": self.delivery_s,
+            "bytes_pulled": self.bytes_pulled,
+            "bytes_pushed": self.bytes_pushed,
+        }
+
+
+class LightNode:
+    """One Fleet client on its own channel."""
+
+    def __init__(self, address: str, index: int, stats: Stats, stop: asyncio.Event) -> None:
+        self._address = address
+        self._index = index
+        self._stats = stats
+        self._stop = stop
+        self._runs: dict[int, run_pb2.Run] = {}
+        self._arrays: dict[str, np.ndarray] = {}
+        self._seen: set[str] = set()
+
+    async def serve(self) -> None:
+        # A channel per client: every node has its own connection to the link.
+        options = [*channel_options(), ("grpc.use_local_subchannel_pool", 1)]
+        async with grpc.aio.insecure_channel(self._address, options=options) as channel:
+            stub = fleet_pb2_grpc.FleetStub(channel)
+            request = fleet_pb2.RegisterNodeRequest(
+                node_config=user_config_to_proto({"partition-id": self._index})
+            )
+            # Waits for the link to listen, as a node retrying with backoff would.
+            response = await stub.RegisterNode(request, timeout=CALL_TIMEOUT_S, wait_for_ready=True)
+            self._stats.registered += 1
+            metadata = bearer_metadata(response.token)
+            node_id = response.node_id
+            beat = asyncio.create_task(
+                self._heartbeat(stub, metadata, response.heartbeat_interval or 30.0)
+            )
+            call = stub.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
+            stopper = asyncio.create_task(self._stop.wait())
+            try:
+                reader = asyncio.create_task(self._receive(stub, metadata, node_id, call))
+                await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if not reader.done():
+                    call.cancel()
+                    reader.cancel()
+                    await asyncio.gather(reader, return_exceptions=True)
+                elif reader.exception() is not None:
+                    raise reader.exception()  # type: ignore[misc]
+            finally:
+                stopper.cancel()
+                beat.cancel()
+                await asyncio.gather(beat, stopper, return_exceptions=True)
+
+    async def _heartbeat(self, stub: Any, metadata: Any, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await stub.Heartbeat(fleet_pb2.HeartbeatRequest(), metadata=metadata, timeout=30)
+            except grpc.aio.AioRpcError as exc:
+                self._stats.errors.append(f"heartbeat: {exc.code().name}")
+
+    async def _receive(self, stub: Any, metadata: Any, node_id: int, call: Any) -> None:
+        async for response in call:
+            arrived = time.time()
+            proto = response.message
+            message_id = proto.metadata.message_id
+            if message_id in self._seen:
+                self._stats.duplicates += 1
+                continue
+            self._stats.received += 1
+            self._stats.delivery_s.append(arrived - proto.metadata.created_at)
+            await self._answer(stub, metadata, node_id, proto)
+            self._seen.add(message_id)
+
+    async def _answer(self, stub: Any, metadata: Any, node_id: int, proto: Any) -> None:
+        run_id = proto.metadata.run_id
+        run = self._runs.get(run_id)
+        if run is None:
+            request = run_pb2.GetRunRequest(run_id=run_id)
+            run = (await stub.GetRun(request, metadata=metadata, timeout=CALL_TIMEOUT_S)).run
+            self._runs[run_id] = run
+        for sha256, entry in array_entries(proto).items():
+            if sha256 not in self._arrays:
+                self._arrays.clear()  # keep only the current model
+                self._arrays[sha256] = await self._pull(stub, metadata, sha256, entry.encoded_size)
+        message = message_from_proto(proto, self._arrays.__getitem__)
+        step = float(user_config_from_proto(run.run_config).get("step", 0.5))
+        offset = np.float32(step + self._index / 2**20)
+        arrays = message.content["arrays"]
+        updated = ArrayRecord({name: a + offset for name, a in arrays.items()})
+        metrics = MetricRecord({"num-examples": 1})
+        reply = Message(RecordDict({"arrays": updated, "metrics": metrics}), reply_to=message)
+        reply_proto, encoded = message_to_proto(reply.with_metadata(src_node_id=node_id))
+        await self._push_missing(stub, metadata, encoded)
+        await stub.SendReply(
+            fleet_pb2.SendReplyRequest(message=reply_proto),
+            metadata=metadata,
+            timeout=CALL_TIMEOUT_S,
+        )
+        self._stats.replied += 1
+
+    async def _pull(self, stub: Any, metadata: Any, sha256: str, size: int) -> np.ndarray:
+        buffer = bytearray(size)
+        offset = 0
+        request = fleet_pb2.PullArraysRequest(sha256=sha256, offset=0)
+        async for chunk in stub.PullArrays(request, metadata=metadata, timeout=CALL_TIMEOUT_S):
+            buffer[chunk.offset : chunk.offset + len(chunk.data)] = chunk.data
+            offset += len(chunk.data)
+        if offset != size:
+            raise RuntimeError(f"pulled {offset} of {size} bytes of {sha256[:12]}")
+        self._stats.bytes_pulled += size
+        return decode_array(bytes(buffer))
+
+    async def _push_missing(
+        self, stub: Any, metadata: Any, encoded: dict[str, EncodedArray]
+    ) -> None:
+        if not encoded:
+            return
+        held = await stub.StatArrays(
+            fleet_pb2.StatArraysRequest(sha256=list(encoded)),
+            metadata=metadata,
+            timeout=CALL_TIMEOUT_S,
+        )
+        missing = [s.sha256 for s in held.arrays if not s.complete]
+        if not missing:
+            return
+        chunks = [c for sha256 in missing for c in chunk_messages(encoded[sha256], sha256=sha256)]
+        await stub.PushArrays(iter(chunks), metadata=metadata, timeout=CALL_TIMEOUT_S)
+        self._stats.bytes_pushed += sum(encoded[s].size for s in missing)
+
+
+async def run_clients(address: str, first: int, count: int, duration: float, stats: Stats) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    clients = [LightNode(address, first + i, stats, stop) for i in range(count)]
+    tasks = [asyncio.create_task(c.serve()) for c in clients]
+    timer = asyncio.create_task(asyncio.sleep(duration))
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({timer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    timer.cancel()
+    done, pending = await asyncio.wait(tasks, timeout=20)
+    for task in pending:
+        task.cancel()
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            stats.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--link", required=True, help="the link's Fleet address")
+    parser.add_argument("--clients", type=int, required=True)
+    parser.add_argument("--first", type=int, default=0, help="index of the first client")
+    parser.add_argument("--stats", type=Path, required=True, help="JSON file written at exit")
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds, at most")
+    args = parser.parse_args(argv)
+    stats = Stats()
+    try:
+        asyncio.run(run_clients(args.link, args.first, args.clients, args.duration, stats))
+    finally:
+        args.stats.write_text(json.dumps(stats.to_dict()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

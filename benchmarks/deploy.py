@@ -1,0 +1,368 @@
+"""Corolla in deployment: a link and its nodes as real processes on 127.0.0.1.
+
+Starts ``corolla link`` and nodes as child processes, submits the app in ``_deploy_app/``
+(FedAvg over a constant-step "training", every node in every round) through the Control
+API, follows the run's events, and prints one JSON object::
+
+    python benchmarks/deploy.py --workload a
+    python benchmarks/deploy.py --workload b --nodes 1000 --processes 4
+    python benchmarks/deploy.py --workload c
+
+Workloads:
+
+- ``a``: a 100 MB model (25M float32), 4 ``corolla node`` processes, 3 rounds.
+- ``b``: 1,000 light asynchronous Fleet clients (``_deploy_nodes.py``, 250 per process,
+  one gRPC connection each), 5 rounds of 10k parameters.
+- ``c``: 10 light clients, 30 rounds of 10k parameters: the delivery delay of messages.
+
+Figures:
+
+- ``round_s_median``: median over rounds of the time between the run's ``round.start``
+  and ``round.end`` events (stamped by the ServerApp process).
+- ``payload_mb_per_s`` (workload a): array bytes through the link each way per second of
+  a round: ``model bytes x nodes / round_s_median`` (a round downloads the model to every
+  node and uploads every node's update, so the same figure holds for each direction).
+- ``link_peak_rss_mb``: the largest sum of resident set sizes of the link process and its
+  descendants (the run's ServerApp process), sampled every 50 ms.
+- ``lost_replies``: ``rounds x nodes`` minus the train replies the rounds aggregated.
+- ``latency_ms_median`` / ``latency_ms_p95``: from a message's ``created_at`` (stamped
+  when the ServerApp builds it) to its arrival at the node: on the light clients' ``Receive``
+  stream (b, c), or at the call of the ClientApp in ``corolla node``, after the array
+  download (a, ``delivery-s``).
+- ``result_exact`` (a): the final model is exactly ``initial + rounds x step``.
+
+The exit status is 1 if the run did not finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+HERE = Path(__file__).resolve().parent
+APP = HERE / "_deploy_app"
+sys.path.insert(0, str(APP))
+
+from deploy_bench import ARRAY_NAME, initial_model  # noqa: E402
+
+from corolla.core import Event  # noqa: E402
+from corolla.runtime import ControlClient  # noqa: E402
+
+MB = 1024 * 1024
+STEP = 0.5
+SEED = 7
+STARTUP_S = 180.0
+STOP_S = 15.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    name: str
+    nodes: int
+    params: int
+    rounds: int
+    light: bool
+    processes: int = 1
+    max_round_s: float | None = None
+    min_mb_per_s: float | None = None
+    max_latency_ms: float | None = None
+
+
+WORKLOADS = {
+    "a": Workload("a", 4, 25_000_000, 3, light=False, min_mb_per_s=500.0),
+    "b": Workload("b", 1_000, 10_000, 5, light=True, processes=4, max_round_s=2.0),
+    "c": Workload("c", 10, 10_000, 30, light=True, max_latency_ms=50.0),
+}
+
+
+class Processes:
+    """Child processes that are always stopped, then killed if they linger."""
+
+    def __init__(self, logs: Path) -> None:
+        self._logs = logs
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.names: list[str] = []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self._logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        env = dict(os.environ, COROLLA_HOME=str(self._logs / "home"))
+        child = subprocess.Popen(
+            [sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        log.close()
+        self.children.append(child)
+        self.names.append(name)
+        return child
+
+    def stop_all(self) -> None:
+        # Clients first, the link last, so that the nodes do not spin reconnecting.
+        for child in reversed(self.children):
+            if child.poll() is None:
+                child.terminate()
+        for child in reversed(self.children):
+            try:
+                child.wait(STOP_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(STOP_S)
+
+    def dead(self) -> list[str]:
+        return [n for n, c in zip(self.names, self.children, strict=True) if c.poll() is not None]
+
+
+class TreeMemory:
+    """Samples the summed RSS of a process and its descendants in a thread; also the
+    peaks of the process alone and of its descendants alone."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.peak_rss = 0
+        self.peak_root_rss = 0
+        self.peak_children_rss = 0
+        self.samples = 0
+        self._root = psutil.Process(pid)
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="link-memory", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                processes = [self._root, *self._root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            sizes = []
+            for process in processes:
+                try:
+                    sizes.append(process.memory_info().rss)
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    sizes.append(0)
+            self.peak_rss = max(self.peak_rss, sum(sizes))
+            self.peak_root_rss = max(self.peak_root_rss, sizes[0])
+            self.peak_children_rss = max(self.peak_children_rss, sum(sizes[1:]))
+            self.samples += 1
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_nodes(client: ControlClient, count: int, procs: Processes) -> float:
+    """Wait until ``count`` nodes are online; return the seconds it took."""
+    started = time.monotonic()
+    for _ in range(int(STARTUP_S / 0.2)):
+        try:
+            online = sum(1 for n in client.list_nodes() if n.status == 1)
+            if online >= count:
+                return time.monotonic() - started
+        except ConnectionError:
+            pass  # the link is still starting
+        if procs.dead():
+            raise RuntimeError(f"processes exited early: {procs.dead()}")
+        if time.monotonic() - started > STARTUP_S:
+            break
+        time.sleep(0.2)
+    raise RuntimeError(f"{count} nodes did not come online within {STARTUP_S} s")
+
+
+def _start_nodes(
+    workload: Workload, procs: Processes, fleet: str, tmp: Path, processes: int
+) -> list[Path]:
+    if not workload.light:
+        for i in range(workload.nodes):
+            procs.start(
+                f"node{i}", "-m", "corolla", "node", "--link", fleet,
+                "--node-config", f"partition-id={i}", "--state", str(tmp / f"node{i}"),
+            )  # fmt: skip
+        return []
+    stats = []
+    share, extra = divmod(workload.nodes, processes)
+    first = 0
+    for p in range(processes):
+        count = share + (1 if p < extra else 0)
+        path = tmp / f"clients{p}.json"
+        procs.start(
+            f"clients{p}", str(HERE / "_deploy_nodes.py"), "--link", fleet,
+            "--clients", str(count), "--first", str(first), "--stats", str(path),
+        )  # fmt: skip
+        stats.append(path)
+        first += count
+    return stats
+
+
+def _follow(
+    client: ControlClient, run_id: int, timeout: float, events: list[Event]
+) -> tuple[Event | None, Event | None]:
+    """Collect the run's events into ``events`` until it ends or ``timeout`` passes."""
+    result = end = None
+    try:
+        for _, event in client.events(run_id, follow=True, timeout=timeout):
+            events.append(event)
+            if event.kind == "run.result":
+                result = event
+            elif event.kind == "run.end":
+                end = event
+    except ConnectionError:  # the timeout: report what happened until then
+        pass
+    return result, end
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def run_workload(
+    workload: Workload, processes: int, timeout: float, check_result: bool
+) -> dict[str, Any]:
+    load_before = round(os.getloadavg()[0], 2)
+    run_config = {
+        "params": workload.params,
+        "rounds": workload.rounds,
+        "nodes": workload.nodes,
+        "step": STEP,
+        "seed": SEED,
+    }
+    with tempfile.TemporaryDirectory(prefix="corolla-deploy-") as tmp_name:
+        tmp = Path(tmp_name)
+        fleet, control = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+        procs = Processes(tmp)
+        try:
+            link = procs.start(
+                "link", "-m", "corolla", "link", "--state", str(tmp / "link"),
+                "--fleet-address", fleet, "--control-address", control,
+            )  # fmt: skip
+            with TreeMemory(link.pid) as memory, ControlClient(control) as client:
+                stats_files = _start_nodes(workload, procs, fleet, tmp, processes)
+                connect_s = _wait_for_nodes(client, workload.nodes, procs)
+                submitted = time.time()
+                run = client.submit(APP, run_config)
+                events: list[Event] = []
+                result_event, end = _follow(client, run.run_id, timeout, events)
+                finished = time.time()
+                arrays = None
+                if check_result and result_event is not None:
+                    arrays = client.result_of(result_event).arrays
+                link_rss = memory.peak_rss
+                link_parts = (memory.peak_root_rss / MB, memory.peak_children_rss / MB)
+        finally:
+            procs.stop_all()
+        clients = [json.loads(p.read_text()) for p in stats_files if p.is_file()]
+        logs_tail = (tmp / "link.log").read_text(errors="replace")[-2000:]
+    starts = {e.round: e.time for e in events if e.kind == "round.start" and e.round}
+    ends = {e.round: e for e in events if e.kind == "round.end" and e.round}
+    round_s = [ends[r].time - starts[r] for r in sorted(ends) if r in starts]
+    replies = [int(ends[r].data.get("train_replies", 0)) for r in sorted(ends)]
+    failures = [int(ends[r].data.get("train_failures", 0)) for r in sorted(ends)]
+    status = str(end.data.get("status", "")) if end is not None else f"not ended in {timeout} s"
+    median = statistics.median(round_s) if round_s else None
+    out: dict[str, Any] = {
+        "workload": workload.name,
+        "nodes": workload.nodes,
+        "node_kind": "light asyncio clients" if workload.light else "corolla node",
+        "client_processes": processes if workload.light else workload.nodes,
+        "params": workload.params,
+        "model_mb": workload.params * 4 / MB,
+        "rounds": workload.rounds,
+        "status": status,
+        "round_s_median": median,
+        "round_s": round_s,
+        "replies_per_round": replies,
+        "failures_per_round": failures,
+        "lost_replies": workload.rounds * workload.nodes - sum(replies),
+        "connect_s": connect_s,
+        "submit_to_end_s": finished - submitted,
+        "link_peak_rss_mb": link_rss / MB,
+        "link_process_peak_rss_mb": link_parts[0],
+        "serverapp_peak_rss_mb": link_parts[1],
+        "rss_samples": memory.samples,
+        "cpus": os.cpu_count(),
+        "loadavg_1m_before": load_before,
+    }
+    if status != "finished":
+        out["link_log_tail"] = logs_tail
+    targets: dict[str, bool] = {"finished": status == "finished"}
+    if not workload.light and median:
+        mb_per_s = workload.params * 4 * workload.nodes / median / MB
+        out["payload_mb_per_s"] = mb_per_s
+        targets["payload_mb_per_s"] = mb_per_s >= (workload.min_mb_per_s or 0.0)
+        rss_limit = 3 * workload.params * 4 / MB + 200
+        out["link_rss_limit_mb"] = rss_limit
+        targets["link_peak_rss_mb"] = out["link_peak_rss_mb"] <= rss_limit
+        delivery = [
+            float(ends[r].data.get("train", {}).get("delivery-s", float("nan"))) for r in ends
+        ]
+        out["latency_ms_median"] = 1000 * statistics.median(delivery) if delivery else None
+        out["latency_note"] = "round means of ServerApp -> ClientApp call, array download included"
+    if arrays is not None:
+        expected = initial_model(workload.params, SEED) + np.float32(workload.rounds * STEP)
+        out["result_exact"] = bool(np.array_equal(arrays[ARRAY_NAME], expected))
+        targets["result_exact"] = out["result_exact"]
+    if workload.light:
+        delivery = [d for c in clients for d in c["delivery_s"]]
+        out["latency_ms_median"] = 1000 * statistics.median(delivery) if delivery else None
+        out["latency_ms_p95"] = 1000 * p95 if (p95 := _percentile(delivery, 95)) else None
+        out["latency_ms_max"] = 1000 * max(delivery) if delivery else None
+        out["clients"] = {
+            key: sum(c[key] for c in clients)
+            for key in ("registered", "received", "duplicates", "replied", "errors")
+        }
+        out["client_errors"] = [e for c in clients for e in c["first_errors"]][:5]
+        out["unanswered_messages"] = out["clients"]["received"] - out["clients"]["replied"]
+    targets["lost_replies"] = out["lost_replies"] == 0
+    if workload.max_round_s is not None and median is not None:
+        targets["round_s"] = median <= workload.max_round_s
+    if workload.max_latency_ms is not None and out.get("latency_ms_median") is not None:
+        targets["latency_ms"] = out["latency_ms_median"] <= workload.max_latency_ms
+    out["target_met"] = targets
+    out["all_targets_met"] = all(targets.values())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workload", choices=list(WORKLOADS), default="a")
+    parser.add_argument("--nodes", type=int, default=None, help="override the node count")
+    parser.add_argument("--rounds", type=int, default=None, help="override the rounds")
+    parser.add_argument("--processes", type=int, default=None, help="light client processes")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds for the run")
+    parser.add_argument(
+        "--no-check", action="store_true", help="skip downloading the final model (workload a)"
+    )
+    args = parser.parse_args(argv)
+    workload = WORKLOADS[args.workload]
+    workload = dataclasses.replace(
+        workload, nodes=args.nodes or workload.nodes, rounds=args.rounds or workload.rounds
+    )
+    processes = args.processes or workload.processes
+    report = run_workload(
+        workload, processes, args.timeout, check_result=not workload.light and not args.no_check
+    )
+    print(json.dumps(report), flush=True)
+    return 0 if report["status"] == "finished" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

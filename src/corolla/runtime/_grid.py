@@ -14,8 +14,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from corolla.core import ArrayRecord, Event, Message
+from corolla.core import ArrayRecord, CodecError, Event, Message, RecordDict
 from corolla.server import Grid, History
 from corolla.state import MemoryBlobStore
 from corolla.transport import (
@@ -27,6 +28,9 @@ from corolla.transport import (
     iter_rpc,
     message_from_proto,
     message_to_proto,
+    record_dict_from_proto,
+    record_dict_to_proto,
+    records_pb2,
     sha256_of,
     translate_rpc_errors,
 )
@@ -73,6 +77,9 @@ class GrpcGrid(Grid):
         self._metadata = bearer_metadata(secret)
         self._arrays = ArrayCache(MemoryBlobStore(), self._stub.PullArrays, self._metadata)
         self._phases: dict[str, str] = {}
+        # The arrays a checkpoint just encoded are, most often, the next round's global
+        # model: the next send takes them from here instead of hashing them again.
+        self._encoded: EncodeCache | None = None
 
     @property
     def run_id(self) -> int:
@@ -86,7 +93,8 @@ class GrpcGrid(Grid):
         return sorted(response.node_ids)
 
     def send(self, messages: Iterable[Message]) -> list[str]:
-        cache = EncodeCache()
+        cache = self._encoded if self._encoded is not None else EncodeCache()
+        self._encoded = None
         protos = []
         payloads: dict[str, EncodedArray] = {}
         for message in messages:
@@ -183,6 +191,48 @@ class GrpcGrid(Grid):
         return found.round, pull_payload(
             self._stub.PullArrays, found.sha256, found.size, self._metadata
         )
+
+    @property
+    def keeps_checkpoints(self) -> bool:
+        return True
+
+    def store_checkpoint(self, server_round: int, content: RecordDict) -> bool:
+        """Keep ``content`` on the link as the run's checkpoint: its arrays as blobs (those
+        the link holds already, such as the round's global model, are not sent again),
+        then the record that names them.
+
+        Raises
+        ------
+        CorollaError
+            If the link refuses it (an older round than the saved one) or is unreachable.
+        """
+        cache = EncodeCache()
+        proto, payloads = record_dict_to_proto(content, cache)
+        push_missing(self._stub.StatArrays, self._stub.PushArrays, payloads, self._metadata)
+        self.save_checkpoint(server_round, proto.SerializeToString(deterministic=True))
+        self._encoded = cache
+        return True
+
+    def restore_checkpoint(self) -> tuple[int, RecordDict] | None:
+        """The checkpoint :meth:`store_checkpoint` kept last, or None.
+
+        Raises
+        ------
+        CorollaError
+            If the link is unreachable or a payload does not verify.
+        """
+        found = self.load_checkpoint()
+        if found is None:
+            return None
+        server_round, data = found
+        proto = records_pb2.RecordDict()
+        try:
+            proto.ParseFromString(bytes(data))
+        except DecodeError as exc:
+            raise CodecError(f"the run's checkpoint does not parse: {exc}") from exc
+        arrays = ArrayCache(MemoryBlobStore(), self._stub.PullArrays, self._metadata)
+        arrays.fetch({h: e.encoded_size for h, e in array_entries(proto).items()})
+        return server_round, record_dict_from_proto(proto, arrays)
 
     def wait_for_nodes(self, min_nodes: int, timeout: float | None = None) -> list[int]:
         started = time.monotonic()

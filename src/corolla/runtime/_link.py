@@ -5,6 +5,8 @@ serves the Fleet API to nodes and the Control API to people and tools, runs each
 ServerApp in a child process that reaches it through a loopback ServerAppIo service,
 and sweeps the state periodically: nodes that missed their heartbeats go offline and
 messages past their TTL are answered with errors (the state does neither by itself).
+Started on the state of a link that died (SIGKILL, a crash), it relaunches the ServerApp
+of each run left running, which resumes from the run's last checkpoint.
 """
 
 from __future__ import annotations
@@ -176,7 +178,7 @@ class Link:
             )
             self._shared = shared
             self._runs = runs = RunProcesses(shared, python=self._python)
-            self._fail_orphaned_runs()
+            self._fail_unlaunched_runs()
             fleet = grpc.server(
                 futures.ThreadPoolExecutor(_MAX_WORKERS, "corolla-fleet"), options=server_options()
             )
@@ -211,7 +213,10 @@ class Link:
             runs.set_address(self._appio_address)
             for server in self._servers:
                 server.start()
+            self._resume_orphaned_runs()
         except BaseException:
+            if self._runs is not None:
+                self._runs.close()
             for server in self._servers:
                 server.stop(None)
             state.close()
@@ -225,16 +230,25 @@ class Link:
         )
         return self
 
-    def _fail_orphaned_runs(self) -> None:
-        # A run whose ServerApp belonged to an earlier link process lost it; resuming
-        # from its checkpoint is not implemented yet, so it ends here.
+    def _fail_unlaunched_runs(self) -> None:
+        # A run left pending by an earlier link process was never answered to its
+        # submitter; it ends here.
         assert self._shared is not None
         state = self._shared.state
-        for status in (RunStatus.PENDING, RunStatus.STARTING, RunStatus.RUNNING):
+        for run in state.list_runs(status=RunStatus.PENDING):
+            state.update_run_status(
+                run.run_id, RunStatus.FAILED, error="the link restarted before the run started"
+            )
+
+    def _resume_orphaned_runs(self) -> None:
+        # A run whose ServerApp belonged to an earlier link process (killed, crashed) gets
+        # a new one, which goes on from the run's last checkpoint.
+        assert self._shared is not None and self._runs is not None
+        state = self._shared.state
+        for status in (RunStatus.STARTING, RunStatus.RUNNING):
             for run in state.list_runs(status=status):
-                state.update_run_status(
-                    run.run_id, RunStatus.FAILED, error="the link restarted during the run"
-                )
+                _log.info("resuming run %d from its last checkpoint", run.run_id)
+                self._runs.resume(run)
 
     def _sweep(self) -> None:
         assert self._shared is not None

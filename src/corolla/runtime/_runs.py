@@ -4,6 +4,10 @@ A run's process gets the address of the link's loopback ServerAppIo service and 
 secret (in its environment, not its command line) that names the run there. Its
 output becomes ``log`` events of the run; its exit ends the run: ``finished`` for
 status 0, ``failed`` otherwise (with the last lines of its output as the reason).
+
+A link restarted after a crash starts a new process for each run its predecessor left
+``starting`` or ``running`` (:meth:`RunProcesses.resume`); the ServerApp's strategy goes on
+from the run's last checkpoint (see ``Strategy.start``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from corolla.core import Event
 from corolla.state import RunInfo, RunStatus, RunStatusError
 
+from ._bundle import install_bundle
 from ._shared import LinkShared, events_key, replies_key
 
 __all__ = ["RunProcesses", "RUN_CONFIG_ENV", "SECRET_ENV"]
@@ -68,9 +73,15 @@ class RunProcesses:
             self._secrets.pop(secret, None)
 
     def is_active(self, run_id: int) -> bool:
+        """Whether the run's process lives, or its end is not recorded yet."""
         with self._lock:
             process = self._processes.get(run_id)
-        return process is not None and process.poll() is None
+            watcher = self._watchers.get(run_id)
+        if process is None:
+            return False
+        # The watcher records the end (the ``run.end`` event) after the process exits:
+        # until then the run's event stream must not end.
+        return process.poll() is None or (watcher is not None and watcher.is_alive())
 
     def launch(self, run: RunInfo) -> None:
         """Start the run's ServerApp process and mark the run running.
@@ -80,14 +91,38 @@ class RunProcesses:
         RunStatusError
             If the run is not pending.
         """
+        self._shared.state.update_run_status(run.run_id, RunStatus.STARTING)
+        self._spawn(run, resumed=False)
+
+    def resume(self, run: RunInfo) -> None:
+        """Start a new ServerApp process for a run whose process an earlier link lost (it
+        is ``starting`` or ``running`` in the state); it goes on from the run's last
+        checkpoint. The replies to the lost process's messages are never asked for again.
+
+        Raises
+        ------
+        RunStatusError
+            If the run is neither starting nor running.
+        """
+        if run.status not in (RunStatus.STARTING, RunStatus.RUNNING):
+            raise RunStatusError(f"run {run.run_id} is {run.status.value}; it cannot resume")
+        app_dir = installed_app(self._shared, run.bundle_hash)
+        if not app_dir.is_dir() and self._shared.blobs.exists(run.bundle_hash):
+            try:
+                install_bundle(self._shared.blobs.open(run.bundle_hash), app_dir)
+            except Exception as exc:
+                self._end(run.run_id, RunStatus.FAILED, f"cannot reinstall the app: {exc}", None)
+                return
+        self._spawn(run, resumed=True)
+
+    def _spawn(self, run: RunInfo, *, resumed: bool) -> None:
         shared = self._shared
-        shared.state.update_run_status(run.run_id, RunStatus.STARTING)
         secret = self.issue_secret(run.run_id)
         env = dict(os.environ)
         env[SECRET_ENV] = secret
         env[RUN_CONFIG_ENV] = json.dumps(dict(run.run_config))
         env["PYTHONUNBUFFERED"] = "1"
-        app_dir = shared.apps_dir / run.bundle_hash
+        app_dir = installed_app(shared, run.bundle_hash)
         command = [
             self._python,
             "-m",
@@ -123,8 +158,12 @@ class RunProcesses:
                 daemon=True,
             )
             self._watchers[run.run_id] = watcher
-        shared.state.update_run_status(run.run_id, RunStatus.RUNNING)
-        self._emit(Event("run.start", run.run_id, data={"pid": process.pid}))
+        if shared.state.get_run(run.run_id).status is RunStatus.STARTING:
+            shared.state.update_run_status(run.run_id, RunStatus.RUNNING)
+        data: dict[str, object] = {"pid": process.pid}
+        if resumed:
+            data["resumed"] = True
+        self._emit(Event("run.start", run.run_id, data=data))
         watcher.start()
 
     def _emit(self, event: Event) -> None:

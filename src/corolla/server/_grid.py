@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar
 
-from ..core import Error, ErrorCode, Event, Message, discard_event
+from ..core import Error, ErrorCode, Event, Message, RecordDict, discard_event
 from ..core._errors import AggregationError, NotEnoughNodesError
 from ._aggregator import Aggregator
 
@@ -73,6 +73,25 @@ class Grid(abc.ABC):
     def emit(self, event: Event) -> None:
         """Report an event of the run (progress, metrics); the default discards it."""
         discard_event(event)
+
+    @property
+    def keeps_checkpoints(self) -> bool:
+        """Whether :meth:`store_checkpoint` keeps anything (False by default), so a
+        strategy builds a checkpoint only where it is kept."""
+        return False
+
+    def store_checkpoint(self, server_round: int, content: RecordDict) -> bool:
+        """Keep ``content`` durably as the run's checkpoint at the end of ``server_round``,
+        so a ServerApp restarted after a crash resumes from it; True if it was kept.
+
+        The default keeps nothing (a simulation has no crash to resume from).
+        """
+        return False
+
+    def restore_checkpoint(self) -> tuple[int, RecordDict] | None:
+        """The run's latest checkpoint as ``(round, content)``, or None if there is none
+        (the default)."""
+        return None
 
     def wait_for_nodes(self, min_nodes: int, timeout: float | None = None) -> list[int]:
         """Wait until at least ``min_nodes`` nodes are available and return their ids.

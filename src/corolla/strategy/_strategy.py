@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+
+import numpy as np
 
 from ..core import ArrayRecord, ConfigRecord, Event, Message, MetricRecord, RecordDict
 from ..core._errors import ConfigError
 from ..server import Aggregator, Grid, History, Reduction
 
 __all__ = ["EvaluateFn", "Result", "RoundPlan", "Strategy"]
+
+#: Names of the checkpoint's records; the strategy's own state follows under a prefix.
+_CHECKPOINT_ARRAYS = "arrays"
+_CHECKPOINT_LOOP = "loop"
+_CHECKPOINT_STATE_PREFIX = "strategy/"
 
 #: Server-side evaluation: ``(server_round, arrays) -> metrics or None``.
 EvaluateFn = Callable[[int, ArrayRecord], "Mapping[str, Any] | MetricRecord | None"]
@@ -102,13 +110,27 @@ class Strategy(abc.ABC):
         evaluate_fn
             Server-side evaluation of the global arrays, called before the first round
             (round 0) and after each round.
+
+        On a grid that keeps checkpoints (:attr:`Grid.keeps_checkpoints`, as in
+        deployment), the end of each round is checkpointed (:meth:`checkpoint`: arrays,
+        history, :meth:`state_dict`, random state), and a run that has a checkpoint (its
+        ServerApp restarted after a crash) goes on from the round after it, as if it had
+        never stopped.
         """
         history = History()
         arrays = initial_arrays
         run_id = grid.run_id
-        if evaluate_fn is not None:
+        first_round = 1
+        checkpoint = grid.restore_checkpoint()
+        if checkpoint is not None:
+            # A restarted ServerApp: go on after the last round the checkpoint ends.
+            last_round, content = checkpoint
+            arrays, history = self.restore_checkpoint(content)
+            first_round = last_round + 1
+            grid.emit(Event("run.resume", run_id, last_round, data={"next_round": first_round}))
+        elif evaluate_fn is not None:
             self._server_evaluate(grid, history, evaluate_fn, 0, arrays)
-        for server_round in range(1, num_rounds + 1):
+        for server_round in range(first_round, num_rounds + 1):
             started = time.perf_counter()
             grid.emit(Event("round.start", run_id, server_round, data={"num_rounds": num_rounds}))
             summary = history.round(server_round)
@@ -120,10 +142,66 @@ class Strategy(abc.ABC):
                 self._server_evaluate(grid, history, evaluate_fn, server_round, arrays)
             summary.seconds = time.perf_counter() - started
             grid.emit(Event("round.end", run_id, server_round, data=summary.to_dict()))
+            if grid.keeps_checkpoints and grid.store_checkpoint(
+                server_round, self.checkpoint(arrays, history)
+            ):
+                grid.emit(Event("checkpoint", run_id, server_round))
         grid.emit(
             Event("run.result", run_id, num_rounds, data={"arrays": arrays, "history": history})
         )
         return Result(arrays, history)
+
+    def checkpoint(self, arrays: ArrayRecord, history: History) -> RecordDict:
+        """What a restarted run needs to go on where it stopped: the global arrays, the
+        history, the strategy's :meth:`state_dict` and the state of its random generators."""
+        loop = ConfigRecord(
+            {
+                "history": json.dumps(history.to_dict()),
+                "rng": json.dumps(
+                    [g.bit_generator.state for g in _generators(self)], default=_jsonable
+                ),
+            }
+        )
+        records: dict[str, Any] = {_CHECKPOINT_ARRAYS: arrays, _CHECKPOINT_LOOP: loop}
+        for key, record in self.state_dict().items():
+            records[_CHECKPOINT_STATE_PREFIX + key] = record
+        return RecordDict(records)
+
+    def restore_checkpoint(self, content: RecordDict) -> tuple[ArrayRecord, History]:
+        """Restore what :meth:`checkpoint` returned; return its arrays and history.
+
+        Raises
+        ------
+        ConfigError
+            If ``content`` is not a checkpoint of this strategy.
+        """
+        arrays = content.get(_CHECKPOINT_ARRAYS)
+        loop = content.get(_CHECKPOINT_LOOP)
+        if not isinstance(arrays, ArrayRecord) or not isinstance(loop, ConfigRecord):
+            raise ConfigError(f"not a checkpoint: records {list(content)}")
+        try:
+            history = History.from_dict(json.loads(str(loop["history"])))
+            states = json.loads(str(loop["rng"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"malformed checkpoint: {exc}") from exc
+        generators = list(_generators(self))
+        if not isinstance(states, list) or len(states) != len(generators):
+            raise ConfigError(
+                f"the checkpoint's random states {str(states)[:80]} do not fit the "
+                f"{len(generators)} generators of {type(self).__name__}"
+            )
+        state = RecordDict(
+            (key[len(_CHECKPOINT_STATE_PREFIX) :], record)
+            for key, record in content.items()
+            if key.startswith(_CHECKPOINT_STATE_PREFIX)
+        )
+        self.load_state_dict(state)
+        for generator, saved in zip(generators, states, strict=True):
+            try:
+                generator.bit_generator.state = saved
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ConfigError(f"malformed random state in checkpoint: {exc}") from exc
+        return arrays, history
 
     def _train_phase(
         self,
@@ -204,3 +282,24 @@ def _report_failures(grid: Grid, server_round: int, phase: str, reduction: Reduc
                 data={"phase": phase},
             )
         )
+
+
+def _generators(strategy: object) -> Iterator[np.random.Generator]:
+    """The random generators a strategy samples with: its ``rng``, then those of the
+    strategy it wraps (``base``), depth first, each once."""
+    seen: set[int] = set()
+    current: object = strategy
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        rng = getattr(current, "rng", None)
+        if isinstance(rng, np.random.Generator) and id(rng) not in seen:
+            seen.add(id(rng))
+            yield rng
+        current = getattr(current, "base", None)
+
+
+def _jsonable(value: object) -> object:
+    # Some bit generators (MT19937) keep their state in an array.
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -57,6 +57,9 @@ DEFAULT_CONTROL_ADDRESS = "127.0.0.1:9093"
 
 #: Threads per gRPC server: each open Receive or event stream holds one.
 _MAX_WORKERS = 256
+#: The Fleet server holds one thread per connected node (its Receive stream) plus the
+#: calls in flight; threads start on demand, so a small federation costs few.
+_FLEET_WORKERS = 4096
 _STOP_GRACE_S = 2.0
 
 
@@ -180,7 +183,7 @@ class Link:
             self._runs = runs = RunProcesses(shared, python=self._python)
             self._fail_unlaunched_runs()
             fleet = grpc.server(
-                futures.ThreadPoolExecutor(_MAX_WORKERS, "corolla-fleet"), options=server_options()
+                futures.ThreadPoolExecutor(_FLEET_WORKERS, "corolla-fleet"), options=server_options()
             )
             add_servicer(fleet_pb2_grpc.add_FleetServicer_to_server, FleetServicer(shared), fleet)
             control = grpc.server(

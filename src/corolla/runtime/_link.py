@@ -183,7 +183,8 @@ class Link:
             self._runs = runs = RunProcesses(shared, python=self._python)
             self._fail_unlaunched_runs()
             fleet = grpc.server(
-                futures.ThreadPoolExecutor(_FLEET_WORKERS, "corolla-fleet"), options=server_options()
+                futures.ThreadPoolExecutor(_FLEET_WORKERS, "corolla-fleet"),
+                options=server_options(),
             )
             add_servicer(fleet_pb2_grpc.add_FleetServicer_to_server, FleetServicer(shared), fleet)
             control = grpc.server(

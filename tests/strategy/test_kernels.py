@@ -12,8 +12,8 @@ from hypothesis.extra import numpy as hnp
 from corolla.strategy._kernels import (
     accumulator_dtype,
     all_finite,
-    axpy_into,
     cast_mean,
+    fold_into,
     new_scratch,
 )
 from tests.core.strategies import ALL_DTYPES, WIRE_DTYPES, arrays
@@ -90,11 +90,11 @@ def test_all_finite_is_quiet_about_its_own_overflow() -> None:
         assert all_finite(np.array([60000.0, 60000.0], np.float16))
 
 
-# axpy_into
+# fold_into
 
 
 @given(st.data())
-def test_axpy_into_matches_the_reference_bit_for_bit(data: st.DataObject) -> None:
+def test_fold_into_matches_the_reference_bit_for_bit(data: st.DataObject) -> None:
     dtype = data.draw(st.sampled_from([*FLOAT_DTYPES, np.dtype("<i4"), np.dtype("<c8")]))
     size = data.draw(st.integers(0, 40))
     x = data.draw(hnp.arrays(dtype, size, elements=elements(dtype)))
@@ -105,13 +105,13 @@ def test_axpy_into_matches_the_reference_bit_for_bit(data: st.DataObject) -> Non
     x_before = x.copy()
 
     with np.errstate(all="ignore"):
-        axpy_into(acc, x, weight, new_scratch(acc_dtype, size))
+        fold_into(acc, x, weight, new_scratch(acc_dtype, size))
 
     assert acc.tobytes() == expected.tobytes()
     assert x.tobytes() == x_before.tobytes()
 
 
-def test_axpy_into_blocks_large_arrays_with_the_same_result() -> None:
+def test_fold_into_blocks_large_arrays_with_the_same_result() -> None:
     rng = np.random.default_rng(7)
     size = 2 * block_size() + 123
     x = rng.standard_normal(size).astype(np.float32)
@@ -119,10 +119,78 @@ def test_axpy_into_blocks_large_arrays_with_the_same_result() -> None:
     expected = reference_axpy(acc, x, 3.0)
     scratch = new_scratch(F8, size)
 
-    axpy_into(acc, x, 3.0, scratch)
+    fold_into(acc, x, 3.0, scratch)
 
     assert scratch.size < size
     assert acc.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "expected"),
+    [
+        ("<f2", "<f4"),
+        ("<f4", "<f4"),
+        ("<f8", "<f8"),
+        ("<c8", "<c8"),
+        ("<i4", "<f8"),
+        ("|b1", "<f8"),
+    ],
+)
+def test_native_accumulators_keep_the_float_dtype(dtype: str, expected: str) -> None:
+    assert accumulator_dtype(np.dtype(dtype), "native") == np.dtype(expected)
+
+
+def test_an_unknown_precision_is_refused() -> None:
+    with pytest.raises(ValueError, match="precision"):
+        accumulator_dtype(np.dtype("<f4"), "float128")
+
+
+@given(st.data())
+def test_fold_into_with_assign_writes_weight_times_x(data: st.DataObject) -> None:
+    dtype = data.draw(st.sampled_from([*FLOAT_DTYPES, np.dtype("<i4"), np.dtype("<c8")]))
+    precision = data.draw(st.sampled_from(["float64", "native"]))
+    size = data.draw(st.integers(0, 40))
+    x = data.draw(hnp.arrays(dtype, size, elements=elements(dtype)))
+    acc_dtype = accumulator_dtype(dtype, precision)
+    acc = np.full(size, 12345.0, acc_dtype)  # whatever was there before
+    weight = data.draw(st.one_of(st.integers(0, 1000), st.floats(0, 1e6)))
+    expected = reference_axpy(np.zeros(size, acc_dtype), x, weight)
+
+    with np.errstate(all="ignore"):
+        assert fold_into(acc, x, weight, new_scratch(acc_dtype, size), assign=True)
+
+    assert np.array_equal(acc, expected, equal_nan=True)
+
+
+@pytest.mark.parametrize("precision", ["float64", "native"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_fold_into_refuses_a_non_finite_update_and_takes_back_its_blocks(
+    precision: str, bad: float, where: str
+) -> None:
+    rng = np.random.default_rng(3)
+    size = 3 * block_size() + 17
+    x = rng.standard_normal(size).astype(np.float32)
+    x[{"first": 5, "middle": 2 * block_size() + 1, "last": size - 1}[where]] = bad
+    acc_dtype = accumulator_dtype(x.dtype, precision)
+    acc = rng.standard_normal(size).astype(acc_dtype)
+    before = acc.copy()
+
+    assert not fold_into(acc, x, 7.0, new_scratch(acc_dtype, size))
+
+    eps = np.finfo(acc_dtype).eps
+    largest = np.abs(x[np.isfinite(x)]).max()
+    np.testing.assert_allclose(acc, before, rtol=0, atol=4 * eps * (1 + 7 * largest))
+    if where == "first":  # nothing was folded yet
+        assert acc.tobytes() == before.tobytes()
+
+
+def test_fold_into_accepts_finite_values_whose_squares_overflow() -> None:
+    x = np.full(10, 3e38, np.float32)
+    acc = np.zeros(10, np.float32)
+
+    assert fold_into(acc, x, 1.0, new_scratch(acc.dtype, 10))
+    assert np.array_equal(acc, x)
 
 
 @given(
@@ -132,7 +200,7 @@ def test_axpy_into_blocks_large_arrays_with_the_same_result() -> None:
 def test_float32_times_an_integer_weight_is_exact_in_float64(x: np.ndarray, weight: int) -> None:
     acc = np.zeros(x.size)
 
-    axpy_into(acc, x, weight, new_scratch(F8, x.size))
+    fold_into(acc, x, weight, new_scratch(F8, x.size))
 
     # Dividing back is exact too: 24 + 29 bits fit the 53 of a float64.
     assert np.array_equal(acc / weight, x.astype(F8))

@@ -9,6 +9,7 @@ import numpy as np
 from ..core import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from ..core._errors import AggregationError, ConfigError
 from ..server import Grid, Reduction
+from ._kernels import PRECISIONS
 from ._selection import SelectionPolicy, UniformSelection, sample_size
 from ._strategy import RoundPlan, Strategy
 from ._weighted import WeightedAverage, array_spec
@@ -42,6 +43,12 @@ class FedAvg(Strategy):
         The node selection policy (uniform by default).
     arrays_key, metrics_key, config_key, weight_key
         Names of the records in messages and replies.
+    available_timeout
+        Seconds to wait for ``min_available_nodes`` before a round (None: no limit).
+    precision
+        The accumulators' precision (:class:`WeightedAverage`): ``"float64"`` (default) or
+        ``"native"`` (the updates' own dtype: half the memory, about twice the folding
+        speed for float32 models, float32 rounding).
 
     Raises
     ------
@@ -66,7 +73,12 @@ class FedAvg(Strategy):
         config_key: str = "config",
         weight_key: str = "num-examples",
         available_timeout: float | None = 600.0,
+        precision: str = "float64",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"accumulator precision must be one of {PRECISIONS}, got {precision!r}"
+            )
         if not 0.0 < fraction_train <= 1.0:
             raise ConfigError(f"fraction_train must be in (0, 1], got {fraction_train}")
         if not 0.0 <= fraction_evaluate <= 1.0:
@@ -92,6 +104,7 @@ class FedAvg(Strategy):
         self.config_key = config_key
         self.weight_key = weight_key
         self.available_timeout = available_timeout
+        self.precision = precision
         # The last round's accumulators, reused by the next round's aggregate.
         self._workspace: list[np.ndarray[Any, Any]] | None = None
 
@@ -120,6 +133,7 @@ class FedAvg(Strategy):
             weight_key=self.weight_key,
             spec=array_spec(arrays),
             workspace=self._workspace,
+            precision=self.precision,
         )
         self._workspace = None
         return RoundPlan(

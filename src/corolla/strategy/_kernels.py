@@ -7,20 +7,36 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "PRECISIONS",
     "accumulator_dtype",
     "all_finite",
-    "axpy_into",
+    "fold_into",
     "cast_mean",
     "new_scratch",
 ]
 
-# Elements processed per step: a float64 scratch block of 1 MiB stays in a core's L2 cache,
-# and blocks this long make the per-call cost of NumPy negligible.
-_BLOCK = 1 << 17
+# Elements processed per step: a float64 scratch block of 512 KiB and the update block it is
+# cast from stay in a core's L2 cache, and blocks this long make the per-call cost of NumPy
+# negligible.
+_BLOCK = 1 << 16
 
 
-def accumulator_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
-    """The dtype sums of ``dtype`` values are accumulated in (float64, or complex128)."""
+#: Accumulator precisions :class:`WeightedAverage` offers: float64 sums (the default), or
+#: sums in the updates' own floating-point dtype ("native", as Flower's FedAvg sums).
+PRECISIONS = ("float64", "native")
+
+
+def accumulator_dtype(dtype: np.dtype[Any], precision: str = "float64") -> np.dtype[Any]:
+    """The dtype sums of ``dtype`` values are accumulated in.
+
+    float64 (complex128 for complex values) by default; with ``precision="native"``, a
+    float32/float64/complex array's own dtype (float16 still sums in float32; integers and
+    bools in float64).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"accumulator precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "native" and dtype.kind in "fc":
+        return np.dtype(np.float32) if dtype.itemsize < 4 else dtype
     return np.dtype(np.complex128) if dtype.kind == "c" else np.dtype(np.float64)
 
 
@@ -36,36 +52,92 @@ def all_finite(x: np.ndarray[Any, Any]) -> bool:
     return bool(np.isfinite(x).all())
 
 
-def axpy_into(
-    acc: np.ndarray[Any, Any], x: np.ndarray[Any, Any], weight: float, scratch: np.ndarray[Any, Any]
+def _block_finite(x: np.ndarray[Any, Any]) -> bool:
+    # The sum of squares is a BLAS dot product, several times faster than isfinite over the
+    # block; NaN or infinity makes it non-finite, and only an overflow of the sum itself
+    # (values beyond about 1e19 in float32) needs the exact element-wise check.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.vdot(x, x)):
+            return True
+    return bool(np.isfinite(x).all())
+
+
+def _axpy_block(
+    acc: np.ndarray[Any, Any], x: np.ndarray[Any, Any], w: Any, tmp: np.ndarray[Any, Any]
 ) -> None:
-    """``acc += weight * x``, computed in ``acc``'s precision, block by block.
+    # acc += w * x over one cache-sized block. Unit weights skip the product: multiplying a
+    # real number by 1 is exact.
+    if x.dtype == acc.dtype:
+        if w == 1 and acc.dtype.kind == "f":
+            np.add(acc, x, out=acc)
+            return
+        np.multiply(x, w, out=tmp)
+    else:
+        # Casting inside np.multiply goes through NumPy's small internal buffers, which is
+        # markedly slower than a cast into the scratch block followed by the product.
+        np.copyto(tmp, x, casting="unsafe")
+        if not (w == 1 and acc.dtype.kind == "f"):
+            np.multiply(tmp, w, out=tmp)
+    np.add(acc, tmp, out=acc)
+
+
+def _assign_block(
+    acc: np.ndarray[Any, Any], x: np.ndarray[Any, Any], w: Any, tmp: np.ndarray[Any, Any]
+) -> None:
+    # acc = w * x over one block: the first fold into fresh accumulators needs no zeroing.
+    if x.dtype == acc.dtype:
+        np.multiply(x, w, out=acc)
+        return
+    np.copyto(acc, x, casting="unsafe")
+    if not (w == 1 and acc.dtype.kind == "f"):
+        np.multiply(acc, w, out=acc)
+
+
+def fold_into(
+    acc: np.ndarray[Any, Any],
+    x: np.ndarray[Any, Any],
+    weight: float,
+    scratch: np.ndarray[Any, Any],
+    *,
+    assign: bool = False,
+) -> bool:
+    """``acc += weight * x`` (``acc = weight * x`` with ``assign``) if ``x`` is all finite.
+
+    Returns False if ``x`` holds NaN or infinity: ``acc`` is then kept, up to the rounding
+    of one addition and subtraction (with ``assign``, its content is undefined).
 
     ``acc`` and ``x`` are flat with equal sizes; ``scratch`` is a flat buffer of ``acc``'s
-    dtype with at least ``min(acc.size, 131072)`` elements. The product is formed in the
-    accumulator's precision, so float32 updates times integer weights are exact in float64.
+    dtype with at least ``min(acc.size, 65536)`` elements. The product is formed in the
+    accumulator's precision, so float32 updates times integer weights are exact in a float64
+    accumulator. The work goes block by block: each block of ``x`` is checked for NaN and
+    infinity while it sits in cache and then folded, so memory sees one read of ``x`` and
+    one read and write of ``acc``. When a block turns out non-finite, the blocks already
+    folded are subtracted again (the update is rejected either way).
     """
     n = acc.size
     if n == 0:
-        return
+        return True
     w = acc.dtype.type(weight)
-    # Each block of x is cast into the cache-resident scratch, scaled there and added, so
-    # memory sees one read of x and one read and write of acc. Casting inside np.multiply
-    # goes through NumPy's small internal buffers, which is markedly slower. Multiplying a
-    # real number by 1 is exact, so that step is skipped for unit weights.
-    scale = not (w == 1 and acc.dtype.kind == "f")
+    check = x.dtype.kind in "fc"
     step = min(n, scratch.size)
     for start in range(0, n, step):
         stop = min(start + step, n)
-        tmp = scratch[: stop - start]
-        np.copyto(tmp, x[start:stop], casting="unsafe")
-        if scale:
-            np.multiply(tmp, w, out=tmp)
-        np.add(acc[start:stop], tmp, out=acc[start:stop])
+        block = x[start:stop]
+        if check and not _block_finite(block):
+            if not assign:
+                for done in range(0, start, step):
+                    end = min(done + step, start)
+                    _axpy_block(acc[done:end], x[done:end], -w, scratch[: end - done])
+            return False
+        if assign:
+            _assign_block(acc[start:stop], block, w, scratch[: stop - start])
+        else:
+            _axpy_block(acc[start:stop], block, w, scratch[: stop - start])
+    return True
 
 
 def new_scratch(dtype: np.dtype[Any], size: int) -> np.ndarray[Any, Any]:
-    """A scratch buffer for :func:`axpy_into` over arrays of ``size`` elements."""
+    """A scratch buffer for :func:`fold_into` over arrays of ``size`` elements."""
     return np.empty(min(size, _BLOCK), dtype=dtype)
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..core import ArrayRecord, MetricRecord, RecordDict
-from ..core._errors import AggregationError
-from ._kernels import accumulator_dtype, all_finite, axpy_into, cast_mean, new_scratch
+from ..core._errors import AggregationError, ConfigError
+from ._kernels import PRECISIONS, accumulator_dtype, cast_mean, fold_into, new_scratch
 
 __all__ = ["ArraySpec", "WeightedAverage", "array_spec"]
 
@@ -40,9 +40,9 @@ class WeightedAverage:
 
     Each reply's content holds an :class:`ArrayRecord` under ``arrays_key`` (skipped when
     ``arrays_key`` is None) and a :class:`MetricRecord` under ``metrics_key`` whose
-    ``weight_key`` entry (by default ``num-examples``) is the reply's weight. Sums are kept
-    in float64 (complex128 for complex arrays), so memory is O(model) whatever the number of
-    replies, and results agree across fold orders to float64 rounding.
+    ``weight_key`` entry (by default ``num-examples``) is the reply's weight. Memory is
+    O(model) whatever the number of replies. A reply is folded whole or not at all: one
+    with NaN or infinity in any array is rejected with :class:`AggregationError`.
 
     Parameters
     ----------
@@ -54,6 +54,13 @@ class WeightedAverage:
         sizes and dtypes fit: a strategy that hands them from round to round writes its
         sums into memory already mapped instead of fresh pages. :meth:`empty` never
         passes them on.
+    precision
+        ``"float64"`` (default): sums in float64 (complex128 for complex arrays), so float32
+        updates times integer weights are exact and results agree across fold orders to
+        float64 rounding. ``"native"``: sums in each array's own floating-point dtype
+        (float16 in float32; integers and bools still in float64), as Flower's FedAvg sums:
+        for float32 models, half the accumulator memory and about twice the folding speed,
+        at float32 rounding per fold.
     """
 
     def __init__(
@@ -64,7 +71,13 @@ class WeightedAverage:
         weight_key: str = "num-examples",
         spec: ArraySpec | None = None,
         workspace: list[np.ndarray[Any, Any]] | None = None,
+        precision: str = "float64",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"accumulator precision must be one of {PRECISIONS}, got {precision!r}"
+            )
+        self.precision = precision
         self.arrays_key = arrays_key
         self.metrics_key = metrics_key
         self.weight_key = weight_key
@@ -90,6 +103,7 @@ class WeightedAverage:
             metrics_key=self.metrics_key,
             weight_key=self.weight_key,
             spec=self.spec,
+            precision=self.precision,
         )
 
     def _weight_of(self, metrics: MetricRecord) -> float:
@@ -122,12 +136,9 @@ class WeightedAverage:
                 raise AggregationError(f"reply has no ArrayRecord {self.arrays_key!r}")
             spec = self.spec if self.spec is not None else array_spec(arrays)
             _check_layout(arrays, spec)
-            for name, a in arrays.items():
-                if not all_finite(a):
-                    raise AggregationError(f"array {name!r} holds NaN or infinity")
+            self._fold_arrays(arrays, weight)
             # Only a reply that passed every check may fix the layout of later ones.
             self.spec = spec
-            self._fold_arrays(arrays, weight)
         for name, value in scalars.items():
             self._metric_sums[name] = self._metric_sums.get(name, 0.0) + weight * value
             self._metric_weights[name] = self._metric_weights.get(name, 0.0) + weight
@@ -148,16 +159,29 @@ class WeightedAverage:
         return sums
 
     def _fold_arrays(self, arrays: ArrayRecord, weight: float) -> None:
+        """Fold every array of one reply, or none of them if one holds NaN or infinity."""
+        # The first reply is written into fresh accumulators (acc = weight * x), sparing a
+        # pass that zeroes them.
+        fresh = self._sums is None
         if self._sums is None:
             self._sums = self._new_sums(
-                [(a.size, accumulator_dtype(a.dtype)) for a in arrays.values()]
+                [(a.size, accumulator_dtype(a.dtype, self.precision)) for a in arrays.values()]
             )
-            for acc in self._sums:
-                acc.fill(0)
-        largest = max((s.size for s in self._sums), default=0)
-        scratch = {dt: new_scratch(dt, largest) for dt in {s.dtype for s in self._sums}}
-        for acc, a in zip(self._sums, arrays.values()):
-            axpy_into(acc, a.reshape(-1), weight, scratch[acc.dtype])
+        sums = self._sums
+        largest = max((s.size for s in sums), default=0)
+        scratch = {dt: new_scratch(dt, largest) for dt in {s.dtype for s in sums}}
+        flat = [a.reshape(-1) for a in arrays.values()]
+        for i, (acc, x) in enumerate(zip(sums, flat)):
+            if fold_into(acc, x, weight, scratch[acc.dtype], assign=fresh):
+                continue
+            if fresh:
+                # Nothing was folded before this reply: drop the accumulators' content.
+                self._sums, self._workspace = None, sums
+            else:
+                # Take back the arrays of this reply already folded (finite: this succeeds).
+                for acc_done, x_done in zip(sums[:i], flat[:i]):
+                    fold_into(acc_done, x_done, -weight, scratch[acc_done.dtype])
+            raise AggregationError(f"array {list(arrays)[i]!r} holds NaN or infinity")
 
     def merge(self, other: WeightedAverage) -> None:
         if other._count == 0:

@@ -28,6 +28,49 @@ def test_sites_have_flamby_sizes_features_and_standardised_training_data():
         assert set(np.unique(site.y_train)) <= {0, 1}
 
 
+def test_splits_have_flamby_train_and_test_sizes():
+    pytest.importorskip("sklearn")
+
+    sites = load_fed_heart_disease(DATA)
+
+    # FLamby's README: train/test 199/104, 172/89, 30/16, 85/45.
+    assert [(len(s.y_train), len(s.y_test)) for s in sites] == [
+        (199, 104),
+        (172, 89),
+        (30, 16),
+        (85, 45),
+    ]
+
+
+def test_site_normalization_uses_the_unbiased_std_of_the_site_training_rows():
+    pytest.importorskip("sklearn")
+
+    sites = load_fed_heart_disease(DATA)
+
+    for site in sites:
+        std = site.x_train.std(axis=0, ddof=1)
+        varying = std > 0  # Switzerland's cholesterol is constant (all zeros)
+        np.testing.assert_allclose(std[varying], 1, atol=1e-5)
+
+
+def test_pooled_normalization_standardises_all_training_rows_together():
+    pytest.importorskip("sklearn")
+
+    sites = load_fed_heart_disease(DATA, normalization="pooled")
+
+    x = np.concatenate([s.x_train for s in sites]).astype(np.float64)
+    np.testing.assert_allclose(x.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(x.std(axis=0, ddof=1), 1, atol=1e-5)
+    assert abs(float(sites[2].x_train.mean(axis=0).max())) > 0.1  # sites differ
+
+
+def test_unknown_normalization_is_a_config_error():
+    pytest.importorskip("sklearn")
+
+    with pytest.raises(ConfigError, match="normalization"):
+        load_fed_heart_disease(DATA, normalization="global")  # type: ignore[arg-type]
+
+
 def test_loading_is_deterministic():
     pytest.importorskip("sklearn")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -78,6 +79,13 @@ class SimulationGrid(Grid):
     Node ``i`` gets node config ``{"partition-id": i - 1, "num-partitions": num_nodes}``
     (or what ``node_config`` returns) and keeps its context state across rounds.
 
+    The grid is a node directory for selection policies (``corolla.strategy``'s
+    ``grid_attributes`` and ``grid_last_seen``): a node's attributes are what
+    ``node_attributes(partition_id, num_nodes)`` returns (none by default), and it was last
+    seen when it last answered a message, or, before that, when the grid was made (virtual
+    nodes are connected from the start). A call that timed out or whose worker died does
+    not count as an answer.
+
     Raises
     ------
     ConfigError
@@ -92,9 +100,13 @@ class SimulationGrid(Grid):
         run_id: int = 1,
         events: EventSink | None = None,
         node_config: Callable[[int, int], Mapping[str, UserConfigValue]] = default_node_config,
+        node_attributes: Callable[[int, int], Mapping[str, UserConfigValue]] | None = None,
     ) -> None:
         if num_nodes < 1:
             raise ConfigError(f"a simulation needs at least one node, got {num_nodes}")
+        self._node_attributes = node_attributes
+        self._connected_at = time.time()
+        self._last_seen: dict[int, float] = {}
         self._executor = executor
         self._num_nodes = num_nodes
         self._run_id = run_id
@@ -131,6 +143,18 @@ class SimulationGrid(Grid):
 
     def emit(self, event: Event) -> None:
         self._events(event)
+
+    def node_attributes(self, node_id: int) -> Mapping[str, UserConfigValue]:
+        """The attributes of node ``node_id`` (empty for unknown ids or without attributes)."""
+        if self._node_attributes is None or not 1 <= node_id <= self._num_nodes:
+            return {}
+        return self._node_attributes(node_id - 1, self._num_nodes)
+
+    def node_last_seen(self, node_id: int) -> float | None:
+        """When node ``node_id`` last answered (``time.time()``); None for unknown ids."""
+        if not 1 <= node_id <= self._num_nodes:
+            return None
+        return self._last_seen.get(node_id, self._connected_at)
 
     def state_of(self, node_id: int) -> RecordDict:
         """The context state node ``node_id`` keeps (empty until it sets one)."""
@@ -188,8 +212,17 @@ class SimulationGrid(Grid):
             for i, block in enumerate(split_blocks(len(messages), limit))
         ]
 
-    def _absorb(self, result: TaskResult, done: int, total: int, phase: str) -> None:
+    def _absorb(self, task: Task, result: TaskResult, done: int, total: int, phase: str) -> None:
         self._states.update(result.states)
+        unanswered = {
+            reply.metadata.src_node_id
+            for reply in result.replies
+            if reply.has_error() and reply.error.code in _NO_ANSWER
+        }
+        now = time.time()
+        for call in task.calls:
+            if call.node_id not in unanswered:
+                self._last_seen[call.node_id] = now
         self._events(
             Event("progress", self._run_id, data={"done": done, "total": total, "phase": phase})
         )
@@ -212,9 +245,10 @@ class SimulationGrid(Grid):
         yield from (m for m in wanted if m.metadata.reply_to_message_id)
         phase = to_run[0].metadata.message_type if to_run else ""
         done = 0
-        for result in self._executor.run(self._tasks(to_run, None), timeout):
+        tasks = self._tasks(to_run, None)
+        for result in self._executor.run(tasks, timeout):
             done += result.num_calls
-            self._absorb(result, done, len(to_run), phase)
+            self._absorb(tasks[result.index], result, done, len(to_run), phase)
             for reply in result.replies:
                 yield reply.with_metadata(message_id=self._new_id())
 
@@ -228,9 +262,10 @@ class SimulationGrid(Grid):
         partials: dict[int, Any] = {}
         next_block = 0
         done = 0
-        for result in self._executor.run(self._tasks(ready, aggregator), timeout):
+        tasks = self._tasks(ready, aggregator)
+        for result in self._executor.run(tasks, timeout):
             done += result.num_calls
-            self._absorb(result, done, len(ready), phase)
+            self._absorb(tasks[result.index], result, done, len(ready), phase)
             reduction.errors.extend(result.replies)
             partials[result.index] = result.aggregator
             # Partials may view the executor's shared memory: hold none of them longer than
@@ -244,6 +279,11 @@ class SimulationGrid(Grid):
                 next_block += 1
         reduction.errors.sort(key=lambda m: m.metadata.src_node_id)
         return reduction
+
+
+# Error replies that mean the node never answered (the call ran out of time or its worker
+# died), as opposed to a ClientApp that answered with an error.
+_NO_ANSWER = frozenset({int(ErrorCode.TIMEOUT), int(ErrorCode.WORKER_CRASHED)})
 
 
 def _largest_content(messages: list[Message]) -> int:

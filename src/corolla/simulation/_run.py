@@ -66,12 +66,14 @@ def run_simulation(
     run_config: Mapping[str, UserConfigValue] | None = None,
     events: EventSink | None = None,
     run_id: int = 1,
+    node_attributes: Callable[[int, int], Mapping[str, UserConfigValue]] | None = None,
 ) -> SimulationResult:
     """Run ``server_app`` against ``num_nodes`` virtual nodes running ``client_app``.
 
     The ServerApp runs in this process; ClientApp calls run on the chosen backend:
     ``inline`` (this process, for debugging) or ``process`` (worker processes, one per
-    core by default).
+    core by default). ``node_attributes(partition_id, num_nodes)`` gives each virtual node
+    attributes that selection policies can read (see :class:`SimulationGrid`).
 
     Raises
     ------
@@ -96,7 +98,9 @@ def run_simulation(
     with make_executor(
         backend, client_app, run_id=run_id, run_config=config, num_workers=num_workers
     ) as executor:
-        grid = SimulationGrid(executor, num_nodes, run_id=run_id, events=sink)
+        grid = SimulationGrid(
+            executor, num_nodes, run_id=run_id, events=sink, node_attributes=node_attributes
+        )
         startup = time.perf_counter() - started
         sink(Event("run.start", run_id, data={"num_nodes": num_nodes, "backend": backend}))
         server(grid, Context(run_id, 0, {}, config, RecordDict()))

@@ -4,8 +4,11 @@ Importable by simulation workers; ``fed_heart_disease.py`` drives it. What follo
 code (``flamby/strategies/utils.py``, ``fed_opt.py``, ``config_heart_disease.json``):
 plain SGD on each node, over a stream of batches that carries on across rounds and is
 reshuffled only when an epoch is exhausted (FLamby's ``DataLoaderWithMemory``); FedOpt's
-``beta_1 = 0.9``, ``beta_2 = 0.999`` and ``tau = 1e-8``; Adam for pooled and single-site
-training; accuracy with ``p > 0.5``.
+``beta_1 = 0.9``, ``beta_2 = 0.999`` and ``tau = 1e-8``; FLamby's server optimizers
+(``fed_opt.py``, ``scaffold.py``), which differ from Corolla's Flower-compatible defaults in
+three options: FedAdam without bias correction, FedAdagrad with a first moment
+(``beta_1 = 0.9``), and SCAFFOLD's models and control deltas averaged with weights
+``num-examples``; Adam for pooled and single-site training; accuracy with ``p > 0.5``.
 """
 
 from __future__ import annotations
@@ -263,16 +266,24 @@ def train(message: Message, context: Context) -> Message:
 #: defaults (``beta_2 = 0.99``, ``tau = 1e-3``).
 FEDOPT = {"beta_1": 0.9, "beta_2": 0.999, "tau": 1e-8}
 
-#: Each federated method: its client learning rate, and its server side.
+#: Each federated method: its client learning rate, and its server side with FLamby's
+#: conventions where they are not Corolla's defaults: FedAdam's rate without Flower's bias
+#: correction, FedAdagrad's first moment (FLamby's FedAdagrad keeps one, as Reddi et al.'s
+#: Algorithm 2 does), SCAFFOLD's means weighted by training-set size.
 METHODS: dict[str, tuple[float, Callable[..., Strategy]]] = {
     "FedAvg": (0.001, FedAvg),
     "FedProx": (0.001, lambda **o: FedProx(proximal_mu=0.01, **o)),
-    "SCAFFOLD": (0.001, lambda **o: Scaffold(server_learning_rate=1.0, **o)),
-    "FedAdam": (0.01, lambda **o: FedAdam(eta=0.01, eta_l=0.01, **FEDOPT, **o)),
+    "SCAFFOLD": (0.001, lambda **o: Scaffold(server_learning_rate=1.0, weighted=True, **o)),
+    "FedAdam": (
+        0.01,
+        lambda **o: FedAdam(eta=0.01, eta_l=0.01, bias_correction=False, **FEDOPT, **o),
+    ),
     "FedYogi": (0.003162, lambda **o: FedYogi(eta=0.01, eta_l=0.003162, **FEDOPT, **o)),
     "FedAdagrad": (
         0.003162,
-        lambda **o: FedAdagrad(eta=0.316228, eta_l=0.003162, tau=FEDOPT["tau"], **o),
+        lambda **o: FedAdagrad(
+            eta=0.316228, eta_l=0.003162, beta_1=FEDOPT["beta_1"], tau=FEDOPT["tau"], **o
+        ),
     ),
 }
 

@@ -7,13 +7,14 @@ logistic regression; client SGD with batch 4, 100 local steps per round, 15 roun
 node's batches carrying on across rounds; client learning rate 0.001 for FedAvg, FedProx
 (mu 0.01) and SCAFFOLD (server rate 1); FedAdam client 0.01 / server 0.01, FedYogi client
 0.003162 / server 0.01, FedAdagrad client 0.003162 / server 0.316228 (FedOpt beta_1 0.9,
-beta_2 0.999, tau 1e-8). Pooled and single-site baselines as FLamby's
-``train_single_centric``: Adam (lr 0.001, batch 4) for 50 epochs; the pooled data are
-standardised with the statistics of all sites' training rows (FLamby's ``pooled=True``), the
-test sets always with their own site's. Metric: the mean over sites of each site's test
-accuracy (every model, single-site ones included, is tested on all four sites), over
-FLamby's five seeds 42-46 (mean +- std); a seed fixes the initial model exactly as
-``torch.manual_seed(seed)`` does in FLamby, and the data order with NumPy.
+beta_2 0.999, tau 1e-8) with FLamby's server conventions: FedAdam without bias correction,
+FedAdagrad with a first moment, SCAFFOLD weighted by training-set size. Pooled and
+single-site baselines as FLamby's ``train_single_centric``: Adam (lr 0.001, batch 4) for 50
+epochs; the pooled data are standardised with the statistics of all sites' training rows
+(FLamby's ``pooled=True``), the test sets always with their own site's. Metric: the mean
+over sites of each site's test accuracy (every model, single-site ones included, is tested
+on all four sites), over FLamby's five seeds 42-46 (mean +- std); a seed fixes the initial
+model exactly as ``torch.manual_seed(seed)`` does in FLamby, and the data order with NumPy.
 
     python reproductions/fed_heart_disease.py --output results/heart
     python reproductions/fed_heart_disease.py --output /tmp/h --quick   # the CI's short form

@@ -12,6 +12,15 @@ from .rounds import Reply, run_rounds, train_round
 
 INITIAL = ArrayRecord({"w": np.array([[0.5, -1.0], [2.0, 0.0]]), "b": np.array([0.25, 1.0])})
 OPTIMIZERS = [FedAvgM, FedAdagrad, FedAdam, FedYogi]
+#: Each optimizer with options that give it state, and the non-default conventions.
+STATEFUL: list[tuple[type, dict[str, Any]]] = [
+    (FedAvgM, {"server_momentum": 0.9}),
+    (FedAdagrad, {}),
+    (FedAdagrad, {"beta_1": 0.9}),
+    (FedAdam, {}),
+    (FedAdam, {"bias_correction": False}),
+    (FedYogi, {}),
+]
 
 
 def reply(arrays: ArrayRecord, weight: int, **metrics: Any) -> RecordDict:
@@ -57,10 +66,11 @@ def test_a_zero_pseudo_gradient_keeps_the_arrays(cls: type) -> None:
         assert arrays == INITIAL
 
 
-@pytest.mark.parametrize("cls", OPTIMIZERS)
-def test_the_state_saved_after_two_rounds_resumes_the_third(cls: type) -> None:
+@pytest.mark.parametrize(("cls", "options"), STATEFUL)
+def test_the_state_saved_after_two_rounds_resumes_the_third(
+    cls: type, options: dict[str, Any]
+) -> None:
     rounds = random_rounds(1)
-    options: dict[str, Any] = {"server_momentum": 0.9} if cls is FedAvgM else {}
     straight = cls(**options)
     expected = run_rounds(straight, INITIAL, rounds)[-1]
 
@@ -126,6 +136,61 @@ def test_fedadam_first_round_by_hand() -> None:
     assert arrays["b"][0] == 0.0
 
 
+def test_fedadam_without_bias_correction_first_round_by_hand() -> None:
+    replies = [(1, reply(ArrayRecord({"w": [1.0]}), 1))]
+    initial = ArrayRecord({"w": [0.0]})
+
+    arrays, _, _ = train_round(
+        FedAdam(eta=0.1, tau=1e-3, bias_correction=False), 1, initial, replies
+    )
+
+    # delta = 1: m = 0.1, v = 0.01; the rate is eta itself
+    assert arrays["w"][0] == pytest.approx(0.1 * 0.1 / (0.1 + 1e-3), rel=1e-12)
+
+
+def test_fedadams_bias_correction_scales_the_first_step() -> None:
+    rounds = random_rounds(4)
+
+    corrected = run_rounds(FedAdam(), INITIAL, rounds[:1])[0]
+    plain = run_rounds(FedAdam(bias_correction=False), INITIAL, rounds[:1])[0]
+
+    # round 1: rate = eta * sqrt(1 - 0.99^2) / (1 - 0.9^2) is about 0.74 eta
+    scale = np.sqrt(1 - 0.99**2) / (1 - 0.9**2)
+    for name in INITIAL:
+        np.testing.assert_allclose(
+            corrected[name] - INITIAL[name], scale * (plain[name] - INITIAL[name]), rtol=1e-12
+        )
+
+
+def test_fedadagrad_with_first_moment_two_rounds_by_hand() -> None:
+    initial = ArrayRecord({"w": [0.0]})
+    strategy = FedAdagrad(eta=0.1, beta_1=0.9, tau=0.0)
+
+    after1, _, _ = train_round(strategy, 1, initial, [(1, reply(ArrayRecord({"w": [1.0]}), 1))])
+    after2, _, _ = train_round(strategy, 2, after1, [(1, reply(ArrayRecord({"w": [1.1]}), 1))])
+
+    # round 1: delta = 1, m = 0.1, v = 1: x = 0.01
+    # round 2: delta = 1.09, m = 0.09 + 0.109 = 0.199, v = 1 + 1.09^2
+    assert after1["w"][0] == pytest.approx(0.01, rel=1e-12)
+    expected = 0.01 + 0.1 * 0.199 / np.sqrt(1 + 1.09**2)
+    assert after2["w"][0] == pytest.approx(expected, rel=1e-12)
+    assert set(strategy.state_dict()) == {"m", "v"}
+
+
+def test_fedadagrad_keeps_a_first_moment_only_when_asked() -> None:
+    rounds = random_rounds(5, num_rounds=1)
+    plain, with_moment = FedAdagrad(), FedAdagrad(beta_1=0.9)
+
+    run_rounds(plain, INITIAL, rounds)
+    run_rounds(with_moment, INITIAL, rounds)
+
+    assert set(plain.state_dict()) == {"v"}
+    assert set(with_moment.state_dict()) == {"m", "v"}
+    with pytest.raises(ConfigError, match="unexpected state"):
+        FedAdagrad().load_state_dict(with_moment.state_dict())
+    FedAdagrad(beta_1=0.9).load_state_dict(plain.state_dict())  # m starts from zero
+
+
 def test_fedavgm_momentum_accumulates() -> None:
     initial = ArrayRecord({"w": [0.0]})
     strategy = FedAvgM(server_learning_rate=1.0, server_momentum=0.5)
@@ -159,6 +224,8 @@ def test_sampling_and_messages_are_fedavgs(cls: type) -> None:
         (FedAdam, {"beta_2": -0.1}),
         (FedYogi, {"tau": -1.0}),
         (FedAdagrad, {"eta": float("nan")}),
+        (FedAdagrad, {"beta_1": 1.0}),
+        (FedAdagrad, {"beta_1": -0.1}),
         (FedAdam, {"fraction_train": 0.0}),
     ],
 )
@@ -178,4 +245,5 @@ def test_flowers_defaults() -> None:
         0.99,
         1e-3,
     )
-    assert (adagrad.eta, adagrad.eta_l, adagrad.tau) == (0.1, 0.1, 1e-3)
+    assert (adagrad.eta, adagrad.eta_l, adagrad.beta_1, adagrad.tau) == (0.1, 0.1, 0.0, 1e-3)
+    assert adam.bias_correction is True

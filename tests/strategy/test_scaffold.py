@@ -29,6 +29,7 @@ from corolla.strategy import (
     store_control,
     update_control,
 )
+from corolla.strategy._scaffold import scaffold_server_update
 
 from .rounds import train_round
 
@@ -105,22 +106,36 @@ deltas = st.lists(
 GLOBAL = ArrayRecord({"w": np.zeros(2)})
 
 
-def fold(items: list[tuple[np.ndarray, np.ndarray]], start: int = 1) -> ScaffoldAggregator:
-    aggregator = ScaffoldAggregator(GLOBAL, GLOBAL)
-    for node_id, (y, d) in enumerate(items, start=start):
-        aggregator.add(reply(ArrayRecord({"w": y}), ArrayRecord({"w": d})), node_id)
+def fold(
+    items: list[tuple[np.ndarray, np.ndarray]],
+    start: int = 1,
+    *,
+    weighted: bool = False,
+    weights: list[int] | None = None,
+) -> ScaffoldAggregator:
+    aggregator = ScaffoldAggregator(GLOBAL, GLOBAL, weighted=weighted)
+    for i, (y, d) in enumerate(items):
+        weight = weights[i] if weights is not None else 1
+        aggregator.add(reply(ArrayRecord({"w": y}), ArrayRecord({"w": d}), weight), start + i)
     return aggregator
 
 
-@given(deltas, deltas)
+@given(deltas, deltas, st.booleans(), st.data())
 def test_merge_equals_folding_one_after_the_other(
-    first: list[tuple[np.ndarray, np.ndarray]], second: list[tuple[np.ndarray, np.ndarray]]
+    first: list[tuple[np.ndarray, np.ndarray]],
+    second: list[tuple[np.ndarray, np.ndarray]],
+    weighted: bool,
+    data: st.DataObject,
 ) -> None:
-    folded = fold(first + second)
-    merged = fold(first)
-    merged.merge(pickle.loads(pickle.dumps(fold(second, start=len(first) + 1))))
+    weights = data.draw(st.lists(st.integers(0, 100), min_size=len(first + second)))
+    head, tail = weights[: len(first)], weights[len(first) : len(first + second)]
+    folded = fold(first + second, weighted=weighted, weights=weights)
+    merged = fold(first, weighted=weighted, weights=head)
+    other = fold(second, start=len(first) + 1, weighted=weighted, weights=tail)
+    merged.merge(pickle.loads(pickle.dumps(other)))
 
     assert merged.count == folded.count
+    assert merged.weight_sum == folded.weight_sum
     a, b = folded.sums(), merged.sums()
     assert (a is None) == (b is None)
     if a is not None and b is not None:
@@ -143,6 +158,151 @@ def test_server_step_by_hand() -> None:
     assert strategy.control == record([1.0, 0.5], 1.0)
     assert all(m.content[CONTROL_KEY] == ZERO for m in messages)
     assert all(m.content["arrays"] == X for m in messages)
+
+
+def test_weighted_server_step_by_hand() -> None:
+    strategy = Scaffold(num_nodes=4, server_learning_rate=0.5, weighted=True)
+    replies = [
+        (1, reply(record([3.0, 2.0], 0.5), record([1.0, 0.0], 4.0), weight=1)),
+        (2, reply(record([1.0, 4.0], 1.5), record([3.0, 2.0], 0.0), weight=3)),
+    ]
+
+    arrays, metrics, _ = train_round(strategy, 1, X, replies)
+
+    # weighted mean(y) = (1 * y1 + 3 * y2) / 4 = ([1.5, 3.5], 1.25);
+    # x + 0.5 * (mean - x) = ([1.25, 2.75], 0.875)
+    assert arrays == record([1.25, 2.75], 0.875)
+    # weighted mean(delta) = ([10, 6], 4) / 4; c = 0 + |S| / N * mean = 2 / 4 * mean
+    assert strategy.control == record([1.25, 0.75], 0.5)
+    assert metrics["num-examples"] == 4
+
+
+def test_weighted_round_whose_replies_all_weigh_zero_keeps_x_and_c() -> None:
+    strategy = Scaffold(num_nodes=2, weighted=True)
+    train_round(strategy, 1, X, [(1, reply(X, record([2.0, 2.0], 2.0)))])
+    control = strategy.control
+
+    arrays, _, _ = train_round(
+        strategy, 2, X, [(1, reply(ZERO, record([1.0, 1.0], 1.0), weight=0))]
+    )
+
+    assert arrays == X and strategy.control == control
+
+
+def test_weighted_and_unweighted_sums_do_not_merge() -> None:
+    weighted = fold([(np.ones(2), np.ones(2))], weighted=True)
+
+    with pytest.raises(AggregationError, match="weighted"):
+        weighted.merge(fold([(np.ones(2), np.ones(2))], start=2))
+
+
+vectors = hnp.arrays(np.float64, (3,), elements=st.floats(-100, 100))
+
+
+@given(
+    st.lists(st.tuples(vectors, vectors), min_size=1, max_size=5),
+    vectors,
+    vectors,
+    st.integers(1, 10),
+    st.floats(0.1, 2.0),
+)
+def test_unit_weights_give_the_papers_step_exactly(
+    replies: list[tuple[np.ndarray, np.ndarray]],
+    x: np.ndarray,
+    c: np.ndarray,
+    extra_nodes: int,
+    lr: float,
+) -> None:
+    n = len(replies) + extra_nodes
+    sum_y = np.sum([y for y, _ in replies], axis=0)
+    sum_d = np.sum([d for _, d in replies], axis=0)
+
+    [new_x], [new_c] = scaffold_server_update(
+        [x], [c], [sum_y], [sum_d], len(replies), float(len(replies)), n, lr
+    )
+
+    assert np.array_equal(new_x, x + lr * (sum_y / len(replies) - x))
+    assert np.array_equal(new_c, c + sum_d / n)
+
+
+def _weighted_round(
+    items: list[tuple[np.ndarray, np.ndarray]], weights: list[int], *, num_nodes: int
+) -> tuple[ArrayRecord, ArrayRecord | None]:
+    strategy = Scaffold(num_nodes=num_nodes, weighted=True)
+    replies = [
+        (i, reply(ArrayRecord({"w": y}), ArrayRecord({"w": d}), weight))
+        for i, ((y, d), weight) in enumerate(zip(items, weights, strict=True), start=1)
+    ]
+    arrays, _, _ = train_round(strategy, 1, GLOBAL, replies)
+    return arrays, strategy.control
+
+
+@given(
+    st.lists(st.tuples(vectors.map(lambda v: v[:2]), vectors.map(lambda v: v[:2])), min_size=1),
+    st.integers(1, 50),
+    st.integers(0, 3),
+)
+def test_weighted_with_equal_weights_is_unweighted(
+    items: list[tuple[np.ndarray, np.ndarray]], weight: int, extra_nodes: int
+) -> None:
+    n = len(items) + extra_nodes
+    replies = [
+        (i, reply(ArrayRecord({"w": y}), ArrayRecord({"w": d}), weight))
+        for i, (y, d) in enumerate(items, start=1)
+    ]
+    plain = Scaffold(num_nodes=n)
+
+    expected, _, _ = train_round(plain, 1, GLOBAL, replies)
+    got, control = _weighted_round(items, [weight] * len(items), num_nodes=n)
+
+    assert plain.control is not None and control is not None
+    np.testing.assert_allclose(got["w"], expected["w"], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(control["w"], plain.control["w"], rtol=1e-12, atol=1e-12)
+
+
+@given(
+    st.lists(
+        st.tuples(vectors.map(lambda v: v[:2]), vectors.map(lambda v: v[:2]), st.integers(0, 50)),
+        min_size=1,
+    ),
+    st.integers(2, 7),
+)
+def test_weighted_step_depends_on_the_weights_proportions_only(
+    items: list[tuple[np.ndarray, np.ndarray, int]], scale: int
+) -> None:
+    updates = [(y, d) for y, d, _ in items]
+    weights = [w for _, _, w in items]
+    if sum(weights) == 0:
+        weights[0] = 1
+
+    x1, c1 = _weighted_round(updates, weights, num_nodes=len(items))
+    x2, c2 = _weighted_round(updates, [scale * w for w in weights], num_nodes=len(items))
+
+    assert c1 is not None and c2 is not None
+    np.testing.assert_allclose(x1["w"], x2["w"], rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(c1["w"], c2["w"], rtol=1e-12, atol=1e-9)
+
+
+@given(st.data(), st.integers(1, 5), st.integers(1, 4))
+def test_with_every_node_replying_weighted_control_is_the_weighted_mean_of_node_controls(
+    data: st.DataObject, num_nodes: int, num_rounds: int
+) -> None:
+    sizes = data.draw(st.lists(st.integers(1, 100), min_size=num_nodes, max_size=num_nodes))
+    strategy = Scaffold(num_nodes=num_nodes, weighted=True)
+    node_controls = [np.zeros(2) for _ in range(num_nodes)]
+
+    for server_round in range(1, num_rounds + 1):
+        replies = []
+        for node in range(num_nodes):
+            delta = data.draw(vectors.map(lambda v: v[:2]))
+            node_controls[node] = node_controls[node] + delta
+            content = reply(GLOBAL, ArrayRecord({"w": delta}), sizes[node])
+            replies.append((node + 1, content))
+        train_round(strategy, server_round, GLOBAL, replies, num_nodes=num_nodes)
+
+    assert strategy.control is not None
+    expected = np.average(node_controls, axis=0, weights=sizes)
+    np.testing.assert_allclose(strategy.control["w"], expected, rtol=1e-9, atol=1e-9)
 
 
 def test_the_control_is_sent_next_round_and_saved_in_the_state() -> None:
@@ -174,7 +334,8 @@ TARGETS = {1: np.array([1.0, -1.0]), 2: np.array([3.0, 0.0]), 3: np.array([-2.0,
 STEPS, LR = 5, 0.1
 
 
-def scaffold_app() -> ClientApp:
+def scaffold_app(sizes: dict[int, int] | None = None) -> ClientApp:
+    """Node i minimizes ``|w - TARGETS[i]|^2 / 2`` and reports ``sizes[i]`` examples (1)."""
     app = ClientApp()
 
     @app.train()
@@ -192,7 +353,7 @@ def scaffold_app() -> ClientApp:
         content = {
             "arrays": ArrayRecord(y),
             CONTROL_DELTA_KEY: delta,
-            "metrics": MetricRecord({"num-examples": 1}),
+            "metrics": MetricRecord({"num-examples": (sizes or {}).get(context.node_id, 1)}),
         }
         return Message(RecordDict(content), reply_to=message)
 
@@ -213,6 +374,30 @@ def test_server_control_is_the_mean_of_node_controls_and_training_converges() ->
     )
     optimum = np.mean(list(TARGETS.values()), axis=0)
     np.testing.assert_allclose(result.arrays["w"], optimum, atol=1e-3)
+
+
+def test_weighted_scaffold_converges_to_the_size_weighted_optimum() -> None:
+    sizes = {1: 1, 2: 3, 3: 6}
+    grid = SimulationGrid(InlineExecutor(scaffold_app(sizes)), 3)
+    strategy = Scaffold(weighted=True, fraction_evaluate=0.0, seed=0)
+    initial = ArrayRecord({"w": np.zeros(2)})
+
+    result = strategy.start(grid, initial, num_rounds=30)
+
+    weights = [sizes[n] for n in (1, 2, 3)]
+    controls = [load_control(Context(1, n, {}, {}, grid.state_of(n)), initial) for n in (1, 2, 3)]
+    assert strategy.control is not None
+    np.testing.assert_allclose(
+        strategy.control["w"],
+        np.average([c["w"] for c in controls], axis=0, weights=weights),
+        atol=1e-12,
+    )
+    optimum = np.average(list(TARGETS.values()), axis=0, weights=weights)
+    np.testing.assert_allclose(result.arrays["w"], optimum, atol=1e-3)
+
+
+def test_the_defaults_are_the_papers() -> None:
+    assert Scaffold().weighted is False
 
 
 def test_invalid_options_are_rejected() -> None:

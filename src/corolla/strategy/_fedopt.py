@@ -197,9 +197,12 @@ class _AdaptiveStrategy(_ServerOptStrategy):
 
 
 class FedAdagrad(_AdaptiveStrategy):
-    """FedAdagrad: ``v += delta**2``; ``global += eta * delta / (sqrt(v) + tau)``.
+    """FedAdagrad: ``v += delta**2``; ``global += eta * m / (sqrt(v) + tau)``.
 
-    Defaults are Flower's: ``eta = eta_l = 0.1``, ``tau = 1e-3``.
+    ``m = beta_1 * m + (1 - beta_1) * delta``. With the default ``beta_1 = 0`` (Flower's
+    FedAdagrad) ``m`` is ``delta`` and no first moment is kept; ``beta_1 > 0`` keeps the
+    first moment of Reddi et al.'s Algorithm 2 (FLamby uses 0.9). Defaults are Flower's:
+    ``eta = eta_l = 0.1``, ``tau = 1e-3``.
 
     Parameters
     ----------
@@ -208,6 +211,9 @@ class FedAdagrad(_AdaptiveStrategy):
     eta_l
         Client learning rate the paper pairs with ``eta``. Not sent to nodes (as in Flower):
         pass it in ``train_config`` if the ClientApp should use it.
+    beta_1
+        Decay of the first moment; 0 keeps none. The state then holds ``v`` only, and
+        ``m`` besides when ``beta_1 > 0``.
     tau
         Adaptivity: added to ``sqrt(v)`` in the denominator.
     **options
@@ -216,28 +222,47 @@ class FedAdagrad(_AdaptiveStrategy):
     Raises
     ------
     ConfigError
-        If a rate or ``tau`` is negative, a beta outside [0, 1), or a FedAvg option invalid.
+        If a rate or ``tau`` is negative, ``beta_1`` outside [0, 1), or a FedAvg option
+        invalid.
     """
 
-    _STATE = ("v",)
-
     def __init__(
-        self, *, eta: float = 1e-1, eta_l: float = 1e-1, tau: float = 1e-3, **options: Any
+        self,
+        *,
+        eta: float = 1e-1,
+        eta_l: float = 1e-1,
+        beta_1: float = 0.0,
+        tau: float = 1e-3,
+        **options: Any,
     ) -> None:
-        super().__init__(options, eta=eta, eta_l=eta_l, beta_1=0.0, beta_2=0.0, tau=tau)
+        super().__init__(options, eta=eta, eta_l=eta_l, beta_1=beta_1, beta_2=0.0, tau=tau)
+        # Without a first moment there is no "m" to save or to accept from a checkpoint.
+        self._STATE = ("m", "v") if beta_1 > 0 else ("v",)
 
     def _step(self, server_round: int, names: list[str], current: Arrays, delta: Arrays) -> Arrays:
-        new, v = adagrad_step(current, delta, self._get("v", names), eta=self.eta, tau=self.tau)
+        new, m, v = adagrad_step(
+            current,
+            delta,
+            self._get("m", names),
+            self._get("v", names),
+            eta=self.eta,
+            beta_1=self.beta_1,
+            tau=self.tau,
+        )
+        self._put("m", names, m)
         self._put("v", names, v)
         return new
 
 
 class FedAdam(_AdaptiveStrategy):
-    """FedAdam: Adam on the pseudo-gradient, bias-corrected as in Flower.
+    """FedAdam: Adam on the pseudo-gradient, bias-corrected as in Flower by default.
 
-    The rate at round t is ``eta * sqrt(1 - beta_2**(t+1)) / (1 - beta_1**(t+1))``.
-    Defaults are Flower's: ``eta = eta_l = 0.1``, ``beta_1 = 0.9``, ``beta_2 = 0.99``,
-    ``tau = 1e-3``.
+    ``m = beta_1 m + (1 - beta_1) delta``, ``v = beta_2 v + (1 - beta_2) delta**2``,
+    ``global += eta_t * m / (sqrt(v) + tau)``. With ``bias_correction`` (the default,
+    Flower's) the rate at round t is ``eta_t = eta * sqrt(1 - beta_2**(t+1)) /
+    (1 - beta_1**(t+1))``; without, ``eta_t = eta`` as in Reddi et al.'s Algorithm 2 and
+    FLamby. Defaults are Flower's: ``eta = eta_l = 0.1``, ``beta_1 = 0.9``,
+    ``beta_2 = 0.99``, ``tau = 1e-3``.
 
     Parameters
     ----------
@@ -250,6 +275,8 @@ class FedAdam(_AdaptiveStrategy):
         Decay of the first and second moments.
     tau
         Adaptivity: added to ``sqrt(v)`` in the denominator.
+    bias_correction
+        Scale ``eta`` by Flower's bias correction (True) or not (False, the paper's update).
     **options
         :class:`FedAvg`'s options (sampling, minimums, record names, seed, selection).
 
@@ -269,9 +296,11 @@ class FedAdam(_AdaptiveStrategy):
         beta_1: float = 0.9,
         beta_2: float = 0.99,
         tau: float = 1e-3,
+        bias_correction: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(options, eta=eta, eta_l=eta_l, beta_1=beta_1, beta_2=beta_2, tau=tau)
+        self.bias_correction = bias_correction
 
     def _step(self, server_round: int, names: list[str], current: Arrays, delta: Arrays) -> Arrays:
         new, m, v = adam_step(
@@ -284,6 +313,7 @@ class FedAdam(_AdaptiveStrategy):
             beta_2=self.beta_2,
             tau=self.tau,
             step=server_round,
+            bias_correction=self.bias_correction,
         )
         self._put("m", names, m)
         self._put("v", names, v)
@@ -292,6 +322,9 @@ class FedAdam(_AdaptiveStrategy):
 
 class FedYogi(_AdaptiveStrategy):
     """FedYogi: ``v -= (1 - beta_2) * delta**2 * sign(v - delta**2)``.
+
+    The first moment and the step are FedAdam's without bias correction, as in Flower,
+    Reddi et al. and FLamby alike.
 
     Defaults are Flower's: ``eta = 0.01``, ``eta_l = 0.0316``, ``beta_1 = 0.9``,
     ``beta_2 = 0.99``, ``tau = 1e-3``.

@@ -3,12 +3,23 @@
 Server: global arrays ``x`` and server control ``c``. A round sends both; each sampled node
 ``i`` trains with the corrected step ``y -= lr * (grad - c_i + c)``, then updates its own
 control (option II of the paper) ``c_i+ = c_i - c + (x - y) / (K * lr)`` for K local steps,
-and replies with ``y`` and ``delta_c = c_i+ - c_i``. The server sets
+and replies with ``y`` and ``delta_c = c_i+ - c_i``. Over the sampled nodes S the server
+sets (Algorithm 1 of the paper)
 
-    x <- x + eta_g * mean_i(y_i - x)
-    c <- c + sum_i(delta_c_i) / N
+    x <- x + eta_g * mean_S(y_i - x)
+    c <- c + |S| / N * mean_S(delta_c_i)      (= c + sum_S(delta_c_i) / N)
 
-with N the number of nodes in the federation. Both sums fold reply by reply
+with N the number of nodes in the federation, which keeps ``c`` the mean of all the nodes'
+``c_i``. The weighted variant (``Scaffold(weighted=True)``, FLamby's) targets the objective
+``sum_i p_i f_i`` with ``p_i = n_i / sum_j n_j``, ``n_i`` a node's ``num-examples``: both
+means become means weighted by ``n_i`` over S,
+
+    x <- x + eta_g * (sum_S(n_i y_i) / sum_S(n_i) - x)
+    c <- c + |S| / N * sum_S(n_i delta_c_i) / sum_S(n_i)
+
+When every node replies (S is the federation) this keeps ``c = sum_i p_i c_i`` exactly;
+under sampling, ``N * mean_S(n_i)`` stands in for the federation's total ``sum_i n_i``,
+which the server does not know. Both sums fold reply by reply
 (:class:`ScaffoldAggregator`, O(model) memory). The node's ``c_i`` lives in its
 ``context.state``; :func:`load_control` and :func:`store_control` read and write it.
 """
@@ -54,7 +65,7 @@ CONTROL_DELTA_KEY = "control-delta"
 
 
 class _ArraySum:
-    """Unweighted float64 sum of the ArrayRecords under one key."""
+    """Weighted float64 sum of the ArrayRecords under one key."""
 
     def __init__(self, key: str, like: ArrayRecord) -> None:
         self.key = key
@@ -74,14 +85,20 @@ class _ArraySum:
                 raise AggregationError(f"array {name!r} of {self.key!r} holds NaN or infinity")
         return arrays
 
-    def fold(self, arrays: ArrayRecord) -> None:
+    def fold(self, arrays: ArrayRecord, weight: float = 1.0) -> None:
         if self.sums is None:
             self.sums = [
                 np.zeros(a.size, dtype=np.complex128 if a.dtype.kind == "c" else np.float64)
                 for a in arrays.values()
             ]
         for acc, a in zip(self.sums, arrays.values()):
-            np.add(acc, a.reshape(-1), out=acc)
+            flat = a.reshape(-1)
+            if weight == 1.0:
+                np.add(acc, flat, out=acc)
+            else:
+                # The product in the accumulator's precision: float32 arrays times integer
+                # weights are exact in float64.
+                np.add(acc, np.multiply(flat, weight, dtype=acc.dtype), out=acc)
 
     def merge(self, other: _ArraySum) -> None:
         if other.sums is None:
@@ -100,6 +117,9 @@ class ScaffoldAggregator:
     ----------
     global_arrays, control
         ``x`` and ``c`` of the round: the layouts replies must match.
+    weighted
+        Sum ``n_i y_i`` and ``n_i delta_c_i``, ``n_i`` being the reply's ``weight_key``
+        metric, instead of ``y_i`` and ``delta_c_i``.
     """
 
     def __init__(
@@ -111,6 +131,7 @@ class ScaffoldAggregator:
         control_delta_key: str = CONTROL_DELTA_KEY,
         metrics_key: str = "metrics",
         weight_key: str = "num-examples",
+        weighted: bool = False,
     ) -> None:
         self._global_arrays = global_arrays
         self._control = control
@@ -118,6 +139,7 @@ class ScaffoldAggregator:
         self.control_delta_key = control_delta_key
         self.metrics_key = metrics_key
         self.weight_key = weight_key
+        self.weighted = weighted
         self._arrays = _ArraySum(arrays_key, global_arrays)
         self._deltas = _ArraySum(control_delta_key, control)
         self._metrics = WeightedAverage(
@@ -128,6 +150,12 @@ class ScaffoldAggregator:
     def count(self) -> int:
         return self._metrics.count
 
+    @property
+    def weight_sum(self) -> float:
+        """The sum of the weights the arrays were folded with: ``sum(n_i)`` when weighted,
+        else the number of replies."""
+        return self._metrics.total_weight if self.weighted else float(self.count)
+
     def empty(self) -> ScaffoldAggregator:
         return ScaffoldAggregator(
             self._global_arrays,
@@ -136,24 +164,36 @@ class ScaffoldAggregator:
             control_delta_key=self.control_delta_key,
             metrics_key=self.metrics_key,
             weight_key=self.weight_key,
+            weighted=self.weighted,
         )
 
     def add(self, content: RecordDict, node_id: int) -> None:
         arrays = self._arrays.check(content)
         deltas = self._deltas.check(content)
-        self._metrics.add(content, node_id)
-        self._arrays.fold(arrays)
-        self._deltas.fold(deltas)
+        self._metrics.add(content, node_id)  # checks the weight: a finite number >= 0
+        weight = self._reply_weight(content) if self.weighted else 1.0
+        self._arrays.fold(arrays, weight)
+        self._deltas.fold(deltas, weight)
+
+    def _reply_weight(self, content: RecordDict) -> float:
+        metrics = content[self.metrics_key]
+        assert isinstance(metrics, MetricRecord)
+        weight = metrics[self.weight_key]
+        assert not isinstance(weight, list)
+        return float(weight)
 
     def merge(self, other: ScaffoldAggregator) -> None:
         if other.count == 0:
             return
+        if other.weighted != self.weighted:
+            raise AggregationError("cannot merge weighted and unweighted SCAFFOLD sums")
         self._metrics.merge(other._metrics)
         self._arrays.merge(other._arrays)
         self._deltas.merge(other._deltas)
 
     def sums(self) -> tuple[list[np.ndarray[Any, Any]], list[np.ndarray[Any, Any]]] | None:
-        """Flat float64 ``sum(y_i)`` and ``sum(delta_c_i)``; None if nothing was folded."""
+        """Flat float64 ``sum(w_i y_i)`` and ``sum(w_i delta_c_i)``, ``w_i`` being ``n_i``
+        when weighted and 1 otherwise; None if nothing was folded."""
         if self._arrays.sums is None or self._deltas.sums is None:
             return None
         return self._arrays.sums, self._deltas.sums
@@ -169,13 +209,23 @@ def scaffold_server_update(
     sum_arrays: list[np.ndarray[Any, Any]],
     sum_deltas: list[np.ndarray[Any, Any]],
     count: int,
+    weight_sum: float,
     num_nodes: int,
     learning_rate: float,
 ) -> tuple[list[np.ndarray[Any, Any]], list[np.ndarray[Any, Any]]]:
-    """The server step as a pure kernel over float64 arrays:
-    ``x + lr * (sum_y / count - x)`` and ``c + sum_delta_c / num_nodes``."""
-    new_x = [x + learning_rate * (s / count - x) for x, s in zip(arrays, sum_arrays)]
-    new_c = [c + s / num_nodes for c, s in zip(control, sum_deltas)]
+    """The server step as a pure kernel over float64 arrays.
+
+    ``sum_arrays = sum_S(w_i y_i)`` and ``sum_deltas = sum_S(w_i delta_c_i)`` over the
+    ``count = |S|`` replies, ``weight_sum = sum_S(w_i)``. Returns
+    ``x + lr * (sum_arrays / weight_sum - x)`` and
+    ``c + |S| / num_nodes * sum_deltas / weight_sum``. With unit weights
+    (``weight_sum == count``) that is the paper's ``c + sum_S(delta_c_i) / num_nodes``.
+    """
+    new_x = [x + learning_rate * (s / weight_sum - x) for x, s in zip(arrays, sum_arrays)]
+    # One division by N * W / |S|, which is exactly N for unit weights: the unweighted
+    # step divides by N as the paper's sum / N does, with no extra rounding.
+    scale = num_nodes * weight_sum / count
+    new_c = [c + s / scale for c, s in zip(control, sum_deltas)]
     return new_x, new_c
 
 
@@ -199,6 +249,13 @@ class Scaffold(Strategy):
     num_nodes
         ``N`` in the control update; by default the number of nodes available when the
         round starts.
+    weighted
+        False (the default, the paper's): ``x`` moves to the plain mean of the ``y_i`` and
+        ``c`` by ``sum(delta_c_i) / N``. True (FLamby's): both means are weighted by the
+        replies' ``num-examples`` ``n_i``: ``x`` moves to ``sum(n_i y_i) / sum(n_i)`` and
+        ``c`` by ``|S| / N * sum(n_i delta_c_i) / sum(n_i)``, which keeps ``c`` the
+        ``n_i``-weighted mean of the nodes' controls when every node replies. A round whose
+        replies all weigh zero then keeps ``x`` and ``c``.
     control_key, control_delta_key
         Names of the control records in messages and replies.
     **options
@@ -217,6 +274,7 @@ class Scaffold(Strategy):
         num_nodes: int | None = None,
         control_key: str = CONTROL_KEY,
         control_delta_key: str = CONTROL_DELTA_KEY,
+        weighted: bool = False,
         **options: Any,
     ) -> None:
         if not server_learning_rate > 0:
@@ -228,6 +286,7 @@ class Scaffold(Strategy):
         self.num_nodes = num_nodes
         self.control_key = control_key
         self.control_delta_key = control_delta_key
+        self.weighted = weighted
         self.control: ArrayRecord | None = None
         self._federation_size = num_nodes or 1
 
@@ -264,6 +323,7 @@ class Scaffold(Strategy):
             control_delta_key=self.control_delta_key,
             metrics_key=self.base.metrics_key,
             weight_key=self.base.weight_key,
+            weighted=self.weighted,
         )
         return RoundPlan(messages, aggregator)
 
@@ -274,6 +334,10 @@ class Scaffold(Strategy):
         sums = aggregator.sums()
         if aggregator.count < max(self.base.min_train_replies, 1) or sums is None:
             return arrays, MetricRecord()
+        if not aggregator.weight_sum > 0:
+            # Every reply weighed zero (nodes with no data): no weighted mean to take, so
+            # the round keeps x and c, as FedAvg keeps its arrays.
+            return arrays, aggregator.metrics()
         control = self._control_for(arrays)
         new_x, new_c = scaffold_server_update(
             [np.asarray(a, np.float64).reshape(-1) for a in arrays.values()],
@@ -281,6 +345,7 @@ class Scaffold(Strategy):
             sums[0],
             sums[1],
             aggregator.count,
+            aggregator.weight_sum,
             self._federation_size,
             self.server_learning_rate,
         )

@@ -1,7 +1,7 @@
 """Server optimizers (Reddi et al., 2021; Hsu et al., 2019) as pure kernels over arrays.
 
 A server optimizer treats ``delta = mean(updated arrays) - global arrays`` as a
-pseudo-gradient and takes one step with it. Every function here takes the current arrays,
+pseudo-gradient and takes one step with it. Every ``*_step`` function here takes the current arrays,
 the pseudo-gradient and the optimizer's state as lists of float64 arrays, and returns the
 new arrays and the new state without modifying its arguments.
 """
@@ -17,6 +17,7 @@ import numpy as np
 __all__ = [
     "Arrays",
     "adagrad_step",
+    "adam_rate",
     "adam_step",
     "momentum_step",
     "yogi_step",
@@ -73,15 +74,32 @@ def _apply(
 def adagrad_step(
     current: Sequence[np.ndarray[Any, Any]],
     delta: Sequence[np.ndarray[Any, Any]],
+    m: Sequence[np.ndarray[Any, Any]] | None,
     v: Sequence[np.ndarray[Any, Any]] | None,
     *,
     eta: float,
+    beta_1: float,
     tau: float,
-) -> tuple[Arrays, Arrays]:
-    """FedAdagrad: ``v += delta**2``; ``current + eta * delta / (sqrt(v) + tau)``."""
+) -> tuple[Arrays, Arrays | None, Arrays]:
+    """FedAdagrad: ``v += delta**2``; ``current + eta * m / (sqrt(v) + tau)``.
+
+    ``m = beta_1 * m + (1 - beta_1) * delta`` is the first moment of Reddi et al.'s
+    Algorithm 2. With ``beta_1 == 0`` (Flower's FedAdagrad) ``m`` is ``delta`` itself: no
+    first moment is kept and None is returned as its state.
+    """
     previous = v if v is not None else _zeros_like(delta)
     new_v = [b + np.square(d) for b, d in zip(previous, delta)]
-    return _apply(current, delta, new_v, eta, tau), new_v
+    if beta_1 <= 0.0:
+        return _apply(current, delta, new_v, eta, tau), None, new_v
+    new_m = _first_moment(delta, m, beta_1)
+    return _apply(current, new_m, new_v, eta, tau), new_m, new_v
+
+
+def adam_rate(eta: float, beta_1: float, beta_2: float, step: int) -> float:
+    """Flower's bias-corrected FedAdam rate ``eta * sqrt(1 - beta_2**(step+1)) /
+    (1 - beta_1**(step+1))`` (``step`` is the server round)."""
+    rate: float = eta * math.sqrt(1.0 - beta_2 ** (step + 1.0)) / (1.0 - beta_1 ** (step + 1.0))
+    return rate
 
 
 def adam_step(
@@ -95,13 +113,19 @@ def adam_step(
     beta_2: float,
     tau: float,
     step: int,
+    bias_correction: bool = True,
 ) -> tuple[Arrays, Arrays, Arrays]:
-    """FedAdam, with the bias-corrected rate ``eta * sqrt(1 - beta_2**(step+1)) /
-    (1 - beta_1**(step+1))`` as Flower computes it (``step`` is the server round)."""
+    """FedAdam: ``m = beta_1 m + (1 - beta_1) delta``, ``v = beta_2 v + (1 - beta_2)
+    delta**2``, ``current + rate * m / (sqrt(v) + tau)``.
+
+    With ``bias_correction`` the rate is :func:`adam_rate` (Flower's); without, it is
+    ``eta`` at every round, as in Reddi et al.'s Algorithm 2 and FLamby, and ``step`` is
+    not used.
+    """
     new_m = _first_moment(delta, m, beta_1)
     previous = v if v is not None else _zeros_like(delta)
     new_v = [beta_2 * b + (1.0 - beta_2) * np.square(d) for b, d in zip(previous, delta)]
-    rate = eta * math.sqrt(1.0 - beta_2 ** (step + 1.0)) / (1.0 - beta_1 ** (step + 1.0))
+    rate = adam_rate(eta, beta_1, beta_2, step) if bias_correction else eta
     return _apply(current, new_m, new_v, rate, tau), new_m, new_v
 
 

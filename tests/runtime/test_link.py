@@ -19,6 +19,7 @@ from corolla.core import (
     decode_array,
 )
 from corolla.runtime import GrpcGrid, Link, LinkStatus
+from corolla.state import NodeAuthenticationError
 from corolla.transport import (
     EncodedArray,
     bearer_metadata,
@@ -80,6 +81,70 @@ def test_a_node_rejoins_with_its_id_and_token(fleet: fleet_pb2_grpc.FleetStub) -
             fleet_pb2.RegisterNodeRequest(node_id=first.node_id, token=f"{first.node_id}.bad")
         )
     assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_node_token_is_checked_by_the_state_once_then_in_memory(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node_id, metadata = _register(fleet)
+    checks: list[int] = []
+    authenticate = link.state.authenticate_node
+    monkeypatch.setattr(
+        link.state,
+        "authenticate_node",
+        lambda node, token: checks.append(node) or authenticate(node, token),
+    )
+    request = fleet_pb2.StatArraysRequest(sha256=[HASH])
+
+    for _ in range(5):
+        fleet.StatArrays(request, metadata=metadata)
+    with pytest.raises(grpc.RpcError) as caught:  # the cache compares the secret too
+        fleet.StatArrays(request, metadata=bearer_metadata(f"{node_id}.wrong"))
+
+    assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert checks == [node_id, node_id]  # the first good call, and the wrong token
+
+
+def test_a_refused_token_is_checked_by_the_state_again(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = fleet.RegisterNode(fleet_pb2.RegisterNodeRequest())
+    metadata = bearer_metadata(node.token)
+    request = fleet_pb2.StatArraysRequest(sha256=[HASH])
+    fleet.StatArrays(request, metadata=metadata)  # accepted, and remembered
+    # The node re-registers (its token is dropped from memory) and the state now refuses
+    # it, as it would a node it no longer knows.
+    fleet.RegisterNode(fleet_pb2.RegisterNodeRequest(node_id=node.node_id, token=node.token))
+    monkeypatch.setattr(
+        link.state,
+        "authenticate_node",
+        lambda node, token: (_ for _ in ()).throw(NodeAuthenticationError("revoked")),
+    )
+
+    with pytest.raises(grpc.RpcError) as caught:
+        fleet.StatArrays(request, metadata=metadata)
+
+    assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize("elements", [10, 800_000])  # read whole / stored as it comes
+def test_small_and_large_uploads_are_stored_and_checked(
+    fleet: fleet_pb2_grpc.FleetStub, elements: int
+) -> None:
+    _, metadata = _register(fleet)
+    good = EncodedArray.from_array(np.arange(elements, dtype=np.float32))
+    bad = EncodedArray.from_array(np.arange(elements, dtype=np.float64))
+    tampered = list(chunk_messages(bad, chunk_size=1 << 20))
+    tampered[-1].data = b"x" * len(tampered[-1].data)
+
+    pushed = fleet.PushArrays(iter(chunk_messages(good, chunk_size=1 << 20)), metadata=metadata)
+    with pytest.raises(grpc.RpcError) as caught:
+        fleet.PushArrays(iter(tampered), metadata=metadata)
+
+    assert [(s.sha256, s.complete) for s in pushed.arrays] == [(good.sha256, True)]
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    status = fleet.StatArrays(fleet_pb2.StatArraysRequest(sha256=[bad.sha256]), metadata=metadata)
+    assert not status.arrays[0].complete
 
 
 def test_a_pushed_payload_that_does_not_match_its_hash_is_refused(

@@ -197,6 +197,20 @@ def test_the_directory_layout_and_no_leftovers(tmp_path: Path):
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
+def test_whole_content_already_stored_is_not_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    store = DirectoryBlobStore(tmp_path)
+    store.put(b"round 1 model")
+    fsyncs: list[int] = []
+    monkeypatch.setattr(os, "fsync", lambda fd: fsyncs.append(fd))
+
+    again = store.put(bytearray(b"round 1 model"))
+
+    assert again == digest(b"round 1 model") and fsyncs == []
+    assert bytes(store.open(again)) == b"round 1 model"
+
+
 def test_streaming_writes_hold_one_chunk_at_a_time(tmp_path: Path):
     store = DirectoryBlobStore(tmp_path)
     chunk = os.urandom(1 << 20)
@@ -250,3 +264,32 @@ def test_a_stored_blob_survives_a_sigkill_right_after_put(tmp_path: Path):
     assert child.returncode == -signal.SIGKILL, child.stderr
     store = DirectoryBlobStore(tmp_path)
     assert bytes(store.open(digest(b"survives the crash"))) == b"survives the crash"
+
+
+@pytest.mark.parametrize("offset", [0, 1, 4, 9, 10])
+def test_iter_bytes_reads_copies_from_an_offset(store: BlobStore, offset: int):
+    blob_hash = store.put(b"0123456789")
+
+    pieces = list(store.iter_bytes(blob_hash, offset, chunk_size=4))
+
+    assert all(isinstance(p, bytes) and 0 < len(p) <= 4 for p in pieces)
+    assert b"".join(pieces) == b"0123456789"[offset:]
+
+
+def test_iter_bytes_of_a_missing_blob(store: BlobStore):
+    with pytest.raises(BlobNotFoundError):
+        next(store.iter_bytes(digest(b"absent")))
+
+
+def test_a_verified_payload_is_stored_without_hashing_it_again(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+):
+    payload = bytearray(b"downloaded and checked")
+    vouched = digest(b"x")
+    monkeypatch.setattr(hashlib, "sha256", lambda *a: pytest.fail("hashed again"))
+
+    stored = store.put_stream((memoryview(payload),), expected_hash=vouched, verified=True)
+
+    assert stored == vouched  # the caller vouched for it: the store takes its word
+    assert bytes(store.open(stored)) == bytes(payload)
+    assert store.open(stored).readonly

@@ -6,12 +6,13 @@ import dataclasses
 
 import pytest
 
-from corolla.core import Error, ErrorCode, MessageError
+from corolla.core import ConfigError, Error, ErrorCode, MessageError
 from corolla.state import (
     DeliveryStatus,
     LinkState,
     ReplyRejectedError,
     RunInfo,
+    RunStatus,
     StoredMessage,
     UnknownMessageError,
     UnknownNodeError,
@@ -120,6 +121,26 @@ def test_a_reply_is_stored_and_read_back(state: LinkState, run, node_id):
     )
     assert stored.content_hash == digest(b"update")
     assert state.message_status(request.metadata.message_id) is DeliveryStatus.REPLIED
+
+
+def test_a_reply_keeps_its_inline_content(state: LinkState, run, node_id):
+    state.store_messages([instruction(run.run_id, node_id)])
+    request = _fetch_one(state, node_id)
+    content = b"serialized records"
+    inline = dataclasses.replace(reply(request, content_hash=digest(content)), content=content)
+
+    state.store_reply(inline)
+    state.store_reply(inline)  # a retry is recognised by its hash
+
+    (stored,) = state.get_replies(run.run_id, [request.metadata.message_id])
+    assert (stored.content_hash, stored.content) == (digest(content), content)
+
+
+def test_a_message_to_nodes_cannot_carry_inline_content(state: LinkState, run, node_id):
+    message = dataclasses.replace(instruction(run.run_id, node_id), content=b"records")
+
+    with pytest.raises(MessageError, match="blob store"):
+        state.store_messages([message])
 
 
 def test_an_error_reply_is_stored(state: LinkState, run, node_id):
@@ -236,6 +257,52 @@ def test_get_replies_handles_many_ids(state: LinkState, run, node_id):
         state.store_reply(reply(request))
 
     assert len(state.get_replies(run.run_id, ids)) == 1200
+
+
+def test_replies_since_a_cursor_come_once_in_the_order_stored(
+    state: LinkState, run: RunInfo, bundle_hash, node_id
+):
+    other = state.create_run(bundle_hash)
+    state.update_run_status(other.run_id, RunStatus.STARTING)
+    state.update_run_status(other.run_id, RunStatus.RUNNING)
+    ids = state.store_messages([instruction(run.run_id, node_id)] * 3)
+    (elsewhere,) = state.store_messages([instruction(other.run_id, node_id)])
+    first, second, third, foreign = state.fetch_messages(node_id)
+    assert state.replies_since(run.run_id) == ([], 0)
+    state.store_reply(reply(second))
+    state.store_reply(reply(foreign))
+    state.store_reply(reply(first))
+
+    replies, cursor = state.replies_since(run.run_id)
+    nothing_new, same = state.replies_since(run.run_id, cursor)
+    state.store_reply(reply(third))
+    newer, _ = state.replies_since(run.run_id, cursor)
+
+    assert [r.metadata.reply_to_message_id for r in replies] == [ids[1], ids[0]]
+    assert (nothing_new, same) == ([], cursor)
+    assert [r.metadata.reply_to_message_id for r in newer] == [ids[2]]
+    assert [r.metadata.reply_to_message_id for r in state.replies_since(other.run_id)[0]] == [
+        elsewhere
+    ]
+
+
+def test_the_reply_cursor_follows_from_now_on(state: LinkState, run, node_id):
+    state.store_messages([instruction(run.run_id, node_id)] * 2)
+    first, second = state.fetch_messages(node_id)
+    state.store_reply(reply(first))
+
+    cursor = state.reply_cursor()
+    state.store_reply(reply(second))
+
+    (only,) = state.replies_since(run.run_id, cursor)[0]
+    assert only.metadata.reply_to_message_id == second.metadata.message_id
+
+
+def test_replies_since_checks_its_arguments(state: LinkState, run):
+    with pytest.raises(UnknownRunError):
+        state.replies_since(run.run_id + 1)
+    with pytest.raises(ConfigError, match="cursor"):
+        state.replies_since(run.run_id, -1)
 
 
 def test_message_status_of_an_unknown_message(state: LinkState):

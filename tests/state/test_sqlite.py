@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import sqlite3
@@ -79,16 +80,33 @@ def test_state_persists_across_reopening(tmp_path: Path, clock: FakeClock):
 
 
 def test_pragmas_for_durability(tmp_path: Path):
-    with SqliteLinkState(tmp_path / "state.db") as state:
-        conn = state._conn
-        assert conn is not None
+    # FULL is SQLite's NORMAL plus the state's own fsync of the log after each group of
+    # commits (see _sqlite_commit); NORMAL leaves it out.
+    with SqliteLinkState(tmp_path / "state.db") as state, state._db.read() as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert state._db._sync_path == tmp_path / "state.db-wal"
 
     with SqliteLinkState(tmp_path / "state.db", synchronous="NORMAL") as state:
-        assert state._conn is not None
-        assert state._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert state._db._sync_path is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+def test_a_write_returns_after_the_log_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    with SqliteLinkState(tmp_path / "state.db") as state:
+        synced: list[str] = []
+        real_fsync = os.fsync
+        monkeypatch.setattr(
+            os,
+            "fsync",
+            lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd),
+        )
+
+        state.register_node()
+
+        assert synced == [str(tmp_path / "state.db-wal")]
+        assert state.reply_cursor() == 0 and len(synced) == 1  # reads fsync nothing
 
 
 def test_synchronous_must_be_full_or_normal(tmp_path: Path):
@@ -122,13 +140,15 @@ def test_a_file_that_is_no_database_is_a_storage_error(tmp_path: Path):
 
 def test_sqlite_errors_are_translated_with_their_cause(tmp_path: Path):
     with SqliteLinkState(tmp_path / "state.db") as state:
-        assert state._conn is not None
-        state._conn.execute("DROP TABLE runs")
+        state._db.write(lambda conn: conn.execute("DROP TABLE runs"))
 
-        with pytest.raises(StorageError) as info:
+        with pytest.raises(StorageError) as read:
             state.list_runs()
+        with pytest.raises(StorageError) as write:
+            state.create_run(digest(b"bundle"))
 
-    assert isinstance(info.value.__cause__, sqlite3.Error)
+    assert isinstance(read.value.__cause__, sqlite3.Error)
+    assert isinstance(write.value.__cause__, sqlite3.Error)
 
 
 def test_a_taken_random_id_is_drawn_again(monkeypatch: pytest.MonkeyPatch):

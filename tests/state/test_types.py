@@ -40,3 +40,12 @@ def test_metadata_is_checked(change, match):
 def test_metadata_must_be_metadata():
     with pytest.raises(MessageError, match="Metadata"):
         StoredMessage({"run_id": 1}, content_hash=CONTENT)  # type: ignore[arg-type]
+
+
+def test_inline_content_is_bytes_named_by_its_hash():
+    metadata = instruction(1, 2).metadata
+
+    with pytest.raises(MessageError, match="inline content"):
+        StoredMessage(metadata, error=Error(1, "x"), content=b"records")
+    with pytest.raises(MessageError, match="inline content"):
+        StoredMessage(metadata, content_hash=CONTENT, content="records")  # type: ignore[arg-type]

@@ -121,15 +121,19 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
     ) -> Iterator[serverappio_pb2.PullRepliesResponse]:
         run_id = self._run_id(context)
         shared = self._shared
-        wanted = list(dict.fromkeys(request.message_ids))
+        wanted = set(request.message_ids)
         deadline = time.monotonic() + request.timeout if request.timeout > 0 else None
         answered: set[str] = set()
         key = replies_key(run_id)
-        while len(answered) < len(wanted) and context.is_active() and not shared.signals.closed:
-            seen = shared.signals.generation(key)
-            for reply in shared.state.get_replies(run_id, wanted):
+        # Replies stored from here on are read once each, by cursor; those stored before
+        # come with the check that every id is a message of the run.
+        seen = shared.signals.generation(key)
+        cursor = shared.state.reply_cursor()
+        replies = shared.state.get_replies(run_id, request.message_ids)
+        while context.is_active() and not shared.signals.closed:
+            for reply in replies:
                 answered_id = reply.metadata.reply_to_message_id
-                if answered_id not in answered:
+                if answered_id in wanted and answered_id not in answered:
                     answered.add(answered_id)
                     yield serverappio_pb2.PullRepliesResponse(message=shared.to_proto(reply))
             if len(answered) == len(wanted):
@@ -140,6 +144,8 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
                 if wait <= 0:
                     return
             shared.signals.wait(key, seen, wait)
+            seen = shared.signals.generation(key)
+            replies, cursor = shared.state.replies_since(run_id, cursor)
 
     @servicer_errors
     def EmitEvents(

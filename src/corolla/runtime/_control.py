@@ -66,7 +66,9 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
                 assembler = ChunkAssembler(spec.bundle_sha256, spec.bundle_size)
             assembler.add_chunk(request.bundle_chunk)
         if assembler is not None:
-            shared.blobs.put_stream((assembler.finish(),), expected_hash=spec.bundle_sha256)
+            shared.blobs.put_stream(
+                (assembler.finish(),), expected_hash=spec.bundle_sha256, verified=True
+            )
         elif not shared.blobs.exists(spec.bundle_sha256):
             raise _MissingBundleError(
                 f"the link holds no bundle {spec.bundle_sha256[:12]}; send it"

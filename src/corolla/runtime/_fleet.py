@@ -1,17 +1,30 @@
 """The Fleet service: what nodes call on the link (see ``proto/corolla/v1/fleet.proto``).
 
+The servicer runs on a ``grpc.aio`` server (see ``_aio``): a node's ``Receive`` stream
+waits as a coroutine, and what blocks (the state's transactions, blob writes) runs on
+the server's thread pool, which the handlers await.
+
 Tokens on the wire are ``<node_id>.<secret>``: the state keeps only the secret's hash,
-keyed by node id, so the link reads the id from the token and checks the secret.
+keyed by node id, so the link reads the id from the token and checks the secret. Every
+call of a node presents its token; once the state accepted one, the servicer remembers
+its hash, so the calls that follow are checked in memory, without a state transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import hashlib
+import hmac
+import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent import futures
+from typing import Any, TypeVar
 
 import grpc
 
-from corolla.core import ConfigError, CorollaError, Event, UserConfigValue
+from corolla.core import CodecError, ConfigError, CorollaError, Event, UserConfigValue
 from corolla.state import (
     DeliveryStatus,
     NodeAuthenticationError,
@@ -35,17 +48,26 @@ from ._convert import run_to_proto
 from ._payloads import payload_status, serve_payload, store_pushed
 from ._shared import (
     LinkShared,
+    aio_servicer_errors,
+    aio_stream_errors,
     events_key,
     node_key,
     replies_key,
-    servicer_errors,
-    stream_errors,
 )
 
 __all__ = ["FleetServicer", "join_token", "split_token"]
 
-#: How often an idle Receive stream checks that its caller is still there.
-_LIVENESS_S = 1.0
+#: How often an idle Receive stream wakes by itself. Nothing needs it to: a caller that
+#: goes away cancels its stream, and a stopping link wakes every stream. It bounds what
+#: a missed wake-up could cost, at a thousand idle nodes' wake-ups a minute.
+_LIVENESS_S = 60.0
+#: Longest a PushArrays upload waits for its next chunk.
+_CHUNK_WAIT_S = 120.0
+#: Uploads up to this size are read whole before they are stored.
+_SMALL_UPLOAD_BYTES = 1024 * 1024
+
+T = TypeVar("T")
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def join_token(identity: NodeIdentity) -> str:
@@ -74,15 +96,63 @@ def _attributes(config: dict[str, UserConfigValue]) -> dict[str, str]:
     }
 
 
-class FleetServicer(fleet_pb2_grpc.FleetServicer):
-    """Registers nodes, pushes them their messages, and takes their replies."""
+class _TokenCache:
+    """The sha256 of each node's secret that the state accepted, by node id.
 
-    def __init__(self, shared: LinkShared) -> None:
+    A node's token never changes (a node that rejoins keeps its identity), and nodes are
+    not deleted, so an entry stays right; it is dropped anyway whenever the node
+    registers again or the state refuses a token for it, so the state decides afresh.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._digests: dict[int, bytes] = {}
+
+    def accepts(self, identity: NodeIdentity) -> bool:
+        digest = hashlib.sha256(identity.token.encode()).digest()
+        with self._lock:
+            known = self._digests.get(identity.node_id)
+        return known is not None and hmac.compare_digest(known, digest)
+
+    def remember(self, identity: NodeIdentity) -> None:
+        digest = hashlib.sha256(identity.token.encode()).digest()
+        with self._lock:
+            self._digests[identity.node_id] = digest
+
+    def forget(self, node_id: int) -> None:
+        with self._lock:
+            self._digests.pop(node_id, None)
+
+
+class FleetServicer(fleet_pb2_grpc.FleetServicer):
+    """Registers nodes, pushes them their messages, and takes their replies.
+
+    Parameters
+    ----------
+    shared
+        The link's state, blobs and signals.
+    executor
+        Runs the short blocking work of the handlers.
+    uploads
+        Writes uploads to the blob store as their chunks arrive.
+    """
+
+    def __init__(
+        self, shared: LinkShared, executor: futures.Executor, uploads: futures.Executor
+    ) -> None:
         self._shared = shared
+        self._executor = executor
+        self._uploads = uploads
         # Messages handed to a node and not answered yet: the state hands a message out
         # once, so a node whose stream broke gets these again when it reconnects.
         self._lock = threading.Lock()
         self._in_flight: dict[int, dict[str, StoredMessage]] = {}
+        self._tokens = _TokenCache()
+
+    async def _blocking(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` on the executor, awaited."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(function, *args))
 
     def _redeliveries(self, node_id: int) -> list[StoredMessage]:
         with self._lock:
@@ -107,27 +177,41 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         with self._lock:
             self._in_flight.get(node_id, {}).pop(message_id, None)
 
-    def _node(self, context: grpc.ServicerContext) -> NodeInfo:
-        token = bearer_token(context.invocation_metadata())
-        if token is None:
-            raise NodeAuthenticationError("missing bearer token")
-        identity = split_token(token)
+    async def _node_id(self, context: Context) -> int:
+        """The id of the node whose token the call presents."""
+        identity = _identity(context)
+        if not self._tokens.accepts(identity):
+            await self._blocking(self._authenticate, identity)
+        return identity.node_id
+
+    def _authenticate(self, identity: NodeIdentity) -> NodeInfo:
+        """The node, its token checked by the state (and remembered if accepted)."""
         try:
-            return self._shared.state.authenticate_node(identity.node_id, identity.token)
+            node = self._shared.state.authenticate_node(identity.node_id, identity.token)
         except UnknownNodeError as exc:
+            self._tokens.forget(identity.node_id)
             # UNAUTHENTICATED, not NODE_UNAVAILABLE (gRPC UNAVAILABLE, which clients retry):
             # no retry makes a token of a node this link never registered valid.
             raise NodeAuthenticationError(f"the token names an unknown node: {exc}") from exc
+        except NodeAuthenticationError:
+            self._tokens.forget(identity.node_id)
+            raise
+        self._tokens.remember(identity)
+        return node
 
-    @servicer_errors
-    def RegisterNode(
-        self, request: fleet_pb2.RegisterNodeRequest, context: grpc.ServicerContext
+    @aio_servicer_errors
+    async def RegisterNode(
+        self, request: fleet_pb2.RegisterNodeRequest, context: Context
     ) -> fleet_pb2.RegisterNodeResponse:
+        return await self._blocking(self._register, request)
+
+    def _register(self, request: fleet_pb2.RegisterNodeRequest) -> fleet_pb2.RegisterNodeResponse:
         identity = None
         if request.node_id or request.token:
             identity = split_token(request.token)
             if identity.node_id != request.node_id:
                 raise NodeAuthenticationError("the token does not belong to that node id")
+            self._tokens.forget(identity.node_id)
         shared = self._shared
         try:
             registered = shared.state.register_node(
@@ -149,48 +233,59 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             heartbeat_interval=shared.heartbeat_interval,
         )
 
-    @servicer_errors
-    def Heartbeat(
-        self, request: fleet_pb2.HeartbeatRequest, context: grpc.ServicerContext
+    @aio_servicer_errors
+    async def Heartbeat(
+        self, request: fleet_pb2.HeartbeatRequest, context: Context
     ) -> fleet_pb2.HeartbeatResponse:
-        node = self._node(context)
+        return await self._blocking(self._heartbeat, _identity(context))
+
+    def _heartbeat(self, identity: NodeIdentity) -> fleet_pb2.HeartbeatResponse:
+        # Checked by the state every time: heartbeats are rare, and the reply needs the
+        # node's interval.
+        node = self._authenticate(identity)
         self._shared.state.heartbeat(node.node_id)
         return fleet_pb2.HeartbeatResponse(heartbeat_interval=node.heartbeat_interval)
 
-    @stream_errors
-    def Receive(
-        self, request: fleet_pb2.ReceiveRequest, context: grpc.ServicerContext
-    ) -> Iterator[fleet_pb2.ReceiveResponse]:
-        node_id = self._node(context).node_id
+    @aio_stream_errors
+    async def Receive(
+        self, request: fleet_pb2.ReceiveRequest, context: Context
+    ) -> AsyncIterator[fleet_pb2.ReceiveResponse]:
+        node_id = await self._node_id(context)
         shared = self._shared
         key = node_key(node_id)
-        for stored in self._redeliveries(node_id):
+        for stored in await self._blocking(self._redeliveries, node_id):
             yield fleet_pb2.ReceiveResponse(message=shared.to_proto(stored))
-        while context.is_active() and not shared.signals.closed:
+        changed = True
+        while not shared.signals.closed:
             seen = shared.signals.generation(key)
-            for stored in shared.state.fetch_messages(node_id):
-                self._handed_out(node_id, stored)
-                yield fleet_pb2.ReceiveResponse(message=shared.to_proto(stored))
-            # Woken at once when a message is stored for this node; the timeout only
-            # bounds how long a dead caller keeps this thread.
-            shared.signals.wait(key, seen, _LIVENESS_S)
+            if changed:
+                for stored in await self._blocking(shared.state.fetch_messages, node_id):
+                    self._handed_out(node_id, stored)
+                    yield fleet_pb2.ReceiveResponse(message=shared.to_proto(stored))
+            # Woken at once when a message is stored for this node; a caller that goes
+            # away cancels the stream. The timeout brings nothing new, so a thousand idle
+            # nodes cost no state transactions.
+            changed = await shared.signals.wait_async(key, seen, _LIVENESS_S)
 
-    @servicer_errors
-    def SendReply(
-        self, request: fleet_pb2.SendReplyRequest, context: grpc.ServicerContext
+    @aio_servicer_errors
+    async def SendReply(
+        self, request: fleet_pb2.SendReplyRequest, context: Context
     ) -> fleet_pb2.SendReplyResponse:
-        node_id = self._node(context).node_id
-        if request.message.metadata.src_node_id != node_id:
+        node_id = await self._node_id(context)
+        return await self._blocking(self._send_reply, node_id, request.message)
+
+    def _send_reply(self, node_id: int, proto: message_pb2.Message) -> fleet_pb2.SendReplyResponse:
+        if proto.metadata.src_node_id != node_id:
             raise NodeAuthenticationError(
-                f"node {node_id} cannot send a reply as node {request.message.metadata.src_node_id}"
+                f"node {node_id} cannot send a reply as node {proto.metadata.src_node_id}"
             )
         shared = self._shared
         try:
-            stored = shared.to_stored(request.message)
+            stored = shared.to_stored(proto, inline=True)
             # Durable before the acknowledgement: store_reply commits before returning.
             message_id = shared.state.store_reply(stored)
         except CorollaError as exc:
-            self._log_rejection(node_id, request.message.metadata, exc)
+            self._log_rejection(node_id, proto.metadata, exc)
             raise
         self._answered(node_id, stored.metadata.reply_to_message_id)
         shared.signals.notify([replies_key(stored.metadata.run_id)])
@@ -214,49 +309,97 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             return
         shared.signals.notify([events_key(run_id)])
 
-    @servicer_errors
-    def StatArrays(
-        self, request: fleet_pb2.StatArraysRequest, context: grpc.ServicerContext
+    @aio_servicer_errors
+    async def StatArrays(
+        self, request: fleet_pb2.StatArraysRequest, context: Context
     ) -> fleet_pb2.StatArraysResponse:
-        self._node(context)
+        await self._node_id(context)
         return fleet_pb2.StatArraysResponse(
             arrays=[payload_status(self._shared.blobs, h) for h in request.sha256]
         )
 
-    def PushArrays(
-        self, request_iterator: Iterator[transfer_pb2.Chunk], context: grpc.ServicerContext
+    @aio_servicer_errors
+    async def PushArrays(
+        self, request_iterator: AsyncIterator[transfer_pb2.Chunk], context: Context
     ) -> fleet_pb2.PushArraysResponse:
-        return self._push(request_iterator, context)
-
-    @servicer_errors
-    def _push(
-        self, request_iterator: Iterator[transfer_pb2.Chunk], context: grpc.ServicerContext
-    ) -> fleet_pb2.PushArraysResponse:
-        self._node(context)
-        return fleet_pb2.PushArraysResponse(
-            arrays=store_pushed(self._shared.blobs, request_iterator)
+        await self._node_id(context)
+        # A small upload (a model update of a light node) is read here whole and stored
+        # in one hop to a pool thread. A large one is stored as its chunks come: a pool
+        # thread of its own takes them from this loop one at a time, so it is never held
+        # in memory whole.
+        head: list[transfer_pb2.Chunk] = []
+        size = 0
+        async for chunk in request_iterator:
+            head.append(chunk)
+            size += len(chunk.data)
+            if size > _SMALL_UPLOAD_BYTES:
+                break
+        else:
+            statuses = await self._blocking(store_pushed, self._shared.blobs, head)
+            return fleet_pb2.PushArraysResponse(arrays=statuses)
+        loop = asyncio.get_running_loop()
+        chunks = itertools.chain(head, _blocking_iterator(request_iterator, loop))
+        statuses = await loop.run_in_executor(
+            self._uploads, store_pushed, self._shared.blobs, chunks
         )
+        return fleet_pb2.PushArraysResponse(arrays=statuses)
 
-    @stream_errors
-    def PullArrays(
-        self, request: fleet_pb2.PullArraysRequest, context: grpc.ServicerContext
-    ) -> Iterator[transfer_pb2.Chunk]:
-        self._node(context)
-        yield from serve_payload(self._shared.blobs, request.sha256, request.offset)
+    @aio_stream_errors
+    async def PullArrays(
+        self, request: fleet_pb2.PullArraysRequest, context: Context
+    ) -> AsyncIterator[transfer_pb2.Chunk]:
+        await self._node_id(context)
+        for chunk in serve_payload(self._shared.blobs, request.sha256, request.offset):
+            yield chunk
 
-    @servicer_errors
-    def GetRun(
-        self, request: run_pb2.GetRunRequest, context: grpc.ServicerContext
+    @aio_servicer_errors
+    async def GetRun(
+        self, request: run_pb2.GetRunRequest, context: Context
     ) -> run_pb2.GetRunResponse:
-        self._node(context)
-        run = self._shared.state.get_run(request.run_id)
+        await self._node_id(context)
+        return await self._blocking(self._get_run, request.run_id)
+
+    def _get_run(self, run_id: int) -> run_pb2.GetRunResponse:
+        run = self._shared.state.get_run(run_id)
         return run_pb2.GetRunResponse(run=run_to_proto(self._shared, run))
 
-    @stream_errors
-    def PullBundle(
-        self, request: fleet_pb2.PullBundleRequest, context: grpc.ServicerContext
-    ) -> Iterator[transfer_pb2.Chunk]:
-        self._node(context)
-        if not any(r.bundle_hash == request.sha256 for r in self._shared.state.list_runs()):
+    @aio_stream_errors
+    async def PullBundle(
+        self, request: fleet_pb2.PullBundleRequest, context: Context
+    ) -> AsyncIterator[transfer_pb2.Chunk]:
+        await self._node_id(context)
+        runs = await self._blocking(self._shared.state.list_runs)
+        if not any(r.bundle_hash == request.sha256 for r in runs):
             raise ConfigError(f"no run uses bundle {request.sha256[:12]}")
-        yield from serve_payload(self._shared.blobs, request.sha256, request.offset)
+        for chunk in serve_payload(self._shared.blobs, request.sha256, request.offset):
+            yield chunk
+
+
+def _identity(context: Context) -> NodeIdentity:
+    token = bearer_token(context.invocation_metadata())
+    if token is None:
+        raise NodeAuthenticationError("missing bearer token")
+    return split_token(token)
+
+
+def _blocking_iterator(
+    chunks: AsyncIterator[transfer_pb2.Chunk], loop: asyncio.AbstractEventLoop
+) -> Iterator[transfer_pb2.Chunk]:
+    """The items of an async iterator served on ``loop``, for a thread that blocks."""
+
+    async def following() -> transfer_pb2.Chunk | None:
+        try:
+            return await chunks.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    while True:
+        future = asyncio.run_coroutine_threadsafe(following(), loop)
+        try:
+            chunk = future.result(_CHUNK_WAIT_S)
+        except futures.TimeoutError:
+            future.cancel()
+            raise CodecError(f"no chunk of the upload came for {_CHUNK_WAIT_S:.0f} s") from None
+        if chunk is None:
+            return
+        yield chunk

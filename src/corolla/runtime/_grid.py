@@ -37,8 +37,13 @@ from corolla.transport import (
 from corolla.transport._proto import serverappio_pb2, serverappio_pb2_grpc
 
 from ._payloads import ArrayCache, pull_payload, push_missing
+from ._prefetch import prefetched
 
 __all__ = ["GrpcGrid", "result_event_data"]
+
+#: Least seconds between two progress events of one batch of replies (the last reply of
+#: a batch always has one).
+_PROGRESS_INTERVAL_S = 1.0
 
 
 def result_event_data(
@@ -56,6 +61,10 @@ def result_event_data(
     if history is not None:
         data["history"] = history.to_dict()
     return data, payloads
+
+
+def _arrays_size(response: serverappio_pb2.PullRepliesResponse) -> int:
+    return sum(e.encoded_size for e in array_entries(response.message).values())
 
 
 class GrpcGrid(Grid):
@@ -122,20 +131,40 @@ class GrpcGrid(Grid):
             return
         phase = self._phases.get(ids[0], "")
         request = serverappio_pb2.PullRepliesRequest(message_ids=ids, timeout=timeout or 0.0)
-        for done, response in enumerate(
-            iter_rpc(self._stub.PullReplies(request, metadata=self._metadata)), start=1
-        ):
-            proto = response.message
-            self._arrays.fetch({h: e.encoded_size for h, e in array_entries(proto).items()})
-            reply = message_from_proto(proto, self._arrays)
-            self._phases.pop(reply.metadata.reply_to_message_id, None)
-            self.emit(
-                Event(
-                    "progress", self._run_id, data={"done": done, "total": len(ids), "phase": phase}
-                )
-            )
-            yield reply
+        call = self._stub.PullReplies(request, metadata=self._metadata)
+        replies = prefetched(iter_rpc(call), self._fetch_arrays, _arrays_size, call.cancel)
+        try:
+            reported = time.monotonic()
+            previous: set[str] = set()
+            for done, response in enumerate(replies, start=1):
+                proto = response.message
+                held = set(array_entries(proto))
+                # The previous reply was folded when the caller asked for this one: keep
+                # only what this one shares with it (often the same update from many nodes).
+                for sha256 in previous - held:
+                    self._arrays.blobs.delete(sha256)
+                previous = held
+                self._fetch_arrays(response)  # again, in case the line above dropped a shared one
+                reply = message_from_proto(proto, self._arrays)
+                self._phases.pop(reply.metadata.reply_to_message_id, None)
+                # A progress event is a durable write on the link: one a second at most, not
+                # one a reply, which for a thousand nodes would be a thousand commits a round.
+                if done == len(ids) or time.monotonic() - reported >= _PROGRESS_INTERVAL_S:
+                    reported = time.monotonic()
+                    self.emit(
+                        Event(
+                            "progress",
+                            self._run_id,
+                            data={"done": done, "total": len(ids), "phase": phase},
+                        )
+                    )
+                yield reply
+        finally:
+            replies.close()
         self._forget_arrays()
+
+    def _fetch_arrays(self, response: serverappio_pb2.PullRepliesResponse) -> None:
+        self._arrays.fetch({h: e.encoded_size for h, e in array_entries(response.message).items()})
 
     def _forget_arrays(self) -> None:
         # Replies' arrays are folded as they arrive; keep none beyond the batch.

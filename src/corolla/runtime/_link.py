@@ -40,10 +40,12 @@ from corolla.transport import (
 )
 from corolla.transport._proto import serverappio_pb2_grpc
 
+from ._aio import AsyncServer
 from ._appio import ServerAppIoServicer
 from ._control import ControlServicer, RunArtifactsServicer
 from ._fleet import FleetServicer
 from ._malformed import add_servicer
+from ._memory import return_freed_buffers
 from ._runs import RunProcesses
 from ._shared import LinkShared
 from ._signal import Signals
@@ -55,11 +57,16 @@ _log = logging.getLogger("corolla.runtime.link")
 DEFAULT_FLEET_ADDRESS = "127.0.0.1:9092"
 DEFAULT_CONTROL_ADDRESS = "127.0.0.1:9093"
 
-#: Threads per gRPC server: each open Receive or event stream holds one.
+#: Threads per synchronous gRPC server (Control, ServerAppIo): each open event or reply
+#: stream holds one.
 _MAX_WORKERS = 256
-#: The Fleet server holds one thread per connected node (its Receive stream) plus the
-#: calls in flight; threads start on demand, so a small federation costs few.
-_FLEET_WORKERS = 4096
+#: Threads for the blocking work of the Fleet server's handlers (state transactions,
+#: blob writes). Its streams hold none, so this bounds the work in flight, not the
+#: nodes: a thousand nodes replying at once queue here, and their replies share commits.
+_FLEET_WORKERS = 32
+#: Threads writing uploads (PushArrays) to the blob store, each for as long as its
+#: client sends; more uploads at once wait for one.
+_FLEET_UPLOADS = 16
 _STOP_GRACE_S = 2.0
 
 
@@ -124,6 +131,7 @@ class Link:
         self._status = LinkStatus.CREATED
         self._stopped = threading.Event()
         self._servers: list[grpc.Server] = []
+        self._fleet: AsyncServer | None = None
         self._sweeper: threading.Thread | None = None
         self._shared: LinkShared | None = None
         self._runs: RunProcesses | None = None
@@ -145,7 +153,7 @@ class Link:
         """The address Control clients connect to (with the port actually bound)."""
         return f"{self._control_address.rpartition(':')[0]}:{self.control_port}"
 
-    def _bind(self, server: grpc.Server, address: str) -> int:
+    def _bind(self, server: grpc.Server | grpc.aio.Server, address: str) -> int:
         if self._certificates is not None:
             credentials = server_credentials(
                 self._certificates.link_certificate, self._certificates.link_key
@@ -170,6 +178,7 @@ class Link:
         if self._status is not LinkStatus.CREATED:
             raise ConfigError(f"a link is started once; this one is {self._status.value}")
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        return_freed_buffers()
         state = SqliteLinkState(self.state_dir / "state.db")
         try:
             shared = LinkShared(
@@ -182,11 +191,16 @@ class Link:
             self._shared = shared
             self._runs = runs = RunProcesses(shared, python=self._python)
             self._fail_unlaunched_runs()
-            fleet = grpc.server(
-                futures.ThreadPoolExecutor(_FLEET_WORKERS, "corolla-fleet"),
-                options=server_options(),
+            self._fleet = fleet = AsyncServer(
+                "corolla-fleet", server_options(), _FLEET_WORKERS, _FLEET_UPLOADS
             )
-            add_servicer(fleet_pb2_grpc.add_FleetServicer_to_server, FleetServicer(shared), fleet)
+            fleet.run(
+                lambda: add_servicer(
+                    fleet_pb2_grpc.add_FleetServicer_to_server,
+                    FleetServicer(shared, fleet.executor, fleet.stream_executor),
+                    fleet.server,
+                )
+            )
             control = grpc.server(
                 futures.ThreadPoolExecutor(_MAX_WORKERS, "corolla-control"),
                 options=server_options(),
@@ -209,18 +223,21 @@ class Link:
                 ServerAppIoServicer(shared, runs),
                 appio,
             )
-            self._servers = [fleet, control, appio]
-            self.fleet_port = self._bind(fleet, self._fleet_address)
+            self._servers = [control, appio]
+            self.fleet_port = fleet.run(lambda: self._bind(fleet.server, self._fleet_address))
             self.control_port = self._bind(control, self._control_address)
             appio_port = appio.add_insecure_port("127.0.0.1:0")
             self._appio_address = f"127.0.0.1:{appio_port}"
             runs.set_address(self._appio_address)
+            fleet.start()
             for server in self._servers:
                 server.start()
             self._resume_orphaned_runs()
         except BaseException:
             if self._runs is not None:
                 self._runs.close()
+            if self._fleet is not None:
+                self._fleet.stop(0)
             for server in self._servers:
                 server.stop(None)
             state.close()
@@ -320,6 +337,8 @@ class Link:
         if self._shared is not None:
             self._shared.signals.close()
         events = [server.stop(_STOP_GRACE_S) for server in self._servers]
+        if self._fleet is not None:
+            self._fleet.stop(_STOP_GRACE_S)
         if self._runs is not None:
             self._runs.close()
         for event in events:

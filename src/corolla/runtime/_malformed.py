@@ -10,7 +10,7 @@ wrappers) turns it into a :class:`~corolla.core.MessageError` naming both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -48,11 +48,20 @@ def reject_malformed(request: Any) -> Any:
         raise request.error()
     if isinstance(request, Iterator):
         return _checked(request)
+    if isinstance(request, AsyncIterator):
+        return _checked_async(request)
     return request
 
 
 def _checked(requests: Iterator[Any]) -> Iterator[Any]:
     for request in requests:
+        if isinstance(request, MalformedRequest):
+            raise request.error()
+        yield request
+
+
+async def _checked_async(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
         if isinstance(request, MalformedRequest):
             raise request.error()
         yield request
@@ -88,7 +97,7 @@ class _TolerantGenericHandler(grpc.GenericRpcHandler):
 class _Registrar:
     """Stands for the server in a generated ``add_*Servicer_to_server`` function."""
 
-    def __init__(self, server: grpc.Server) -> None:
+    def __init__(self, server: grpc.Server | grpc.aio.Server) -> None:
         self._server = server
 
     def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
@@ -102,7 +111,9 @@ class _Registrar:
         self._server.add_registered_method_handlers(service, tolerant)
 
 
-def add_servicer(add: Callable[[S, Any], None], servicer: S, server: grpc.Server) -> None:
+def add_servicer(
+    add: Callable[[S, Any], None], servicer: S, server: grpc.Server | grpc.aio.Server
+) -> None:
     """Register ``servicer`` on ``server`` with a generated ``add`` function, so that its
     handlers receive a :class:`MalformedRequest` for a request that does not parse."""
     add(servicer, _Registrar(server))

@@ -43,11 +43,22 @@ PullCall = Callable[..., Iterator[transfer_pb2.Chunk]]
 
 
 def serve_payload(blobs: BlobStore, sha256: str, offset: int) -> Iterator[transfer_pb2.Chunk]:
-    """The chunks of a stored payload from ``offset`` on (the store raises if it lacks it)."""
-    view = blobs.open(sha256)
-    if offset > len(view):
+    """The chunks of a stored payload from ``offset`` on (the store raises if it lacks it).
+
+    Each chunk is read into its message (protobuf takes only ``bytes``: one copy either
+    way) rather than sliced from a map of the whole blob, so a link serving a large model
+    to many nodes at once holds a chunk per node, not a mapped model per node.
+    """
+    total = blobs.size(sha256)
+    if offset > total:
         raise CodecError(f"offset {offset} is past the end of payload {sha256[:12]}")
-    yield from chunk_messages(view, sha256=sha256, offset=offset)
+    if total == 0:  # one empty chunk announces an empty payload
+        yield transfer_pb2.Chunk(sha256=sha256, offset=0, total_size=0, data=b"")
+        return
+    position = offset
+    for data in blobs.iter_bytes(sha256, offset, DEFAULT_CHUNK_SIZE):
+        yield transfer_pb2.Chunk(sha256=sha256, offset=position, total_size=total, data=data)
+        position += len(data)
 
 
 def payload_status(blobs: BlobStore, sha256: str) -> transfer_pb2.PayloadStatus:
@@ -208,7 +219,8 @@ class ArrayCache:
         for sha256, size in entries.items():
             if not self._blobs.exists(sha256):
                 view = pull_payload(self._pull, sha256, size, self._metadata)
-                self._blobs.put_stream((view,), expected_hash=sha256)
+                # pull_payload hashed the bytes as they came: no second pass over them.
+                self._blobs.put_stream((view,), expected_hash=sha256, verified=True)
                 fetched += size
         return fetched
 

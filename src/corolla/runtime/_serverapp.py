@@ -25,6 +25,7 @@ from corolla.project import AppConfig
 from corolla.transport import channel_options
 
 from ._grid import GrpcGrid
+from ._memory import return_freed_buffers
 from ._runs import RUN_CONFIG_ENV, SECRET_ENV
 
 __all__ = ["main"]
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run-id", type=int, required=True)
     parser.add_argument("--app-dir", required=True)
     args = parser.parse_args(argv)
+    return_freed_buffers()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     secret = os.environ.pop(SECRET_ENV, "")
     run_config = json.loads(os.environ.get(RUN_CONFIG_ENV, "{}"))

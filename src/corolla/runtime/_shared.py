@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,20 +21,25 @@ import grpc
 from corolla.core import CodecError, CorollaError, Error, ErrorCode, MessageError
 from corolla.state import BlobStore, LinkState, StoredMessage
 from corolla.transport import (
+    ERROR_CODE_KEY,
     abort,
     array_entries,
     check_array_entry,
     message_pb2,
     metadata_from_proto,
     metadata_to_proto,
-    records_pb2,
+    sha256_of,
+    status_for,
 )
 
 from ._malformed import reject_malformed
 from ._signal import Signals
 
 __all__ = [
+    "INLINE_CONTENT_BYTES",
     "LinkShared",
+    "aio_servicer_errors",
+    "aio_stream_errors",
     "events_key",
     "node_key",
     "replies_key",
@@ -42,6 +48,12 @@ __all__ = [
 ]
 
 _log = logging.getLogger("corolla.runtime.link")
+
+#: How many message contents (each at most INLINE_CONTENT_BYTES) the link keeps read.
+_CACHED_CONTENTS = 64
+#: The largest reply content (serialized records, arrays by reference) kept in the
+#: state's row rather than in a blob.
+INLINE_CONTENT_BYTES = 64 * 1024
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,6 +103,44 @@ def stream_errors(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+async def _aio_abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+    """End an asyncio call as :func:`corolla.transport.abort` ends a synchronous one."""
+    if isinstance(exc, CorollaError):
+        context.set_trailing_metadata(((ERROR_CODE_KEY, str(int(exc.code))),))
+        await context.abort(status_for(exc), str(exc))
+    _log.error("call failed", exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+def aio_servicer_errors(method: F) -> F:
+    """:func:`servicer_errors` for the coroutine handlers of a ``grpc.aio`` server."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await method(self, reject_malformed(request), context)
+        except Exception as exc:
+            await _aio_abort(context, exc)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def aio_stream_errors(method: F) -> F:
+    """:func:`stream_errors` for the async generator handlers of a ``grpc.aio`` server."""
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        try:
+            async for response in method(self, reject_malformed(request), context):
+                yield response
+        except Exception as exc:
+            await _aio_abort(context, exc)
+
+    return wrapper  # type: ignore[return-value]
+
+
 @dataclasses.dataclass
 class LinkShared:
     """The link's state, blobs and signals, plus settings the services need."""
@@ -100,6 +150,10 @@ class LinkShared:
     signals: Signals
     apps_dir: Path
     heartbeat_interval: float
+    # The serialized content of the latest messages read from blobs: every node of a
+    # round gets the same content, read from disk once rather than once per node.
+    _contents: dict[str, bytes] = dataclasses.field(default_factory=dict, repr=False)
+    _contents_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     def check_arrays_held(self, proto: message_pb2.Message) -> None:
         """Every array a message references must be stored, with the declared size.
@@ -121,8 +175,12 @@ class LinkShared:
                     f"payload {sha256[:12]} has {self.blobs.size(sha256)}"
                 )
 
-    def to_stored(self, proto: message_pb2.Message) -> StoredMessage:
+    def to_stored(self, proto: message_pb2.Message, *, inline: bool = False) -> StoredMessage:
         """Store a message's content (its arrays already held) and describe it for the state.
+
+        With ``inline`` (a node's reply), content of at most :data:`INLINE_CONTENT_BYTES`
+        travels in the returned message, for the state to keep in the reply's row:
+        durable with the row's commit, without a blob and its fsyncs.
 
         Raises
         ------
@@ -135,8 +193,10 @@ class LinkShared:
         body = proto.WhichOneof("body")
         if body == "content":
             self.check_arrays_held(proto)
-            content_hash = self.blobs.put(proto.content.SerializeToString(deterministic=True))
-            return StoredMessage(metadata, content_hash=content_hash)
+            content = proto.content.SerializeToString(deterministic=True)
+            if inline and len(content) <= INLINE_CONTENT_BYTES:
+                return StoredMessage(metadata, content_hash=sha256_of(content), content=content)
+            return StoredMessage(metadata, content_hash=self.blobs.put(content))
         if body == "error":
             return StoredMessage(metadata, error=Error(proto.error.code, proto.error.reason))
         raise MessageError("message carries neither content nor an error")
@@ -144,15 +204,28 @@ class LinkShared:
     def to_proto(self, stored: StoredMessage) -> message_pb2.Message:
         """The wire form of a stored message (its arrays stay referenced by hash)."""
         proto = message_pb2.Message(metadata=metadata_to_proto(stored.metadata))
-        if stored.content_hash is not None:
-            content = records_pb2.RecordDict()
-            content.ParseFromString(bytes(self.blobs.open(stored.content_hash)))
-            proto.content.CopyFrom(content)
+        if stored.content is not None:
+            proto.content.ParseFromString(stored.content)
+        elif stored.content_hash is not None:
+            proto.content.ParseFromString(self._content(stored.content_hash))
         elif stored.error is not None:
             proto.error.CopyFrom(
                 message_pb2.Error(code=stored.error.code, reason=stored.error.reason)
             )
         return proto
+
+    def _content(self, content_hash: str) -> bytes:
+        with self._contents_lock:
+            cached = self._contents.get(content_hash)
+        if cached is not None:
+            return cached
+        content = bytes(self.blobs.open(content_hash))
+        if len(content) <= INLINE_CONTENT_BYTES:
+            with self._contents_lock:
+                if len(self._contents) >= _CACHED_CONTENTS:
+                    del self._contents[next(iter(self._contents))]  # the oldest
+                self._contents[content_hash] = content
+        return content
 
 
 class _NotHeldError(MessageError):

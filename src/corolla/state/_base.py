@@ -271,6 +271,28 @@ class LinkState(abc.ABC):
         """
 
     @abc.abstractmethod
+    def replies_since(self, run_id: int, cursor: int = 0) -> tuple[list[StoredMessage], int]:
+        """The replies of run ``run_id`` stored after ``cursor``, in the order stored, and
+        the cursor to pass next time for only newer ones.
+
+        Cursor 0 is before the first reply; :meth:`reply_cursor` is after the last one
+        stored so far. A ServerApp waiting for a round's replies reads each once this
+        way, where :meth:`get_replies` would read every one of them on every wake-up.
+
+        Raises
+        ------
+        UnknownRunError
+            If no run has ``run_id``.
+        ConfigError
+            If ``cursor`` is not an int >= 0.
+        """
+
+    @abc.abstractmethod
+    def reply_cursor(self) -> int:
+        """The cursor after the last reply stored so far, of any run (see
+        :meth:`replies_since`)."""
+
+    @abc.abstractmethod
     def message_status(self, message_id: str) -> DeliveryStatus:
         """The delivery status of an instruction.
 

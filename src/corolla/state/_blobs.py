@@ -19,7 +19,7 @@ import mmap
 import os
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from corolla.core import ConfigError
@@ -72,11 +72,16 @@ class BlobStore(abc.ABC):
         return self.put_stream(data)
 
     @abc.abstractmethod
-    def put_stream(self, chunks: Iterable[Chunk], expected_hash: str | None = None) -> str:
+    def put_stream(
+        self, chunks: Iterable[Chunk], expected_hash: str | None = None, *, verified: bool = False
+    ) -> str:
         """Store chunks as they come, hashing while writing, and return the hash.
 
         Memory stays that of one chunk however large the blob. With ``expected_hash``
-        the content must hash to it (a transfer checked end to end).
+        the content must hash to it (a transfer checked end to end). With ``verified``
+        the caller vouches that it does (it hashed the bytes as they arrived): the store
+        does not hash them again, and may keep the buffer given instead of a copy, which
+        must not change afterwards.
 
         Raises
         ------
@@ -104,6 +109,25 @@ class BlobStore(abc.ABC):
         InvalidBlobHashError
             If ``blob_hash`` is malformed.
         """
+
+    def iter_bytes(
+        self, blob_hash: str, offset: int = 0, chunk_size: int = 4 * 1024 * 1024
+    ) -> Iterator[bytes]:
+        """The blob's bytes from ``offset`` on, as copies of at most ``chunk_size`` bytes.
+
+        For sending a blob: unlike :meth:`open`, nothing maps the whole blob, so a
+        process serving a large blob to many readers holds one chunk per reader.
+
+        Raises
+        ------
+        BlobNotFoundError
+            If no blob has that hash.
+        InvalidBlobHashError
+            If ``blob_hash`` is malformed.
+        """
+        view = self.open(blob_hash)
+        for start in range(offset, len(view), chunk_size):
+            yield bytes(view[start : start + chunk_size])
 
     @abc.abstractmethod
     def exists(self, blob_hash: str) -> bool:
@@ -142,14 +166,23 @@ class MemoryBlobStore(BlobStore):
     """Blobs in a dict: for tests and a link whose state is ``:memory:``."""
 
     def __init__(self) -> None:
-        self._blobs: dict[str, bytes] = {}
+        self._blobs: dict[str, bytes | memoryview] = {}
         self._lock = threading.Lock()
 
-    def put_stream(self, chunks: Iterable[Chunk], expected_hash: str | None = None) -> str:
+    def put_stream(
+        self, chunks: Iterable[Chunk], expected_hash: str | None = None, *, verified: bool = False
+    ) -> str:
         expected = None if expected_hash is None else check_blob_hash(expected_hash)
-        data = b"".join(_byte_view(chunk) for chunk in chunks)
-        blob_hash = hashlib.sha256(data).hexdigest()
-        _check_digest(blob_hash, expected)
+        views = [_byte_view(chunk) for chunk in chunks]
+        data: bytes | memoryview
+        if verified and expected is not None:
+            # A downloaded payload, already checked: keep its buffer, without a copy.
+            data = views[0].toreadonly() if len(views) == 1 else b"".join(views)
+            blob_hash = expected
+        else:
+            data = b"".join(views)
+            blob_hash = hashlib.sha256(data).hexdigest()
+            _check_digest(blob_hash, expected)
         with self._lock:
             self._blobs.setdefault(blob_hash, data)
         return blob_hash
@@ -202,23 +235,37 @@ class DirectoryBlobStore(BlobStore):
         check_blob_hash(blob_hash)  # also what keeps the path inside the root
         return self._root / blob_hash[:2] / blob_hash
 
-    def put_stream(self, chunks: Iterable[Chunk], expected_hash: str | None = None) -> str:
+    def put(self, data: Chunk | Iterable[Chunk]) -> str:
+        if isinstance(data, bytes | bytearray | memoryview):
+            # Content given whole is hashed first: what is stored already (the same
+            # message content for every node of a round) costs no write and no fsync.
+            blob_hash = hashlib.sha256(_byte_view(data)).hexdigest()
+            if self.exists(blob_hash):
+                return blob_hash
+            return self.put_stream((data,), expected_hash=blob_hash)
+        return self.put_stream(data)
+
+    def put_stream(
+        self, chunks: Iterable[Chunk], expected_hash: str | None = None, *, verified: bool = False
+    ) -> str:
         expected = None if expected_hash is None else check_blob_hash(expected_hash)
+        trusted = verified and expected is not None
         try:
             fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         except OSError as exc:
             raise StorageError(f"cannot write to the blob directory {self._root}: {exc}") from exc
         tmp = Path(tmp_name)
         try:
-            digest = hashlib.sha256()
+            digest = None if trusted else hashlib.sha256()
             with os.fdopen(fd, "wb") as file:
                 for chunk in chunks:
                     view = _byte_view(chunk)
-                    digest.update(view)
+                    if digest is not None:
+                        digest.update(view)
                     file.write(view)
                 file.flush()
                 os.fsync(file.fileno())
-            blob_hash = digest.hexdigest()
+            blob_hash = digest.hexdigest() if digest is not None else str(expected)
             _check_digest(blob_hash, expected)
             final = self._path(blob_hash)
             if not final.parent.is_dir():
@@ -247,6 +294,25 @@ class DirectoryBlobStore(BlobStore):
             raise BlobNotFoundError(f"no blob {blob_hash} in {self._root}") from None
         except OSError as exc:
             raise StorageError(f"cannot read blob {blob_hash}: {exc}") from exc
+
+    def iter_bytes(
+        self, blob_hash: str, offset: int = 0, chunk_size: int = 4 * 1024 * 1024
+    ) -> Iterator[bytes]:
+        path = self._path(blob_hash)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no blob {blob_hash} in {self._root}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read blob {blob_hash}: {exc}") from exc
+        try:
+            size = os.fstat(fd).st_size
+            for start in range(offset, size, chunk_size):
+                yield os.pread(fd, min(chunk_size, size - start), start)
+        except OSError as exc:
+            raise StorageError(f"cannot read blob {blob_hash}: {exc}") from exc
+        finally:
+            os.close(fd)
 
     def exists(self, blob_hash: str) -> bool:
         return self._path(blob_hash).is_file()

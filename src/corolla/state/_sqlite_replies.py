@@ -30,8 +30,8 @@ OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.DELIVERED.value)
 
 INSERT_REPLY = (
     "INSERT INTO replies (reply_to, message_id, run_id, src_node_id, dst_node_id, group_id, "
-    "message_type, ttl, created_at, content_hash, error_code, error_reason, stored_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "message_type, ttl, created_at, content_hash, error_code, error_reason, stored_at, "
+    "content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -91,6 +91,7 @@ def answer_with_errors(
                 error.code,
                 error.reason,
                 now,
+                None,
             )
         )
     conn.executemany(INSERT_REPLY, replies)

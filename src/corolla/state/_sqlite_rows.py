@@ -137,7 +137,12 @@ def to_reply(row: sqlite3.Row) -> StoredMessage:
     )
     if row["error_code"] is not None:
         return StoredMessage(metadata, error=Error(int(row["error_code"]), row["error_reason"]))
-    return StoredMessage(metadata, content_hash=str(row["content_hash"]))
+    content = row["content"]
+    return StoredMessage(
+        metadata,
+        content_hash=str(row["content_hash"]),
+        content=None if content is None else bytes(content),
+    )
 
 
 def messages_by_id(conn: sqlite3.Connection, ids: Sequence[str]) -> list[sqlite3.Row]:

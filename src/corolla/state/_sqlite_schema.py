@@ -133,6 +133,12 @@ _INITIAL = (
 #: Every migration, numbered from 1 without gaps.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "nodes, runs, messages, replies, events, checkpoints", _INITIAL),
+    Migration(
+        2,
+        "replies keep small content in their row",
+        # NULL: the content is the blob content_hash (or the reply is an error).
+        ("ALTER TABLE replies ADD COLUMN content BLOB",),
+    ),
 )
 
 

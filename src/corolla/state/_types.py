@@ -112,11 +112,16 @@ class StoredMessage:
     The content (a serialized ``RecordDict``) lives in the blob store under
     ``content_hash``; an error message has ``error`` instead. Exactly one is given.
 
+    A reply may carry its (small) serialized content in ``content`` as well, whose sha256
+    ``content_hash`` then is: the state keeps it in the reply's own row, durable with it,
+    instead of a blob that needs fsyncs of its own.
+
     Raises
     ------
     MessageError
-        If both or neither of ``content_hash`` and ``error`` are given, or the metadata's
-        message type or TTL is invalid.
+        If both or neither of ``content_hash`` and ``error`` are given, ``content`` is
+        given without ``content_hash`` or is not ``bytes``, or the metadata's message
+        type or TTL is invalid.
     InvalidBlobHashError
         If ``content_hash`` is not a sha256 hex digest.
     """
@@ -124,6 +129,7 @@ class StoredMessage:
     metadata: Metadata
     content_hash: str | None = None
     error: Error | None = None
+    content: bytes | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.metadata, Metadata):
@@ -132,6 +138,10 @@ class StoredMessage:
             raise MessageError("a stored message holds exactly one of content_hash and error")
         if self.content_hash is not None:
             check_blob_hash(self.content_hash)
+        if self.content is not None and (
+            self.content_hash is None or not isinstance(self.content, bytes)
+        ):
+            raise MessageError("inline content must be bytes, named by content_hash")
         if self.error is not None and not isinstance(self.error, Error):
             raise MessageError(f"message error must be an Error, got {type(self.error).__name__}")
         validate_message_type(self.metadata.message_type)

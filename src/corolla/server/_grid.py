@@ -136,9 +136,11 @@ class Grid(abc.ABC):
         }
         reduction: Reduction[A] = Reduction(aggregator)
         for reply in self.receive(ids, timeout):
-            if destinations.pop(reply.metadata.reply_to_message_id, None) is None:
-                continue
-            fold_reply(reduction, reply)
+            if destinations.pop(reply.metadata.reply_to_message_id, None) is not None:
+                fold_reply(reduction, reply)
+            # Let go of the reply before waiting for the next one: its arrays can be the
+            # size of the model, and a runtime may free them once nothing holds them.
+            del reply
         reduction.missing = sorted(destinations.values())
         return reduction
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -20,6 +21,7 @@ from corolla.core import (
 )
 from corolla.runtime import GrpcGrid, Link, LinkStatus
 from corolla.state import NodeAuthenticationError
+from corolla.strategy import AttributeSelection, grid_attributes, grid_last_seen
 from corolla.transport import (
     EncodedArray,
     bearer_metadata,
@@ -28,6 +30,7 @@ from corolla.transport import (
     fleet_pb2_grpc,
     message_from_proto,
     message_to_proto,
+    user_config_to_proto,
 )
 
 HASH = "0" * 64
@@ -314,3 +317,30 @@ def test_the_server_app_saves_and_loads_checkpoints(
     assert loaded is not None and loaded[0] == 2 and bytes(loaded[1]) == b"round two"
     with pytest.raises(ConfigError):
         grid.save_checkpoint(1, b"older")
+
+
+def test_the_grid_tells_selection_policies_each_nodes_attributes_and_last_heartbeat(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    tagged = fleet.RegisterNode(
+        fleet_pb2.RegisterNodeRequest(
+            attributes=user_config_to_proto({"tags": "gpu,eu", "region": "eu"})
+        )
+    ).node_id
+    plain, _ = _register(fleet)
+    grid = _grid(link, appio_channel)
+    policy = AttributeSelection(grid_attributes(grid), tags={"gpu"})
+    before = time.time()
+
+    ids = grid.node_ids()
+
+    assert sorted(ids) == sorted([tagged, plain])
+    assert grid.node_attributes(tagged) == {"tags": "gpu,eu", "region": "eu"}
+    assert grid.node_attributes(plain) == {}
+    assert policy.select(ids, 2, np.random.default_rng(0)) == [tagged]
+    seen = grid_last_seen(grid)
+    for node_id in ids:
+        last = seen(node_id)
+        assert last is not None and before - 60 < last <= time.time()
+    assert grid.node_attributes(123456789) == {}
+    assert grid.node_last_seen(123456789) is None

@@ -19,6 +19,7 @@ from corolla.transport import (
     event_from_proto,
     fleet_pb2,
     transfer_pb2,
+    user_config_to_proto,
 )
 from corolla.transport._proto import serverappio_pb2, serverappio_pb2_grpc
 
@@ -59,7 +60,17 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
     ) -> serverappio_pb2.GetNodesResponse:
         self._run_id(context)
         nodes = self._shared.state.list_nodes(online=True)
-        return serverappio_pb2.GetNodesResponse(node_ids=[n.node_id for n in nodes])
+        return serverappio_pb2.GetNodesResponse(
+            node_ids=[n.node_id for n in nodes],
+            nodes=[
+                serverappio_pb2.NodeSummary(
+                    node_id=n.node_id,
+                    attributes=user_config_to_proto(n.attributes),
+                    last_heartbeat_at=n.last_heartbeat,
+                )
+                for n in nodes
+            ],
+        )
 
     @servicer_errors
     def StatArrays(

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from corolla.core import ArrayRecord, CodecError, Event, Message, RecordDict
+from corolla.core import ArrayRecord, CodecError, Event, Message, RecordDict, UserConfigValue
 from corolla.server import Grid, History
 from corolla.state import MemoryBlobStore
 from corolla.transport import (
@@ -33,6 +33,7 @@ from corolla.transport import (
     records_pb2,
     sha256_of,
     translate_rpc_errors,
+    user_config_from_proto,
 )
 from corolla.transport._proto import serverappio_pb2, serverappio_pb2_grpc
 
@@ -78,6 +79,11 @@ class GrpcGrid(Grid):
         The run this grid serves.
     secret
         The run's secret, which the link gave the process.
+
+    The grid is a node directory for selection policies (``corolla.strategy``'s
+    ``grid_attributes`` and ``grid_last_seen``): each :meth:`node_ids` call also fetches
+    the online nodes' attributes (``corolla node --attributes``) and last heartbeat times,
+    which :meth:`node_attributes` and :meth:`node_last_seen` answer from.
     """
 
     def __init__(self, channel: grpc.Channel, run_id: int, secret: str) -> None:
@@ -89,6 +95,8 @@ class GrpcGrid(Grid):
         # The arrays a checkpoint just encoded are, most often, the next round's global
         # model: the next send takes them from here instead of hashing them again.
         self._encoded: EncodeCache | None = None
+        # What the last node_ids() call learnt about each online node.
+        self._directory: dict[int, serverappio_pb2.NodeSummary] = {}
 
     @property
     def run_id(self) -> int:
@@ -99,7 +107,24 @@ class GrpcGrid(Grid):
             response = self._stub.GetNodes(
                 serverappio_pb2.GetNodesRequest(), metadata=self._metadata
             )
+        self._directory = {node.node_id: node for node in response.nodes}
         return sorted(response.node_ids)
+
+    def _summary(self, node_id: int) -> serverappio_pb2.NodeSummary | None:
+        if node_id not in self._directory:
+            self.node_ids()
+        return self._directory.get(node_id)
+
+    def node_attributes(self, node_id: int) -> dict[str, UserConfigValue]:
+        """The attributes node ``node_id`` advertised; empty for a node not online."""
+        summary = self._summary(node_id)
+        return {} if summary is None else user_config_from_proto(summary.attributes)
+
+    def node_last_seen(self, node_id: int) -> float | None:
+        """When the link last heard from node ``node_id`` (``time.time()`` seconds), or
+        None for a node not online."""
+        summary = self._summary(node_id)
+        return None if summary is None else summary.last_heartbeat_at
 
     def send(self, messages: Iterable[Message]) -> list[str]:
         cache = self._encoded if self._encoded is not None else EncodeCache()

@@ -12,6 +12,7 @@ RunArtifacts: served beside Control, for tools that fetch a run's result arrays.
 
 from collections import abc as _abc
 from . import message_pb2 as _message_pb2
+from . import records_pb2 as _records_pb2
 from . import run_pb2 as _run_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -47,20 +48,55 @@ class GetNodesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NODE_IDS_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def node_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeSummary]:
+        """The same nodes, with what selection policies may use (same order as node_ids)."""
+
     def __init__(
         self,
         *,
         node_ids: _abc.Iterable[_builtins.int] | None = ...,
+        nodes: _abc.Iterable[Global___NodeSummary] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_ids", b"node_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_ids", b"node_ids", "nodes", b"nodes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetNodesResponse: _TypeAlias = GetNodesResponse  # noqa: Y015
+
+@_typing.final
+class NodeSummary(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    ATTRIBUTES_FIELD_NUMBER: _builtins.int
+    LAST_HEARTBEAT_AT_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.int
+    last_heartbeat_at: _builtins.float
+    """Seconds since the Unix epoch."""
+    @_builtins.property
+    def attributes(self) -> _records_pb2.UserConfig:
+        """What the node advertised with `corolla node --attributes`."""
+
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.int = ...,
+        attributes: _records_pb2.UserConfig | None = ...,
+        last_heartbeat_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "last_heartbeat_at", b"last_heartbeat_at", "node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodeSummary: _TypeAlias = NodeSummary  # noqa: Y015
 
 @_typing.final
 class PushMessagesRequest(_message.Message):

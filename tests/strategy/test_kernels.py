@@ -208,13 +208,16 @@ def test_float32_times_an_integer_weight_is_exact_in_float64(x: np.ndarray, weig
 
 
 def test_new_scratch_covers_small_arrays_and_one_block_of_large_ones() -> None:
-    block = block_size()
+    for dtype in map(np.dtype, ["<f4", "<f8", "<c16"]):
+        block = new_scratch(dtype, 10**9).size
 
-    assert 0 < block < 10**9
-    for size in (0, 1, 10, block - 1, block):
-        scratch = new_scratch(np.dtype(np.complex128), size)
-        assert scratch.shape == (size,) and scratch.dtype == np.complex128
-    assert new_scratch(F8, block + 5).shape == (block,)
+        assert 0 < block < 10**9
+        for size in (0, 1, 10, block - 1, block):
+            scratch = new_scratch(dtype, size)
+            assert scratch.shape == (size,) and scratch.dtype == dtype
+        assert new_scratch(dtype, block + 5).shape == (block,)
+    # Blocks hold the same bytes whatever the dtype.
+    assert new_scratch(np.dtype("<f4"), 10**9).nbytes == new_scratch(F8, 10**9).nbytes
 
 
 # cast_mean

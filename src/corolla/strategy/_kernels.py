@@ -15,10 +15,10 @@ __all__ = [
     "new_scratch",
 ]
 
-# Elements processed per step: a float64 scratch block of 512 KiB and the update block it is
-# cast from stay in a core's L2 cache, and blocks this long make the per-call cost of NumPy
-# negligible.
-_BLOCK = 1 << 16
+# Bytes of scratch processed per step (65,536 float64 or 131,072 float32 elements): the
+# scratch block and the update block it comes from stay in a core's L2 cache, and blocks
+# this long make the per-call cost of NumPy small.
+_BLOCK_BYTES = 1 << 19
 
 
 #: Accumulator precisions :class:`WeightedAverage` offers: float64 sums (the default), or
@@ -55,10 +55,15 @@ def all_finite(x: np.ndarray[Any, Any]) -> bool:
 def _block_finite(x: np.ndarray[Any, Any]) -> bool:
     # The sum of squares is a BLAS dot product, several times faster than isfinite over the
     # block; NaN or infinity makes it non-finite, and only an overflow of the sum itself
-    # (values beyond about 1e19 in float32) needs the exact element-wise check.
-    with np.errstate(over="ignore", invalid="ignore"):
+    # (values beyond about 1e19 in float32) needs the exact element-wise check. BLAS sets
+    # no NumPy error flags; float16, which NumPy multiplies itself, would warn on overflow.
+    if x.dtype.itemsize >= 4:
         if np.isfinite(np.vdot(x, x)):
             return True
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.vdot(x, x)):
+                return True
     return bool(np.isfinite(x).all())
 
 
@@ -107,7 +112,7 @@ def fold_into(
     of one addition and subtraction (with ``assign``, its content is undefined).
 
     ``acc`` and ``x`` are flat with equal sizes; ``scratch`` is a flat buffer of ``acc``'s
-    dtype with at least ``min(acc.size, 65536)`` elements. The product is formed in the
+    dtype of at least one block (:func:`new_scratch`). The product is formed in the
     accumulator's precision, so float32 updates times integer weights are exact in a float64
     accumulator. The work goes block by block: each block of ``x`` is checked for NaN and
     infinity while it sits in cache and then folded, so memory sees one read of ``x`` and
@@ -138,7 +143,7 @@ def fold_into(
 
 def new_scratch(dtype: np.dtype[Any], size: int) -> np.ndarray[Any, Any]:
     """A scratch buffer for :func:`fold_into` over arrays of ``size`` elements."""
-    return np.empty(min(size, _BLOCK), dtype=dtype)
+    return np.empty(min(size, max(_BLOCK_BYTES // dtype.itemsize, 1)), dtype=dtype)
 
 
 def cast_mean(

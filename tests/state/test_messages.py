@@ -366,3 +366,36 @@ def test_fetch_for_an_unknown_node_or_with_a_bad_limit(state: LinkState, node_id
         state.fetch_messages(node_id + 1)
     with pytest.raises(ValueError, match="limit"):
         state.fetch_messages(node_id, limit=0)
+
+
+def test_abandoning_a_runs_messages_answers_the_open_ones_only(
+    state: LinkState, clock: FakeClock, run, node_id
+):
+    answered, taken, waiting = state.store_messages(
+        [instruction(run.run_id, node_id) for _ in range(3)]
+    )
+    (first,) = state.fetch_messages(node_id, limit=1)
+    assert first.metadata.message_id == answered
+    state.store_reply(reply(first))
+    state.fetch_messages(node_id, limit=1)
+    other = state.create_run(digest(b"other"), {})
+    (elsewhere,) = state.store_messages([instruction(other.run_id, node_id)])
+
+    abandoned = state.abandon_run_messages(run.run_id, "the ServerApp restarted")
+
+    assert abandoned == [taken, waiting]
+    replies = state.get_replies(run.run_id, [answered, taken, waiting])
+    assert not replies[0].error
+    for r in replies[1:]:
+        assert r.error is not None
+        assert r.error.code == ErrorCode.MESSAGE_UNAVAILABLE
+        assert "restarted" in r.error.reason
+    assert state.message_status(taken) is DeliveryStatus.FAILED
+    assert state.message_status(elsewhere) is DeliveryStatus.PENDING
+    assert state.fetch_messages(node_id) != []  # only the other run's message is left
+    assert state.abandon_run_messages(run.run_id, "again") == []
+
+
+def test_abandoning_the_messages_of_an_unknown_run_fails(state: LinkState, run):
+    with pytest.raises(UnknownRunError):
+        state.abandon_run_messages(run.run_id + 1, "gone")

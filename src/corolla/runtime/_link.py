@@ -269,6 +269,13 @@ class Link:
         for status in (RunStatus.STARTING, RunStatus.RUNNING):
             for run in state.list_runs(status=status):
                 _log.info("resuming run %d from its last checkpoint", run.run_id)
+                # The dead ServerApp's messages still waiting for nodes would make them
+                # train for nobody: the new ServerApp sends its own from the checkpoint.
+                abandoned = state.abandon_run_messages(
+                    run.run_id, f"run {run.run_id}'s ServerApp restarted with the link"
+                )
+                if abandoned:
+                    _log.info("run %d: %d earlier messages abandoned", run.run_id, len(abandoned))
                 self._runs.resume(run)
 
     def _sweep(self) -> None:

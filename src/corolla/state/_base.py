@@ -303,6 +303,20 @@ class LinkState(abc.ABC):
         """
 
     @abc.abstractmethod
+    def abandon_run_messages(self, run_id: int, reason: str) -> list[str]:
+        """End every pending or delivered message of run ``run_id`` (status ``failed``) with
+        an error reply ``MESSAGE_UNAVAILABLE`` carrying ``reason``, and return their ids:
+        what a restarted link does with the messages of a ServerApp that died with its
+        predecessor, before the run's new ServerApp sends its own. Replies already stored
+        stay.
+
+        Raises
+        ------
+        UnknownRunError
+            If no run has ``run_id``.
+        """
+
+    @abc.abstractmethod
     def expire_messages(self) -> list[str]:
         """End every pending or delivered message past ``created_at + ttl`` (status
         ``expired``) with an error reply: ``MESSAGE_UNAVAILABLE`` if it was never delivered,

@@ -531,6 +531,23 @@ class SqliteLinkState(LinkState):
             raise UnknownMessageError(f"no message {message_id!r}")
         return DeliveryStatus(row["status"])
 
+    def abandon_run_messages(self, run_id: int, reason: str) -> list[str]:
+        if not isinstance(reason, str):
+            raise ConfigError(f"a reason must be a str, got {type(reason).__name__}")
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            get_run_row(conn, run_id)
+            now = self._clock()
+            rows = conn.execute(
+                "SELECT * FROM messages WHERE run_id = ? AND status IN (?, ?) ORDER BY rowid",
+                (run_id, *OPEN),
+            ).fetchall()
+            gone = Error(int(ErrorCode.MESSAGE_UNAVAILABLE), reason)
+            answer_with_errors(conn, rows, DeliveryStatus.FAILED, lambda _: gone, now)
+            return [str(row["message_id"]) for row in rows]
+
+        return self._db.write(work)
+
     def expire_messages(self) -> list[str]:
         def work(conn: sqlite3.Connection) -> list[str]:
             now = self._clock()

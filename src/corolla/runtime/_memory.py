@@ -10,14 +10,9 @@ of its own, unmapped when freed, and fewer arenas bound what the small allocatio
 
 from __future__ import annotations
 
-import ctypes
-import sys
+from ..core._malloc import mallopt
 
 __all__ = ["return_freed_buffers"]
-
-# glibc's mallopt() parameters.
-_M_MMAP_THRESHOLD = -3
-_M_ARENA_MAX = -8
 
 #: Allocations from this size on are mmaps of their own, unmapped when freed.
 MMAP_THRESHOLD = 1024 * 1024
@@ -26,12 +21,4 @@ ARENA_MAX = 2
 
 def return_freed_buffers() -> bool:
     """Tune glibc's malloc in this process as above; False where there is no mallopt."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-        mallopt(_M_ARENA_MAX, ARENA_MAX)
-    )
+    return mallopt(M_MMAP_THRESHOLD=MMAP_THRESHOLD, M_ARENA_MAX=ARENA_MAX)

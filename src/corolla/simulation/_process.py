@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import multiprocessing
 import os
 import pickle
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -42,6 +40,7 @@ from typing import Any
 
 from ..core import Error, ErrorCode, Message, RecordDict, UserConfigValue
 from ..core._errors import AppLoadError, ConfigError, ExecutionError
+from ..core._malloc import mallopt
 from ..project import ComponentRef
 from ._executor import Call, Executor, Task, TaskResult, execute_task
 from ._shm import Payload, SegmentCache, SegmentPool, abandon, attach, pack, release, unpack
@@ -54,11 +53,6 @@ AppSource = ComponentRef | Callable[..., Any]
 _WireCall = tuple[Any, int, int, Mapping[str, UserConfigValue], RecordDict]
 
 
-# glibc's mallopt() parameters.
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_MAX = -4
-
-
 def _keep_freed_memory() -> None:
     """Have glibc's malloc keep the memory freed in this process for later allocations.
 
@@ -68,14 +62,7 @@ def _keep_freed_memory() -> None:
     to the host. A worker allocates arrays of the same few sizes call after call, so it
     keeps them in its heap instead: its memory stays at its high-water mark.
     """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # no mallopt in this C library
-        return
-    mallopt(_M_MMAP_MAX, 0)
-    mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=2**31 - 1)
 
 
 def _worker_main(

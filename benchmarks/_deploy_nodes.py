@@ -2,11 +2,16 @@
 
 Each client speaks the Fleet protocol as ``corolla node`` does (docs/wire-protocol.md),
 on its own gRPC connection: ``RegisterNode``, a heartbeat task, a ``Receive`` stream kept
-open, and for each message ``GetRun`` (once per run), ``PullArrays`` for arrays it lacks,
-then ``StatArrays``, ``PushArrays`` for what the link lacks and ``SendReply``. It does not
+open, and for each message ``GetRun`` (once per run), ``PullArrays`` for arrays it lacks
+that did not come inline, then, for a reply whose arrays do not all fit inline,
+``StatArrays`` and ``PushArrays`` for what the link lacks, and ``SendReply``. It does not
 install the app bundle: "training" is done here, adding the run config's ``step`` to every
 array plus ``client_index / 2**20`` so that every client's update is distinct (the link
-stores, and is sent, one upload per client, as with real nodes).
+stores, and is sent, one upload per client, as with real nodes). It works on the protobuf
+messages directly, as a node written in another language would: every array received is
+checked (size and SHA-256) and decoded, every update encoded and hashed, but no Corolla
+records are built around them, so that the clients, which share the link's machine
+here, take as little of it as the protocol allows.
 
 For each message received it records the delay from the message's ``created_at`` (set
 when the ServerApp built it) to its arrival on the ``Receive`` stream, on this machine's
@@ -31,17 +36,18 @@ from typing import Any
 import grpc
 import numpy as np
 
-from corolla.core import ArrayRecord, Message, MetricRecord, RecordDict, decode_array
+from corolla.core import decode_array
 from corolla.transport import (
+    INLINE_ARRAY_BYTES,
     EncodedArray,
-    array_entries,
     bearer_metadata,
     channel_options,
+    check_array_entry,
     chunk_messages,
     fleet_pb2,
     fleet_pb2_grpc,
-    message_from_proto,
-    message_to_proto,
+    inline_array,
+    message_pb2,
     run_pb2,
     user_config_from_proto,
     user_config_to_proto,
@@ -86,7 +92,7 @@ class LightNode:
         self._index = index
         self._stats = stats
         self._stop = stop
-        self._runs: dict[int, run_pb2.Run] = {}
+        self._steps: dict[int, float] = {}
         self._arrays: dict[str, np.ndarray] = {}
         self._seen: set[str] = set()
 
@@ -144,31 +150,73 @@ class LightNode:
             self._seen.add(message_id)
 
     async def _answer(self, stub: Any, metadata: Any, node_id: int, proto: Any) -> None:
+        # Works on the protobuf messages directly, as a node written in another language
+        # would: every array is checked (size and hash) and decoded, the update is
+        # computed, encoded and hashed, but no Corolla records are built around them.
         run_id = proto.metadata.run_id
-        run = self._runs.get(run_id)
-        if run is None:
+        step = self._steps.get(run_id)
+        if step is None:
             request = run_pb2.GetRunRequest(run_id=run_id)
             run = (await stub.GetRun(request, metadata=metadata, timeout=CALL_TIMEOUT_S)).run
-            self._runs[run_id] = run
-        for sha256, entry in array_entries(proto).items():
-            if sha256 not in self._arrays:
-                self._arrays.clear()  # keep only the current model
-                self._arrays[sha256] = await self._pull(stub, metadata, sha256, entry.encoded_size)
-        message = message_from_proto(proto, self._arrays.__getitem__)
-        step = float(user_config_from_proto(run.run_config).get("step", 0.5))
+            step = float(user_config_from_proto(run.run_config).get("step", 0.5))
+            self._steps[run_id] = step
         offset = np.float32(step + self._index / 2**20)
-        arrays = message.content["arrays"]
-        updated = ArrayRecord({name: a + offset for name, a in arrays.items()})
-        metrics = MetricRecord({"num-examples": 1})
-        reply = Message(RecordDict({"arrays": updated, "metrics": metrics}), reply_to=message)
-        reply_proto, encoded = message_to_proto(reply.with_metadata(src_node_id=node_id))
+        request_md = proto.metadata
+        reply = message_pb2.Message(
+            metadata=message_pb2.Metadata(
+                run_id=run_id,
+                src_node_id=node_id,
+                dst_node_id=request_md.src_node_id,
+                reply_to_message_id=request_md.message_id,
+                group_id=request_md.group_id,
+                message_type=request_md.message_type,
+                ttl=request_md.ttl,
+                created_at=time.time(),
+            )
+        )
+        encoded: dict[str, EncodedArray] = {}
+        inline = INLINE_ARRAY_BYTES
+        for named in proto.content.records:
+            if named.WhichOneof("record") != "array_record":
+                continue
+            out = reply.content.records.add(name=named.name).array_record
+            for entry in named.array_record.entries:
+                if entry.data:
+                    array = inline_array(entry)
+                else:
+                    array = await self._array(stub, metadata, entry)
+                update = EncodedArray.from_array(array + offset)
+                added = out.entries.add(
+                    name=entry.name,
+                    dtype=update.dtype,
+                    shape=update.shape,
+                    sha256=update.sha256,
+                    encoded_size=update.size,
+                )
+                if update.size <= inline:
+                    added.data = update.tobytes()
+                    inline -= update.size
+                else:
+                    encoded[update.sha256] = update
+        metrics = reply.content.records.add(name="metrics").metric_record
+        metrics.entries.add(name="num-examples").value.int_value = 1
         await self._push_missing(stub, metadata, encoded)
         await stub.SendReply(
-            fleet_pb2.SendReplyRequest(message=reply_proto),
+            fleet_pb2.SendReplyRequest(message=reply),
             metadata=metadata,
             timeout=CALL_TIMEOUT_S,
         )
         self._stats.replied += 1
+
+    async def _array(self, stub: Any, metadata: Any, entry: Any) -> np.ndarray:
+        """An array sent by reference: downloaded once, the current model's kept."""
+        check_array_entry(entry)
+        array = self._arrays.get(entry.sha256)
+        if array is None:
+            self._arrays.clear()  # keep only the current model
+            array = await self._pull(stub, metadata, entry.sha256, entry.encoded_size)
+            self._arrays[entry.sha256] = array
+        return array
 
     async def _pull(self, stub: Any, metadata: Any, sha256: str, size: int) -> np.ndarray:
         buffer = bytearray(size)

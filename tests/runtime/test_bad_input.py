@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from corolla.core import ArrayRecord, CorollaError, ErrorCode, Event, Message, RecordDict
 from corolla.runtime import ControlClient, GrpcGrid, Link, Node, NodeStatus, make_bundle
 from corolla.transport import (
+    INLINE_ARRAY_BYTES,
     EncodedArray,
     bearer_metadata,
     channel_options,
@@ -359,6 +361,117 @@ def test_a_reply_whose_array_entry_contradicts_its_payload_is_refused(
     assert link.state.message_status(message_id).value == "delivered"
     _assert_link_up(fleet)
     _assert_going_on(client, bystander)
+
+
+def _delivered(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel, count: int
+) -> tuple[int, list[tuple[int, tuple[tuple[str, str]], Message]]]:
+    """A run, and ``count`` nodes, each holding the message the run sent it."""
+    run = link.state.create_run(HASH, {})
+    grid = GrpcGrid(appio_channel, run.run_id, link.issue_run_secret(run.run_id))
+    nodes = [_register(fleet) for _ in range(count)]
+    grid.send([Message(RecordDict(), dst_node_id=n, message_type="train") for n, _ in nodes])
+    delivered = []
+    for node_id, metadata in nodes:
+        call = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata, timeout=WAIT_S)
+        request = message_from_proto(next(call).message, {})
+        call.cancel()
+        delivered.append((node_id, metadata, request))
+    return run.run_id, delivered
+
+
+def _inline_reply(node_id: int, request: Message, update: np.ndarray) -> fleet_pb2.SendReplyRequest:
+    """A reply carrying ``update`` inline: nothing to push."""
+    reply = Message(RecordDict({"arrays": ArrayRecord({"w": update})}), reply_to=request)
+    proto, to_push = message_to_proto(
+        reply.with_metadata(src_node_id=node_id), inline_bytes=INLINE_ARRAY_BYTES
+    )
+    assert to_push == {}
+    return fleet_pb2.SendReplyRequest(message=proto)
+
+
+def test_a_reply_whose_inline_array_does_not_match_its_hash_is_refused(
+    link: Link,
+    client: ControlClient,
+    fleet: fleet_pb2_grpc.FleetStub,
+    appio_channel: grpc.Channel,
+    bystander: int,
+) -> None:
+    # Arrange: a reply whose inline bytes were changed after they were hashed
+    run_id, [(node_id, metadata, request)] = _delivered(link, fleet, appio_channel, 1)
+    message_id = request.metadata.message_id
+    update = np.ones(3, dtype=np.float32)
+    tampered = _inline_reply(node_id, request, update)
+    entry = tampered.message.content.records[0].array_record.entries[0]
+    entry.data = entry.data[:-4] + np.float32(2).tobytes()  # same size, another value
+
+    # Act
+    error = _fails(fleet.SendReply, tampered, metadata=metadata)
+
+    # Assert: refused with the reason, logged in the run, the message still open
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "'w'" in (error.details() or "") and "hash" in (error.details() or "")
+    events = [e for _, e in client.events(run_id, follow=False)]
+    rejected = [e for e in events if e.kind == "reply.rejected"]
+    assert [(e.node_id, e.data["reply_to"]) for e in rejected] == [(node_id, message_id)]
+    assert rejected[0].data["code"] == int(ErrorCode.CODEC)
+    assert link.state.message_status(message_id).value == "delivered"
+    fleet.SendReply(_inline_reply(node_id, request, update), metadata=metadata)  # still open
+    assert link.state.message_status(message_id).value == "replied"
+    _assert_link_up(fleet)
+    _assert_going_on(client, bystander)
+
+
+def test_replies_sent_at_once_are_each_stored_or_refused_on_their_own(
+    link: Link, client: ControlClient, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    # Arrange: four nodes reply at the same moment; two replies are bad, one refused by
+    # its check (inline bytes that are not the array), one by the state (another type)
+    run_id, nodes = _delivered(link, fleet, appio_channel, 4)
+    update = np.arange(3, dtype=np.float32)
+    requests = [_inline_reply(node_id, request, update) for node_id, _, request in nodes]
+    entry = requests[1].message.content.records[0].array_record.entries[0]
+    entry.data = entry.data[:-4] + np.float32(7).tobytes()
+    requests[2].message.metadata.message_type = "evaluate"
+    start = threading.Barrier(len(nodes))
+    outcomes: dict[int, object] = {}
+
+    def send(position: int) -> None:
+        start.wait(WAIT_S)
+        try:
+            outcomes[position] = fleet.SendReply(
+                requests[position], metadata=nodes[position][1], timeout=WAIT_S
+            )
+        except grpc.RpcError as exc:
+            outcomes[position] = exc
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(nodes))]
+
+    # Act
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT_S)
+
+    # Assert: the good replies are stored, each bad one gets its own error and event
+    ids = [request.metadata.message_id for _, _, request in nodes]
+    statuses = [link.state.message_status(i).value for i in ids]
+    assert statuses == ["replied", "delivered", "delivered", "replied"]
+    for position in (0, 3):
+        response = outcomes[position]
+        assert isinstance(response, fleet_pb2.SendReplyResponse) and response.message_id
+    for position in (1, 2):
+        failure = outcomes[position]
+        assert isinstance(failure, grpc.RpcError)
+        assert failure.code() is grpc.StatusCode.INVALID_ARGUMENT
+    events = [e for _, e in client.events(run_id, follow=False)]
+    rejected = {e.data["reply_to"]: e for e in events if e.kind == "reply.rejected"}
+    assert sorted(rejected) == sorted([ids[1], ids[2]])
+    assert rejected[ids[1]].data["code"] == int(ErrorCode.CODEC)
+    assert rejected[ids[1]].node_id == nodes[1][0]
+    assert rejected[ids[2]].data["code"] == int(ErrorCode.INVALID_REPLY)
+    assert rejected[ids[2]].node_id == nodes[2][0]
+    _assert_link_up(fleet)
 
 
 def test_a_truncated_chunk_stream_is_refused(

@@ -18,18 +18,23 @@ from corolla.core import (
     MetricRecord,
     RecordDict,
     decode_array,
+    encode_array,
 )
 from corolla.runtime import GrpcGrid, Link, LinkStatus
 from corolla.state import NodeAuthenticationError
 from corolla.strategy import AttributeSelection, grid_attributes, grid_last_seen
 from corolla.transport import (
+    INLINE_ARRAY_BYTES,
     EncodedArray,
+    array_entries,
     bearer_metadata,
     chunk_messages,
     fleet_pb2,
     fleet_pb2_grpc,
     message_from_proto,
+    message_pb2,
     message_to_proto,
+    records_pb2,
     user_config_to_proto,
 )
 
@@ -44,6 +49,23 @@ def _register(fleet: fleet_pb2_grpc.FleetStub) -> tuple[int, tuple[tuple[str, st
 def _grid(link: Link, channel: grpc.Channel) -> GrpcGrid:
     run = link.state.create_run(HASH, {})
     return GrpcGrid(channel, run.run_id, link.issue_run_secret(run.run_id))
+
+
+def _receive(
+    fleet: fleet_pb2_grpc.FleetStub, metadata: tuple[tuple[str, str]], count: int
+) -> list[message_pb2.Message]:
+    """The first ``count`` messages of a Receive stream, which is then closed."""
+    call = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata, timeout=30)
+    try:
+        return [next(call).message for _ in range(count)]
+    finally:
+        call.cancel()
+
+
+def _only_entry(proto: message_pb2.Message) -> records_pb2.ArrayEntry:
+    (named,) = proto.content.records
+    (entry,) = named.array_record.entries
+    return entry
 
 
 def test_link_off_loopback_needs_certificates_or_insecure(tmp_path: Path) -> None:
@@ -254,6 +276,95 @@ def test_a_reply_whose_arrays_were_not_pushed_is_refused(
 
     assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert link.state.message_status(message_id).value == "delivered"
+
+
+def test_a_node_receives_a_small_model_inline_and_a_large_one_by_reference(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    # Arrange: a small model, and one whose encoding is just over the inline budget
+    node_id, metadata = _register(fleet)
+    grid = _grid(link, appio_channel)
+    small = np.arange(6, dtype=np.float32).reshape(2, 3)
+    large = np.arange(INLINE_ARRAY_BYTES // 4 + 1, dtype=np.float32)
+    assert len(encode_array(large)) > INLINE_ARRAY_BYTES
+    small_id, large_id = grid.send(
+        [
+            Message(
+                RecordDict({"arrays": ArrayRecord({"w": w})}),
+                dst_node_id=node_id,
+                message_type="train",
+            )
+            for w in (small, large)
+        ]
+    )
+
+    # Act
+    received = {p.metadata.message_id: p for p in _receive(fleet, metadata, 2)}
+
+    # Assert: the small model decodes with nothing to pull; the large one is pulled
+    small_entry = _only_entry(received[small_id])
+    assert small_entry.data == encode_array(small)
+    assert array_entries(received[small_id]) == {}
+    rebuilt = message_from_proto(received[small_id], {})
+    np.testing.assert_array_equal(rebuilt.content["arrays"]["w"], small)
+    large_entry = _only_entry(received[large_id])
+    assert large_entry.data == b""
+    assert list(array_entries(received[large_id])) == [large_entry.sha256]
+    pulled = b"".join(
+        c.data
+        for c in fleet.PullArrays(
+            fleet_pb2.PullArraysRequest(sha256=large_entry.sha256), metadata=metadata
+        )
+    )
+    rebuilt = message_from_proto(received[large_id], {large_entry.sha256: decode_array(pulled)})
+    np.testing.assert_array_equal(rebuilt.content["arrays"]["w"], large)
+
+
+def test_a_message_sent_again_on_a_new_stream_carries_its_small_arrays_inline(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    node_id, metadata = _register(fleet)
+    grid = _grid(link, appio_channel)
+    model = np.arange(4, dtype=np.int64)
+    content = RecordDict({"m": ArrayRecord({"w": model})})
+    (message_id,) = grid.send([Message(content, dst_node_id=node_id, message_type="train")])
+    (first,) = _receive(fleet, metadata, 1)
+
+    (again,) = _receive(fleet, metadata, 1)
+
+    assert again.metadata.message_id == first.metadata.message_id == message_id
+    assert _only_entry(again).data == encode_array(model)
+
+
+@pytest.mark.parametrize("elements", [3, 50_000])  # reply content in the state / in a blob
+def test_a_reply_with_its_arrays_inline_needs_no_push_and_reaches_the_server_app(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel, elements: int
+) -> None:
+    # Arrange: a delivered message, and a reply carrying its update inline
+    node_id, metadata = _register(fleet)
+    grid = _grid(link, appio_channel)
+    (message_id,) = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
+    (proto,) = _receive(fleet, metadata, 1)
+    update = np.linspace(-1, 1, elements, dtype=np.float32)
+    reply = Message(
+        RecordDict({"arrays": ArrayRecord({"w": update}), "metrics": MetricRecord({"n": 2})}),
+        reply_to=message_from_proto(proto, {}),
+    )
+    reply_proto, to_push = message_to_proto(
+        reply.with_metadata(src_node_id=node_id), inline_bytes=INLINE_ARRAY_BYTES
+    )
+    assert to_push == {}
+
+    # Act: no PushArrays
+    sent = fleet.SendReply(fleet_pb2.SendReplyRequest(message=reply_proto), metadata=metadata)
+    (received,) = grid.receive([message_id], timeout=30)
+
+    # Assert
+    assert sent.message_id == received.metadata.message_id
+    assert received.metadata.src_node_id == node_id
+    np.testing.assert_array_equal(received.content["arrays"]["w"], update)
+    assert received.content["metrics"]["n"] == 2
+    assert link.state.message_status(message_id).value == "replied"
 
 
 def test_the_server_app_needs_its_run_secret(appio_channel: grpc.Channel) -> None:

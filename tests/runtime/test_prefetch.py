@@ -93,3 +93,22 @@ def test_stopping_early_cancels_the_stream_and_joins_the_threads():
 
     assert cancelled.is_set()
     assert threading.active_count() == before
+
+
+def test_a_response_of_size_0_is_fetched_on_the_reading_thread():
+    threads: dict[int, str] = {}
+    lock = threading.Lock()
+
+    def fetch(item: int) -> None:
+        with lock:
+            threads[item] = threading.current_thread().name
+
+    def size(item: int) -> int:
+        return 5 if item % 3 == 0 else 0  # 0, 3, 6, 9 have arrays to download
+
+    got = list(prefetched(iter(range(12)), fetch, size, lambda: None, depth=4))
+
+    assert got == list(range(12))
+    assert sorted(threads) == list(range(12))
+    on_reader = {i for i, name in threads.items() if name == "corolla-prefetch-read"}
+    assert on_reader == {i for i in range(12) if size(i) == 0}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -399,3 +402,103 @@ def test_abandoning_a_runs_messages_answers_the_open_ones_only(
 def test_abandoning_the_messages_of_an_unknown_run_fails(state: LinkState, run):
     with pytest.raises(UnknownRunError):
         state.abandon_run_messages(run.run_id + 1, "gone")
+
+
+# Batches: what the link gathers from many nodes at once
+
+#: A backend's own batch methods, and LinkState's defaults (one call per item) on it.
+BATCHES = pytest.mark.parametrize("own", [True, False], ids=["own", "default"])
+
+
+def _store_replies(state: LinkState, own: bool) -> Callable[[list[StoredMessage]], list[Any]]:
+    return state.store_replies if own else functools.partial(LinkState.store_replies, state)
+
+
+def _fetch_messages_many(state: LinkState, own: bool) -> Callable[[list[int]], dict[int, Any]]:
+    if own:
+        return state.fetch_messages_many
+    return functools.partial(LinkState.fetch_messages_many, state)
+
+
+@BATCHES
+def test_store_replies_stores_each_reply_or_gives_its_error(
+    state: LinkState, run, node_id, own: bool
+):
+    state.store_messages([instruction(run.run_id, node_id)] * 3)
+    first, second, unanswered = state.fetch_messages(node_id)
+    batch = [
+        reply(first, message_id="r1"),
+        reply(instruction(run.run_id, node_id, message_id="nope")),
+        reply(second, message_id="r2"),
+        first,  # not a reply: it names no message it answers
+        reply(unanswered, message_id="r1"),  # a taken reply id
+    ]
+
+    stored = _store_replies(state, own)(batch)
+
+    assert stored[0] == "r1" and stored[2] == "r2"
+    assert isinstance(stored[1], UnknownMessageError) and "nope" in str(stored[1])
+    assert isinstance(stored[3], MessageError) and "reply_to" in str(stored[3])
+    assert isinstance(stored[4], MessageError) and "already taken" in str(stored[4])
+    assert len(stored) == len(batch)
+    ids = [first.metadata.message_id, second.metadata.message_id]
+    replies = state.get_replies(run.run_id, [*ids, unanswered.metadata.message_id])
+    assert [(r.metadata.message_id, r.metadata.reply_to_message_id) for r in replies] == [
+        ("r1", ids[0]),
+        ("r2", ids[1]),
+    ]
+    assert state.message_status(ids[0]) is DeliveryStatus.REPLIED
+    assert state.message_status(unanswered.metadata.message_id) is DeliveryStatus.DELIVERED
+
+
+@BATCHES
+def test_store_replies_sees_the_replies_before_it_in_the_batch(
+    state: LinkState, run, node_id, own: bool
+):
+    state.store_messages([instruction(run.run_id, node_id)])
+    request = _fetch_one(state, node_id)
+
+    stored = _store_replies(state, own)(
+        [
+            reply(request, message_id="r1"),
+            reply(request, message_id="r1"),  # a retry: the same reply again
+            reply(request, content_hash=digest(b"another update")),
+        ]
+    )
+
+    assert stored[:2] == ["r1", "r1"]
+    assert isinstance(stored[2], ReplyRejectedError)
+    (kept,) = state.get_replies(run.run_id, [request.metadata.message_id])
+    assert kept.content_hash == digest(b"update")
+
+
+@BATCHES
+def test_store_replies_of_nothing(state: LinkState, own: bool):
+    assert _store_replies(state, own)([]) == []
+
+
+@BATCHES
+def test_fetch_messages_many_hands_out_each_nodes_messages_once(
+    state: LinkState, run, node_id, own: bool
+):
+    other = state.register_node().node_id
+    quiet = state.register_node().node_id
+    unknown = max(node_id, other, quiet) + 1
+    mine = state.store_messages([instruction(run.run_id, node_id)] * 2)
+    theirs = state.store_messages([instruction(run.run_id, other)])
+    fetch_messages_many = _fetch_messages_many(state, own)
+
+    fetched = fetch_messages_many([node_id, unknown, other, node_id, quiet])
+
+    assert set(fetched) == {node_id, unknown, other, quiet}
+    assert [m.metadata.message_id for m in fetched[node_id]] == mine
+    assert [m.metadata.message_id for m in fetched[other]] == theirs
+    assert fetched[quiet] == []
+    assert isinstance(fetched[unknown], UnknownNodeError)
+    assert {state.message_status(i) for i in mine + theirs} == {DeliveryStatus.DELIVERED}
+    assert fetch_messages_many([node_id, other]) == {node_id: [], other: []}
+
+
+@BATCHES
+def test_fetch_messages_many_of_nothing(state: LinkState, own: bool):
+    assert _fetch_messages_many(state, own)([]) == {}

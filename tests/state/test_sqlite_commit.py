@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -161,6 +161,63 @@ def test_a_failed_commit_fails_every_write_of_the_batch(db: GroupCommit):
     assert _values(db) == []
     db.write(lambda c: c.execute("INSERT INTO t (x) VALUES (5)"))  # the store still works
     assert _values(db) == [5]
+
+
+def test_write_many_commits_a_batch_once_and_returns_each_result_in_order(db: GroupCommit):
+    def insert(x: int) -> Callable[[sqlite3.Connection], str]:
+        def work(conn: sqlite3.Connection) -> str:
+            conn.execute("INSERT INTO t (x) VALUES (?)", (x,))
+            return f"stored {x}"
+
+        return work
+
+    results = db.write_many([insert(3), insert(1), insert(2)])
+
+    assert results == ["stored 3", "stored 1", "stored 2"]
+    assert _values(db) == [1, 2, 3]
+    assert db.commits == 1
+
+
+def test_write_many_undoes_a_failing_work_alone_and_returns_its_error(db: GroupCommit):
+    def failing(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (x) VALUES (2)")
+        raise ValueError("refused")
+
+    results = db.write_many(
+        [
+            lambda c: c.execute("INSERT INTO t (x) VALUES (1)").rowcount,
+            failing,
+            lambda c: c.execute("INSERT INTO t (x) VALUES (1)").rowcount,  # x is unique
+            lambda c: c.execute("INSERT INTO t (x) VALUES (3)").rowcount,
+        ]
+    )
+
+    ok, refused, duplicate, later = results
+    assert (ok, later) == (1, 1)
+    assert isinstance(refused, ValueError) and str(refused) == "refused"
+    assert isinstance(duplicate, StorageError)
+    assert isinstance(duplicate.__cause__, sqlite3.IntegrityError)
+    assert _values(db) == [1, 3]
+    assert db.commits == 1
+
+
+def test_write_many_of_nothing_commits_nothing(db: GroupCommit):
+    assert db.write_many([]) == []
+    assert db.commits == 0
+
+
+def test_write_many_syncs_the_log_once_for_the_batch(tmp_path: Path):
+    conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("CREATE TABLE t (x INTEGER UNIQUE)")
+    db = GroupCommit(conn, tmp_path / "s.db-wal")
+
+    db.write_many([lambda c, v=v: c.execute("INSERT INTO t VALUES (?)", (v,)) for v in range(5)])
+
+    assert (db.commits, db.syncs) == (1, 1)
+    assert _values(db) == list(range(5))
+    db.close()
 
 
 def test_concurrent_writers_share_the_fsyncs_of_the_log(tmp_path: Path):

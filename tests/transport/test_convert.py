@@ -25,11 +25,13 @@ from corolla.core import (
     encode_array,
 )
 from corolla.transport import (
+    INLINE_ARRAY_BYTES,
     EncodeCache,
     array_entries,
     check_array_entry,
     event_from_proto,
     event_to_proto,
+    inline_array,
     message_from_proto,
     message_pb2,
     message_to_proto,
@@ -346,3 +348,159 @@ def test_event_with_malformed_json_is_a_codec_error() -> None:
 
     with pytest.raises(CodecError):
         event_from_proto(proto)
+
+
+# Small arrays travel inline
+
+
+def _inline_entry(array: np.ndarray[Any, Any], name: str = "w") -> records_pb2.ArrayEntry:
+    """The entry of ``array`` sent inline, after a trip through the wire."""
+    proto, arrays_by_hash = record_dict_to_proto(
+        RecordDict({"a": ArrayRecord({name: array})}), inline_bytes=INLINE_ARRAY_BYTES
+    )
+    assert arrays_by_hash == {}
+    received = records_pb2.RecordDict.FromString(proto.SerializeToString())
+    return received.records[0].array_record.entries[0]
+
+
+@settings(max_examples=50)
+@given(record_dicts)
+def test_content_whose_arrays_fit_inline_rebuilds_without_a_resolver(content: RecordDict) -> None:
+    proto, arrays_by_hash = record_dict_to_proto(content, inline_bytes=INLINE_ARRAY_BYTES)
+    received = records_pb2.RecordDict.FromString(proto.SerializeToString())
+
+    rebuilt = record_dict_from_proto(received, {})
+
+    assert arrays_by_hash == {}
+    assert rebuilt == content
+    assert list(rebuilt) == list(content)
+    assert array_entries(received) == {}
+
+
+@settings(max_examples=50)
+@given(messages())
+def test_a_message_whose_arrays_fit_inline_rebuilds_without_a_resolver(message: Message) -> None:
+    proto, arrays_by_hash = message_to_proto(message, inline_bytes=INLINE_ARRAY_BYTES)
+    received = message_pb2.Message.FromString(proto.SerializeToString())
+
+    rebuilt = message_from_proto(received, {})
+
+    assert arrays_by_hash == {}
+    assert rebuilt == message
+
+
+def test_arrays_beyond_the_inline_budget_travel_by_reference_in_record_order() -> None:
+    first, second, third = (np.full(10, i, dtype=np.float64) for i in range(3))
+    size = len(encode_array(first))  # the three have the same encoded size
+    content = RecordDict(
+        {
+            "a": ArrayRecord({"first": first, "second": second}),
+            "m": MetricRecord({"n": 1}),
+            "b": ArrayRecord({"third": third}),
+        }
+    )
+
+    proto, arrays_by_hash = record_dict_to_proto(content, inline_bytes=2 * size)
+
+    entries = [
+        e for r in proto.records if r.HasField("array_record") for e in r.array_record.entries
+    ]
+    assert [e.name for e in entries] == ["first", "second", "third"]
+    assert entries[0].data == encode_array(first)
+    assert entries[1].data == encode_array(second)
+    assert entries[2].data == b""
+    assert list(arrays_by_hash) == [entries[2].sha256]
+    rebuilt = record_dict_from_proto(
+        proto, {h: decode_array(e.tobytes()) for h, e in arrays_by_hash.items()}
+    )
+    assert rebuilt == content
+
+
+def test_no_inline_budget_sends_every_array_by_reference() -> None:
+    content = RecordDict({"a": ArrayRecord({"w": np.arange(3)})})
+
+    proto, arrays_by_hash = record_dict_to_proto(content)
+
+    assert proto.records[0].array_record.entries[0].data == b""
+    assert len(arrays_by_hash) == 1
+
+
+def test_inline_array_decodes_the_declared_array() -> None:
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+
+    decoded = inline_array(_inline_entry(array))
+
+    assert decoded.dtype == array.dtype and decoded.tobytes() == array.tobytes()
+    assert decoded.shape == (2, 3)
+
+
+def test_inline_bytes_that_do_not_hash_to_the_entry_are_a_codec_error() -> None:
+    entry = _inline_entry(np.arange(6, dtype=np.float32))
+    tampered = bytearray(entry.data)
+    tampered[-1] ^= 0xFF
+    entry.data = bytes(tampered)
+    proto = records_pb2.RecordDict()
+    proto.records.add(name="a").array_record.entries.append(entry)
+
+    with pytest.raises(CodecError, match=r"'w'.*do not hash"):
+        inline_array(entry)
+    with pytest.raises(CodecError, match=r"'w'.*do not hash"):
+        record_dict_from_proto(proto, {})
+
+
+@pytest.mark.parametrize("length", [0, 10, 47], ids=["empty", "short", "one-short"])
+def test_inline_bytes_of_another_length_than_declared_are_a_codec_error(length: int) -> None:
+    entry = _inline_entry(np.arange(6, dtype=np.float32))
+    assert entry.encoded_size == 48
+    entry.data = entry.data[:length]
+    if length:  # the hash matches the bytes sent: the length alone is at fault
+        entry.sha256 = hashlib.sha256(entry.data).hexdigest()
+
+    with pytest.raises(CodecError, match=r"'w'.*(inline bytes|not inline)"):
+        inline_array(entry)
+
+
+def test_inline_bytes_too_long_are_a_codec_error() -> None:
+    entry = _inline_entry(np.arange(6, dtype=np.float32))
+    entry.data += b"\x00" * 4
+    entry.sha256 = hashlib.sha256(entry.data).hexdigest()
+    proto = records_pb2.RecordDict()
+    proto.records.add(name="a").array_record.entries.append(entry)
+
+    with pytest.raises(CodecError, match=r"'w' carries 52 inline bytes; it declares 48"):
+        record_dict_from_proto(proto, {})
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [np.arange(6, dtype=np.float32).reshape(3, 2), np.arange(6, dtype=np.int32).reshape(2, 3)],
+    ids=["other-shape", "other-dtype"],
+)
+def test_inline_bytes_whose_header_contradicts_the_entry_are_a_codec_error(
+    sent: np.ndarray[Any, Any],
+) -> None:
+    # The entry declares float32 (2, 3); the bytes, of the same size and with a matching
+    # hash, encode another shape or dtype.
+    entry = _inline_entry(np.zeros((2, 3), dtype=np.float32))
+    entry.data = encode_array(sent)
+    entry.sha256 = hashlib.sha256(entry.data).hexdigest()
+    check_array_entry(entry)  # the entry itself is well formed
+    proto = records_pb2.RecordDict()
+    proto.records.add(name="a").array_record.entries.append(entry)
+
+    with pytest.raises(CodecError, match=r"'w' is declared <f4\[2, 3\]"):
+        record_dict_from_proto(proto, {})
+
+
+def test_array_entries_leave_inline_arrays_out_unless_asked() -> None:
+    small, large = np.arange(3, dtype=np.int8), np.arange(100, dtype=np.float64)
+    content = RecordDict({"a": ArrayRecord({"small": small, "large": large})})
+    proto, arrays_by_hash = record_dict_to_proto(content, inline_bytes=len(encode_array(small)))
+    small_entry, large_entry = proto.records[0].array_record.entries
+
+    referenced = array_entries(proto)
+    every = array_entries(proto, include_inline=True)
+
+    assert small_entry.data and not large_entry.data
+    assert list(referenced) == [large_entry.sha256] == list(arrays_by_hash)
+    assert every == {small_entry.sha256: small_entry, large_entry.sha256: large_entry}

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from ..runtime import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link
+from ..runtime._memory import quiet_garbage_collector
 from ._run import corolla_home
 
 __all__ = ["add_link_parser", "link_command"]
@@ -55,6 +56,7 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         with link:
+            quiet_garbage_collector()
             console.print(
                 f"corolla link: fleet {link.fleet_address}, control {link.control_address}",
                 highlight=False,

@@ -20,6 +20,17 @@ __all__ = ["AsyncServer"]
 
 T = TypeVar("T")
 
+#: Longest the loop waits, when stopping, for cancelled tasks to finish.
+_SETTLE_S = 5.0
+
+
+async def _cancel_tasks() -> None:
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
 
 class AsyncServer:
     """A ``grpc.aio`` server running on a new thread's event loop.
@@ -75,6 +86,8 @@ class AsyncServer:
         try:
             self.call(self.server.stop(grace))
         finally:
+            # Tasks the handlers left (a batch still on the pool) end before the loop does.
+            asyncio.run_coroutine_threadsafe(_cancel_tasks(), self._loop).result(_SETTLE_S)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()

@@ -21,6 +21,7 @@ from corolla.transport import (
     transfer_pb2,
     user_config_to_proto,
 )
+from corolla.transport._framing import length_delimited
 from corolla.transport._proto import serverappio_pb2, serverappio_pb2_grpc
 
 from ._payloads import payload_status, serve_payload, store_pushed
@@ -38,6 +39,11 @@ __all__ = ["ServerAppIoServicer"]
 
 #: Longest a reply stream waits between checks that its caller is still there.
 _LIVENESS_S = 1.0
+#: A reply stream's response holds the replies at hand, up to about this many bytes:
+#: a thousand small replies stored in one batch travel in a few messages, not a thousand.
+_RESPONSE_BYTES = 4 * 1024 * 1024
+#: The field number of ``PullRepliesResponse.messages``.
+_MESSAGES_FIELD = serverappio_pb2.PullRepliesResponse.MESSAGES_FIELD_NUMBER
 
 
 class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
@@ -127,9 +133,9 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
         return serverappio_pb2.PushMessagesResponse(message_ids=ids)
 
     @stream_errors
-    def PullReplies(
+    def PullReplies(  # type: ignore[override]  # serialized responses (see _malformed)
         self, request: serverappio_pb2.PullRepliesRequest, context: grpc.ServicerContext
-    ) -> Iterator[serverappio_pb2.PullRepliesResponse]:
+    ) -> Iterator[bytes]:
         run_id = self._run_id(context)
         shared = self._shared
         wanted = set(request.message_ids)
@@ -142,11 +148,20 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
         cursor = shared.state.reply_cursor()
         replies = shared.state.get_replies(run_id, request.message_ids)
         while context.is_active() and not shared.signals.closed:
+            # Serialized PullRepliesResponses, assembled from the stored bytes.
+            batch: list[bytes] = []
+            size = 0
             for reply in replies:
                 answered_id = reply.metadata.reply_to_message_id
                 if answered_id in wanted and answered_id not in answered:
                     answered.add(answered_id)
-                    yield serverappio_pb2.PullRepliesResponse(message=shared.to_proto(reply))
+                    batch.append(length_delimited(_MESSAGES_FIELD, shared.serialized(reply)))
+                    size += len(batch[-1])
+                    if size >= _RESPONSE_BYTES:
+                        yield b"".join(batch)
+                        batch, size = [], 0
+            if batch:
+                yield b"".join(batch)
             if len(answered) == len(wanted):
                 return
             wait = _LIVENESS_S

@@ -2,7 +2,10 @@
 
 The servicer runs on a ``grpc.aio`` server (see ``_aio``): a node's ``Receive`` stream
 waits as a coroutine, and what blocks (the state's transactions, blob writes) runs on
-the server's thread pool, which the handlers await.
+the server's thread pool, which the handlers await. The two calls every node makes every
+round, handing out its messages and storing its reply, are gathered across nodes into
+batches (see ``_batch``): one thread hop, one transaction and one fsync for all the
+replies that arrived while the previous batch was stored.
 
 Tokens on the wire are ``<node_id>.<secret>``: the state keeps only the secret's hash,
 keyed by node id, so the link reads the id from the token and checks the secret. Every
@@ -18,7 +21,7 @@ import hashlib
 import hmac
 import itertools
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent import futures
 from typing import Any, TypeVar
 
@@ -43,7 +46,9 @@ from corolla.transport import (
     transfer_pb2,
     user_config_from_proto,
 )
+from corolla.transport._framing import length_delimited
 
+from ._batch import LoopBatcher
 from ._convert import run_to_proto
 from ._payloads import payload_status, serve_payload, store_pushed
 from ._shared import (
@@ -148,6 +153,12 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self._lock = threading.Lock()
         self._in_flight: dict[int, dict[str, StoredMessage]] = {}
         self._tokens = _TokenCache()
+        self._deliveries: LoopBatcher[int, list[StoredMessage]] = LoopBatcher(
+            executor, self._deliver
+        )
+        self._replies: LoopBatcher[tuple[int, message_pb2.Message], fleet_pb2.SendReplyResponse] = (
+            LoopBatcher(executor, self._send_replies)
+        )
 
     async def _blocking(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` on the executor, awaited."""
@@ -247,49 +258,92 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         return fleet_pb2.HeartbeatResponse(heartbeat_interval=node.heartbeat_interval)
 
     @aio_stream_errors
-    async def Receive(
+    async def Receive(  # type: ignore[override]  # serialized ReceiveResponses (_malformed)
         self, request: fleet_pb2.ReceiveRequest, context: Context
-    ) -> AsyncIterator[fleet_pb2.ReceiveResponse]:
+    ) -> AsyncIterator[bytes]:
         node_id = await self._node_id(context)
         shared = self._shared
         key = node_key(node_id)
         for stored in await self._blocking(self._redeliveries, node_id):
-            yield fleet_pb2.ReceiveResponse(message=shared.to_proto(stored))
+            yield _receive_response(shared.serialized(stored, inline=True))
         changed = True
         while not shared.signals.closed:
             seen = shared.signals.generation(key)
             if changed:
-                for stored in await self._blocking(shared.state.fetch_messages, node_id):
-                    self._handed_out(node_id, stored)
-                    yield fleet_pb2.ReceiveResponse(message=shared.to_proto(stored))
+                for stored in await self._deliveries.submit(node_id):
+                    yield _receive_response(shared.serialized(stored, inline=True))
             # Woken at once when a message is stored for this node; a caller that goes
             # away cancels the stream. The timeout brings nothing new, so a thousand idle
             # nodes cost no state transactions.
             changed = await shared.signals.wait_async(key, seen, _LIVENESS_S)
+
+    def _deliver(self, node_ids: Sequence[int]) -> list[list[StoredMessage] | BaseException]:
+        """Hand out the pending messages of each node, in one transaction; a node named
+        twice gets its messages once."""
+        fetched = self._shared.state.fetch_messages_many(node_ids)
+        given: set[int] = set()
+        results: list[list[StoredMessage] | BaseException] = []
+        for node_id in node_ids:
+            outcome = fetched[node_id]
+            if isinstance(outcome, BaseException) or node_id in given:
+                results.append(outcome if isinstance(outcome, BaseException) else [])
+                continue
+            given.add(node_id)
+            for stored in outcome:
+                self._handed_out(node_id, stored)
+            results.append(outcome)
+        return results
 
     @aio_servicer_errors
     async def SendReply(
         self, request: fleet_pb2.SendReplyRequest, context: Context
     ) -> fleet_pb2.SendReplyResponse:
         node_id = await self._node_id(context)
-        return await self._blocking(self._send_reply, node_id, request.message)
+        return await self._replies.submit((node_id, request.message))
 
-    def _send_reply(self, node_id: int, proto: message_pb2.Message) -> fleet_pb2.SendReplyResponse:
+    def _send_replies(
+        self, replies: Sequence[tuple[int, message_pb2.Message]]
+    ) -> list[fleet_pb2.SendReplyResponse | BaseException]:
+        """Check and store a batch of replies, durably, in one commit; each reply gets
+        its id, or the error that refused it (logged in its run's events)."""
+        shared = self._shared
+        results: list[fleet_pb2.SendReplyResponse | BaseException] = [
+            fleet_pb2.SendReplyResponse()
+        ] * len(replies)
+        accepted: list[tuple[int, StoredMessage]] = []
+        for position, (node_id, proto) in enumerate(replies):
+            try:
+                accepted.append((position, self._checked_reply(node_id, proto)))
+            except Exception as exc:
+                results[position] = exc
+        # Durable before the acknowledgement: store_replies commits before returning.
+        outcomes = shared.state.store_replies([stored for _, stored in accepted])
+        woken = set()
+        for (position, stored), outcome in zip(accepted, outcomes):
+            node_id, proto = replies[position]
+            if isinstance(outcome, CorollaError):
+                self._log_rejection(node_id, proto.metadata, outcome)
+                results[position] = outcome
+                continue
+            self._answered(node_id, stored.metadata.reply_to_message_id)
+            woken.add(replies_key(stored.metadata.run_id))
+            results[position] = fleet_pb2.SendReplyResponse(message_id=outcome)
+        if woken:
+            shared.signals.notify(sorted(woken))
+        return results
+
+    def _checked_reply(self, node_id: int, proto: message_pb2.Message) -> StoredMessage:
+        """The reply a node sent, checked and ready for the state (its content inline
+        when small)."""
         if proto.metadata.src_node_id != node_id:
             raise NodeAuthenticationError(
                 f"node {node_id} cannot send a reply as node {proto.metadata.src_node_id}"
             )
-        shared = self._shared
         try:
-            stored = shared.to_stored(proto, inline=True)
-            # Durable before the acknowledgement: store_reply commits before returning.
-            message_id = shared.state.store_reply(stored)
+            return self._shared.to_stored(proto, inline=True)
         except CorollaError as exc:
             self._log_rejection(node_id, proto.metadata, exc)
             raise
-        self._answered(node_id, stored.metadata.reply_to_message_id)
-        shared.signals.notify([replies_key(stored.metadata.run_id)])
-        return fleet_pb2.SendReplyResponse(message_id=message_id)
 
     def _log_rejection(
         self, node_id: int, metadata: message_pb2.Metadata, exc: CorollaError
@@ -373,6 +427,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             raise ConfigError(f"no run uses bundle {request.sha256[:12]}")
         for chunk in serve_payload(self._shared.blobs, request.sha256, request.offset):
             yield chunk
+
+
+def _receive_response(message: bytes) -> bytes:
+    """A serialized ``ReceiveResponse`` carrying the serialized ``message``."""
+    return length_delimited(1, message)
 
 
 def _identity(context: Context) -> NodeIdentity:

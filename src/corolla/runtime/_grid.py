@@ -27,6 +27,7 @@ from corolla.transport import (
     event_to_proto,
     iter_rpc,
     message_from_proto,
+    message_pb2,
     message_to_proto,
     record_dict_from_proto,
     record_dict_to_proto,
@@ -64,8 +65,8 @@ def result_event_data(
     return data, payloads
 
 
-def _arrays_size(response: serverappio_pb2.PullRepliesResponse) -> int:
-    return sum(e.encoded_size for e in array_entries(response.message).values())
+def _arrays_size(message: message_pb2.Message) -> int:
+    return sum(e.encoded_size for e in array_entries(message).values())
 
 
 class GrpcGrid(Grid):
@@ -157,19 +158,19 @@ class GrpcGrid(Grid):
         phase = self._phases.get(ids[0], "")
         request = serverappio_pb2.PullRepliesRequest(message_ids=ids, timeout=timeout or 0.0)
         call = self._stub.PullReplies(request, metadata=self._metadata)
-        replies = prefetched(iter_rpc(call), self._fetch_arrays, _arrays_size, call.cancel)
+        protos = (proto for response in iter_rpc(call) for proto in response.messages)
+        replies = prefetched(protos, self._fetch_arrays, _arrays_size, call.cancel)
         try:
             reported = time.monotonic()
             previous: set[str] = set()
-            for done, response in enumerate(replies, start=1):
-                proto = response.message
+            for done, proto in enumerate(replies, start=1):
                 held = set(array_entries(proto))
                 # The previous reply was folded when the caller asked for this one: keep
                 # only what this one shares with it (often the same update from many nodes).
                 for sha256 in previous - held:
                     self._arrays.blobs.delete(sha256)
                 previous = held
-                self._fetch_arrays(response)  # again, in case the line above dropped a shared one
+                self._fetch_arrays(proto)  # again, in case the line above dropped a shared one
                 reply = message_from_proto(proto, self._arrays)
                 self._phases.pop(reply.metadata.reply_to_message_id, None)
                 # A progress event is a durable write on the link: one a second at most, not
@@ -188,8 +189,8 @@ class GrpcGrid(Grid):
             replies.close()
         self._forget_arrays()
 
-    def _fetch_arrays(self, response: serverappio_pb2.PullRepliesResponse) -> None:
-        self._arrays.fetch({h: e.encoded_size for h, e in array_entries(response.message).items()})
+    def _fetch_arrays(self, proto: message_pb2.Message) -> None:
+        self._arrays.fetch({h: e.encoded_size for h, e in array_entries(proto).items()})
 
     def _forget_arrays(self) -> None:
         # Replies' arrays are folded as they arrive; keep none beyond the batch.

@@ -6,6 +6,10 @@ the method nor what was wrong. Here the generated servicers are registered throu
 :func:`add_servicer`, whose deserializers hand a :class:`MalformedRequest` to the
 handler instead of raising; :func:`reject_malformed` (called by the handlers' error
 wrappers) turns it into a :class:`~corolla.core.MessageError` naming both.
+
+The same registration lets a handler answer with a response already serialized: a
+``bytes`` response goes to the wire as it is. The link serves the messages it pushes
+to nodes this way, assembled from stored bytes instead of parsed and serialized again.
 """
 
 from __future__ import annotations
@@ -77,11 +81,23 @@ def _tolerant(deserialize: Callable[[bytes], Any], method: str) -> Callable[[byt
     return parse
 
 
+def _passing_bytes(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    def serialized(response: Any) -> bytes:
+        return response if isinstance(response, bytes) else serialize(response)
+
+    return serialized
+
+
 def _tolerant_handler(handler: Any, method: str) -> Any:
-    if handler is None or handler.request_deserializer is None:
+    if handler is None:
         return handler
+    changes = {}
+    if handler.request_deserializer is not None:
+        changes["request_deserializer"] = _tolerant(handler.request_deserializer, method)
+    if handler.response_serializer is not None:
+        changes["response_serializer"] = _passing_bytes(handler.response_serializer)
     # gRPC's method handlers are named tuples.
-    return handler._replace(request_deserializer=_tolerant(handler.request_deserializer, method))
+    return handler._replace(**changes)
 
 
 class _TolerantGenericHandler(grpc.GenericRpcHandler):
@@ -115,5 +131,6 @@ def add_servicer(
     add: Callable[[S, Any], None], servicer: S, server: grpc.Server | grpc.aio.Server
 ) -> None:
     """Register ``servicer`` on ``server`` with a generated ``add`` function, so that its
-    handlers receive a :class:`MalformedRequest` for a request that does not parse."""
+    handlers receive a :class:`MalformedRequest` for a request that does not parse, and
+    may return (or yield) a response as its serialized ``bytes``."""
     add(servicer, _Registrar(server))

@@ -4,8 +4,9 @@ It connects outbound only: it registers with the link (rejoining with the id and
 kept in its state directory), keeps a heartbeat going, and holds a ``Receive`` stream
 open, on which the link pushes messages as soon as they exist. For each message it
 installs the run's app bundle if needed (one directory per bundle hash), downloads the
-arrays it does not hold, runs the ClientApp with the run's context (whose state is kept
-on disk), uploads the reply's arrays the link lacks and sends the reply. A failure at
+arrays it does not hold and that did not come inline, runs the ClientApp with the run's
+context (whose state is kept on disk), and sends the reply: its small arrays inline,
+the others uploaded first where the link lacks them. A failure at
 any step becomes an error reply. A broken connection is retried with exponential
 backoff, forever, until :meth:`Node.stop`.
 """
@@ -37,6 +38,7 @@ from corolla.core import (
 from corolla.project import AppConfig, load_component
 from corolla.state import NodeIdentity
 from corolla.transport import (
+    INLINE_ARRAY_BYTES,
     TransportError,
     array_entries,
     bearer_metadata,
@@ -69,6 +71,8 @@ _FORGOTTEN = frozenset({ErrorCode.NODE_UNAVAILABLE, ErrorCode.UNAUTHENTICATED})
 
 #: Message ids remembered to skip redeliveries.
 _SEEN_LIMIT = 10_000
+#: Runs whose description (bundle hash, run config) a node remembers.
+_RUNS_LIMIT = 64
 
 
 class NodeStatus(enum.Enum):
@@ -130,6 +134,7 @@ class Node:
         self._call: Any = None
         self._seen: dict[str, None] = {}
         self._apps: dict[str, Callable[..., Message]] = {}
+        self._runs: dict[int, run_pb2.Run] = {}
         self.node_id: int | None = None
         self.replies_sent = 0
 
@@ -281,7 +286,9 @@ class Node:
             reply = _error_reply(
                 proto, ErrorCode.CLIENT_APP_RAISED, f"node {node_id}: {type(exc).__name__}: {exc}"
             )
-        reply_proto, arrays = message_to_proto(reply.with_metadata(src_node_id=node_id))
+        reply_proto, arrays = message_to_proto(
+            reply.with_metadata(src_node_id=node_id), inline_bytes=INLINE_ARRAY_BYTES
+        )
         try:
             push_missing(stub.StatArrays, stub.PushArrays, arrays, metadata)
             with translate_rpc_errors():
@@ -307,8 +314,7 @@ class Node:
         proto: message_pb2.Message,
     ) -> Message:
         run_id = proto.metadata.run_id
-        with translate_rpc_errors():
-            run = stub.GetRun(run_pb2.GetRunRequest(run_id=run_id), metadata=metadata).run
+        run = self._run_info(stub, metadata, run_id)
         app = self._client_app(stub, metadata, run)
         cache = ArrayCache(self._store.blobs, stub.PullArrays, metadata)
         cache.fetch({h: e.encoded_size for h, e in array_entries(proto).items()})
@@ -323,6 +329,18 @@ class Node:
         reply = run_client_app(app, message, context)
         self._store.save_state(run_id, context.state)
         return reply
+
+    def _run_info(self, stub: fleet_pb2_grpc.FleetStub, metadata: Any, run_id: int) -> run_pb2.Run:
+        """The run's bundle hash and run config, asked of the link once per run (neither
+        changes while the run lives)."""
+        run = self._runs.get(run_id)
+        if run is None:
+            with translate_rpc_errors():
+                run = stub.GetRun(run_pb2.GetRunRequest(run_id=run_id), metadata=metadata).run
+            if len(self._runs) >= _RUNS_LIMIT:
+                self._runs.pop(next(iter(self._runs)))
+            self._runs[run_id] = run
+        return run
 
     def _client_app(
         self, stub: fleet_pb2_grpc.FleetStub, metadata: Any, run: run_pb2.Run

@@ -89,9 +89,10 @@ def prefetched(
 
     While the consumer holds one response, the fetches of up to ``depth - 1`` following
     ones run on worker threads, as long as their ``size`` sum stays within ``max_bytes``
-    (a response larger than that is fetched alone). A response is held until the
-    consumer asks for the next one. ``cancel`` ends the stream of ``responses`` when the
-    consumer stops early.
+    (a response larger than that is fetched alone). A response of size 0 has nothing to
+    download: its ``fetch`` runs at once, on the thread reading the responses. A response
+    is held until the consumer asks for the next one. ``cancel`` ends the stream of
+    ``responses`` when the consumer stops early.
 
     Raises
     ------
@@ -108,7 +109,13 @@ def prefetched(
                 needed = size(response)
                 if not budget.take(needed):
                     return
-                ready.put(_Item(response, needed, pool.submit(fetch, response)))
+                if needed:
+                    fetched = pool.submit(fetch, response)
+                else:  # nothing to download (arrays inline, or none): no hop to the pool
+                    fetched = futures.Future()
+                    fetch(response)
+                    fetched.set_result(None)
+                ready.put(_Item(response, needed, fetched))
             ready.put(None)
         except BaseException as exc:  # handed to the consumer, who raises it
             ready.put(_Failed(exc))

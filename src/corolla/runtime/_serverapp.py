@@ -25,7 +25,7 @@ from corolla.project import AppConfig
 from corolla.transport import channel_options
 
 from ._grid import GrpcGrid
-from ._memory import return_freed_buffers
+from ._memory import quiet_garbage_collector, return_freed_buffers
 from ._runs import RUN_CONFIG_ENV, SECRET_ENV
 
 __all__ = ["main"]
@@ -46,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             app = AppConfig.load(args.app_dir)
             server = app.server_ref.load()
+            quiet_garbage_collector()
             grid.emit(Event("run.app", args.run_id, data={"app": app.name}))
             server(grid, Context(args.run_id, 0, {}, run_config, RecordDict()))
         except Exception as exc:

@@ -3,7 +3,9 @@
 A message's content is stored as one blob, the serialized ``corolla.v1.RecordDict``
 whose array entries name other blobs by hash. Every node of a round gets the same
 content, so a round's global model is one content blob plus one blob per array,
-whatever the number of nodes.
+whatever the number of nodes. When the link pushes a message to a node it embeds the
+small arrays (within :data:`~corolla.transport.INLINE_ARRAY_BYTES`) in their entries:
+that delivery form is built once per content and served to every node from memory.
 """
 
 from __future__ import annotations
@@ -22,15 +24,19 @@ from corolla.core import CodecError, CorollaError, Error, ErrorCode, MessageErro
 from corolla.state import BlobStore, LinkState, StoredMessage
 from corolla.transport import (
     ERROR_CODE_KEY,
+    INLINE_ARRAY_BYTES,
     abort,
     array_entries,
     check_array_entry,
+    inline_array,
     message_pb2,
     metadata_from_proto,
     metadata_to_proto,
+    records_pb2,
     sha256_of,
     status_for,
 )
+from corolla.transport._framing import serialized_message
 
 from ._malformed import reject_malformed
 from ._signal import Signals
@@ -49,8 +55,9 @@ __all__ = [
 
 _log = logging.getLogger("corolla.runtime.link")
 
-#: How many message contents (each at most INLINE_CONTENT_BYTES) the link keeps read.
-_CACHED_CONTENTS = 64
+#: How many bytes of message contents the link keeps read, in their stored form and in
+#: the delivery form with small arrays inline.
+_CACHED_CONTENT_BYTES = 64 * 1024 * 1024
 #: The largest reply content (serialized records, arrays by reference) kept in the
 #: state's row rather than in a blob.
 INLINE_CONTENT_BYTES = 64 * 1024
@@ -150,22 +157,29 @@ class LinkShared:
     signals: Signals
     apps_dir: Path
     heartbeat_interval: float
-    # The serialized content of the latest messages read from blobs: every node of a
-    # round gets the same content, read from disk once rather than once per node.
-    _contents: dict[str, bytes] = dataclasses.field(default_factory=dict, repr=False)
-    _contents_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+    # The serialized content of the latest messages read from blobs, as stored and as
+    # delivered (small arrays inline): every node of a round gets the same content,
+    # read from disk and built once rather than once per node.
+    _contents: _ContentCache = dataclasses.field(
+        default_factory=lambda: _ContentCache(_CACHED_CONTENT_BYTES), repr=False
+    )
 
     def check_arrays_held(self, proto: message_pb2.Message) -> None:
         """Every array a message references must be stored, with the declared size.
 
+        An array carried inline must be the array its entry declares (size, hash, header).
+
         Raises
         ------
         CodecError
-            If an entry is malformed.
+            If an entry is malformed, or inline bytes are not the declared array.
         MessageError
             If an array is not held (push it first) or its size disagrees.
         """
-        for sha256, entry in array_entries(proto).items():
+        for sha256, entry in array_entries(proto, include_inline=True).items():
+            if entry.data:
+                inline_array(entry)
+                continue
             check_array_entry(entry)
             if not self.blobs.exists(sha256):
                 raise _NotHeldError(f"array {entry.name!r} (sha256 {sha256[:12]}) was not pushed")
@@ -201,31 +215,84 @@ class LinkShared:
             return StoredMessage(metadata, error=Error(proto.error.code, proto.error.reason))
         raise MessageError("message carries neither content nor an error")
 
-    def to_proto(self, stored: StoredMessage) -> message_pb2.Message:
-        """The wire form of a stored message (its arrays stay referenced by hash)."""
-        proto = message_pb2.Message(metadata=metadata_to_proto(stored.metadata))
+    def serialized(self, stored: StoredMessage, *, inline: bool = False) -> bytes:
+        """The wire form of a stored message, serialized: assembled from the stored bytes
+        of its content without parsing them (see ``corolla.transport._framing``).
+
+        Arrays stay as stored (by hash, or inline as their sender sent them); with
+        ``inline`` (a message pushed to a node), stored content carries its small arrays
+        inline, within :data:`~corolla.transport.INLINE_ARRAY_BYTES`.
+        """
+        metadata = metadata_to_proto(stored.metadata)
         if stored.content is not None:
-            proto.content.ParseFromString(stored.content)
-        elif stored.content_hash is not None:
-            proto.content.ParseFromString(self._content(stored.content_hash))
-        elif stored.error is not None:
-            proto.error.CopyFrom(
-                message_pb2.Error(code=stored.error.code, reason=stored.error.reason)
+            return serialized_message(metadata, content=stored.content)
+        if stored.content_hash is not None:
+            content = (
+                self._delivered(stored.content_hash)
+                if inline
+                else self._content(stored.content_hash)
             )
-        return proto
+            return serialized_message(metadata, content=content)
+        if stored.error is not None:
+            error = message_pb2.Error(code=stored.error.code, reason=stored.error.reason)
+            return serialized_message(metadata, error=error)
+        return serialized_message(metadata)
 
     def _content(self, content_hash: str) -> bytes:
-        with self._contents_lock:
-            cached = self._contents.get(content_hash)
-        if cached is not None:
-            return cached
-        content = bytes(self.blobs.open(content_hash))
-        if len(content) <= INLINE_CONTENT_BYTES:
-            with self._contents_lock:
-                if len(self._contents) >= _CACHED_CONTENTS:
-                    del self._contents[next(iter(self._contents))]  # the oldest
-                self._contents[content_hash] = content
+        key = ("stored", content_hash)
+        content = self._contents.get(key)
+        if content is None:
+            content = bytes(self.blobs.open(content_hash))
+            self._contents.put(key, content)
         return content
+
+    def _delivered(self, content_hash: str) -> bytes:
+        """The stored content with its small arrays inline, as a node is sent it."""
+        key = ("delivered", content_hash)
+        content = self._contents.get(key)
+        if content is not None:
+            return content
+        proto = records_pb2.RecordDict()
+        proto.ParseFromString(self._content(content_hash))
+        budget = INLINE_ARRAY_BYTES
+        for named in proto.records:
+            if named.WhichOneof("record") != "array_record":
+                continue
+            for entry in named.array_record.entries:
+                if entry.data:
+                    budget -= len(entry.data)
+                elif entry.encoded_size <= budget:
+                    entry.data = bytes(self.blobs.open(entry.sha256))
+                    budget -= entry.encoded_size
+        content = proto.SerializeToString(deterministic=True)
+        self._contents.put(key, content)
+        return content
+
+
+class _ContentCache:
+    """Serialized contents by key, the oldest dropped beyond ``max_bytes`` in total."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._lock = threading.Lock()
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._entries: dict[tuple[str, str], bytes] = {}
+
+    def get(self, key: tuple[str, str]) -> bytes | None:
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key: tuple[str, str], content: bytes) -> None:
+        if len(content) > self._max_bytes // 8:
+            return  # a large content is read when needed, not kept
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = content
+            self._bytes += len(content)
+            while self._bytes > self._max_bytes:
+                oldest = next(iter(self._entries))
+                self._bytes -= len(self._entries.pop(oldest))
 
 
 class _NotHeldError(MessageError):

@@ -17,11 +17,11 @@ reply itself, so a ServerApp waiting in :meth:`~LinkState.get_replies` is never 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TypeVar
 
-from corolla.core import Event, UserConfigValue
+from corolla.core import CorollaError, Event, UserConfigValue
 
 from ._types import (
     Checkpoint,
@@ -233,6 +233,21 @@ class LinkState(abc.ABC):
             If ``limit`` is not a positive int.
         """
 
+    def fetch_messages_many(
+        self, node_ids: Iterable[int]
+    ) -> dict[int, list[StoredMessage] | CorollaError]:
+        """:meth:`fetch_messages` for each of ``node_ids`` (repeats counted once), in one
+        transaction where the store can: node id -> its messages, or the error that
+        fetching them raised (:class:`UnknownNodeError`, ...)."""
+        fetched: dict[int, list[StoredMessage] | CorollaError] = {}
+        for node_id in node_ids:
+            if node_id not in fetched:
+                try:
+                    fetched[node_id] = self.fetch_messages(node_id)
+                except CorollaError as exc:
+                    fetched[node_id] = exc
+        return fetched
+
     @abc.abstractmethod
     def store_reply(self, reply: StoredMessage) -> str:
         """Store a node's reply to a delivered message, durably, and return its id.
@@ -256,6 +271,17 @@ class LinkState(abc.ABC):
         MessageError
             If ``reply_to_message_id`` is empty, or ``message_id`` is taken.
         """
+
+    def store_replies(self, replies: Sequence[StoredMessage]) -> list[str | CorollaError]:
+        """:meth:`store_reply` for each reply, durably, in one commit where the store
+        can: in order, each reply's id, or the error that storing it raised."""
+        stored: list[str | CorollaError] = []
+        for reply in replies:
+            try:
+                stored.append(self.store_reply(reply))
+            except CorollaError as exc:
+                stored.append(exc)
+        return stored
 
     @abc.abstractmethod
     def get_replies(self, run_id: int, message_ids: Iterable[str]) -> list[StoredMessage]:

@@ -27,11 +27,19 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from corolla.core import ConfigError, Error, ErrorCode, Event, MessageError, UserConfigValue
+from corolla.core import (
+    ConfigError,
+    CorollaError,
+    Error,
+    ErrorCode,
+    Event,
+    MessageError,
+    UserConfigValue,
+)
 
 from ._base import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TOLERANCE, LinkState
 from ._checks import (
@@ -407,8 +415,18 @@ class SqliteLinkState(LinkState):
         return self._db.write(work)
 
     def fetch_messages(self, node_id: int, *, limit: int | None = None) -> list[StoredMessage]:
-        sql_limit = check_limit(limit)
+        return self._db.write(self._fetch_work(node_id, check_limit(limit)))
 
+    def fetch_messages_many(
+        self, node_ids: Iterable[int]
+    ) -> dict[int, list[StoredMessage] | CorollaError]:
+        wanted = list(dict.fromkeys(node_ids))
+        results = self._db.write_many([self._fetch_work(n, check_limit(None)) for n in wanted])
+        return dict(zip(wanted, _results_or_errors(results)))
+
+    def _fetch_work(
+        self, node_id: int, sql_limit: int
+    ) -> Callable[[sqlite3.Connection], list[StoredMessage]]:
         def work(conn: sqlite3.Connection) -> list[StoredMessage]:
             now = self._clock()
             get_node_row(conn, node_id)
@@ -423,9 +441,23 @@ class SqliteLinkState(LinkState):
             )
             return [to_instruction(row) for row in rows]
 
-        return self._db.write(work)
+        return work
 
     def store_reply(self, reply: StoredMessage) -> str:
+        return self._db.write(self._reply_work(reply))
+
+    def store_replies(self, replies: Sequence[StoredMessage]) -> list[str | CorollaError]:
+        works: list[Callable[[sqlite3.Connection], str] | CorollaError] = []
+        for reply in replies:
+            try:
+                works.append(self._reply_work(reply))
+            except CorollaError as exc:
+                works.append(exc)
+        valid = [w for w in works if not isinstance(w, CorollaError)]
+        done = iter(_results_or_errors(self._db.write_many(valid)))
+        return [w if isinstance(w, CorollaError) else next(done) for w in works]
+
+    def _reply_work(self, reply: StoredMessage) -> Callable[[sqlite3.Connection], str]:
         if not isinstance(reply, StoredMessage):
             raise MessageError(f"expected a StoredMessage, got {type(reply).__name__}")
         md = reply.metadata
@@ -478,7 +510,7 @@ class SqliteLinkState(LinkState):
             )
             return reply_id
 
-        return self._db.write(work)
+        return work
 
     def get_replies(self, run_id: int, message_ids: Iterable[str]) -> list[StoredMessage]:
         if isinstance(message_ids, str):
@@ -661,3 +693,15 @@ def _run_status(status: object) -> RunStatus:
         raise ConfigError(
             f"unknown run status {status!r}; one of {', '.join(s.value for s in RunStatus)}"
         ) from None
+
+
+R = TypeVar("R")
+
+
+def _results_or_errors(results: list[R | BaseException]) -> list[R | CorollaError]:
+    """The results of a batch of works, each a value or the corolla error its work
+    raised; any other exception (a bug) is raised."""
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, CorollaError):
+            raise result
+    return results  # type: ignore[return-value]

@@ -20,6 +20,10 @@ durable, the commit frame included, so a writer never returns before its changes
 survive a power loss (as with SQLite's ``synchronous=FULL``), while other threads go on
 reading and committing during the fsync instead of queuing behind it. Readers may see a
 commit whose fsync is still running; only its writer is told it is done, after.
+
+A caller holding many writes at once (a batch of replies gathered by the link's event
+loop) hands them over together with :meth:`GroupCommit.write_many`: one lock, one
+commit, one fsync, and each write's own result or error.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -121,6 +125,30 @@ class GroupCommit:
             raise item.error
         self._sync(item.commit)
         return item.result  # type: ignore[return-value]
+
+    def write_many(
+        self, works: Sequence[Callable[[sqlite3.Connection], T]]
+    ) -> list[T | BaseException]:
+        """Run ``works`` as :meth:`write` runs one, in one commit; return, in order, each
+        work's result, or the exception it raised (its own changes undone).
+
+        Raises
+        ------
+        StorageError
+            If the fsync fails (nothing can be told durable).
+        """
+        items = [_Work(work) for work in works]
+        if not items:
+            return []
+        with self._queue_lock:
+            self._queue.extend(items)  # type: ignore[arg-type]
+        with self._lock:
+            if not all(item.done for item in items):
+                self._commit_queued()
+        committed = [item.commit for item in items if item.error is None]
+        if committed:
+            self._sync(max(committed))
+        return [item.error if item.error is not None else item.result for item in items]  # type: ignore[misc]
 
     def sync(self) -> None:
         """Make everything committed so far durable, also what was committed on the

@@ -8,7 +8,8 @@ This layer knows gRPC and protobuf but no server or node logic; ``corolla link``
   ``python -m corolla.transport._generate``. The protocol is described in
   ``docs/wire-protocol.md``.
 - Conversion: :func:`message_to_proto` / :func:`message_from_proto` and friends; arrays
-  travel beside the message, keyed by the SHA-256 of their encoded bytes.
+  travel beside the message, keyed by the SHA-256 of their encoded bytes, or inline
+  within :data:`INLINE_ARRAY_BYTES` a message (:func:`inline_array`).
 - Chunks: :class:`EncodedArray`, :func:`iter_chunks`, :func:`chunk_messages`,
   :class:`ChunkAssembler` into a :class:`MemorySink` or :class:`FileSink`,
   :func:`read_chunks`.
@@ -29,11 +30,13 @@ from ._chunks import (
     read_chunks,
 )
 from ._convert import (
+    INLINE_ARRAY_BYTES,
     ArrayResolver,
     array_entries,
     check_array_entry,
     event_from_proto,
     event_to_proto,
+    inline_array,
     message_from_proto,
     message_to_proto,
     metadata_from_proto,
@@ -79,6 +82,7 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_PAYLOAD_SIZE",
     "ERROR_CODE_KEY",
+    "INLINE_ARRAY_BYTES",
     "ArrayResolver",
     "CertificateFiles",
     "ChunkAssembler",
@@ -105,6 +109,7 @@ __all__ = [
     "fleet_pb2",
     "fleet_pb2_grpc",
     "generate_certificates",
+    "inline_array",
     "iter_chunks",
     "iter_rpc",
     "message_from_proto",

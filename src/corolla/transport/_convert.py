@@ -1,9 +1,16 @@
 """Records, messages, user config and events <-> their ``corolla.v1`` protobuf messages.
 
-Arrays are never embedded: converting content yields the protobuf message plus a mapping
+Arrays travel by reference: converting content yields the protobuf message plus a mapping
 from content hash to :class:`EncodedArray`, which the sender streams as chunks (and only
 those the receiver lacks); rebuilding content takes a resolver from hash to the decoded
 array. Identical arrays share a hash, so they are shipped and stored once.
+
+Small arrays may travel inline instead (``ArrayEntry.data``): a sender that passes
+``inline_bytes`` goes through the arrays in record order and embeds each one whose
+encoded size fits in what is left of that budget, leaving it out of the mapping. A
+receiver checks an inline array's size and hash before decoding it, and needs no
+resolver for it. A model of a few hundred kilobytes then costs one message each way
+instead of a message plus two or three transfer calls.
 
 Values the wire cannot carry (an int beyond 64 bits, an id outside ``uint64``) raise the
 error of the object at fault (:class:`RecordError`, :class:`MessageError`). Malformed
@@ -36,17 +43,19 @@ from corolla.core import (
     RecordError,
     UserConfigValue,
 )
-from corolla.core._codec import WIRE_DTYPES
+from corolla.core._codec import WIRE_DTYPES, decode_array
 
-from ._encoded import EncodeCache, EncodedArray, check_sha256
+from ._encoded import EncodeCache, EncodedArray, check_sha256, sha256_of
 from ._proto import message_pb2, records_pb2, run_pb2
 
 __all__ = [
+    "INLINE_ARRAY_BYTES",
     "ArrayResolver",
     "array_entries",
     "check_array_entry",
     "event_from_proto",
     "event_to_proto",
+    "inline_array",
     "message_from_proto",
     "message_to_proto",
     "metadata_from_proto",
@@ -64,6 +73,10 @@ _INT64 = (-(2**63), 2**63 - 1)
 _UINT64 = 2**64 - 1
 _HEADER_FIXED = 16  # magic, dtype, ndim: see corolla.core._codec
 _HEADER_DIM = 8
+
+#: The most bytes of encoded arrays one message carries inline (``ArrayEntry.data``):
+#: what ``corolla node`` and the link use. Arrays beyond it travel by reference.
+INLINE_ARRAY_BYTES = 1024 * 1024
 
 
 def _int64(value: int, where: str) -> int:
@@ -121,29 +134,70 @@ def check_array_entry(entry: records_pb2.ArrayEntry) -> None:
         )
 
 
+class _InlineBudget:
+    """Bytes of encoded arrays a message may still carry inline."""
+
+    __slots__ = ("remaining",)
+
+    def __init__(self, remaining: int) -> None:
+        self.remaining = remaining
+
+    def take(self, size: int) -> bool:
+        if size > self.remaining:
+            return False
+        self.remaining -= size
+        return True
+
+
 def _array_record_to_proto(
-    record: ArrayRecord, arrays: dict[str, EncodedArray], cache: EncodeCache
+    record: ArrayRecord,
+    arrays: dict[str, EncodedArray],
+    cache: EncodeCache,
+    inline: _InlineBudget,
 ) -> records_pb2.ArrayRecord:
     proto = records_pb2.ArrayRecord()
     for name, array in record.items():
         encoded = cache.encode(array)
-        arrays.setdefault(encoded.sha256, encoded)
-        proto.entries.add(
+        entry = proto.entries.add(
             name=name,
             dtype=encoded.dtype,
             shape=encoded.shape,
             sha256=encoded.sha256,
             encoded_size=encoded.size,
         )
+        if inline.take(encoded.size):
+            entry.data = encoded.tobytes()
+        else:
+            arrays.setdefault(encoded.sha256, encoded)
     return proto
 
 
-def _resolve(resolve: ArrayResolver, entry: records_pb2.ArrayEntry) -> np.ndarray[Any, Any]:
+def inline_array(entry: records_pb2.ArrayEntry) -> np.ndarray[Any, Any]:
+    """The array an entry carries inline, its size, hash and header checked.
+
+    Raises
+    ------
+    CodecError
+        If the entry is malformed, carries no inline bytes, or its bytes are not the
+        array the entry declares (wrong size or hash, or another dtype or shape).
+    """
     check_array_entry(entry)
-    try:
-        array = resolve[entry.sha256] if isinstance(resolve, Mapping) else resolve(entry.sha256)
-    except KeyError:
-        raise CodecError(f"array {entry.name!r} (sha256 {entry.sha256}) was not provided") from None
+    data = entry.data
+    if not data:
+        raise CodecError(f"array {entry.name!r} is not inline")
+    if len(data) != entry.encoded_size:
+        raise CodecError(
+            f"array {entry.name!r} carries {len(data)} inline bytes; it declares "
+            f"{entry.encoded_size}"
+        )
+    if sha256_of(data) != entry.sha256:
+        raise CodecError(
+            f"array {entry.name!r}: the inline bytes do not hash to sha256 {entry.sha256[:12]}"
+        )
+    return _checked(entry, decode_array(data))
+
+
+def _checked(entry: records_pb2.ArrayEntry, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     if array.dtype.newbyteorder("<").str != entry.dtype or array.shape != tuple(entry.shape):
         raise CodecError(
             f"array {entry.name!r} is declared {entry.dtype}{list(entry.shape)} but "
@@ -152,25 +206,40 @@ def _resolve(resolve: ArrayResolver, entry: records_pb2.ArrayEntry) -> np.ndarra
     return array
 
 
+def _resolve(resolve: ArrayResolver, entry: records_pb2.ArrayEntry) -> np.ndarray[Any, Any]:
+    if entry.data:
+        return inline_array(entry)
+    check_array_entry(entry)
+    try:
+        array = resolve[entry.sha256] if isinstance(resolve, Mapping) else resolve(entry.sha256)
+    except KeyError:
+        raise CodecError(f"array {entry.name!r} (sha256 {entry.sha256}) was not provided") from None
+    return _checked(entry, array)
+
+
 def _array_record_from_proto(proto: records_pb2.ArrayRecord, resolve: ArrayResolver) -> ArrayRecord:
     _unique((e.name for e in proto.entries), "ArrayRecord")
     return ArrayRecord((e.name, _resolve(resolve, e)) for e in proto.entries)
 
 
 def array_entries(
-    proto: message_pb2.Message | records_pb2.RecordDict,
+    proto: message_pb2.Message | records_pb2.RecordDict, *, include_inline: bool = False
 ) -> dict[str, records_pb2.ArrayEntry]:
-    """The arrays a message or record dict references: hash -> first entry naming it.
+    """The arrays a message or record dict references by hash: hash -> first entry naming it.
 
     These are the payloads a receiver fetches (``sha256``, ``encoded_size``) before
-    :func:`message_from_proto` or :func:`record_dict_from_proto`.
+    :func:`message_from_proto` or :func:`record_dict_from_proto`. Arrays carried inline
+    are left out, unless ``include_inline``: then an inline entry is listed for its hash.
     """
     content = proto.content if isinstance(proto, message_pb2.Message) else proto
     found: dict[str, records_pb2.ArrayEntry] = {}
     for named in content.records:
         if named.WhichOneof("record") == "array_record":
             for entry in named.array_record.entries:
-                found.setdefault(entry.sha256, entry)
+                if not entry.data:
+                    found.setdefault(entry.sha256, entry)
+                elif include_inline:
+                    found[entry.sha256] = entry
     return found
 
 
@@ -249,11 +318,13 @@ def _config_record_from_proto(proto: records_pb2.ConfigRecord) -> ConfigRecord:
 
 
 def record_dict_to_proto(
-    content: RecordDict, cache: EncodeCache | None = None
+    content: RecordDict, cache: EncodeCache | None = None, *, inline_bytes: int = 0
 ) -> tuple[records_pb2.RecordDict, dict[str, EncodedArray]]:
     """Convert content to protobuf; arrays come back separately, keyed by content hash.
 
     ``cache`` shares encoded arrays across calls (e.g. one model sent to many nodes).
+    Going through the arrays in record order, each one whose encoded size fits in what
+    is left of ``inline_bytes`` is embedded in its entry, and is not in the mapping.
 
     Raises
     ------
@@ -261,13 +332,14 @@ def record_dict_to_proto(
         If an int does not fit in 64 bits.
     """
     cache = EncodeCache() if cache is None else cache
+    inline = _InlineBudget(inline_bytes)
     proto = records_pb2.RecordDict()
     arrays: dict[str, EncodedArray] = {}
     with _valid_text(RecordError, "message content"):
         for name, record in content.items():
             named = proto.records.add(name=name)
             if isinstance(record, ArrayRecord):
-                named.array_record.CopyFrom(_array_record_to_proto(record, arrays, cache))
+                named.array_record.CopyFrom(_array_record_to_proto(record, arrays, cache, inline))
             elif isinstance(record, MetricRecord):
                 named.metric_record.CopyFrom(_metric_record_to_proto(record))
             else:
@@ -348,9 +420,10 @@ def metadata_from_proto(proto: message_pb2.Metadata) -> Metadata:
 
 
 def message_to_proto(
-    message: Message, cache: EncodeCache | None = None
+    message: Message, cache: EncodeCache | None = None, *, inline_bytes: int = 0
 ) -> tuple[message_pb2.Message, dict[str, EncodedArray]]:
-    """Convert a message to protobuf; its arrays come back separately, by content hash.
+    """Convert a message to protobuf; its arrays come back separately, by content hash,
+    except those embedded within ``inline_bytes`` (see :func:`record_dict_to_proto`).
 
     Raises
     ------
@@ -362,7 +435,7 @@ def message_to_proto(
     proto = message_pb2.Message(metadata=metadata_to_proto(message.metadata))
     arrays: dict[str, EncodedArray] = {}
     if message.has_content():
-        content, arrays = record_dict_to_proto(message.content, cache)
+        content, arrays = record_dict_to_proto(message.content, cache, inline_bytes=inline_bytes)
         proto.content.CopyFrom(content)
     else:
         error = message.error

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63orolla/v1/records.proto\x12\ncorolla.v1\"^\n\nArrayEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x14\n\x0c\x65ncoded_size\x18\x05 \x01(\x04\"6\n\x0b\x41rrayRecord\x12\'\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x16.corolla.v1.ArrayEntry\"\x1c\n\nSInt64List\x12\x0e\n\x06values\x18\x01 \x03(\x12\"\x1c\n\nDoubleList\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\x1a\n\x08\x42oolList\x12\x0e\n\x06values\x18\x01 \x03(\x08\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\x1b\n\tBytesList\x12\x0e\n\x06values\x18\x01 \x03(\x0c\"\x9c\x01\n\x0bMetricValue\x12\x13\n\tint_value\x18\x01 \x01(\x12H\x00\x12\x15\n\x0b\x66loat_value\x18\x02 \x01(\x01H\x00\x12*\n\x08int_list\x18\x03 \x01(\x0b\x32\x16.corolla.v1.SInt64ListH\x00\x12,\n\nfloat_list\x18\x04 \x01(\x0b\x32\x16.corolla.v1.DoubleListH\x00\x42\x07\n\x05value\"C\n\x0bMetricEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.corolla.v1.MetricValue\"8\n\x0cMetricRecord\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.corolla.v1.MetricEntry\"\xe8\x02\n\x0b\x43onfigValue\x12\x13\n\tint_value\x18\x01 \x01(\x12H\x00\x12\x15\n\x0b\x66loat_value\x18\x02 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x12\x15\n\x0b\x62ytes_value\x18\x05 \x01(\x0cH\x00\x12*\n\x08int_list\x18\x06 \x01(\x0b\x32\x16.corolla.v1.SInt64ListH\x00\x12,\n\nfloat_list\x18\x07 \x01(\x0b\x32\x16.corolla.v1.DoubleListH\x00\x12)\n\tbool_list\x18\x08 \x01(\x0b\x32\x14.corolla.v1.BoolListH\x00\x12-\n\x0bstring_list\x18\t \x01(\x0b\x32\x16.corolla.v1.StringListH\x00\x12+\n\nbytes_list\x18\n \x01(\x0b\x32\x15.corolla.v1.BytesListH\x00\x42\x07\n\x05value\"C\n\x0b\x43onfigEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.corolla.v1.ConfigValue\"8\n\x0c\x43onfigRecord\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.corolla.v1.ConfigEntry\"\xbc\x01\n\x0bNamedRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0c\x61rray_record\x18\x02 \x01(\x0b\x32\x17.corolla.v1.ArrayRecordH\x00\x12\x31\n\rmetric_record\x18\x03 \x01(\x0b\x32\x18.corolla.v1.MetricRecordH\x00\x12\x31\n\rconfig_record\x18\x04 \x01(\x0b\x32\x18.corolla.v1.ConfigRecordH\x00\x42\x08\n\x06record\"6\n\nRecordDict\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.corolla.v1.NamedRecord\"t\n\x0fUserConfigValue\x12\x14\n\nbool_value\x18\x01 \x01(\x08H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x12H\x00\x12\x15\n\x0b\x66loat_value\x18\x03 \x01(\x01H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x42\x07\n\x05value\"J\n\x0fUserConfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.corolla.v1.UserConfigValue\":\n\nUserConfig\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.corolla.v1.UserConfigEntryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63orolla/v1/records.proto\x12\ncorolla.v1\"l\n\nArrayEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x14\n\x0c\x65ncoded_size\x18\x05 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\"6\n\x0b\x41rrayRecord\x12\'\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x16.corolla.v1.ArrayEntry\"\x1c\n\nSInt64List\x12\x0e\n\x06values\x18\x01 \x03(\x12\"\x1c\n\nDoubleList\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\x1a\n\x08\x42oolList\x12\x0e\n\x06values\x18\x01 \x03(\x08\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\x1b\n\tBytesList\x12\x0e\n\x06values\x18\x01 \x03(\x0c\"\x9c\x01\n\x0bMetricValue\x12\x13\n\tint_value\x18\x01 \x01(\x12H\x00\x12\x15\n\x0b\x66loat_value\x18\x02 \x01(\x01H\x00\x12*\n\x08int_list\x18\x03 \x01(\x0b\x32\x16.corolla.v1.SInt64ListH\x00\x12,\n\nfloat_list\x18\x04 \x01(\x0b\x32\x16.corolla.v1.DoubleListH\x00\x42\x07\n\x05value\"C\n\x0bMetricEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.corolla.v1.MetricValue\"8\n\x0cMetricRecord\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.corolla.v1.MetricEntry\"\xe8\x02\n\x0b\x43onfigValue\x12\x13\n\tint_value\x18\x01 \x01(\x12H\x00\x12\x15\n\x0b\x66loat_value\x18\x02 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x12\x15\n\x0b\x62ytes_value\x18\x05 \x01(\x0cH\x00\x12*\n\x08int_list\x18\x06 \x01(\x0b\x32\x16.corolla.v1.SInt64ListH\x00\x12,\n\nfloat_list\x18\x07 \x01(\x0b\x32\x16.corolla.v1.DoubleListH\x00\x12)\n\tbool_list\x18\x08 \x01(\x0b\x32\x14.corolla.v1.BoolListH\x00\x12-\n\x0bstring_list\x18\t \x01(\x0b\x32\x16.corolla.v1.StringListH\x00\x12+\n\nbytes_list\x18\n \x01(\x0b\x32\x15.corolla.v1.BytesListH\x00\x42\x07\n\x05value\"C\n\x0b\x43onfigEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.corolla.v1.ConfigValue\"8\n\x0c\x43onfigRecord\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.corolla.v1.ConfigEntry\"\xbc\x01\n\x0bNamedRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0c\x61rray_record\x18\x02 \x01(\x0b\x32\x17.corolla.v1.ArrayRecordH\x00\x12\x31\n\rmetric_record\x18\x03 \x01(\x0b\x32\x18.corolla.v1.MetricRecordH\x00\x12\x31\n\rconfig_record\x18\x04 \x01(\x0b\x32\x18.corolla.v1.ConfigRecordH\x00\x42\x08\n\x06record\"6\n\nRecordDict\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.corolla.v1.NamedRecord\"t\n\x0fUserConfigValue\x12\x14\n\nbool_value\x18\x01 \x01(\x08H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x12H\x00\x12\x15\n\x0b\x66loat_value\x18\x03 \x01(\x01H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x42\x07\n\x05value\"J\n\x0fUserConfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.corolla.v1.UserConfigValue\":\n\nUserConfig\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.corolla.v1.UserConfigEntryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,39 +32,39 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'corolla.transport._proto.re
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ARRAYENTRY']._serialized_start=40
-  _globals['_ARRAYENTRY']._serialized_end=134
-  _globals['_ARRAYRECORD']._serialized_start=136
-  _globals['_ARRAYRECORD']._serialized_end=190
-  _globals['_SINT64LIST']._serialized_start=192
-  _globals['_SINT64LIST']._serialized_end=220
-  _globals['_DOUBLELIST']._serialized_start=222
-  _globals['_DOUBLELIST']._serialized_end=250
-  _globals['_BOOLLIST']._serialized_start=252
-  _globals['_BOOLLIST']._serialized_end=278
-  _globals['_STRINGLIST']._serialized_start=280
-  _globals['_STRINGLIST']._serialized_end=308
-  _globals['_BYTESLIST']._serialized_start=310
-  _globals['_BYTESLIST']._serialized_end=337
-  _globals['_METRICVALUE']._serialized_start=340
-  _globals['_METRICVALUE']._serialized_end=496
-  _globals['_METRICENTRY']._serialized_start=498
-  _globals['_METRICENTRY']._serialized_end=565
-  _globals['_METRICRECORD']._serialized_start=567
-  _globals['_METRICRECORD']._serialized_end=623
-  _globals['_CONFIGVALUE']._serialized_start=626
-  _globals['_CONFIGVALUE']._serialized_end=986
-  _globals['_CONFIGENTRY']._serialized_start=988
-  _globals['_CONFIGENTRY']._serialized_end=1055
-  _globals['_CONFIGRECORD']._serialized_start=1057
-  _globals['_CONFIGRECORD']._serialized_end=1113
-  _globals['_NAMEDRECORD']._serialized_start=1116
-  _globals['_NAMEDRECORD']._serialized_end=1304
-  _globals['_RECORDDICT']._serialized_start=1306
-  _globals['_RECORDDICT']._serialized_end=1360
-  _globals['_USERCONFIGVALUE']._serialized_start=1362
-  _globals['_USERCONFIGVALUE']._serialized_end=1478
-  _globals['_USERCONFIGENTRY']._serialized_start=1480
-  _globals['_USERCONFIGENTRY']._serialized_end=1554
-  _globals['_USERCONFIG']._serialized_start=1556
-  _globals['_USERCONFIG']._serialized_end=1614
+  _globals['_ARRAYENTRY']._serialized_end=148
+  _globals['_ARRAYRECORD']._serialized_start=150
+  _globals['_ARRAYRECORD']._serialized_end=204
+  _globals['_SINT64LIST']._serialized_start=206
+  _globals['_SINT64LIST']._serialized_end=234
+  _globals['_DOUBLELIST']._serialized_start=236
+  _globals['_DOUBLELIST']._serialized_end=264
+  _globals['_BOOLLIST']._serialized_start=266
+  _globals['_BOOLLIST']._serialized_end=292
+  _globals['_STRINGLIST']._serialized_start=294
+  _globals['_STRINGLIST']._serialized_end=322
+  _globals['_BYTESLIST']._serialized_start=324
+  _globals['_BYTESLIST']._serialized_end=351
+  _globals['_METRICVALUE']._serialized_start=354
+  _globals['_METRICVALUE']._serialized_end=510
+  _globals['_METRICENTRY']._serialized_start=512
+  _globals['_METRICENTRY']._serialized_end=579
+  _globals['_METRICRECORD']._serialized_start=581
+  _globals['_METRICRECORD']._serialized_end=637
+  _globals['_CONFIGVALUE']._serialized_start=640
+  _globals['_CONFIGVALUE']._serialized_end=1000
+  _globals['_CONFIGENTRY']._serialized_start=1002
+  _globals['_CONFIGENTRY']._serialized_end=1069
+  _globals['_CONFIGRECORD']._serialized_start=1071
+  _globals['_CONFIGRECORD']._serialized_end=1127
+  _globals['_NAMEDRECORD']._serialized_start=1130
+  _globals['_NAMEDRECORD']._serialized_end=1318
+  _globals['_RECORDDICT']._serialized_start=1320
+  _globals['_RECORDDICT']._serialized_end=1374
+  _globals['_USERCONFIGVALUE']._serialized_start=1376
+  _globals['_USERCONFIGVALUE']._serialized_end=1492
+  _globals['_USERCONFIGENTRY']._serialized_start=1494
+  _globals['_USERCONFIGENTRY']._serialized_end=1568
+  _globals['_USERCONFIG']._serialized_start=1570
+  _globals['_USERCONFIG']._serialized_end=1628
 # @@protoc_insertion_point(module_scope)

@@ -3,10 +3,11 @@
 isort:skip_file
 Records: the typed containers a message carries, and user configuration values.
 
-Array elements never travel inside these messages. An array is described by an
-ArrayEntry (name, dtype, shape, content hash, encoded size); its bytes travel
-separately as a chunk stream (see transfer.proto) and are stored once per hash.
-See docs/wire-protocol.md for the array encoding and the hash.
+An array is described by an ArrayEntry (name, dtype, shape, content hash, encoded
+size). Its bytes travel separately as a chunk stream (see transfer.proto) and are
+stored once per hash; only small arrays may also travel inline, in the entry itself
+(ArrayEntry.data), so that a small model needs no extra round trip.
+See docs/wire-protocol.md for the array encoding, the hash and the inline rules.
 """
 
 from collections import abc as _abc
@@ -35,6 +36,7 @@ class ArrayEntry(_message.Message):
     SHAPE_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     ENCODED_SIZE_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name of the array in its record: non-empty, unique within the record."""
     dtype: _builtins.str
@@ -50,6 +52,12 @@ class ArrayEntry(_message.Message):
     """Size in bytes of the encoded array (header plus elements): the number of
     bytes a chunk stream of this array carries in total.
     """
+    data: _builtins.bytes
+    """The encoded array itself, when it travels inline: exactly encoded_size bytes whose
+    SHA-256 is sha256. Empty when the array travels by reference (an encoded array is
+    never empty: its header alone is 16 bytes). A message carries at most 1 MiB of
+    inline arrays in total.
+    """
     @_builtins.property
     def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Dimensions, outermost first (C order). Empty for a 0-d (scalar) array."""
@@ -62,10 +70,11 @@ class ArrayEntry(_message.Message):
         shape: _abc.Iterable[_builtins.int] | None = ...,
         sha256: _builtins.str = ...,
         encoded_size: _builtins.int = ...,
+        data: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dtype", b"dtype", "encoded_size", b"encoded_size", "name", b"name", "sha256", b"sha256", "shape", b"shape"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "dtype", b"dtype", "encoded_size", b"encoded_size", "name", b"name", "sha256", b"sha256", "shape", b"shape"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -165,17 +165,21 @@ Global___PullRepliesRequest: _TypeAlias = PullRepliesRequest  # noqa: Y015
 class PullRepliesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    MESSAGE_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def message(self) -> _message_pb2.Message: ...
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.Message]:
+        """Replies in the order the link stored them: those at hand when the response was
+        built, up to about 4 MiB of them (at least one).
+        """
+
     def __init__(
         self,
         *,
-        message: _message_pb2.Message | None = ...,
+        messages: _abc.Iterable[_message_pb2.Message] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

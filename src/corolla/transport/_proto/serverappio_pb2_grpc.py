@@ -121,7 +121,7 @@ class ServerAppIoServicer:
 
     def PullReplies(self, request, context):
         """Replies to the given messages, streamed as they are stored, until all arrived
-        or timeout seconds passed (0: no timeout).
+        or timeout seconds passed (0: no timeout). Replies stored together travel together.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -50,7 +50,7 @@ class ServerAppIoStub:
     """Store messages for nodes (their arrays must be held); returns their ids in order."""
     PullReplies: _grpc.UnaryStreamMultiCallable[_serverappio_pb2.PullRepliesRequest, _serverappio_pb2.PullRepliesResponse]
     """Replies to the given messages, streamed as they are stored, until all arrived
-    or timeout seconds passed (0: no timeout).
+    or timeout seconds passed (0: no timeout). Replies stored together travel together.
     """
     EmitEvents: _grpc.UnaryUnaryMultiCallable[_serverappio_pb2.EmitEventsRequest, _serverappio_pb2.EmitEventsResponse]
     """Append events to the run's log."""
@@ -71,7 +71,7 @@ class ServerAppIoAsyncStub(ServerAppIoStub):
     """Store messages for nodes (their arrays must be held); returns their ids in order."""
     PullReplies: _aio.UnaryStreamMultiCallable[_serverappio_pb2.PullRepliesRequest, _serverappio_pb2.PullRepliesResponse]  # type: ignore[assignment]
     """Replies to the given messages, streamed as they are stored, until all arrived
-    or timeout seconds passed (0: no timeout).
+    or timeout seconds passed (0: no timeout). Replies stored together travel together.
     """
     EmitEvents: _aio.UnaryUnaryMultiCallable[_serverappio_pb2.EmitEventsRequest, _serverappio_pb2.EmitEventsResponse]  # type: ignore[assignment]
     """Append events to the run's log."""
@@ -125,7 +125,7 @@ class ServerAppIoServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_serverappio_pb2.PullRepliesResponse], _abc.AsyncIterator[_serverappio_pb2.PullRepliesResponse]]:
         """Replies to the given messages, streamed as they are stored, until all arrived
-        or timeout seconds passed (0: no timeout).
+        or timeout seconds passed (0: no timeout). Replies stored together travel together.
         """
 
     @_abc_1.abstractmethod

@@ -4,7 +4,8 @@ Each client speaks the Fleet protocol as ``corolla node`` does (docs/wire-protoc
 on its own gRPC connection: ``RegisterNode``, a heartbeat task, a ``Receive`` stream kept
 open, and for each message ``GetRun`` (once per run), ``PullArrays`` for arrays it lacks
 that did not come inline, then, for a reply whose arrays do not all fit inline,
-``StatArrays`` and ``PushArrays`` for what the link lacks, and ``SendReply``. It does not
+``StatArrays`` and ``PushArrays`` for what the link lacks, and the reply on its
+``SendReplies`` stream, kept open beside ``Receive``. It does not
 install the app bundle: "training" is done here, adding the run config's ``step`` to every
 array plus ``client_index / 2**20`` so that every client's update is distinct (the link
 stores, and is sent, one upload per client, as with real nodes). It works on the protobuf
@@ -113,9 +114,10 @@ class LightNode:
                 self._heartbeat(stub, metadata, response.heartbeat_interval or 30.0)
             )
             call = stub.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
+            replies = stub.SendReplies(metadata=metadata)
             stopper = asyncio.create_task(self._stop.wait())
             try:
-                reader = asyncio.create_task(self._receive(stub, metadata, node_id, call))
+                reader = asyncio.create_task(self._receive(stub, metadata, replies, node_id, call))
                 await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if not reader.done():
                     call.cancel()
@@ -124,6 +126,7 @@ class LightNode:
                 elif reader.exception() is not None:
                     raise reader.exception()  # type: ignore[misc]
             finally:
+                replies.cancel()
                 stopper.cancel()
                 beat.cancel()
                 await asyncio.gather(beat, stopper, return_exceptions=True)
@@ -136,7 +139,9 @@ class LightNode:
             except grpc.aio.AioRpcError as exc:
                 self._stats.errors.append(f"heartbeat: {exc.code().name}")
 
-    async def _receive(self, stub: Any, metadata: Any, node_id: int, call: Any) -> None:
+    async def _receive(
+        self, stub: Any, metadata: Any, replies: Any, node_id: int, call: Any
+    ) -> None:
         async for response in call:
             arrived = time.time()
             proto = response.message
@@ -146,10 +151,12 @@ class LightNode:
                 continue
             self._stats.received += 1
             self._stats.delivery_s.append(arrived - proto.metadata.created_at)
-            await self._answer(stub, metadata, node_id, proto)
+            await self._answer(stub, metadata, replies, node_id, proto)
             self._seen.add(message_id)
 
-    async def _answer(self, stub: Any, metadata: Any, node_id: int, proto: Any) -> None:
+    async def _answer(
+        self, stub: Any, metadata: Any, replies: Any, node_id: int, proto: Any
+    ) -> None:
         # Works on the protobuf messages directly, as a node written in another language
         # would: every array is checked (size and hash) and decoded, the update is
         # computed, encoded and hashed, but no Corolla records are built around them.
@@ -201,11 +208,11 @@ class LightNode:
         metrics = reply.content.records.add(name="metrics").metric_record
         metrics.entries.add(name="num-examples").value.int_value = 1
         await self._push_missing(stub, metadata, encoded)
-        await stub.SendReply(
-            fleet_pb2.SendReplyRequest(message=reply),
-            metadata=metadata,
-            timeout=CALL_TIMEOUT_S,
-        )
+        await replies.write(fleet_pb2.SendReplyRequest(message=reply))
+        answer = await asyncio.wait_for(replies.read(), CALL_TIMEOUT_S)
+        if answer.WhichOneof("outcome") != "message_id":
+            self._stats.errors.append(f"reply refused: {answer}"[:300])
+            return
         self._stats.replied += 1
 
     async def _array(self, stub: Any, metadata: Any, entry: Any) -> np.ndarray:

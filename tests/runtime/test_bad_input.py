@@ -562,3 +562,90 @@ def test_an_app_that_fails_to_import_fails_its_run_and_the_next_run_succeeds(
     assert [e.kind for e in good_events if e.kind == "quick.done"] == ["quick.done"]
     assert client.get_run(succeeded.run_id).status == run_pb2.RUN_STATUS_FINISHED
     _assert_going_on(client, bystander)
+
+
+def test_a_refused_reply_on_the_reply_stream_gets_its_error_and_the_stream_goes_on(
+    link: Link,
+    client: ControlClient,
+    fleet: fleet_pb2_grpc.FleetStub,
+    appio_channel: grpc.Channel,
+    bystander: int,
+) -> None:
+    # Arrange: on one stream, a reply whose inline bytes are not the array they claim,
+    # a reply to a message the run never sent, then the good reply
+    run_id, [(node_id, metadata, request)] = _delivered(link, fleet, appio_channel, 1)
+    message_id = request.metadata.message_id
+    update = np.ones(3, dtype=np.float32)
+    tampered = _inline_reply(node_id, request, update)
+    entry = tampered.message.content.records[0].array_record.entries[0]
+    entry.data = entry.data[:-4] + np.float32(2).tobytes()
+    stray = _inline_reply(node_id, request, update)
+    stray.message.metadata.reply_to_message_id = "no-such-message"
+    good = _inline_reply(node_id, request, update)
+
+    # Act
+    responses = list(
+        fleet.SendReplies(iter([tampered, stray, good]), metadata=metadata, timeout=WAIT_S)
+    )
+
+    # Assert: each refusal answered with its code and reason, logged in the run; the good
+    # reply written after them on the same stream stored
+    outcomes = [r.WhichOneof("outcome") for r in responses]
+    assert outcomes == ["error", "error", "message_id"]
+    assert responses[0].error.code == int(ErrorCode.CODEC)
+    assert "'w'" in responses[0].error.reason and "hash" in responses[0].error.reason
+    assert responses[1].error.code == int(ErrorCode.MESSAGE_UNAVAILABLE)
+    assert "no-such-message" in responses[1].error.reason
+    assert responses[2].message_id
+    assert link.state.message_status(message_id).value == "replied"
+    events = [e for _, e in client.events(run_id, follow=False)]
+    rejected = [e for e in events if e.kind == "reply.rejected"]
+    assert [(e.node_id, e.data["reply_to"], e.data["code"]) for e in rejected] == [
+        (node_id, message_id, int(ErrorCode.CODEC)),
+        (node_id, "no-such-message", int(ErrorCode.MESSAGE_UNAVAILABLE)),
+    ]
+    assert [e.data["reason"] for e in rejected] == [r.error.reason for r in responses[:2]]
+    _assert_link_up(fleet)
+    _assert_going_on(client, bystander)
+
+
+@pytest.mark.parametrize("token", [None, "999.secret", "not-a-token", "{node_id}.wrong"], ids=repr)
+def test_a_reply_stream_with_a_bad_token_is_refused_with_unauthenticated(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel, token: str | None
+) -> None:
+    _, [(node_id, _, request)] = _delivered(link, fleet, appio_channel, 1)
+    reply = _inline_reply(node_id, request, np.ones(3, dtype=np.float32))
+    metadata = () if token is None else bearer_metadata(token.format(node_id=node_id))
+
+    error = _fails(
+        lambda: list(fleet.SendReplies(iter([reply]), metadata=metadata, timeout=WAIT_S))
+    )
+
+    assert error.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert link.state.message_status(request.metadata.message_id).value == "delivered"
+    _assert_link_up(fleet)
+
+
+def test_a_malformed_request_ends_the_reply_stream_with_invalid_argument(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    _, [(node_id, metadata, request)] = _delivered(link, fleet, appio_channel, 1)
+    good = _inline_reply(node_id, request, np.ones(3, dtype=np.float32))
+    garbage = b"\xff\xff\xff\x0f not a protobuf message"
+    responses: list[fleet_pb2.SendRepliesResponse] = []
+    with grpc.insecure_channel(link.fleet_address, options=channel_options()) as channel:
+        # Identity serializers: the bytes go on the wire as they are.
+        stream = channel.stream_stream("/corolla.v1.Fleet/SendReplies")
+        call = stream(iter([good.SerializeToString(), garbage]), metadata=metadata, timeout=WAIT_S)
+
+        def read_all() -> None:
+            for data in call:
+                responses.append(fleet_pb2.SendRepliesResponse.FromString(data))
+
+        error = _fails(read_all)
+
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "corolla.v1.SendReplyRequest" in (error.details() or "")
+    assert [r.WhichOneof("outcome") for r in responses] == ["message_id"]
+    assert link.state.message_status(request.metadata.message_id).value == "replied"
+    _assert_link_up(fleet)

@@ -455,3 +455,67 @@ def test_the_grid_tells_selection_policies_each_nodes_attributes_and_last_heartb
         assert last is not None and before - 60 < last <= time.time()
     assert grid.node_attributes(123456789) == {}
     assert grid.node_last_seen(123456789) is None
+
+
+def _inline_reply(
+    node_id: int, proto: message_pb2.Message, update: np.ndarray
+) -> fleet_pb2.SendReplyRequest:
+    """A node's reply to ``proto`` carrying ``update`` inline: nothing to push."""
+    reply = Message(
+        RecordDict({"arrays": ArrayRecord({"w": update})}), reply_to=message_from_proto(proto, {})
+    )
+    reply_proto, to_push = message_to_proto(
+        reply.with_metadata(src_node_id=node_id), inline_bytes=INLINE_ARRAY_BYTES
+    )
+    assert to_push == {}
+    return fleet_pb2.SendReplyRequest(message=reply_proto)
+
+
+def test_replies_written_on_one_stream_are_each_acknowledged_in_order(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    # Arrange: three messages delivered to one node, and a reply to each
+    node_id, metadata = _register(fleet)
+    grid = _grid(link, appio_channel)
+    ids = grid.send(
+        [Message(RecordDict(), dst_node_id=node_id, message_type="train") for _ in range(3)]
+    )
+    received = {p.metadata.message_id: p for p in _receive(fleet, metadata, 3)}
+    updates = [np.full(3, position, dtype=np.float32) for position in range(3)]
+    requests = [
+        _inline_reply(node_id, received[message_id], update)
+        for message_id, update in zip(ids, updates)
+    ]
+
+    # Act
+    responses = list(fleet.SendReplies(iter(requests), metadata=metadata, timeout=30))
+    replies = {r.metadata.message_id: r for r in grid.receive(ids, timeout=30)}
+
+    # Assert: one acknowledgement per reply, in the order written, each naming its reply
+    assert [r.WhichOneof("outcome") for r in responses] == ["message_id"] * 3
+    acknowledged = [r.message_id for r in responses]
+    assert len(set(acknowledged)) == 3
+    assert sorted(replies) == sorted(acknowledged)
+    for message_id, reply_id, update in zip(ids, acknowledged, updates):
+        reply = replies[reply_id]
+        assert reply.metadata.reply_to_message_id == message_id
+        assert reply.metadata.src_node_id == node_id
+        np.testing.assert_array_equal(reply.content["arrays"]["w"], update)
+    assert {link.state.message_status(i).value for i in ids} == {"replied"}
+
+
+def test_a_reply_written_again_on_the_stream_gets_the_first_id(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    node_id, metadata = _register(fleet)
+    grid = _grid(link, appio_channel)
+    (message_id,) = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
+    (proto,) = _receive(fleet, metadata, 1)
+    request = _inline_reply(node_id, proto, np.arange(3, dtype=np.float32))
+
+    first, again = fleet.SendReplies(iter([request, request]), metadata=metadata, timeout=30)
+
+    assert first.WhichOneof("outcome") == again.WhichOneof("outcome") == "message_id"
+    assert first.message_id and again.message_id == first.message_id
+    (stored,) = grid.receive([message_id], timeout=30)
+    assert stored.metadata.message_id == first.message_id

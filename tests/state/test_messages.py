@@ -502,3 +502,58 @@ def test_fetch_messages_many_hands_out_each_nodes_messages_once(
 @BATCHES
 def test_fetch_messages_many_of_nothing(state: LinkState, own: bool):
     assert _fetch_messages_many(state, own)([]) == {}
+
+
+@BATCHES
+def test_fetch_messages_many_hands_out_each_nodes_messages_in_the_order_stored(
+    state: LinkState, run, node_id, own: bool
+):
+    other = state.register_node().node_id
+    # Interleaved: the messages of both nodes alternate in the order stored.
+    ids = state.store_messages([instruction(run.run_id, n) for n in [node_id, other] * 3])
+
+    fetched = _fetch_messages_many(state, own)([other, node_id])
+
+    assert [m.metadata.message_id for m in fetched[node_id]] == ids[0::2]
+    assert [m.metadata.message_id for m in fetched[other]] == ids[1::2]
+
+
+@BATCHES
+def test_fetch_messages_many_leaves_expired_messages_out(
+    state: LinkState, clock: FakeClock, run, node_id, own: bool
+):
+    expiring, lasting = state.store_messages(
+        [instruction(run.run_id, node_id, ttl=5.0), instruction(run.run_id, node_id, ttl=60.0)]
+    )
+    clock.advance(5)
+
+    fetched = _fetch_messages_many(state, own)([node_id])
+
+    assert [m.metadata.message_id for m in fetched[node_id]] == [lasting]
+    assert state.message_status(expiring) is DeliveryStatus.PENDING
+    assert state.expire_messages() == [expiring]
+
+
+@BATCHES
+def test_fetch_messages_many_handles_more_nodes_than_one_query_takes(
+    state: LinkState, run, node_id, own: bool
+):
+    # Arrange: 1,200 node ids (the SQLite backend asks about 500 at a time), the known
+    # nodes among them at the start, in the middle and at the end
+    others = [state.register_node().node_id for _ in range(2)]
+    known = [node_id, *others]
+    unknown = [i for i in range(1, 1200) if i not in known][:1197]
+    wanted = [node_id, *unknown[:700], others[0], *unknown[700:], others[1]]
+    assert len(wanted) == 1200
+    ids = {n: state.store_messages([instruction(run.run_id, n)] * 2) for n in known}
+
+    # Act
+    fetched = _fetch_messages_many(state, own)(wanted)
+
+    # Assert
+    assert set(fetched) == set(wanted)
+    for n in known:
+        assert [m.metadata.message_id for m in fetched[n]] == ids[n]
+    assert all(isinstance(fetched[n], UnknownNodeError) for n in unknown)
+    delivered = {state.message_status(i) for n in known for i in ids[n]}
+    assert delivered == {DeliveryStatus.DELIVERED}

@@ -8,11 +8,14 @@ import grpc
 import pytest
 
 from corolla.core import (
+    AggregationError,
     AppLoadError,
     CodecError,
     ConfigError,
     CorollaError,
     ErrorCode,
+    ExecutionError,
+    MessageError,
     MissingExtraError,
     NotEnoughNodesError,
     RecordError,
@@ -22,6 +25,7 @@ from corolla.transport import (
     TransportError,
     abort,
     channel_options,
+    error_from_code,
     error_from_rpc,
     fleet_pb2,
     fleet_pb2_grpc,
@@ -180,3 +184,71 @@ def test_transport_error_pickles() -> None:
     copy = pickle.loads(pickle.dumps(error))
 
     assert (str(copy), copy.status, copy.code) == (str(error), "UNAVAILABLE", ErrorCode.TIMEOUT)
+
+
+#: The codes whose error class is rebuilt from the reason alone; the others cross the wire
+#: as a TransportError.
+REBUILT = {
+    ErrorCode.CONFIG: ConfigError,
+    ErrorCode.RECORD: RecordError,
+    ErrorCode.CODEC: CodecError,
+    ErrorCode.MESSAGE: MessageError,
+    ErrorCode.APP_LOAD: AppLoadError,
+    ErrorCode.AGGREGATION: AggregationError,
+    ErrorCode.NOT_ENOUGH_NODES: NotEnoughNodesError,
+    ErrorCode.EXECUTION: ExecutionError,
+}
+
+
+def _failing_with(code: ErrorCode, reason: str) -> CorollaError:
+    """An error with ``code`` that a servicer can end a call with."""
+    if code in REBUILT:
+        return REBUILT[code](reason)
+    error = CorollaError(reason)
+    error.code = code
+    return error
+
+
+@pytest.mark.parametrize("code", list(ErrorCode), ids=lambda code: code.name)
+def test_a_code_and_reason_become_the_error_of_that_code(code: ErrorCode) -> None:
+    error = error_from_code(int(code), "the reply was refused")
+
+    if code in REBUILT:
+        assert type(error) is REBUILT[code]
+        assert str(error) == "the reply was refused"
+    else:
+        status = STATUS_FOR_CODE[code].name
+        assert isinstance(error, TransportError)
+        assert (error.status, error.code) == (status, code)
+        assert str(error) == f"{status}: the reply was refused"
+    assert error.code == code
+
+
+@pytest.mark.parametrize("code", list(ErrorCode), ids=lambda code: code.name)
+def test_a_code_in_a_response_gives_what_a_call_failing_with_it_gives(
+    fleet: Any, code: ErrorCode
+) -> None:
+    servicer, stub = fleet
+    servicer.error = _failing_with(code, "refused for a reason")
+    with pytest.raises(CorollaError) as caught, translate_rpc_errors():
+        stub.Heartbeat(fleet_pb2.HeartbeatRequest(), timeout=10)
+    from_rpc = caught.value
+
+    from_code = error_from_code(int(code), "refused for a reason")
+
+    assert type(from_code) is type(from_rpc)
+    assert str(from_code) == str(from_rpc)
+    assert from_code.code == from_rpc.code == code
+    if isinstance(from_rpc, TransportError):
+        assert isinstance(from_code, TransportError)
+        assert (from_code.status, from_code.retryable) == (from_rpc.status, from_rpc.retryable)
+
+
+@pytest.mark.parametrize("code", [9999, -1, 2**40])
+def test_a_code_from_a_newer_peer_is_unknown(code: int) -> None:
+    error = error_from_code(code, "something new")
+
+    assert isinstance(error, TransportError)
+    assert (error.code, error.status) == (ErrorCode.UNKNOWN, "UNKNOWN")
+    assert str(error) == "UNKNOWN: something new"
+    assert not error.retryable

@@ -34,6 +34,7 @@ def test_exports() -> None:
             "chunk_messages",
             "control_pb2",
             "control_pb2_grpc",
+            "error_from_code",
             "error_from_rpc",
             "event_from_proto",
             "event_to_proto",

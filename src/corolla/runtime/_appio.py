@@ -114,8 +114,9 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
         run_id = self._run_id(context)
         shared = self._shared
         stored = []
+        contents: dict[bytes, str] = {}  # the round's content is checked and stored once
         for proto in request.messages:
-            message = shared.to_stored(proto)
+            message = shared.to_stored(proto, stored=contents)
             if message.metadata.run_id != run_id or message.metadata.src_node_id != 0:
                 raise MessageError(
                     f"run {run_id}'s ServerApp sent a message of run {message.metadata.run_id} "

@@ -301,6 +301,20 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         node_id = await self._node_id(context)
         return await self._replies.submit((node_id, request.message))
 
+    @aio_stream_errors
+    async def SendReplies(
+        self, request_iterator: AsyncIterator[fleet_pb2.SendReplyRequest], context: Context
+    ) -> AsyncIterator[fleet_pb2.SendRepliesResponse]:
+        node_id = await self._node_id(context)
+        async for request in request_iterator:
+            try:
+                stored = await self._replies.submit((node_id, request.message))
+            except CorollaError as exc:  # refused: the stream goes on
+                error = message_pb2.Error(code=int(exc.code), reason=str(exc))
+                yield fleet_pb2.SendRepliesResponse(error=error)
+                continue
+            yield fleet_pb2.SendRepliesResponse(message_id=stored.message_id)
+
     def _send_replies(
         self, replies: Sequence[tuple[int, message_pb2.Message]]
     ) -> list[fleet_pb2.SendReplyResponse | BaseException]:

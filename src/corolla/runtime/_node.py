@@ -5,10 +5,10 @@ kept in its state directory), keeps a heartbeat going, and holds a ``Receive`` s
 open, on which the link pushes messages as soon as they exist. For each message it
 installs the run's app bundle if needed (one directory per bundle hash), downloads the
 arrays it does not hold and that did not come inline, runs the ClientApp with the run's
-context (whose state is kept on disk), and sends the reply: its small arrays inline,
-the others uploaded first where the link lacks them. A failure at
-any step becomes an error reply. A broken connection is retried with exponential
-backoff, forever, until :meth:`Node.stop`.
+context (whose state is kept on disk), and sends the reply on a stream kept open beside
+``Receive``: its small arrays inline, the others uploaded first where the link lacks
+them. A failure at any step becomes an error reply. A broken connection is retried
+with exponential backoff, forever, until :meth:`Node.stop`.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ from corolla.transport import (
 from ._bundle import install_bundle
 from ._node_store import NodeStore
 from ._payloads import ArrayCache, pull_payload, push_missing
+from ._reply_stream import ReplyStream
 
 __all__ = ["Node", "NodeStatus"]
 
@@ -132,6 +133,7 @@ class Node:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._call: Any = None
+        self._replies: ReplyStream | None = None
         self._seen: dict[str, None] = {}
         self._apps: dict[str, Callable[..., Message]] = {}
         self._runs: dict[int, run_pb2.Run] = {}
@@ -156,6 +158,9 @@ class Node:
         call = self._call
         if call is not None:
             call.cancel()
+        replies = self._replies
+        if replies is not None:
+            replies.close()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         self._status = NodeStatus.STOPPED
@@ -239,15 +244,18 @@ class Node:
             daemon=True,
         )
         beat.start()
+        replies = self._replies = ReplyStream(stub, metadata)
         try:
             call = stub.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
             self._call = call
             if self._stop.is_set():
                 call.cancel()
             for response in iter_rpc(call):
-                self._handle(stub, metadata, identity.node_id, response.message)
+                self._handle(stub, metadata, replies, identity.node_id, response.message)
         finally:
             self._call = None
+            self._replies = None
+            replies.close()
             ended.set()
             beat.join()
 
@@ -270,6 +278,7 @@ class Node:
         self,
         stub: fleet_pb2_grpc.FleetStub,
         metadata: Any,
+        replies: ReplyStream,
         node_id: int,
         proto: message_pb2.Message,
     ) -> None:
@@ -291,11 +300,10 @@ class Node:
         )
         try:
             push_missing(stub.StatArrays, stub.PushArrays, arrays, metadata)
-            with translate_rpc_errors():
-                stub.SendReply(fleet_pb2.SendReplyRequest(message=reply_proto), metadata=metadata)
+            replies.send(reply_proto)
         except TransportError as exc:
-            if exc.retryable:
-                raise  # reconnect; the link sends the message again
+            if exc.retryable or self._stop.is_set():
+                raise  # reconnect (the link sends the message again), or stopping
             # The link refused the reply for good (the message expired, the run ended):
             # sending it again cannot help.
             _log.warning("the link refused the reply to message %s: %s", message_id, exc)

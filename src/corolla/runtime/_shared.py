@@ -189,12 +189,20 @@ class LinkShared:
                     f"payload {sha256[:12]} has {self.blobs.size(sha256)}"
                 )
 
-    def to_stored(self, proto: message_pb2.Message, *, inline: bool = False) -> StoredMessage:
+    def to_stored(
+        self,
+        proto: message_pb2.Message,
+        *,
+        inline: bool = False,
+        stored: dict[bytes, str] | None = None,
+    ) -> StoredMessage:
         """Store a message's content (its arrays already held) and describe it for the state.
 
         With ``inline`` (a node's reply), content of at most :data:`INLINE_CONTENT_BYTES`
         travels in the returned message, for the state to keep in the reply's row:
-        durable with the row's commit, without a blob and its fsyncs.
+        durable with the row's commit, without a blob and its fsyncs. ``stored`` maps
+        contents this call's caller already stored to their hash (a batch of messages
+        sharing one content, the round's model, checks and stores it once); it is updated.
 
         Raises
         ------
@@ -206,11 +214,17 @@ class LinkShared:
         metadata = metadata_from_proto(proto.metadata)
         body = proto.WhichOneof("body")
         if body == "content":
-            self.check_arrays_held(proto)
             content = proto.content.SerializeToString(deterministic=True)
+            known = None if stored is None else stored.get(content)
+            if known is not None:
+                return StoredMessage(metadata, content_hash=known)
+            self.check_arrays_held(proto)
             if inline and len(content) <= INLINE_CONTENT_BYTES:
                 return StoredMessage(metadata, content_hash=sha256_of(content), content=content)
-            return StoredMessage(metadata, content_hash=self.blobs.put(content))
+            content_hash = self.blobs.put(content)
+            if stored is not None:
+                stored[content] = content_hash
+            return StoredMessage(metadata, content_hash=content_hash)
         if body == "error":
             return StoredMessage(metadata, error=Error(proto.error.code, proto.error.reason))
         raise MessageError("message carries neither content nor an error")

@@ -64,6 +64,7 @@ __all__ = [
     "ERROR_CODE_KEY",
     "TransportError",
     "abort",
+    "error_from_code",
     "error_from_rpc",
     "iter_rpc",
     "status_for",
@@ -203,6 +204,20 @@ def error_from_rpc(exc: grpc.RpcError) -> CorollaError:
     if code is None:
         code = ErrorCode.TIMEOUT if status_name == "DEADLINE_EXCEEDED" else ErrorCode.UNKNOWN
     return TransportError(f"{status_name}: {details}", status=status_name, code=code)
+
+
+def error_from_code(code: int, reason: str) -> CorollaError:
+    """The corolla error a peer reported as a code and a reason inside a response (a
+    refused reply on ``Fleet.SendReplies``): what :func:`error_from_rpc` gives for a call
+    that failed with that code's status and trailer."""
+    try:
+        known = ErrorCode(code)
+    except ValueError:  # a code from a newer peer
+        known = ErrorCode.UNKNOWN
+    if known in _REBUILDABLE:
+        return _REBUILDABLE[known](reason)
+    status = STATUS_FOR_CODE.get(known, grpc.StatusCode.UNKNOWN).name
+    return TransportError(f"{status}: {reason}", status=status, code=known)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,9 @@ A node's cycle:
      as soon as it exists. Heartbeat every heartbeat_interval seconds meanwhile.
   3. For a received message: GetRun and PullBundle for an unknown run; PullArrays
      for each referenced array hash not already held.
-  4. For the reply: StatArrays, PushArrays for arrays the link lacks, SendReply.
+  4. For the reply: StatArrays, PushArrays for arrays the link lacks (arrays sent
+     inline need neither), then SendReply, or a write on a SendReplies stream kept
+     open beside Receive.
 """
 
 from collections import abc as _abc
@@ -211,6 +213,36 @@ class SendReplyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SendReplyResponse: _TypeAlias = SendReplyResponse  # noqa: Y015
+
+@_typing.final
+class SendRepliesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.str
+    """The id the link assigned to the reply (as SendReplyResponse.message_id)."""
+    @_builtins.property
+    def error(self) -> _message_pb2.Error:
+        """Why the link refused the reply: a corolla ErrorCode and the reason, as the
+        status and details SendReply would fail with.
+        """
+
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.str = ...,
+        error: _message_pb2.Error | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "message_id", b"message_id", "outcome", b"outcome"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "message_id", b"message_id", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["message_id", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___SendRepliesResponse: _TypeAlias = SendRepliesResponse  # noqa: Y015
 
 @_typing.final
 class StatArraysRequest(_message.Message):

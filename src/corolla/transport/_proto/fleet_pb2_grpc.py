@@ -56,6 +56,11 @@ class FleetStub:
                 request_serializer=corolla_dot_v1_dot_fleet__pb2.SendReplyRequest.SerializeToString,
                 response_deserializer=corolla_dot_v1_dot_fleet__pb2.SendReplyResponse.FromString,
                 _registered_method=True)
+        self.SendReplies = channel.stream_stream(
+                '/corolla.v1.Fleet/SendReplies',
+                request_serializer=corolla_dot_v1_dot_fleet__pb2.SendReplyRequest.SerializeToString,
+                response_deserializer=corolla_dot_v1_dot_fleet__pb2.SendRepliesResponse.FromString,
+                _registered_method=True)
         self.StatArrays = channel.unary_unary(
                 '/corolla.v1.Fleet/StatArrays',
                 request_serializer=corolla_dot_v1_dot_fleet__pb2.StatArraysRequest.SerializeToString,
@@ -119,6 +124,16 @@ class FleetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendReplies(self, request_iterator, context):
+        """SendReply over one stream kept open: each request written gets one response, in
+        order, once the reply is durable, or refused with the error that SendReply would end
+        with (the stream goes on). A node answering a message a round saves a call's set-up
+        per reply. A malformed request or a bad token ends the stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StatArrays(self, request, context):
         """Which of the given payloads the link holds, and how much of partial ones:
         upload only what is missing, resuming at stored_bytes.
@@ -177,6 +192,11 @@ def add_FleetServicer_to_server(servicer, server):
                     servicer.SendReply,
                     request_deserializer=corolla_dot_v1_dot_fleet__pb2.SendReplyRequest.FromString,
                     response_serializer=corolla_dot_v1_dot_fleet__pb2.SendReplyResponse.SerializeToString,
+            ),
+            'SendReplies': grpc.stream_stream_rpc_method_handler(
+                    servicer.SendReplies,
+                    request_deserializer=corolla_dot_v1_dot_fleet__pb2.SendReplyRequest.FromString,
+                    response_serializer=corolla_dot_v1_dot_fleet__pb2.SendRepliesResponse.SerializeToString,
             ),
             'StatArrays': grpc.unary_unary_rpc_method_handler(
                     servicer.StatArrays,
@@ -312,6 +332,33 @@ class Fleet:
             '/corolla.v1.Fleet/SendReply',
             corolla_dot_v1_dot_fleet__pb2.SendReplyRequest.SerializeToString,
             corolla_dot_v1_dot_fleet__pb2.SendReplyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendReplies(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/corolla.v1.Fleet/SendReplies',
+            corolla_dot_v1_dot_fleet__pb2.SendReplyRequest.SerializeToString,
+            corolla_dot_v1_dot_fleet__pb2.SendRepliesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,7 +17,9 @@ A node's cycle:
      as soon as it exists. Heartbeat every heartbeat_interval seconds meanwhile.
   3. For a received message: GetRun and PullBundle for an unknown run; PullArrays
      for each referenced array hash not already held.
-  4. For the reply: StatArrays, PushArrays for arrays the link lacks, SendReply.
+  4. For the reply: StatArrays, PushArrays for arrays the link lacks (arrays sent
+     inline need neither), then SendReply, or a write on a SendReplies stream kept
+     open beside Receive.
 """
 
 from collections import abc as _abc
@@ -66,6 +68,12 @@ class FleetStub:
     held by the link (PushArrays), else FAILED_PRECONDITION. Idempotent: repeating
     a reply to the same message returns the id of the first one.
     """
+    SendReplies: _grpc.StreamStreamMultiCallable[_fleet_pb2.SendReplyRequest, _fleet_pb2.SendRepliesResponse]
+    """SendReply over one stream kept open: each request written gets one response, in
+    order, once the reply is durable, or refused with the error that SendReply would end
+    with (the stream goes on). A node answering a message a round saves a call's set-up
+    per reply. A malformed request or a bad token ends the stream.
+    """
     StatArrays: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.StatArraysRequest, _fleet_pb2.StatArraysResponse]
     """Which of the given payloads the link holds, and how much of partial ones:
     upload only what is missing, resuming at stored_bytes.
@@ -97,6 +105,12 @@ class FleetAsyncStub(FleetStub):
     """The reply to a received message. Every array it references must already be
     held by the link (PushArrays), else FAILED_PRECONDITION. Idempotent: repeating
     a reply to the same message returns the id of the first one.
+    """
+    SendReplies: _aio.StreamStreamMultiCallable[_fleet_pb2.SendReplyRequest, _fleet_pb2.SendRepliesResponse]  # type: ignore[assignment]
+    """SendReply over one stream kept open: each request written gets one response, in
+    order, once the reply is durable, or refused with the error that SendReply would end
+    with (the stream goes on). A node answering a message a round saves a call's set-up
+    per reply. A malformed request or a bad token ends the stream.
     """
     StatArrays: _aio.UnaryUnaryMultiCallable[_fleet_pb2.StatArraysRequest, _fleet_pb2.StatArraysResponse]  # type: ignore[assignment]
     """Which of the given payloads the link holds, and how much of partial ones:
@@ -150,6 +164,18 @@ class FleetServicer(metaclass=_abc_1.ABCMeta):
         """The reply to a received message. Every array it references must already be
         held by the link (PushArrays), else FAILED_PRECONDITION. Idempotent: repeating
         a reply to the same message returns the id of the first one.
+        """
+
+    @_abc_1.abstractmethod
+    def SendReplies(
+        self,
+        request_iterator: _MaybeAsyncIterator[_fleet_pb2.SendReplyRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_fleet_pb2.SendRepliesResponse], _abc.AsyncIterator[_fleet_pb2.SendRepliesResponse]]:
+        """SendReply over one stream kept open: each request written gets one response, in
+        order, once the reply is durable, or refused with the error that SendReply would end
+        with (the stream goes on). A node answering a message a round saves a call's set-up
+        per reply. A malformed request or a bad token ends the stream.
         """
 
     @_abc_1.abstractmethod

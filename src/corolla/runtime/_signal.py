@@ -32,17 +32,32 @@ class _Waiters:
         self.count = 0
         self.futures: set[asyncio.Future[None]] = set()
 
-    def wake(self) -> None:
+    def wake(self, woken: list[asyncio.Future[None]]) -> None:
+        """Wake the threads; add the coroutines' futures to ``woken``."""
         self.condition.notify_all()
-        for future in self.futures:
-            # A closed loop raises: nobody waits there any more.
-            with contextlib.suppress(RuntimeError):
-                future.get_loop().call_soon_threadsafe(_resolve, future)
+        woken.extend(self.futures)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        _resolve(future)
+
+
+def _wake_futures(futures: list[asyncio.Future[None]]) -> None:
+    """Resolve ``futures`` on their loops: one hand-off per loop, however many futures
+    (a round stored for a thousand nodes wakes a thousand ``Receive`` streams)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for future in futures:
+        by_loop.setdefault(future.get_loop(), []).append(future)
+    for loop, waiting in by_loop.items():
+        # A closed loop raises: nobody waits there any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve_all, waiting)
 
 
 class Signals:
@@ -65,16 +80,20 @@ class Signals:
 
     def notify(self, keys: Iterable[Hashable]) -> None:
         """Mark ``keys`` changed and wake their waiters."""
+        woken: list[asyncio.Future[None]] = []
         with self._lock:
             for key in keys:
                 self._generations[key] = self._generations.get(key, 0) + 1
                 waiters = self._waiters.get(key)
                 if waiters is not None:
-                    waiters.wake()
+                    waiters.wake(woken)
+        _wake_futures(woken)
 
     def _wake_everyone(self) -> None:
+        woken: list[asyncio.Future[None]] = []
         for waiters in self._waiters.values():
-            waiters.wake()
+            waiters.wake(woken)
+        _wake_futures(woken)
 
     def notify_all(self) -> None:
         """Wake every waiter (e.g. after a sweep that may have changed anything)."""
@@ -110,9 +129,11 @@ class Signals:
             future = asyncio.get_running_loop().create_future()
             waiters.futures.add(future)
             waiters.count += 1
+        timer = future.get_loop().call_later(timeout, _resolve, future)
         try:
-            await asyncio.wait((future,), timeout=timeout)
+            await future
         finally:
+            timer.cancel()
             with self._lock:
                 waiters.futures.discard(future)
                 waiters.count -= 1

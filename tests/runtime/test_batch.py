@@ -81,6 +81,21 @@ def test_a_batch_holds_at_most_max_batch_items(executor: futures.Executor) -> No
     assert outcomes == [0, 10, 20, 30, 40, 50]
 
 
+def test_a_batch_holds_at_most_max_bytes_of_items_and_at_least_one(
+    executor: futures.Executor,
+) -> None:
+    # Item i holds i bytes; at most 5 bytes a batch, and an item over it goes alone.
+    batches = _Batches()
+    batcher: LoopBatcher[int, object] = LoopBatcher(
+        executor, batches, size=lambda item: item, max_bytes=5
+    )
+
+    outcomes = asyncio.run(_while_held(batcher, batches, [1, 2, 2, 3, 9, 1]))
+
+    assert batches.seen == [[0], [1, 2, 2], [3], [9], [1]]
+    assert outcomes == [0, 10, 20, 20, 30, 90, 10]
+
+
 def test_an_items_exception_reaches_its_submitter_alone(executor: futures.Executor) -> None:
     batches = _Batches(lambda item: ValueError(f"item {item}") if item % 2 else item * 10)
     batcher: LoopBatcher[int, object] = LoopBatcher(executor, batches)

@@ -13,6 +13,7 @@ import pytest
 from corolla.core import (
     ArrayRecord,
     ConfigError,
+    ConfigRecord,
     ErrorCode,
     Message,
     MetricRecord,
@@ -336,9 +337,15 @@ def test_a_message_sent_again_on_a_new_stream_carries_its_small_arrays_inline(
     assert _only_entry(again).data == encode_array(model)
 
 
-@pytest.mark.parametrize("elements", [3, 50_000])  # reply content in the state / in a blob
+# Reply content kept in the state's row (up to 2 MiB), or, with a large config record
+# beside the inline array, in a blob.
+@pytest.mark.parametrize(("elements", "padding"), [(3, 0), (50_000, 0), (3, 3 * 1024 * 1024)])
 def test_a_reply_with_its_arrays_inline_needs_no_push_and_reaches_the_server_app(
-    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel, elements: int
+    link: Link,
+    fleet: fleet_pb2_grpc.FleetStub,
+    appio_channel: grpc.Channel,
+    elements: int,
+    padding: int,
 ) -> None:
     # Arrange: a delivered message, and a reply carrying its update inline
     node_id, metadata = _register(fleet)
@@ -346,10 +353,10 @@ def test_a_reply_with_its_arrays_inline_needs_no_push_and_reaches_the_server_app
     (message_id,) = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
     (proto,) = _receive(fleet, metadata, 1)
     update = np.linspace(-1, 1, elements, dtype=np.float32)
-    reply = Message(
-        RecordDict({"arrays": ArrayRecord({"w": update}), "metrics": MetricRecord({"n": 2})}),
-        reply_to=message_from_proto(proto, {}),
-    )
+    content = {"arrays": ArrayRecord({"w": update}), "metrics": MetricRecord({"n": 2})}
+    if padding:
+        content["extra"] = ConfigRecord({"blob": b"\x01" * padding})
+    reply = Message(RecordDict(content), reply_to=message_from_proto(proto, {}))
     reply_proto, to_push = message_to_proto(
         reply.with_metadata(src_node_id=node_id), inline_bytes=INLINE_ARRAY_BYTES
     )
@@ -364,6 +371,8 @@ def test_a_reply_with_its_arrays_inline_needs_no_push_and_reaches_the_server_app
     assert received.metadata.src_node_id == node_id
     np.testing.assert_array_equal(received.content["arrays"]["w"], update)
     assert received.content["metrics"]["n"] == 2
+    if padding:
+        assert received.content["extra"]["blob"] == b"\x01" * padding
     assert link.state.message_status(message_id).value == "replied"
 
 

@@ -34,6 +34,12 @@ class LoopBatcher(Generic[ItemT, R]):
         exception to raise in its submitter.
     max_batch
         Most items in one batch.
+    size
+        The bytes an item holds (a reply with its arrays inline), with ``max_bytes``:
+        a batch takes items while their sizes sum to at most ``max_bytes`` (and at least
+        one item), so that a batch of large items does not hold them all in memory at once.
+    max_bytes
+        Most bytes of items in one batch.
     """
 
     def __init__(
@@ -41,10 +47,15 @@ class LoopBatcher(Generic[ItemT, R]):
         executor: futures.Executor,
         run_batch: Callable[[Sequence[ItemT]], Sequence[R | BaseException]],
         max_batch: int = 512,
+        *,
+        size: Callable[[ItemT], int] | None = None,
+        max_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self._executor = executor
         self._run_batch = run_batch
         self._max_batch = max_batch
+        self._size = size
+        self._max_bytes = max_bytes
         self._pending: list[tuple[ItemT, asyncio.Future[R]]] = []
         self._draining = False
         self._task: asyncio.Task[None] | None = None
@@ -68,8 +79,9 @@ class LoopBatcher(Generic[ItemT, R]):
     async def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
             while self._pending:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
+                count = self._batch_length()
+                batch = self._pending[:count]
+                del self._pending[:count]
                 items = [item for item, _ in batch]
                 try:
                     results = await loop.run_in_executor(self._executor, self._run_batch, items)
@@ -93,3 +105,15 @@ class LoopBatcher(Generic[ItemT, R]):
                         future.set_result(result)
         finally:
             self._draining = False
+
+    def _batch_length(self) -> int:
+        """How many of the pending items the next batch takes."""
+        count = min(len(self._pending), self._max_batch)
+        if self._size is None:
+            return count
+        total = 0
+        for taken, (item, _) in enumerate(self._pending[:count]):
+            total += self._size(item)
+            if total > self._max_bytes and taken > 0:
+                return taken
+        return count

@@ -157,7 +157,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             executor, self._deliver
         )
         self._replies: LoopBatcher[tuple[int, message_pb2.Message], fleet_pb2.SendReplyResponse] = (
-            LoopBatcher(executor, self._send_replies)
+            LoopBatcher(executor, self._send_replies, size=_reply_size)
         )
 
     async def _blocking(self, function: Callable[..., T], *args: Any) -> T:
@@ -441,6 +441,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             raise ConfigError(f"no run uses bundle {request.sha256[:12]}")
         for chunk in serve_payload(self._shared.blobs, request.sha256, request.offset):
             yield chunk
+
+
+def _reply_size(item: tuple[int, message_pb2.Message]) -> int:
+    """The bytes a reply waiting to be stored holds (its arrays sent inline)."""
+    return item[1].ByteSize()
 
 
 def _receive_response(message: bytes) -> bytes:

@@ -58,9 +58,10 @@ _log = logging.getLogger("corolla.runtime.link")
 #: How many bytes of message contents the link keeps read, in their stored form and in
 #: the delivery form with small arrays inline.
 _CACHED_CONTENT_BYTES = 64 * 1024 * 1024
-#: The largest reply content (serialized records, arrays by reference) kept in the
-#: state's row rather than in a blob.
-INLINE_CONTENT_BYTES = 64 * 1024
+#: The largest reply content (serialized records, with the arrays the node sent inline)
+#: kept in the state's row rather than in a blob: room for INLINE_ARRAY_BYTES of arrays
+#: and the reply's metrics.
+INLINE_CONTENT_BYTES = 2 * 1024 * 1024
 
 F = TypeVar("F", bound=Callable[..., Any])
 

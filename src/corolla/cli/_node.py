@@ -11,6 +11,7 @@ from rich.console import Console
 
 from ..project import parse_overrides
 from ..runtime import Node
+from ..runtime._memory import return_freed_buffers
 from ._run import corolla_home
 
 __all__ = ["add_node_parser", "node_command"]
@@ -49,6 +50,7 @@ def add_node_parser(commands: Any) -> None:
 
 
 def node_command(args: argparse.Namespace, console: Console) -> int:
+    return_freed_buffers()
     node = Node(
         args.link,
         args.state or corolla_home() / "node",

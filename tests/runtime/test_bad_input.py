@@ -422,6 +422,38 @@ def test_a_reply_whose_inline_array_does_not_match_its_hash_is_refused(
     _assert_going_on(client, bystander)
 
 
+def test_a_reply_carrying_more_than_the_inline_limit_is_refused(
+    link: Link,
+    client: ControlClient,
+    fleet: fleet_pb2_grpc.FleetStub,
+    appio_channel: grpc.Channel,
+    bystander: int,
+) -> None:
+    # Arrange: a reply whose two arrays, each valid, together pass the 1 MiB inline limit
+    run_id, [(node_id, metadata, request)] = _delivered(link, fleet, appio_channel, 1)
+    message_id = request.metadata.message_id
+    half = np.zeros(INLINE_ARRAY_BYTES // 8 + 16, dtype=np.float32)  # a bit over 512 KiB
+    reply = Message(
+        RecordDict({"a": ArrayRecord({"w": half}), "b": ArrayRecord({"v": half + 1})}),
+        reply_to=request,
+    )
+    proto, _ = message_to_proto(reply.with_metadata(src_node_id=node_id), inline_bytes=2**30)
+    assert all(e.data for r in proto.content.records for e in r.array_record.entries)
+
+    # Act
+    error = _fails(fleet.SendReply, fleet_pb2.SendReplyRequest(message=proto), metadata=metadata)
+
+    # Assert: refused with the reason, logged, the message still open, the link up
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "inline" in (error.details() or "")
+    events = [e for _, e in client.events(run_id, follow=False)]
+    rejected = [e for e in events if e.kind == "reply.rejected"]
+    assert [(e.node_id, e.data["code"]) for e in rejected] == [(node_id, int(ErrorCode.CODEC))]
+    assert link.state.message_status(message_id).value == "delivered"
+    _assert_link_up(fleet)
+    _assert_going_on(client, bystander)
+
+
 def test_replies_sent_at_once_are_each_stored_or_refused_on_their_own(
     link: Link, client: ControlClient, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
 ) -> None:

@@ -168,15 +168,26 @@ class LinkShared:
     def check_arrays_held(self, proto: message_pb2.Message) -> None:
         """Every array a message references must be stored, with the declared size.
 
-        An array carried inline must be the array its entry declares (size, hash, header).
+        An array carried inline must be the array its entry declares (size, hash, header),
+        and a message carries at most :data:`~corolla.transport.INLINE_ARRAY_BYTES` of them.
 
         Raises
         ------
         CodecError
-            If an entry is malformed, or inline bytes are not the declared array.
+            If an entry is malformed, inline bytes are not the declared array, or the
+            message carries more inline bytes than allowed.
         MessageError
             If an array is not held (push it first) or its size disagrees.
         """
+        inline_bytes = 0
+        for named in proto.content.records:
+            if named.WhichOneof("record") == "array_record":
+                inline_bytes += sum(len(entry.data) for entry in named.array_record.entries)
+        if inline_bytes > INLINE_ARRAY_BYTES:
+            raise CodecError(
+                f"the message carries {inline_bytes} bytes of inline arrays; at most "
+                f"{INLINE_ARRAY_BYTES} may travel inline, send the others by reference"
+            )
         for sha256, entry in array_entries(proto, include_inline=True).items():
             if entry.data:
                 inline_array(entry)

@@ -18,6 +18,7 @@ from rich.console import Console
 from corolla.cli._remote import submit_and_follow
 from corolla.project import AppConfig, merge_run_config
 from corolla.runtime import ControlClient
+from corolla.runtime._node_store import NodeStore
 from corolla.simulation import run_simulation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +27,8 @@ APP = ROOT / "examples" / "quickstart-numpy"
 #: Every node trains and evaluates each round: node ids are random in deployment, so a
 #: sampled subset could not be matched with the simulation's nodes.
 OVERRIDES = {"num-server-rounds": 3, "seed": 0, "fraction-train": 1.0, "fraction-evaluate": 1.0}
+#: The app's own sampling (half the nodes train, a fifth evaluate, each round).
+SAMPLED = {"num-server-rounds": 3, "seed": 0}
 STARTUP_S = 60.0
 RUN_S = 180.0
 
@@ -173,3 +176,79 @@ def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_pat
     with np.load(tmp_path / "cli" / "final.npz") as final:
         for name in simulated.arrays:
             np.testing.assert_allclose(final[name], simulated.arrays[name], rtol=1e-6, atol=0)
+
+
+def test_sampled_rounds_match_the_simulation_when_node_ids_rank_like_partitions(
+    processes: Processes, tmp_path: Path
+) -> None:
+    # Arrange: a link, and 3 nodes that register once to learn their (random) ids, then
+    # restart with the same ids and partition-id i on the node of the i-th smallest id.
+    # The simulation's node ids 1, 2, 3 hold partitions 0, 1, 2 in the same order, so a
+    # seeded sample of positions picks the same partitions in both.
+    fleet, control = _free_port(), _free_port()
+    processes.start(
+        "link",
+        "link",
+        "--state",
+        str(tmp_path / "link"),
+        "--fleet-address",
+        f"127.0.0.1:{fleet}",
+        "--control-address",
+        f"127.0.0.1:{control}",
+    )
+    states = [tmp_path / f"node{i}" for i in range(3)]
+    first = [
+        processes.start(f"first{i}", "node", "--link", f"127.0.0.1:{fleet}", "--state", str(d))
+        for i, d in enumerate(states)
+    ]
+    with ControlClient(f"127.0.0.1:{control}") as client:
+        _wait_for_nodes(client, 3, processes)
+    for child in first:
+        child.terminate()
+        child.wait(10)
+        processes.children.remove(child)
+    ids = []
+    for state in states:
+        identity = NodeStore(state).load_identity()
+        assert identity is not None
+        ids.append(identity.node_id)
+    rank = {node_id: position for position, node_id in enumerate(sorted(ids))}
+    for node_id, state in zip(ids, states):
+        processes.start(
+            f"node{rank[node_id]}",
+            "node",
+            "--link",
+            f"127.0.0.1:{fleet}",
+            "--node-config",
+            f"partition-id={rank[node_id]}",
+            "num-partitions=3",
+            "--state",
+            str(state),
+        )
+    app = AppConfig.load(APP)
+    assert float(app.config["fraction-train"]) < 1.0  # the app samples
+
+    # Act
+    deployed = submit_and_follow(
+        app,
+        f"127.0.0.1:{control}",
+        SAMPLED,
+        tmp_path / "out",
+        Console(file=io.StringIO()),
+        quiet=True,
+        timeout=RUN_S,
+    )
+    simulated = run_simulation(
+        app.server_ref,
+        app.client_ref,
+        3,
+        backend="inline",
+        run_config=merge_run_config(app.config, SAMPLED),
+    )
+
+    # Assert: the same nodes trained, so the same arrays came out
+    with ControlClient(f"127.0.0.1:{control}") as client:
+        assert sorted(n.node_id for n in client.list_nodes()) == sorted(ids)  # rejoined
+    assert deployed.arrays is not None and simulated.arrays is not None
+    for name in simulated.arrays:
+        np.testing.assert_allclose(deployed.arrays[name], simulated.arrays[name], rtol=1e-6, atol=0)

@@ -390,6 +390,17 @@ def _inline_reply(node_id: int, request: Message, update: np.ndarray) -> fleet_p
     return fleet_pb2.SendReplyRequest(message=proto)
 
 
+def _tampered_reply(
+    node_id: int, request: Message, update: np.ndarray
+) -> fleet_pb2.SendReplyRequest:
+    """:func:`_inline_reply` whose inline bytes were changed after they were hashed: the
+    same size, another last value."""
+    tampered = _inline_reply(node_id, request, update)
+    entry = tampered.message.content.records[0].array_record.entries[0]
+    entry.data = entry.data[:-4] + np.float32(update[-1] + 1).tobytes()
+    return tampered
+
+
 def test_a_reply_whose_inline_array_does_not_match_its_hash_is_refused(
     link: Link,
     client: ControlClient,
@@ -401,9 +412,7 @@ def test_a_reply_whose_inline_array_does_not_match_its_hash_is_refused(
     run_id, [(node_id, metadata, request)] = _delivered(link, fleet, appio_channel, 1)
     message_id = request.metadata.message_id
     update = np.ones(3, dtype=np.float32)
-    tampered = _inline_reply(node_id, request, update)
-    entry = tampered.message.content.records[0].array_record.entries[0]
-    entry.data = entry.data[:-4] + np.float32(2).tobytes()  # same size, another value
+    tampered = _tampered_reply(node_id, request, update)
 
     # Act
     error = _fails(fleet.SendReply, tampered, metadata=metadata)
@@ -462,8 +471,7 @@ def test_replies_sent_at_once_are_each_stored_or_refused_on_their_own(
     run_id, nodes = _delivered(link, fleet, appio_channel, 4)
     update = np.arange(3, dtype=np.float32)
     requests = [_inline_reply(node_id, request, update) for node_id, _, request in nodes]
-    entry = requests[1].message.content.records[0].array_record.entries[0]
-    entry.data = entry.data[:-4] + np.float32(7).tobytes()
+    requests[1] = _tampered_reply(nodes[1][0], nodes[1][2], update)
     requests[2].message.metadata.message_type = "evaluate"
     start = threading.Barrier(len(nodes))
     outcomes: dict[int, object] = {}
@@ -608,9 +616,7 @@ def test_a_refused_reply_on_the_reply_stream_gets_its_error_and_the_stream_goes_
     run_id, [(node_id, metadata, request)] = _delivered(link, fleet, appio_channel, 1)
     message_id = request.metadata.message_id
     update = np.ones(3, dtype=np.float32)
-    tampered = _inline_reply(node_id, request, update)
-    entry = tampered.message.content.records[0].array_record.entries[0]
-    entry.data = entry.data[:-4] + np.float32(2).tobytes()
+    tampered = _tampered_reply(node_id, request, update)
     stray = _inline_reply(node_id, request, update)
     stray.message.metadata.reply_to_message_id = "no-such-message"
     good = _inline_reply(node_id, request, update)

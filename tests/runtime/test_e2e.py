@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,9 +18,9 @@ from rich.console import Console
 
 from corolla.cli._remote import submit_and_follow
 from corolla.project import AppConfig, merge_run_config
-from corolla.runtime import ControlClient
+from corolla.runtime import ControlClient, RunResult
 from corolla.runtime._node_store import NodeStore
-from corolla.simulation import run_simulation
+from corolla.simulation import SimulationResult, run_simulation
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "quickstart-numpy"
@@ -94,8 +95,8 @@ def _wait_for_nodes(client: ControlClient, count: int, procs: Processes) -> None
     pytest.fail(f"{count} nodes did not come online within {STARTUP_S} s")
 
 
-def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_path: Path) -> None:
-    # Arrange
+def _start_link(processes: Processes, tmp_path: Path) -> tuple[int, int]:
+    """Start ``corolla link`` on free loopback ports; its Fleet and Control ports."""
     fleet, control = _free_port(), _free_port()
     processes.start(
         "link",
@@ -107,6 +108,35 @@ def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_pat
         "--control-address",
         f"127.0.0.1:{control}",
     )
+    return fleet, control
+
+
+def _deploy_and_simulate(
+    app: AppConfig, control: int, overrides: dict[str, Any], output: Path
+) -> tuple[RunResult, SimulationResult]:
+    """Run ``app`` through the link at ``control``, then as a 3-node simulation."""
+    deployed = submit_and_follow(
+        app,
+        f"127.0.0.1:{control}",
+        overrides,
+        output,
+        Console(file=io.StringIO()),
+        quiet=True,
+        timeout=RUN_S,
+    )
+    simulated = run_simulation(
+        app.server_ref,
+        app.client_ref,
+        3,
+        backend="inline",
+        run_config=merge_run_config(app.config, overrides),
+    )
+    return deployed, simulated
+
+
+def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_path: Path) -> None:
+    # Arrange
+    fleet, control = _start_link(processes, tmp_path)
     for i in range(3):
         processes.start(
             f"node{i}",
@@ -124,22 +154,7 @@ def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_pat
         _wait_for_nodes(client, 3, processes)
 
     # Act
-    deployed = submit_and_follow(
-        app,
-        f"127.0.0.1:{control}",
-        OVERRIDES,
-        tmp_path / "out",
-        Console(file=io.StringIO()),
-        quiet=True,
-        timeout=RUN_S,
-    )
-    simulated = run_simulation(
-        app.server_ref,
-        app.client_ref,
-        3,
-        backend="inline",
-        run_config=merge_run_config(app.config, OVERRIDES),
-    )
+    deployed, simulated = _deploy_and_simulate(app, control, OVERRIDES, tmp_path / "out")
 
     # Assert
     assert deployed.arrays is not None and simulated.arrays is not None
@@ -185,17 +200,7 @@ def test_sampled_rounds_match_the_simulation_when_node_ids_rank_like_partitions(
     # restart with the same ids and partition-id i on the node of the i-th smallest id.
     # The simulation's node ids 1, 2, 3 hold partitions 0, 1, 2 in the same order, so a
     # seeded sample of positions picks the same partitions in both.
-    fleet, control = _free_port(), _free_port()
-    processes.start(
-        "link",
-        "link",
-        "--state",
-        str(tmp_path / "link"),
-        "--fleet-address",
-        f"127.0.0.1:{fleet}",
-        "--control-address",
-        f"127.0.0.1:{control}",
-    )
+    fleet, control = _start_link(processes, tmp_path)
     states = [tmp_path / f"node{i}" for i in range(3)]
     first = [
         processes.start(f"first{i}", "node", "--link", f"127.0.0.1:{fleet}", "--state", str(d))
@@ -229,22 +234,7 @@ def test_sampled_rounds_match_the_simulation_when_node_ids_rank_like_partitions(
     assert float(app.config["fraction-train"]) < 1.0  # the app samples
 
     # Act
-    deployed = submit_and_follow(
-        app,
-        f"127.0.0.1:{control}",
-        SAMPLED,
-        tmp_path / "out",
-        Console(file=io.StringIO()),
-        quiet=True,
-        timeout=RUN_S,
-    )
-    simulated = run_simulation(
-        app.server_ref,
-        app.client_ref,
-        3,
-        backend="inline",
-        run_config=merge_run_config(app.config, SAMPLED),
-    )
+    deployed, simulated = _deploy_and_simulate(app, control, SAMPLED, tmp_path / "out")
 
     # Assert: the same nodes trained, so the same arrays came out
     with ControlClient(f"127.0.0.1:{control}") as client:

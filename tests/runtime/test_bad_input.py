@@ -30,6 +30,8 @@ from corolla.transport import (
     sha256_of,
 )
 
+from .replies import inline_reply, tampered
+
 WAIT_S = 60.0
 HASH = "0" * 64
 
@@ -381,24 +383,13 @@ def _delivered(
 
 
 def _inline_reply(node_id: int, request: Message, update: np.ndarray) -> fleet_pb2.SendReplyRequest:
-    """A reply carrying ``update`` inline: nothing to push."""
-    reply = Message(RecordDict({"arrays": ArrayRecord({"w": update})}), reply_to=request)
-    proto, to_push = message_to_proto(
-        reply.with_metadata(src_node_id=node_id), inline_bytes=INLINE_ARRAY_BYTES
-    )
-    assert to_push == {}
-    return fleet_pb2.SendReplyRequest(message=proto)
+    return fleet_pb2.SendReplyRequest(message=inline_reply(node_id, request, update))
 
 
 def _tampered_reply(
     node_id: int, request: Message, update: np.ndarray
 ) -> fleet_pb2.SendReplyRequest:
-    """:func:`_inline_reply` whose inline bytes were changed after they were hashed: the
-    same size, another last value."""
-    tampered = _inline_reply(node_id, request, update)
-    entry = tampered.message.content.records[0].array_record.entries[0]
-    entry.data = entry.data[:-4] + np.float32(update[-1] + 1).tobytes()
-    return tampered
+    return fleet_pb2.SendReplyRequest(message=tampered(inline_reply(node_id, request, update)))
 
 
 def test_a_reply_whose_inline_array_does_not_match_its_hash_is_refused(

@@ -39,6 +39,8 @@ from corolla.transport import (
     user_config_to_proto,
 )
 
+from .replies import inline_reply
+
 HASH = "0" * 64
 
 
@@ -470,14 +472,8 @@ def _inline_reply(
     node_id: int, proto: message_pb2.Message, update: np.ndarray
 ) -> fleet_pb2.SendReplyRequest:
     """A node's reply to ``proto`` carrying ``update`` inline: nothing to push."""
-    reply = Message(
-        RecordDict({"arrays": ArrayRecord({"w": update})}), reply_to=message_from_proto(proto, {})
-    )
-    reply_proto, to_push = message_to_proto(
-        reply.with_metadata(src_node_id=node_id), inline_bytes=INLINE_ARRAY_BYTES
-    )
-    assert to_push == {}
-    return fleet_pb2.SendReplyRequest(message=reply_proto)
+    request = message_from_proto(proto, {})
+    return fleet_pb2.SendReplyRequest(message=inline_reply(node_id, request, update))
 
 
 def test_replies_written_on_one_stream_are_each_acknowledged_in_order(

@@ -9,11 +9,10 @@ import grpc
 import numpy as np
 import pytest
 
-from corolla.core import ArrayRecord, CodecError, ErrorCode, Message, RecordDict
+from corolla.core import CodecError, ErrorCode, Message, RecordDict
 from corolla.runtime import GrpcGrid, Link
 from corolla.runtime._reply_stream import ReplyStream
 from corolla.transport import (
-    INLINE_ARRAY_BYTES,
     TransportError,
     bearer_metadata,
     channel_options,
@@ -21,10 +20,10 @@ from corolla.transport import (
     fleet_pb2_grpc,
     message_from_proto,
     message_pb2,
-    message_to_proto,
 )
 
 from ..transport.servers import serve
+from .replies import inline_reply, tampered
 
 WAIT_S = 30.0
 HASH = "0" * 64
@@ -55,16 +54,6 @@ def _delivered(
     return grid, registered.node_id, metadata, requests
 
 
-def _reply(node_id: int, request: Message, update: np.ndarray) -> message_pb2.Message:
-    """The node's reply to ``request``, ``update`` carried inline."""
-    reply = Message(RecordDict({"arrays": ArrayRecord({"w": update})}), reply_to=request)
-    proto, to_push = message_to_proto(
-        reply.with_metadata(src_node_id=node_id), inline_bytes=INLINE_ARRAY_BYTES
-    )
-    assert to_push == {}
-    return proto
-
-
 @pytest.fixture
 def opened() -> Iterator[list[ReplyStream]]:
     """The reply streams a test opens, closed after it."""
@@ -85,7 +74,7 @@ def test_send_returns_the_id_the_link_stored_the_reply_under(
     opened.append(replies)
     updates = [np.full(3, position, dtype=np.float32) for position in range(2)]
 
-    sent = [replies.send(_reply(node_id, r, u)) for r, u in zip(requests, updates)]
+    sent = [replies.send(inline_reply(node_id, r, u)) for r, u in zip(requests, updates)]
 
     ids = [r.metadata.message_id for r in requests]
     stored = {r.metadata.message_id: r for r in grid.receive(ids, timeout=WAIT_S)}
@@ -105,20 +94,18 @@ def test_a_refused_reply_raises_its_error_and_the_next_send_works(
     # the run never sent, and the good reply
     _, node_id, metadata, [request] = _delivered(link, fleet, appio_channel, 1)
     update = np.ones(3, dtype=np.float32)
-    tampered = _reply(node_id, request, update)
-    entry = tampered.content.records[0].array_record.entries[0]
-    entry.data = entry.data[:-4] + np.float32(2).tobytes()
-    stray = _reply(node_id, request, update)
+    altered = tampered(inline_reply(node_id, request, update))
+    stray = inline_reply(node_id, request, update)
     stray.metadata.reply_to_message_id = "no-such-message"
     replies = ReplyStream(fleet, metadata)
     opened.append(replies)
 
     # Act / Assert: each refusal raised as the error the link gave, the stream going on
     with pytest.raises(CodecError, match="hash"):
-        replies.send(tampered)
+        replies.send(altered)
     with pytest.raises(TransportError, match="no-such-message") as unknown:
         replies.send(stray)
-    reply_id = replies.send(_reply(node_id, request, update))
+    reply_id = replies.send(inline_reply(node_id, request, update))
 
     assert unknown.value.code == ErrorCode.MESSAGE_UNAVAILABLE
     assert unknown.value.status == "NOT_FOUND"
@@ -138,7 +125,7 @@ def test_a_stream_with_a_bad_token_raises_unauthenticated(
     opened.append(replies)
 
     with pytest.raises(TransportError) as caught:
-        replies.send(_reply(node_id, request, np.ones(3, dtype=np.float32)))
+        replies.send(inline_reply(node_id, request, np.ones(3, dtype=np.float32)))
 
     assert (caught.value.status, caught.value.code) == (
         "UNAUTHENTICATED",
@@ -157,11 +144,11 @@ def test_a_send_after_the_link_stopped_raises_a_retryable_transport_error(
     _, node_id, metadata, requests = _delivered(link, fleet, appio_channel, 2)
     replies = ReplyStream(fleet, metadata)
     opened.append(replies)
-    replies.send(_reply(node_id, requests[0], np.ones(3, dtype=np.float32)))
+    replies.send(inline_reply(node_id, requests[0], np.ones(3, dtype=np.float32)))
 
     link.stop()
     with pytest.raises(TransportError) as caught:
-        replies.send(_reply(node_id, requests[1], np.ones(3, dtype=np.float32)))
+        replies.send(inline_reply(node_id, requests[1], np.ones(3, dtype=np.float32)))
 
     assert caught.value.retryable
     assert caught.value.status == "UNAVAILABLE"
@@ -199,7 +186,7 @@ def test_closing_twice_is_fine_and_a_send_after_closing_fails(
     opened: list[ReplyStream],
 ) -> None:
     _, node_id, metadata, [request] = _delivered(link, fleet, appio_channel, 1)
-    reply = _reply(node_id, request, np.ones(3, dtype=np.float32))
+    reply = inline_reply(node_id, request, np.ones(3, dtype=np.float32))
     closed = ReplyStream(fleet, metadata)
 
     closed.close()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -41,6 +41,43 @@ def _values(db: GroupCommit) -> list[int]:
         return [int(row[0]) for row in conn.execute("SELECT x FROM t ORDER BY x")]
 
 
+def _behind_a_held_write(
+    db: GroupCommit,
+    works: Mapping[str, Callable[[sqlite3.Connection], object]],
+    held: Callable[[sqlite3.Connection], object] = lambda conn: None,
+) -> dict[str, object]:
+    """Run ``works``, each on a thread of its own, while the write ``held`` keeps the
+    store's lock, so that all of them are queued for the next batch; then let it go.
+    What each write returned or raised, by name (``"held"`` for the holding one)."""
+    entered, release = threading.Event(), threading.Event()
+    outcomes: dict[str, object] = {}
+
+    def holding(conn: sqlite3.Connection) -> object:
+        result = held(conn)
+        entered.set()
+        assert release.wait(10)
+        return result
+
+    def attempt(name: str, work: Callable[[sqlite3.Connection], object]) -> None:
+        try:
+            outcomes[name] = db.write(work)
+        except Exception as exc:
+            outcomes[name] = exc
+
+    holder = threading.Thread(target=attempt, args=("held", holding))
+    holder.start()
+    assert entered.wait(10)
+    threads = [threading.Thread(target=attempt, args=item) for item in works.items()]
+    for thread in threads:
+        thread.start()
+    while len(db._queue) < len(threads):  # every write is waiting behind the held one
+        threading.Event().wait(0.001)
+    release.set()
+    for thread in [holder, *threads]:
+        thread.join(10)
+    return outcomes
+
+
 def test_a_write_returns_its_result_once_committed(db: GroupCommit):
     rowid = db.write(lambda conn: conn.execute("INSERT INTO t (x) VALUES (1)").lastrowid)
 
@@ -49,72 +86,32 @@ def test_a_write_returns_its_result_once_committed(db: GroupCommit):
 
 
 def test_writes_queued_while_a_batch_commits_share_the_next_commit(db: GroupCommit):
-    entered, release = threading.Event(), threading.Event()
-
-    def slow(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO t (x) VALUES (0)")
-        entered.set()
-        assert release.wait(10)
-
-    first = threading.Thread(target=db.write, args=(slow,))
-    first.start()
-    assert entered.wait(10)
-    writers = [
-        threading.Thread(
-            target=db.write,
-            args=(lambda conn, i=i: conn.execute(f"INSERT INTO t VALUES ({i}, NULL)"),),
-        )
-        for i in range(1, THREADS + 1)
-    ]
-    for writer in writers:
-        writer.start()
-    while len(db._queue) < THREADS:  # every writer is waiting behind the first batch
-        threading.Event().wait(0.001)
-    release.set()
-    for thread in [first, *writers]:
-        thread.join(10)
+    _behind_a_held_write(
+        db,
+        {
+            f"insert {i}": lambda conn, i=i: conn.execute(f"INSERT INTO t VALUES ({i}, NULL)")
+            for i in range(1, THREADS + 1)
+        },
+        held=lambda conn: conn.execute("INSERT INTO t (x) VALUES (0)"),
+    )
 
     assert _values(db) == list(range(THREADS + 1))
     assert db.commits == 2
 
 
 def test_a_failing_write_is_undone_alone(db: GroupCommit):
-    entered, release = threading.Event(), threading.Event()
-    outcomes: dict[str, object] = {}
-
-    def slow(conn: sqlite3.Connection) -> None:
-        entered.set()
-        assert release.wait(10)
-
     def failing(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO t (x) VALUES (2)")
         raise ValueError("refused")
 
-    def attempt(name: str, work: object) -> None:
-        try:
-            outcomes[name] = db.write(work)  # type: ignore[arg-type]
-        except Exception as exc:
-            outcomes[name] = exc
-
-    holder = threading.Thread(target=attempt, args=("slow", slow))
-    holder.start()
-    assert entered.wait(10)
-    threads = [
-        threading.Thread(target=attempt, args=("bad", failing)),
-        threading.Thread(
-            target=attempt, args=("good", lambda c: c.execute("INSERT INTO t (x) VALUES (3)"))
-        ),
-        threading.Thread(
-            target=attempt, args=("dup", lambda c: c.execute("INSERT INTO t (x) VALUES (3)"))
-        ),
-    ]
-    for thread in threads:
-        thread.start()
-    while len(db._queue) < len(threads):
-        threading.Event().wait(0.001)
-    release.set()
-    for thread in [holder, *threads]:
-        thread.join(10)
+    outcomes = _behind_a_held_write(
+        db,
+        {
+            "bad": failing,
+            "good": lambda c: c.execute("INSERT INTO t (x) VALUES (3)"),
+            "dup": lambda c: c.execute("INSERT INTO t (x) VALUES (3)"),
+        },
+    )
 
     assert isinstance(outcomes["bad"], ValueError)
     assert isinstance(outcomes["dup"], StorageError)
@@ -123,39 +120,15 @@ def test_a_failing_write_is_undone_alone(db: GroupCommit):
 
 
 def test_a_failed_commit_fails_every_write_of_the_batch(db: GroupCommit):
-    entered, release = threading.Event(), threading.Event()
-    outcomes: dict[str, object] = {}
+    outcomes = _behind_a_held_write(
+        db,
+        {  # a deferred foreign key fails at COMMIT, not at the INSERT
+            "orphan": lambda c: c.execute("INSERT INTO t VALUES (1, 99)"),
+            "fine": lambda c: c.execute("INSERT INTO t (x) VALUES (2)"),
+        },
+    )
 
-    def slow(conn: sqlite3.Connection) -> None:
-        entered.set()
-        assert release.wait(10)
-
-    def attempt(name: str, work: object) -> None:
-        try:
-            outcomes[name] = db.write(work)  # type: ignore[arg-type]
-        except Exception as exc:
-            outcomes[name] = exc
-
-    holder = threading.Thread(target=attempt, args=("slow", slow))
-    holder.start()
-    assert entered.wait(10)
-    threads = [  # a deferred foreign key fails at COMMIT, not at the INSERT
-        threading.Thread(
-            target=attempt, args=("orphan", lambda c: c.execute("INSERT INTO t VALUES (1, 99)"))
-        ),
-        threading.Thread(
-            target=attempt, args=("fine", lambda c: c.execute("INSERT INTO t (x) VALUES (2)"))
-        ),
-    ]
-    for thread in threads:
-        thread.start()
-    while len(db._queue) < len(threads):
-        threading.Event().wait(0.001)
-    release.set()
-    for thread in [holder, *threads]:
-        thread.join(10)
-
-    assert outcomes["slow"] is None
+    assert outcomes["held"] is None
     assert isinstance(outcomes["orphan"], StorageError)
     assert isinstance(outcomes["fine"], StorageError)
     assert _values(db) == []

@@ -29,9 +29,11 @@ from corolla.transport import (
     EncodeCache,
     array_entries,
     check_array_entry,
+    embed_arrays,
     event_from_proto,
     event_to_proto,
     inline_array,
+    inline_size,
     message_from_proto,
     message_pb2,
     message_to_proto,
@@ -361,6 +363,20 @@ def _inline_entry(array: np.ndarray[Any, Any], name: str = "w") -> records_pb2.A
     assert arrays_by_hash == {}
     received = records_pb2.RecordDict.FromString(proto.SerializeToString())
     return received.records[0].array_record.entries[0]
+
+
+@settings(max_examples=50)
+@given(record_dicts, st.integers(0, 4096))
+def test_embedding_arrays_later_follows_the_senders_rule(content: RecordDict, budget: int) -> None:
+    # Content sent by reference, then given its arrays inline (what the link does before
+    # pushing a message), is what a sender inlining with that budget writes.
+    by_reference, payloads = record_dict_to_proto(content)
+    expected, _ = record_dict_to_proto(content, inline_bytes=budget)
+
+    embed_arrays(by_reference, lambda sha256: payloads[sha256].tobytes(), budget)
+
+    assert by_reference == expected
+    assert inline_size(by_reference) <= budget
 
 
 @settings(max_examples=50)

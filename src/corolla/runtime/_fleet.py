@@ -312,8 +312,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             except CorollaError as exc:  # refused: the stream goes on
                 error = message_pb2.Error(code=int(exc.code), reason=str(exc))
                 yield fleet_pb2.SendRepliesResponse(error=error)
-                continue
-            yield fleet_pb2.SendRepliesResponse(message_id=stored.message_id)
+            else:
+                yield fleet_pb2.SendRepliesResponse(message_id=stored.message_id)
 
     def _send_replies(
         self, replies: Sequence[tuple[int, message_pb2.Message]]

@@ -28,7 +28,9 @@ from corolla.transport import (
     abort,
     array_entries,
     check_array_entry,
+    embed_arrays,
     inline_array,
+    inline_size,
     message_pb2,
     metadata_from_proto,
     metadata_to_proto,
@@ -179,10 +181,7 @@ class LinkShared:
         MessageError
             If an array is not held (push it first) or its size disagrees.
         """
-        inline_bytes = 0
-        for named in proto.content.records:
-            if named.WhichOneof("record") == "array_record":
-                inline_bytes += sum(len(entry.data) for entry in named.array_record.entries)
+        inline_bytes = inline_size(proto.content)
         if inline_bytes > INLINE_ARRAY_BYTES:
             raise CodecError(
                 f"the message carries {inline_bytes} bytes of inline arrays; at most "
@@ -280,16 +279,7 @@ class LinkShared:
             return content
         proto = records_pb2.RecordDict()
         proto.ParseFromString(self._content(content_hash))
-        budget = INLINE_ARRAY_BYTES
-        for named in proto.records:
-            if named.WhichOneof("record") != "array_record":
-                continue
-            for entry in named.array_record.entries:
-                if entry.data:
-                    budget -= len(entry.data)
-                elif entry.encoded_size <= budget:
-                    entry.data = bytes(self.blobs.open(entry.sha256))
-                    budget -= entry.encoded_size
+        embed_arrays(proto, lambda sha256: bytes(self.blobs.open(sha256)))
         content = proto.SerializeToString(deterministic=True)
         self._contents.put(key, content)
         return content

@@ -421,7 +421,20 @@ class SqliteLinkState(LinkState):
         return self._db.write(work)
 
     def fetch_messages(self, node_id: int, *, limit: int | None = None) -> list[StoredMessage]:
-        return self._db.write(self._fetch_work(node_id, check_limit(limit)))
+        sql_limit = check_limit(limit)
+
+        def work(conn: sqlite3.Connection) -> list[StoredMessage]:
+            now = self._clock()
+            get_node_row(conn, node_id)
+            rows = conn.execute(
+                "SELECT rowid, * FROM messages WHERE dst_node_id = ? AND status = ? "
+                "AND expires_at > ? ORDER BY rowid LIMIT ?",
+                (node_id, DeliveryStatus.PENDING.value, now, sql_limit),
+            ).fetchall()
+            _mark_delivered(conn, rows, now)
+            return [to_instruction(row) for row in rows]
+
+        return self._db.write(work)
 
     def fetch_messages_many(
         self, node_ids: Iterable[int]
@@ -449,43 +462,15 @@ class SqliteLinkState(LinkState):
                     (*chunk, DeliveryStatus.PENDING.value, now),
                 ):
                     rows.setdefault(int(row["dst_node_id"]), []).append(row)
-            conn.executemany(
-                "UPDATE messages SET status = ?, delivered_at = ? WHERE rowid = ?",
-                [
-                    (DeliveryStatus.DELIVERED.value, now, row["rowid"])
-                    for node_rows in rows.values()
-                    for row in node_rows
-                ],
-            )
+            _mark_delivered(conn, (row for node_rows in rows.values() for row in node_rows), now)
             return {
-                node_id: (
-                    [to_instruction(row) for row in rows.get(node_id, [])]
-                    if node_id in known
-                    else unknown_node(node_id)
-                )
+                node_id: [to_instruction(row) for row in rows.get(node_id, [])]
+                if node_id in known
+                else unknown_node(node_id)
                 for node_id in wanted
             }
 
         return self._db.write(work) if wanted else {}
-
-    def _fetch_work(
-        self, node_id: int, sql_limit: int
-    ) -> Callable[[sqlite3.Connection], list[StoredMessage]]:
-        def work(conn: sqlite3.Connection) -> list[StoredMessage]:
-            now = self._clock()
-            get_node_row(conn, node_id)
-            rows = conn.execute(
-                "SELECT rowid, * FROM messages WHERE dst_node_id = ? AND status = ? "
-                "AND expires_at > ? ORDER BY rowid LIMIT ?",
-                (node_id, DeliveryStatus.PENDING.value, now, sql_limit),
-            ).fetchall()
-            conn.executemany(
-                "UPDATE messages SET status = ?, delivered_at = ? WHERE rowid = ?",
-                [(DeliveryStatus.DELIVERED.value, now, row["rowid"]) for row in rows],
-            )
-            return [to_instruction(row) for row in rows]
-
-        return work
 
     def store_reply(self, reply: StoredMessage) -> str:
         return self._db.write(self._reply_work(reply))
@@ -746,6 +731,14 @@ def _run_status(status: object) -> RunStatus:
 
 
 R = TypeVar("R")
+
+
+def _mark_delivered(conn: sqlite3.Connection, rows: Iterable[sqlite3.Row], now: float) -> None:
+    """Mark the pending messages of ``rows`` delivered at ``now``, in one statement."""
+    conn.executemany(
+        "UPDATE messages SET status = ?, delivered_at = ? WHERE rowid = ?",
+        [(DeliveryStatus.DELIVERED.value, now, row["rowid"]) for row in rows],
+    )
 
 
 def _results_or_errors(results: list[R | BaseException]) -> list[R | CorollaError]:

@@ -53,9 +53,11 @@ __all__ = [
     "ArrayResolver",
     "array_entries",
     "check_array_entry",
+    "embed_arrays",
     "event_from_proto",
     "event_to_proto",
     "inline_array",
+    "inline_size",
     "message_from_proto",
     "message_to_proto",
     "metadata_from_proto",
@@ -222,6 +224,33 @@ def _array_record_from_proto(proto: records_pb2.ArrayRecord, resolve: ArrayResol
     return ArrayRecord((e.name, _resolve(resolve, e)) for e in proto.entries)
 
 
+def _array_entries_of(content: records_pb2.RecordDict) -> Iterator[records_pb2.ArrayEntry]:
+    for named in content.records:
+        if named.WhichOneof("record") == "array_record":
+            yield from named.array_record.entries
+
+
+def inline_size(content: records_pb2.RecordDict) -> int:
+    """Bytes of arrays ``content`` carries inline: at most :data:`INLINE_ARRAY_BYTES` in
+    a message a receiver accepts."""
+    return sum(len(entry.data) for entry in _array_entries_of(content))
+
+
+def embed_arrays(
+    content: records_pb2.RecordDict,
+    read: Callable[[str], bytes],
+    inline_bytes: int = INLINE_ARRAY_BYTES,
+) -> None:
+    """Embed, in place, the arrays ``content`` references by hash while they fit in what
+    ``inline_bytes`` leaves beside the arrays already inline: the rule
+    :func:`record_dict_to_proto` follows, for content already converted. ``read`` gives
+    the encoded bytes of a hash."""
+    inline = _InlineBudget(inline_bytes - inline_size(content))
+    for entry in _array_entries_of(content):
+        if not entry.data and inline.take(entry.encoded_size):
+            entry.data = read(entry.sha256)
+
+
 def array_entries(
     proto: message_pb2.Message | records_pb2.RecordDict, *, include_inline: bool = False
 ) -> dict[str, records_pb2.ArrayEntry]:
@@ -233,13 +262,11 @@ def array_entries(
     """
     content = proto.content if isinstance(proto, message_pb2.Message) else proto
     found: dict[str, records_pb2.ArrayEntry] = {}
-    for named in content.records:
-        if named.WhichOneof("record") == "array_record":
-            for entry in named.array_record.entries:
-                if not entry.data:
-                    found.setdefault(entry.sha256, entry)
-                elif include_inline:
-                    found[entry.sha256] = entry
+    for entry in _array_entries_of(content):
+        if not entry.data:
+            found.setdefault(entry.sha256, entry)
+        elif include_inline:
+            found[entry.sha256] = entry
     return found
 
 

@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
-from corolla.core import ErrorCode, Message, RecordDict
+from corolla.core import ArrayRecord, ErrorCode, Message, RecordDict
 from corolla.runtime import GrpcGrid, Link, Node, NodeStatus, make_bundle
 from corolla.state import DirectoryBlobStore
 from corolla.transport import generate_certificates
@@ -149,3 +150,55 @@ def test_a_node_reaches_a_link_over_tls(tmp_path: Path) -> None:
         ) as node:
             node_id = _wait_connected(node)
         assert [n.node_id for n in link.state.list_nodes()] == [node_id]
+
+
+SUM_APP = """
+from corolla.client import ClientApp
+from corolla.core import Message, MetricRecord, RecordDict
+
+app = ClientApp()
+
+
+@app.train()
+def train(message, context):
+    total = float(message.content["arrays"]["w"].sum())
+    return Message(RecordDict({"metrics": MetricRecord({"sum": total})}), reply_to=message)
+"""
+
+
+def test_a_node_downloads_arrays_into_memory_and_reuses_them_for_the_next_message(
+    link: Link,
+    appio_channel: grpc.Channel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Arrange: an array too large to travel inline, sent twice, then another one.
+    from corolla.runtime import _payloads
+
+    pulled: list[str] = []
+    real_pull = _payloads.pull_payload
+
+    def counting_pull(pull, sha256, size, metadata=None):  # type: ignore[no-untyped-def]
+        pulled.append(sha256)
+        return real_pull(pull, sha256, size, metadata)
+
+    monkeypatch.setattr(_payloads, "pull_payload", counting_pull)
+    grid = _grid_for(link, appio_channel, _app(tmp_path / "app", "sum_app", SUM_APP))
+    first, second = np.arange(400_000, dtype=np.float32), np.ones(400_000, dtype=np.float32)
+
+    def train_on(node_id: int, w: np.ndarray) -> float:
+        content = RecordDict({"arrays": ArrayRecord({"w": w})})
+        ids = grid.send([Message(content, dst_node_id=node_id, message_type="train")])
+        (reply,) = list(grid.receive(ids, timeout=30))
+        return float(reply.content["metrics"]["sum"])
+
+    # Act
+    with Node(link.fleet_address, tmp_path / "node") as node:
+        node_id = _wait_connected(node)
+        sums = [train_on(node_id, w) for w in (first, first, second)]
+
+    # Assert
+    assert sums == [float(first.sum()), float(first.sum()), 400_000.0]
+    assert len(pulled) == 2 and pulled[0] != pulled[1]  # the repeated model came once
+    blob_files = [p for p in (tmp_path / "node" / "blobs").rglob("*") if p.is_file()]
+    assert blob_files == []  # nothing of the messages went to the node's disk

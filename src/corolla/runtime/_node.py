@@ -36,7 +36,7 @@ from corolla.core import (
     UserConfigValue,
 )
 from corolla.project import AppConfig, load_component
-from corolla.state import NodeIdentity
+from corolla.state import MemoryBlobStore, NodeIdentity
 from corolla.transport import (
     INLINE_ARRAY_BYTES,
     TransportError,
@@ -93,7 +93,7 @@ class Node:
     link_address
         The link's Fleet address.
     state_dir
-        Keeps the node's identity, downloaded bundles and arrays, and context states.
+        Keeps the node's identity, downloaded bundles and context states.
     node_config
         Given to the ClientApp as ``Context.node_config``.
     attributes
@@ -137,6 +137,7 @@ class Node:
         self._seen: dict[str, None] = {}
         self._apps: dict[str, Callable[..., Message]] = {}
         self._runs: dict[int, run_pb2.Run] = {}
+        self._downloads = MemoryBlobStore()
         self.node_id: int | None = None
         self.replies_sent = 0
 
@@ -324,9 +325,7 @@ class Node:
         run_id = proto.metadata.run_id
         run = self._run_info(stub, metadata, run_id)
         app = self._client_app(stub, metadata, run)
-        cache = ArrayCache(self._store.blobs, stub.PullArrays, metadata)
-        cache.fetch({h: e.encoded_size for h, e in array_entries(proto).items()})
-        message = message_from_proto(proto, cache)
+        message = message_from_proto(proto, self._download_arrays(stub, metadata, proto))
         context = Context(
             run_id,
             node_id,
@@ -337,6 +336,26 @@ class Node:
         reply = run_client_app(app, message, context)
         self._store.save_state(run_id, context.state)
         return reply
+
+    def _download_arrays(
+        self, stub: fleet_pb2_grpc.FleetStub, metadata: Any, proto: message_pb2.Message
+    ) -> ArrayCache:
+        """The message's arrays, downloaded (and verified) into memory.
+
+        A message's arrays are not written to disk: were the node to stop mid-message, the
+        link sends it again. The payloads of the message before stay held where this one
+        names them too (an evaluation's model is the next round's training model); the
+        others are let go.
+        """
+        wanted = {h: e.encoded_size for h, e in array_entries(proto).items()}
+        held = MemoryBlobStore()
+        for sha256 in wanted:
+            if self._downloads.exists(sha256):
+                held.put_stream((self._downloads.open(sha256),), sha256, verified=True)
+        self._downloads = held
+        cache = ArrayCache(held, stub.PullArrays, metadata)
+        cache.fetch(wanted)
+        return cache
 
     def _run_info(self, stub: fleet_pb2_grpc.FleetStub, metadata: Any, run_id: int) -> run_pb2.Run:
         """The run's bundle hash and run config, asked of the link once per run (neither

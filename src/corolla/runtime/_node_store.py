@@ -3,7 +3,7 @@
 ::
 
     STATE/identity.json          node id and token issued by the link
-    STATE/blobs/                 arrays downloaded or produced, by hash
+    STATE/blobs/                 the arrays of context states, by hash
     STATE/apps/<bundle sha256>/  installed app bundles, one directory each
     STATE/runs/<run id>/state.pb the Context.state of each run (arrays in blobs/)
 """

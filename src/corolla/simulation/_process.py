@@ -40,7 +40,7 @@ from typing import Any
 
 from ..core import Error, ErrorCode, Message, RecordDict, UserConfigValue
 from ..core._errors import AppLoadError, ConfigError, ExecutionError
-from ..core._malloc import mallopt
+from ..core._malloc import array_pages_for_this_machine, mallopt
 from ..project import ComponentRef
 from ._executor import Call, Executor, Task, TaskResult, execute_task
 from ._shm import Payload, SegmentCache, SegmentPool, abandon, attach, pack, release, unpack
@@ -81,7 +81,8 @@ def _worker_main(
     cache = SegmentCache()
     pool = SegmentPool()
     try:
-        _serve(conn, app, run_id, run_config, cache, pool)
+        with array_pages_for_this_machine():
+            _serve(conn, app, run_id, run_config, cache, pool)
     finally:
         cache.close()
         pool.close()

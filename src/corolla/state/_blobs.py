@@ -5,9 +5,10 @@ hash. Storing the same content twice keeps one copy, so a global model sent to a
 nodes is one blob.
 
 :class:`DirectoryBlobStore` keeps each blob in a file ``ROOT/ab/abcdef...`` (the first two
-hex digits fan the files out over 256 directories). A blob is written to ``ROOT/tmp``,
-fsynced, then renamed into place and its directory fsynced: a crash leaves either the whole
-blob under its name or nothing, never a torn file. Reading maps the file into memory, so a
+hex digits fan the files out over 256 directories). A blob is written to ``ROOT/tmp``
+(one larger than 4 MiB bypassing the page cache: see ``_blob_file``), fsynced, then
+renamed into place and its directory fsynced: a crash leaves either the whole blob under
+its name or nothing, never a torn file. Reading maps the file into memory, so a
 model of any size (over 2 GiB included, on a 64-bit system) is read without copying.
 """
 
@@ -17,13 +18,13 @@ import abc
 import hashlib
 import mmap
 import os
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from corolla.core import ConfigError
 
+from ._blob_file import BlobFile
 from ._checks import check_blob_hash
 from ._errors import BlobIntegrityError, BlobNotFoundError, StorageError
 
@@ -251,20 +252,17 @@ class DirectoryBlobStore(BlobStore):
         expected = None if expected_hash is None else check_blob_hash(expected_hash)
         trusted = verified and expected is not None
         try:
-            fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+            file = BlobFile(self._tmp)
         except OSError as exc:
             raise StorageError(f"cannot write to the blob directory {self._root}: {exc}") from exc
-        tmp = Path(tmp_name)
         try:
             digest = None if trusted else hashlib.sha256()
-            with os.fdopen(fd, "wb") as file:
-                for chunk in chunks:
-                    view = _byte_view(chunk)
-                    if digest is not None:
-                        digest.update(view)
-                    file.write(view)
-                file.flush()
-                os.fsync(file.fileno())
+            for chunk in chunks:
+                view = _byte_view(chunk)
+                if digest is not None:
+                    digest.update(view)
+                file.write(view)
+            tmp = file.finish()
             blob_hash = digest.hexdigest() if digest is not None else str(expected)
             _check_digest(blob_hash, expected)
             final = self._path(blob_hash)
@@ -280,7 +278,7 @@ class DirectoryBlobStore(BlobStore):
         except OSError as exc:
             raise StorageError(f"cannot store a blob in {self._root}: {exc}") from exc
         finally:
-            tmp.unlink(missing_ok=True)
+            file.abort()  # removes the temporary file unless it was renamed into place
 
     def open(self, blob_hash: str) -> memoryview:
         path = self._path(blob_hash)

@@ -1,0 +1,109 @@
+"""Blob files: every size written exactly, with or without O_DIRECT, and nothing left over."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from corolla.state import _blob_file
+from corolla.state._blob_file import DIRECT_ALIGNMENT, STAGING_BYTES, BlobFile
+
+# Sizes around the edges that matter: empty, one staging buffer, an aligned block.
+EDGES = [
+    0,
+    1,
+    DIRECT_ALIGNMENT - 1,
+    STAGING_BYTES - 1,
+    STAGING_BYTES,
+    STAGING_BYTES + 1,
+    STAGING_BYTES + DIRECT_ALIGNMENT,
+    2 * STAGING_BYTES + 12_345,
+]
+
+
+def _payload(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def _write(directory: Path, data: bytes, cuts: list[int]) -> Path:
+    file = BlobFile(directory)
+    view = memoryview(data)
+    start = 0
+    for cut in sorted(c % (len(data) + 1) for c in cuts):
+        file.write(view[start:cut])
+        start = max(start, cut)
+    file.write(view[start:])
+    return file.finish()
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    size=st.sampled_from(EDGES) | st.integers(min_value=0, max_value=3 * STAGING_BYTES),
+    cuts=st.lists(st.integers(min_value=0, max_value=3 * STAGING_BYTES), max_size=6),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
+def test_a_blob_file_holds_exactly_the_bytes_written(
+    tmp_path: Path, size: int, cuts: list[int], seed: int
+) -> None:
+    data = _payload(size, seed)
+
+    path = _write(tmp_path, data, cuts)
+
+    assert path.read_bytes() == data  # the padding of the last block is gone
+    path.unlink()
+
+
+@pytest.mark.parametrize("size", [10, 3 * STAGING_BYTES + 7])
+def test_a_file_system_that_refuses_o_direct_gets_buffered_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    # Arrange: an os.open that refuses O_DIRECT as tmpfs does (after creating the file).
+    real_open = os.open
+    direct = getattr(os, "O_DIRECT", 0) or 0o40000
+    monkeypatch.setattr(_blob_file, "_O_DIRECT", direct)
+    refused: list[str] = []
+
+    def open_refusing_direct(path: Any, flags: int, mode: int = 0o777) -> int:
+        if flags & direct:
+            os.close(real_open(path, flags & ~direct, mode))
+            refused.append(str(path))
+            raise OSError(errno.EINVAL, "O_DIRECT not supported")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(_blob_file.os, "open", open_refusing_direct)
+    data = _payload(size, 7)
+
+    # Act
+    path = _write(tmp_path, data, [size // 3])
+
+    # Assert
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    assert len(refused) == (1 if size > STAGING_BYTES else 0)
+
+
+def test_abort_removes_the_file(tmp_path: Path) -> None:
+    file = BlobFile(tmp_path)
+    file.write(memoryview(_payload(STAGING_BYTES + 5, 1)))  # a file now exists
+
+    file.abort()
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_closed_blob_file_refuses_writes(tmp_path: Path) -> None:
+    file = BlobFile(tmp_path)
+    file.write(memoryview(b"abc"))
+    file.finish()
+
+    with pytest.raises(ValueError, match="closed"):
+        file.write(memoryview(b"more"))

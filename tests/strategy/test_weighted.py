@@ -712,3 +712,41 @@ def test_a_rejected_first_reply_leaves_no_sums_behind() -> None:
     assert aggregator.arrays() is None
     aggregator.add(reply(layout, 2), 2)
     assert mean_of(aggregator) == layout
+
+
+# A workspace given in advance
+
+
+@given(batches(FLOAT_DTYPES))
+def test_a_workspace_given_in_advance_gets_the_sums_with_the_same_bits(
+    batch: tuple[Layout, list[tuple[ArrayRecord, float]]],
+) -> None:
+    # Arrange: an aggregator that knows its layout before any reply, as FedAvg's does.
+    _, replies = batch
+    spec = array_spec(replies[0][0])
+    given_one = WeightedAverage(spec=spec)
+    layout = given_one.workspace_layout()
+    assert layout is not None
+    workspace = [np.full(size, np.nan, dtype=dtype) for size, dtype in layout]
+    given_one.use_workspace(workspace)
+
+    # Act
+    fold(replies, given_one)
+    plain = fold(replies, WeightedAverage(spec=spec))
+
+    # Assert
+    assert_bit_identical(mean_of(given_one), mean_of(plain))
+    sums = given_one.take_workspace()
+    assert sums is not None and all(s is w for s, w in zip(sums, workspace, strict=True))
+
+
+def test_the_layout_is_unknown_without_a_spec_or_arrays_and_once_sums_exist() -> None:
+    spec = array_spec(one_layer([1.0, 2.0, 3.0]))
+    started = fold([(one_layer([1.0, 2.0, 3.0]), 1)], WeightedAverage(spec=spec))
+
+    assert WeightedAverage().workspace_layout() is None
+    assert WeightedAverage(arrays_key=None, spec=spec).workspace_layout() is None
+    assert started.workspace_layout() is None
+    assert WeightedAverage(spec=spec).workspace_layout() == [(3, np.dtype(np.float64))]
+    native = WeightedAverage(spec=spec, precision="native")
+    assert native.workspace_layout() == [(3, np.dtype(np.float32))]

@@ -43,7 +43,19 @@ from ..core._errors import AppLoadError, ConfigError, ExecutionError
 from ..core._malloc import array_pages_for_this_machine, mallopt
 from ..project import ComponentRef
 from ._executor import Call, Executor, Task, TaskResult, execute_task
-from ._shm import Payload, SegmentCache, SegmentPool, abandon, attach, pack, release, unpack
+from ._shm import (
+    INLINE_LIMIT,
+    Payload,
+    SegmentCache,
+    SegmentPool,
+    abandon,
+    attach,
+    carve,
+    carved_size,
+    pack,
+    release,
+    unpack,
+)
 
 __all__ = ["ProcessExecutor"]
 
@@ -116,13 +128,32 @@ def _serve(
             for meta, key, node_id, node_config, state in wire_calls
         ]
         aggregator = pickle.loads(aggregator_data) if aggregator_data is not None else None
+        workspace = _shared_workspace(aggregator, pool)
         result = execute_task(app, Task(index, calls, aggregator), run_id, run_config)
         del calls, loaded, aggregator
-        payload, _ = pack((result.aggregator, result.replies, result.states), pool)
+        payload, _ = pack(
+            (result.aggregator, result.replies, result.states), pool, within=workspace
+        )
+        if workspace is not None and payload.segment != workspace.name:
+            pool.release(workspace.name)  # nothing was folded into it
         # Drop the task's objects before waiting for the next request, so that nothing here
         # views its contents when the executor asks for them back.
         del result
         conn.send(("result", index, payload, len(wire_calls), closed))
+
+
+def _shared_workspace(aggregator: Any, pool: SegmentPool) -> SharedMemory | None:
+    """A pool segment the aggregator folds into, when it can say its accumulators' layout
+    in advance (``workspace_layout``/``use_workspace``, as FedAvg's ``WeightedAverage``
+    can): its partial aggregate then travels back without being copied, and the worker's
+    accumulators are memory the pool reuses round after round."""
+    layout_of = getattr(aggregator, "workspace_layout", None)
+    layout = layout_of() if callable(layout_of) else None
+    if not layout or carved_size(layout) < INLINE_LIMIT:
+        return None
+    segment = pool.acquire(carved_size(layout))
+    aggregator.use_workspace(carve(segment, layout))
+    return segment
 
 
 class _Worker:

@@ -18,12 +18,16 @@ import pickle
 from multiprocessing import shared_memory
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "Payload",
     "SegmentCache",
     "SegmentPool",
     "abandon",
     "attach",
+    "carve",
+    "carved_size",
     "pack",
     "release",
     "unpack",
@@ -92,33 +96,87 @@ class SegmentPool:
 
 
 def pack(
-    obj: Any, pool: SegmentPool | None = None
+    obj: Any,
+    pool: SegmentPool | None = None,
+    *,
+    within: shared_memory.SharedMemory | None = None,
 ) -> tuple[Payload, shared_memory.SharedMemory | None]:
     """Pickle ``obj`` and return the payload and the segment holding its buffers, if any.
 
     With a ``pool``, the segment comes from it and goes back with ``pool.release``;
-    without one it is new, and the caller must unlink it once readers are done.
+    without one it is new, and the caller must unlink it once readers are done. When every
+    buffer already lies in ``within`` (arrays written straight into a segment of the
+    pool), the payload names that segment and nothing is copied.
     """
     buffers: list[pickle.PickleBuffer] = []
     data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     views = [b.raw() for b in buffers]
     total = sum(v.nbytes for v in views)
+    spans = _spans_within(views, within) if within is not None and views else None
+    if spans is not None and within is not None:
+        for b in buffers:
+            b.release()
+        return Payload(data, within.name, spans), within
     if total < INLINE_LIMIT:
         return Payload(pickle.dumps(obj, protocol=5)), None
     if pool is not None:
         segment = pool.acquire(total)
     else:
         segment = shared_memory.SharedMemory(create=True, size=max(total, 1))
-    spans = []
+    copied = []
     offset = 0
     target = _buffer(segment)
     for view in views:
         target[offset : offset + view.nbytes] = view
-        spans.append((offset, view.nbytes))
+        copied.append((offset, view.nbytes))
         offset += view.nbytes
     for b in buffers:
         b.release()
-    return Payload(data, segment.name, tuple(spans)), segment
+    return Payload(data, segment.name, tuple(copied)), segment
+
+
+def _address(view: memoryview) -> int:
+    return int(np.frombuffer(view, dtype=np.uint8).ctypes.data)
+
+
+def _spans_within(
+    views: list[memoryview], segment: shared_memory.SharedMemory
+) -> tuple[tuple[int, int], ...] | None:
+    """Where each view lies in ``segment``, or None if one lies outside it."""
+    base = _address(_buffer(segment))
+    spans = []
+    for view in views:
+        offset = _address(view) - base if view.nbytes else 0
+        if offset < 0 or offset + view.nbytes > segment.size:
+            return None
+        spans.append((offset, view.nbytes))
+    return tuple(spans)
+
+
+def carve(
+    segment: shared_memory.SharedMemory, layout: list[tuple[int, np.dtype[Any]]]
+) -> list[np.ndarray[Any, Any]]:
+    """Flat arrays of ``layout``'s sizes and dtypes laid out one after another in
+    ``segment`` (each at a 64-byte boundary); see :func:`carved_size`."""
+    arrays = []
+    offset = 0
+    buffer = _buffer(segment)
+    for size, dtype in layout:
+        arrays.append(np.frombuffer(buffer, dtype=dtype, count=size, offset=offset))
+        offset = _aligned(offset + size * dtype.itemsize)
+    return arrays
+
+
+def carved_size(layout: list[tuple[int, np.dtype[Any]]]) -> int:
+    """Bytes a segment needs to :func:`carve` ``layout`` from it."""
+    offset = 0
+    for size, dtype in layout:
+        offset = _aligned(offset + size * dtype.itemsize)
+    return offset
+
+
+def _aligned(offset: int, alignment: int = 64) -> int:
+    return -(-offset // alignment) * alignment
 
 
 def _buffer(segment: shared_memory.SharedMemory) -> memoryview:

@@ -152,6 +152,21 @@ class WeightedAverage:
             return workspace
         return [np.empty(size, dtype=dtype) for size, dtype in layout]
 
+    def workspace_layout(self) -> list[tuple[int, np.dtype[Any]]] | None:
+        """Sizes and dtypes of the accumulators the first reply will fill, when the spec
+        fixes them in advance (None otherwise, or once accumulators exist)."""
+        if self.arrays_key is None or self.spec is None or self._sums is not None:
+            return None
+        return [
+            (math.prod(shape), accumulator_dtype(np.dtype(dtype), self.precision))
+            for _, shape, dtype in self.spec
+        ]
+
+    def use_workspace(self, arrays: list[np.ndarray[Any, Any]]) -> None:
+        """Accumulate into ``arrays`` (of :meth:`workspace_layout`) rather than new memory,
+        e.g. shared memory a simulation worker sends its partial aggregate through."""
+        self._workspace = arrays
+
     def take_workspace(self) -> list[np.ndarray[Any, Any]] | None:
         """Hand over the accumulators for reuse (see ``workspace``); call it once the mean is
         taken: :meth:`arrays` returns None afterwards (counts and metrics stay)."""

@@ -1,0 +1,62 @@
+"""Process backend internals: the shared memory a worker folds replies into."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from corolla.core import ArrayRecord, MetricRecord, RecordDict
+from corolla.simulation._process import _shared_workspace
+from corolla.simulation._shm import SegmentCache, SegmentPool, pack
+from corolla.strategy import WeightedAverage, array_spec
+
+
+@pytest.fixture
+def pool() -> Any:
+    pool = SegmentPool()
+    yield pool
+    pool.close()
+
+
+def _reply(w: np.ndarray, weight: int) -> RecordDict:
+    return RecordDict(
+        {"arrays": ArrayRecord({"w": w}), "metrics": MetricRecord({"num-examples": weight})}
+    )
+
+
+def test_a_fedavg_partial_is_folded_in_shared_memory_and_packed_where_it_lies(pool) -> None:
+    # Arrange
+    model = ArrayRecord({"w": np.zeros(50_000, dtype=np.float32)})
+    aggregator = WeightedAverage(spec=array_spec(model))
+    segment = _shared_workspace(aggregator, pool)
+    assert segment is not None
+
+    # Act
+    aggregator.add(_reply(np.full(50_000, 2.0, dtype=np.float32), 1), 1)
+    aggregator.add(_reply(np.full(50_000, 5.0, dtype=np.float32), 2), 2)
+    payload, used = pack(aggregator, pool, within=segment)
+
+    # Assert: the root merges the partial straight from the worker's segment.
+    cache = SegmentCache()
+    try:
+        partial = cache.load(payload)
+        root = WeightedAverage()
+        root.merge(partial)
+        del partial
+        mean = root.arrays()
+        assert used is segment
+        assert mean is not None and np.all(mean["w"] == np.float32(4.0))
+    finally:
+        cache.close()
+    del aggregator
+
+
+def test_no_workspace_for_small_layouts_or_aggregators_without_one(pool) -> None:
+    small = WeightedAverage(spec=array_spec(ArrayRecord({"w": np.zeros(10, np.float32)})))
+
+    assert _shared_workspace(small, pool) is None
+    assert _shared_workspace(WeightedAverage(), pool) is None  # layout unknown
+    assert _shared_workspace(object(), pool) is None
+    assert _shared_workspace(None, pool) is None

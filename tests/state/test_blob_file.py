@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import random
 from pathlib import Path
@@ -107,3 +108,31 @@ def test_a_closed_blob_file_refuses_writes(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="closed"):
         file.write(memoryview(b"more"))
+
+
+@pytest.mark.skipif(not getattr(os, "O_DIRECT", 0), reason="needs O_DIRECT")
+@pytest.mark.parametrize("refused_from", [0, 1, 2])
+def test_o_direct_writes_refused_after_the_open_go_on_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused_from: int
+) -> None:
+    # Arrange: a file system that opens with O_DIRECT but refuses the writes from the
+    # ``refused_from``-th one on (the last one, padded, is the third here).
+    real_write = os.write
+    direct_writes: list[int] = []
+
+    def write_refusing_direct(fd: int, data: Any) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            direct_writes.append(len(data))
+            if len(direct_writes) > refused_from:
+                raise OSError(errno.EINVAL, "invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(_blob_file.os, "write", write_refusing_direct)
+    data = _payload(2 * STAGING_BYTES + 1000, 3)
+
+    # Act
+    path = _write(tmp_path, data, [5, STAGING_BYTES + 3])
+
+    # Assert
+    assert path.read_bytes() == data
+    assert len(direct_writes) == refused_from + 1

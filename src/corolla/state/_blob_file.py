@@ -14,6 +14,7 @@ written through the page cache as before. Either way the file is fsynced before
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import secrets
@@ -77,6 +78,7 @@ class BlobFile:
         self._staged = 0
         self._fd: int | None = None
         self._direct = False
+        self._written = 0  # bytes of the blob in the file (padding aside)
         self.size = 0
         self.path: Path | None = None
 
@@ -90,19 +92,12 @@ class BlobFile:
             self.size += n
             data = data[n:]
             if self._staged == STAGING_BYTES:
-                self._flush(direct=True)
+                self._flush()
 
     def finish(self) -> Path:
         """Write what is staged, fsync the file and close it; return its path."""
-        buffer = self._staging()
-        if self._fd is None:
-            self._flush(direct=False)  # a small blob: through the page cache
-        elif self._staged:
-            if self._direct:
-                padded = -(-self._staged // DIRECT_ALIGNMENT) * DIRECT_ALIGNMENT
-                buffer[self._staged : padded] = bytes(padded - self._staged)
-                self._staged = padded
-            self._flush(direct=self._direct)
+        if self._fd is None or self._staged:
+            self._flush(final=True)  # a blob that never filled the buffer: page cache
         fd = self._descriptor()
         if self._direct:
             os.ftruncate(fd, self.size)  # drop the padding of the last block
@@ -141,12 +136,36 @@ class BlobFile:
         self._fd = os.open(path, flags, 0o600)
         self.path = path
 
-    def _flush(self, *, direct: bool) -> None:
+    def _flush(self, *, final: bool = False) -> None:
+        """Write the staged bytes: a full buffer, or (``final``) the blob's last bytes,
+        padded to the alignment when the file takes ``O_DIRECT`` writes."""
         if self._fd is None:
-            self._open(direct)
-        with memoryview(self._staging()) as view:
-            _write_all(self._descriptor(), view[: self._staged])
+            self._open(direct=not final)
+        count = self._staged
+        buffer = self._staging()
+        if self._direct and final:
+            count = -(-count // DIRECT_ALIGNMENT) * DIRECT_ALIGNMENT
+            buffer[self._staged : count] = bytes(count - self._staged)
+        with memoryview(buffer) as view:
+            try:
+                _write_all(self._descriptor(), view[:count])
+            except OSError as exc:
+                if not (self._direct and exc.errno == errno.EINVAL):
+                    raise
+                # The file system took O_DIRECT at open but refuses its writes.
+                self._reopen_buffered()
+                _write_all(self._descriptor(), view[: self._staged])
+        self._written += self._staged
         self._staged = 0
+
+    def _reopen_buffered(self) -> None:
+        assert self.path is not None
+        os.close(self._descriptor())
+        self._fd = None
+        self._fd = os.open(self.path, os.O_WRONLY)
+        os.ftruncate(self._fd, self._written)  # whatever a refused write left past it
+        os.lseek(self._fd, self._written, os.SEEK_SET)
+        self._direct = False
 
     def _close(self) -> None:
         if self._fd is not None:

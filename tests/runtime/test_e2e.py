@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from corolla.project import AppConfig, merge_run_config
 from corolla.runtime import ControlClient, RunResult
 from corolla.runtime._node_store import NodeStore
 from corolla.simulation import SimulationResult, run_simulation
+from corolla.transport import array_entries, records_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "quickstart-numpy"
@@ -191,6 +193,36 @@ def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_pat
     with np.load(tmp_path / "cli" / "final.npz") as final:
         for name in simulated.arrays:
             np.testing.assert_allclose(final[name], simulated.arrays[name], rtol=1e-6, atol=0)
+
+    # Once both runs have ended, the link keeps of them only the bundle, and per run the
+    # checkpoint's record and the arrays it names, and the final arrays.
+    with ControlClient(f"127.0.0.1:{control}") as client:
+        run_ids = [run.run_id for run in client.list_runs()]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(
+            any(e.kind == "run.collected" for _, e in client.events(r, follow=False))
+            for r in run_ids
+        ):
+            time.sleep(0.1)
+        results = [
+            ref["sha256"]
+            for r in run_ids
+            for _, e in client.events(r, follow=False)
+            if e.kind == "run.result"
+            for ref in e.data["arrays"]
+        ]
+    blobs = tmp_path / "link" / "blobs"
+    with sqlite3.connect(tmp_path / "link" / "state.db") as db:
+        bundles = {row[0] for row in db.execute("SELECT bundle_hash FROM runs")}
+        checkpoints = {row[0] for row in db.execute("SELECT blob_hash FROM checkpoints")}
+    checkpoint_arrays = set()
+    for checkpoint in checkpoints:
+        record = records_pb2.RecordDict()
+        record.ParseFromString((blobs / checkpoint[:2] / checkpoint).read_bytes())
+        checkpoint_arrays |= set(array_entries(record))
+    kept = bundles | checkpoints | checkpoint_arrays | set(results)
+    assert len(run_ids) == 2
+    assert {p.name for p in blobs.glob("??/*") if p.is_file()} == kept
 
 
 def test_sampled_rounds_match_the_simulation_when_node_ids_rank_like_partitions(

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -293,3 +294,14 @@ def test_a_verified_payload_is_stored_without_hashing_it_again(
     assert stored == vouched  # the caller vouched for it: the store takes its word
     assert bytes(store.open(stored)) == bytes(payload)
     assert store.open(stored).readonly
+
+
+def test_stored_lists_every_blob_with_when_it_was_written(store: BlobStore):
+    before = time.time()
+    hashes = {store.put(b"one"), store.put(b"two"), store.put(b"one")}
+    store.delete(store.put(b"gone"))
+
+    listed = dict(store.stored())
+
+    assert set(listed) == hashes
+    assert all(before - 2 <= written <= time.time() + 2 for written in listed.values())

@@ -24,7 +24,7 @@ from corolla.transport import (
 from corolla.transport._framing import length_delimited
 from corolla.transport._proto import serverappio_pb2, serverappio_pb2_grpc
 
-from ._payloads import payload_status, serve_payload, store_pushed
+from ._payloads import serve_payload, store_pushed
 from ._runs import RunProcesses
 from ._shared import (
     LinkShared,
@@ -82,9 +82,9 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
     def StatArrays(
         self, request: fleet_pb2.StatArraysRequest, context: grpc.ServicerContext
     ) -> fleet_pb2.StatArraysResponse:
-        self._run_id(context)
+        run_id = self._run_id(context)
         return fleet_pb2.StatArraysResponse(
-            arrays=[payload_status(self._shared.blobs, h) for h in request.sha256]
+            arrays=self._shared.payload_statuses(request.sha256, run_id)
         )
 
     def PushArrays(
@@ -96,8 +96,9 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
     def _push(
         self, request_iterator: Iterator[transfer_pb2.Chunk], context: grpc.ServicerContext
     ) -> fleet_pb2.PushArraysResponse:
-        self._run_id(context)
+        run_id = self._run_id(context)
         statuses = store_pushed(self._shared.blobs, request_iterator)
+        self._shared.mark_named((s.sha256 for s in statuses), run_id)
         return fleet_pb2.PushArraysResponse(arrays=statuses)
 
     @stream_errors
@@ -192,9 +193,13 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
         self, request: serverappio_pb2.SaveCheckpointRequest, context: grpc.ServicerContext
     ) -> serverappio_pb2.SaveCheckpointResponse:
         run_id = self._run_id(context)
-        if not self._shared.blobs.exists(request.sha256):
+        shared = self._shared
+        if not shared.blobs.exists(request.sha256):
             raise MessageError(f"checkpoint payload {request.sha256[:12]} was not pushed")
-        self._shared.state.save_checkpoint(run_id, request.round, request.sha256)
+        before = shared.state.load_checkpoint(run_id)
+        shared.state.save_checkpoint(run_id, request.round, request.sha256)
+        if before is not None and before.blob_hash != request.sha256:
+            shared.note_superseded(run_id, before.blob_hash)
         return serverappio_pb2.SaveCheckpointResponse()
 
     @servicer_errors

@@ -58,6 +58,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         if first is None or first.WhichOneof("part") != "spec":
             raise MessageError("SubmitRun must start with a RunSpec")
         spec = first.spec
+        # The bundle may be stored already: keep it from being collected meanwhile.
+        shared.mark_named([spec.bundle_sha256])
         assembler: ChunkAssembler | None = None
         for request in request_iterator:
             if request.WhichOneof("part") != "bundle_chunk":

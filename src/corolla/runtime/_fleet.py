@@ -50,7 +50,7 @@ from corolla.transport._framing import length_delimited
 
 from ._batch import LoopBatcher
 from ._convert import run_to_proto
-from ._payloads import payload_status, serve_payload, store_pushed
+from ._payloads import serve_payload, store_pushed
 from ._shared import (
     LinkShared,
     aio_servicer_errors,
@@ -382,9 +382,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self, request: fleet_pb2.StatArraysRequest, context: Context
     ) -> fleet_pb2.StatArraysResponse:
         await self._node_id(context)
-        return fleet_pb2.StatArraysResponse(
-            arrays=[payload_status(self._shared.blobs, h) for h in request.sha256]
-        )
+        return fleet_pb2.StatArraysResponse(arrays=self._shared.payload_statuses(request.sha256))
 
     @aio_servicer_errors
     async def PushArrays(
@@ -404,12 +402,14 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                 break
         else:
             statuses = await self._blocking(store_pushed, self._shared.blobs, head)
+            self._shared.mark_named(s.sha256 for s in statuses)
             return fleet_pb2.PushArraysResponse(arrays=statuses)
         loop = asyncio.get_running_loop()
         chunks = itertools.chain(head, _blocking_iterator(request_iterator, loop))
         statuses = await loop.run_in_executor(
             self._uploads, store_pushed, self._shared.blobs, chunks
         )
+        self._shared.mark_named(s.sha256 for s in statuses)
         return fleet_pb2.PushArraysResponse(arrays=statuses)
 
     @aio_stream_errors

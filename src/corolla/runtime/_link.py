@@ -42,6 +42,7 @@ from corolla.transport._proto import serverappio_pb2_grpc
 
 from ._aio import AsyncServer
 from ._appio import ServerAppIoServicer
+from ._collect import collect_ended_runs
 from ._control import ControlServicer, RunArtifactsServicer
 from ._fleet import FleetServicer
 from ._malformed import add_servicer
@@ -281,6 +282,12 @@ class Link:
     def _sweep(self) -> None:
         assert self._shared is not None
         shared = self._shared
+        try:  # what ended runs left when an earlier link process stopped
+            collected = collect_ended_runs(shared, self._stopped)
+            if collected.blobs or collected.reply_contents:
+                _log.info("collected ended runs: %s", collected)
+        except Exception:
+            _log.warning("collecting ended runs failed", exc_info=True)
         while not self._stopped.wait(self._sweep_interval):
             try:
                 offline = shared.state.mark_stale_nodes_offline()

@@ -26,7 +26,8 @@ from corolla.core import Event
 from corolla.state import RunInfo, RunStatus, RunStatusError
 
 from ._bundle import install_bundle
-from ._shared import LinkShared, events_key, replies_key
+from ._collect import collect_run
+from ._shared import NAMED_GRACE_S, LinkShared, events_key, replies_key
 
 __all__ = ["RunProcesses", "RUN_CONFIG_ENV", "SECRET_ENV"]
 
@@ -51,6 +52,8 @@ class RunProcesses:
         self._watchers: dict[int, threading.Thread] = {}
         self._secrets: dict[str, int] = {}
         self._address = ""
+        self._closing = threading.Event()
+        self._retries: list[threading.Timer] = []
 
     def set_address(self, address: str) -> None:
         """Where run processes reach the ServerAppIo service."""
@@ -208,7 +211,34 @@ class RunProcesses:
             )
         except Exception:
             _log.warning("could not record the end of run %d", run_id, exc_info=True)
-        shared.signals.notify([replies_key(run_id), events_key(run_id)])
+            return
+        finally:
+            shared.signals.notify([replies_key(run_id), events_key(run_id)])
+        if not self._closing.is_set():  # a link stopping collects when it starts again
+            self._collect(run_id)
+
+    def _collect(self, run_id: int) -> None:
+        if self._closing.is_set():
+            return
+        try:
+            done = collect_run(self._shared, run_id)
+        except Exception:
+            _log.warning("could not collect run %d", run_id, exc_info=True)
+            return
+        _log.info(
+            "run %d collected: %d blobs (%d bytes), %d reply contents, %d named lately",
+            run_id,
+            done.blobs,
+            done.bytes,
+            done.reply_contents,
+            done.kept_named,
+        )
+        if done.kept_named:  # again once the clients that named them had time to
+            retry = threading.Timer(NAMED_GRACE_S + 1.0, self._collect, (run_id,))
+            retry.daemon = True
+            with self._lock:
+                self._retries = [t for t in self._retries if t.is_alive()] + [retry]
+            retry.start()
 
     def stop(self, run_id: int) -> None:
         """Terminate a run's process (its watcher records the end)."""
@@ -219,7 +249,10 @@ class RunProcesses:
 
     def close(self) -> None:
         """Terminate every process and join the watchers."""
+        self._closing.set()
         with self._lock:
+            for retry in self._retries:
+                retry.cancel()
             processes = list(self._processes.values())
             watchers = list(self._watchers.values())
         for process in processes:

@@ -14,7 +14,8 @@ import dataclasses
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,10 +38,12 @@ from corolla.transport import (
     records_pb2,
     sha256_of,
     status_for,
+    transfer_pb2,
 )
 from corolla.transport._framing import serialized_message
 
 from ._malformed import reject_malformed
+from ._payloads import payload_status
 from ._signal import Signals
 
 __all__ = [
@@ -60,6 +63,10 @@ _log = logging.getLogger("corolla.runtime.link")
 #: How many bytes of message contents the link keeps read, in their stored form and in
 #: the delivery form with small arrays inline.
 _CACHED_CONTENT_BYTES = 64 * 1024 * 1024
+#: Seconds during which a blob a client was told of is not collected (see ``_collect``).
+NAMED_GRACE_S = 120.0
+#: Named blobs remembered before the older ones are forgotten.
+_NAMED_LIMIT = 10_000
 #: The largest reply content (serialized records, with the arrays the node sent inline)
 #: kept in the state's row rather than in a blob: room for INLINE_ARRAY_BYTES of arrays
 #: and the reply's metrics.
@@ -166,6 +173,71 @@ class LinkShared:
     _contents: _ContentCache = dataclasses.field(
         default_factory=lambda: _ContentCache(_CACHED_CONTENT_BYTES), repr=False
     )
+    # Blobs that clients were lately told are stored, or that were stored for them: when
+    # (time.monotonic()), and for which run where the client is a run's ServerApp. A client
+    # may be about to name them in a message, so the collector of ended runs (``_collect``)
+    # leaves them alone for NAMED_GRACE_S, unless only the ended run's ServerApp named them.
+    _named: dict[str, tuple[float, int | None]] = dataclasses.field(
+        default_factory=dict, repr=False
+    )
+    _blob_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+    # The checkpoint records that a run's later checkpoints replaced, by run: collected
+    # with the run.
+    _superseded: dict[int, set[str]] = dataclasses.field(default_factory=dict, repr=False)
+
+    def note_superseded(self, run_id: int, blob_hash: str) -> None:
+        """Run ``run_id``'s checkpoint ``blob_hash`` was replaced by a newer one."""
+        with self._blob_lock:
+            self._superseded.setdefault(run_id, set()).add(blob_hash)
+
+    def superseded(self, run_id: int) -> set[str]:
+        """The checkpoint records run ``run_id`` replaced (see :meth:`note_superseded`)."""
+        with self._blob_lock:
+            return set(self._superseded.get(run_id, ()))
+
+    def forget_superseded(self, run_id: int) -> None:
+        with self._blob_lock:
+            self._superseded.pop(run_id, None)
+
+    def payload_statuses(
+        self, hashes: Iterable[str], run_id: int | None = None
+    ) -> list[transfer_pb2.PayloadStatus]:
+        """Whether each payload is stored (``StatArrays``); those stored count as named, by
+        run ``run_id``'s ServerApp or (None) by a node."""
+        with self._blob_lock:
+            statuses = [payload_status(self.blobs, h) for h in hashes]
+            self._mark_named((s.sha256 for s in statuses if s.complete), run_id)
+        return statuses
+
+    def mark_named(self, hashes: Iterable[str], run_id: int | None = None) -> None:
+        """Note that a client was just given or told of these blobs (see ``_named``)."""
+        with self._blob_lock:
+            self._mark_named(hashes, run_id)
+
+    def _mark_named(self, hashes: Iterable[str], run_id: int | None) -> None:
+        now = time.monotonic()
+        for sha256 in hashes:
+            self._named[sha256] = (now, run_id)
+        if len(self._named) > _NAMED_LIMIT:
+            horizon = now - NAMED_GRACE_S
+            self._named = {h: n for h, n in self._named.items() if n[0] >= horizon}
+
+    def delete_unnamed(self, sha256: str, ended_run: int) -> bool:
+        """Delete a blob unless a client other than run ``ended_run``'s ServerApp named it
+        within :data:`NAMED_GRACE_S`; True if deleted."""
+        with self._blob_lock:
+            named = self._named.get(sha256)
+            if named is not None:
+                when, run_id = named
+                if run_id != ended_run and time.monotonic() - when < NAMED_GRACE_S:
+                    return False
+            return self.blobs.delete(sha256)
+
+    def _put_content(self, content: bytes, run_id: int | None) -> str:
+        with self._blob_lock:  # stored, or found stored, and named at once
+            content_hash = self.blobs.put(content)
+            self._mark_named((content_hash,), run_id)
+        return content_hash
 
     def check_arrays_held(self, proto: message_pb2.Message) -> None:
         """Every array a message references must be stored, with the declared size.
@@ -232,7 +304,8 @@ class LinkShared:
             self.check_arrays_held(proto)
             if inline and len(content) <= INLINE_CONTENT_BYTES:
                 return StoredMessage(metadata, content_hash=sha256_of(content), content=content)
-            content_hash = self.blobs.put(content)
+            # A ServerApp's content is named by its run; a node's reply by no run.
+            content_hash = self._put_content(content, None if inline else metadata.run_id)
             if stored is not None:
                 stored[content] = content_hash
             return StoredMessage(metadata, content_hash=content_hash)

@@ -17,7 +17,7 @@ reply itself, so a ServerApp waiting in :meth:`~LinkState.get_replies` is never 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TypeVar
 
@@ -369,10 +369,10 @@ class LinkState(abc.ABC):
 
     @abc.abstractmethod
     def read_events(
-        self, run_id: int, *, after: int = 0, limit: int | None = None
+        self, run_id: int, *, after: int = 0, limit: int | None = None, kind: str | None = None
     ) -> list[EventEntry]:
         """Events of run ``run_id`` with a sequence number above ``after``, in order: follow
-        a log by passing the last ``seq`` seen.
+        a log by passing the last ``seq`` seen. With ``kind``, only events of that kind.
 
         Raises
         ------
@@ -380,6 +380,33 @@ class LinkState(abc.ABC):
             If ``run_id`` is neither 0 nor a run.
         ConfigError
             If ``limit`` is not a positive int.
+        """
+
+    # -- what a run stored -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def run_contents(self, run_id: int) -> Iterator[tuple[str, bytes | None]]:
+        """The contents of the run's messages and replies, each content once: its hash, and
+        its bytes where a reply keeps them in its row (None: the content is the blob of
+        that hash). Read lazily; consume it promptly.
+
+        Raises
+        ------
+        UnknownRunError
+            If no run has ``run_id``.
+        """
+
+    @abc.abstractmethod
+    def clear_reply_contents(self, run_id: int) -> int:
+        """Drop the contents that an ended run's replies keep in their rows; return how
+        many were dropped. The replies' metadata and errors stay.
+
+        Raises
+        ------
+        UnknownRunError
+            If no run has ``run_id``.
+        RunStatusError
+            If the run has not ended.
         """
 
     # -- checkpoints -------------------------------------------------------------------

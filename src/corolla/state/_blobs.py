@@ -18,7 +18,9 @@ import abc
 import hashlib
 import mmap
 import os
+import re
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -29,6 +31,9 @@ from ._checks import check_blob_hash
 from ._errors import BlobIntegrityError, BlobNotFoundError, StorageError
 
 __all__ = ["BlobStore", "Chunk", "DirectoryBlobStore", "MemoryBlobStore"]
+
+#: A blob's name: its sha256 in lowercase hex.
+_HASH = re.compile(r"[0-9a-f]{64}")
 
 #: What a blob is written from: any C-contiguous buffer of bytes.
 Chunk = bytes | bytearray | memoryview
@@ -153,6 +158,10 @@ class BlobStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def stored(self) -> Iterator[tuple[str, float]]:
+        """Every blob's hash, with when it was written (seconds since the epoch)."""
+
+    @abc.abstractmethod
     def delete(self, blob_hash: str) -> bool:
         """Remove a blob; True if it existed. Views already open stay valid.
 
@@ -168,6 +177,7 @@ class MemoryBlobStore(BlobStore):
 
     def __init__(self) -> None:
         self._blobs: dict[str, bytes | memoryview] = {}
+        self._written: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def put_stream(
@@ -185,7 +195,9 @@ class MemoryBlobStore(BlobStore):
             blob_hash = hashlib.sha256(data).hexdigest()
             _check_digest(blob_hash, expected)
         with self._lock:
-            self._blobs.setdefault(blob_hash, data)
+            if blob_hash not in self._blobs:
+                self._blobs[blob_hash] = data
+                self._written[blob_hash] = time.time()
         return blob_hash
 
     def open(self, blob_hash: str) -> memoryview:
@@ -204,9 +216,14 @@ class MemoryBlobStore(BlobStore):
     def size(self, blob_hash: str) -> int:
         return len(self.open(blob_hash))
 
+    def stored(self) -> Iterator[tuple[str, float]]:
+        with self._lock:
+            return iter(list(self._written.items()))
+
     def delete(self, blob_hash: str) -> bool:
         check_blob_hash(blob_hash)
         with self._lock:
+            self._written.pop(blob_hash, None)
             return self._blobs.pop(blob_hash, None) is not None
 
 
@@ -321,6 +338,17 @@ class DirectoryBlobStore(BlobStore):
             return path.stat().st_size
         except FileNotFoundError:
             raise BlobNotFoundError(f"no blob {blob_hash} in {self._root}") from None
+
+    def stored(self) -> Iterator[tuple[str, float]]:
+        for fan in sorted(self._root.glob("[0-9a-f][0-9a-f]")):
+            with os.scandir(fan) as entries:
+                for entry in entries:
+                    if not _HASH.fullmatch(entry.name):
+                        continue
+                    try:
+                        yield entry.name, entry.stat().st_mtime
+                    except FileNotFoundError:  # deleted meanwhile
+                        continue
 
     def delete(self, blob_hash: str) -> bool:
         path = self._path(blob_hash)

@@ -27,7 +27,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -95,6 +95,8 @@ __all__ = ["SqliteLinkState"]
 
 #: Seconds a writer waits for another process's write lock before failing.
 _BUSY_TIMEOUT = 30.0
+#: Replies read at a time by :meth:`SqliteLinkState.run_contents`.
+_CONTENT_PAGE = 256
 
 
 class SqliteLinkState(LinkState):
@@ -658,15 +660,16 @@ class SqliteLinkState(LinkState):
         return self._db.write(work)
 
     def read_events(
-        self, run_id: int, *, after: int = 0, limit: int | None = None
+        self, run_id: int, *, after: int = 0, limit: int | None = None, kind: str | None = None
     ) -> list[EventEntry]:
         sql_limit = check_limit(limit)
         with self._db.read() as conn:
             if run_id != 0:
                 get_run_row(conn, run_id)
             rows = conn.execute(
-                "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (run_id, after, sql_limit),
+                "SELECT * FROM events WHERE run_id = ? AND seq > ? "
+                "AND (? IS NULL OR kind = ?) ORDER BY seq LIMIT ?",
+                (run_id, after, kind, kind, sql_limit),
             ).fetchall()
         return [
             EventEntry(
@@ -682,6 +685,50 @@ class SqliteLinkState(LinkState):
             )
             for row in rows
         ]
+
+    # -- what a run stored -------------------------------------------------------------
+
+    def run_contents(self, run_id: int) -> Iterator[tuple[str, bytes | None]]:
+        # Short reads, a page at a time: the caller parses between them, and a read holds
+        # the connection other readers share.
+        with self._db.read() as conn:
+            get_run_row(conn, run_id)
+            hashes = [
+                str(row[0])
+                for row in conn.execute(
+                    "SELECT DISTINCT content_hash FROM messages WHERE run_id = ?", (run_id,)
+                )
+            ]
+        seen = set(hashes)
+        yield from ((content_hash, None) for content_hash in hashes)
+        after = 0
+        while True:
+            with self._db.read() as conn:
+                rows = conn.execute(
+                    "SELECT rowid, content_hash, content FROM replies WHERE run_id = ? "
+                    "AND rowid > ? AND content_hash IS NOT NULL ORDER BY rowid LIMIT ?",
+                    (run_id, after, _CONTENT_PAGE),
+                ).fetchall()
+            if not rows:
+                return
+            for rowid, content_hash, content in rows:
+                after = int(rowid)
+                if content_hash not in seen:
+                    seen.add(content_hash)
+                    yield str(content_hash), None if content is None else bytes(content)
+
+    def clear_reply_contents(self, run_id: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            status = _run_status(get_run_row(conn, run_id)["status"])
+            if not status.ended:
+                raise RunStatusError(f"run {run_id} is {status.value}: it has not ended")
+            cursor = conn.execute(
+                "UPDATE replies SET content = NULL WHERE run_id = ? AND content IS NOT NULL",
+                (run_id,),
+            )
+            return int(cursor.rowcount)
+
+        return self._db.write(work)
 
     # -- checkpoints -------------------------------------------------------------------
 

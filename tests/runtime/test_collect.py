@@ -1,0 +1,206 @@
+"""Collecting an ended run: what only it named goes, what the link keeps stays."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from corolla.core import ArrayRecord, Event, Metadata, RecordDict
+from corolla.runtime import _shared
+from corolla.runtime._collect import COLLECTED, collect_ended_runs, collect_run
+from corolla.runtime._shared import LinkShared
+from corolla.runtime._signal import Signals
+from corolla.state import DirectoryBlobStore, RunStatus, SqliteLinkState, StoredMessage
+from corolla.transport import record_dict_to_proto, sha256_of
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Iterator[LinkShared]:
+    state = SqliteLinkState(tmp_path / "state.db")
+    yield LinkShared(
+        state=state,
+        blobs=DirectoryBlobStore(tmp_path / "blobs"),
+        signals=Signals(),
+        apps_dir=tmp_path / "apps",
+        heartbeat_interval=10.0,
+    )
+    state.close()
+
+
+def _content(shared: LinkShared, value: float) -> tuple[bytes, str]:
+    """A stored record naming one array blob: its serialized bytes and the array's hash."""
+    arrays = ArrayRecord({"w": np.full(1000, value, dtype=np.float32)})
+    proto, payloads = record_dict_to_proto(RecordDict({"arrays": arrays}))
+    for sha256, encoded in payloads.items():
+        shared.blobs.put_stream(encoded.segments(), expected_hash=sha256)
+    (array_hash,) = payloads
+    return proto.SerializeToString(deterministic=True), array_hash
+
+
+def _running(shared: LinkShared, bundle: bytes) -> int:
+    run = shared.state.create_run(shared.blobs.put(bundle), {})
+    shared.state.update_run_status(run.run_id, RunStatus.STARTING)
+    shared.state.update_run_status(run.run_id, RunStatus.RUNNING)
+    return run.run_id
+
+
+def _send(shared: LinkShared, run_id: int, node_id: int, content: bytes) -> str:
+    metadata = Metadata(
+        run_id=run_id,
+        message_id="",
+        src_node_id=0,
+        dst_node_id=node_id,
+        reply_to_message_id="",
+        group_id="1",
+        message_type="train",
+        ttl=600.0,
+    )
+    stored = StoredMessage(metadata, content_hash=shared.blobs.put(content))
+    (message_id,) = shared.state.store_messages([stored])
+    return message_id
+
+
+def _answer(
+    shared: LinkShared, run_id: int, node_id: int, message_id: str, content: bytes, *, row: bool
+) -> None:
+    metadata = Metadata(
+        run_id=run_id,
+        message_id="",
+        src_node_id=node_id,
+        dst_node_id=0,
+        reply_to_message_id=message_id,
+        group_id="1",
+        message_type="train",
+        ttl=600.0,
+    )
+    if row:
+        stored = StoredMessage(metadata, content_hash=sha256_of(content), content=content)
+    else:
+        stored = StoredMessage(metadata, content_hash=shared.blobs.put(content))
+    shared.state.store_reply(stored)
+
+
+def test_an_ended_run_leaves_only_what_the_link_keeps(
+    shared: LinkShared, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: run A ends; run B, still running, was sent A's first model too.
+    state, blobs = shared.state, shared.blobs
+    node = state.register_node(heartbeat_interval=10.0).node_id
+    run_a, run_b = _running(shared, b"bundle a"), _running(shared, b"bundle b")
+    shared_model, shared_array = _content(shared, 1.0)
+    own_model, own_array = _content(shared, 2.0)
+    first = _send(shared, run_a, node, shared_model)
+    second = _send(shared, run_a, node, own_model)
+    _send(shared, run_b, node, shared_model)
+    state.fetch_messages(node)
+    row_update, row_array = _content(shared, 3.0)
+    blob_update, blob_array = _content(shared, 4.0)
+    _answer(shared, run_a, node, first, row_update, row=True)
+    _answer(shared, run_a, node, second, blob_update, row=False)
+    checkpoint, checkpoint_array = _content(shared, 5.0)
+    state.save_checkpoint(run_a, 1, blobs.put(checkpoint))
+    _, result_array = _content(shared, 6.0)
+    state.append_event(Event("run.result", run_a, data={"arrays": [{"sha256": result_array}]}))
+    state.update_run_status(run_a, RunStatus.FINISHED)
+
+    # Act
+    done = collect_run(shared, run_a)
+
+    # Assert
+    gone = [own_array, row_array, blob_array, sha256_of(own_model), sha256_of(blob_update)]
+    kept = [
+        shared_array,  # run B's message names it
+        sha256_of(shared_model),
+        checkpoint_array,
+        sha256_of(checkpoint),
+        result_array,
+        sha256_of(b"bundle a"),
+        sha256_of(b"bundle b"),
+    ]
+    assert [h for h in gone if blobs.exists(h)] == []
+    assert [h for h in kept if not blobs.exists(h)] == []
+    assert (done.blobs, done.reply_contents, done.kept_named) == (len(gone), 1, 0)
+    assert done.bytes > 3 * 4_000  # three arrays of 1,000 float32 and two records
+
+
+def test_a_blob_named_lately_is_collected_once_its_grace_is_over(
+    shared: LinkShared, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: an ended run whose reply names an array a client was just told of.
+    state, blobs = shared.state, shared.blobs
+    node = state.register_node(heartbeat_interval=10.0).node_id
+    run = _running(shared, b"bundle")
+    model, _ = _content(shared, 1.0)
+    message = _send(shared, run, node, model)
+    state.fetch_messages(node)
+    update, update_array = _content(shared, 2.0)
+    _answer(shared, run, node, message, update, row=True)
+    shared.mark_named([update_array])
+    state.update_run_status(run, RunStatus.FINISHED)
+
+    # Act
+    first = collect_run(shared, run)
+    kept_while_named = blobs.exists(update_array)
+    monkeypatch.setattr(_shared, "NAMED_GRACE_S", 0.0)
+    later = collect_ended_runs(shared)
+    nothing_left = collect_ended_runs(shared)
+
+    # Assert
+    assert first.kept_named == 1 and kept_while_named
+    assert state.read_events(run, kind=COLLECTED)  # recorded once nothing was left
+    assert later.blobs == 1 and not blobs.exists(update_array)
+    assert nothing_left.blobs == 0 and nothing_left.reply_contents == 0
+
+
+def test_a_live_run_is_not_collected(shared: LinkShared) -> None:
+    run = _running(shared, b"bundle")
+
+    with pytest.raises(Exception, match="has not ended"):
+        collect_run(shared, run)
+
+
+def test_what_only_the_ended_run_s_server_app_named_lately_goes_at_once(
+    shared: LinkShared,
+) -> None:
+    state, blobs = shared.state, shared.blobs
+    node = state.register_node(heartbeat_interval=10.0).node_id
+    run = _running(shared, b"bundle")
+    model, model_array = _content(shared, 1.0)
+    _send(shared, run, node, model)
+    shared.mark_named([model_array], run)  # its ServerApp's StatArrays
+    state.update_run_status(run, RunStatus.STOPPED)
+
+    done = collect_run(shared, run)
+
+    assert done.kept_named == 0 and not blobs.exists(model_array)
+
+
+def test_blobs_nothing_names_go_once_they_are_older_than_the_grace(shared: LinkShared) -> None:
+    # Arrange: an old upload nobody named (a client that went away), a recent one, and a
+    # checkpoint record the run replaced with a newer one.
+    state, blobs = shared.state, shared.blobs
+    run = _running(shared, b"bundle")
+    old_upload, recent_upload = blobs.put(b"old upload"), blobs.put(b"recent upload")
+    long_ago = time.time() - 10 * _shared.NAMED_GRACE_S
+    path = blobs.root / old_upload[:2] / old_upload  # type: ignore[attr-defined]
+    os.utime(path, (long_ago, long_ago))
+    replaced, replaced_array = _content(shared, 1.0)
+    state.save_checkpoint(run, 1, blobs.put(replaced))
+    shared.note_superseded(run, sha256_of(replaced))
+    latest, latest_array = _content(shared, 2.0)
+    state.save_checkpoint(run, 2, blobs.put(latest))
+    state.update_run_status(run, RunStatus.FAILED, error="test")
+
+    # Act
+    done = collect_run(shared, run)
+
+    # Assert
+    assert not blobs.exists(old_upload) and blobs.exists(recent_upload)
+    assert not blobs.exists(sha256_of(replaced)) and not blobs.exists(replaced_array)
+    assert blobs.exists(sha256_of(latest)) and blobs.exists(latest_array)
+    assert done.orphans == 1 and done.blobs == 3

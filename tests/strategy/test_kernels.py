@@ -9,12 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from corolla.strategy import WeightedAverage, _kernels
 from corolla.strategy._kernels import (
+    PARALLEL_BYTES,
     accumulator_dtype,
     all_finite,
     cast_mean,
     fold_into,
     new_scratch,
+    split_work,
 )
 from tests.core.strategies import ALL_DTYPES, WIRE_DTYPES, arrays
 
@@ -281,3 +284,48 @@ def test_cast_mean_clips_64_bit_integers_into_range(dtype: type) -> None:
         mean = cast_mean(np.array([2.0**64]), 1.0, np.dtype(dtype))
 
     assert mean.tolist() == [np.iinfo(dtype).max]
+
+
+@given(
+    size=st.integers(min_value=0, max_value=5000),
+    threshold=st.integers(min_value=1, max_value=20_000),
+    weight=st.floats(min_value=0.5, max_value=1e6),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_passes_split_across_threads_give_the_same_bits(
+    size: int, threshold: int, weight: float, seed: int
+) -> None:
+    # Arrange: partial sums, merged and averaged whole, then split across threads.
+    rng = np.random.default_rng(seed)
+    sums = [rng.standard_normal(size) * 1e3 for _ in range(3)]
+
+    def merged_mean() -> np.ndarray:
+        root = WeightedAverage()
+        for s in sums:
+            partial = WeightedAverage()
+            partial._sums, partial._count, partial._weight = [s], 1, weight / 3
+            partial.spec = [("w", (size,), "<f4")]
+            root.merge(partial)
+        arrays = root.arrays()
+        assert arrays is not None
+        return arrays["w"]
+
+    # Act
+    whole = merged_mean()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_kernels, "PARALLEL_BYTES", threshold)
+        split = merged_mean()
+
+    # Assert
+    assert whole.tobytes() == split.tobytes()
+
+
+def test_split_work_covers_every_element_once() -> None:
+    seen = np.zeros(PARALLEL_BYTES // 8 + 3, dtype=np.int64)
+
+    def work(start: int, stop: int) -> None:
+        seen[start:stop] += 1
+
+    split_work(seen.size, 8, work)
+
+    assert (seen == 1).all()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -13,12 +18,47 @@ __all__ = [
     "fold_into",
     "cast_mean",
     "new_scratch",
+    "split_work",
 ]
 
 # Bytes of scratch processed per step (65,536 float64 or 131,072 float32 elements): the
 # scratch block and the update block it comes from stay in a core's L2 cache, and blocks
 # this long make the per-call cost of NumPy small.
 _BLOCK_BYTES = 1 << 19
+
+
+#: Element-wise passes over arrays at least this large are split across threads.
+PARALLEL_BYTES = 32 << 20
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _threads() -> int:
+    return min(os.cpu_count() or 1, 4)
+
+
+def split_work(size: int, itemsize: int, work: Callable[[int, int], None]) -> None:
+    """Run ``work(start, stop)`` over ``range(size)``: in one call for a small array, or
+    over contiguous slices on a few threads for one of :data:`PARALLEL_BYTES` or more.
+
+    For element-wise passes (copies, sums, quotients): each element gets the same
+    operation whatever the split, so results are bit-identical. NumPy releases the GIL
+    for them, so the slices run at once, and so do the page faults of memory touched
+    for the first time, which on a virtual machine can cost more than the pass itself.
+    """
+    threads = _threads()
+    if threads < 2 or size * itemsize < PARALLEL_BYTES:
+        work(0, size)
+        return
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(threads, thread_name_prefix="corolla-kernels")
+        pool = _pool
+    bounds = [size * i // threads for i in range(threads + 1)]
+    futures = [pool.submit(work, a, b) for a, b in itertools.pairwise(bounds)]
+    for future in futures:
+        future.result()
 
 
 #: Accumulator precisions :class:`WeightedAverage` offers: float64 sums (the default), or
@@ -154,7 +194,14 @@ def cast_mean(
         # Divided in total's precision and rounded once to dtype, as ``astype`` would, without
         # a full-size intermediate of total's precision.
         out = np.empty(total.shape, dtype=dtype)
-        np.divide(total, weight_sum, out=out, casting="unsafe")
+        flat_total, flat_out = total.reshape(-1), out.reshape(-1)
+
+        def divide(start: int, stop: int) -> None:
+            np.divide(
+                flat_total[start:stop], weight_sum, out=flat_out[start:stop], casting="unsafe"
+            )
+
+        split_work(flat_out.size, total.itemsize, divide)
         return out
     mean = total / weight_sum
     if dtype.kind == "b":

@@ -9,7 +9,14 @@ import numpy as np
 
 from ..core import ArrayRecord, MetricRecord, RecordDict
 from ..core._errors import AggregationError, ConfigError
-from ._kernels import PRECISIONS, accumulator_dtype, cast_mean, fold_into, new_scratch
+from ._kernels import (
+    PRECISIONS,
+    accumulator_dtype,
+    cast_mean,
+    fold_into,
+    new_scratch,
+    split_work,
+)
 
 __all__ = ["ArraySpec", "WeightedAverage", "array_spec"]
 
@@ -33,6 +40,18 @@ def _check_layout(arrays: ArrayRecord, spec: ArraySpec) -> None:
             raise AggregationError(f"array {name!r} has shape {a.shape}, expected {shape}")
         if a.dtype.str != dtype:
             raise AggregationError(f"array {name!r} has dtype {a.dtype.str}, expected {dtype}")
+
+
+def _merge_into(mine: np.ndarray[Any, Any], theirs: np.ndarray[Any, Any], *, copy: bool) -> None:
+    """``mine = theirs`` (``copy``) or ``mine += theirs``, split across threads if large."""
+
+    def work(start: int, stop: int) -> None:
+        if copy:
+            np.copyto(mine[start:stop], theirs[start:stop])
+        else:
+            np.add(mine[start:stop], theirs[start:stop], out=mine[start:stop])
+
+    split_work(mine.size, mine.itemsize, work)
 
 
 class WeightedAverage:
@@ -207,13 +226,11 @@ class WeightedAverage:
             elif self.spec != other.spec:
                 raise AggregationError("cannot merge aggregates of different array layouts")
         if other._sums is not None:
+            first = self._sums is None
             if self._sums is None:
                 self._sums = self._new_sums([(s.size, s.dtype) for s in other._sums])
-                for mine, theirs in zip(self._sums, other._sums):
-                    np.copyto(mine, theirs)
-            else:
-                for mine, theirs in zip(self._sums, other._sums):
-                    np.add(mine, theirs, out=mine)
+            for mine, theirs in zip(self._sums, other._sums):
+                _merge_into(mine, theirs, copy=first)
         for name, value in other._metric_sums.items():
             self._metric_sums[name] = self._metric_sums.get(name, 0.0) + value
             self._metric_weights[name] = (

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from corolla.core import _parallel
 from corolla.simulation._shm import (
     INLINE_LIMIT,
     SegmentCache,
@@ -119,3 +120,19 @@ def test_arrays_outside_the_given_segment_are_copied_into_another(pool) -> None:
 
     assert used is not None and used is not segment
     assert payload.segment == used.name
+
+
+def test_a_large_buffer_copied_on_threads_arrives_whole(
+    pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_parallel, "PARALLEL_BYTES", 1000)  # split even this one
+    model = {"w": np.arange(100_003, dtype=np.float64)}
+
+    payload, _ = pack(model, pool)
+    cache = SegmentCache()
+    try:
+        back = cache.load(payload)
+        np.testing.assert_array_equal(back["w"], model["w"])
+        del back
+    finally:
+        cache.close()

@@ -9,9 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from corolla.strategy import WeightedAverage, _kernels
+from corolla.core import _parallel
+from corolla.core._parallel import PARALLEL_BYTES
+from corolla.strategy import WeightedAverage
 from corolla.strategy._kernels import (
-    PARALLEL_BYTES,
     accumulator_dtype,
     all_finite,
     cast_mean,
@@ -313,7 +314,7 @@ def test_passes_split_across_threads_give_the_same_bits(
     # Act
     whole = merged_mean()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_kernels, "PARALLEL_BYTES", threshold)
+        patch.setattr(_parallel, "PARALLEL_BYTES", threshold)
         split = merged_mean()
 
     # Assert

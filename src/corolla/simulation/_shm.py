@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core._parallel import split_work
+
 __all__ = [
     "Payload",
     "SegmentCache",
@@ -127,12 +129,24 @@ def pack(
     offset = 0
     target = _buffer(segment)
     for view in views:
-        target[offset : offset + view.nbytes] = view
+        _copy(target[offset : offset + view.nbytes], view)
         copied.append((offset, view.nbytes))
         offset += view.nbytes
     for b in buffers:
         b.release()
     return Payload(data, segment.name, tuple(copied)), segment
+
+
+def _copy(target: memoryview, source: memoryview) -> None:
+    """``target[:] = source``; a large buffer on a few threads (fresh shared memory faults
+    in on several cores at once)."""
+    dst = np.frombuffer(target, dtype=np.uint8)
+    src = np.frombuffer(source, dtype=np.uint8)
+
+    def work(start: int, stop: int) -> None:
+        np.copyto(dst[start:stop], src[start:stop])
+
+    split_work(dst.size, 1, work)
 
 
 def _address(view: memoryview) -> int:

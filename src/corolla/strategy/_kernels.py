@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-import os
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+
+from ..core._parallel import split_work
 
 __all__ = [
     "PRECISIONS",
@@ -25,40 +22,6 @@ __all__ = [
 # scratch block and the update block it comes from stay in a core's L2 cache, and blocks
 # this long make the per-call cost of NumPy small.
 _BLOCK_BYTES = 1 << 19
-
-
-#: Element-wise passes over arrays at least this large are split across threads.
-PARALLEL_BYTES = 32 << 20
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _threads() -> int:
-    return min(os.cpu_count() or 1, 4)
-
-
-def split_work(size: int, itemsize: int, work: Callable[[int, int], None]) -> None:
-    """Run ``work(start, stop)`` over ``range(size)``: in one call for a small array, or
-    over contiguous slices on a few threads for one of :data:`PARALLEL_BYTES` or more.
-
-    For element-wise passes (copies, sums, quotients): each element gets the same
-    operation whatever the split, so results are bit-identical. NumPy releases the GIL
-    for them, so the slices run at once, and so do the page faults of memory touched
-    for the first time, which on a virtual machine can cost more than the pass itself.
-    """
-    threads = _threads()
-    if threads < 2 or size * itemsize < PARALLEL_BYTES:
-        work(0, size)
-        return
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(threads, thread_name_prefix="corolla-kernels")
-        pool = _pool
-    bounds = [size * i // threads for i in range(threads + 1)]
-    futures = [pool.submit(work, a, b) for a, b in itertools.pairwise(bounds)]
-    for future in futures:
-        future.result()
 
 
 #: Accumulator precisions :class:`WeightedAverage` offers: float64 sums (the default), or

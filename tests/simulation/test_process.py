@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
 import pytest
 
-from corolla.core import ArrayRecord, MetricRecord, RecordDict
+from corolla.core import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from corolla.simulation._executor import Call, Task, execute_task
 from corolla.simulation._process import _shared_workspace
 from corolla.simulation._shm import SegmentCache, SegmentPool, pack
 from corolla.strategy import WeightedAverage, array_spec
@@ -60,3 +62,32 @@ def test_no_workspace_for_small_layouts_or_aggregators_without_one(pool) -> None
     assert _shared_workspace(WeightedAverage(), pool) is None  # layout unknown
     assert _shared_workspace(object(), pool) is None
     assert _shared_workspace(None, pool) is None
+
+
+def test_a_folded_reply_is_let_go_before_the_next_call() -> None:
+    # Arrange: a ClientApp that notes whether the update it returned last time still lives.
+    previous: list[weakref.ref[np.ndarray]] = []
+    alive_at_next_call: list[bool] = []
+
+    def client_app(message: Message, context: Context) -> Message:
+        if previous:
+            alive_at_next_call.append(previous[-1]() is not None)
+        update = np.ones(10, dtype=np.float32)
+        previous.append(weakref.ref(update))
+        content = RecordDict(
+            {"arrays": ArrayRecord({"w": update}), "metrics": MetricRecord({"num-examples": 1})}
+        )
+        return Message(content, reply_to=message)
+
+    spec = array_spec(ArrayRecord({"w": np.zeros(10, np.float32)}))
+    calls = [
+        Call(Message(RecordDict(), dst_node_id=n, message_type="train"), n, {}, RecordDict())
+        for n in (1, 2, 3)
+    ]
+
+    # Act
+    result = execute_task(client_app, Task(0, calls, WeightedAverage(spec=spec)), 1, {})
+
+    # Assert
+    assert result.aggregator is not None and result.aggregator.count == 3
+    assert alive_at_next_call == [False, False]

@@ -72,11 +72,14 @@ def execute_task(
             states[call.node_id] = context.state
         if task.aggregator is None or reply.has_error():
             replies.append(reply)
-            continue
-        try:
-            task.aggregator.add(reply.content, call.node_id)
-        except AggregationError as exc:
-            replies.append(rejected_reply(reply, exc))
+        else:
+            try:
+                task.aggregator.add(reply.content, call.node_id)
+            except AggregationError as exc:
+                replies.append(rejected_reply(reply, exc))
+        # A folded reply goes before the next call, so the memory of its arrays serves the
+        # next reply's instead of memory the process has not touched yet.
+        del reply, context
     return TaskResult(task.index, task.aggregator, replies, states, len(task.calls))
 
 

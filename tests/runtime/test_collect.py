@@ -15,7 +15,13 @@ from corolla.runtime import _shared
 from corolla.runtime._collect import COLLECTED, collect_ended_runs, collect_run
 from corolla.runtime._shared import LinkShared
 from corolla.runtime._signal import Signals
-from corolla.state import DirectoryBlobStore, RunStatus, SqliteLinkState, StoredMessage
+from corolla.state import (
+    DirectoryBlobStore,
+    RunStatus,
+    SqliteLinkState,
+    StorageError,
+    StoredMessage,
+)
 from corolla.transport import record_dict_to_proto, sha256_of
 
 
@@ -204,3 +210,21 @@ def test_blobs_nothing_names_go_once_they_are_older_than_the_grace(shared: LinkS
     assert not blobs.exists(sha256_of(replaced)) and not blobs.exists(replaced_array)
     assert blobs.exists(sha256_of(latest)) and blobs.exists(latest_array)
     assert done.orphans == 1 and done.blobs == 3
+
+
+def test_nothing_is_collected_when_what_the_link_keeps_cannot_be_read(
+    shared: LinkShared,
+) -> None:
+    # Arrange: an ended run, and a live run whose stored content is corrupt.
+    state, blobs = shared.state, shared.blobs
+    node = state.register_node(heartbeat_interval=10.0).node_id
+    ended, live = _running(shared, b"bundle a"), _running(shared, b"bundle b")
+    model, model_array = _content(shared, 1.0)
+    _send(shared, ended, node, model)
+    _send(shared, live, node, b"\x0a\xff\xff\xff\xff\x0f")  # a field longer than the data
+    state.update_run_status(ended, RunStatus.FINISHED)
+
+    # Act / Assert
+    with pytest.raises(StorageError, match="does not parse"):
+        collect_run(shared, ended)
+    assert blobs.exists(model_array) and blobs.exists(sha256_of(model))

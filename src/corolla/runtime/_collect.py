@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from google.protobuf.message import DecodeError
 
 from corolla.core import CorollaError, Event
-from corolla.state import BlobNotFoundError
+from corolla.state import BlobNotFoundError, StorageError
 from corolla.transport import array_entries, records_pb2
 
 from ._shared import NAMED_GRACE_S, LinkShared
@@ -56,8 +56,16 @@ class Collected:
     kept_named: int = 0
 
 
-def _named_by_content(shared: LinkShared, content: bytes | None, content_hash: str) -> set[str]:
-    """The blobs a stored content names: itself (unless kept in a row) and its arrays."""
+def _named_by_content(
+    shared: LinkShared, content: bytes | None, content_hash: str, *, strict: bool
+) -> set[str]:
+    """The blobs a stored content names: itself (unless kept in a row) and its arrays.
+
+    Raises
+    ------
+    StorageError
+        If ``strict`` and the content does not parse (what it names is then unknown).
+    """
     names = set()
     if content is None:
         names.add(content_hash)
@@ -68,37 +76,48 @@ def _named_by_content(shared: LinkShared, content: bytes | None, content_hash: s
     proto = records_pb2.RecordDict()
     try:
         proto.ParseFromString(content)
-    except DecodeError:
-        _log.warning("stored content %s does not parse; its arrays are kept", content_hash)
+    except DecodeError as exc:
+        if strict:
+            raise StorageError(
+                f"stored content {content_hash} does not parse ({exc}): what it names "
+                "cannot be known, so nothing is collected"
+            ) from exc
+        _log.warning("stored content %s of an ended run does not parse", content_hash)
         return names
     names.update(array_entries(proto))
     return names
 
 
 def _named_by_contents(
-    shared: LinkShared, contents: Iterable[tuple[str, bytes | None]]
+    shared: LinkShared, contents: Iterable[tuple[str, bytes | None]], *, strict: bool
 ) -> set[str]:
     names: set[str] = set()
     for content_hash, content in contents:
-        names |= _named_by_content(shared, content, content_hash)
+        names |= _named_by_content(shared, content, content_hash, strict=strict)
     return names
 
 
 def kept_blobs(shared: LinkShared) -> set[str]:
-    """Every blob the link keeps: bundles, checkpoints, results, and what live runs name."""
+    """Every blob the link keeps: bundles, checkpoints, results, and what live runs name.
+
+    Raises
+    ------
+    StorageError
+        If a checkpoint or a live run's content does not parse.
+    """
     state = shared.state
     kept: set[str] = set()
     for run in state.list_runs():
         kept.add(run.bundle_hash)
         checkpoint = state.load_checkpoint(run.run_id)
         if checkpoint is not None:
-            kept |= _named_by_content(shared, None, checkpoint.blob_hash)
+            kept |= _named_by_content(shared, None, checkpoint.blob_hash, strict=True)
         for entry in state.read_events(run.run_id, kind="run.result"):
             for ref in entry.event.data.get("arrays") or ():
                 if isinstance(ref, dict) and isinstance(ref.get("sha256"), str):
                     kept.add(ref["sha256"])
         if not run.status.ended:
-            kept |= _named_by_contents(shared, state.run_contents(run.run_id))
+            kept |= _named_by_contents(shared, state.run_contents(run.run_id), strict=True)
     return kept
 
 
@@ -113,11 +132,13 @@ def collect_run(shared: LinkShared, run_id: int, kept: set[str] | None = None) -
         If the run has not ended.
     UnknownRunError
         If no run has ``run_id``.
+    StorageError
+        If what the link keeps cannot be read (see :func:`kept_blobs`): nothing is deleted.
     """
     state = shared.state
-    named = _named_by_contents(shared, state.run_contents(run_id))
+    named = _named_by_contents(shared, state.run_contents(run_id), strict=False)
     for record in shared.superseded(run_id):
-        named |= _named_by_content(shared, None, record)
+        named |= _named_by_content(shared, None, record, strict=False)
     kept = kept if kept is not None else kept_blobs(shared)
     done = Collected()
     for sha256 in sorted(named - kept):

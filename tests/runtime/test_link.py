@@ -267,9 +267,7 @@ def test_a_reply_whose_arrays_were_not_pushed_is_refused(
     node_id, metadata = _register(fleet)
     grid = _grid(link, appio_channel)
     (message_id,) = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
-    call = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
-    proto = next(call).message
-    call.cancel()
+    (proto,) = _receive(fleet, metadata, 1)
     request = message_from_proto(proto, {})
     reply = Message(RecordDict({"a": ArrayRecord({"x": np.ones(3)})}), reply_to=request)
     reply_proto, _ = message_to_proto(reply)

@@ -214,11 +214,10 @@ class RunProcesses:
             return
         finally:
             shared.signals.notify([replies_key(run_id), events_key(run_id)])
-        if not self._closing.is_set():  # a link stopping collects when it starts again
-            self._collect(run_id)
+        self._collect(run_id)
 
     def _collect(self, run_id: int) -> None:
-        if self._closing.is_set():
+        if self._closing.is_set():  # a link stopping collects when it starts again
             return
         try:
             done = collect_run(self._shared, run_id)

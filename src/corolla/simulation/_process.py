@@ -149,9 +149,12 @@ def _shared_workspace(aggregator: Any, pool: SegmentPool) -> SharedMemory | None
     accumulators are memory the pool reuses round after round."""
     layout_of = getattr(aggregator, "workspace_layout", None)
     layout = layout_of() if callable(layout_of) else None
-    if not layout or carved_size(layout) < INLINE_LIMIT:
+    if not layout:
         return None
-    segment = pool.acquire(carved_size(layout))
+    size = carved_size(layout)
+    if size < INLINE_LIMIT:
+        return None
+    segment = pool.acquire(size)
     aggregator.use_workspace(carve(segment, layout))
     return segment
 

@@ -172,25 +172,26 @@ def carve(
 ) -> list[np.ndarray[Any, Any]]:
     """Flat arrays of ``layout``'s sizes and dtypes laid out one after another in
     ``segment`` (each at a 64-byte boundary); see :func:`carved_size`."""
-    arrays = []
-    offset = 0
     buffer = _buffer(segment)
-    for size, dtype in layout:
-        arrays.append(np.frombuffer(buffer, dtype=dtype, count=size, offset=offset))
-        offset = _aligned(offset + size * dtype.itemsize)
-    return arrays
+    offsets = _offsets(layout)
+    return [
+        np.frombuffer(buffer, dtype=dtype, count=size, offset=offset)
+        for (size, dtype), offset in zip(layout, offsets, strict=False)
+    ]
 
 
 def carved_size(layout: list[tuple[int, np.dtype[Any]]]) -> int:
     """Bytes a segment needs to :func:`carve` ``layout`` from it."""
-    offset = 0
+    return _offsets(layout)[-1]
+
+
+def _offsets(layout: list[tuple[int, np.dtype[Any]]], alignment: int = 64) -> list[int]:
+    """Where each array of ``layout`` starts, then where the last one's space ends."""
+    offsets = [0]
     for size, dtype in layout:
-        offset = _aligned(offset + size * dtype.itemsize)
-    return offset
-
-
-def _aligned(offset: int, alignment: int = 64) -> int:
-    return -(-offset // alignment) * alignment
+        end = offsets[-1] + size * dtype.itemsize
+        offsets.append(-(-end // alignment) * alignment)
+    return offsets
 
 
 def _buffer(segment: shared_memory.SharedMemory) -> memoryview:

@@ -28,6 +28,9 @@ Figures:
   target of a (3 x model + 200 MB whatever the number of nodes) applies to the link
   process: the ServerApp's memory is the app's (FedAvg alone keeps the global model and
   its float64 sums, 300 MB for a 100 MB model, before any reply arrives).
+- ``link_blobs_peak_mb`` / ``link_blobs_end_mb``: the size of the link's blob directory:
+  its peak, sampled with the memory, and once the run has ended (what the link keeps:
+  the bundle, the last checkpoint and the final model).
 - ``lost_replies``: ``rounds x nodes`` minus the train replies the rounds aggregated.
 - ``latency_ms_median`` / ``latency_ms_p95``: from a message's ``created_at`` (stamped
   when the ServerApp builds it) to its arrival at the node: on the light clients' ``Receive``
@@ -41,6 +44,7 @@ The exit status is 1 if the run did not finish.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -130,15 +134,28 @@ class Processes:
         return [n for n, c in zip(self.names, self.children, strict=True) if c.poll() is not None]
 
 
+def directory_bytes(root: Path) -> int:
+    """The bytes of the files in ``root`` and its subdirectories (0 if it is missing)."""
+    total = 0
+    for directory, _, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                total += os.stat(os.path.join(directory, name)).st_size
+    return total
+
+
 class TreeMemory:
     """Samples the summed RSS of a process and its descendants in a thread; also the
-    peaks of the process alone and of its descendants alone."""
+    peaks of the process alone and of its descendants alone, and of the size of the
+    files in ``disk`` (the link's blob directory)."""
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+    def __init__(self, pid: int, disk: Path, interval: float = 0.05) -> None:
         self.peak_rss = 0
         self.peak_root_rss = 0
         self.peak_children_rss = 0
+        self.peak_disk = 0
         self.samples = 0
+        self._disk = disk
         self._root = psutil.Process(pid)
         self._interval = interval
         self._stop = threading.Event()
@@ -159,6 +176,7 @@ class TreeMemory:
             self.peak_rss = max(self.peak_rss, sum(sizes))
             self.peak_root_rss = max(self.peak_root_rss, sizes[0])
             self.peak_children_rss = max(self.peak_children_rss, sum(sizes[1:]))
+            self.peak_disk = max(self.peak_disk, directory_bytes(self._disk))
             self.samples += 1
 
     def __enter__(self) -> TreeMemory:
@@ -260,7 +278,8 @@ def run_workload(
                 "link", "-m", "corolla", "link", "--state", str(tmp / "link"),
                 "--fleet-address", fleet, "--control-address", control,
             )  # fmt: skip
-            with TreeMemory(link.pid) as memory, ControlClient(control) as client:
+            blobs = tmp / "link" / "blobs"
+            with TreeMemory(link.pid, blobs) as memory, ControlClient(control) as client:
                 stats_files = _start_nodes(workload, procs, fleet, tmp, processes)
                 connect_s = _wait_for_nodes(client, workload.nodes, procs)
                 submitted = time.time()
@@ -273,6 +292,7 @@ def run_workload(
                     arrays = client.result_of(result_event).arrays
                 link_rss = memory.peak_rss
                 link_parts = (memory.peak_root_rss / MB, memory.peak_children_rss / MB)
+            disk_mb = (memory.peak_disk / MB, directory_bytes(blobs) / MB)
         finally:
             procs.stop_all()
         clients = [json.loads(p.read_text()) for p in stats_files if p.is_file()]
@@ -304,6 +324,8 @@ def run_workload(
         "link_process_peak_rss_mb": link_parts[0],
         "serverapp_peak_rss_mb": link_parts[1],
         "rss_samples": memory.samples,
+        "link_blobs_peak_mb": disk_mb[0],
+        "link_blobs_end_mb": disk_mb[1],
         "cpus": os.cpu_count(),
         "loadavg_1m_before": load_before,
     }

@@ -1,4 +1,5 @@
-"""Collecting an ended run: what only it named goes, what the link keeps stays."""
+"""Collecting what a live run released and what an ended run named: what only they named
+goes, what the link keeps stays."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ import pytest
 
 from corolla.core import ArrayRecord, Event, Metadata, RecordDict
 from corolla.runtime import _shared
-from corolla.runtime._collect import COLLECTED, collect_ended_runs, collect_run
-from corolla.runtime._shared import LinkShared
+from corolla.runtime._collect import (
+    COLLECTED,
+    collect_ended_runs,
+    collect_released,
+    collect_run,
+)
+from corolla.runtime._shared import LinkShared, node_namer, run_namer
 from corolla.runtime._signal import Signals
 from corolla.state import (
     DirectoryBlobStore,
@@ -146,7 +152,7 @@ def test_a_blob_named_lately_is_collected_once_its_grace_is_over(
     state.fetch_messages(node)
     update, update_array = _content(shared, 2.0)
     _answer(shared, run, node, message, update, row=True)
-    shared.mark_named([update_array])
+    shared.mark_named([update_array], node_namer(node))
     state.update_run_status(run, RunStatus.FINISHED)
 
     # Act
@@ -178,7 +184,7 @@ def test_what_only_the_ended_run_s_server_app_named_lately_goes_at_once(
     run = _running(shared, b"bundle")
     model, model_array = _content(shared, 1.0)
     _send(shared, run, node, model)
-    shared.mark_named([model_array], run)  # its ServerApp's StatArrays
+    shared.mark_named([model_array], run_namer(run))  # its ServerApp's StatArrays
     state.update_run_status(run, RunStatus.STOPPED)
 
     done = collect_run(shared, run)
@@ -228,3 +234,98 @@ def test_nothing_is_collected_when_what_the_link_keeps_cannot_be_read(
     with pytest.raises(StorageError, match="does not parse"):
         collect_run(shared, ended)
     assert blobs.exists(model_array) and blobs.exists(sha256_of(model))
+
+
+def _answered_round(
+    shared: LinkShared, run: int, nodes: list[int], value: float
+) -> tuple[list[str], list[str]]:
+    """A round of ``run``: one model to every node, each answering with its own update
+    (the first in its reply's row, the others as blobs); the round's messages and the
+    blobs it stored."""
+    model, model_array = _content(shared, value)
+    messages = [_send(shared, run, node, model) for node in nodes]
+    for node in nodes:
+        shared.state.fetch_messages(node)
+    blobs = [model_array, sha256_of(model)]
+    for position, (node, message) in enumerate(zip(nodes, messages)):
+        update, update_array = _content(shared, value + 0.25 * (position + 1))
+        _answer(shared, run, node, message, update, row=position == 0)
+        blobs += [update_array] if position == 0 else [update_array, sha256_of(update)]
+    return messages, blobs
+
+
+def test_what_a_live_run_released_goes_and_what_it_still_needs_stays(
+    shared: LinkShared,
+) -> None:
+    # Arrange: round 1 answered and released, its checkpoint replaced by round 2's;
+    # round 2 answered and not released yet.
+    state, blobs = shared.state, shared.blobs
+    nodes = [state.register_node(heartbeat_interval=10.0).node_id for _ in range(2)]
+    run = _running(shared, b"bundle")
+    first, first_blobs = _answered_round(shared, run, nodes, 1.0)
+    _, second_blobs = _answered_round(shared, run, nodes, 2.0)
+    replaced, replaced_array = _content(shared, 3.0)
+    state.save_checkpoint(run, 1, blobs.put(replaced))
+    latest, latest_array = _content(shared, 4.0)
+    state.save_checkpoint(run, 2, blobs.put(latest))
+    shared.note_superseded(run, sha256_of(replaced))
+    since = time.monotonic()
+
+    # Act
+    done = collect_released(shared, run, state.release_messages(run, first), since)
+
+    # Assert
+    gone = [*first_blobs, sha256_of(replaced), replaced_array]
+    kept = [*second_blobs, sha256_of(latest), latest_array, sha256_of(b"bundle")]
+    assert [h for h in gone if blobs.exists(h)] == []
+    assert [h for h in kept if not blobs.exists(h)] == []
+    assert (done.blobs, done.kept_named) == (len(gone), 0)
+    assert shared.superseded(run) == set()
+
+
+def test_a_blob_a_client_named_stays_until_the_message_naming_it_is_stored(
+    shared: LinkShared,
+) -> None:
+    # Arrange: round 1 released; a node was just told that round 1's update is stored
+    # (its own update is the same) and has not sent its reply yet.
+    state, blobs = shared.state, shared.blobs
+    node = state.register_node(heartbeat_interval=10.0).node_id
+    run = _running(shared, b"bundle")
+    first, first_blobs = _answered_round(shared, run, [node], 1.0)
+    update_array = first_blobs[2]
+    shared.mark_named([update_array], node_namer(node))
+    released = state.release_messages(run, first)
+
+    # Act: a collection while the name is open; the reply stored (settled) during a
+    # second collection, which read the state before; a third one after.
+    while_named = collect_released(shared, run, released, time.monotonic())
+    before_settling = time.monotonic()
+    shared.settle([update_array], node_namer(node))
+    during = collect_released(shared, run, released, before_settling)
+    kept_during = blobs.exists(update_array)
+    after = collect_released(shared, run, released, time.monotonic())
+
+    # Assert
+    assert while_named.kept_named == 1 and kept_during
+    assert during.kept_named == 1
+    assert after.blobs == 1 and not blobs.exists(update_array)
+
+
+def test_an_ended_run_s_collection_finds_what_a_live_collection_left(
+    shared: LinkShared, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, blobs = shared.state, shared.blobs
+    node = state.register_node(heartbeat_interval=10.0).node_id
+    run = _running(shared, b"bundle")
+    first, first_blobs = _answered_round(shared, run, [node], 1.0)
+    shared.mark_named([first_blobs[0]], node_namer(node))  # never settled
+    collect_released(shared, run, state.release_messages(run, first), time.monotonic())
+    left = blobs.exists(first_blobs[0])
+    state.update_run_status(run, RunStatus.FINISHED)
+    monkeypatch.setattr(_shared, "NAMED_GRACE_S", 0.0)
+
+    done = collect_run(shared, run)
+
+    # The model's record stayed with the model, so the run's collection found the model.
+    assert left and not blobs.exists(first_blobs[0]) and not blobs.exists(first_blobs[1])
+    assert done.blobs == 2 and done.kept_named == 0

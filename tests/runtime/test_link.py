@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from corolla.core import (
     ConfigRecord,
     ErrorCode,
     Message,
+    MessageError,
     MetricRecord,
     RecordDict,
     decode_array,
@@ -38,6 +40,7 @@ from corolla.transport import (
     records_pb2,
     user_config_to_proto,
 )
+from corolla.transport._proto import serverappio_pb2, serverappio_pb2_grpc
 
 from .replies import inline_reply
 
@@ -522,3 +525,66 @@ def test_a_reply_written_again_on_the_stream_gets_the_first_id(
     assert first.message_id and again.message_id == first.message_id
     (stored,) = grid.receive([message_id], timeout=30)
     assert stored.metadata.message_id == first.message_id
+
+
+def _blob_files(link: Link) -> set[str]:
+    return {path.name for path in (link.state_dir / "blobs").glob("*/*") if path.is_file()}
+
+
+def test_a_round_s_blobs_are_deleted_once_the_server_app_received_its_replies(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    # Arrange: a model too large to travel inline, sent to two nodes, each answering
+    # with its own update, pushed as a blob.
+    nodes = [_register(fleet) for _ in range(2)]
+    grid = _grid(link, appio_channel)
+    model = np.arange(INLINE_ARRAY_BYTES // 4 + 1, dtype=np.float32)
+    content = RecordDict({"arrays": ArrayRecord({"w": model})})
+    ids = grid.send([Message(content, dst_node_id=n, message_type="train") for n, _ in nodes])
+    for node_id, metadata in nodes:
+        (proto,) = _receive(fleet, metadata, 1)
+        request = message_from_proto(proto, {_only_entry(proto).sha256: model})
+        update = ArrayRecord({"w": model + node_id})
+        reply = Message(RecordDict({"arrays": update}), reply_to=request)
+        reply_proto, to_push = message_to_proto(reply.with_metadata(src_node_id=node_id))
+        chunks = (c for e in to_push.values() for c in chunk_messages(e))
+        fleet.PushArrays(chunks, metadata=metadata)
+        fleet.SendReply(fleet_pb2.SendReplyRequest(message=reply_proto), metadata=metadata)
+    during_round = _blob_files(link)
+
+    # Act: the ServerApp receives the round
+    replies = list(grid.receive(ids, timeout=10))
+    deadline = time.monotonic() + 10.0
+    while _blob_files(link) and time.monotonic() < deadline:  # collected on a thread
+        time.sleep(0.05)
+
+    # Assert: the model, its message content and both updates were stored, and are gone
+    assert len(replies) == 2 and len(during_round) == 4
+    assert _blob_files(link) == set()
+    with pytest.raises(MessageError, match="released"):
+        list(grid.receive(ids, timeout=1))
+    # The same model sent again is uploaded again.
+    (again,) = grid.send([Message(content, dst_node_id=nodes[0][0], message_type="train")])
+    (proto,) = _receive(fleet, nodes[0][1], 1)
+    assert proto.metadata.message_id == again and _only_entry(proto).sha256 in _blob_files(link)
+
+
+def test_releasing_a_message_the_run_does_not_have_is_refused_and_the_grid_logs_it(
+    link: Link, appio_channel: grpc.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    grid = _grid(link, appio_channel)
+    stub = serverappio_pb2_grpc.ServerAppIoStub(appio_channel)
+    request = serverappio_pb2.ReleaseMessagesRequest(message_ids=["no-such-message"])
+
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ReleaseMessages(request, metadata=grid._metadata)
+    with caplog.at_level(logging.WARNING, logger="corolla.runtime.grid"):
+        grid._release(["no-such-message"])
+        deadline = time.monotonic() + 10.0
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    assert "no-such-message" in (caught.value.details() or "")
+    assert "could not release 1 messages" in caplog.text
+    assert "no-such-message" in caplog.text

@@ -1,11 +1,19 @@
-"""What a run stored: its contents listed once each, and reply contents dropped once it ends."""
+"""What a run stored: its contents listed once each, released by its ServerApp as it goes,
+and reply contents dropped once it ends."""
 
 from __future__ import annotations
 
 import pytest
 
-from corolla.core import Event
-from corolla.state import LinkState, RunInfo, RunStatus, RunStatusError, StoredMessage
+from corolla.core import Event, MessageError
+from corolla.state import (
+    LinkState,
+    RunInfo,
+    RunStatus,
+    RunStatusError,
+    StoredMessage,
+    UnknownMessageError,
+)
 
 from .doubles import digest, instruction, reply
 
@@ -73,3 +81,86 @@ def test_events_can_be_read_by_kind(state: LinkState, run: RunInfo) -> None:
 
     assert [e.event.kind for e in results] == ["run.result"]
     assert none == []
+
+
+def _round(state: LinkState, run: RunInfo, node_id: int, model: bytes) -> list[str]:
+    """Two messages sharing content ``model``, answered by a reply kept in its row and a
+    reply whose content is a blob."""
+    messages = state.store_messages(
+        [instruction(run.run_id, node_id, content_hash=digest(model)) for _ in range(2)]
+    )
+    state.fetch_messages(node_id)
+    first = instruction(run.run_id, node_id, message_id=messages[0])
+    state.store_reply(_in_row(first, b"row " + model))
+    second = instruction(run.run_id, node_id, message_id=messages[1])
+    state.store_reply(reply(second, content_hash=digest(b"blob " + model)))
+    return messages
+
+
+def test_released_messages_give_their_contents_once_and_leave_the_live_contents(
+    state: LinkState, run: RunInfo, node_id: int
+) -> None:
+    # Arrange: two rounds; the first is released.
+    first = _round(state, run, node_id, b"model 1")
+    _round(state, run, node_id, b"model 2")
+
+    # Act
+    released = state.release_messages(run.run_id, first)
+    again = state.release_messages(run.run_id, first)
+
+    # Assert: the first round's contents come back once, with the row's bytes...
+    assert sorted(released) == sorted(
+        [
+            (digest(b"model 1"), None),
+            (digest(b"row model 1"), b"row model 1"),
+            (digest(b"blob model 1"), None),
+        ]
+    )
+    assert again == []
+    # ...and are no longer among what the live run may read, though all of them still
+    # are for a collection of the whole run.
+    assert sorted(state.run_contents(run.run_id, released=False)) == sorted(
+        [
+            (digest(b"model 2"), None),
+            (digest(b"row model 2"), b"row model 2"),
+            (digest(b"blob model 2"), None),
+        ]
+    )
+    everything = {h for h, _ in state.run_contents(run.run_id)}
+    assert digest(b"row model 1") in everything and digest(b"model 1") in everything
+
+
+def test_a_released_message_s_reply_is_refused_and_its_row_content_can_be_dropped(
+    state: LinkState, run: RunInfo, node_id: int
+) -> None:
+    first = _round(state, run, node_id, b"model 1")
+    second = _round(state, run, node_id, b"model 2")
+
+    state.release_messages(run.run_id, first[:1])
+    not_released = state.drop_released_contents(run.run_id, second)
+    dropped = state.drop_released_contents(run.run_id, first)
+    again = state.drop_released_contents(run.run_id, first)
+
+    assert (not_released, dropped, again) == (0, 1, 0)
+    with pytest.raises(MessageError, match="released"):
+        state.get_replies(run.run_id, first)
+    # The row stays, its content gone: a later pass finds it as a blob that is not there.
+    contents = list(state.run_contents(run.run_id))
+    assert (digest(b"row model 1"), None) in contents
+    assert (digest(b"row model 2"), b"row model 2") in contents
+    assert [r.metadata.reply_to_message_id for r in state.get_replies(run.run_id, first[1:])] == [
+        first[1]
+    ]
+
+
+def test_releasing_an_unknown_message_releases_nothing(
+    state: LinkState, run: RunInfo, node_id: int
+) -> None:
+    first = _round(state, run, node_id, b"model 1")
+
+    with pytest.raises(UnknownMessageError, match="no-such-message"):
+        state.release_messages(run.run_id, [first[0], "no-such-message"])
+    with pytest.raises(MessageError, match="not one str"):
+        state.release_messages(run.run_id, first[0])
+
+    assert len(state.get_replies(run.run_id, first)) == 2

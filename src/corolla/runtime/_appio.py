@@ -31,6 +31,7 @@ from ._shared import (
     events_key,
     node_key,
     replies_key,
+    run_namer,
     servicer_errors,
     stream_errors,
 )
@@ -84,7 +85,7 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
     ) -> fleet_pb2.StatArraysResponse:
         run_id = self._run_id(context)
         return fleet_pb2.StatArraysResponse(
-            arrays=self._shared.payload_statuses(request.sha256, run_id)
+            arrays=self._shared.payload_statuses(request.sha256, run_namer(run_id))
         )
 
     def PushArrays(
@@ -98,7 +99,7 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
     ) -> fleet_pb2.PushArraysResponse:
         run_id = self._run_id(context)
         statuses = store_pushed(self._shared.blobs, request_iterator)
-        self._shared.mark_named((s.sha256 for s in statuses), run_id)
+        self._shared.mark_named((s.sha256 for s in statuses), run_namer(run_id))
         return fleet_pb2.PushArraysResponse(arrays=statuses)
 
     @stream_errors
@@ -116,8 +117,9 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
         shared = self._shared
         stored = []
         contents: dict[bytes, str] = {}  # the round's content is checked and stored once
+        namer = run_namer(run_id)
         for proto in request.messages:
-            message = shared.to_stored(proto, stored=contents)
+            message = shared.to_stored(proto, namer=namer, stored=contents)
             if message.metadata.run_id != run_id or message.metadata.src_node_id != 0:
                 raise MessageError(
                     f"run {run_id}'s ServerApp sent a message of run {message.metadata.run_id} "
@@ -129,6 +131,7 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
                 )
             stored.append(message)
         ids = shared.state.store_messages(stored)
+        shared.settle_stored(zip(request.messages, stored), namer)
         shared.signals.notify(
             [node_key(m.metadata.dst_node_id) for m in stored] + [replies_key(run_id)]
         )
@@ -176,6 +179,16 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
             replies, cursor = shared.state.replies_since(run_id, cursor)
 
     @servicer_errors
+    def ReleaseMessages(
+        self, request: serverappio_pb2.ReleaseMessagesRequest, context: grpc.ServicerContext
+    ) -> serverappio_pb2.ReleaseMessagesResponse:
+        run_id = self._run_id(context)
+        message_ids = list(request.message_ids)
+        contents = self._shared.state.release_messages(run_id, message_ids)
+        self._runs.collect_released(run_id, contents, message_ids)
+        return serverappio_pb2.ReleaseMessagesResponse()
+
+    @servicer_errors
     def EmitEvents(
         self, request: serverappio_pb2.EmitEventsRequest, context: grpc.ServicerContext
     ) -> serverappio_pb2.EmitEventsResponse:
@@ -198,6 +211,7 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
             raise MessageError(f"checkpoint payload {request.sha256[:12]} was not pushed")
         before = shared.state.load_checkpoint(run_id)
         shared.state.save_checkpoint(run_id, request.round, request.sha256)
+        shared.settle([request.sha256], run_namer(run_id))
         if before is not None and before.blob_hash != request.sha256:
             shared.note_superseded(run_id, before.blob_hash)
         return serverappio_pb2.SaveCheckpointResponse()

@@ -1,24 +1,33 @@
-"""Deleting from the link's blob directory what only an ended run still named.
+"""Deleting from the link's blob directory what no run needs any more.
 
 A run stores a content blob per round's message, an array blob per model it sends and per
-update a node returns, and keeps small replies in their rows. Once the run has ended
-(finished, failed or stopped), none of that is read again, except what the link keeps for
-every run:
+update a node returns, and keeps small replies in their rows. Two collections delete them.
 
-- its app bundle;
-- its latest checkpoint: the record and the arrays it names;
-- the arrays its ``run.result`` event names (the final model ``corolla run`` downloads).
+**While a run is live**, its ServerApp releases the messages whose replies it has received
+(``ServerAppIo.ReleaseMessages``, which the gRPC ``Grid`` calls at the end of each
+``receive``). :func:`collect_released` deletes the blobs that those messages and replies
+named and that nothing the link keeps names (below); it also deletes the run's replaced
+checkpoints. So a run's disk use stays near one round's worth, however many rounds it runs.
 
-:func:`collect_run` deletes the blobs the run's messages and replies named that nothing
-above names, for any run, and that no message or reply of a run still live names; then it
-drops the contents its replies keep in their rows and records a ``run.collected`` event.
+**Once a run has ended** (finished, failed or stopped), :func:`collect_run` deletes what
+any of its messages and replies named that nothing the link keeps names, then drops the
+contents its replies keep in their rows and records a ``run.collected`` event.
 
-Content is addressed by hash, so two runs may share a blob. A live run's references are
-read from its stored contents; and a blob that a client other than the ended run's
-ServerApp was told of or stored lately (``StatArrays``, ``PushArrays``, a message's
-content) is left alone for :data:`~._shared.NAMED_GRACE_S`, as the client may be about
-to name it in a message. The run is then collected again once that time is over (by the
-link, or when it next starts: :func:`collect_ended_runs`)."""
+What the link keeps:
+
+- every run's app bundle;
+- every run's latest checkpoint: the record and the arrays it names;
+- the arrays every run's ``run.result`` event names (the final model ``corolla run``
+  downloads);
+- what the messages of live runs that are not released, and their replies, name.
+
+Content is addressed by hash, so two runs, or two rounds, may share a blob. What the state
+names is read from its stored contents. A blob that a client was told of or stored
+(``StatArrays``, ``PushArrays``, a message's content) is left alone until the client's
+message naming it is stored, or for :data:`~._shared.NAMED_GRACE_S` if none is (see
+``LinkShared.delete_unnamed``). What an ended run's collection leaves for that reason is
+collected again once that time is over (by the link, or when it next starts:
+:func:`collect_ended_runs`); what a live run's leaves, with the run once it ends."""
 
 from __future__ import annotations
 
@@ -26,7 +35,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from google.protobuf.message import DecodeError
 
@@ -34,9 +43,16 @@ from corolla.core import CorollaError, Event
 from corolla.state import BlobNotFoundError, StorageError
 from corolla.transport import array_entries, records_pb2
 
-from ._shared import NAMED_GRACE_S, LinkShared
+from ._shared import NAMED_GRACE_S, LinkShared, Namer, run_namer
 
-__all__ = ["COLLECTED", "Collected", "collect_ended_runs", "collect_run", "kept_blobs"]
+__all__ = [
+    "COLLECTED",
+    "Collected",
+    "collect_ended_runs",
+    "collect_released",
+    "collect_run",
+    "kept_blobs",
+]
 
 _log = logging.getLogger("corolla.runtime.collect")
 
@@ -98,7 +114,8 @@ def _named_by_contents(
 
 
 def kept_blobs(shared: LinkShared) -> set[str]:
-    """Every blob the link keeps: bundles, checkpoints, results, and what live runs name.
+    """Every blob the link keeps: bundles, checkpoints, results, and what live runs' messages
+    that are not released, and their replies, name.
 
     Raises
     ------
@@ -117,14 +134,59 @@ def kept_blobs(shared: LinkShared) -> set[str]:
                 if isinstance(ref, dict) and isinstance(ref.get("sha256"), str):
                     kept.add(ref["sha256"])
         if not run.status.ended:
-            kept |= _named_by_contents(shared, state.run_contents(run.run_id), strict=True)
+            live = state.run_contents(run.run_id, released=False)
+            kept |= _named_by_contents(shared, live, strict=True)
     return kept
 
 
-def collect_run(shared: LinkShared, run_id: int, kept: set[str] | None = None) -> Collected:
-    """Delete what only ended run ``run_id`` named (see the module's docstring); ``kept``
-    is :func:`kept_blobs` when the caller has it. Records a ``run.collected`` event with
-    the figures once nothing of the run is left to collect.
+def collect_released(
+    shared: LinkShared,
+    run_id: int,
+    contents: Sequence[tuple[str, bytes | None]],
+    since: float,
+) -> Collected:
+    """Delete what only ``contents`` (of messages that live run ``run_id`` released, and of
+    their replies: ``LinkState.release_messages``) and the run's replaced checkpoints named
+    (see the module's docstring). ``since`` is ``time.monotonic()`` before the call.
+
+    Raises
+    ------
+    StorageError
+        If what the link keeps cannot be read (see :func:`kept_blobs`): nothing is deleted.
+    """
+    # A stored content or checkpoint record goes after what it names, and stays while any
+    # of that is held by a name: a later collection finds it through the record.
+    records = {h: _named_by_content(shared, c, h, strict=False) for h, c in contents if c is None}
+    named = set().union(*records.values())
+    for content_hash, content in contents:
+        if content is not None:
+            named |= _named_by_content(shared, content, content_hash, strict=False)
+    replaced = shared.superseded(run_id)
+    for record in replaced:
+        records[record] = _named_by_content(shared, None, record, strict=False)
+        named |= records[record]
+    kept = kept_blobs(shared)
+    done = Collected()
+    held: set[str] = set()
+    for sha256 in sorted(named - kept - records.keys()):
+        if _delete(shared, sha256, done, since=since):
+            held.add(sha256)
+    for record in sorted(records.keys() - kept):
+        if records[record] & (held - {record}):
+            done.kept_named += 1
+        elif _delete(shared, record, done, since=since):
+            held.add(record)
+    shared.forget_superseded(run_id, {r for r in replaced if not shared.blobs.exists(r)})
+    return done
+
+
+def collect_run(
+    shared: LinkShared, run_id: int, kept: set[str] | None = None, since: float | None = None
+) -> Collected:
+    """Delete what only ended run ``run_id`` named (see the module's docstring). ``kept``
+    is :func:`kept_blobs` when the caller has it, read after ``time.monotonic()`` was
+    ``since``. Records a ``run.collected`` event with the figures once nothing of the run
+    is left to collect.
 
     Raises
     ------
@@ -136,19 +198,23 @@ def collect_run(shared: LinkShared, run_id: int, kept: set[str] | None = None) -
         If what the link keeps cannot be read (see :func:`kept_blobs`): nothing is deleted.
     """
     state = shared.state
+    if kept is None or since is None:
+        since = time.monotonic()
+        kept = kept_blobs(shared)
     named = _named_by_contents(shared, state.run_contents(run_id), strict=False)
     for record in shared.superseded(run_id):
         named |= _named_by_content(shared, None, record, strict=False)
-    kept = kept if kept is not None else kept_blobs(shared)
     done = Collected()
+    # The ended run's ServerApp names nothing any more: its names do not hold blobs.
+    ignore = run_namer(run_id)
     for sha256 in sorted(named - kept):
-        _delete(shared, sha256, run_id, done)
+        _delete(shared, sha256, done, since=since, ignore=ignore)
     # Blobs nothing names, written a while ago: what an earlier link process or a client
     # that went away left (an upload never named, a checkpoint replaced).
     horizon = time.time() - NAMED_GRACE_S
     for sha256, written in list(shared.blobs.stored()):
         if written < horizon and sha256 not in kept and sha256 not in named:
-            _delete(shared, sha256, run_id, done, orphan=True)
+            _delete(shared, sha256, done, since=since, ignore=ignore, orphan=True)
     if not done.kept_named:
         # The replies' contents name the arrays a later pass would look for: they go last.
         done.reply_contents = state.clear_reply_contents(run_id)
@@ -158,18 +224,27 @@ def collect_run(shared: LinkShared, run_id: int, kept: set[str] | None = None) -
 
 
 def _delete(
-    shared: LinkShared, sha256: str, run_id: int, done: Collected, *, orphan: bool = False
-) -> None:
+    shared: LinkShared,
+    sha256: str,
+    done: Collected,
+    *,
+    since: float,
+    ignore: Namer | None = None,
+    orphan: bool = False,
+) -> bool:
+    """Delete one blob unless a client holds it by a name; True if it was held."""
     try:
         size = shared.blobs.size(sha256)
     except BlobNotFoundError:
-        return
-    if shared.delete_unnamed(sha256, run_id):
+        return False
+    if shared.delete_unnamed(sha256, since=since, ignore=ignore):
         done.blobs += 1
         done.bytes += size
         done.orphans += orphan
-    elif not orphan:
+        return False
+    if not orphan:
         done.kept_named += 1
+    return True
 
 
 def collect_ended_runs(shared: LinkShared, stop: threading.Event | None = None) -> Collected:
@@ -184,12 +259,13 @@ def collect_ended_runs(shared: LinkShared, stop: threading.Event | None = None) 
     total = Collected()
     if not pending:
         return total
+    since = time.monotonic()
     kept = kept_blobs(shared)
     for run_id in pending:
         if stop is not None and stop.is_set():
             break
         try:
-            done = collect_run(shared, run_id, kept)
+            done = collect_run(shared, run_id, kept, since)
         except CorollaError:
             _log.warning("could not collect run %d", run_id, exc_info=True)
             continue

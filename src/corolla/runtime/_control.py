@@ -26,7 +26,7 @@ from ._bundle import install_bundle
 from ._convert import node_to_proto, run_to_proto
 from ._payloads import serve_payload
 from ._runs import RunProcesses
-from ._shared import LinkShared, events_key, servicer_errors, stream_errors
+from ._shared import USER_NAMER, LinkShared, events_key, servicer_errors, stream_errors
 
 __all__ = ["ControlServicer", "RunArtifactsServicer"]
 
@@ -59,7 +59,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             raise MessageError("SubmitRun must start with a RunSpec")
         spec = first.spec
         # The bundle may be stored already: keep it from being collected meanwhile.
-        shared.mark_named([spec.bundle_sha256])
+        shared.mark_named([spec.bundle_sha256], USER_NAMER)
         assembler: ChunkAssembler | None = None
         for request in request_iterator:
             if request.WhichOneof("part") != "bundle_chunk":

@@ -57,6 +57,7 @@ from ._shared import (
     aio_stream_errors,
     events_key,
     node_key,
+    node_namer,
     replies_key,
 )
 
@@ -340,6 +341,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                 results[position] = outcome
                 continue
             self._answered(node_id, stored.metadata.reply_to_message_id)
+            shared.settle_stored([(proto, stored)], node_namer(node_id))
             woken.add(replies_key(stored.metadata.run_id))
             results[position] = fleet_pb2.SendReplyResponse(message_id=outcome)
         if woken:
@@ -354,7 +356,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                 f"node {node_id} cannot send a reply as node {proto.metadata.src_node_id}"
             )
         try:
-            return self._shared.to_stored(proto, inline=True)
+            return self._shared.to_stored(proto, namer=node_namer(node_id), inline=True)
         except CorollaError as exc:
             self._log_rejection(node_id, proto.metadata, exc)
             raise
@@ -381,14 +383,15 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def StatArrays(
         self, request: fleet_pb2.StatArraysRequest, context: Context
     ) -> fleet_pb2.StatArraysResponse:
-        await self._node_id(context)
-        return fleet_pb2.StatArraysResponse(arrays=self._shared.payload_statuses(request.sha256))
+        node_id = await self._node_id(context)
+        statuses = self._shared.payload_statuses(request.sha256, node_namer(node_id))
+        return fleet_pb2.StatArraysResponse(arrays=statuses)
 
     @aio_servicer_errors
     async def PushArrays(
         self, request_iterator: AsyncIterator[transfer_pb2.Chunk], context: Context
     ) -> fleet_pb2.PushArraysResponse:
-        await self._node_id(context)
+        namer = node_namer(await self._node_id(context))
         # A small upload (a model update of a light node) is read here whole and stored
         # in one hop to a pool thread. A large one is stored as its chunks come: a pool
         # thread of its own takes them from this loop one at a time, so it is never held
@@ -402,14 +405,14 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                 break
         else:
             statuses = await self._blocking(store_pushed, self._shared.blobs, head)
-            self._shared.mark_named(s.sha256 for s in statuses)
+            self._shared.mark_named((s.sha256 for s in statuses), namer)
             return fleet_pb2.PushArraysResponse(arrays=statuses)
         loop = asyncio.get_running_loop()
         chunks = itertools.chain(head, _blocking_iterator(request_iterator, loop))
         statuses = await loop.run_in_executor(
             self._uploads, store_pushed, self._shared.blobs, chunks
         )
-        self._shared.mark_named(s.sha256 for s in statuses)
+        self._shared.mark_named((s.sha256 for s in statuses), namer)
         return fleet_pb2.PushArraysResponse(arrays=statuses)
 
     @aio_stream_errors

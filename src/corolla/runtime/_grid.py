@@ -9,6 +9,8 @@ are downloaded as they are needed.
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -43,6 +45,8 @@ from ._prefetch import prefetched
 
 __all__ = ["GrpcGrid", "result_event_data"]
 
+_log = logging.getLogger("corolla.runtime.grid")
+
 #: Least seconds between two progress events of one batch of replies (the last reply of
 #: a batch always has one).
 _PROGRESS_INTERVAL_S = 1.0
@@ -69,6 +73,16 @@ def _arrays_size(message: message_pb2.Message) -> int:
     return sum(e.encoded_size for e in array_entries(message).values())
 
 
+def _log_refused_release(count: int, call: grpc.Future[Any]) -> None:
+    error = call.exception()
+    if error is None or (
+        isinstance(error, grpc.Call) and error.code() is grpc.StatusCode.CANCELLED
+    ):
+        return  # released, or the process is ending
+    details = error.details() if isinstance(error, grpc.Call) else str(error)
+    _log.warning("could not release %d messages: %s", count, details)
+
+
 class GrpcGrid(Grid):
     """The nodes of run ``run_id``, reached through the link's ServerAppIo service.
 
@@ -85,6 +99,10 @@ class GrpcGrid(Grid):
     ``grid_attributes`` and ``grid_last_seen``): each :meth:`node_ids` call also fetches
     the online nodes' attributes (``corolla node --attributes``) and last heartbeat times,
     which :meth:`node_attributes` and :meth:`node_last_seen` answer from.
+
+    As in a simulation, a message's reply is received once: at the end of each
+    :meth:`receive`, the grid releases the messages whose replies it yielded, and the link
+    deletes what only they named (a later :meth:`receive` of them is refused).
     """
 
     def __init__(self, channel: grpc.Channel, run_id: int, secret: str) -> None:
@@ -160,6 +178,7 @@ class GrpcGrid(Grid):
         call = self._stub.PullReplies(request, metadata=self._metadata)
         protos = (proto for response in iter_rpc(call) for proto in response.messages)
         replies = prefetched(protos, self._fetch_arrays, _arrays_size, call.cancel)
+        received: list[str] = []
         try:
             reported = time.monotonic()
             previous: set[str] = set()
@@ -184,10 +203,22 @@ class GrpcGrid(Grid):
                             data={"done": done, "total": len(ids), "phase": phase},
                         )
                     )
+                received.append(reply.metadata.reply_to_message_id)
                 yield reply
         finally:
             replies.close()
+            self._release(received)
         self._forget_arrays()
+
+    def _release(self, message_ids: list[str]) -> None:
+        """Tell the link these messages' replies were received, so it may delete what only
+        they named. The call is not waited for: the link's commit stays off the round's
+        path, and a failure costs only disk until the run ends (it is logged)."""
+        if not message_ids:
+            return
+        request = serverappio_pb2.ReleaseMessagesRequest(message_ids=message_ids)
+        future = self._stub.ReleaseMessages.future(request, metadata=self._metadata)
+        future.add_done_callback(functools.partial(_log_refused_release, len(message_ids)))
 
     def _fetch_arrays(self, proto: message_pb2.Message) -> None:
         self._arrays.fetch({h: e.encoded_size for h, e in array_entries(proto).items()})

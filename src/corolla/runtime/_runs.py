@@ -20,13 +20,15 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from corolla.core import Event
 from corolla.state import RunInfo, RunStatus, RunStatusError
 
 from ._bundle import install_bundle
-from ._collect import collect_run
+from ._collect import collect_released, collect_run
 from ._shared import NAMED_GRACE_S, LinkShared, events_key, replies_key
 
 __all__ = ["RunProcesses", "RUN_CONFIG_ENV", "SECRET_ENV"]
@@ -38,6 +40,8 @@ SECRET_ENV = "COROLLA_SERVERAPP_SECRET"
 RUN_CONFIG_ENV = "COROLLA_RUN_CONFIG"
 
 _TAIL_LINES = 20
+#: Replies whose in-row contents one write drops, once their messages are released.
+_DROP_BATCH = 100
 _STOP_GRACE_S = 5.0
 
 
@@ -54,6 +58,9 @@ class RunProcesses:
         self._address = ""
         self._closing = threading.Event()
         self._retries: list[threading.Timer] = []
+        # One collection at a time, each on a thread of its own (see collect_released).
+        self._collecting = threading.Lock()
+        self._collectors: list[threading.Thread] = []
 
     def set_address(self, address: str) -> None:
         """Where run processes reach the ServerAppIo service."""
@@ -216,11 +223,62 @@ class RunProcesses:
             shared.signals.notify([replies_key(run_id), events_key(run_id)])
         self._collect(run_id)
 
+    def collect_released(
+        self,
+        run_id: int,
+        contents: Sequence[tuple[str, bytes | None]],
+        message_ids: Sequence[str] = (),
+    ) -> None:
+        """Delete, on a thread of its own, what only these contents that live run
+        ``run_id``'s ServerApp released named (see ``_collect``), then drop the contents
+        the replies to ``message_ids`` keep in their rows: its next round goes on
+        meanwhile."""
+        if not (contents or message_ids) or self._closing.is_set():
+            return
+        thread = threading.Thread(
+            target=self._collect_released,
+            args=(run_id, contents, message_ids),
+            name=f"corolla-collect-{run_id}",
+            daemon=True,
+        )
+        with self._lock:
+            self._collectors = [t for t in self._collectors if t.is_alive()] + [thread]
+        thread.start()
+
+    def _collect_released(
+        self, run_id: int, contents: Sequence[tuple[str, bytes | None]], message_ids: Sequence[str]
+    ) -> None:
+        state = self._shared.state
+        with self._collecting:
+            if self._closing.is_set():  # a link stopping collects the run once it ends
+                return
+            try:
+                done = collect_released(self._shared, run_id, contents, time.monotonic())
+                # A short write at a time, so that the run's next messages and replies
+                # go between them.
+                for start in range(0, len(message_ids), _DROP_BATCH):
+                    if self._closing.is_set():
+                        return
+                    state.drop_released_contents(run_id, message_ids[start : start + _DROP_BATCH])
+            except Exception:
+                _log.warning("could not collect what run %d released", run_id, exc_info=True)
+                return
+        _log.debug(
+            "run %d released: %d blobs (%d bytes) deleted, %d named lately",
+            run_id,
+            done.blobs,
+            done.bytes,
+            done.kept_named,
+        )
+        if done.kept_named:  # again once the clients that named them had time to
+            self._retry(self.collect_released, run_id, contents)
+
     def _collect(self, run_id: int) -> None:
         if self._closing.is_set():  # a link stopping collects when it starts again
             return
         try:
-            done = collect_run(self._shared, run_id)
+            with self._collecting:
+                done = collect_run(self._shared, run_id)
         except Exception:
             _log.warning("could not collect run %d", run_id, exc_info=True)
             return
@@ -233,11 +291,16 @@ class RunProcesses:
             done.kept_named,
         )
         if done.kept_named:  # again once the clients that named them had time to
-            retry = threading.Timer(NAMED_GRACE_S + 1.0, self._collect, (run_id,))
-            retry.daemon = True
-            with self._lock:
-                self._retries = [t for t in self._retries if t.is_alive()] + [retry]
-            retry.start()
+            self._retry(self._collect, run_id)
+
+    def _retry(self, collect: Callable[..., None], *args: object) -> None:
+        retry = threading.Timer(NAMED_GRACE_S + 1.0, collect, args)
+        retry.daemon = True
+        with self._lock:
+            if self._closing.is_set():
+                return
+            self._retries = [t for t in self._retries if t.is_alive()] + [retry]
+        retry.start()
 
     def stop(self, run_id: int) -> None:
         """Terminate a run's process (its watcher records the end)."""
@@ -266,6 +329,10 @@ class RunProcesses:
         for watcher in watchers:
             if watcher.ident is not None:
                 watcher.join(_STOP_GRACE_S)
+        with self._lock:
+            collectors = list(self._collectors)
+        for collector in collectors:
+            collector.join(_STOP_GRACE_S)
 
 
 def installed_app(shared: LinkShared, bundle_hash: str) -> Path:

@@ -48,12 +48,16 @@ from ._signal import Signals
 
 __all__ = [
     "INLINE_CONTENT_BYTES",
+    "USER_NAMER",
     "LinkShared",
+    "Namer",
     "aio_servicer_errors",
     "aio_stream_errors",
     "events_key",
     "node_key",
+    "node_namer",
     "replies_key",
+    "run_namer",
     "servicer_errors",
     "stream_errors",
 ]
@@ -158,6 +162,36 @@ def aio_stream_errors(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: Who named a blob: a node (``("node", node_id)``), a run's ServerApp (``("run",
+#: run_id)``), or a user submitting a run (``("user", 0)``).
+Namer = tuple[str, int]
+
+
+def node_namer(node_id: int) -> Namer:
+    return ("node", node_id)
+
+
+def run_namer(run_id: int) -> Namer:
+    return ("run", run_id)
+
+
+#: Bundles uploaded through the Control API.
+USER_NAMER: Namer = ("user", 0)
+
+
+@dataclasses.dataclass(slots=True)
+class _Name:
+    """When a client named a blob (``time.monotonic()``), and when a message of its that
+    names the blob was stored, if it was."""
+
+    named_at: float
+    settled_at: float | None = None
+
+    @property
+    def last(self) -> float:
+        return self.named_at if self.settled_at is None else self.settled_at
+
+
 @dataclasses.dataclass
 class LinkShared:
     """The link's state, blobs and signals, plus settings the services need."""
@@ -173,16 +207,16 @@ class LinkShared:
     _contents: _ContentCache = dataclasses.field(
         default_factory=lambda: _ContentCache(_CACHED_CONTENT_BYTES), repr=False
     )
-    # Blobs that clients were lately told are stored, or that were stored for them: when
-    # (time.monotonic()), and for which run where the client is a run's ServerApp. A client
-    # may be about to name them in a message, so the collector of ended runs (``_collect``)
-    # leaves them alone for NAMED_GRACE_S, unless only the ended run's ServerApp named them.
-    _named: dict[str, tuple[float, int | None]] = dataclasses.field(
-        default_factory=dict, repr=False
-    )
+    # Blobs that clients were lately told are stored, or that were stored for them, by who
+    # named them (see Namer). A client may be about to name them in a message, so the
+    # collectors (``_collect``) leave them alone for NAMED_GRACE_S, or until the client's
+    # message naming them is stored (``settle``).
+    _named: dict[str, dict[Namer, _Name]] = dataclasses.field(default_factory=dict, repr=False)
+    # The blobs each client named and has not settled: most replies name none, and need
+    # not be looked through.
+    _open: dict[Namer, set[str]] = dataclasses.field(default_factory=dict, repr=False)
     _blob_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
-    # The checkpoint records that a run's later checkpoints replaced, by run: collected
-    # with the run.
+    # The checkpoint records that a run's later checkpoints replaced, by run.
     _superseded: dict[int, set[str]] = dataclasses.field(default_factory=dict, repr=False)
 
     def note_superseded(self, run_id: int, blob_hash: str) -> None:
@@ -195,48 +229,86 @@ class LinkShared:
         with self._blob_lock:
             return set(self._superseded.get(run_id, ()))
 
-    def forget_superseded(self, run_id: int) -> None:
+    def forget_superseded(self, run_id: int, records: Iterable[str] | None = None) -> None:
+        """Forget ``records`` (all of them if None) among run ``run_id``'s replaced
+        checkpoints."""
         with self._blob_lock:
-            self._superseded.pop(run_id, None)
+            if records is None:
+                self._superseded.pop(run_id, None)
+            else:
+                self._superseded.get(run_id, set()).difference_update(records)
 
     def payload_statuses(
-        self, hashes: Iterable[str], run_id: int | None = None
+        self, hashes: Iterable[str], namer: Namer
     ) -> list[transfer_pb2.PayloadStatus]:
-        """Whether each payload is stored (``StatArrays``); those stored count as named, by
-        run ``run_id``'s ServerApp or (None) by a node."""
+        """Whether each payload is stored (``StatArrays``); those stored count as named by
+        the caller."""
         with self._blob_lock:
             statuses = [payload_status(self.blobs, h) for h in hashes]
-            self._mark_named((s.sha256 for s in statuses if s.complete), run_id)
+            self._mark_named((s.sha256 for s in statuses if s.complete), namer)
         return statuses
 
-    def mark_named(self, hashes: Iterable[str], run_id: int | None = None) -> None:
+    def mark_named(self, hashes: Iterable[str], namer: Namer) -> None:
         """Note that a client was just given or told of these blobs (see ``_named``)."""
         with self._blob_lock:
-            self._mark_named(hashes, run_id)
+            self._mark_named(hashes, namer)
 
-    def _mark_named(self, hashes: Iterable[str], run_id: int | None) -> None:
+    def _mark_named(self, hashes: Iterable[str], namer: Namer) -> None:
         now = time.monotonic()
+        opened = self._open.setdefault(namer, set())
         for sha256 in hashes:
-            self._named[sha256] = (now, run_id)
+            self._named.setdefault(sha256, {})[namer] = _Name(now)
+            opened.add(sha256)
         if len(self._named) > _NAMED_LIMIT:
             horizon = now - NAMED_GRACE_S
-            self._named = {h: n for h, n in self._named.items() if n[0] >= horizon}
+            for sha256 in list(self._named):
+                names = self._named[sha256]
+                for key in [k for k, n in names.items() if n.last < horizon]:
+                    del names[key]
+                    self._open.get(key, set()).discard(sha256)
+                if not names:
+                    del self._named[sha256]
+            self._open = {k: v for k, v in self._open.items() if v}
 
-    def delete_unnamed(self, sha256: str, ended_run: int) -> bool:
-        """Delete a blob unless a client other than run ``ended_run``'s ServerApp named it
-        within :data:`NAMED_GRACE_S`; True if deleted."""
+    def settle(self, hashes: Iterable[str], namer: Namer) -> None:
+        """The messages ``namer`` stored name these blobs: from now on, the state keeps
+        them while it needs them, and the client's names stop holding them (once the
+        collections that began before this call are over)."""
+        now = time.monotonic()
         with self._blob_lock:
-            named = self._named.get(sha256)
-            if named is not None:
-                when, run_id = named
-                if run_id != ended_run and time.monotonic() - when < NAMED_GRACE_S:
+            opened = self._open.get(namer, set())
+            for sha256 in hashes:
+                name = self._named.get(sha256, {}).get(namer)
+                if name is not None:
+                    name.settled_at = now
+                    opened.discard(sha256)
+            if not opened:
+                self._open.pop(namer, None)
+
+    def delete_unnamed(self, sha256: str, *, since: float, ignore: Namer | None = None) -> bool:
+        """Delete a blob unless a client still holds it; True if deleted.
+
+        A client (other than ``ignore``) holds a blob it named within
+        :data:`NAMED_GRACE_S` until it settles the name, and past that if it settled at or
+        after ``since`` (``time.monotonic()`` before the caller read what the state names:
+        the message naming the blob may have been stored after that read).
+        """
+        with self._blob_lock:
+            now = time.monotonic()
+            for namer, name in self._named.get(sha256, {}).items():
+                if namer == ignore:
+                    continue
+                if name.settled_at is None:
+                    if now - name.named_at < NAMED_GRACE_S:
+                        return False
+                elif name.settled_at >= since:
                     return False
             return self.blobs.delete(sha256)
 
-    def _put_content(self, content: bytes, run_id: int | None) -> str:
+    def _put_content(self, content: bytes, namer: Namer) -> str:
         with self._blob_lock:  # stored, or found stored, and named at once
             content_hash = self.blobs.put(content)
-            self._mark_named((content_hash,), run_id)
+            self._mark_named((content_hash,), namer)
         return content_hash
 
     def check_arrays_held(self, proto: message_pb2.Message) -> None:
@@ -276,10 +348,12 @@ class LinkShared:
         self,
         proto: message_pb2.Message,
         *,
+        namer: Namer,
         inline: bool = False,
         stored: dict[bytes, str] | None = None,
     ) -> StoredMessage:
-        """Store a message's content (its arrays already held) and describe it for the state.
+        """Store a message's content (its arrays already held) and describe it for the state;
+        ``namer`` is the sender (see :meth:`settle`, once the state has the message).
 
         With ``inline`` (a node's reply), content of at most :data:`INLINE_CONTENT_BYTES`
         travels in the returned message, for the state to keep in the reply's row:
@@ -304,14 +378,32 @@ class LinkShared:
             self.check_arrays_held(proto)
             if inline and len(content) <= INLINE_CONTENT_BYTES:
                 return StoredMessage(metadata, content_hash=sha256_of(content), content=content)
-            # A ServerApp's content is named by its run; a node's reply by no run.
-            content_hash = self._put_content(content, None if inline else metadata.run_id)
+            content_hash = self._put_content(content, namer)
             if stored is not None:
                 stored[content] = content_hash
             return StoredMessage(metadata, content_hash=content_hash)
         if body == "error":
             return StoredMessage(metadata, error=Error(proto.error.code, proto.error.reason))
         raise MessageError("message carries neither content nor an error")
+
+    def settle_stored(
+        self, stored: Iterable[tuple[message_pb2.Message, StoredMessage]], namer: Namer
+    ) -> None:
+        """The state now has these messages ``namer`` sent: :meth:`settle` the blobs they
+        name (a content blob and the arrays it references, each content looked at once)."""
+        with self._blob_lock:
+            if not self._open.get(namer):
+                return  # it named nothing it has not settled
+        hashes: set[str] = set()
+        seen: set[str] = set()
+        for proto, message in stored:
+            if message.content_hash is None or message.content_hash in seen:
+                continue
+            seen.add(message.content_hash)
+            if message.content is None:
+                hashes.add(message.content_hash)
+            hashes.update(array_entries(proto))
+        self.settle(hashes, namer)
 
     def serialized(self, stored: StoredMessage, *, inline: bool = False) -> bytes:
         """The wire form of a stored message, serialized: assembled from the stored bytes

@@ -294,6 +294,8 @@ class LinkState(abc.ABC):
             If no run has ``run_id``.
         UnknownMessageError
             If a message id is not a message of that run (the error names it).
+        MessageError
+            If a message was released (:meth:`release_messages`): its reply is gone.
         """
 
     @abc.abstractmethod
@@ -385,15 +387,58 @@ class LinkState(abc.ABC):
     # -- what a run stored -------------------------------------------------------------
 
     @abc.abstractmethod
-    def run_contents(self, run_id: int) -> Iterator[tuple[str, bytes | None]]:
+    def run_contents(
+        self, run_id: int, *, released: bool = True
+    ) -> Iterator[tuple[str, bytes | None]]:
         """The contents of the run's messages and replies, each content once: its hash, and
         its bytes where a reply keeps them in its row (None: the content is the blob of
         that hash). Read lazily; consume it promptly.
+
+        With ``released=False``, only the contents of messages not released (see
+        :meth:`release_messages`) and of their replies: what a live run may still read.
 
         Raises
         ------
         UnknownRunError
             If no run has ``run_id``.
+        """
+
+    @abc.abstractmethod
+    def release_messages(
+        self, run_id: int, message_ids: Iterable[str]
+    ) -> list[tuple[str, bytes | None]]:
+        """Record that run ``run_id``'s ServerApp is done with these messages and their
+        replies; return the contents (as :meth:`run_contents` gives them, each once) of
+        those this call released, so that the caller can delete what only they named
+        (and then :meth:`drop_released_contents`).
+
+        :meth:`get_replies` refuses released messages. Releasing a message again does
+        nothing. All or nothing: an unknown id releases none.
+
+        Raises
+        ------
+        UnknownRunError
+            If no run has ``run_id``.
+        UnknownMessageError
+            If a message id is not a message of that run (the error names it).
+        MessageError
+            If ``message_ids`` is a single str.
+        """
+
+    @abc.abstractmethod
+    def drop_released_contents(self, run_id: int, message_ids: Iterable[str]) -> int:
+        """Drop the contents that the replies to those of these messages of run ``run_id``
+        that are released keep in their rows; return how many were dropped.
+
+        A short write of its own, apart from :meth:`release_messages`: freeing a thousand
+        rows' contents takes a while, and other writers go between two calls.
+
+        Raises
+        ------
+        UnknownRunError
+            If no run has ``run_id``.
+        MessageError
+            If ``message_ids`` is a single str.
         """
 
     @abc.abstractmethod

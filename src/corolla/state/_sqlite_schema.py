@@ -139,6 +139,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         # NULL: the content is the blob content_hash (or the reply is an error).
         ("ALTER TABLE replies ADD COLUMN content BLOB",),
     ),
+    Migration(
+        3,
+        "messages record when their ServerApp released them",
+        (
+            # NULL: the ServerApp may still pull the message's reply.
+            "ALTER TABLE messages ADD COLUMN released_at REAL",
+            # What a live run may still read, found without scanning what it released.
+            "CREATE INDEX messages_unreleased ON messages (run_id) WHERE released_at IS NULL",
+        ),
+    ),
 )
 
 

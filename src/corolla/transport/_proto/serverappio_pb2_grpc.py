@@ -66,6 +66,11 @@ class ServerAppIoStub:
                 request_serializer=corolla_dot_v1_dot_serverappio__pb2.PullRepliesRequest.SerializeToString,
                 response_deserializer=corolla_dot_v1_dot_serverappio__pb2.PullRepliesResponse.FromString,
                 _registered_method=True)
+        self.ReleaseMessages = channel.unary_unary(
+                '/corolla.v1.ServerAppIo/ReleaseMessages',
+                request_serializer=corolla_dot_v1_dot_serverappio__pb2.ReleaseMessagesRequest.SerializeToString,
+                response_deserializer=corolla_dot_v1_dot_serverappio__pb2.ReleaseMessagesResponse.FromString,
+                _registered_method=True)
         self.EmitEvents = channel.unary_unary(
                 '/corolla.v1.ServerAppIo/EmitEvents',
                 request_serializer=corolla_dot_v1_dot_serverappio__pb2.EmitEventsRequest.SerializeToString,
@@ -127,6 +132,14 @@ class ServerAppIoServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseMessages(self, request, context):
+        """The ServerApp has received the replies to these messages and will not pull them
+        again: the link may delete what only they and their replies named.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EmitEvents(self, request, context):
         """Append events to the run's log.
         """
@@ -179,6 +192,11 @@ def add_ServerAppIoServicer_to_server(servicer, server):
                     servicer.PullReplies,
                     request_deserializer=corolla_dot_v1_dot_serverappio__pb2.PullRepliesRequest.FromString,
                     response_serializer=corolla_dot_v1_dot_serverappio__pb2.PullRepliesResponse.SerializeToString,
+            ),
+            'ReleaseMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseMessages,
+                    request_deserializer=corolla_dot_v1_dot_serverappio__pb2.ReleaseMessagesRequest.FromString,
+                    response_serializer=corolla_dot_v1_dot_serverappio__pb2.ReleaseMessagesResponse.SerializeToString,
             ),
             'EmitEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.EmitEvents,
@@ -358,6 +376,33 @@ class ServerAppIo:
             '/corolla.v1.ServerAppIo/PullReplies',
             corolla_dot_v1_dot_serverappio__pb2.PullRepliesRequest.SerializeToString,
             corolla_dot_v1_dot_serverappio__pb2.PullRepliesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corolla.v1.ServerAppIo/ReleaseMessages',
+            corolla_dot_v1_dot_serverappio__pb2.ReleaseMessagesRequest.SerializeToString,
+            corolla_dot_v1_dot_serverappio__pb2.ReleaseMessagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

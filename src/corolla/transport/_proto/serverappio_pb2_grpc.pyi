@@ -52,6 +52,10 @@ class ServerAppIoStub:
     """Replies to the given messages, streamed as they are stored, until all arrived
     or timeout seconds passed (0: no timeout). Replies stored together travel together.
     """
+    ReleaseMessages: _grpc.UnaryUnaryMultiCallable[_serverappio_pb2.ReleaseMessagesRequest, _serverappio_pb2.ReleaseMessagesResponse]
+    """The ServerApp has received the replies to these messages and will not pull them
+    again: the link may delete what only they and their replies named.
+    """
     EmitEvents: _grpc.UnaryUnaryMultiCallable[_serverappio_pb2.EmitEventsRequest, _serverappio_pb2.EmitEventsResponse]
     """Append events to the run's log."""
     SaveCheckpoint: _grpc.UnaryUnaryMultiCallable[_serverappio_pb2.SaveCheckpointRequest, _serverappio_pb2.SaveCheckpointResponse]
@@ -72,6 +76,10 @@ class ServerAppIoAsyncStub(ServerAppIoStub):
     PullReplies: _aio.UnaryStreamMultiCallable[_serverappio_pb2.PullRepliesRequest, _serverappio_pb2.PullRepliesResponse]  # type: ignore[assignment]
     """Replies to the given messages, streamed as they are stored, until all arrived
     or timeout seconds passed (0: no timeout). Replies stored together travel together.
+    """
+    ReleaseMessages: _aio.UnaryUnaryMultiCallable[_serverappio_pb2.ReleaseMessagesRequest, _serverappio_pb2.ReleaseMessagesResponse]  # type: ignore[assignment]
+    """The ServerApp has received the replies to these messages and will not pull them
+    again: the link may delete what only they and their replies named.
     """
     EmitEvents: _aio.UnaryUnaryMultiCallable[_serverappio_pb2.EmitEventsRequest, _serverappio_pb2.EmitEventsResponse]  # type: ignore[assignment]
     """Append events to the run's log."""
@@ -126,6 +134,16 @@ class ServerAppIoServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_serverappio_pb2.PullRepliesResponse], _abc.AsyncIterator[_serverappio_pb2.PullRepliesResponse]]:
         """Replies to the given messages, streamed as they are stored, until all arrived
         or timeout seconds passed (0: no timeout). Replies stored together travel together.
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseMessages(
+        self,
+        request: _serverappio_pb2.ReleaseMessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_serverappio_pb2.ReleaseMessagesResponse, _abc.Awaitable[_serverappio_pb2.ReleaseMessagesResponse]]:
+        """The ServerApp has received the replies to these messages and will not pull them
+        again: the link may delete what only they and their replies named.
         """
 
     @_abc_1.abstractmethod

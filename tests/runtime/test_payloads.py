@@ -1,13 +1,16 @@
-"""Push streams stored chunk by chunk, verified by hash; downloads through a cache."""
+"""Push streams stored chunk by chunk, verified by hash; downloads through a cache, or
+reads in place from the link's own directory."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from corolla.core import CodecError
-from corolla.runtime._payloads import ArrayCache, serve_payload, store_pushed
-from corolla.state import MemoryBlobStore
+from corolla.runtime._payloads import ArrayCache, LinkBlobs, serve_payload, store_pushed
+from corolla.state import DirectoryBlobStore, MemoryBlobStore
 from corolla.transport import EncodedArray, chunk_messages
 
 
@@ -69,3 +72,55 @@ def test_the_cache_downloads_what_it_lacks_once() -> None:
     assert calls == [encoded.sha256]
     with pytest.raises(KeyError):
         cache("f" * 64)
+
+
+def _pulling_from(source: MemoryBlobStore, calls: list[str]):  # type: ignore[no-untyped-def]
+    def pull(request, metadata=None):  # type: ignore[no-untyped-def]
+        calls.append(request.sha256)
+        return serve_payload(source, request.sha256, request.offset)
+
+    return pull
+
+
+def test_a_server_app_reads_the_link_s_blobs_in_place_and_downloads_the_others(
+    tmp_path: Path,
+) -> None:
+    # Arrange: the link's directory holds one payload; the other is only served.
+    link = DirectoryBlobStore(tmp_path / "blobs")
+    source = MemoryBlobStore()
+    there, elsewhere = _encoded(10), _encoded(20)
+    link.put(there.tobytes())
+    source.put(elsewhere.tobytes())
+    calls: list[str] = []
+    cache = ArrayCache(MemoryBlobStore(), _pulling_from(source, calls), local=LinkBlobs(link.root))
+
+    # Act
+    fetched = cache.fetch({there.sha256: there.size, elsewhere.sha256: elsewhere.size})
+
+    # Assert: only the payload not in the directory was downloaded; both decode.
+    assert (fetched, calls) == (elsewhere.size, [elsewhere.sha256])
+    np.testing.assert_array_equal(cache(there.sha256), np.arange(10.0))
+    np.testing.assert_array_equal(cache(elsewhere.sha256), np.arange(20.0))
+
+
+def test_a_payload_gone_from_the_link_s_directory_is_downloaded_instead(
+    tmp_path: Path,
+) -> None:
+    link = DirectoryBlobStore(tmp_path / "blobs")
+    payload = _encoded(10)
+    link.put(payload.tobytes())
+    source = MemoryBlobStore()
+    source.put(payload.tobytes())
+    calls: list[str] = []
+    cache = ArrayCache(MemoryBlobStore(), _pulling_from(source, calls), local=LinkBlobs(link.root))
+    cache.fetch({payload.sha256: payload.size})
+
+    link.delete(payload.sha256)  # collected between the fetch and the decode
+    array = cache(payload.sha256)
+
+    np.testing.assert_array_equal(array, np.arange(10.0))
+    assert calls == [payload.sha256]
+    # A file of another size than the reply declares is not read in place.
+    (tmp_path / "blobs" / payload.sha256[:2]).mkdir(exist_ok=True)
+    (tmp_path / "blobs" / payload.sha256[:2] / payload.sha256).write_bytes(b"short")
+    assert not LinkBlobs(link.root).holds(payload.sha256, payload.size)

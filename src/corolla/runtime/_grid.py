@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -40,7 +41,7 @@ from corolla.transport import (
 )
 from corolla.transport._proto import serverappio_pb2, serverappio_pb2_grpc
 
-from ._payloads import ArrayCache, pull_payload, push_missing
+from ._payloads import ArrayCache, LinkBlobs, pull_payload, push_missing
 from ._prefetch import prefetched
 
 __all__ = ["GrpcGrid", "result_event_data"]
@@ -94,6 +95,9 @@ class GrpcGrid(Grid):
         The run this grid serves.
     secret
         The run's secret, which the link gave the process.
+    link_blobs
+        The link's blob directory, where a ServerApp the link started reads the arrays
+        of replies in place (:class:`~._payloads.LinkBlobs`); None downloads them all.
 
     The grid is a node directory for selection policies (``corolla.strategy``'s
     ``grid_attributes`` and ``grid_last_seen``): each :meth:`node_ids` call also fetches
@@ -105,11 +109,18 @@ class GrpcGrid(Grid):
     deletes what only they named (a later :meth:`receive` of them is refused).
     """
 
-    def __init__(self, channel: grpc.Channel, run_id: int, secret: str) -> None:
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        run_id: int,
+        secret: str,
+        link_blobs: str | os.PathLike[str] | None = None,
+    ) -> None:
         self._stub = serverappio_pb2_grpc.ServerAppIoStub(channel)
         self._run_id = run_id
         self._metadata = bearer_metadata(secret)
-        self._arrays = ArrayCache(MemoryBlobStore(), self._stub.PullArrays, self._metadata)
+        self._local = None if link_blobs is None else LinkBlobs(link_blobs)
+        self._arrays = self._array_cache()
         self._phases: dict[str, str] = {}
         # The arrays a checkpoint just encoded are, most often, the next round's global
         # model: the next send takes them from here instead of hashing them again.
@@ -225,7 +236,10 @@ class GrpcGrid(Grid):
 
     def _forget_arrays(self) -> None:
         # Replies' arrays are folded as they arrive; keep none beyond the batch.
-        self._arrays = ArrayCache(MemoryBlobStore(), self._stub.PullArrays, self._metadata)
+        self._arrays = self._array_cache()
+
+    def _array_cache(self) -> ArrayCache:
+        return ArrayCache(MemoryBlobStore(), self._stub.PullArrays, self._metadata, self._local)
 
     def emit(self, event: Event) -> None:
         if event.kind == "run.result":

@@ -25,19 +25,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from corolla.core import Event
-from corolla.state import RunInfo, RunStatus, RunStatusError
+from corolla.state import DirectoryBlobStore, RunInfo, RunStatus, RunStatusError
 
 from ._bundle import install_bundle
 from ._collect import collect_released, collect_run
 from ._shared import NAMED_GRACE_S, LinkShared, events_key, replies_key
 
-__all__ = ["RunProcesses", "RUN_CONFIG_ENV", "SECRET_ENV"]
+__all__ = ["BLOBS_ENV", "RunProcesses", "RUN_CONFIG_ENV", "SECRET_ENV"]
 
 _log = logging.getLogger("corolla.runtime.link")
 
 #: Environment variables a ServerApp process reads.
 SECRET_ENV = "COROLLA_SERVERAPP_SECRET"
 RUN_CONFIG_ENV = "COROLLA_RUN_CONFIG"
+#: Where the link's blobs are, for the ServerApp to read them in place.
+BLOBS_ENV = "COROLLA_LINK_BLOBS"
 
 _TAIL_LINES = 20
 #: Replies whose in-row contents one write drops, once their messages are released.
@@ -131,6 +133,8 @@ class RunProcesses:
         env = dict(os.environ)
         env[SECRET_ENV] = secret
         env[RUN_CONFIG_ENV] = json.dumps(dict(run.run_config))
+        if isinstance(self._shared.blobs, DirectoryBlobStore):  # read in place: _payloads
+            env[BLOBS_ENV] = str(self._shared.blobs.root.resolve())
         env["PYTHONUNBUFFERED"] = "1"
         app_dir = installed_app(shared, run.bundle_hash)
         command = [

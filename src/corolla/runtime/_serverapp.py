@@ -26,7 +26,7 @@ from corolla.transport import channel_options
 
 from ._grid import GrpcGrid
 from ._memory import quiet_garbage_collector, return_freed_buffers
-from ._runs import RUN_CONFIG_ENV, SECRET_ENV
+from ._runs import BLOBS_ENV, RUN_CONFIG_ENV, SECRET_ENV
 
 __all__ = ["main"]
 
@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     secret = os.environ.pop(SECRET_ENV, "")
     run_config = json.loads(os.environ.get(RUN_CONFIG_ENV, "{}"))
     with grpc.insecure_channel(args.address, options=channel_options()) as channel:
-        grid = GrpcGrid(channel, args.run_id, secret)
+        blobs = os.environ.get(BLOBS_ENV)
+        grid = GrpcGrid(channel, args.run_id, secret, link_blobs=blobs)
         try:
             app = AppConfig.load(args.app_dir)
             server = app.server_ref.load()

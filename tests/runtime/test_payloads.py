@@ -12,6 +12,7 @@ from corolla.core import CodecError
 from corolla.runtime._payloads import ArrayCache, LinkBlobs, serve_payload, store_pushed
 from corolla.state import DirectoryBlobStore, MemoryBlobStore
 from corolla.transport import EncodedArray, chunk_messages
+from corolla.transport._framing import parse_chunk
 
 
 def _encoded(n: int) -> EncodedArray:
@@ -62,7 +63,7 @@ def test_the_cache_downloads_what_it_lacks_once() -> None:
 
     def pull(request, metadata=None):  # type: ignore[no-untyped-def]
         calls.append(request.sha256)
-        return serve_payload(source, request.sha256, request.offset)
+        return map(parse_chunk, serve_payload(source, request.sha256, request.offset))
 
     cache = ArrayCache(MemoryBlobStore(), pull)
     cache.fetch({encoded.sha256: encoded.size})
@@ -77,7 +78,7 @@ def test_the_cache_downloads_what_it_lacks_once() -> None:
 def _pulling_from(source: MemoryBlobStore, calls: list[str]):  # type: ignore[no-untyped-def]
     def pull(request, metadata=None):  # type: ignore[no-untyped-def]
         calls.append(request.sha256)
-        return serve_payload(source, request.sha256, request.offset)
+        return map(parse_chunk, serve_payload(source, request.sha256, request.offset))
 
     return pull
 

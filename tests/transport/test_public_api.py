@@ -31,6 +31,7 @@ def test_exports() -> None:
             "channel_options",
             "check_array_entry",
             "check_sha256",
+            "chunk_frames",
             "chunk_messages",
             "control_pb2",
             "control_pb2_grpc",

@@ -103,9 +103,9 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
         return fleet_pb2.PushArraysResponse(arrays=statuses)
 
     @stream_errors
-    def PullArrays(
+    def PullArrays(  # type: ignore[override]  # serialized chunks (see _malformed)
         self, request: fleet_pb2.PullArraysRequest, context: grpc.ServicerContext
-    ) -> Iterator[transfer_pb2.Chunk]:
+    ) -> Iterator[bytes]:
         self._run_id(context)
         yield from serve_payload(self._shared.blobs, request.sha256, request.offset)
 

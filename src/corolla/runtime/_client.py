@@ -31,7 +31,7 @@ from corolla.transport import (
 from corolla.transport._proto import serverappio_pb2_grpc
 
 from ._bundle import make_bundle
-from ._payloads import pull_payload
+from ._payloads import pull_payload, with_chunk_frames
 
 __all__ = ["ControlClient", "RunResult"]
 
@@ -66,7 +66,8 @@ class ControlClient:
         else:
             self._channel = grpc.insecure_channel(address, options=channel_options())
         self._stub = control_pb2_grpc.ControlStub(self._channel)
-        self._artifacts = serverappio_pb2_grpc.RunArtifactsStub(self._channel)
+        artifacts = serverappio_pb2_grpc.RunArtifactsStub(self._channel)
+        self._artifacts = with_chunk_frames(artifacts, self._channel, "RunArtifacts")
 
     def close(self) -> None:
         self._channel.close()

@@ -17,7 +17,6 @@ from corolla.transport import (
     event_to_proto,
     fleet_pb2,
     run_pb2,
-    transfer_pb2,
     user_config_from_proto,
 )
 from corolla.transport._proto import serverappio_pb2_grpc
@@ -158,9 +157,9 @@ class RunArtifactsServicer(serverappio_pb2_grpc.RunArtifactsServicer):
         self._shared = shared
 
     @stream_errors
-    def PullArrays(
+    def PullArrays(  # type: ignore[override]  # serialized chunks (see _malformed)
         self, request: fleet_pb2.PullArraysRequest, context: grpc.ServicerContext
-    ) -> Iterator[transfer_pb2.Chunk]:
+    ) -> Iterator[bytes]:
         yield from serve_payload(self._shared.blobs, request.sha256, request.offset)
 
 

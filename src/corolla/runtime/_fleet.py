@@ -416,9 +416,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         return fleet_pb2.PushArraysResponse(arrays=statuses)
 
     @aio_stream_errors
-    async def PullArrays(
+    async def PullArrays(  # type: ignore[override]  # serialized chunks (see _malformed)
         self, request: fleet_pb2.PullArraysRequest, context: Context
-    ) -> AsyncIterator[transfer_pb2.Chunk]:
+    ) -> AsyncIterator[bytes]:
         await self._node_id(context)
         for chunk in serve_payload(self._shared.blobs, request.sha256, request.offset):
             yield chunk
@@ -435,9 +435,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         return run_pb2.GetRunResponse(run=run_to_proto(self._shared, run))
 
     @aio_stream_errors
-    async def PullBundle(
+    async def PullBundle(  # type: ignore[override]  # serialized chunks (see _malformed)
         self, request: fleet_pb2.PullBundleRequest, context: Context
-    ) -> AsyncIterator[transfer_pb2.Chunk]:
+    ) -> AsyncIterator[bytes]:
         await self._node_id(context)
         runs = await self._blocking(self._shared.state.list_runs)
         if not any(r.bundle_hash == request.sha256 for r in runs):

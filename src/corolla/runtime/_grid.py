@@ -41,7 +41,13 @@ from corolla.transport import (
 )
 from corolla.transport._proto import serverappio_pb2, serverappio_pb2_grpc
 
-from ._payloads import ArrayCache, LinkBlobs, pull_payload, push_missing
+from ._payloads import (
+    ArrayCache,
+    LinkBlobs,
+    pull_payload,
+    push_missing,
+    with_chunk_frames,
+)
 from ._prefetch import prefetched
 
 __all__ = ["GrpcGrid", "result_event_data"]
@@ -116,7 +122,8 @@ class GrpcGrid(Grid):
         secret: str,
         link_blobs: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._stub = serverappio_pb2_grpc.ServerAppIoStub(channel)
+        stub = serverappio_pb2_grpc.ServerAppIoStub(channel)
+        self._stub = with_chunk_frames(stub, channel, "ServerAppIo")
         self._run_id = run_id
         self._metadata = bearer_metadata(secret)
         self._local = None if link_blobs is None else LinkBlobs(link_blobs)

@@ -9,7 +9,10 @@ wrappers) turns it into a :class:`~corolla.core.MessageError` naming both.
 
 The same registration lets a handler answer with a response already serialized: a
 ``bytes`` response goes to the wire as it is. The link serves the messages it pushes
-to nodes this way, assembled from stored bytes instead of parsed and serialized again.
+to nodes this way, assembled from stored bytes instead of parsed and serialized again,
+and the chunks of array payloads. Uploaded chunks are read by
+``transport._framing.parse_chunk``, without copying their data, instead of the
+generated class.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from corolla.core import MessageError
+from corolla.transport import transfer_pb2
+from corolla.transport._framing import parse_chunk
 
 __all__ = ["MalformedRequest", "add_servicer", "reject_malformed"]
 
@@ -93,7 +98,10 @@ def _tolerant_handler(handler: Any, method: str) -> Any:
         return handler
     changes = {}
     if handler.request_deserializer is not None:
-        changes["request_deserializer"] = _tolerant(handler.request_deserializer, method)
+        deserialize = handler.request_deserializer
+        if deserialize == transfer_pb2.Chunk.FromString:  # uploads: data not copied
+            deserialize = parse_chunk
+        changes["request_deserializer"] = _tolerant(deserialize, method)
     if handler.response_serializer is not None:
         changes["response_serializer"] = _passing_bytes(handler.response_serializer)
     # gRPC's method handlers are named tuples.

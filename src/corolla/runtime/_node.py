@@ -60,7 +60,7 @@ from corolla.transport import (
 
 from ._bundle import install_bundle
 from ._node_store import NodeStore
-from ._payloads import ArrayCache, pull_payload, push_missing
+from ._payloads import ArrayCache, pull_payload, push_missing, with_chunk_frames
 from ._reply_stream import ReplyStream
 
 __all__ = ["Node", "NodeStatus"]
@@ -195,7 +195,8 @@ class Node:
             self._status = NodeStatus.CONNECTING
             try:
                 with self._channel() as channel:
-                    self._session(fleet_pb2_grpc.FleetStub(channel))
+                    stub = fleet_pb2_grpc.FleetStub(channel)
+                    self._session(with_chunk_frames(stub, channel, "Fleet"))
                     delay = self._backoff[0]
             except CorollaError as exc:
                 if self._stop.is_set():

@@ -11,8 +11,9 @@ import mmap
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import grpc
 import numpy as np
 
 from corolla.core import CodecError, decode_array
@@ -23,11 +24,12 @@ from corolla.transport import (
     ChunkAssembler,
     EncodedArray,
     check_sha256,
-    chunk_messages,
+    chunk_frames,
     iter_rpc,
     transfer_pb2,
     translate_rpc_errors,
 )
+from corolla.transport._framing import ChunkView, chunk_frame, parse_chunk
 from corolla.transport._proto import fleet_pb2
 
 __all__ = [
@@ -36,32 +38,40 @@ __all__ = [
     "payload_status",
     "pull_payload",
     "push_missing",
+    "with_chunk_frames",
     "serve_payload",
     "store_pushed",
 ]
 
+S = TypeVar("S")
+
+#: A chunk as the generated class parses it, or as ``parse_chunk`` reads it.
+AnyChunk = transfer_pb2.Chunk | ChunkView
 #: Calls a client makes to move arrays: the shape shared by the Fleet and ServerAppIo stubs.
 StatCall = Callable[..., fleet_pb2.StatArraysResponse]
 PushCall = Callable[..., fleet_pb2.PushArraysResponse]
 PullCall = Callable[..., Iterator[transfer_pb2.Chunk]]
 
 
-def serve_payload(blobs: BlobStore, sha256: str, offset: int) -> Iterator[transfer_pb2.Chunk]:
-    """The chunks of a stored payload from ``offset`` on (the store raises if it lacks it).
+def serve_payload(blobs: BlobStore, sha256: str, offset: int) -> Iterator[bytes]:
+    """The serialized ``Chunk`` messages of a stored payload from ``offset`` on (the store
+    raises if it lacks it), for a servicer registered with ``_malformed.add_servicer``.
 
-    Each chunk is read into its message (protobuf takes only ``bytes``: one copy either
-    way) rather than sliced from a map of the whole blob, so a link serving a large model
-    to many nodes at once holds a chunk per node, not a mapped model per node.
+    Each chunk is read into memory, then joined to its few header bytes
+    (:func:`~corolla.transport._framing.chunk_frame`) rather than copied into a message
+    and serialized again; and it is read, rather than sliced from a map of the whole blob,
+    so a link serving a large model to many nodes at once holds a chunk per node, not a
+    mapped model per node.
     """
     total = blobs.size(sha256)
     if offset > total:
         raise CodecError(f"offset {offset} is past the end of payload {sha256[:12]}")
     if total == 0:  # one empty chunk announces an empty payload
-        yield transfer_pb2.Chunk(sha256=sha256, offset=0, total_size=0, data=b"")
+        yield chunk_frame(sha256, 0, 0, ())
         return
     position = offset
     for data in blobs.iter_bytes(sha256, offset, DEFAULT_CHUNK_SIZE):
-        yield transfer_pb2.Chunk(sha256=sha256, offset=position, total_size=total, data=data)
+        yield chunk_frame(sha256, position, total, (data,))
         position += len(data)
 
 
@@ -75,7 +85,7 @@ def payload_status(blobs: BlobStore, sha256: str) -> transfer_pb2.PayloadStatus:
 
 def store_pushed(
     blobs: BlobStore,
-    chunks: Iterable[transfer_pb2.Chunk],
+    chunks: Iterable[transfer_pb2.Chunk | ChunkView],
     *,
     max_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
 ) -> list[transfer_pb2.PayloadStatus]:
@@ -112,14 +122,14 @@ class _PayloadReader:
     """The data of one payload's chunks, checked for order and size as they come; after
     the last one, :attr:`following` is the first chunk of the next payload (or None)."""
 
-    def __init__(self, first: transfer_pb2.Chunk, stream: Iterator[transfer_pb2.Chunk]) -> None:
+    def __init__(self, first: AnyChunk, stream: Iterator[AnyChunk]) -> None:
         self._first = first
         self._stream = stream
-        self.following: transfer_pb2.Chunk | None = None
+        self.following: AnyChunk | None = None
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | memoryview]:
         sha256, total = self._first.sha256, self._first.total_size
-        chunk: transfer_pb2.Chunk | None = self._first
+        chunk: AnyChunk | None = self._first
         offset = 0
         while True:
             if chunk is None or chunk.sha256 != sha256:
@@ -150,7 +160,8 @@ def push_missing(
     metadata: Any = None,
 ) -> int:
     """Upload the payloads (encoded arrays, or bytes named by their hash) the receiver
-    lacks; return the bytes sent.
+    lacks; return the bytes sent. ``push`` takes serialized chunks (a stub's call from
+    :func:`with_chunk_frames`).
 
     Raises
     ------
@@ -165,9 +176,9 @@ def push_missing(
     if not missing:
         return 0
 
-    def stream() -> Iterator[transfer_pb2.Chunk]:
+    def stream() -> Iterator[bytes]:
         for sha256 in missing:
-            yield from chunk_messages(arrays[sha256], sha256=sha256, chunk_size=DEFAULT_CHUNK_SIZE)
+            yield from chunk_frames(arrays[sha256], sha256=sha256, chunk_size=DEFAULT_CHUNK_SIZE)
 
     with translate_rpc_errors():
         push(stream(), metadata=metadata)
@@ -176,6 +187,40 @@ def push_missing(
 
 def _size(payload: EncodedArray | bytes) -> int:
     return payload.size if isinstance(payload, EncodedArray) else len(payload)
+
+
+#: The calls that stream a payload's chunks to the caller, and their request types.
+_CHUNK_STREAMS = {
+    "PullArrays": fleet_pb2.PullArraysRequest,
+    "PullBundle": fleet_pb2.PullBundleRequest,
+}
+
+
+def _frame(chunk: bytes | transfer_pb2.Chunk) -> bytes:
+    return chunk if isinstance(chunk, bytes) else chunk.SerializeToString()
+
+
+def with_chunk_frames(stub: S, channel: grpc.Channel, service: str) -> S:
+    """``stub`` (of ``corolla.v1.<service>``), its calls that move chunks now moving them
+    without copying their data more than once: downloaded chunks are read with
+    ``parse_chunk`` (their data a view of the bytes received), and ``PushArrays`` takes
+    the serialized chunks :func:`push_missing` sends (``chunk_frames``)."""
+    for method, request in _CHUNK_STREAMS.items():
+        if hasattr(stub, method):
+            call = channel.unary_stream(
+                f"/corolla.v1.{service}/{method}",
+                request_serializer=request.SerializeToString,
+                response_deserializer=parse_chunk,
+            )
+            setattr(stub, method, call)
+    if hasattr(stub, "PushArrays"):
+        push = channel.stream_unary(
+            f"/corolla.v1.{service}/PushArrays",
+            request_serializer=_frame,
+            response_deserializer=fleet_pb2.PushArraysResponse.FromString,
+        )
+        stub.PushArrays = push
+    return stub
 
 
 def pull_payload(pull: PullCall, sha256: str, size: int, metadata: Any = None) -> memoryview:

@@ -10,9 +10,9 @@ This layer knows gRPC and protobuf but no server or node logic; ``corolla link``
 - Conversion: :func:`message_to_proto` / :func:`message_from_proto` and friends; arrays
   travel beside the message, keyed by the SHA-256 of their encoded bytes, or inline
   within :data:`INLINE_ARRAY_BYTES` a message (:func:`inline_array`).
-- Chunks: :class:`EncodedArray`, :func:`iter_chunks`, :func:`chunk_messages`,
-  :class:`ChunkAssembler` into a :class:`MemorySink` or :class:`FileSink`,
-  :func:`read_chunks`.
+- Chunks: :class:`EncodedArray`, :func:`iter_chunks`, :func:`chunk_messages` (or
+  :func:`chunk_frames`, serialized), :class:`ChunkAssembler` into a :class:`MemorySink`
+  or :class:`FileSink`, :func:`read_chunks`.
 - Errors: :func:`abort` on the servicer side, :func:`error_from_rpc`,
   :func:`translate_rpc_errors`, :func:`iter_rpc` on the calling side,
   :class:`TransportError`.
@@ -25,6 +25,7 @@ from ._chunks import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_MAX_PAYLOAD_SIZE,
     ChunkAssembler,
+    chunk_frames,
     chunk_messages,
     iter_chunks,
     read_chunks,
@@ -103,6 +104,7 @@ __all__ = [
     "channel_options",
     "check_array_entry",
     "check_sha256",
+    "chunk_frames",
     "chunk_messages",
     "control_pb2",
     "control_pb2_grpc",

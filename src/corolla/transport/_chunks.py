@@ -26,6 +26,7 @@ from corolla.core import CodecError, ConfigError
 from corolla.core._codec import BufferLike
 
 from ._encoded import EncodedArray, check_sha256
+from ._framing import ChunkView, chunk_frame
 from ._proto import transfer_pb2
 from ._sinks import MemorySink, Sink
 
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_MAX_PAYLOAD_SIZE",
     "ChunkAssembler",
+    "chunk_frames",
     "chunk_messages",
     "iter_chunks",
     "read_chunks",
@@ -109,6 +111,34 @@ def chunk_messages(
     ConfigError
         If ``chunk_size`` or ``offset`` is invalid.
     """
+    for sha, position, total, pieces in _chunked(payload, sha256, chunk_size, offset):
+        # Exactly one copy of the bytes either way: protobuf fields only take ``bytes``.
+        data = bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
+        yield transfer_pb2.Chunk(sha256=sha, offset=position, total_size=total, data=data)
+
+
+def chunk_frames(
+    payload: Payload,
+    sha256: str | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    offset: int = 0,
+) -> Iterator[bytes]:
+    """The same chunks as :func:`chunk_messages`, serialized (``chunk_frame``): one copy of
+    the payload's bytes, where building and serializing messages takes three.
+
+    Raises
+    ------
+    ConfigError
+        If ``chunk_size`` or ``offset`` is invalid.
+    """
+    for sha, position, total, pieces in _chunked(payload, sha256, chunk_size, offset):
+        yield chunk_frame(sha, position, total, pieces)
+
+
+def _chunked(
+    payload: Payload, sha256: str | None, chunk_size: int, offset: int
+) -> Iterator[tuple[str, int, int, list[memoryview]]]:
+    """``(sha256, offset, total_size, pieces)`` of each chunk (see :func:`chunk_messages`)."""
     segments = _segments(payload)
     if sha256 is None:
         sha256 = payload.sha256 if isinstance(payload, EncodedArray) else _digest(segments)
@@ -117,13 +147,13 @@ def chunk_messages(
     pending_offset = offset
     for position, piece in iter_chunks(segments, chunk_size, offset):
         if pending and (position - offset) // chunk_size != (pending_offset - offset) // chunk_size:
-            yield _message(sha256, pending_offset, total, pending)
+            yield sha256, pending_offset, total, pending
             pending = []
         if not pending:
             pending_offset = position
         pending.append(piece)
     if pending:
-        yield _message(sha256, pending_offset, total, pending)
+        yield sha256, pending_offset, total, pending
 
 
 def _digest(segments: Sequence[memoryview]) -> str:
@@ -131,12 +161,6 @@ def _digest(segments: Sequence[memoryview]) -> str:
     for s in segments:
         h.update(s)
     return h.hexdigest()
-
-
-def _message(sha256: str, offset: int, total: int, pieces: list[memoryview]) -> transfer_pb2.Chunk:
-    # Exactly one copy of the bytes either way: protobuf fields only take ``bytes``.
-    data = bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
-    return transfer_pb2.Chunk(sha256=sha256, offset=offset, total_size=total, data=data)
 
 
 class ChunkAssembler:
@@ -225,7 +249,7 @@ class ChunkAssembler:
         self._hash.update(view)
         self._offset += len(view)
 
-    def add_chunk(self, chunk: transfer_pb2.Chunk) -> None:
+    def add_chunk(self, chunk: transfer_pb2.Chunk | ChunkView) -> None:
         """:meth:`add` a ``Chunk`` message, checking it belongs to this payload.
 
         Raises

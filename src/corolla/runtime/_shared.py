@@ -255,10 +255,9 @@ class LinkShared:
 
     def _mark_named(self, hashes: Iterable[str], namer: Namer) -> None:
         now = time.monotonic()
-        opened = self._open.setdefault(namer, set())
         for sha256 in hashes:
             self._named.setdefault(sha256, {})[namer] = _Name(now)
-            opened.add(sha256)
+            self._open.setdefault(namer, set()).add(sha256)
         if len(self._named) > _NAMED_LIMIT:
             horizon = now - NAMED_GRACE_S
             for sha256 in list(self._named):

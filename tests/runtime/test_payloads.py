@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from corolla.core import CodecError
-from corolla.runtime._payloads import ArrayCache, LinkBlobs, serve_payload, store_pushed
+from corolla.runtime._payloads import ArrayCache, serve_payload, store_pushed
 from corolla.state import DirectoryBlobStore, MemoryBlobStore
 from corolla.transport import EncodedArray, chunk_messages
 from corolla.transport._framing import parse_chunk
@@ -93,7 +93,7 @@ def test_a_server_app_reads_the_link_s_blobs_in_place_and_downloads_the_others(
     link.put(there.tobytes())
     source.put(elsewhere.tobytes())
     calls: list[str] = []
-    cache = ArrayCache(MemoryBlobStore(), _pulling_from(source, calls), local=LinkBlobs(link.root))
+    cache = ArrayCache(MemoryBlobStore(), _pulling_from(source, calls), local=link)
 
     # Act
     fetched = cache.fetch({there.sha256: there.size, elsewhere.sha256: elsewhere.size})
@@ -113,7 +113,7 @@ def test_a_payload_gone_from_the_link_s_directory_is_downloaded_instead(
     source = MemoryBlobStore()
     source.put(payload.tobytes())
     calls: list[str] = []
-    cache = ArrayCache(MemoryBlobStore(), _pulling_from(source, calls), local=LinkBlobs(link.root))
+    cache = ArrayCache(MemoryBlobStore(), _pulling_from(source, calls), local=link)
     cache.fetch({payload.sha256: payload.size})
 
     link.delete(payload.sha256)  # collected between the fetch and the decode
@@ -121,7 +121,21 @@ def test_a_payload_gone_from_the_link_s_directory_is_downloaded_instead(
 
     np.testing.assert_array_equal(array, np.arange(10.0))
     assert calls == [payload.sha256]
-    # A file of another size than the reply declares is not read in place.
-    (tmp_path / "blobs" / payload.sha256[:2]).mkdir(exist_ok=True)
+
+
+def test_a_file_of_another_size_than_the_reply_declares_is_not_read_in_place(
+    tmp_path: Path,
+) -> None:
+    link = DirectoryBlobStore(tmp_path / "blobs")
+    payload = _encoded(10)
+    (tmp_path / "blobs" / payload.sha256[:2]).mkdir()
     (tmp_path / "blobs" / payload.sha256[:2] / payload.sha256).write_bytes(b"short")
-    assert not LinkBlobs(link.root).holds(payload.sha256, payload.size)
+    source = MemoryBlobStore()
+    source.put(payload.tobytes())
+    calls: list[str] = []
+    cache = ArrayCache(MemoryBlobStore(), _pulling_from(source, calls), local=link)
+
+    fetched = cache.fetch({payload.sha256: payload.size})
+
+    assert (fetched, calls) == (payload.size, [payload.sha256])
+    np.testing.assert_array_equal(cache(payload.sha256), np.arange(10.0))

@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 
 from corolla.core import ArrayRecord, CodecError, Event, Message, RecordDict, UserConfigValue
 from corolla.server import Grid, History
-from corolla.state import MemoryBlobStore
+from corolla.state import DirectoryBlobStore, MemoryBlobStore
 from corolla.transport import (
     EncodeCache,
     EncodedArray,
@@ -43,7 +43,6 @@ from corolla.transport._proto import serverappio_pb2, serverappio_pb2_grpc
 
 from ._payloads import (
     ArrayCache,
-    LinkBlobs,
     pull_payload,
     push_missing,
     with_chunk_frames,
@@ -103,7 +102,7 @@ class GrpcGrid(Grid):
         The run's secret, which the link gave the process.
     link_blobs
         The link's blob directory, where a ServerApp the link started reads the arrays
-        of replies in place (:class:`~._payloads.LinkBlobs`); None downloads them all.
+        of replies in place (see ``ArrayCache``); None downloads them all.
 
     The grid is a node directory for selection policies (``corolla.strategy``'s
     ``grid_attributes`` and ``grid_last_seen``): each :meth:`node_ids` call also fetches
@@ -126,7 +125,7 @@ class GrpcGrid(Grid):
         self._stub = with_chunk_frames(stub, channel, "ServerAppIo")
         self._run_id = run_id
         self._metadata = bearer_metadata(secret)
-        self._local = None if link_blobs is None else LinkBlobs(link_blobs)
+        self._local = None if link_blobs is None else DirectoryBlobStore(link_blobs)
         self._arrays = self._array_cache()
         self._phases: dict[str, str] = {}
         # The arrays a checkpoint just encoded are, most often, the next round's global

@@ -349,12 +349,10 @@ class Node:
         others are let go.
         """
         wanted = {h: e.encoded_size for h, e in array_entries(proto).items()}
-        held = MemoryBlobStore()
-        for sha256 in wanted:
-            if self._downloads.exists(sha256):
-                held.put_stream((self._downloads.open(sha256),), sha256, verified=True)
-        self._downloads = held
-        cache = ArrayCache(held, stub.PullArrays, metadata)
+        for sha256, _ in self._downloads.stored():
+            if sha256 not in wanted:
+                self._downloads.delete(sha256)
+        cache = ArrayCache(self._downloads, stub.PullArrays, metadata)
         cache.fetch(wanted)
         return cache
 

@@ -7,17 +7,14 @@ uploading the arrays of its messages and downloading the ones it lacks.
 
 from __future__ import annotations
 
-import mmap
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 import numpy as np
 
 from corolla.core import CodecError, decode_array
-from corolla.state import BlobStore
+from corolla.state import BlobNotFoundError, BlobStore
 from corolla.transport import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_MAX_PAYLOAD_SIZE,
@@ -34,7 +31,6 @@ from corolla.transport._proto import fleet_pb2
 
 __all__ = [
     "ArrayCache",
-    "LinkBlobs",
     "payload_status",
     "pull_payload",
     "push_missing",
@@ -50,7 +46,7 @@ AnyChunk = transfer_pb2.Chunk | ChunkView
 #: Calls a client makes to move arrays: the shape shared by the Fleet and ServerAppIo stubs.
 StatCall = Callable[..., fleet_pb2.StatArraysResponse]
 PushCall = Callable[..., fleet_pb2.PushArraysResponse]
-PullCall = Callable[..., Iterator[transfer_pb2.Chunk]]
+PullCall = Callable[..., Iterator[AnyChunk]]
 
 
 def serve_payload(blobs: BlobStore, sha256: str, offset: int) -> Iterator[bytes]:
@@ -196,10 +192,6 @@ _CHUNK_STREAMS = {
 }
 
 
-def _frame(chunk: bytes | transfer_pb2.Chunk) -> bytes:
-    return chunk if isinstance(chunk, bytes) else chunk.SerializeToString()
-
-
 def with_chunk_frames(stub: S, channel: grpc.Channel, service: str) -> S:
     """``stub`` (of ``corolla.v1.<service>``), its calls that move chunks now moving them
     without copying their data more than once: downloaded chunks are read with
@@ -214,9 +206,10 @@ def with_chunk_frames(stub: S, channel: grpc.Channel, service: str) -> S:
             )
             setattr(stub, method, call)
     if hasattr(stub, "PushArrays"):
+        push: grpc.StreamUnaryMultiCallable[bytes, fleet_pb2.PushArraysResponse]
         push = channel.stream_unary(
             f"/corolla.v1.{service}/PushArrays",
-            request_serializer=_frame,
+            request_serializer=None,  # the chunks come serialized
             response_deserializer=fleet_pb2.PushArraysResponse.FromString,
         )
         stub.PushArrays = push
@@ -252,8 +245,11 @@ class ArrayCache:
     metadata
         gRPC metadata sent with every call (the bearer token).
     local
-        The link's blob directory, for a ServerApp on the link's machine: payloads found
-        there are read in place rather than downloaded (see :class:`LinkBlobs`).
+        The link's own blob store, for a ServerApp the link started on its machine:
+        payloads found there, with the size their entry declares, are read in place
+        (mapped, so the arrays decode without a copy) rather than downloaded. The link
+        stored each under its name only after checking its hash, and serves it without
+        checking it again either. One no longer there is downloaded.
     """
 
     def __init__(
@@ -261,7 +257,7 @@ class ArrayCache:
         blobs: BlobStore,
         pull: PullCall,
         metadata: Any = None,
-        local: LinkBlobs | None = None,
+        local: BlobStore | None = None,
     ) -> None:
         self._blobs = blobs
         self._pull = pull
@@ -280,11 +276,19 @@ class ArrayCache:
         for sha256, size in entries.items():
             if self._blobs.exists(sha256):
                 continue
-            if self._local is not None and self._local.holds(sha256, size):
+            if self._local_size(sha256) == size:
                 self._in_place[sha256] = size
                 continue
             fetched += self._download(sha256, size)
         return fetched
+
+    def _local_size(self, sha256: str) -> int | None:
+        if self._local is None:
+            return None
+        try:
+            return self._local.size(sha256)
+        except BlobNotFoundError:
+            return None
 
     def _download(self, sha256: str, size: int) -> int:
         view = pull_payload(self._pull, sha256, size, self._metadata)
@@ -294,45 +298,11 @@ class ArrayCache:
 
     def __call__(self, sha256: str) -> np.ndarray[Any, Any]:
         """The decoded array (a resolver for ``message_from_proto``); KeyError if absent."""
-        if not self._blobs.exists(sha256) and sha256 in self._in_place:
-            view = None if self._local is None else self._local.open(sha256)
-            if view is not None:
-                return decode_array(view)
-            self._download(sha256, self._in_place.pop(sha256))  # collected meanwhile
+        if self._local is not None and sha256 in self._in_place:
+            try:
+                return decode_array(self._local.open(sha256))
+            except BlobNotFoundError:  # collected meanwhile
+                self._download(sha256, self._in_place.pop(sha256))
         if not self._blobs.exists(sha256):
             raise KeyError(sha256)
         return decode_array(self._blobs.open(sha256))
-
-
-class LinkBlobs:
-    """The link's blob directory, read in place by the link's own ServerApp processes.
-
-    A run's ServerApp runs on the link's machine, as the link's child. Reading a payload
-    from the link's directory (mapped, so the arrays decode without a copy) spares the
-    link reading and streaming it, and the ServerApp receiving, copying and hashing it:
-    in ``benchmarks/deploy.py --workload a``, 400 MB of updates a round. The bytes are not
-    hashed again: the link stored each file under its name only after checking its hash,
-    and serves it without checking it again either. A payload that is not there (another
-    store, or collected meanwhile) is downloaded as from any other link.
-    """
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self._root = Path(root)
-
-    def _path(self, sha256: str) -> Path:
-        return self._root / check_sha256(sha256)[:2] / sha256
-
-    def holds(self, sha256: str, size: int) -> bool:
-        """Whether the payload is there, with ``size`` bytes."""
-        try:
-            return self._path(sha256).stat().st_size == size
-        except OSError:
-            return False
-
-    def open(self, sha256: str) -> memoryview | None:
-        """The payload, mapped read-only; None if it cannot be (no longer there)."""
-        try:
-            with open(self._path(sha256), "rb") as file:
-                return memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
-        except (OSError, ValueError):
-            return None

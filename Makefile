@@ -37,7 +37,7 @@ FLOWER_STAMP := $(FLOWER_VENV)/.installed
 $(FLOWER_STAMP): pyproject.toml
 	test -x $(FLOWER_VENV)/bin/python || $(PYTHON) -m venv $(FLOWER_VENV)
 	$(FLOWER_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(FLOWER_VENV)/bin/python -m pip install --quiet 'flwr==1.41.0' pytest pytest-timeout hypothesis
+	$(FLOWER_VENV)/bin/python -m pip install --quiet 'flwr==1.41.0' prometheus-client pytest pytest-timeout hypothesis
 	$(FLOWER_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $(FLOWER_STAMP)
 

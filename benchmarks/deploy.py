@@ -19,9 +19,13 @@ Figures:
 
 - ``round_s_median``: median over rounds of the time between the run's ``round.start``
   and ``round.end`` events (stamped by the ServerApp process).
-- ``payload_mb_per_s`` (workload a): array bytes through the link each way per second of
-  a round: ``model bytes x nodes / round_s_median`` (a round downloads the model to every
-  node and uploads every node's update, so the same figure holds for each direction).
+- ``to_nodes_mb_per_s`` / ``from_nodes_mb_per_s`` (workload a): the link's array
+  throughput each way, from its Prometheus metrics (``--metrics-address``) over the run:
+  bytes of array data served to (received from) nodes over the seconds during which at
+  least one such transfer was in flight. ``payload_mb_per_s`` is the smaller of the two,
+  the figure the target of 500 MB/s each way is checked against.
+- ``round_mb_per_s`` (workload a): ``model bytes x nodes / round_s_median``, the array
+  bytes each way per second of a whole round, training and aggregation included.
 - ``link_peak_rss_mb``: the largest sum of resident set sizes of the link process and its
   descendants (the run's ServerApp process), sampled every 50 ms;
   ``link_process_peak_rss_mb`` and ``serverapp_peak_rss_mb``: the peak of each part. The
@@ -44,6 +48,7 @@ The exit status is 1 if the run did not finish.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import json
@@ -55,11 +60,13 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 HERE = Path(__file__).resolve().parent
 APP = HERE / "_deploy_app"
@@ -188,6 +195,20 @@ class TreeMemory:
         self._thread.join()
 
 
+def array_traffic(metrics_url: str) -> dict[str, tuple[float, float]]:
+    """``{direction: (bytes, busy seconds)}`` of the link's array traffic so far."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    moved: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "corolla_link_array_bytes_total":
+                moved[sample.labels["direction"]][0] = sample.value
+            elif sample.name == "corolla_link_array_transfer_seconds_total":
+                moved[sample.labels["direction"]][1] = sample.value
+    return {direction: (b, s) for direction, (b, s) in moved.items()}
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -272,21 +293,26 @@ def run_workload(
     with tempfile.TemporaryDirectory(prefix="corolla-deploy-") as tmp_name:
         tmp = Path(tmp_name)
         fleet, control = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+        metrics = f"127.0.0.1:{_free_port()}"
+        metrics_url = f"http://{metrics}/metrics"
         procs = Processes(tmp)
         try:
             link = procs.start(
                 "link", "-m", "corolla", "link", "--state", str(tmp / "link"),
                 "--fleet-address", fleet, "--control-address", control,
+                "--metrics-address", metrics,
             )  # fmt: skip
             blobs = tmp / "link" / "blobs"
             with TreeMemory(link.pid, blobs) as memory, ControlClient(control) as client:
                 stats_files = _start_nodes(workload, procs, fleet, tmp, processes)
                 connect_s = _wait_for_nodes(client, workload.nodes, procs)
+                traffic_before = array_traffic(metrics_url)
                 submitted = time.time()
                 run = client.submit(APP, run_config)
                 events: list[Event] = []
                 result_event, end = _follow(client, run.run_id, timeout, events)
                 finished = time.time()
+                traffic_after = array_traffic(metrics_url)
                 arrays = None
                 if check_result and result_event is not None:
                     arrays = client.result_of(result_event).arrays
@@ -332,10 +358,24 @@ def run_workload(
     if status != "finished":
         out["link_log_tail"] = logs_tail
     targets: dict[str, bool] = {"finished": status == "finished"}
+    traffic = {
+        direction: (moved - traffic_before[direction][0], busy - traffic_before[direction][1])
+        for direction, (moved, busy) in traffic_after.items()
+    }
+    out["array_traffic"] = {
+        direction: {"mb": moved / MB, "busy_s": busy}
+        for direction, (moved, busy) in traffic.items()
+    }
     if not workload.light and median:
-        mb_per_s = workload.params * 4 * workload.nodes / median / MB
-        out["payload_mb_per_s"] = mb_per_s
-        targets["payload_mb_per_s"] = mb_per_s >= (workload.min_mb_per_s or 0.0)
+        rates = []
+        for direction in ("to_nodes", "from_nodes"):
+            moved, busy = traffic[direction]
+            rate = moved / busy / MB if busy > 0 else 0.0
+            out[f"{direction}_mb_per_s"] = rate
+            rates.append(rate)
+        out["payload_mb_per_s"] = min(rates)
+        targets["payload_mb_per_s"] = min(rates) >= (workload.min_mb_per_s or 0.0)
+        out["round_mb_per_s"] = workload.params * 4 * workload.nodes / median / MB
         rss_limit = 3 * workload.params * 4 / MB + 200
         out["link_rss_limit_mb"] = rss_limit
         targets["link_process_peak_rss_mb"] = out["link_process_peak_rss_mb"] <= rss_limit

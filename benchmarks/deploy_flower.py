@@ -31,7 +31,9 @@ Figures:
 - ``round_s_median``: median over rounds of the time from the strategy's
   ``configure_train`` to the end of its ``aggregate_train``, stamped in the ServerApp
   process (Flower logs only the strategy's total, ``strategy_s``).
-- ``payload_mb_per_s`` (a): ``model bytes x nodes / round_s_median``.
+- ``round_mb_per_s`` (a): ``model bytes x nodes / round_s_median`` (Flower exposes no
+  measure of its SuperLink's transfers alone, so this is the figure to set beside
+  ``deploy.py``'s ``round_mb_per_s``).
 - ``link_peak_rss_mb``: the largest sum of resident set sizes of the SuperLink process and
   its descendants (SuperExec and the run's ServerApp), sampled every 50 ms from ``/proc``.
 - ``lost_replies``: ``rounds x nodes`` minus the train replies without error the rounds
@@ -508,7 +510,7 @@ def _figures(
         "cpus": os.cpu_count(),
     }
     if median:
-        out["payload_mb_per_s"] = workload.params * 4 * workload.nodes / median / MB
+        out["round_mb_per_s"] = workload.params * 4 * workload.nodes / median / MB
     if arrays is not None:
         expected = initial_model(workload.params, SEED) + np.float32(workload.rounds * STEP)
         out["result_exact"] = bool(np.array_equal(arrays, expected))

@@ -6,6 +6,12 @@ part in every round, ``step`` (what training adds to every parameter; a power of
 ``seed`` (of the initial model). Every node has weight 1, so the final model is exactly
 ``initial + rounds * step``.
 
+Each node's update is its own, as real updates are: node ``partition-id`` (its node
+config) adds ``(partition-id - (nodes - 1) / 2) / 16`` on top of ``step``. The offsets sum
+to zero over the nodes, and every value stays a multiple of 1/64, so the average is still
+exact; but no two nodes send the same array, and the link stores and hashes every one
+(identical updates would share one content address).
+
 The ClientApp also reports ``delivery-s``: seconds from the message's creation in the
 ServerApp (``Metadata.created_at``) to the ClientApp's call, on the same machine's clock.
 """
@@ -38,7 +44,11 @@ client = ClientApp()
 @client.train()
 def train(message: Message, context: Context) -> Message:
     delivery_s = time.time() - message.metadata.created_at
-    step = np.float32(context.run_config["step"])
+    nodes = int(context.run_config["nodes"])
+    offset = (
+        float(context.node_config.get("partition-id", (nodes - 1) / 2)) - (nodes - 1) / 2
+    ) / 16
+    step = np.float32(float(context.run_config["step"]) + offset)
     arrays = message.content["arrays"]
     updated = ArrayRecord({name: a + step for name, a in arrays.items()})
     metrics = MetricRecord({"num-examples": 1, "delivery-s": delivery_s})

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,9 @@ def _wait_for_nodes(client: ControlClient, count: int, procs: Processes) -> None
     pytest.fail(f"{count} nodes did not come online within {STARTUP_S} s")
 
 
-def _start_link(processes: Processes, tmp_path: Path) -> tuple[int, int]:
-    """Start ``corolla link`` on free loopback ports; its Fleet and Control ports."""
+def _start_link(processes: Processes, tmp_path: Path, metrics: int = 0) -> tuple[int, int]:
+    """Start ``corolla link`` on free loopback ports (serving Prometheus metrics on port
+    ``metrics`` if not 0); its Fleet and Control ports."""
     fleet, control = _free_port(), _free_port()
     processes.start(
         "link",
@@ -109,6 +111,7 @@ def _start_link(processes: Processes, tmp_path: Path) -> tuple[int, int]:
         f"127.0.0.1:{fleet}",
         "--control-address",
         f"127.0.0.1:{control}",
+        *(("--metrics-address", f"127.0.0.1:{metrics}") if metrics else ()),
     )
     return fleet, control
 
@@ -138,7 +141,8 @@ def _deploy_and_simulate(
 
 def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_path: Path) -> None:
     # Arrange
-    fleet, control = _start_link(processes, tmp_path)
+    metrics = _free_port()
+    fleet, control = _start_link(processes, tmp_path, metrics)
     for i in range(3):
         processes.start(
             f"node{i}",
@@ -223,6 +227,12 @@ def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_pat
     kept = bundles | checkpoints | checkpoint_arrays | set(results)
     assert len(run_ids) == 2
     assert {p.name for p in blobs.glob("??/*") if p.is_file()} == kept
+
+    # The link's Prometheus endpoint counts the two finished runs and the three nodes.
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10) as page:
+        exposition = page.read().decode()
+    assert 'corolla_link_runs{status="finished"} 2.0' in exposition
+    assert 'corolla_link_nodes{status="online"} 3.0' in exposition
 
 
 def test_sampled_rounds_match_the_simulation_when_node_ids_rank_like_partitions(

@@ -29,6 +29,10 @@ def add_link_parser(commands: Any) -> None:
     parser.add_argument(
         "--control-address", default=DEFAULT_CONTROL_ADDRESS, help="where users connect"
     )
+    parser.add_argument(
+        "--metrics-address",
+        help="serve Prometheus metrics at http(s)://HOST:PORT/metrics (default: none)",
+    )
     security = parser.add_mutually_exclusive_group()
     security.add_argument(
         "--certificates", type=Path, help="directory from `corolla certs` (serve TLS)"
@@ -47,6 +51,7 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
         control_address=args.control_address,
         certificates=args.certificates,
         insecure=args.insecure,
+        metrics_address=args.metrics_address,
         heartbeat_interval=args.heartbeat_interval,
     )
 
@@ -57,8 +62,10 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
     try:
         with link:
             quiet_garbage_collector()
+            metrics = f", metrics {link.metrics_url}" if link.metrics_url else ""
             console.print(
-                f"corolla link: fleet {link.fleet_address}, control {link.control_address}",
+                f"corolla link: fleet {link.fleet_address}, control {link.control_address}"
+                f"{metrics}",
                 highlight=False,
             )
             while not link.wait(1.0):

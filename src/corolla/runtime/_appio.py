@@ -98,7 +98,9 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
         self, request_iterator: Iterator[transfer_pb2.Chunk], context: grpc.ServicerContext
     ) -> fleet_pb2.PushArraysResponse:
         run_id = self._run_id(context)
-        statuses = store_pushed(self._shared.blobs, request_iterator)
+        with self._shared.traffic.transfer("from_serverapps") as transfer:
+            chunks = transfer.counted(request_iterator, _data_size)
+            statuses = store_pushed(self._shared.blobs, chunks)
         self._shared.mark_named((s.sha256 for s in statuses), run_namer(run_id))
         return fleet_pb2.PushArraysResponse(arrays=statuses)
 
@@ -107,7 +109,10 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
         self, request: fleet_pb2.PullArraysRequest, context: grpc.ServicerContext
     ) -> Iterator[bytes]:
         self._run_id(context)
-        yield from serve_payload(self._shared.blobs, request.sha256, request.offset)
+        with self._shared.traffic.transfer("to_serverapps") as transfer:
+            yield from serve_payload(
+                self._shared.blobs, request.sha256, request.offset, count=transfer.count
+            )
 
     @servicer_errors
     def PushMessages(
@@ -230,3 +235,7 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
             sha256=checkpoint.blob_hash,
             size=self._shared.blobs.size(checkpoint.blob_hash),
         )
+
+
+def _data_size(chunk: transfer_pb2.Chunk) -> int:
+    return len(chunk.data)

@@ -60,6 +60,7 @@ from ._shared import (
     node_namer,
     replies_key,
 )
+from ._traffic import Transfer
 
 __all__ = ["FleetServicer", "join_token", "split_token"]
 
@@ -392,6 +393,14 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self, request_iterator: AsyncIterator[transfer_pb2.Chunk], context: Context
     ) -> fleet_pb2.PushArraysResponse:
         namer = node_namer(await self._node_id(context))
+        with self._shared.traffic.transfer("from_nodes") as transfer:
+            statuses = await self._store_upload(request_iterator, transfer)
+        self._shared.mark_named((s.sha256 for s in statuses), namer)
+        return fleet_pb2.PushArraysResponse(arrays=statuses)
+
+    async def _store_upload(
+        self, request_iterator: AsyncIterator[transfer_pb2.Chunk], transfer: Transfer
+    ) -> list[transfer_pb2.PayloadStatus]:
         # A small upload (a model update of a light node) is read here whole and stored
         # in one hop to a pool thread. A large one is stored as its chunks come: a pool
         # thread of its own takes them from this loop one at a time, so it is never held
@@ -401,27 +410,27 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         async for chunk in request_iterator:
             head.append(chunk)
             size += len(chunk.data)
+            transfer.count(len(chunk.data))
             if size > _SMALL_UPLOAD_BYTES:
                 break
         else:
-            statuses = await self._blocking(store_pushed, self._shared.blobs, head)
-            self._shared.mark_named((s.sha256 for s in statuses), namer)
-            return fleet_pb2.PushArraysResponse(arrays=statuses)
+            return await self._blocking(store_pushed, self._shared.blobs, head)
         loop = asyncio.get_running_loop()
-        chunks = itertools.chain(head, _blocking_iterator(request_iterator, loop))
-        statuses = await loop.run_in_executor(
-            self._uploads, store_pushed, self._shared.blobs, chunks
+        rest = transfer.counted(_blocking_iterator(request_iterator, loop), _data_size)
+        return await loop.run_in_executor(
+            self._uploads, store_pushed, self._shared.blobs, itertools.chain(head, rest)
         )
-        self._shared.mark_named((s.sha256 for s in statuses), namer)
-        return fleet_pb2.PushArraysResponse(arrays=statuses)
 
     @aio_stream_errors
     async def PullArrays(  # type: ignore[override]  # serialized chunks (see _malformed)
         self, request: fleet_pb2.PullArraysRequest, context: Context
     ) -> AsyncIterator[bytes]:
         await self._node_id(context)
-        for chunk in serve_payload(self._shared.blobs, request.sha256, request.offset):
-            yield chunk
+        with self._shared.traffic.transfer("to_nodes") as transfer:
+            for frame in serve_payload(
+                self._shared.blobs, request.sha256, request.offset, count=transfer.count
+            ):
+                yield frame
 
     @aio_servicer_errors
     async def GetRun(
@@ -461,6 +470,10 @@ def _identity(context: Context) -> NodeIdentity:
     if token is None:
         raise NodeAuthenticationError("missing bearer token")
     return split_token(token)
+
+
+def _data_size(chunk: transfer_pb2.Chunk) -> int:
+    return len(chunk.data)
 
 
 def _blocking_iterator(

@@ -47,6 +47,7 @@ from ._control import ControlServicer, RunArtifactsServicer
 from ._fleet import FleetServicer
 from ._malformed import add_servicer
 from ._memory import return_freed_buffers
+from ._metrics import MetricsServer, split_http_address
 from ._runs import RunProcesses
 from ._shared import LinkShared
 from ._signal import Signals
@@ -93,6 +94,9 @@ class Link:
         ServerAppIo service of the run processes stays on loopback, without TLS.
     insecure
         Serve without TLS even off loopback.
+    metrics_address
+        Where to serve Prometheus metrics (``HOST:PORT``, see ``_metrics``); none if None.
+        Over HTTPS when the link has ``certificates``.
     heartbeat_interval
         Seconds between the heartbeats nodes are told to send.
     sweep_interval
@@ -112,11 +116,16 @@ class Link:
         control_address: str = DEFAULT_CONTROL_ADDRESS,
         certificates: str | os.PathLike[str] | None = None,
         insecure: bool = False,
+        metrics_address: str | None = None,
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         sweep_interval: float = 1.0,
         python: str = sys.executable,
     ) -> None:
-        for address in (fleet_address, control_address):
+        addresses = [fleet_address, control_address]
+        if metrics_address is not None:
+            split_http_address(metrics_address)
+            addresses.append(metrics_address)
+        for address in addresses:
             if requires_tls(address) and certificates is None and not insecure:
                 raise ConfigError(
                     f"{address} is reachable beyond this machine: give --certificates DIR "
@@ -125,6 +134,8 @@ class Link:
         self.state_dir = Path(state_dir).resolve()
         self._fleet_address = fleet_address
         self._control_address = control_address
+        self._metrics_address = metrics_address
+        self._metrics: MetricsServer | None = None
         self._certificates = None if certificates is None else CertificateFiles(Path(certificates))
         self._heartbeat_interval = heartbeat_interval
         self._sweep_interval = sweep_interval
@@ -153,6 +164,12 @@ class Link:
     def control_address(self) -> str:
         """The address Control clients connect to (with the port actually bound)."""
         return f"{self._control_address.rpartition(':')[0]}:{self.control_port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where Prometheus reads the metrics (with the port actually bound); None if the
+        link serves none."""
+        return None if self._metrics is None else self._metrics.url
 
     def _bind(self, server: grpc.Server | grpc.aio.Server, address: str) -> int:
         if self._certificates is not None:
@@ -230,6 +247,8 @@ class Link:
             appio_port = appio.add_insecure_port("127.0.0.1:0")
             self._appio_address = f"127.0.0.1:{appio_port}"
             runs.set_address(self._appio_address)
+            if self._metrics_address is not None:
+                self._metrics = MetricsServer(shared, self._metrics_address, self._certificates)
             fleet.start()
             for server in self._servers:
                 server.start()
@@ -241,6 +260,8 @@ class Link:
                 self._fleet.stop(0)
             for server in self._servers:
                 server.stop(None)
+            if self._metrics is not None:
+                self._metrics.stop()
             state.close()
             self._status = LinkStatus.STOPPED
             raise
@@ -359,6 +380,8 @@ class Link:
             event.wait(_STOP_GRACE_S * 2)
         if self._sweeper is not None:
             self._sweeper.join()
+        if self._metrics is not None:
+            self._metrics.stop()
         if self._shared is not None:
             self._shared.state.close()
 

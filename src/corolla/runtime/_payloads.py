@@ -49,9 +49,12 @@ PushCall = Callable[..., fleet_pb2.PushArraysResponse]
 PullCall = Callable[..., Iterator[AnyChunk]]
 
 
-def serve_payload(blobs: BlobStore, sha256: str, offset: int) -> Iterator[bytes]:
+def serve_payload(
+    blobs: BlobStore, sha256: str, offset: int, *, count: Callable[[int], None] | None = None
+) -> Iterator[bytes]:
     """The serialized ``Chunk`` messages of a stored payload from ``offset`` on (the store
     raises if it lacks it), for a servicer registered with ``_malformed.add_servicer``.
+    ``count``, if given, is called with the data bytes of each chunk before it is yielded.
 
     Each chunk is read into memory, then joined to its few header bytes
     (:func:`~corolla.transport._framing.chunk_frame`) rather than copied into a message
@@ -67,8 +70,11 @@ def serve_payload(blobs: BlobStore, sha256: str, offset: int) -> Iterator[bytes]
         return
     position = offset
     for data in blobs.iter_bytes(sha256, offset, DEFAULT_CHUNK_SIZE):
-        yield chunk_frame(sha256, position, total, (data,))
+        frame = chunk_frame(sha256, position, total, (data,))
         position += len(data)
+        if count is not None:
+            count(len(data))
+        yield frame
 
 
 def payload_status(blobs: BlobStore, sha256: str) -> transfer_pb2.PayloadStatus:

@@ -45,6 +45,7 @@ from corolla.transport._framing import serialized_message
 from ._malformed import reject_malformed
 from ._payloads import payload_status
 from ._signal import Signals
+from ._traffic import TrafficMeter
 
 __all__ = [
     "INLINE_CONTENT_BYTES",
@@ -201,6 +202,8 @@ class LinkShared:
     signals: Signals
     apps_dir: Path
     heartbeat_interval: float
+    #: The array bytes the services move each way (see ``_traffic``).
+    traffic: TrafficMeter = dataclasses.field(default_factory=TrafficMeter)
     # The serialized content of the latest messages read from blobs, as stored and as
     # delivered (small arrays inline): every node of a round gets the same content,
     # read from disk and built once rather than once per node.

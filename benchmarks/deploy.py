@@ -20,10 +20,13 @@ Figures:
 - ``round_s_median``: median over rounds of the time between the run's ``round.start``
   and ``round.end`` events (stamped by the ServerApp process).
 - ``to_nodes_mb_per_s`` / ``from_nodes_mb_per_s`` (workload a): the link's array
-  throughput each way, from its Prometheus metrics (``--metrics-address``) over the run:
-  bytes of array data served to (received from) nodes over the seconds during which at
-  least one such transfer was in flight. ``payload_mb_per_s`` is the smaller of the two,
-  the figure the target of 500 MB/s each way is checked against.
+  throughput each way, from its Prometheus metrics (``--metrics-address``), read when the
+  run starts and at each ``round.end``: per round, the bytes of array data served to
+  (received from) nodes over the seconds during which at least one such transfer was in
+  flight; the median over rounds, as for ``round_s_median`` (each round's figure in
+  ``..._rounds``, the whole run's in ``..._whole_run``). ``payload_mb_per_s`` is the
+  smaller of the two medians, the figure the target of 500 MB/s each way is checked
+  against.
 - ``round_mb_per_s`` (workload a): ``model bytes x nodes / round_s_median``, the array
   bytes each way per second of a whole round, training and aggregation included.
 - ``link_peak_rss_mb``: the largest sum of resident set sizes of the link process and its
@@ -51,6 +54,7 @@ import argparse
 import collections
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import socket
@@ -61,6 +65,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +214,17 @@ def array_traffic(metrics_url: str) -> dict[str, tuple[float, float]]:
     return {direction: (b, s) for direction, (b, s) in moved.items()}
 
 
+def _round_rates(readings: list[dict[str, tuple[float, float]]], direction: str) -> list[float]:
+    """MB/s ``direction`` in each interval between consecutive ``readings``."""
+    rates = []
+    for before, after in itertools.pairwise(readings):
+        moved = after[direction][0] - before[direction][0]
+        busy = after[direction][1] - before[direction][1]
+        if busy > 0:
+            rates.append(moved / busy / MB)
+    return rates
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -259,13 +275,20 @@ def _start_nodes(
 
 
 def _follow(
-    client: ControlClient, run_id: int, timeout: float, events: list[Event]
+    client: ControlClient,
+    run_id: int,
+    timeout: float,
+    events: list[Event],
+    on_round_end: Callable[[], None] = lambda: None,
 ) -> tuple[Event | None, Event | None]:
-    """Collect the run's events into ``events`` until it ends or ``timeout`` passes."""
+    """Collect the run's events into ``events`` until it ends or ``timeout`` passes,
+    calling ``on_round_end`` at each ``round.end``."""
     result = end = None
     try:
         for _, event in client.events(run_id, follow=True, timeout=timeout):
             events.append(event)
+            if event.kind == "round.end":
+                on_round_end()
             if event.kind == "run.result":
                 result = event
             elif event.kind == "run.end":
@@ -307,10 +330,19 @@ def run_workload(
                 stats_files = _start_nodes(workload, procs, fleet, tmp, processes)
                 connect_s = _wait_for_nodes(client, workload.nodes, procs)
                 traffic_before = array_traffic(metrics_url)
+                # Read at each round's end: a round's uploads are over by then, and the
+                # next round's downloads wait for the ServerApp to send the new model.
+                at_round_ends: list[dict[str, tuple[float, float]]] = [traffic_before]
                 submitted = time.time()
                 run = client.submit(APP, run_config)
                 events: list[Event] = []
-                result_event, end = _follow(client, run.run_id, timeout, events)
+                result_event, end = _follow(
+                    client,
+                    run.run_id,
+                    timeout,
+                    events,
+                    lambda: at_round_ends.append(array_traffic(metrics_url)),
+                )
                 finished = time.time()
                 traffic_after = array_traffic(metrics_url)
                 arrays = None
@@ -369,9 +401,11 @@ def run_workload(
     if not workload.light and median:
         rates = []
         for direction in ("to_nodes", "from_nodes"):
+            per_round = _round_rates(at_round_ends, direction)
+            out[f"{direction}_mb_per_s"] = rate = statistics.median(per_round or [0.0])
+            out[f"{direction}_mb_per_s_rounds"] = per_round
             moved, busy = traffic[direction]
-            rate = moved / busy / MB if busy > 0 else 0.0
-            out[f"{direction}_mb_per_s"] = rate
+            out[f"{direction}_mb_per_s_whole_run"] = moved / busy / MB if busy > 0 else 0.0
             rates.append(rate)
         out["payload_mb_per_s"] = min(rates)
         targets["payload_mb_per_s"] = min(rates) >= (workload.min_mb_per_s or 0.0)

@@ -6,6 +6,7 @@ import errno
 import fcntl
 import os
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -117,22 +118,68 @@ def test_o_direct_writes_refused_after_the_open_go_on_through_the_page_cache(
 ) -> None:
     # Arrange: a file system that opens with O_DIRECT but refuses the writes from the
     # ``refused_from``-th one on (the last one, padded, is the third here).
-    real_write = os.write
+    real_write = os.pwrite
     direct_writes: list[int] = []
 
-    def write_refusing_direct(fd: int, data: Any) -> int:
+    def write_refusing_direct(fd: int, data: Any, offset: int) -> int:
         if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
             direct_writes.append(len(data))
             if len(direct_writes) > refused_from:
                 raise OSError(errno.EINVAL, "invalid argument")
-        return real_write(fd, data)
+        return real_write(fd, data, offset)
 
-    monkeypatch.setattr(_blob_file.os, "write", write_refusing_direct)
+    monkeypatch.setattr(_blob_file.os, "pwrite", write_refusing_direct)
     data = _payload(2 * STAGING_BYTES + 1000, 3)
 
     # Act
     path = _write(tmp_path, data, [5, STAGING_BYTES + 3])
 
-    # Assert
+    # Assert: whatever was in flight when the first refusal came is written again
     assert path.read_bytes() == data
-    assert len(direct_writes) == refused_from + 1
+    assert len(direct_writes) >= refused_from + 1
+
+
+@pytest.mark.skipif(not getattr(os, "O_DIRECT", 0), reason="needs O_DIRECT")
+def test_full_buffers_of_a_large_blob_are_written_from_the_writer_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.pwrite
+    writers: list[tuple[str, int]] = []
+
+    def recording_write(fd: int, data: Any, offset: int) -> int:
+        writers.append((threading.current_thread().name, offset))
+        return real_write(fd, data, offset)
+
+    monkeypatch.setattr(_blob_file.os, "pwrite", recording_write)
+    data = _payload(5 * STAGING_BYTES + 1, 4)
+
+    path = _write(tmp_path, data, [])
+
+    assert path.read_bytes() == data
+    # The first buffer probes O_DIRECT and the last one is padded in the caller's thread.
+    in_caller = [offset for name, offset in writers if not name.startswith("corolla-blob-write")]
+    in_writers = [offset for name, offset in writers if name.startswith("corolla-blob-write")]
+    assert in_caller == [0, 5 * STAGING_BYTES]
+    assert sorted(in_writers) == [k * STAGING_BYTES for k in range(1, 5)]
+
+
+@pytest.mark.skipif(not getattr(os, "O_DIRECT", 0), reason="needs O_DIRECT")
+def test_a_write_that_fails_in_flight_is_raised_and_abort_removes_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.pwrite
+
+    def write_failing_in_flight(fd: int, data: Any, offset: int) -> int:
+        if threading.current_thread().name.startswith("corolla-blob-write"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data, offset)
+
+    monkeypatch.setattr(_blob_file.os, "pwrite", write_failing_in_flight)
+    file = BlobFile(tmp_path)
+
+    with pytest.raises(OSError, match="No space left"):
+        file.write(memoryview(_payload(4 * STAGING_BYTES, 5)))
+        file.finish()
+    file.abort()
+
+    assert list(tmp_path.iterdir()) == []

@@ -7,6 +7,7 @@ import fcntl
 import os
 import random
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,64 @@ def test_a_write_that_fails_in_flight_is_raised_and_abort_removes_the_file(
     file.abort()
 
     assert list(tmp_path.iterdir()) == []
+
+
+def _free_slots() -> int:
+    """How many writes the process could have in flight now."""
+    taken = 0
+    while _blob_file._slots.acquire(blocking=False):
+        taken += 1
+    for _ in range(taken):
+        _blob_file._slots.release()
+    return taken
+
+
+@pytest.mark.skipif(not getattr(os, "O_DIRECT", 0), reason="needs O_DIRECT")
+@pytest.mark.parametrize("slots", [0, 1, 2])
+def test_writes_in_flight_are_bounded_for_the_whole_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slots: int
+) -> None:
+    # Arrange: ``slots`` writes in flight allowed (0: the only slot is taken elsewhere),
+    # and writes slow enough to pile up
+    monkeypatch.setattr(_blob_file, "_slots", threading.BoundedSemaphore(max(slots, 1)))
+    if slots == 0:
+        assert _blob_file._slots.acquire(blocking=False)
+    real_write = os.pwrite
+    lock = threading.Lock()
+    in_flight = [0]
+    most = [0]
+    in_writers = [0]
+
+    def slow_write(fd: int, data: Any, offset: int) -> int:
+        writer = threading.current_thread().name.startswith("corolla-blob-write")
+        with lock:
+            in_flight[0] += writer
+            most[0] = max(most[0], in_flight[0])
+            in_writers[0] += writer
+        time.sleep(0.05)
+        with lock:
+            in_flight[0] -= writer
+        return real_write(fd, data, offset)
+
+    monkeypatch.setattr(_blob_file.os, "pwrite", slow_write)
+    data = _payload(6 * STAGING_BYTES + 3, 6)
+
+    # Act
+    path = _write(tmp_path, data, [STAGING_BYTES // 2])
+
+    # Assert: the first and last buffers are written by the caller, the 5 others in
+    # flight if a slot allows
+    assert path.read_bytes() == data
+    assert most[0] == slots
+    assert in_writers[0] == (0 if slots == 0 else 5)
+    assert _free_slots() == slots
+
+
+def test_every_slot_is_free_once_blob_files_are_done(tmp_path: Path) -> None:
+    for size in (STAGING_BYTES * 3, STAGING_BYTES * 9 + 1):
+        _write(tmp_path, _payload(size, size), [])
+    file = BlobFile(tmp_path)
+    file.write(memoryview(_payload(STAGING_BYTES * 4, 2)))
+    file.abort()
+
+    assert _free_slots() == _blob_file.WRITES_IN_FLIGHT_TOTAL

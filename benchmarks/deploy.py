@@ -38,6 +38,8 @@ Figures:
 - ``link_blobs_peak_mb`` / ``link_blobs_end_mb``: the size of the link's blob directory:
   its peak, sampled with the memory, and once the run has ended (what the link keeps:
   the bundle, the last checkpoint and the final model).
+- ``cpu_s``: CPU seconds (user + system) of the link process, of the run's ServerApp
+  (once it has ended) and of the nodes together, from start-up to the run's end.
 - ``lost_replies``: ``rounds x nodes`` minus the train replies the rounds aggregated.
 - ``latency_ms_median`` / ``latency_ms_p95``: from a message's ``created_at`` (stamped
   when the ServerApp builds it) to its arrival at the node: on the light clients' ``Receive``
@@ -141,6 +143,22 @@ class Processes:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait(STOP_S)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system) so far of the link (its ended children, the run's
+        ServerApp, apart) and of the other processes together."""
+        out = {"link": 0.0, "serverapp": 0.0, "nodes": 0.0}
+        for name, child in zip(self.names, self.children, strict=True):
+            try:
+                times = psutil.Process(child.pid).cpu_times()
+            except psutil.Error:
+                continue
+            if name == "link":
+                out["link"] = times.user + times.system
+                out["serverapp"] = times.children_user + times.children_system
+            else:
+                out["nodes"] += times.user + times.system
+        return out
 
     def dead(self) -> list[str]:
         return [n for n, c in zip(self.names, self.children, strict=True) if c.poll() is not None]
@@ -345,6 +363,7 @@ def run_workload(
                 )
                 finished = time.time()
                 traffic_after = array_traffic(metrics_url)
+                cpu_s = procs.cpu_seconds()
                 arrays = None
                 if check_result and result_event is not None:
                     arrays = client.result_of(result_event).arrays
@@ -384,6 +403,7 @@ def run_workload(
         "rss_samples": memory.samples,
         "link_blobs_peak_mb": disk_mb[0],
         "link_blobs_end_mb": disk_mb[1],
+        "cpu_s": cpu_s,
         "cpus": os.cpu_count(),
         "loadavg_1m_before": load_before,
     }

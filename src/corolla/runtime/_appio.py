@@ -24,7 +24,7 @@ from corolla.transport import (
 from corolla.transport._framing import length_delimited
 from corolla.transport._proto import serverappio_pb2, serverappio_pb2_grpc
 
-from ._payloads import serve_payload, store_pushed
+from ._payloads import data_bytes, serve_payload, store_pushed
 from ._runs import RunProcesses
 from ._shared import (
     LinkShared,
@@ -99,7 +99,7 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
     ) -> fleet_pb2.PushArraysResponse:
         run_id = self._run_id(context)
         with self._shared.traffic.transfer("from_serverapps") as transfer:
-            chunks = transfer.counted(request_iterator, _data_size)
+            chunks = transfer.counted(request_iterator, data_bytes)
             statuses = store_pushed(self._shared.blobs, chunks)
         self._shared.mark_named((s.sha256 for s in statuses), run_namer(run_id))
         return fleet_pb2.PushArraysResponse(arrays=statuses)
@@ -235,7 +235,3 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
             sha256=checkpoint.blob_hash,
             size=self._shared.blobs.size(checkpoint.blob_hash),
         )
-
-
-def _data_size(chunk: transfer_pb2.Chunk) -> int:
-    return len(chunk.data)

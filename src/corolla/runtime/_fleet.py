@@ -50,7 +50,7 @@ from corolla.transport._framing import length_delimited
 
 from ._batch import LoopBatcher
 from ._convert import run_to_proto
-from ._payloads import serve_payload, store_pushed
+from ._payloads import data_bytes, serve_payload, store_pushed
 from ._shared import (
     LinkShared,
     aio_servicer_errors,
@@ -416,7 +416,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         else:
             return await self._blocking(store_pushed, self._shared.blobs, head)
         loop = asyncio.get_running_loop()
-        rest = transfer.counted(_blocking_iterator(request_iterator, loop), _data_size)
+        rest = transfer.counted(_blocking_iterator(request_iterator, loop), data_bytes)
         return await loop.run_in_executor(
             self._uploads, store_pushed, self._shared.blobs, itertools.chain(head, rest)
         )
@@ -470,10 +470,6 @@ def _identity(context: Context) -> NodeIdentity:
     if token is None:
         raise NodeAuthenticationError("missing bearer token")
     return split_token(token)
-
-
-def _data_size(chunk: transfer_pb2.Chunk) -> int:
-    return len(chunk.data)
 
 
 def _blocking_iterator(

@@ -123,7 +123,7 @@ class Link:
     ) -> None:
         addresses = [fleet_address, control_address]
         if metrics_address is not None:
-            split_http_address(metrics_address)
+            split_http_address(metrics_address)  # refused here, before anything starts
             addresses.append(metrics_address)
         for address in addresses:
             if requires_tls(address) and certificates is None and not insecure:

@@ -77,6 +77,11 @@ def serve_payload(
         yield frame
 
 
+def data_bytes(chunk: AnyChunk) -> int:
+    """The bytes of payload data ``chunk`` carries (its header aside)."""
+    return len(chunk.data)
+
+
 def payload_status(blobs: BlobStore, sha256: str) -> transfer_pb2.PayloadStatus:
     """Whether ``blobs`` holds a payload (partial uploads are not kept)."""
     held = blobs.exists(sha256)

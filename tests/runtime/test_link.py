@@ -23,7 +23,7 @@ from corolla.core import (
     decode_array,
     encode_array,
 )
-from corolla.runtime import GrpcGrid, Link, LinkStatus
+from corolla.runtime import GrpcGrid, Link, LinkStatus, _fleet
 from corolla.state import NodeAuthenticationError
 from corolla.strategy import AttributeSelection, grid_attributes, grid_last_seen
 from corolla.transport import (
@@ -31,6 +31,7 @@ from corolla.transport import (
     EncodedArray,
     array_entries,
     bearer_metadata,
+    channel_options,
     chunk_messages,
     fleet_pb2,
     fleet_pb2_grpc,
@@ -588,3 +589,34 @@ def test_releasing_a_message_the_run_does_not_have_is_refused_and_the_grid_logs_
     assert "no-such-message" in (caught.value.details() or "")
     assert "could not release 1 messages" in caplog.text
     assert "no-such-message" in caplog.text
+
+
+def test_array_downloads_beyond_the_link_s_slots_wait_for_one_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: a link moving one array stream at a time, a 40 MB payload (10 chunks, more
+    # than the buffers between the two ends can hold), and a node pulling it twice
+    monkeypatch.setattr(_fleet, "ARRAY_STREAMS", 1)
+    encoded = EncodedArray.from_array(np.arange(10_000_000, dtype=np.float32))
+    with (
+        Link(tmp_path / "link", fleet_address="127.0.0.1:0", control_address="127.0.0.1:0") as link,
+        grpc.insecure_channel(link.fleet_address, options=channel_options()) as channel,
+    ):
+        fleet = fleet_pb2_grpc.FleetStub(channel)
+        _, metadata = _register(fleet)
+        fleet.PushArrays(iter(chunk_messages(encoded)), metadata=metadata)
+        request = fleet_pb2.PullArraysRequest(sha256=encoded.sha256)
+        first = fleet.PullArrays(request, metadata=metadata, timeout=30)
+        second = fleet.PullArrays(request, metadata=metadata, timeout=30)
+        next(first)
+        arrived = threading.Event()
+        waiting = threading.Thread(target=lambda: (next(second), arrived.set()), daemon=True)
+
+        # Act / Assert: the second waits while the first holds the slot, then goes on
+        waiting.start()
+        assert not arrived.wait(1.0)
+        first.cancel()
+        assert arrived.wait(10)
+        rest = b"".join(c.data for c in second)
+        waiting.join(10)
+    assert len(rest) == encoded.size - 4 * 1024 * 1024

@@ -72,6 +72,11 @@ _LIVENESS_S = 60.0
 _CHUNK_WAIT_S = 120.0
 #: Uploads up to this size are read whole before they are stored.
 _SMALL_UPLOAD_BYTES = 1024 * 1024
+#: Array streams moved at once each way (downloads, with bundles; uploads). Each holds a
+#: few chunks of the link's memory while it moves, so when many nodes pull or push a
+#: large model together the others wait for a slot, and the link's memory does not grow
+#: with the number of nodes. The link's two cores are busy with fewer streams than this.
+ARRAY_STREAMS = 8
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -155,6 +160,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self._lock = threading.Lock()
         self._in_flight: dict[int, dict[str, StoredMessage]] = {}
         self._tokens = _TokenCache()
+        self._download_slots = asyncio.Semaphore(ARRAY_STREAMS)
+        self._upload_slots = asyncio.Semaphore(ARRAY_STREAMS)
         self._deliveries: LoopBatcher[int, list[StoredMessage]] = LoopBatcher(
             executor, self._deliver
         )
@@ -393,8 +400,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self, request_iterator: AsyncIterator[transfer_pb2.Chunk], context: Context
     ) -> fleet_pb2.PushArraysResponse:
         namer = node_namer(await self._node_id(context))
-        with self._shared.traffic.transfer("from_nodes") as transfer:
-            statuses = await self._store_upload(request_iterator, transfer)
+        async with self._upload_slots:
+            with self._shared.traffic.transfer("from_nodes") as transfer:
+                statuses = await self._store_upload(request_iterator, transfer)
         self._shared.mark_named((s.sha256 for s in statuses), namer)
         return fleet_pb2.PushArraysResponse(arrays=statuses)
 
@@ -426,11 +434,12 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self, request: fleet_pb2.PullArraysRequest, context: Context
     ) -> AsyncIterator[bytes]:
         await self._node_id(context)
-        with self._shared.traffic.transfer("to_nodes") as transfer:
-            for frame in serve_payload(
-                self._shared.blobs, request.sha256, request.offset, count=transfer.count
-            ):
-                yield frame
+        async with self._download_slots:
+            with self._shared.traffic.transfer("to_nodes") as transfer:
+                for frame in serve_payload(
+                    self._shared.blobs, request.sha256, request.offset, count=transfer.count
+                ):
+                    yield frame
 
     @aio_servicer_errors
     async def GetRun(
@@ -451,8 +460,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         runs = await self._blocking(self._shared.state.list_runs)
         if not any(r.bundle_hash == request.sha256 for r in runs):
             raise ConfigError(f"no run uses bundle {request.sha256[:12]}")
-        for chunk in serve_payload(self._shared.blobs, request.sha256, request.offset):
-            yield chunk
+        async with self._download_slots:
+            for chunk in serve_payload(self._shared.blobs, request.sha256, request.offset):
+                yield chunk
 
 
 def _reply_size(item: tuple[int, message_pb2.Message]) -> int:

@@ -620,3 +620,70 @@ def test_array_downloads_beyond_the_link_s_slots_wait_for_one_to_end(
         rest = b"".join(c.data for c in second)
         waiting.join(10)
     assert len(rest) == encoded.size - 4 * 1024 * 1024
+
+
+def _stat_in_thread(
+    fleet: fleet_pb2_grpc.FleetStub, metadata: tuple[tuple[str, str]], sha256: str
+) -> threading.Event:
+    """Call StatArrays for ``sha256`` on a thread; the event is set when it returns."""
+    answered = threading.Event()
+
+    def stat() -> None:
+        fleet.StatArrays(
+            fleet_pb2.StatArraysRequest(sha256=[sha256]), metadata=metadata, timeout=30
+        )
+        answered.set()
+
+    threading.Thread(target=stat, daemon=True).start()
+    return answered
+
+
+def test_a_node_told_to_push_gets_an_upload_slot_before_it_opens_its_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: one upload slot; two nodes, each with a payload the link lacks
+    monkeypatch.setattr(_fleet, "ARRAY_STREAMS", 1)
+    first_payload = EncodedArray.from_array(np.arange(300_000, dtype=np.float32))
+    second_payload = EncodedArray.from_array(np.arange(300_000, dtype=np.float64))
+    with (
+        Link(tmp_path / "link", fleet_address="127.0.0.1:0", control_address="127.0.0.1:0") as link,
+        grpc.insecure_channel(link.fleet_address, options=channel_options()) as channel,
+    ):
+        fleet = fleet_pb2_grpc.FleetStub(channel)
+        _, first = _register(fleet)
+        _, second = _register(fleet)
+
+        # Act: the first node is told to push (and its slot set aside); the second waits
+        assert _stat_in_thread(fleet, first, first_payload.sha256).wait(10)
+        second_told = _stat_in_thread(fleet, second, second_payload.sha256)
+        waited = not second_told.wait(1.0)
+        fleet.PushArrays(iter(chunk_messages(first_payload)), metadata=first)
+
+        # Assert: the second is told once the first upload is over, and pushes in turn
+        assert waited
+        assert second_told.wait(10)
+        pushed = fleet.PushArrays(iter(chunk_messages(second_payload)), metadata=second)
+    assert [s.complete for s in pushed.arrays] == [True]
+
+
+def test_a_slot_set_aside_for_an_upload_that_never_comes_is_given_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_fleet, "ARRAY_STREAMS", 1)
+    monkeypatch.setattr(_fleet, "_SLOT_KEPT_S", 0.5)
+    payload = EncodedArray.from_array(np.arange(1000, dtype=np.float32))
+    with (
+        Link(tmp_path / "link", fleet_address="127.0.0.1:0", control_address="127.0.0.1:0") as link,
+        grpc.insecure_channel(link.fleet_address, options=channel_options()) as channel,
+    ):
+        fleet = fleet_pb2_grpc.FleetStub(channel)
+        _, first = _register(fleet)
+        _, second = _register(fleet)
+        assert _stat_in_thread(fleet, first, payload.sha256).wait(10)  # and never pushes
+
+        started = time.monotonic()
+        assert _stat_in_thread(fleet, second, payload.sha256).wait(10)
+        waited = time.monotonic() - started
+        pushed = fleet.PushArrays(iter(chunk_messages(payload)), metadata=second)
+    assert 0.3 < waited < 5
+    assert [s.complete for s in pushed.arrays] == [True]

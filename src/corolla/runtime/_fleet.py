@@ -77,6 +77,10 @@ _SMALL_UPLOAD_BYTES = 1024 * 1024
 #: large model together the others wait for a slot, and the link's memory does not grow
 #: with the number of nodes. The link's two cores are busy with fewer streams than this.
 ARRAY_STREAMS = 8
+#: Longest StatArrays waits for an upload slot to set aside for the node's upload, and
+#: how long a slot set aside waits for that upload.
+_SLOT_WAIT_S = 30.0
+_SLOT_KEPT_S = 30.0
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -162,6 +166,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self._tokens = _TokenCache()
         self._download_slots = asyncio.Semaphore(ARRAY_STREAMS)
         self._upload_slots = asyncio.Semaphore(ARRAY_STREAMS)
+        # Upload slots set aside by StatArrays for the node that must push, by node id,
+        # with the timer that gives each back if its upload does not come.
+        self._set_aside: dict[int, asyncio.TimerHandle] = {}
         self._deliveries: LoopBatcher[int, list[StoredMessage]] = LoopBatcher(
             executor, self._deliver
         )
@@ -393,17 +400,45 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     ) -> fleet_pb2.StatArraysResponse:
         node_id = await self._node_id(context)
         statuses = self._shared.payload_statuses(request.sha256, node_namer(node_id))
+        if any(not s.complete for s in statuses):
+            await self._set_aside_slot(node_id)
         return fleet_pb2.StatArraysResponse(arrays=statuses)
+
+    async def _set_aside_slot(self, node_id: int) -> None:
+        """Take an upload slot for ``node_id``'s coming PushArrays, waiting for one up to
+        _SLOT_WAIT_S. A node told what to push opens its upload stream at once, and gRPC
+        lets it send a flow-control window's worth (megabytes on a fast network) before
+        the link reads anything: waiting here instead, the node holds none of the link's
+        memory. Without a slot in time, the upload waits for one in PushArrays."""
+        if node_id in self._set_aside:
+            return
+        try:
+            await asyncio.wait_for(self._upload_slots.acquire(), _SLOT_WAIT_S)
+        except TimeoutError:
+            return
+        loop = asyncio.get_running_loop()
+        self._set_aside[node_id] = loop.call_later(_SLOT_KEPT_S, self._give_back_slot, node_id)
+
+    def _give_back_slot(self, node_id: int) -> None:
+        if self._set_aside.pop(node_id, None) is not None:
+            self._upload_slots.release()
 
     @aio_servicer_errors
     async def PushArrays(
         self, request_iterator: AsyncIterator[transfer_pb2.Chunk], context: Context
     ) -> fleet_pb2.PushArraysResponse:
-        namer = node_namer(await self._node_id(context))
-        async with self._upload_slots:
+        node_id = await self._node_id(context)
+        set_aside = self._set_aside.pop(node_id, None)
+        if set_aside is not None:
+            set_aside.cancel()  # the slot is this upload's
+        else:
+            await self._upload_slots.acquire()
+        try:
             with self._shared.traffic.transfer("from_nodes") as transfer:
                 statuses = await self._store_upload(request_iterator, transfer)
-        self._shared.mark_named((s.sha256 for s in statuses), namer)
+        finally:
+            self._upload_slots.release()
+        self._shared.mark_named((s.sha256 for s in statuses), node_namer(node_id))
         return fleet_pb2.PushArraysResponse(arrays=statuses)
 
     async def _store_upload(

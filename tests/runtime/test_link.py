@@ -596,7 +596,7 @@ def test_array_downloads_beyond_the_link_s_slots_wait_for_one_to_end(
 ) -> None:
     # Arrange: a link moving one array stream at a time, a 40 MB payload (10 chunks, more
     # than the buffers between the two ends can hold), and a node pulling it twice
-    monkeypatch.setattr(_fleet, "ARRAY_STREAMS", 1)
+    monkeypatch.setattr(_fleet, "DOWNLOAD_STREAMS", 1)
     encoded = EncodedArray.from_array(np.arange(10_000_000, dtype=np.float32))
     with (
         Link(tmp_path / "link", fleet_address="127.0.0.1:0", control_address="127.0.0.1:0") as link,
@@ -642,7 +642,7 @@ def test_a_node_told_to_push_gets_an_upload_slot_before_it_opens_its_stream(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Arrange: one upload slot; two nodes, each with a payload the link lacks
-    monkeypatch.setattr(_fleet, "ARRAY_STREAMS", 1)
+    monkeypatch.setattr(_fleet, "UPLOAD_STREAMS", 1)
     first_payload = EncodedArray.from_array(np.arange(300_000, dtype=np.float32))
     second_payload = EncodedArray.from_array(np.arange(300_000, dtype=np.float64))
     with (
@@ -669,7 +669,7 @@ def test_a_node_told_to_push_gets_an_upload_slot_before_it_opens_its_stream(
 def test_a_slot_set_aside_for_an_upload_that_never_comes_is_given_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_fleet, "ARRAY_STREAMS", 1)
+    monkeypatch.setattr(_fleet, "UPLOAD_STREAMS", 1)
     monkeypatch.setattr(_fleet, "_SLOT_KEPT_S", 0.5)
     payload = EncodedArray.from_array(np.arange(1000, dtype=np.float32))
     with (

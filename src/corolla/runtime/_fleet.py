@@ -72,11 +72,14 @@ _LIVENESS_S = 60.0
 _CHUNK_WAIT_S = 120.0
 #: Uploads up to this size are read whole before they are stored.
 _SMALL_UPLOAD_BYTES = 1024 * 1024
-#: Array streams moved at once each way (downloads, with bundles; uploads). Each holds a
-#: few chunks of the link's memory while it moves, so when many nodes pull or push a
-#: large model together the others wait for a slot, and the link's memory does not grow
-#: with the number of nodes. The link's two cores are busy with fewer streams than this.
-ARRAY_STREAMS = 8
+#: Array streams moved at once: downloads (with bundles) and uploads. Each holds some of
+#: the link's memory while it moves: a download a few 4 MiB chunks, an upload gRPC's
+#: flow-control window as well (tens of MB once gRPC's bandwidth probing has grown it on
+#: a fast network), so when many nodes pull or push a large model together the others
+#: wait for a slot, and the link's memory does not grow with the number of nodes. The
+#: link's two cores and its disk are busy with fewer streams than this.
+DOWNLOAD_STREAMS = 8
+UPLOAD_STREAMS = 4
 #: Longest StatArrays waits for an upload slot to set aside for the node's upload, and
 #: how long a slot set aside waits for that upload.
 _SLOT_WAIT_S = 30.0
@@ -164,8 +167,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self._lock = threading.Lock()
         self._in_flight: dict[int, dict[str, StoredMessage]] = {}
         self._tokens = _TokenCache()
-        self._download_slots = asyncio.Semaphore(ARRAY_STREAMS)
-        self._upload_slots = asyncio.Semaphore(ARRAY_STREAMS)
+        self._download_slots = asyncio.Semaphore(DOWNLOAD_STREAMS)
+        self._upload_slots = asyncio.Semaphore(UPLOAD_STREAMS)
         # Upload slots set aside by StatArrays for the node that must push, by node id,
         # with the timer that gives each back if its upload does not come.
         self._set_aside: dict[int, asyncio.TimerHandle] = {}

@@ -40,33 +40,39 @@ class Sink(Protocol):
 
 #: Payloads from this size on are assembled in memory kept for reuse (see MemorySink).
 REUSED_SINK_BYTES = 1 << 20
-#: Free buffers a process keeps for the next payloads.
-FREE_SINKS_KEPT = 2
+#: Bytes of free buffers a process keeps for the next payloads (the oldest go first):
+#: room for every array of a model of this size, round after round.
+FREE_SINK_BYTES = 256 * 1024 * 1024
 
 
 class _FreeBuffers:
     """Anonymous maps whose payloads are gone, kept for the next payload of their size."""
 
-    def __init__(self, kept: int) -> None:
-        self._kept = kept
+    def __init__(self, kept_bytes: int) -> None:
+        self._kept_bytes = kept_bytes
         self._lock = threading.Lock()
         self._free: list[mmap.mmap] = []
+        self._bytes = 0
 
     def take(self, size: int) -> mmap.mmap:
         with self._lock:
             for i, buffer in enumerate(self._free):
                 if len(buffer) == size:
+                    self._bytes -= size
                     return self._free.pop(i)
         return mmap.mmap(-1, size)
 
     def give_back(self, buffer: mmap.mmap) -> None:
+        # A buffer not kept is unmapped once the last reference to it goes (the array
+        # being finalized may still hold an export of it, so it is not closed here).
         with self._lock:
             self._free.append(buffer)
-            if len(self._free) > self._kept:
-                self._free.pop(0).close()
+            self._bytes += len(buffer)
+            while self._bytes > self._kept_bytes:
+                self._bytes -= len(self._free.pop(0))
 
 
-_free_buffers = _FreeBuffers(FREE_SINKS_KEPT)
+_free_buffers = _FreeBuffers(FREE_SINK_BYTES)
 
 
 class MemorySink:

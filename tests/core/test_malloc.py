@@ -9,6 +9,7 @@ import pytest
 
 from corolla.core._malloc import (
     _set_numpy_huge_pages,
+    malloc_trim,
     mallopt,
     numpy_huge_pages,
     reports_free_pages,
@@ -29,6 +30,20 @@ def test_glibc_accepts_the_options_the_runtimes_set() -> None:
     # process runs several tests: the trim threshold is restored to glibc's 128 KiB).
     assert mallopt(M_ARENA_MAX=8, M_MMAP_THRESHOLD=128 * 1024)
     assert mallopt(M_TRIM_THRESHOLD=128 * 1024)
+
+
+@pytest.mark.skipif(not _has_glibc_mallopt(), reason="needs glibc")
+def test_malloc_trim_hands_back_the_free_memory_of_the_heaps() -> None:
+    # Blocks from the heap (not mappings of their own), every other one freed: the holes
+    # between those kept are free memory that only a trim hands back.
+    blocks = [bytearray(64 * 1024) for _ in range(2000)]
+    for block in blocks:
+        block[0] = 1
+    kept = blocks[::2]
+    del blocks, block
+
+    assert malloc_trim() is True
+    assert len(kept) == 1000
 
 
 def test_an_unknown_parameter_is_refused_by_name() -> None:

@@ -23,7 +23,7 @@ from corolla.core import (
     decode_array,
     encode_array,
 )
-from corolla.runtime import GrpcGrid, Link, LinkStatus, _fleet
+from corolla.runtime import GrpcGrid, Link, LinkStatus, _fleet, _link
 from corolla.state import NodeAuthenticationError
 from corolla.strategy import AttributeSelection, grid_attributes, grid_last_seen
 from corolla.transport import (
@@ -687,3 +687,33 @@ def test_a_slot_set_aside_for_an_upload_that_never_comes_is_given_back(
         pushed = fleet.PushArrays(iter(chunk_messages(payload)), metadata=second)
     assert 0.3 < waited < 5
     assert [s.complete for s in pushed.arrays] == [True]
+
+
+def test_the_link_hands_memory_back_once_its_array_transfers_have_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trims: list[float] = []
+    monkeypatch.setattr(_link, "malloc_trim", lambda: trims.append(time.monotonic()) or True)
+    monkeypatch.setattr(_link, "IDLE_TRIM_S", 0.3)
+    payload = EncodedArray.from_array(np.arange(500_000, dtype=np.float32))
+    with (
+        Link(
+            tmp_path / "link",
+            fleet_address="127.0.0.1:0",
+            control_address="127.0.0.1:0",
+            sweep_interval=0.05,
+        ) as link,
+        grpc.insecure_channel(link.fleet_address, options=channel_options()) as channel,
+    ):
+        fleet = fleet_pb2_grpc.FleetStub(channel)
+        _, metadata = _register(fleet)
+        time.sleep(0.6)  # idle since the start: one trim
+        before = len(trims)
+        fleet.PushArrays(iter(chunk_messages(payload, chunk_size=1 << 20)), metadata=metadata)
+        pushed = time.monotonic()
+        time.sleep(1.0)
+        after = list(trims[before:])
+
+    assert before == 1
+    assert len(after) == 1  # once after the transfer, not at every sweep
+    assert after[0] - pushed >= 0.25

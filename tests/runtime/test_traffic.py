@@ -121,3 +121,20 @@ def test_busy_seconds_are_the_length_of_the_union_of_the_transfers(
         covered.update(range(start, end))
     assert meter.totals()[0].busy_s == len(covered)
     assert meter.totals()[0].transfers == len(intervals)
+
+
+def test_idle_since_is_when_the_last_transfer_ended_and_none_while_one_runs() -> None:
+    clock = Clock()
+    meter = TrafficMeter(clock)
+    assert meter.idle_since() == 0.0
+
+    clock.now = 3.0
+    with meter.transfer("to_nodes"):
+        clock.now = 4.0
+        with meter.transfer("from_nodes"):
+            clock.now = 5.0
+            assert meter.idle_since() is None
+        assert meter.idle_since() is None  # one still in flight the other way
+        clock.now = 6.0
+
+    assert meter.idle_since() == 6.0

@@ -29,6 +29,7 @@ __all__ = [
     "M_TRIM_THRESHOLD",
     "array_pages_for_this_machine",
     "mallopt",
+    "malloc_trim",
     "numpy_huge_pages",
     "reports_free_pages",
     "small_pages_preferred",
@@ -66,6 +67,18 @@ def mallopt(**options: int) -> bool:
     if unknown:
         raise ValueError(f"unknown mallopt parameters {unknown}; known: {sorted(_PARAMETERS)}")
     return all([bool(function(_PARAMETERS[name], value)) for name, value in options.items()])
+
+
+def malloc_trim() -> bool:
+    """Hand the free memory of glibc's heaps back to the system (``malloc_trim(0)``);
+    False where the C library has none (not Linux, not glibc) or nothing was released."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        function = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return bool(function(0))
 
 
 #: Where Linux lists the devices bound to the virtio memory balloon driver.

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +24,7 @@ from types import TracebackType
 import grpc
 
 from corolla.core import ConfigError
+from corolla.core._malloc import malloc_trim
 from corolla.state import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DirectoryBlobStore,
@@ -70,6 +72,11 @@ _FLEET_WORKERS = 32
 #: client sends; more uploads at once wait for one.
 _FLEET_UPLOADS = 16
 _STOP_GRACE_S = 2.0
+#: Seconds without array transfers after which the link hands the free memory of its heaps
+#: back to the system. glibc keeps it for the next chunks (see ``_memory``), which a
+#: round needs again at once, but a link idle between runs need not hold hundreds of MB
+#: of them. While transfers go on, handing memory back would cost its faulting in again.
+IDLE_TRIM_S = 10.0
 
 
 class LinkStatus(enum.Enum):
@@ -309,7 +316,16 @@ class Link:
                 _log.info("collected ended runs: %s", collected)
         except Exception:
             _log.warning("collecting ended runs failed", exc_info=True)
+        trimmed_after: float | None = None  # the end of the transfers last trimmed after
         while not self._stopped.wait(self._sweep_interval):
+            idle_since = shared.traffic.idle_since()
+            if (
+                idle_since is not None
+                and idle_since != trimmed_after
+                and time.monotonic() - idle_since >= IDLE_TRIM_S
+            ):
+                malloc_trim()
+                trimmed_after = idle_since
             try:
                 offline = shared.state.mark_stale_nodes_offline()
                 expired = shared.state.expire_messages()

@@ -80,6 +80,7 @@ class TrafficMeter:
         self._clock = clock
         self._lock = threading.Lock()
         self._counts = {direction: _Counts() for direction in DIRECTIONS}
+        self._idle_since = 0.0
 
     @contextlib.contextmanager
     def transfer(self, direction: str) -> Iterator[Transfer]:
@@ -104,7 +105,17 @@ class TrafficMeter:
             with self._lock:
                 counts.in_flight -= 1
                 if counts.in_flight == 0:
-                    counts.busy_s += self._clock() - counts.busy_since
+                    now = self._clock()
+                    counts.busy_s += now - counts.busy_since
+                    self._idle_since = now
+
+    def idle_since(self) -> float | None:
+        """When the last transfer, any way, ended (``clock`` time; 0.0 if none ever ran);
+        None while one is in flight."""
+        with self._lock:
+            if any(counts.in_flight for counts in self._counts.values()):
+                return None
+            return self._idle_since
 
     def _count(self, direction: str, nbytes: int) -> None:
         with self._lock:

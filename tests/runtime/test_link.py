@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -591,6 +593,24 @@ def test_releasing_a_message_the_run_does_not_have_is_refused_and_the_grid_logs_
     assert "no-such-message" in caplog.text
 
 
+@contextlib.contextmanager
+def _fleet_of_new_link(
+    tmp_path: Path, sweep_interval: float = 1.0
+) -> Iterator[fleet_pb2_grpc.FleetStub]:
+    """A Fleet stub of a link started here, after the test has set the link's constants
+    (the ``link`` fixture starts one before the test runs)."""
+    with (
+        Link(
+            tmp_path / "link",
+            fleet_address="127.0.0.1:0",
+            control_address="127.0.0.1:0",
+            sweep_interval=sweep_interval,
+        ) as link,
+        grpc.insecure_channel(link.fleet_address, options=channel_options()) as channel,
+    ):
+        yield fleet_pb2_grpc.FleetStub(channel)
+
+
 def test_array_downloads_beyond_the_link_s_slots_wait_for_one_to_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -598,11 +618,7 @@ def test_array_downloads_beyond_the_link_s_slots_wait_for_one_to_end(
     # than the buffers between the two ends can hold), and a node pulling it twice
     monkeypatch.setattr(_fleet, "DOWNLOAD_STREAMS", 1)
     encoded = EncodedArray.from_array(np.arange(10_000_000, dtype=np.float32))
-    with (
-        Link(tmp_path / "link", fleet_address="127.0.0.1:0", control_address="127.0.0.1:0") as link,
-        grpc.insecure_channel(link.fleet_address, options=channel_options()) as channel,
-    ):
-        fleet = fleet_pb2_grpc.FleetStub(channel)
+    with _fleet_of_new_link(tmp_path) as fleet:
         _, metadata = _register(fleet)
         fleet.PushArrays(iter(chunk_messages(encoded)), metadata=metadata)
         request = fleet_pb2.PullArraysRequest(sha256=encoded.sha256)
@@ -645,11 +661,7 @@ def test_a_node_told_to_push_gets_an_upload_slot_before_it_opens_its_stream(
     monkeypatch.setattr(_fleet, "UPLOAD_STREAMS", 1)
     first_payload = EncodedArray.from_array(np.arange(300_000, dtype=np.float32))
     second_payload = EncodedArray.from_array(np.arange(300_000, dtype=np.float64))
-    with (
-        Link(tmp_path / "link", fleet_address="127.0.0.1:0", control_address="127.0.0.1:0") as link,
-        grpc.insecure_channel(link.fleet_address, options=channel_options()) as channel,
-    ):
-        fleet = fleet_pb2_grpc.FleetStub(channel)
+    with _fleet_of_new_link(tmp_path) as fleet:
         _, first = _register(fleet)
         _, second = _register(fleet)
 
@@ -672,11 +684,7 @@ def test_a_slot_set_aside_for_an_upload_that_never_comes_is_given_back(
     monkeypatch.setattr(_fleet, "UPLOAD_STREAMS", 1)
     monkeypatch.setattr(_fleet, "_SLOT_KEPT_S", 0.5)
     payload = EncodedArray.from_array(np.arange(1000, dtype=np.float32))
-    with (
-        Link(tmp_path / "link", fleet_address="127.0.0.1:0", control_address="127.0.0.1:0") as link,
-        grpc.insecure_channel(link.fleet_address, options=channel_options()) as channel,
-    ):
-        fleet = fleet_pb2_grpc.FleetStub(channel)
+    with _fleet_of_new_link(tmp_path) as fleet:
         _, first = _register(fleet)
         _, second = _register(fleet)
         assert _stat_in_thread(fleet, first, payload.sha256).wait(10)  # and never pushes
@@ -696,16 +704,7 @@ def test_the_link_hands_memory_back_once_its_array_transfers_have_stopped(
     monkeypatch.setattr(_link, "malloc_trim", lambda: trims.append(time.monotonic()) or True)
     monkeypatch.setattr(_link, "IDLE_TRIM_S", 0.3)
     payload = EncodedArray.from_array(np.arange(500_000, dtype=np.float32))
-    with (
-        Link(
-            tmp_path / "link",
-            fleet_address="127.0.0.1:0",
-            control_address="127.0.0.1:0",
-            sweep_interval=0.05,
-        ) as link,
-        grpc.insecure_channel(link.fleet_address, options=channel_options()) as channel,
-    ):
-        fleet = fleet_pb2_grpc.FleetStub(channel)
+    with _fleet_of_new_link(tmp_path, sweep_interval=0.05) as fleet:
         _, metadata = _register(fleet)
         time.sleep(0.6)  # idle since the start: one trim
         before = len(trims)

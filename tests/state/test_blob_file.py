@@ -121,12 +121,14 @@ def test_o_direct_writes_refused_after_the_open_go_on_through_the_page_cache(
     # ``refused_from``-th one on (the last one, padded, is the third here).
     real_write = os.pwrite
     direct_writes: list[int] = []
+    written: list[tuple[int, int]] = []  # (offset, length) of the writes that went through
 
     def write_refusing_direct(fd: int, data: Any, offset: int) -> int:
         if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
             direct_writes.append(len(data))
             if len(direct_writes) > refused_from:
                 raise OSError(errno.EINVAL, "invalid argument")
+        written.append((offset, len(data)))
         return real_write(fd, data, offset)
 
     monkeypatch.setattr(_blob_file.os, "pwrite", write_refusing_direct)
@@ -135,9 +137,11 @@ def test_o_direct_writes_refused_after_the_open_go_on_through_the_page_cache(
     # Act
     path = _write(tmp_path, data, [5, STAGING_BYTES + 3])
 
-    # Assert: whatever was in flight when the first refusal came is written again
+    # Assert: whatever was in flight when the first refusal came is written again, and
+    # each byte of the blob was written once (the padding of a direct write aside)
     assert path.read_bytes() == data
     assert len(direct_writes) >= refused_from + 1
+    assert sum(min(length, len(data) - offset) for offset, length in written) == len(data)
 
 
 @pytest.mark.skipif(not getattr(os, "O_DIRECT", 0), reason="needs O_DIRECT")

@@ -7,6 +7,11 @@ import corolla.core
 
 PUBLIC = {
     "DEFAULT_TTL",
+    "MAGIC",
+    "WIRE_DTYPES",
+    "BufferLike",
+    "to_wire_layout",
+    "validate_message_type",
     "AggregationError",
     "AppLoadError",
     "ArrayRecord",

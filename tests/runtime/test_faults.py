@@ -15,7 +15,7 @@ import pytest
 
 from corolla.core import ErrorCode, Event, Message, MetricRecord, RecordDict
 from corolla.runtime import ControlClient
-from corolla.runtime._node_store import NodeStore
+from corolla.runtime.node import NodeStore
 from corolla.state import SqliteLinkState
 from corolla.transport import (
     bearer_metadata,

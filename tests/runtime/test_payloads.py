@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from corolla.core import CodecError
-from corolla.runtime._payloads import ArrayCache, serve_payload, store_pushed
+from corolla.runtime._payloads import ArrayCache
+from corolla.runtime.link._payloads import serve_payload, store_pushed
 from corolla.state import DirectoryBlobStore, MemoryBlobStore
-from corolla.transport import EncodedArray, chunk_messages
-from corolla.transport._framing import parse_chunk
+from corolla.transport import EncodedArray, chunk_messages, parse_chunk
 
 
 def _encoded(n: int) -> EncodedArray:

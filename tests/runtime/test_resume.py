@@ -16,8 +16,7 @@ import pytest
 
 from corolla.core import ArrayRecord, ConfigRecord, Event, MetricRecord, RecordDict
 from corolla.project import AppConfig, merge_run_config
-from corolla.runtime import ControlClient, GrpcGrid, Link
-from corolla.runtime._bundle import make_bundle
+from corolla.runtime import ControlClient, GrpcGrid, Link, make_bundle
 from corolla.simulation import run_simulation
 from corolla.state import DirectoryBlobStore, RunStatus, SqliteLinkState
 from corolla.transport import run_pb2

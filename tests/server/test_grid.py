@@ -35,6 +35,7 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
         "RoundSummary",
         "ServerApp",
         "fold_reply",
+        "rejected_reply",
     ]
     assert all(hasattr(corolla.server, name) for name in corolla.server.__all__)
 

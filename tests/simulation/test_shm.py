@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corolla.core import _parallel
 from corolla.simulation._shm import (
     INLINE_LIMIT,
     SegmentCache,
@@ -19,6 +18,7 @@ from corolla.simulation._shm import (
     pack,
     unpack,
 )
+from corolla.tuning import split_work
 
 DTYPES = [np.dtype(t) for t in ("float64", "float32", "int8", "complex128", "bool")]
 
@@ -125,7 +125,7 @@ def test_arrays_outside_the_given_segment_are_copied_into_another(pool) -> None:
 def test_a_large_buffer_copied_on_threads_arrives_whole(
     pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_parallel, "PARALLEL_BYTES", 1000)  # split even this one
+    monkeypatch.setattr(split_work, "parallel_bytes", 1000)  # split even this one
     model = {"w": np.arange(100_003, dtype=np.float64)}
 
     payload, _ = pack(model, pool)

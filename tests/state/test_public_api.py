@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import corolla.state
-from tests.test_layers import PACKAGE, _imported_subpackages
 
 PUBLIC = {
     "DEFAULT_HEARTBEAT_INTERVAL",
@@ -42,13 +41,3 @@ def test_exports_are_exactly_the_public_names():
     assert len(corolla.state.__all__) == len(PUBLIC)
     for name in PUBLIC:
         assert hasattr(corolla.state, name)
-
-
-def test_state_imports_only_core():
-    offenders = {
-        path.name: found
-        for path in sorted((PACKAGE / "state").rglob("*.py"))
-        if (found := _imported_subpackages(path, "state") - {"core"})
-    }
-
-    assert offenders == {}

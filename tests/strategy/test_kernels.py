@@ -9,8 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from corolla.core import _parallel
-from corolla.core._parallel import PARALLEL_BYTES
 from corolla.strategy import WeightedAverage
 from corolla.strategy._kernels import (
     accumulator_dtype,
@@ -20,6 +18,8 @@ from corolla.strategy._kernels import (
     new_scratch,
     split_work,
 )
+from corolla.tuning import PARALLEL_BYTES
+from corolla.tuning import split_work as kernel_threads
 from tests.core.strategies import ALL_DTYPES, WIRE_DTYPES, arrays
 
 from .strategies import FLOAT_DTYPES, elements
@@ -314,7 +314,7 @@ def test_passes_split_across_threads_give_the_same_bits(
     # Act
     whole = merged_mean()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_parallel, "PARALLEL_BYTES", threshold)
+        patch.setattr(kernel_threads, "parallel_bytes", threshold)
         split = merged_mean()
 
     # Assert

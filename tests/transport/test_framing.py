@@ -6,9 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corolla.core import Message
-from corolla.transport import message_pb2, message_to_proto, records_pb2
+from corolla.transport import fleet_pb2, message_pb2, message_to_proto, records_pb2, serverappio_pb2
 from corolla.transport._framing import length_delimited, serialized_message
-from corolla.transport._proto import fleet_pb2, serverappio_pb2
 
 from .strategies import messages
 

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from ..runtime import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link
-from ..runtime._memory import quiet_garbage_collector
+from ..tuning import quiet_garbage_collector
 from ._run import corolla_home
 
 __all__ = ["add_link_parser", "link_command"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ..core._errors import ConfigError
+from ..core import ConfigError
 
 __all__ = ["FRAMEWORKS", "add_new_parser", "create_app"]
 

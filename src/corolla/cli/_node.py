@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ..project import parse_overrides
 from ..runtime import Node
-from ..runtime._memory import return_freed_buffers
+from ..tuning import return_freed_buffers
 from ._run import corolla_home
 
 __all__ = ["add_node_parser", "node_command"]

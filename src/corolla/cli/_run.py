@@ -10,8 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ..core import Event
-from ..core._errors import ConfigError
+from ..core import ConfigError, Event
 from ..project import AppConfig, merge_run_config, parse_overrides
 from ..server import History
 from ..simulation import run_simulation

@@ -6,9 +6,16 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import overload
 
-from ..core import Context, Error, ErrorCode, Message, RecordDict
-from ..core._errors import CorollaError, MessageError
-from ..core._message import validate_message_type
+from ..core import (
+    Context,
+    CorollaError,
+    Error,
+    ErrorCode,
+    Message,
+    MessageError,
+    RecordDict,
+    validate_message_type,
+)
 
 __all__ = ["CallNext", "ClientApp", "Handler", "Mod", "NoHandlerError", "run_client_app"]
 

@@ -1,6 +1,6 @@
 """Core data model: records, messages, context, errors and the array codec. No I/O."""
 
-from ._codec import decode_array, encode_array
+from ._codec import MAGIC, WIRE_DTYPES, BufferLike, decode_array, encode_array, to_wire_layout
 from ._context import Context, UserConfigValue
 from ._errors import (
     AggregationError,
@@ -16,14 +16,25 @@ from ._errors import (
     RecordError,
 )
 from ._events import Event, EventSink, discard_event
-from ._message import DEFAULT_TTL, Error, Message, MessageType, Metadata, new_message_id
+from ._message import (
+    DEFAULT_TTL,
+    Error,
+    Message,
+    MessageType,
+    Metadata,
+    new_message_id,
+    validate_message_type,
+)
 from ._records import ArrayRecord, ConfigRecord, MetricRecord, Record, RecordDict
 
 __all__ = [
     "DEFAULT_TTL",
+    "MAGIC",
+    "WIRE_DTYPES",
     "AggregationError",
     "AppLoadError",
     "ArrayRecord",
+    "BufferLike",
     "CodecError",
     "ConfigError",
     "ConfigRecord",
@@ -49,4 +60,6 @@ __all__ = [
     "discard_event",
     "encode_array",
     "new_message_id",
+    "to_wire_layout",
+    "validate_message_type",
 ]

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from corolla.core._errors import ConfigError
+from corolla.core import ConfigError
 
 __all__ = [
     "check_fraction",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from corolla.core._errors import ConfigError
+from corolla.core import ConfigError
 
 from ._checks import check_fraction, check_int
 

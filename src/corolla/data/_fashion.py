@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corolla.core._errors import ConfigError
+from corolla.core import ConfigError
 
 from ._dataset import Dataset
 

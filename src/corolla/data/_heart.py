@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 
-from corolla.core._errors import ConfigError, MissingExtraError
+from corolla.core import ConfigError, MissingExtraError
 
 from ._dataset import Dataset
 

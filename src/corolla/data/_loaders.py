@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from corolla.core._errors import ConfigError, MissingExtraError
+from corolla.core import ConfigError, MissingExtraError
 
 from ._checks import check_fraction, check_int
 from ._dataset import Dataset, from_arrays

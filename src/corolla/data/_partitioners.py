@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from corolla.core._errors import ConfigError
+from corolla.core import ConfigError
 
 from ._checks import check_int, check_labels, check_non_negative, check_positive, check_rng
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from corolla.core._errors import ConfigError
+from corolla.core import ConfigError
 
 from ._checks import check_int, check_labels
 

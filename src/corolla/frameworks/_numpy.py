@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import ArrayRecord
-from ..core._errors import RecordError
+from ..core import ArrayRecord, RecordError
 
 __all__ = ["arrays_from_numpy", "arrays_to_numpy"]
 

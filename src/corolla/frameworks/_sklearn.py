@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..core import ArrayRecord
-from ..core._errors import ConfigError, MissingExtraError, RecordError
+from ..core import ArrayRecord, ConfigError, MissingExtraError, RecordError
 
 __all__ = ["arrays_from_sklearn", "init_sklearn_linear", "set_sklearn_arrays"]
 

@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core import ArrayRecord
-from ..core._errors import ConfigError, MissingExtraError, RecordError
+from ..core import ArrayRecord, ConfigError, MissingExtraError, RecordError
 
 if TYPE_CHECKING:
     import torch

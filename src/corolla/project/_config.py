@@ -27,8 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core import UserConfigValue
-from ..core._errors import ConfigError
+from ..core import ConfigError, UserConfigValue
 from ._loader import ComponentRef
 
 if sys.version_info >= (3, 11):

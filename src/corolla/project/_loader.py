@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..core._errors import AppLoadError
+from ..core import AppLoadError
 
 __all__ = ["ComponentRef", "load_component"]
 

@@ -1,18 +1,26 @@
 """Deployment: ``corolla link`` (the coordinator) and ``corolla node`` (the data owners).
 
-- :class:`Link` serves the Fleet API to nodes and the Control API to people and tools,
-  keeps its state in SQLite plus a blob directory, and runs each run's ServerApp in a
-  child process that talks to it through a :class:`GrpcGrid`.
-- :class:`Node` connects outbound to a link, rejoins with the identity it keeps on disk,
-  and runs the ClientApp of each message it is pushed.
-- :class:`ControlClient` submits runs, follows their events and fetches their results.
+Laid out by role:
+
+- :mod:`corolla.runtime.link`: :class:`Link` serves the Fleet API to nodes and the Control
+  API to people and tools, keeps its state in SQLite plus a blob directory, and runs each
+  run's ServerApp in a child process.
+- :mod:`corolla.runtime.serverapp`: that child process, and :class:`GrpcGrid`, the Grid
+  its ServerApp sees, reaching the link over its loopback ServerAppIo service.
+- :mod:`corolla.runtime.node`: :class:`Node` connects outbound to a link, rejoins with the
+  identity it keeps on disk, and runs the ClientApp of each message it is pushed.
+- Here, what more than one role uses: :class:`ControlClient` (submit runs, follow their
+  events, fetch their results), app bundles, and the client's end of payload transfers.
+
+The node never imports the link, nor the link the node; the link starts ServerApp
+processes and so knows their command line (``tests/test_layers.py``).
 """
 
 from ._bundle import install_bundle, make_bundle
-from ._client import ControlClient, RunResult
-from ._grid import GrpcGrid
-from ._link import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link, LinkStatus
-from ._node import Node, NodeStatus
+from ._control_client import ControlClient, RunResult
+from .link import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link, LinkStatus
+from .node import Node, NodeStatus
+from .serverapp import GrpcGrid
 
 __all__ = [
     "DEFAULT_CONTROL_ADDRESS",

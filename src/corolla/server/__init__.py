@@ -1,7 +1,7 @@
 """Server side: the ServerApp, the Grid it talks to, aggregation and history."""
 
 from ._aggregator import Aggregator
-from ._grid import Grid, Reduction, fold_reply
+from ._grid import Grid, Reduction, fold_reply, rejected_reply
 from ._history import History, RoundSummary
 from ._server_app import MainFunction, ServerApp
 
@@ -14,4 +14,5 @@ __all__ = [
     "RoundSummary",
     "ServerApp",
     "fold_reply",
+    "rejected_reply",
 ]

@@ -12,8 +12,16 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar
 
-from ..core import Error, ErrorCode, Event, Message, RecordDict, discard_event
-from ..core._errors import AggregationError, NotEnoughNodesError
+from ..core import (
+    AggregationError,
+    Error,
+    ErrorCode,
+    Event,
+    Message,
+    NotEnoughNodesError,
+    RecordDict,
+    discard_event,
+)
 from ._aggregator import Aggregator
 
 __all__ = ["Grid", "Reduction", "fold_reply"]

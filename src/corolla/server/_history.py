@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core import MetricRecord
-from ..core._errors import ConfigError
+from ..core import ConfigError, MetricRecord
 
 __all__ = ["History", "RoundSummary"]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import overload
 
-from ..core import Context
-from ..core._errors import ConfigError
+from ..core import ConfigError, Context
 from ._grid import Grid
 
 __all__ = ["MainFunction", "ServerApp"]

@@ -15,10 +15,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..client import run_client_app
-from ..core import Context, Message, RecordDict, UserConfigValue
-from ..core._errors import AggregationError
-from ..server import Aggregator
-from ..server._grid import rejected_reply
+from ..core import AggregationError, Context, Message, RecordDict, UserConfigValue
+from ..server import Aggregator, rejected_reply
 
 __all__ = ["Call", "Executor", "InlineExecutor", "Task", "TaskResult", "execute_task"]
 

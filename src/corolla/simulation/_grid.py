@@ -8,18 +8,19 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from ..core import (
+    ConfigError,
     Error,
     ErrorCode,
     Event,
     EventSink,
     Message,
     Metadata,
+    NotEnoughNodesError,
     RecordDict,
     UserConfigValue,
     discard_event,
     new_message_id,
 )
-from ..core._errors import ConfigError, NotEnoughNodesError
 from ..server import Aggregator, Grid, Reduction
 from ._executor import Call, Executor, Task, TaskResult
 

@@ -38,10 +38,18 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
-from ..core import Error, ErrorCode, Message, RecordDict, UserConfigValue
-from ..core._errors import AppLoadError, ConfigError, ExecutionError
-from ..core._malloc import array_pages_for_this_machine, mallopt
+from ..core import (
+    AppLoadError,
+    ConfigError,
+    Error,
+    ErrorCode,
+    ExecutionError,
+    Message,
+    RecordDict,
+    UserConfigValue,
+)
 from ..project import ComponentRef
+from ..tuning import array_pages_for_this_machine, keep_freed_memory
 from ._executor import Call, Executor, Task, TaskResult, execute_task
 from ._shm import (
     INLINE_LIMIT,
@@ -65,22 +73,10 @@ AppSource = ComponentRef | Callable[..., Any]
 _WireCall = tuple[Any, int, int, Mapping[str, UserConfigValue], RecordDict]
 
 
-def _keep_freed_memory() -> None:
-    """Have glibc's malloc keep the memory freed in this process for later allocations.
-
-    glibc serves each allocation above 32 MiB (a large model's arrays) with a fresh mmap()
-    and unmaps it when freed. The next one is then faulted in page by page, which costs
-    several times writing it, and far more on virtual machines that hand freed memory back
-    to the host. A worker allocates arrays of the same few sizes call after call, so it
-    keeps them in its heap instead: its memory stays at its high-water mark.
-    """
-    mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=2**31 - 1)
-
-
 def _worker_main(
     conn: Connection, app_pickle: bytes, run_id: int, run_config: dict[str, Any]
 ) -> None:
-    _keep_freed_memory()
+    keep_freed_memory()
     try:
         source = pickle.loads(app_pickle)
         app = source.load() if isinstance(source, ComponentRef) else source

@@ -7,11 +7,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from ..core import ArrayRecord, Context, Event, EventSink, RecordDict, UserConfigValue
-from ..core._errors import ConfigError
-from ..core._malloc import array_pages_for_this_machine
+from ..core import ArrayRecord, ConfigError, Context, Event, EventSink, RecordDict, UserConfigValue
 from ..project import ComponentRef
 from ..server import History, ServerApp
+from ..tuning import array_pages_for_this_machine
 from ._executor import Executor, InlineExecutor
 from ._grid import SimulationGrid
 from ._process import ProcessExecutor

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core._parallel import split_work
+from ..tuning import split_work
 
 __all__ = [
     "Payload",

@@ -6,8 +6,14 @@ import dataclasses
 import enum
 from collections.abc import Mapping
 
-from corolla.core import Error, Event, MessageError, Metadata, UserConfigValue
-from corolla.core._message import validate_message_type
+from corolla.core import (
+    Error,
+    Event,
+    MessageError,
+    Metadata,
+    UserConfigValue,
+    validate_message_type,
+)
 
 from ._checks import check_blob_hash, check_seconds
 

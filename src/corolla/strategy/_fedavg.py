@@ -6,8 +6,16 @@ from typing import Any
 
 import numpy as np
 
-from ..core import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
-from ..core._errors import AggregationError, ConfigError
+from ..core import (
+    AggregationError,
+    ArrayRecord,
+    ConfigError,
+    ConfigRecord,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from ..server import Grid, Reduction
 from ._kernels import PRECISIONS
 from ._selection import SelectionPolicy, UniformSelection, sample_size

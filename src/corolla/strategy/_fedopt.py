@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
-from ..core._errors import ConfigError
+from ..core import ArrayRecord, ConfigError, ConfigRecord, MetricRecord, RecordDict
 from ..server import Grid, Reduction
 from ._fedavg import FedAvg
 from ._server_opt import Arrays, adagrad_step, adam_step, momentum_step, yogi_step

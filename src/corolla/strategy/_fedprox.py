@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import ArrayRecord, ConfigRecord, MetricRecord
-from ..core._errors import ConfigError, MissingExtraError
+from ..core import ArrayRecord, ConfigError, ConfigRecord, MetricRecord, MissingExtraError
 from ..server import Grid, Reduction
 from ._fedavg import FedAvg
 from ._strategy import RoundPlan, Strategy

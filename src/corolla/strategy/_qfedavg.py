@@ -18,8 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from ..core import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
-from ..core._errors import AggregationError, ConfigError
+from ..core import (
+    AggregationError,
+    ArrayRecord,
+    ConfigError,
+    ConfigRecord,
+    MetricRecord,
+    RecordDict,
+)
 from ..server import Grid, Reduction
 from ._casting import to_dtype
 from ._fedavg import FedAvg

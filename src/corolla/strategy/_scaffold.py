@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 
 from ..core import (
+    AggregationError,
     ArrayRecord,
+    ConfigError,
     ConfigRecord,
     Context,
     Message,
@@ -39,7 +41,6 @@ from ..core import (
     MetricRecord,
     RecordDict,
 )
-from ..core._errors import AggregationError, ConfigError
 from ..server import Grid, Reduction
 from ._casting import to_dtype
 from ._fedavg import FedAvg

@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..core._errors import ConfigError
+from ..core import ConfigError
 
 __all__ = ["SelectionPolicy", "UniformSelection", "sample_size"]
 

@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import ArrayRecord, MetricRecord, RecordDict
-from ..core._errors import AggregationError, ConfigError
+from ..core import AggregationError, ArrayRecord, ConfigError, MetricRecord, RecordDict
 from ._kernels import (
     PRECISIONS,
     accumulator_dtype,

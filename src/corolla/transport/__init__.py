@@ -13,6 +13,9 @@ This layer knows gRPC and protobuf but no server or node logic; ``corolla link``
 - Chunks: :class:`EncodedArray`, :func:`iter_chunks`, :func:`chunk_messages` (or
   :func:`chunk_frames`, serialized), :class:`ChunkAssembler` into a :class:`MemorySink`
   or :class:`FileSink`, :func:`read_chunks`.
+- Framing: messages assembled from bytes already serialized (:func:`serialized_message`,
+  :func:`chunk_frame`, :func:`length_delimited`) and chunks read without copying
+  (:func:`parse_chunk`, :class:`ChunkView`).
 - Errors: :func:`abort` on the servicer side, :func:`error_from_rpc`,
   :func:`translate_rpc_errors`, :func:`iter_rpc` on the calling side,
   :class:`TransportError`.
@@ -60,6 +63,7 @@ from ._errors import (
     status_for,
     translate_rpc_errors,
 )
+from ._framing import ChunkView, chunk_frame, length_delimited, parse_chunk, serialized_message
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, channel_options, server_options
 from ._proto import (
     control_pb2,
@@ -69,6 +73,8 @@ from ._proto import (
     message_pb2,
     records_pb2,
     run_pb2,
+    serverappio_pb2,
+    serverappio_pb2_grpc,
     transfer_pb2,
 )
 from ._sinks import FileSink, MemorySink, Sink
@@ -90,6 +96,7 @@ __all__ = [
     "ArrayResolver",
     "CertificateFiles",
     "ChunkAssembler",
+    "ChunkView",
     "EncodeCache",
     "EncodedArray",
     "FileSink",
@@ -104,6 +111,7 @@ __all__ = [
     "channel_options",
     "check_array_entry",
     "check_sha256",
+    "chunk_frame",
     "chunk_frames",
     "chunk_messages",
     "control_pb2",
@@ -120,11 +128,13 @@ __all__ = [
     "inline_size",
     "iter_chunks",
     "iter_rpc",
+    "length_delimited",
     "message_from_proto",
     "message_pb2",
     "message_to_proto",
     "metadata_from_proto",
     "metadata_to_proto",
+    "parse_chunk",
     "read_chunks",
     "record_dict_from_proto",
     "record_dict_to_proto",
@@ -133,6 +143,9 @@ __all__ = [
     "run_pb2",
     "server_credentials",
     "server_options",
+    "serialized_message",
+    "serverappio_pb2",
+    "serverappio_pb2_grpc",
     "sha256_of",
     "status_for",
     "transfer_pb2",

@@ -22,8 +22,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 
-from corolla.core import CodecError, ConfigError
-from corolla.core._codec import BufferLike
+from corolla.core import BufferLike, CodecError, ConfigError
 
 from ._encoded import EncodedArray, check_sha256
 from ._framing import ChunkView, chunk_frame

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from corolla.core import (
+    WIRE_DTYPES,
     ArrayRecord,
     CodecError,
     ConfigRecord,
@@ -42,8 +43,8 @@ from corolla.core import (
     RecordDict,
     RecordError,
     UserConfigValue,
+    decode_array,
 )
-from corolla.core._codec import WIRE_DTYPES, decode_array
 
 from ._encoded import EncodeCache, EncodedArray, check_sha256, sha256_of
 from ._proto import message_pb2, records_pb2, run_pb2

@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from corolla.core import CodecError
-from corolla.core._codec import MAGIC, to_wire_layout
+from corolla.core import MAGIC, CodecError, to_wire_layout
 
 __all__ = ["EncodedArray", "EncodeCache", "check_sha256", "sha256_of"]
 

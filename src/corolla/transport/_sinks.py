@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from corolla.core._codec import BufferLike
+from corolla.core import BufferLike
 
 __all__ = ["FileSink", "MemorySink", "Sink"]
 

@@ -1,0 +1,22 @@
+"""The link: the coordinator of a deployment (``corolla link``).
+
+- :class:`Link` owns the state and the blob directory and serves three gRPC services:
+  Fleet for nodes (``_fleet``), Control for people and tools (``_control``), and
+  ServerAppIo on loopback for the run processes it starts (``_serverappio``, ``_runs``).
+- The services share :class:`LinkResources`: the state, the blobs, the names clients
+  hold on blobs (``_names``), message contents (``_contents``), wake-ups (``_wakeups``),
+  the traffic meter (``_traffic``).
+- Blobs no run needs any more are deleted by collections (``_collection``); Prometheus
+  metrics are served by ``_metrics``.
+"""
+
+from ._link import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link, LinkStatus
+from ._resources import LinkResources
+
+__all__ = [
+    "DEFAULT_CONTROL_ADDRESS",
+    "DEFAULT_FLEET_ADDRESS",
+    "Link",
+    "LinkResources",
+    "LinkStatus",
+]

@@ -1,0 +1,172 @@
+"""The Control service (submit, list, show, stop runs; follow their events; list nodes)
+and RunArtifacts (download what a run produced), served on the link's control address."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+
+from corolla.core import ConfigError, ErrorCode, Event, MessageError
+from corolla.project import AppConfig, merge_run_config
+from corolla.state import RunStatus, RunStatusError
+from corolla.transport import (
+    ChunkAssembler,
+    control_pb2,
+    control_pb2_grpc,
+    event_to_proto,
+    fleet_pb2,
+    run_pb2,
+    serverappio_pb2_grpc,
+    user_config_from_proto,
+)
+
+from .._bundle import install_bundle
+from ._handlers import servicer_errors, stream_errors
+from ._names import USER_NAMER
+from ._payloads import serve_payload
+from ._records import node_to_proto, run_to_proto
+from ._resources import LinkResources
+from ._runs import RunProcesses
+from ._wakeups import events_key
+
+__all__ = ["ControlServicer", "RunArtifactsServicer"]
+
+_LIVENESS_S = 1.0
+
+
+class ControlServicer(control_pb2_grpc.ControlServicer):
+    """What people and tools call on the link."""
+
+    def __init__(self, shared: LinkResources, runs: RunProcesses) -> None:
+        self._shared = shared
+        self._runs = runs
+
+    def SubmitRun(
+        self,
+        request_iterator: Iterator[control_pb2.SubmitRunRequest],
+        context: grpc.ServicerContext,
+    ) -> control_pb2.SubmitRunResponse:
+        return self._submit(request_iterator, context)
+
+    @servicer_errors
+    def _submit(
+        self,
+        request_iterator: Iterator[control_pb2.SubmitRunRequest],
+        context: grpc.ServicerContext,
+    ) -> control_pb2.SubmitRunResponse:
+        shared = self._shared
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "spec":
+            raise MessageError("SubmitRun must start with a RunSpec")
+        spec = first.spec
+        # The bundle may be stored already: keep it from being collected meanwhile.
+        shared.names.mark_named([spec.bundle_sha256], USER_NAMER)
+        assembler: ChunkAssembler | None = None
+        for request in request_iterator:
+            if request.WhichOneof("part") != "bundle_chunk":
+                raise MessageError("SubmitRun carries one RunSpec, then bundle chunks")
+            if assembler is None:
+                assembler = ChunkAssembler(spec.bundle_sha256, spec.bundle_size)
+            assembler.add_chunk(request.bundle_chunk)
+        if assembler is not None:
+            shared.blobs.put_stream(
+                (assembler.finish(),), expected_hash=spec.bundle_sha256, verified=True
+            )
+        elif not shared.blobs.exists(spec.bundle_sha256):
+            raise _MissingBundleError(
+                f"the link holds no bundle {spec.bundle_sha256[:12]}; send it"
+            )
+        app_dir = install_bundle(
+            shared.blobs.open(spec.bundle_sha256), shared.apps_dir / spec.bundle_sha256
+        )
+        app = AppConfig.load(app_dir)
+        config = merge_run_config(app.config, user_config_from_proto(spec.run_config))
+        run = shared.state.create_run(spec.bundle_sha256, config)
+        shared.state.append_event(
+            Event("run.submit", run.run_id, data={"app": app.name, "bundle": spec.bundle_sha256})
+        )
+        self._runs.launch(run)
+        return control_pb2.SubmitRunResponse(
+            run=run_to_proto(shared, shared.state.get_run(run.run_id))
+        )
+
+    @servicer_errors
+    def ListRuns(
+        self, request: control_pb2.ListRunsRequest, context: grpc.ServicerContext
+    ) -> control_pb2.ListRunsResponse:
+        runs = reversed(self._shared.state.list_runs())
+        return control_pb2.ListRunsResponse(runs=[run_to_proto(self._shared, r) for r in runs])
+
+    @servicer_errors
+    def GetRun(
+        self, request: run_pb2.GetRunRequest, context: grpc.ServicerContext
+    ) -> run_pb2.GetRunResponse:
+        run = self._shared.state.get_run(request.run_id)
+        return run_pb2.GetRunResponse(run=run_to_proto(self._shared, run))
+
+    @servicer_errors
+    def StopRun(
+        self, request: control_pb2.StopRunRequest, context: grpc.ServicerContext
+    ) -> control_pb2.StopRunResponse:
+        state = self._shared.state
+        try:
+            state.update_run_status(
+                request.run_id, RunStatus.STOPPED, error=request.reason or "stopped by a user"
+            )
+        except RunStatusError:
+            if not state.get_run(request.run_id).status.ended:
+                raise
+        self._runs.stop(request.run_id)
+        self._shared.signals.notify([events_key(request.run_id)])
+        return control_pb2.StopRunResponse(
+            run=run_to_proto(self._shared, state.get_run(request.run_id))
+        )
+
+    @stream_errors
+    def StreamEvents(
+        self, request: control_pb2.StreamEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[run_pb2.RunEvent]:
+        shared = self._shared
+        run_id = request.run_id
+        shared.state.get_run(run_id)  # raises for an unknown run
+        after = request.after_sequence
+        key = events_key(run_id)
+        while context.is_active() and not shared.signals.closed:
+            seen = shared.signals.generation(key)
+            ended = shared.state.get_run(run_id).status.ended and not self._runs.is_active(run_id)
+            entries = shared.state.read_events(run_id, after=after)
+            for entry in entries:
+                after = entry.seq
+                yield event_to_proto(entry.event, entry.seq)
+                if entry.event.kind == "run.end" and request.follow:
+                    return
+            if not request.follow or (ended and not entries):
+                return
+            shared.signals.wait(key, seen, _LIVENESS_S)
+
+    @servicer_errors
+    def ListNodes(
+        self, request: control_pb2.ListNodesRequest, context: grpc.ServicerContext
+    ) -> control_pb2.ListNodesResponse:
+        nodes = self._shared.state.list_nodes()
+        return control_pb2.ListNodesResponse(nodes=[node_to_proto(n) for n in nodes])
+
+
+class RunArtifactsServicer(serverappio_pb2_grpc.RunArtifactsServicer):
+    """Serves stored payloads by hash (a run's result arrays) to Control clients."""
+
+    def __init__(self, shared: LinkResources) -> None:
+        self._shared = shared
+
+    @stream_errors
+    def PullArrays(  # type: ignore[override]  # serialized chunks (see _handlers)
+        self, request: fleet_pb2.PullArraysRequest, context: grpc.ServicerContext
+    ) -> Iterator[bytes]:
+        yield from serve_payload(self._shared.blobs, request.sha256, request.offset)
+
+
+class _MissingBundleError(ConfigError):
+    """A run was submitted without its bundle, which the link does not hold."""
+
+    code = ErrorCode.CONFLICT

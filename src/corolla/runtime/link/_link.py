@@ -1,0 +1,412 @@
+"""Link: the coordinator process of a deployment (``corolla link``).
+
+It owns the state (SQLite in WAL mode and a blob directory under its state directory),
+serves the Fleet API to nodes and the Control API to people and tools, runs each run's
+ServerApp in a child process that reaches it through a loopback ServerAppIo service,
+and sweeps the state periodically: nodes that missed their heartbeats go offline and
+messages past their TTL are answered with errors (the state does neither by itself).
+Started on the state of a link that died (SIGKILL, a crash), it relaunches the ServerApp
+of each run left running, which resumes from the run's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import sys
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+
+from corolla.core import ConfigError
+from corolla.state import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DirectoryBlobStore,
+    LinkState,
+    RunStatus,
+    SqliteLinkState,
+)
+from corolla.transport import (
+    CertificateFiles,
+    control_pb2_grpc,
+    fleet_pb2_grpc,
+    requires_tls,
+    server_credentials,
+    server_options,
+    serverappio_pb2_grpc,
+)
+from corolla.tuning import malloc_trim, return_freed_buffers
+
+from ._async_server import AsyncServer
+from ._collection import collect_ended_runs
+from ._control import ControlServicer, RunArtifactsServicer
+from ._fleet import FleetServicer
+from ._handlers import add_servicer
+from ._metrics import MetricsServer, split_http_address
+from ._resources import LinkResources
+from ._runs import RunProcesses
+from ._serverappio import ServerAppIoServicer
+
+__all__ = ["DEFAULT_CONTROL_ADDRESS", "DEFAULT_FLEET_ADDRESS", "Link", "LinkStatus"]
+
+_log = logging.getLogger("corolla.runtime.link")
+
+DEFAULT_FLEET_ADDRESS = "127.0.0.1:9092"
+DEFAULT_CONTROL_ADDRESS = "127.0.0.1:9093"
+
+#: Threads per synchronous gRPC server (Control, ServerAppIo): each open event or reply
+#: stream holds one.
+_MAX_WORKERS = 256
+#: Threads for the blocking work of the Fleet server's handlers (state transactions,
+#: blob writes). Its streams hold none, so this bounds the work in flight, not the
+#: nodes: a thousand nodes replying at once queue here, and their replies share commits.
+_FLEET_WORKERS = 32
+#: Threads writing uploads (PushArrays) to the blob store, each for as long as its
+#: client sends; more uploads at once wait for one.
+_FLEET_UPLOADS = 16
+_STOP_GRACE_S = 2.0
+#: Seconds without array transfers after which the link hands the free memory of its heaps
+#: back to the system. glibc keeps it for the next chunks (see ``_memory``), which a
+#: round needs again at once, but a link idle between runs need not hold hundreds of MB
+#: of them. While transfers go on, handing memory back would cost its faulting in again.
+IDLE_TRIM_S = 10.0
+
+
+class LinkStatus(enum.Enum):
+    """Where a :class:`Link` is in its life: created -> running -> stopped."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class Link:
+    """A link serving on ``fleet_address`` (nodes) and ``control_address`` (users).
+
+    Parameters
+    ----------
+    state_dir
+        Holds ``state.db`` and ``blobs/``, created if missing; reuse it to keep nodes
+        and runs across restarts.
+    certificates
+        A directory written by :func:`corolla.transport.generate_certificates`; the link
+        serves TLS with its ``link.pem`` and ``link.key`` (on loopback too). The
+        ServerAppIo service of the run processes stays on loopback, without TLS.
+    insecure
+        Serve without TLS even off loopback.
+    metrics_address
+        Where to serve Prometheus metrics (``HOST:PORT``, see ``_metrics``); none if None.
+        Over HTTPS when the link has ``certificates``.
+    heartbeat_interval
+        Seconds between the heartbeats nodes are told to send.
+    sweep_interval
+        Seconds between sweeps for silent nodes and expired messages.
+
+    Raises
+    ------
+    ConfigError
+        If an address beyond loopback has neither certificates nor ``insecure``.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        fleet_address: str = DEFAULT_FLEET_ADDRESS,
+        control_address: str = DEFAULT_CONTROL_ADDRESS,
+        certificates: str | os.PathLike[str] | None = None,
+        insecure: bool = False,
+        metrics_address: str | None = None,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        sweep_interval: float = 1.0,
+        python: str = sys.executable,
+    ) -> None:
+        addresses = [fleet_address, control_address]
+        if metrics_address is not None:
+            split_http_address(metrics_address)  # refused here, before anything starts
+            addresses.append(metrics_address)
+        for address in addresses:
+            if requires_tls(address) and certificates is None and not insecure:
+                raise ConfigError(
+                    f"{address} is reachable beyond this machine: give --certificates DIR "
+                    "(see `corolla certs`) or --insecure"
+                )
+        self.state_dir = Path(state_dir).resolve()
+        self._fleet_address = fleet_address
+        self._control_address = control_address
+        self._metrics_address = metrics_address
+        self._metrics: MetricsServer | None = None
+        self._certificates = None if certificates is None else CertificateFiles(Path(certificates))
+        self._heartbeat_interval = heartbeat_interval
+        self._sweep_interval = sweep_interval
+        self._python = python
+        self._status = LinkStatus.CREATED
+        self._stopped = threading.Event()
+        self._servers: list[grpc.Server] = []
+        self._fleet: AsyncServer | None = None
+        self._sweeper: threading.Thread | None = None
+        self._shared: LinkResources | None = None
+        self._runs: RunProcesses | None = None
+        self._appio_address = ""
+        self.fleet_port = 0
+        self.control_port = 0
+
+    @property
+    def status(self) -> LinkStatus:
+        return self._status
+
+    @property
+    def fleet_address(self) -> str:
+        """The address nodes connect to (with the port actually bound)."""
+        return f"{self._fleet_address.rpartition(':')[0]}:{self.fleet_port}"
+
+    @property
+    def control_address(self) -> str:
+        """The address Control clients connect to (with the port actually bound)."""
+        return f"{self._control_address.rpartition(':')[0]}:{self.control_port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where Prometheus reads the metrics (with the port actually bound); None if the
+        link serves none."""
+        return None if self._metrics is None else self._metrics.url
+
+    def _bind(self, server: grpc.Server | grpc.aio.Server, address: str) -> int:
+        if self._certificates is not None:
+            credentials = server_credentials(
+                self._certificates.link_certificate, self._certificates.link_key
+            )
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+        if port == 0:
+            raise ConfigError(f"cannot listen on {address}")
+        return port
+
+    def start(self) -> Link:
+        """Open the state, start serving and sweeping; returns self.
+
+        Raises
+        ------
+        ConfigError
+            If the link was started before or an address cannot be bound.
+        StorageError
+            If the state cannot be opened.
+        """
+        if self._status is not LinkStatus.CREATED:
+            raise ConfigError(f"a link is started once; this one is {self._status.value}")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return_freed_buffers()
+        state = SqliteLinkState(self.state_dir / "state.db")
+        try:
+            shared = LinkResources.create(
+                state,
+                DirectoryBlobStore(self.state_dir / "blobs"),
+                self.state_dir / "apps",
+                self._heartbeat_interval,
+            )
+            self._shared = shared
+            self._runs = runs = RunProcesses(shared, python=self._python)
+            self._fail_unlaunched_runs()
+            self._fleet = fleet = AsyncServer(
+                "corolla-fleet", server_options(), _FLEET_WORKERS, _FLEET_UPLOADS
+            )
+            fleet.run(
+                lambda: add_servicer(
+                    fleet_pb2_grpc.add_FleetServicer_to_server,
+                    FleetServicer(shared, fleet.executor, fleet.stream_executor),
+                    fleet.server,
+                )
+            )
+            control = grpc.server(
+                futures.ThreadPoolExecutor(_MAX_WORKERS, "corolla-control"),
+                options=server_options(),
+            )
+            add_servicer(
+                control_pb2_grpc.add_ControlServicer_to_server,
+                ControlServicer(shared, runs),
+                control,
+            )
+            add_servicer(
+                serverappio_pb2_grpc.add_RunArtifactsServicer_to_server,
+                RunArtifactsServicer(shared),
+                control,
+            )
+            appio = grpc.server(
+                futures.ThreadPoolExecutor(_MAX_WORKERS, "corolla-appio"), options=server_options()
+            )
+            add_servicer(
+                serverappio_pb2_grpc.add_ServerAppIoServicer_to_server,
+                ServerAppIoServicer(shared, runs),
+                appio,
+            )
+            self._servers = [control, appio]
+            self.fleet_port = fleet.run(lambda: self._bind(fleet.server, self._fleet_address))
+            self.control_port = self._bind(control, self._control_address)
+            appio_port = appio.add_insecure_port("127.0.0.1:0")
+            self._appio_address = f"127.0.0.1:{appio_port}"
+            runs.set_address(self._appio_address)
+            if self._metrics_address is not None:
+                self._metrics = MetricsServer(shared, self._metrics_address, self._certificates)
+            fleet.start()
+            for server in self._servers:
+                server.start()
+            self._resume_orphaned_runs()
+        except BaseException:
+            if self._runs is not None:
+                self._runs.close()
+            if self._fleet is not None:
+                self._fleet.stop(0)
+            for server in self._servers:
+                server.stop(None)
+            if self._metrics is not None:
+                self._metrics.stop()
+            state.close()
+            self._status = LinkStatus.STOPPED
+            raise
+        self._sweeper = threading.Thread(target=self._sweep, name="corolla-sweep", daemon=True)
+        self._sweeper.start()
+        self._status = LinkStatus.RUNNING
+        _log.info(
+            "link serving fleet on %s, control on %s", self.fleet_address, self.control_address
+        )
+        return self
+
+    def _fail_unlaunched_runs(self) -> None:
+        # A run left pending by an earlier link process was never answered to its
+        # submitter; it ends here.
+        assert self._shared is not None
+        state = self._shared.state
+        for run in state.list_runs(status=RunStatus.PENDING):
+            state.update_run_status(
+                run.run_id, RunStatus.FAILED, error="the link restarted before the run started"
+            )
+
+    def _resume_orphaned_runs(self) -> None:
+        # A run whose ServerApp belonged to an earlier link process (killed, crashed) gets
+        # a new one, which goes on from the run's last checkpoint.
+        assert self._shared is not None and self._runs is not None
+        state = self._shared.state
+        for status in (RunStatus.STARTING, RunStatus.RUNNING):
+            for run in state.list_runs(status=status):
+                _log.info("resuming run %d from its last checkpoint", run.run_id)
+                # The dead ServerApp's messages still waiting for nodes would make them
+                # train for nobody: the new ServerApp sends its own from the checkpoint.
+                abandoned = state.abandon_run_messages(
+                    run.run_id, f"run {run.run_id}'s ServerApp restarted with the link"
+                )
+                if abandoned:
+                    _log.info("run %d: %d earlier messages abandoned", run.run_id, len(abandoned))
+                self._runs.resume(run)
+
+    def _sweep(self) -> None:
+        assert self._shared is not None
+        shared = self._shared
+        try:  # what ended runs left when an earlier link process stopped
+            collected = collect_ended_runs(shared, self._stopped)
+            if collected.blobs or collected.reply_contents:
+                _log.info("collected ended runs: %s", collected)
+        except Exception:
+            _log.warning("collecting ended runs failed", exc_info=True)
+        trimmed_after: float | None = None  # the end of the transfers last trimmed after
+        while not self._stopped.wait(self._sweep_interval):
+            idle_since = shared.traffic.idle_since()
+            if (
+                idle_since is not None
+                and idle_since != trimmed_after
+                and time.monotonic() - idle_since >= IDLE_TRIM_S
+            ):
+                malloc_trim()
+                trimmed_after = idle_since
+            try:
+                offline = shared.state.mark_stale_nodes_offline()
+                expired = shared.state.expire_messages()
+            except Exception:
+                _log.warning("state sweep failed", exc_info=True)
+                continue
+            if offline or expired:
+                _log.info("sweep: nodes offline %s, %d messages expired", offline, len(expired))
+                # Error replies were stored for runs we cannot name cheaply: wake them all.
+                shared.signals.notify_all()
+
+    @property
+    def state(self) -> LinkState:
+        """The link's state store (while running).
+
+        Raises
+        ------
+        ConfigError
+            If the link is not running.
+        """
+        return self._running().state
+
+    @property
+    def serverappio_address(self) -> str:
+        """The loopback address where ServerApp processes reach the link."""
+        self._running()
+        return self._appio_address
+
+    def issue_run_secret(self, run_id: int) -> str:
+        """A secret with which a :class:`GrpcGrid` serves run ``run_id`` from outside the
+        link's own run processes (an embedded ServerApp, a benchmark, a test).
+
+        Raises
+        ------
+        ConfigError
+            If the link is not running.
+        """
+        self._running()
+        assert self._runs is not None
+        return self._runs.issue_secret(run_id)
+
+    def _running(self) -> LinkResources:
+        if self._status is not LinkStatus.RUNNING or self._shared is None:
+            raise ConfigError(f"the link is {self._status.value}, not running")
+        return self._shared
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the link is stopped (or ``timeout``); True if it stopped."""
+        return self._stopped.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop serving, end the run processes, join the threads, close the state.
+
+        Idempotent.
+        """
+        if self._status is LinkStatus.STOPPED:
+            return
+        self._status = LinkStatus.STOPPED
+        self._stopped.set()
+        if self._shared is not None:
+            self._shared.signals.close()
+        events = [server.stop(_STOP_GRACE_S) for server in self._servers]
+        if self._fleet is not None:
+            self._fleet.stop(_STOP_GRACE_S)
+        if self._runs is not None:
+            self._runs.close()
+        for event in events:
+            event.wait(_STOP_GRACE_S * 2)
+        if self._sweeper is not None:
+            self._sweeper.join()
+        if self._metrics is not None:
+            self._metrics.stop()
+        if self._shared is not None:
+            self._shared.state.close()
+
+    def __enter__(self) -> Link:
+        if self._status is LinkStatus.CREATED:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

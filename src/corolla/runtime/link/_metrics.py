@@ -1,0 +1,144 @@
+"""The link's Prometheus endpoint: ``corolla link --metrics-address HOST:PORT``.
+
+Served over HTTP (HTTPS with the link's certificate when it has one) at ``/metrics`` by
+``prometheus_client``. Each scrape reads the link's state and traffic meter at that
+moment:
+
+- ``corolla_link_array_bytes_total{direction}``: array data moved (see ``_traffic``);
+- ``corolla_link_array_transfer_seconds_total{direction}``: seconds at least one
+  transfer that way was in flight; a rate of the first over a rate of the second is the
+  link's throughput that way while it moves arrays;
+- ``corolla_link_array_transfers_total{direction}``: array streams opened;
+- ``corolla_link_nodes{status}``: registered nodes, online and offline;
+- ``corolla_link_runs{status}``: runs by status.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from corolla.core import ConfigError
+from corolla.state import RunStatus
+from corolla.transport import CertificateFiles
+
+from ._resources import LinkResources
+
+__all__ = ["LinkCollector", "MetricsServer", "split_http_address"]
+
+_log = logging.getLogger("corolla.link")
+
+
+class LinkCollector(Collector):
+    """The metrics of the module docstring, read from ``shared`` at each scrape."""
+
+    def __init__(self, shared: LinkResources) -> None:
+        self._shared = shared
+
+    def collect(self) -> Iterator[Metric]:
+        moved = CounterMetricFamily(
+            "corolla_link_array_bytes",
+            "Bytes of array data the link moved, by direction",
+            labels=["direction"],
+        )
+        busy = CounterMetricFamily(
+            "corolla_link_array_transfer_seconds",
+            "Seconds during which at least one array transfer was in flight, by direction",
+            labels=["direction"],
+        )
+        transfers = CounterMetricFamily(
+            "corolla_link_array_transfers",
+            "Array transfers (streams) begun, by direction",
+            labels=["direction"],
+        )
+        for traffic in self._shared.traffic.totals():
+            moved.add_metric([traffic.direction], traffic.bytes)
+            busy.add_metric([traffic.direction], traffic.busy_s)
+            transfers.add_metric([traffic.direction], traffic.transfers)
+        yield from (moved, busy, transfers)
+        state = self._shared.state
+        nodes = state.list_nodes()
+        online = sum(1 for node in nodes if node.online)
+        gauge = GaugeMetricFamily(
+            "corolla_link_nodes", "Nodes registered with the link, by status", labels=["status"]
+        )
+        gauge.add_metric(["online"], online)
+        gauge.add_metric(["offline"], len(nodes) - online)
+        yield gauge
+        runs = collections.Counter(run.status for run in state.list_runs())
+        gauge = GaugeMetricFamily("corolla_link_runs", "Runs, by status", labels=["status"])
+        for run_status in RunStatus:
+            gauge.add_metric([run_status.value], runs[run_status])
+        yield gauge
+
+
+def split_http_address(address: str) -> tuple[str, int]:
+    """``(host, port)`` of ``HOST:PORT`` (``[IPv6]:PORT`` for IPv6).
+
+    Raises
+    ------
+    ConfigError
+        If ``address`` has no port, or the port is not a number from 0 to 65535.
+    """
+    host, colon, port = address.strip().rpartition(":")
+    if not colon or not host:
+        raise ConfigError(f"metrics address {address!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"metrics address {address!r} has no port number from 0 to 65535")
+    return host, int(port)
+
+
+class MetricsServer:
+    """``/metrics`` of ``shared`` served on ``address`` from a thread, until :meth:`stop`.
+
+    With ``certificates``, over HTTPS with the link's certificate and key.
+
+    Raises
+    ------
+    ConfigError
+        If ``address`` is malformed or cannot be bound.
+    """
+
+    def __init__(
+        self, shared: LinkResources, address: str, certificates: CertificateFiles | None
+    ) -> None:
+        host, port = split_http_address(address)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(LinkCollector(shared))
+        certfile = keyfile = None
+        if certificates is not None:
+            certfile, keyfile = str(certificates.link_certificate), str(certificates.link_key)
+        try:
+            server, thread = start_http_server(
+                port, host, registry=registry, certfile=certfile, keyfile=keyfile
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics on {address}: {exc}") from exc
+        self._server: WSGIServer = server
+        self._thread: threading.Thread = thread
+        self.scheme = "https" if certificates is not None else "http"
+        self.port = int(server.server_address[1])
+        self.host = host
+        _log.info("metrics at %s://%s:%d/metrics", self.scheme, host, self.port)
+
+    @property
+    def url(self) -> str:
+        """Where the metrics are read, with the port actually bound."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}/metrics"
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; idempotent."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()

@@ -1,0 +1,78 @@
+"""State records (runs, nodes) as their ``corolla.v1`` protobuf messages."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from corolla.core import CorollaError
+from corolla.project import AppConfig
+from corolla.state import NodeInfo, RunInfo, RunStatus
+from corolla.transport import control_pb2, run_pb2, user_config_to_proto
+
+from ._resources import LinkResources
+
+__all__ = ["app_name", "node_to_proto", "run_to_proto", "status_from_proto"]
+
+_STATUS = {
+    RunStatus.PENDING: run_pb2.RUN_STATUS_PENDING,
+    RunStatus.STARTING: run_pb2.RUN_STATUS_PENDING,
+    RunStatus.RUNNING: run_pb2.RUN_STATUS_RUNNING,
+    RunStatus.FINISHED: run_pb2.RUN_STATUS_FINISHED,
+    RunStatus.FAILED: run_pb2.RUN_STATUS_FAILED,
+    RunStatus.STOPPED: run_pb2.RUN_STATUS_STOPPED,
+}
+
+_FROM_PROTO = {
+    run_pb2.RUN_STATUS_PENDING: RunStatus.PENDING,
+    run_pb2.RUN_STATUS_RUNNING: RunStatus.RUNNING,
+    run_pb2.RUN_STATUS_FINISHED: RunStatus.FINISHED,
+    run_pb2.RUN_STATUS_FAILED: RunStatus.FAILED,
+    run_pb2.RUN_STATUS_STOPPED: RunStatus.STOPPED,
+}
+
+
+def status_from_proto(status: int) -> RunStatus:
+    """The state's status for a wire status (unspecified reads as pending)."""
+    for wire, ours in _FROM_PROTO.items():
+        if wire == status:
+            return ours
+    return RunStatus.PENDING
+
+
+@functools.lru_cache(maxsize=256)
+def app_name(app_dir: Path) -> str:
+    """The name an installed bundle's pyproject.toml declares ("" if unreadable)."""
+    try:
+        return AppConfig.load(app_dir).name
+    except CorollaError:
+        return ""
+
+
+def run_to_proto(shared: LinkResources, run: RunInfo) -> run_pb2.Run:
+    """A run as the wire describes it."""
+    blobs = shared.blobs
+    return run_pb2.Run(
+        run_id=run.run_id,
+        app_name=app_name(shared.apps_dir / run.bundle_hash),
+        bundle_sha256=run.bundle_hash,
+        bundle_size=blobs.size(run.bundle_hash) if blobs.exists(run.bundle_hash) else 0,
+        run_config=user_config_to_proto(run.run_config),
+        status=_STATUS[run.status],
+        status_reason=run.error or "",
+        created_at=run.created_at,
+        started_at=run.started_at or 0.0,
+        finished_at=run.ended_at or 0.0,
+    )
+
+
+def node_to_proto(node: NodeInfo) -> control_pb2.Node:
+    """A node as ``Control.ListNodes`` describes it."""
+    return control_pb2.Node(
+        node_id=node.node_id,
+        status=control_pb2.NODE_STATUS_ONLINE if node.online else control_pb2.NODE_STATUS_OFFLINE,
+        attributes=user_config_to_proto(dict(node.attributes)),
+        node_config=user_config_to_proto(node.node_config),
+        registered_at=node.registered_at,
+        last_heartbeat_at=node.last_heartbeat,
+    )

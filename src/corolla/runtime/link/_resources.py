@@ -1,0 +1,64 @@
+"""What the link's services share: its state, blobs, wake-ups, traffic meter and the
+objects built on them."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from corolla.state import BlobStore, LinkState
+
+from ._contents import MessageContents
+from ._names import NamedBlobs
+from ._replaced import ReplacedCheckpoints
+from ._traffic import TrafficMeter
+from ._wakeups import Signals
+
+__all__ = ["LinkResources"]
+
+
+@dataclasses.dataclass
+class LinkResources:
+    """The link's state and blobs, and what its Fleet, Control and ServerAppIo services
+    and its collections build on them.
+
+    Build one with :meth:`create`.
+    """
+
+    state: LinkState
+    blobs: BlobStore
+    signals: Signals
+    apps_dir: Path
+    heartbeat_interval: float
+    #: The array bytes the services move each way (see ``_traffic``).
+    traffic: TrafficMeter
+    #: The names clients hold on blobs (see ``_names``).
+    names: NamedBlobs
+    #: Message contents in and out (see ``_contents``).
+    contents: MessageContents
+    #: Checkpoint records replaced by newer ones, to collect.
+    replaced: ReplacedCheckpoints
+
+    @classmethod
+    def create(
+        cls,
+        state: LinkState,
+        blobs: BlobStore,
+        apps_dir: Path,
+        heartbeat_interval: float,
+        *,
+        signals: Signals | None = None,
+        traffic: TrafficMeter | None = None,
+    ) -> LinkResources:
+        names = NamedBlobs(blobs)
+        return cls(
+            state=state,
+            blobs=blobs,
+            signals=signals or Signals(),
+            apps_dir=apps_dir,
+            heartbeat_interval=heartbeat_interval,
+            traffic=traffic or TrafficMeter(),
+            names=names,
+            contents=MessageContents(blobs, names),
+            replaced=ReplacedCheckpoints(),
+        )

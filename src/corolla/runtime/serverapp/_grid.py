@@ -1,0 +1,352 @@
+"""GrpcGrid: the Grid a ServerApp sees in deployment, talking to its link over gRPC.
+
+The ServerApp runs in a child process of the link. Sending a batch encodes each distinct
+array once (the round's global model is one payload whatever the number of nodes),
+uploads only what the link lacks, then stores the messages; the link pushes them to the
+nodes at once. Replies stream back as the link stores them, and the arrays they carry
+are downloaded as they are needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from corolla.core import ArrayRecord, CodecError, Event, Message, RecordDict, UserConfigValue
+from corolla.server import Grid, History
+from corolla.state import DirectoryBlobStore, MemoryBlobStore
+from corolla.transport import (
+    EncodeCache,
+    EncodedArray,
+    array_entries,
+    bearer_metadata,
+    event_to_proto,
+    iter_rpc,
+    message_from_proto,
+    message_pb2,
+    message_to_proto,
+    record_dict_from_proto,
+    record_dict_to_proto,
+    records_pb2,
+    serverappio_pb2,
+    serverappio_pb2_grpc,
+    sha256_of,
+    translate_rpc_errors,
+    user_config_from_proto,
+)
+
+from .._payloads import (
+    ArrayCache,
+    pull_payload,
+    push_missing,
+    with_chunk_frames,
+)
+from ._prefetch import prefetched
+
+__all__ = ["GrpcGrid", "result_event_data"]
+
+_log = logging.getLogger("corolla.runtime.grid")
+
+#: Least seconds between two progress events of one batch of replies (the last reply of
+#: a batch always has one).
+_PROGRESS_INTERVAL_S = 1.0
+
+
+def result_event_data(
+    arrays: ArrayRecord, history: History | None
+) -> tuple[dict[str, Any], dict[str, EncodedArray]]:
+    """The JSON form of a ``run.result`` event: array references and the history dict,
+    plus the encoded arrays to upload."""
+    refs = []
+    payloads: dict[str, EncodedArray] = {}
+    for name, array in arrays.items():
+        encoded = EncodedArray.from_array(array)
+        payloads[encoded.sha256] = encoded
+        refs.append({"name": name, "sha256": encoded.sha256, "size": encoded.size})
+    data: dict[str, Any] = {"arrays": refs}
+    if history is not None:
+        data["history"] = history.to_dict()
+    return data, payloads
+
+
+def _arrays_size(message: message_pb2.Message) -> int:
+    return sum(e.encoded_size for e in array_entries(message).values())
+
+
+def _log_refused_release(count: int, call: grpc.Future[Any]) -> None:
+    error = call.exception()
+    if error is None or (
+        isinstance(error, grpc.Call) and error.code() is grpc.StatusCode.CANCELLED
+    ):
+        return  # released, or the process is ending
+    details = error.details() if isinstance(error, grpc.Call) else str(error)
+    _log.warning("could not release %d messages: %s", count, details)
+
+
+class GrpcGrid(Grid):
+    """The nodes of run ``run_id``, reached through the link's ServerAppIo service.
+
+    Parameters
+    ----------
+    channel
+        A channel to the link's ServerAppIo address.
+    run_id
+        The run this grid serves.
+    secret
+        The run's secret, which the link gave the process.
+    link_blobs
+        The link's blob directory, where a ServerApp the link started reads the arrays
+        of replies in place (see ``ArrayCache``); None downloads them all.
+
+    The grid is a node directory for selection policies (``corolla.strategy``'s
+    ``grid_attributes`` and ``grid_last_seen``): each :meth:`node_ids` call also fetches
+    the online nodes' attributes (``corolla node --attributes``) and last heartbeat times,
+    which :meth:`node_attributes` and :meth:`node_last_seen` answer from.
+
+    As in a simulation, a message's reply is received once: at the end of each
+    :meth:`receive`, the grid releases the messages whose replies it yielded, and the link
+    deletes what only they named (a later :meth:`receive` of them is refused).
+    """
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        run_id: int,
+        secret: str,
+        link_blobs: str | os.PathLike[str] | None = None,
+    ) -> None:
+        stub = serverappio_pb2_grpc.ServerAppIoStub(channel)
+        self._stub = with_chunk_frames(stub, channel, "ServerAppIo")
+        self._run_id = run_id
+        self._metadata = bearer_metadata(secret)
+        self._local = None if link_blobs is None else DirectoryBlobStore(link_blobs)
+        self._arrays = self._array_cache()
+        self._phases: dict[str, str] = {}
+        # The arrays a checkpoint just encoded are, most often, the next round's global
+        # model: the next send takes them from here instead of hashing them again.
+        self._encoded: EncodeCache | None = None
+        # What the last node_ids() call learnt about each online node.
+        self._directory: dict[int, serverappio_pb2.NodeSummary] = {}
+
+    @property
+    def run_id(self) -> int:
+        return self._run_id
+
+    def node_ids(self) -> list[int]:
+        with translate_rpc_errors():
+            response = self._stub.GetNodes(
+                serverappio_pb2.GetNodesRequest(), metadata=self._metadata
+            )
+        self._directory = {node.node_id: node for node in response.nodes}
+        return sorted(response.node_ids)
+
+    def _summary(self, node_id: int) -> serverappio_pb2.NodeSummary | None:
+        if node_id not in self._directory:
+            self.node_ids()
+        return self._directory.get(node_id)
+
+    def node_attributes(self, node_id: int) -> dict[str, UserConfigValue]:
+        """The attributes node ``node_id`` advertised; empty for a node not online."""
+        summary = self._summary(node_id)
+        return {} if summary is None else user_config_from_proto(summary.attributes)
+
+    def node_last_seen(self, node_id: int) -> float | None:
+        """When the link last heard from node ``node_id`` (``time.time()`` seconds), or
+        None for a node not online."""
+        summary = self._summary(node_id)
+        return None if summary is None else summary.last_heartbeat_at
+
+    def send(self, messages: Iterable[Message]) -> list[str]:
+        cache = self._encoded if self._encoded is not None else EncodeCache()
+        self._encoded = None
+        protos = []
+        payloads: dict[str, EncodedArray] = {}
+        for message in messages:
+            stamped = message.with_metadata(run_id=self._run_id, src_node_id=0)
+            proto, arrays = message_to_proto(stamped, cache)
+            payloads.update(arrays)
+            protos.append(proto)
+        if not protos:
+            return []
+        push_missing(self._stub.StatArrays, self._stub.PushArrays, payloads, self._metadata)
+        with translate_rpc_errors():
+            response = self._stub.PushMessages(
+                serverappio_pb2.PushMessagesRequest(messages=protos), metadata=self._metadata
+            )
+        ids = list(response.message_ids)
+        for message_id, proto in zip(ids, protos):
+            self._phases[message_id] = proto.metadata.message_type
+        return ids
+
+    def receive(
+        self, message_ids: Iterable[str], timeout: float | None = None
+    ) -> Iterator[Message]:
+        ids = list(message_ids)
+        if not ids:
+            return
+        phase = self._phases.get(ids[0], "")
+        request = serverappio_pb2.PullRepliesRequest(message_ids=ids, timeout=timeout or 0.0)
+        call = self._stub.PullReplies(request, metadata=self._metadata)
+        protos = (proto for response in iter_rpc(call) for proto in response.messages)
+        replies = prefetched(protos, self._fetch_arrays, _arrays_size, call.cancel)
+        received: list[str] = []
+        try:
+            reported = time.monotonic()
+            previous: set[str] = set()
+            for done, proto in enumerate(replies, start=1):
+                held = set(array_entries(proto))
+                # The previous reply was folded when the caller asked for this one: keep
+                # only what this one shares with it (often the same update from many nodes).
+                for sha256 in previous - held:
+                    self._arrays.blobs.delete(sha256)
+                previous = held
+                self._fetch_arrays(proto)  # again, in case the line above dropped a shared one
+                reply = message_from_proto(proto, self._arrays)
+                self._phases.pop(reply.metadata.reply_to_message_id, None)
+                # A progress event is a durable write on the link: one a second at most, not
+                # one a reply, which for a thousand nodes would be a thousand commits a round.
+                if done == len(ids) or time.monotonic() - reported >= _PROGRESS_INTERVAL_S:
+                    reported = time.monotonic()
+                    self.emit(
+                        Event(
+                            "progress",
+                            self._run_id,
+                            data={"done": done, "total": len(ids), "phase": phase},
+                        )
+                    )
+                received.append(reply.metadata.reply_to_message_id)
+                yield reply
+        finally:
+            replies.close()
+            self._release(received)
+        self._forget_arrays()
+
+    def _release(self, message_ids: list[str]) -> None:
+        """Tell the link these messages' replies were received, so it may delete what only
+        they named. The call is not waited for: the link's commit stays off the round's
+        path, and a failure costs only disk until the run ends (it is logged)."""
+        if not message_ids:
+            return
+        request = serverappio_pb2.ReleaseMessagesRequest(message_ids=message_ids)
+        future = self._stub.ReleaseMessages.future(request, metadata=self._metadata)
+        future.add_done_callback(functools.partial(_log_refused_release, len(message_ids)))
+
+    def _fetch_arrays(self, proto: message_pb2.Message) -> None:
+        self._arrays.fetch({h: e.encoded_size for h, e in array_entries(proto).items()})
+
+    def _forget_arrays(self) -> None:
+        # Replies' arrays are folded as they arrive; keep none beyond the batch.
+        self._arrays = self._array_cache()
+
+    def _array_cache(self) -> ArrayCache:
+        return ArrayCache(MemoryBlobStore(), self._stub.PullArrays, self._metadata, self._local)
+
+    def emit(self, event: Event) -> None:
+        if event.kind == "run.result":
+            arrays = event.data.get("arrays")
+            history = event.data.get("history")
+            if isinstance(arrays, ArrayRecord):
+                data, payloads = result_event_data(
+                    arrays, history if isinstance(history, History) else None
+                )
+                push_missing(self._stub.StatArrays, self._stub.PushArrays, payloads, self._metadata)
+                event = Event(
+                    event.kind, self._run_id, event.round, event.node_id, data, event.time
+                )
+        proto = event_to_proto(event, 0)
+        with translate_rpc_errors():
+            self._stub.EmitEvents(
+                serverappio_pb2.EmitEventsRequest(events=[proto]), metadata=self._metadata
+            )
+
+    def save_checkpoint(self, server_round: int, data: bytes) -> str:
+        """Store ``data`` durably as the run's latest checkpoint; return its hash.
+
+        Raises
+        ------
+        CorollaError
+            If the link refuses it (an older round than the saved one) or is unreachable.
+        """
+        digest = sha256_of(data)
+        push_missing(self._stub.StatArrays, self._stub.PushArrays, {digest: data}, self._metadata)
+        request = serverappio_pb2.SaveCheckpointRequest(round=server_round, sha256=digest)
+        with translate_rpc_errors():
+            self._stub.SaveCheckpoint(request, metadata=self._metadata)
+        return digest
+
+    def load_checkpoint(self) -> tuple[int, memoryview] | None:
+        """The run's latest checkpoint as ``(round, data)``, or None if it has none.
+
+        Raises
+        ------
+        CorollaError
+            If the link is unreachable or the payload does not verify.
+        """
+        with translate_rpc_errors():
+            found = self._stub.LoadCheckpoint(
+                serverappio_pb2.LoadCheckpointRequest(), metadata=self._metadata
+            )
+        if not found.found:
+            return None
+        return found.round, pull_payload(
+            self._stub.PullArrays, found.sha256, found.size, self._metadata
+        )
+
+    @property
+    def keeps_checkpoints(self) -> bool:
+        return True
+
+    def store_checkpoint(self, server_round: int, content: RecordDict) -> bool:
+        """Keep ``content`` on the link as the run's checkpoint: its arrays as blobs (those
+        the link holds already, such as the round's global model, are not sent again),
+        then the record that names them.
+
+        Raises
+        ------
+        CorollaError
+            If the link refuses it (an older round than the saved one) or is unreachable.
+        """
+        cache = EncodeCache()
+        proto, payloads = record_dict_to_proto(content, cache)
+        push_missing(self._stub.StatArrays, self._stub.PushArrays, payloads, self._metadata)
+        self.save_checkpoint(server_round, proto.SerializeToString(deterministic=True))
+        self._encoded = cache
+        return True
+
+    def restore_checkpoint(self) -> tuple[int, RecordDict] | None:
+        """The checkpoint :meth:`store_checkpoint` kept last, or None.
+
+        Raises
+        ------
+        CorollaError
+            If the link is unreachable or a payload does not verify.
+        """
+        found = self.load_checkpoint()
+        if found is None:
+            return None
+        server_round, data = found
+        proto = records_pb2.RecordDict()
+        try:
+            proto.ParseFromString(bytes(data))
+        except DecodeError as exc:
+            raise CodecError(f"the run's checkpoint does not parse: {exc}") from exc
+        arrays = ArrayCache(MemoryBlobStore(), self._stub.PullArrays, self._metadata)
+        arrays.fetch({h: e.encoded_size for h, e in array_entries(proto).items()})
+        return server_round, record_dict_from_proto(proto, arrays)
+
+    def wait_for_nodes(self, min_nodes: int, timeout: float | None = None) -> list[int]:
+        started = time.monotonic()
+        ids = super().wait_for_nodes(min_nodes, timeout)
+        waited = time.monotonic() - started
+        if waited > 1.0:
+            self.emit(
+                Event("nodes.ready", self._run_id, data={"nodes": len(ids), "waited_s": waited})
+            )
+        return ids

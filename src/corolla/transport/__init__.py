@@ -23,6 +23,15 @@ This layer knows gRPC and protobuf but no server or node logic; ``corolla link``
   :func:`channel_credentials`, :func:`requires_tls`, bearer-token metadata.
 """
 
+from ._array_entries import (
+    INLINE_ARRAY_BYTES,
+    ArrayResolver,
+    array_entries,
+    check_array_entry,
+    embed_arrays,
+    inline_array,
+    inline_size,
+)
 from ._auth import AUTHORIZATION_KEY, bearer_metadata, bearer_token
 from ._chunks import (
     DEFAULT_CHUNK_SIZE,
@@ -32,25 +41,6 @@ from ._chunks import (
     chunk_messages,
     iter_chunks,
     read_chunks,
-)
-from ._convert import (
-    INLINE_ARRAY_BYTES,
-    ArrayResolver,
-    array_entries,
-    check_array_entry,
-    embed_arrays,
-    event_from_proto,
-    event_to_proto,
-    inline_array,
-    inline_size,
-    message_from_proto,
-    message_to_proto,
-    metadata_from_proto,
-    metadata_to_proto,
-    record_dict_from_proto,
-    record_dict_to_proto,
-    user_config_from_proto,
-    user_config_to_proto,
 )
 from ._encoded import EncodeCache, EncodedArray, check_sha256, sha256_of
 from ._errors import (
@@ -63,7 +53,9 @@ from ._errors import (
     status_for,
     translate_rpc_errors,
 )
+from ._events import event_from_proto, event_to_proto
 from ._framing import ChunkView, chunk_frame, length_delimited, parse_chunk, serialized_message
+from ._messages import message_from_proto, message_to_proto, metadata_from_proto, metadata_to_proto
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, channel_options, server_options
 from ._proto import (
     control_pb2,
@@ -77,6 +69,7 @@ from ._proto import (
     serverappio_pb2_grpc,
     transfer_pb2,
 )
+from ._records import record_dict_from_proto, record_dict_to_proto
 from ._sinks import FileSink, MemorySink, Sink
 from ._tls import (
     CertificateFiles,
@@ -85,6 +78,7 @@ from ._tls import (
     requires_tls,
     server_credentials,
 )
+from ._user_config import user_config_from_proto, user_config_to_proto
 
 __all__ = [
     "AUTHORIZATION_KEY",

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from corolla.runtime import Link
+from corolla.runtime import Link, LinkLimits
 from corolla.transport import channel_options, fleet_pb2_grpc
 
 
@@ -18,7 +18,7 @@ def link(tmp_path: Path) -> Iterator[Link]:
         tmp_path / "link",
         fleet_address="127.0.0.1:0",
         control_address="127.0.0.1:0",
-        sweep_interval=0.05,
+        limits=LinkLimits(sweep_interval=0.05),
     ) as running:
         yield running
 

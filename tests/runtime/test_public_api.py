@@ -9,13 +9,17 @@ def test_exported_names() -> None:
     assert set(corolla.runtime.__all__) == {
         "DEFAULT_CONTROL_ADDRESS",
         "DEFAULT_FLEET_ADDRESS",
+        "Clock",
         "ControlClient",
         "GrpcGrid",
         "Link",
+        "LinkLimits",
         "LinkStatus",
+        "ManualClock",
         "Node",
         "NodeStatus",
         "RunResult",
+        "SystemClock",
         "install_bundle",
         "make_bundle",
     }

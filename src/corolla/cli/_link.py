@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ..runtime import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link
+from ..runtime import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link, LinkLimits
 from ..tuning import quiet_garbage_collector
 from ._run import corolla_home
 
@@ -52,7 +52,7 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
         certificates=args.certificates,
         insecure=args.insecure,
         metrics_address=args.metrics_address,
-        heartbeat_interval=args.heartbeat_interval,
+        limits=LinkLimits(heartbeat_interval=args.heartbeat_interval),
     )
 
     def terminate(signum: int, frame: object) -> None:

@@ -17,21 +17,26 @@ processes and so knows their command line (``tests/test_layers.py``).
 """
 
 from ._bundle import install_bundle, make_bundle
+from ._clock import Clock, ManualClock, SystemClock
 from ._control_client import ControlClient, RunResult
-from .link import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link, LinkStatus
+from .link import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link, LinkLimits, LinkStatus
 from .node import Node, NodeStatus
 from .serverapp import GrpcGrid
 
 __all__ = [
     "DEFAULT_CONTROL_ADDRESS",
     "DEFAULT_FLEET_ADDRESS",
+    "Clock",
     "ControlClient",
     "GrpcGrid",
     "Link",
+    "LinkLimits",
     "LinkStatus",
+    "ManualClock",
     "Node",
     "NodeStatus",
     "RunResult",
+    "SystemClock",
     "install_bundle",
     "make_bundle",
 ]

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from corolla.core import ArrayRecord, Event, Metadata, RecordDict
-from corolla.runtime.link import LinkResources, _names
+from corolla.runtime import ManualClock
+from corolla.runtime.link import LinkResources
 from corolla.runtime.link._collection import (
     COLLECTED,
     collect_ended_runs,
@@ -34,9 +35,21 @@ from corolla.transport import record_dict_to_proto, sha256_of
 def shared(tmp_path: Path) -> Iterator[LinkResources]:
     state = SqliteLinkState(tmp_path / "state.db")
     yield LinkResources.create(
-        state, DirectoryBlobStore(tmp_path / "blobs"), tmp_path / "apps", heartbeat_interval=10.0
+        state, DirectoryBlobStore(tmp_path / "blobs"), tmp_path / "apps", clock=ManualClock()
     )
     state.close()
+
+
+def _later(shared: LinkResources, seconds: float = 1.0) -> None:
+    """Move the link's clock on."""
+    clock = shared.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(seconds)
+
+
+def _past_the_grace(shared: LinkResources) -> None:
+    """Move the link's clock past the time names hold blobs."""
+    _later(shared, shared.names.grace_s + 1.0)
 
 
 def _content(shared: LinkResources, value: float) -> tuple[bytes, str]:
@@ -153,7 +166,7 @@ def test_a_blob_named_lately_is_collected_once_its_grace_is_over(
     # Act
     first = collect_run(shared, run)
     kept_while_named = blobs.exists(update_array)
-    monkeypatch.setattr(_names, "NAMED_GRACE_S", 0.0)
+    _past_the_grace(shared)
     later = collect_ended_runs(shared)
     nothing_left = collect_ended_runs(shared)
 
@@ -193,7 +206,7 @@ def test_blobs_nothing_names_go_once_they_are_older_than_the_grace(shared: LinkR
     state, blobs = shared.state, shared.blobs
     run = _running(shared, b"bundle")
     old_upload, recent_upload = blobs.put(b"old upload"), blobs.put(b"recent upload")
-    long_ago = time.time() - 10 * _names.NAMED_GRACE_S
+    long_ago = time.time() - 10 * shared.names.grace_s
     path = blobs.root / old_upload[:2] / old_upload  # type: ignore[attr-defined]
     os.utime(path, (long_ago, long_ago))
     replaced, replaced_array = _content(shared, 1.0)
@@ -264,7 +277,7 @@ def test_what_a_live_run_released_goes_and_what_it_still_needs_stays(
     latest, latest_array = _content(shared, 4.0)
     state.save_checkpoint(run, 2, blobs.put(latest))
     shared.replaced.add(run, sha256_of(replaced))
-    since = time.monotonic()
+    since = shared.clock.monotonic()
 
     # Act
     done = collect_released(shared, run, state.release_messages(run, first), since)
@@ -293,12 +306,14 @@ def test_a_blob_a_client_named_stays_until_the_message_naming_it_is_stored(
 
     # Act: a collection while the name is open; the reply stored (settled) during a
     # second collection, which read the state before; a third one after.
-    while_named = collect_released(shared, run, released, time.monotonic())
-    before_settling = time.monotonic()
+    while_named = collect_released(shared, run, released, shared.clock.monotonic())
+    before_settling = shared.clock.monotonic()
+    _later(shared)
     shared.names.settle([update_array], node_namer(node))
     during = collect_released(shared, run, released, before_settling)
     kept_during = blobs.exists(update_array)
-    after = collect_released(shared, run, released, time.monotonic())
+    _later(shared)
+    after = collect_released(shared, run, released, shared.clock.monotonic())
 
     # Assert
     assert while_named.kept_named == 1 and kept_during
@@ -314,10 +329,10 @@ def test_an_ended_run_s_collection_finds_what_a_live_collection_left(
     run = _running(shared, b"bundle")
     first, first_blobs = _answered_round(shared, run, [node], 1.0)
     shared.names.mark_named([first_blobs[0]], node_namer(node))  # never settled
-    collect_released(shared, run, state.release_messages(run, first), time.monotonic())
+    collect_released(shared, run, state.release_messages(run, first), shared.clock.monotonic())
     left = blobs.exists(first_blobs[0])
     state.update_run_status(run, RunStatus.FINISHED)
-    monkeypatch.setattr(_names, "NAMED_GRACE_S", 0.0)
+    _past_the_grace(shared)
 
     done = collect_run(shared, run)
 

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -26,7 +27,7 @@ from corolla.core import (
     encode_array,
 )
 from corolla.runtime import GrpcGrid, Link, LinkStatus
-from corolla.runtime.link import _fleet, _link
+from corolla.runtime.link import LinkLimits, _link
 from corolla.state import NodeAuthenticationError
 from corolla.strategy import AttributeSelection, grid_attributes, grid_last_seen
 from corolla.transport import (
@@ -415,8 +416,7 @@ def test_a_silent_node_goes_offline_and_its_message_is_answered_with_an_error(
             tmp_path / "link",
             fleet_address="127.0.0.1:0",
             control_address="127.0.0.1:0",
-            heartbeat_interval=0.1,
-            sweep_interval=0.05,
+            limits=LinkLimits(heartbeat_interval=0.1, sweep_interval=0.05),
         ) as link,
         grpc.insecure_channel(link.fleet_address) as fleet_channel,
         grpc.insecure_channel(link.serverappio_address) as appio,
@@ -596,17 +596,14 @@ def test_releasing_a_message_the_run_does_not_have_is_refused_and_the_grid_logs_
 
 
 @contextlib.contextmanager
-def _fleet_of_new_link(
-    tmp_path: Path, sweep_interval: float = 1.0
-) -> Iterator[fleet_pb2_grpc.FleetStub]:
-    """A Fleet stub of a link started here, after the test has set the link's constants
-    (the ``link`` fixture starts one before the test runs)."""
+def _fleet_of_new_link(tmp_path: Path, **limits: Any) -> Iterator[fleet_pb2_grpc.FleetStub]:
+    """A Fleet stub of a link started here with these limits."""
     with (
         Link(
             tmp_path / "link",
             fleet_address="127.0.0.1:0",
             control_address="127.0.0.1:0",
-            sweep_interval=sweep_interval,
+            limits=LinkLimits(**limits),
         ) as link,
         grpc.insecure_channel(link.fleet_address, options=channel_options()) as channel,
     ):
@@ -614,13 +611,12 @@ def _fleet_of_new_link(
 
 
 def test_array_downloads_beyond_the_link_s_slots_wait_for_one_to_end(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     # Arrange: a link moving one array stream at a time, a 40 MB payload (10 chunks, more
     # than the buffers between the two ends can hold), and a node pulling it twice
-    monkeypatch.setattr(_fleet, "DOWNLOAD_STREAMS", 1)
     encoded = EncodedArray.from_array(np.arange(10_000_000, dtype=np.float32))
-    with _fleet_of_new_link(tmp_path) as fleet:
+    with _fleet_of_new_link(tmp_path, download_streams=1) as fleet:
         _, metadata = _register(fleet)
         fleet.PushArrays(iter(chunk_messages(encoded)), metadata=metadata)
         request = fleet_pb2.PullArraysRequest(sha256=encoded.sha256)
@@ -657,13 +653,12 @@ def _stat_in_thread(
 
 
 def test_a_node_told_to_push_gets_an_upload_slot_before_it_opens_its_stream(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     # Arrange: one upload slot; two nodes, each with a payload the link lacks
-    monkeypatch.setattr(_fleet, "UPLOAD_STREAMS", 1)
     first_payload = EncodedArray.from_array(np.arange(300_000, dtype=np.float32))
     second_payload = EncodedArray.from_array(np.arange(300_000, dtype=np.float64))
-    with _fleet_of_new_link(tmp_path) as fleet:
+    with _fleet_of_new_link(tmp_path, upload_streams=1) as fleet:
         _, first = _register(fleet)
         _, second = _register(fleet)
 
@@ -681,12 +676,10 @@ def test_a_node_told_to_push_gets_an_upload_slot_before_it_opens_its_stream(
 
 
 def test_a_slot_set_aside_for_an_upload_that_never_comes_is_given_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setattr(_fleet, "UPLOAD_STREAMS", 1)
-    monkeypatch.setattr(_fleet, "_SLOT_KEPT_S", 0.5)
     payload = EncodedArray.from_array(np.arange(1000, dtype=np.float32))
-    with _fleet_of_new_link(tmp_path) as fleet:
+    with _fleet_of_new_link(tmp_path, upload_streams=1, slot_kept_s=0.5) as fleet:
         _, first = _register(fleet)
         _, second = _register(fleet)
         assert _stat_in_thread(fleet, first, payload.sha256).wait(10)  # and never pushes
@@ -704,9 +697,8 @@ def test_the_link_hands_memory_back_once_its_array_transfers_have_stopped(
 ) -> None:
     trims: list[float] = []
     monkeypatch.setattr(_link, "malloc_trim", lambda: trims.append(time.monotonic()) or True)
-    monkeypatch.setattr(_link, "IDLE_TRIM_S", 0.3)
     payload = EncodedArray.from_array(np.arange(500_000, dtype=np.float32))
-    with _fleet_of_new_link(tmp_path, sweep_interval=0.05) as fleet:
+    with _fleet_of_new_link(tmp_path, sweep_interval=0.05, idle_trim_s=0.3) as fleet:
         _, metadata = _register(fleet)
         time.sleep(0.6)  # idle since the start: one trim
         before = len(trims)

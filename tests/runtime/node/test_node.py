@@ -202,3 +202,28 @@ def test_a_node_downloads_arrays_into_memory_and_reuses_them_for_the_next_messag
     assert len(pulled) == 2 and pulled[0] != pulled[1]  # the repeated model came once
     blob_files = [p for p in (tmp_path / "node" / "blobs").rglob("*") if p.is_file()]
     assert blob_files == []  # nothing of the messages went to the node's disk
+
+
+def test_a_node_connects_through_the_channel_factory_it_is_given(
+    link: Link, appio_channel: grpc.Channel, tmp_path: Path
+) -> None:
+    # Arrange: a factory that counts the channels it opens, to an address the node was
+    # not given (the node's own address points nowhere)
+    opened: list[grpc.Channel] = []
+
+    def factory() -> grpc.Channel:
+        opened.append(grpc.insecure_channel(link.fleet_address))
+        return opened[-1]
+
+    grid = _grid_for(link, appio_channel, _app(tmp_path / "app", "counter_app", COUNTER_APP))
+    config = {"partition-id": 0, "num-partitions": 1}
+
+    # Act
+    with Node(
+        "127.0.0.1:1", tmp_path / "node", node_config=config, channel_factory=factory
+    ) as node:
+        reply = _train(grid, _wait_connected(node))
+
+    # Assert
+    assert len(opened) == 1
+    assert reply.content["metrics"]["count"] == 1

@@ -10,6 +10,7 @@
   metrics are served by ``_metrics``.
 """
 
+from ._limits import LinkLimits
 from ._link import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link, LinkStatus
 from ._resources import LinkResources
 
@@ -17,6 +18,7 @@ __all__ = [
     "DEFAULT_CONTROL_ADDRESS",
     "DEFAULT_FLEET_ADDRESS",
     "Link",
+    "LinkLimits",
     "LinkResources",
     "LinkStatus",
 ]

@@ -24,7 +24,7 @@ What the link keeps:
 Content is addressed by hash, so two runs, or two rounds, may share a blob. What the state
 names is read from its stored contents. A blob that a client was told of or stored
 (``StatArrays``, ``PushArrays``, a message's content) is left alone until the client's
-message naming it is stored, or for :data:`~._names.NAMED_GRACE_S` if none is (see
+message naming it is stored, or for :attr:`LinkLimits.named_grace_s` if none is (see
 ``NamedBlobs.delete_unnamed``). What an ended run's collection leaves for that reason is
 collected again once that time is over (by the link, or when it next starts:
 :func:`collect_ended_runs`); what a live run's leaves, with the run once it ends."""
@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Iterable, Sequence
 
 from google.protobuf.message import DecodeError
@@ -43,7 +42,7 @@ from corolla.core import CorollaError, Event
 from corolla.state import BlobNotFoundError, StorageError
 from corolla.transport import array_entries, records_pb2
 
-from ._names import NAMED_GRACE_S, Namer, run_namer
+from ._names import Namer, run_namer
 from ._resources import LinkResources
 
 __all__ = [
@@ -148,7 +147,7 @@ def collect_released(
 ) -> Collected:
     """Delete what only ``contents`` (of messages that live run ``run_id`` released, and of
     their replies: ``LinkState.release_messages``) and the run's replaced checkpoints named
-    (see the module's docstring). ``since`` is ``time.monotonic()`` before the call.
+    (see the module's docstring). ``since`` is the link's monotonic clock before the call.
 
     Raises
     ------
@@ -185,7 +184,7 @@ def collect_run(
     shared: LinkResources, run_id: int, kept: set[str] | None = None, since: float | None = None
 ) -> Collected:
     """Delete what only ended run ``run_id`` named (see the module's docstring). ``kept``
-    is :func:`kept_blobs` when the caller has it, read after ``time.monotonic()`` was
+    is :func:`kept_blobs` when the caller has it, read after the link's monotonic clock read
     ``since``. Records a ``run.collected`` event with the figures once nothing of the run
     is left to collect.
 
@@ -200,7 +199,7 @@ def collect_run(
     """
     state = shared.state
     if kept is None or since is None:
-        since = time.monotonic()
+        since = shared.clock.monotonic()
         kept = kept_blobs(shared)
     named = _named_by_contents(shared, state.run_contents(run_id), strict=False)
     for record in shared.replaced.of(run_id):
@@ -212,7 +211,7 @@ def collect_run(
         _delete(shared, sha256, done, since=since, ignore=ignore)
     # Blobs nothing names, written a while ago: what an earlier link process or a client
     # that went away left (an upload never named, a checkpoint replaced).
-    horizon = time.time() - NAMED_GRACE_S
+    horizon = shared.clock.time() - shared.names.grace_s
     for sha256, written in list(shared.blobs.stored()):
         if written < horizon and sha256 not in kept and sha256 not in named:
             _delete(shared, sha256, done, since=since, ignore=ignore, orphan=True)
@@ -260,7 +259,7 @@ def collect_ended_runs(shared: LinkResources, stop: threading.Event | None = Non
     total = Collected()
     if not pending:
         return total
-    since = time.monotonic()
+    since = shared.clock.monotonic()
     kept = kept_blobs(shared)
     for run_id in pending:
         if stop is not None and stop.is_set():

@@ -63,22 +63,8 @@ __all__ = ["FleetServicer", "join_token", "split_token"]
 #: goes away cancels its stream, and a stopping link wakes every stream. It bounds what
 #: a missed wake-up could cost, at a thousand idle nodes' wake-ups a minute.
 _LIVENESS_S = 60.0
-#: Longest a PushArrays upload waits for its next chunk.
-_CHUNK_WAIT_S = 120.0
 #: Uploads up to this size are read whole before they are stored.
 _SMALL_UPLOAD_BYTES = 1024 * 1024
-#: Array streams moved at once: downloads (with bundles) and uploads. Each holds some of
-#: the link's memory while it moves: a download a few 4 MiB chunks, an upload gRPC's
-#: flow-control window as well (tens of MB once gRPC's bandwidth probing has grown it on
-#: a fast network), so when many nodes pull or push a large model together the others
-#: wait for a slot, and the link's memory does not grow with the number of nodes. The
-#: link's two cores and its disk are busy with fewer streams than this.
-DOWNLOAD_STREAMS = 8
-UPLOAD_STREAMS = 4
-#: Longest StatArrays waits for an upload slot to set aside for the node's upload, and
-#: how long a slot set aside waits for that upload.
-_SLOT_WAIT_S = 30.0
-_SLOT_KEPT_S = 30.0
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -162,8 +148,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self._lock = threading.Lock()
         self._in_flight: dict[int, dict[str, StoredMessage]] = {}
         self._tokens = _TokenCache()
-        self._download_slots = asyncio.Semaphore(DOWNLOAD_STREAMS)
-        self._upload_slots = asyncio.Semaphore(UPLOAD_STREAMS)
+        limits = shared.limits
+        self._download_slots = asyncio.Semaphore(limits.download_streams)
+        self._upload_slots = asyncio.Semaphore(limits.upload_streams)
         # Upload slots set aside by StatArrays for the node that must push, by node id,
         # with the timer that gives each back if its upload does not come.
         self._set_aside: dict[int, asyncio.TimerHandle] = {}
@@ -242,7 +229,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             registered = shared.state.register_node(
                 attributes=_attributes(user_config_from_proto(request.attributes)),
                 node_config=user_config_from_proto(request.node_config),
-                heartbeat_interval=shared.heartbeat_interval,
+                heartbeat_interval=shared.limits.heartbeat_interval,
                 identity=identity,
             )
         except UnknownNodeError as exc:
@@ -255,7 +242,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         return fleet_pb2.RegisterNodeResponse(
             node_id=registered.node_id,
             token=join_token(registered),
-            heartbeat_interval=shared.heartbeat_interval,
+            heartbeat_interval=shared.limits.heartbeat_interval,
         )
 
     @aio_servicer_errors
@@ -404,18 +391,19 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
 
     async def _set_aside_slot(self, node_id: int) -> None:
         """Take an upload slot for ``node_id``'s coming PushArrays, waiting for one up to
-        _SLOT_WAIT_S. A node told what to push opens its upload stream at once, and gRPC
+        ``slot_wait_s``. A node told what to push opens its upload stream at once, and gRPC
         lets it send a flow-control window's worth (megabytes on a fast network) before
         the link reads anything: waiting here instead, the node holds none of the link's
         memory. Without a slot in time, the upload waits for one in PushArrays."""
         if node_id in self._set_aside:
             return
         try:
-            await asyncio.wait_for(self._upload_slots.acquire(), _SLOT_WAIT_S)
+            await asyncio.wait_for(self._upload_slots.acquire(), self._shared.limits.slot_wait_s)
         except TimeoutError:
             return
         loop = asyncio.get_running_loop()
-        self._set_aside[node_id] = loop.call_later(_SLOT_KEPT_S, self._give_back_slot, node_id)
+        kept = self._shared.limits.slot_kept_s
+        self._set_aside[node_id] = loop.call_later(kept, self._give_back_slot, node_id)
 
     def _give_back_slot(self, node_id: int) -> None:
         if self._set_aside.pop(node_id, None) is not None:
@@ -457,7 +445,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         else:
             return await self._blocking(store_pushed, self._shared.blobs, head)
         loop = asyncio.get_running_loop()
-        rest = transfer.counted(_blocking_iterator(request_iterator, loop), data_bytes)
+        chunks = _blocking_iterator(request_iterator, loop, self._shared.limits.chunk_wait_s)
+        rest = transfer.counted(chunks, data_bytes)
         return await loop.run_in_executor(
             self._uploads, store_pushed, self._shared.blobs, itertools.chain(head, rest)
         )
@@ -516,9 +505,10 @@ def _identity(context: Context) -> NodeIdentity:
 
 
 def _blocking_iterator(
-    chunks: AsyncIterator[transfer_pb2.Chunk], loop: asyncio.AbstractEventLoop
+    chunks: AsyncIterator[transfer_pb2.Chunk], loop: asyncio.AbstractEventLoop, wait_s: float
 ) -> Iterator[transfer_pb2.Chunk]:
-    """The items of an async iterator served on ``loop``, for a thread that blocks."""
+    """The items of an async iterator served on ``loop``, for a thread that blocks; each
+    waited for ``wait_s`` at most."""
 
     async def following() -> transfer_pb2.Chunk | None:
         try:
@@ -529,10 +519,10 @@ def _blocking_iterator(
     while True:
         future = asyncio.run_coroutine_threadsafe(following(), loop)
         try:
-            chunk = future.result(_CHUNK_WAIT_S)
+            chunk = future.result(wait_s)
         except futures.TimeoutError:
             future.cancel()
-            raise CodecError(f"no chunk of the upload came for {_CHUNK_WAIT_S:.0f} s") from None
+            raise CodecError(f"no chunk of the upload came for {wait_s:.0f} s") from None
         if chunk is None:
             return
         yield chunk

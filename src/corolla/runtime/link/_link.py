@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from concurrent import futures
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +24,7 @@ import grpc
 
 from corolla.core import ConfigError
 from corolla.state import (
-    DEFAULT_HEARTBEAT_INTERVAL,
+    BlobStore,
     DirectoryBlobStore,
     LinkState,
     RunStatus,
@@ -42,11 +41,13 @@ from corolla.transport import (
 )
 from corolla.tuning import malloc_trim, return_freed_buffers
 
+from .._clock import Clock, SystemClock
 from ._async_server import AsyncServer
 from ._collection import collect_ended_runs
 from ._control import ControlServicer, RunArtifactsServicer
 from ._fleet import FleetServicer
 from ._handlers import add_servicer
+from ._limits import LinkLimits
 from ._metrics import MetricsServer, split_http_address
 from ._resources import LinkResources
 from ._runs import RunProcesses
@@ -58,23 +59,6 @@ _log = logging.getLogger("corolla.runtime.link")
 
 DEFAULT_FLEET_ADDRESS = "127.0.0.1:9092"
 DEFAULT_CONTROL_ADDRESS = "127.0.0.1:9093"
-
-#: Threads per synchronous gRPC server (Control, ServerAppIo): each open event or reply
-#: stream holds one.
-_MAX_WORKERS = 256
-#: Threads for the blocking work of the Fleet server's handlers (state transactions,
-#: blob writes). Its streams hold none, so this bounds the work in flight, not the
-#: nodes: a thousand nodes replying at once queue here, and their replies share commits.
-_FLEET_WORKERS = 32
-#: Threads writing uploads (PushArrays) to the blob store, each for as long as its
-#: client sends; more uploads at once wait for one.
-_FLEET_UPLOADS = 16
-_STOP_GRACE_S = 2.0
-#: Seconds without array transfers after which the link hands the free memory of its heaps
-#: back to the system. glibc keeps it for the next chunks (see ``_memory``), which a
-#: round needs again at once, but a link idle between runs need not hold hundreds of MB
-#: of them. While transfers go on, handing memory back would cost its faulting in again.
-IDLE_TRIM_S = 10.0
 
 
 class LinkStatus(enum.Enum):
@@ -91,8 +75,8 @@ class Link:
     Parameters
     ----------
     state_dir
-        Holds ``state.db`` and ``blobs/``, created if missing; reuse it to keep nodes
-        and runs across restarts.
+        Holds ``state.db``, ``blobs/`` and the installed apps, created if missing; reuse
+        it to keep nodes and runs across restarts.
     certificates
         A directory written by :func:`corolla.transport.generate_certificates`; the link
         serves TLS with its ``link.pem`` and ``link.key`` (on loopback too). The
@@ -102,10 +86,20 @@ class Link:
     metrics_address
         Where to serve Prometheus metrics (``HOST:PORT``, see ``_metrics``); none if None.
         Over HTTPS when the link has ``certificates``.
-    heartbeat_interval
-        Seconds between the heartbeats nodes are told to send.
-    sweep_interval
-        Seconds between sweeps for silent nodes and expired messages.
+    state
+        The state to keep nodes, runs and messages in, instead of ``state_dir/state.db``;
+        the link closes it when it stops.
+    blobs
+        The blob store, instead of the directory ``state_dir/blobs``. The ServerApps the
+        link starts read arrays in place only from a :class:`DirectoryBlobStore`.
+    clock
+        Where the link reads the time (the machine's clocks by default); a state the link
+        opens itself reads its wall-clock time there too.
+    limits
+        How much the link holds at once and how long it waits (heartbeats, sweeps,
+        stream slots, grace periods).
+    python
+        The interpreter that runs the ServerApp processes.
 
     Raises
     ------
@@ -122,8 +116,10 @@ class Link:
         certificates: str | os.PathLike[str] | None = None,
         insecure: bool = False,
         metrics_address: str | None = None,
-        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
-        sweep_interval: float = 1.0,
+        state: LinkState | None = None,
+        blobs: BlobStore | None = None,
+        clock: Clock | None = None,
+        limits: LinkLimits | None = None,
         python: str = sys.executable,
     ) -> None:
         addresses = [fleet_address, control_address]
@@ -142,8 +138,10 @@ class Link:
         self._metrics_address = metrics_address
         self._metrics: MetricsServer | None = None
         self._certificates = None if certificates is None else CertificateFiles(Path(certificates))
-        self._heartbeat_interval = heartbeat_interval
-        self._sweep_interval = sweep_interval
+        self._state = state
+        self._blobs = blobs
+        self._clock = clock or SystemClock()
+        self.limits = limits or LinkLimits()
         self._python = python
         self._status = LinkStatus.CREATED
         self._stopped = threading.Event()
@@ -202,19 +200,21 @@ class Link:
             raise ConfigError(f"a link is started once; this one is {self._status.value}")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return_freed_buffers()
-        state = SqliteLinkState(self.state_dir / "state.db")
+        state = self._state or SqliteLinkState(self.state_dir / "state.db", clock=self._clock.time)
+        limits = self.limits
         try:
+            blobs = self._blobs or DirectoryBlobStore(self.state_dir / "blobs")
             shared = LinkResources.create(
-                state,
-                DirectoryBlobStore(self.state_dir / "blobs"),
-                self.state_dir / "apps",
-                self._heartbeat_interval,
+                state, blobs, self.state_dir / "apps", limits, self._clock
             )
             self._shared = shared
             self._runs = runs = RunProcesses(shared, python=self._python)
             self._fail_unlaunched_runs()
             self._fleet = fleet = AsyncServer(
-                "corolla-fleet", server_options(), _FLEET_WORKERS, _FLEET_UPLOADS
+                "corolla-fleet",
+                server_options(),
+                limits.fleet_workers,
+                limits.fleet_upload_workers,
             )
             fleet.run(
                 lambda: add_servicer(
@@ -224,7 +224,7 @@ class Link:
                 )
             )
             control = grpc.server(
-                futures.ThreadPoolExecutor(_MAX_WORKERS, "corolla-control"),
+                futures.ThreadPoolExecutor(limits.control_workers, "corolla-control"),
                 options=server_options(),
             )
             add_servicer(
@@ -238,7 +238,8 @@ class Link:
                 control,
             )
             appio = grpc.server(
-                futures.ThreadPoolExecutor(_MAX_WORKERS, "corolla-appio"), options=server_options()
+                futures.ThreadPoolExecutor(limits.control_workers, "corolla-appio"),
+                options=server_options(),
             )
             add_servicer(
                 serverappio_pb2_grpc.add_ServerAppIoServicer_to_server,
@@ -314,12 +315,12 @@ class Link:
         except Exception:
             _log.warning("collecting ended runs failed", exc_info=True)
         trimmed_after: float | None = None  # the end of the transfers last trimmed after
-        while not self._stopped.wait(self._sweep_interval):
+        while not self._stopped.wait(shared.limits.sweep_interval):
             idle_since = shared.traffic.idle_since()
             if (
                 idle_since is not None
                 and idle_since != trimmed_after
-                and time.monotonic() - idle_since >= IDLE_TRIM_S
+                and shared.clock.monotonic() - idle_since >= shared.limits.idle_trim_s
             ):
                 malloc_trim()
                 trimmed_after = idle_since
@@ -384,13 +385,14 @@ class Link:
         self._stopped.set()
         if self._shared is not None:
             self._shared.signals.close()
-        events = [server.stop(_STOP_GRACE_S) for server in self._servers]
+        grace = self.limits.stop_grace_s
+        events = [server.stop(grace) for server in self._servers]
         if self._fleet is not None:
-            self._fleet.stop(_STOP_GRACE_S)
+            self._fleet.stop(grace)
         if self._runs is not None:
             self._runs.close()
         for event in events:
-            event.wait(_STOP_GRACE_S * 2)
+            event.wait(grace * 2)
         if self._sweeper is not None:
             self._sweeper.join()
         if self._metrics is not None:

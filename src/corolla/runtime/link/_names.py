@@ -5,16 +5,16 @@ finds it stored, ``PushArrays`` stores it, or a message's content is stored ahea
 message. Until the message is stored, nothing in the state names the blob, and a
 collection (``_collection``) would delete it from under the client. So the link remembers
 who named each blob and when (:class:`NamedBlobs`), and a collection leaves a named blob
-alone for :data:`NAMED_GRACE_S`, or until the client's message naming it is stored (the
-name is then *settled*: the state keeps the blob while it needs it).
+alone for a grace period (``LinkLimits.named_grace_s``), or until the client's message
+naming it is stored (the name is then *settled*: the state keeps the blob while it needs
+it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from corolla.state import BlobStore
 from corolla.transport import transfer_pb2
@@ -22,7 +22,6 @@ from corolla.transport import transfer_pb2
 from ._payloads import payload_status
 
 __all__ = [
-    "NAMED_GRACE_S",
     "USER_NAMER",
     "NamedBlobs",
     "Namer",
@@ -30,8 +29,6 @@ __all__ = [
     "run_namer",
 ]
 
-#: Seconds during which a blob a client was told of is not collected.
-NAMED_GRACE_S = 120.0
 #: Named blobs remembered before the older ones are forgotten.
 _NAMED_LIMIT = 10_000
 
@@ -54,7 +51,7 @@ USER_NAMER: Namer = ("user", 0)
 
 @dataclasses.dataclass(slots=True)
 class _Name:
-    """When a client named a blob (``time.monotonic()``), and when a message of its that
+    """When a client named a blob (monotonic seconds), and when a message of its that
     names the blob was stored, if it was."""
 
     named_at: float
@@ -66,10 +63,22 @@ class _Name:
 
 
 class NamedBlobs:
-    """The names clients hold on the blobs of ``blobs`` (see the module)."""
+    """The names clients hold on the blobs of ``blobs`` (see the module).
 
-    def __init__(self, blobs: BlobStore) -> None:
+    Parameters
+    ----------
+    blobs
+        The blobs named.
+    grace_s
+        Seconds a name holds its blob before it is settled.
+    clock
+        Monotonic seconds.
+    """
+
+    def __init__(self, blobs: BlobStore, grace_s: float, clock: Callable[[], float]) -> None:
         self._blobs = blobs
+        self.grace_s = grace_s
+        self._clock = clock
         self._lock = threading.Lock()
         self._named: dict[str, dict[Namer, _Name]] = {}
         # The blobs each client named and has not settled: most replies name none, and
@@ -99,12 +108,12 @@ class NamedBlobs:
             self._mark_named(hashes, namer)
 
     def _mark_named(self, hashes: Iterable[str], namer: Namer) -> None:
-        now = time.monotonic()
+        now = self._clock()
         for sha256 in hashes:
             self._named.setdefault(sha256, {})[namer] = _Name(now)
             self._open.setdefault(namer, set()).add(sha256)
         if len(self._named) > _NAMED_LIMIT:
-            horizon = now - NAMED_GRACE_S
+            horizon = now - self.grace_s
             for sha256 in list(self._named):
                 names = self._named[sha256]
                 for key in [k for k, n in names.items() if n.last < horizon]:
@@ -123,7 +132,7 @@ class NamedBlobs:
         """The messages ``namer`` stored name these blobs: from now on, the state keeps
         them while it needs them, and the client's names stop holding them (once the
         collections that began before this call are over)."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             opened = self._open.get(namer, set())
             for sha256 in hashes:
@@ -138,17 +147,17 @@ class NamedBlobs:
         """Delete a blob unless a client still holds it; True if deleted.
 
         A client (other than ``ignore``) holds a blob it named within
-        :data:`NAMED_GRACE_S` until it settles the name, and past that if it settled at or
-        after ``since`` (``time.monotonic()`` before the caller read what the state names:
+        :attr:`grace_s` until it settles the name, and past that if it settled at or
+        after ``since`` (the clock's time before the caller read what the state names:
         the message naming the blob may have been stored after that read).
         """
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             for namer, name in self._named.get(sha256, {}).items():
                 if namer == ignore:
                     continue
                 if name.settled_at is None:
-                    if now - name.named_at < NAMED_GRACE_S:
+                    if now - name.named_at < self.grace_s:
                         return False
                 elif name.settled_at >= since:
                     return False

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from corolla.state import BlobStore, LinkState
 
+from .._clock import Clock, SystemClock
 from ._contents import MessageContents
+from ._limits import LinkLimits
 from ._names import NamedBlobs
 from ._replaced import ReplacedCheckpoints
 from ._traffic import TrafficMeter
@@ -29,7 +31,8 @@ class LinkResources:
     blobs: BlobStore
     signals: Signals
     apps_dir: Path
-    heartbeat_interval: float
+    limits: LinkLimits
+    clock: Clock
     #: The array bytes the services move each way (see ``_traffic``).
     traffic: TrafficMeter
     #: The names clients hold on blobs (see ``_names``).
@@ -45,19 +48,20 @@ class LinkResources:
         state: LinkState,
         blobs: BlobStore,
         apps_dir: Path,
-        heartbeat_interval: float,
-        *,
-        signals: Signals | None = None,
-        traffic: TrafficMeter | None = None,
+        limits: LinkLimits | None = None,
+        clock: Clock | None = None,
     ) -> LinkResources:
-        names = NamedBlobs(blobs)
+        limits = limits or LinkLimits()
+        clock = clock or SystemClock()
+        names = NamedBlobs(blobs, limits.named_grace_s, clock.monotonic)
         return cls(
             state=state,
             blobs=blobs,
-            signals=signals or Signals(),
+            signals=Signals(),
             apps_dir=apps_dir,
-            heartbeat_interval=heartbeat_interval,
-            traffic=traffic or TrafficMeter(),
+            limits=limits,
+            clock=clock,
+            traffic=TrafficMeter(clock.monotonic),
             names=names,
             contents=MessageContents(blobs, names),
             replaced=ReplacedCheckpoints(),

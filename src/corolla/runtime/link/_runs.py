@@ -20,7 +20,6 @@ import secrets
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -30,7 +29,6 @@ from corolla.state import DirectoryBlobStore, RunInfo, RunStatus, RunStatusError
 from .._bundle import install_bundle
 from ..serverapp import BLOBS_ENV, RUN_CONFIG_ENV, SECRET_ENV
 from ._collection import collect_released, collect_run
-from ._names import NAMED_GRACE_S
 from ._resources import LinkResources
 from ._wakeups import events_key, replies_key
 
@@ -242,9 +240,11 @@ class RunProcesses:
             name=f"corolla-collect-{run_id}",
             daemon=True,
         )
-        with self._lock:
+        with self._lock:  # started under the lock: close() joins only started threads
+            if self._closing.is_set():
+                return
             self._collectors = [t for t in self._collectors if t.is_alive()] + [thread]
-        thread.start()
+            thread.start()
 
     def _collect_released(
         self, run_id: int, contents: Sequence[tuple[str, bytes | None]], message_ids: Sequence[str]
@@ -254,7 +254,9 @@ class RunProcesses:
             if self._closing.is_set():  # a link stopping collects the run once it ends
                 return
             try:
-                done = collect_released(self._shared, run_id, contents, time.monotonic())
+                done = collect_released(
+                    self._shared, run_id, contents, self._shared.clock.monotonic()
+                )
                 # A short write at a time, so that the run's next messages and replies
                 # go between them.
                 for start in range(0, len(message_ids), _DROP_BATCH):
@@ -295,7 +297,7 @@ class RunProcesses:
             self._retry(self._collect, run_id)
 
     def _retry(self, collect: Callable[..., None], *args: object) -> None:
-        retry = threading.Timer(NAMED_GRACE_S + 1.0, collect, args)
+        retry = threading.Timer(self._shared.names.grace_s + 1.0, collect, args)
         retry.daemon = True
         with self._lock:
             if self._closing.is_set():

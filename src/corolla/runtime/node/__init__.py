@@ -5,7 +5,7 @@ in its state directory (``_store``), and answers each message it is pushed by ru
 run's ClientApp, sending replies on a stream of their own (``_reply_stream``).
 """
 
-from ._node import Node, NodeStatus
+from ._node import ChannelFactory, Node, NodeStatus
 from ._store import NodeStore
 
-__all__ = ["Node", "NodeStatus", "NodeStore"]
+__all__ = ["ChannelFactory", "Node", "NodeStatus", "NodeStore"]

@@ -63,7 +63,10 @@ from .._payloads import ArrayCache, pull_payload, push_missing, with_chunk_frame
 from ._reply_stream import ReplyStream
 from ._store import NodeStore
 
-__all__ = ["Node", "NodeStatus"]
+__all__ = ["ChannelFactory", "Node", "NodeStatus"]
+
+#: Opens a new channel to the link's Fleet address (the node opens one per connection).
+ChannelFactory = Callable[[], grpc.Channel]
 
 _log = logging.getLogger("corolla.runtime.node")
 
@@ -104,6 +107,10 @@ class Node:
         Connect without TLS even beyond loopback.
     backoff
         First and largest delay in seconds between reconnection attempts.
+    channel_factory
+        Opens the channel to the link, instead of one built from ``link_address``,
+        ``root_certificates`` and ``insecure`` (a channel with interceptors, a test's
+        in-process server).
 
     Raises
     ------
@@ -121,6 +128,7 @@ class Node:
         root_certificates: str | os.PathLike[str] | None = None,
         insecure: bool = False,
         backoff: tuple[float, float] = (0.2, 30.0),
+        channel_factory: ChannelFactory | None = None,
     ) -> None:
         self._address = link_address
         self._store = NodeStore(state_dir)
@@ -129,6 +137,7 @@ class Node:
         self._tls = not insecure and (root_certificates is not None or requires_tls(link_address))
         self._root_certificates = root_certificates
         self._backoff = backoff
+        self._channel_factory = channel_factory or self._channel
         self._status = NodeStatus.CREATED
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -194,7 +203,7 @@ class Node:
         while not self._stop.is_set():
             self._status = NodeStatus.CONNECTING
             try:
-                with self._channel() as channel:
+                with self._channel_factory() as channel:
                     stub = fleet_pb2_grpc.FleetStub(channel)
                     self._session(with_chunk_frames(stub, channel, "Fleet"))
                     delay = self._backoff[0]

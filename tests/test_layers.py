@@ -34,7 +34,8 @@ ALLOWED: dict[str, set[str]] = {
     "client": {"core"},
     "server": {"core"},
     "strategy": {"core", "server", "tuning"},
-    "simulation": {"core", "client", "server", "project", "tuning"},
+    "execution": {"core", "client", "server", "project", "tuning"},
+    "simulation": {"core", "client", "server", "project", "tuning", "execution"},
     "runtime": {
         "core",
         "client",
@@ -44,6 +45,7 @@ ALLOWED: dict[str, set[str]] = {
         "transport",
         "strategy",
         "tuning",
+        "execution",
     },
     "cli": {
         "core",
@@ -56,6 +58,7 @@ ALLOWED: dict[str, set[str]] = {
         "transport",
         "data",
         "tuning",
+        "execution",
         "",
     },
 }

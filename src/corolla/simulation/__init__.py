@@ -1,8 +1,19 @@
-"""Simulation: many virtual nodes on one machine, behind the same Grid a deployment uses."""
+"""Simulation: many virtual nodes on one machine, behind the same Grid a deployment uses.
 
-from ._executor import Call, Executor, InlineExecutor, Task, TaskResult, execute_task
+The executors that run the virtual nodes' calls live in :mod:`corolla.execution` (a
+deployment's node uses them too) and are re-exported here.
+"""
+
+from ..execution import (
+    Call,
+    Executor,
+    InlineExecutor,
+    ProcessExecutor,
+    Task,
+    TaskResult,
+    execute_task,
+)
 from ._grid import SimulationGrid, default_node_config, split_blocks
-from ._process import ProcessExecutor
 from ._run import Backend, SimulationResult, make_executor, run_simulation
 
 __all__ = [

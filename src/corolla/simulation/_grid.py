@@ -21,8 +21,8 @@ from ..core import (
     discard_event,
     new_message_id,
 )
+from ..execution import Call, Executor, Task, TaskResult
 from ..server import Aggregator, Grid, Reduction
-from ._executor import Call, Executor, Task, TaskResult
 
 __all__ = ["SimulationGrid", "default_node_config"]
 

@@ -8,12 +8,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from ..core import ArrayRecord, ConfigError, Context, Event, EventSink, RecordDict, UserConfigValue
+from ..execution import Executor, InlineExecutor, ProcessExecutor
 from ..project import ComponentRef
 from ..server import History, ServerApp
 from ..tuning import array_pages_for_this_machine
-from ._executor import Executor, InlineExecutor
 from ._grid import SimulationGrid
-from ._process import ProcessExecutor
 
 __all__ = ["Backend", "SimulationResult", "make_executor", "run_simulation"]
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corolla.simulation._shm import (
+from corolla.execution._shm import (
     INLINE_LIMIT,
     SegmentCache,
     SegmentPool,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from corolla.core import ArrayRecord, Context, Message, MetricRecord, RecordDict
-from corolla.simulation._executor import Call, Task, execute_task
-from corolla.simulation._process import _shared_workspace
-from corolla.simulation._shm import SegmentCache, SegmentPool, pack
+from corolla.execution import Call, Task, execute_task
+from corolla.execution._process import _shared_workspace
+from corolla.execution._shm import SegmentCache, SegmentPool, pack
 from corolla.strategy import WeightedAverage, array_spec
 
 

@@ -16,7 +16,7 @@ The node never imports the link, nor the link the node; the link starts ServerAp
 processes and so knows their command line (``tests/test_layers.py``).
 """
 
-from ._bundle import install_bundle, make_bundle
+from ._bundle import BundleLimits, install_bundle, make_bundle
 from ._clock import Clock, ManualClock, SystemClock
 from ._control_client import ControlClient, RunResult
 from .link import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link, LinkLimits, LinkStatus
@@ -26,6 +26,7 @@ from .serverapp import GrpcGrid
 __all__ = [
     "DEFAULT_CONTROL_ADDRESS",
     "DEFAULT_FLEET_ADDRESS",
+    "BundleLimits",
     "Clock",
     "ControlClient",
     "GrpcGrid",

@@ -49,4 +49,7 @@ def server_options(
         *_common(max_message_bytes, keepalive_s),
         ("grpc.http2.min_ping_interval_without_data_ms", int(keepalive_s * 1000 / 2)),
         ("grpc.http2.max_ping_strikes", 0),
+        # gRPC lets a second server bind a port already served (SO_REUSEPORT), and the
+        # connections then split between the two: a second link must be refused instead.
+        ("grpc.so_reuseport", 0),
     ]

@@ -21,11 +21,11 @@ from corolla.transport import (
     user_config_from_proto,
 )
 
-from .._bundle import install_bundle
+from .._bundle import BundleLimits, install_bundle
 from ._handlers import servicer_errors, stream_errors
 from ._names import USER_NAMER
 from ._payloads import serve_payload
-from ._records import node_to_proto, run_to_proto
+from ._records import check_config_size, node_to_proto, run_to_proto
 from ._resources import LinkResources
 from ._runs import RunProcesses
 from ._wakeups import events_key
@@ -41,6 +41,9 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     def __init__(self, shared: LinkResources, runs: RunProcesses) -> None:
         self._shared = shared
         self._runs = runs
+
+    def redact(self, text: str) -> str:
+        return self._shared.redact(text)
 
     def SubmitRun(
         self,
@@ -60,6 +63,12 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         if first is None or first.WhichOneof("part") != "spec":
             raise MessageError("SubmitRun must start with a RunSpec")
         spec = first.spec
+        check_config_size("the run config", spec.run_config, shared.limits.max_config_bytes)
+        if spec.bundle_size > BundleLimits().max_bytes:
+            raise ConfigError(
+                f"the app bundle has {spec.bundle_size} bytes; the link accepts at most "
+                f"{BundleLimits().max_bytes}"
+            )
         # The bundle may be stored already: keep it from being collected meanwhile.
         shared.names.mark_named([spec.bundle_sha256], USER_NAMER)
         assembler: ChunkAssembler | None = None
@@ -158,6 +167,9 @@ class RunArtifactsServicer(serverappio_pb2_grpc.RunArtifactsServicer):
 
     def __init__(self, shared: LinkResources) -> None:
         self._shared = shared
+
+    def redact(self, text: str) -> str:
+        return self._shared.redact(text)
 
     @stream_errors
     def PullArrays(  # type: ignore[override]  # serialized chunks (see _handlers)

@@ -52,7 +52,7 @@ from ._batching import LoopBatcher
 from ._handlers import aio_servicer_errors, aio_stream_errors
 from ._names import node_namer
 from ._payloads import data_bytes, serve_payload, store_pushed
-from ._records import run_to_proto
+from ._records import check_config_size, run_to_proto
 from ._resources import LinkResources
 from ._traffic import Transfer
 from ._wakeups import events_key, node_key, replies_key
@@ -161,6 +161,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             LoopBatcher(executor, self._send_replies, size=_reply_size)
         )
 
+    def redact(self, text: str) -> str:
+        return self._shared.redact(text)
+
     async def _blocking(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` on the executor, awaited."""
         loop = asyncio.get_running_loop()
@@ -218,6 +221,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         return await self._blocking(self._register, request)
 
     def _register(self, request: fleet_pb2.RegisterNodeRequest) -> fleet_pb2.RegisterNodeResponse:
+        limit = self._shared.limits.max_config_bytes
+        check_config_size("the node's attributes", request.attributes, limit)
+        check_config_size("the node's config", request.node_config, limit)
         identity = None
         if request.node_id or request.token:
             identity = split_token(request.token)

@@ -1,9 +1,10 @@
 """How the link's servicers are registered, and how their failures reach callers.
 
 **Errors.** A handler wrapped in :func:`servicer_errors` (or its stream and asyncio
-forms) ends its call with the status of the corolla error it raised, and the error's
-stable code in the trailing metadata; any other exception is logged and ends the call
-with ``INTERNAL``.
+forms) ends its call with the status of the corolla error it raised, its message
+redacted by the servicer (no paths of the link's machine), and the error's stable code
+in the trailing metadata; any other exception is logged and ends the call with
+``INTERNAL`` and no more than its type.
 
 **Requests that do not parse** are refused with ``INVALID_ARGUMENT`` and the reason.
 
@@ -24,19 +25,21 @@ generated class.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from corolla.core import CorollaError, MessageError
-from corolla.transport import ERROR_CODE_KEY, abort, parse_chunk, status_for, transfer_pb2
+from corolla.transport import ERROR_CODE_KEY, parse_chunk, status_for, transfer_pb2
 
 __all__ = [
     "MalformedRequest",
+    "Redacting",
     "add_servicer",
     "aio_servicer_errors",
     "aio_stream_errors",
@@ -163,20 +166,65 @@ def add_servicer(
     add(servicer, _Registrar(server))
 
 
+class Redacting(Protocol):
+    """A servicer whose error details are redacted before they reach a caller."""
+
+    def redact(self, text: str) -> str:
+        """``text`` without what it may not tell a caller (the link's paths)."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class _Failure:
+    """How a call that raised ends: a status, the details a caller reads, a code trailer."""
+
+    status: grpc.StatusCode
+    details: str
+    code: int | None
+
+
+def _failure(servicer: Redacting, method: str, exc: BaseException) -> _Failure:
+    """The end of a call that raised ``exc``. A corolla error keeps its status and code,
+    its message redacted; anything else is logged with its traceback here and told to
+    the caller as an internal error only (its text may name anything)."""
+    if isinstance(exc, CorollaError):
+        return _Failure(status_for(exc), servicer.redact(str(exc)), int(exc.code))
+    _log.error("%s failed", method, exc_info=exc)
+    details = f"internal error in {method} ({type(exc).__name__}); the link's log has the details"
+    return _Failure(grpc.StatusCode.INTERNAL, details, None)
+
+
+def _end(context: grpc.ServicerContext, failure: _Failure) -> None:
+    if failure.code is not None:
+        context.set_trailing_metadata(((ERROR_CODE_KEY, str(failure.code)),))
+    context.abort(failure.status, failure.details)
+
+
+async def _end_async(context: grpc.aio.ServicerContext[Any, Any], failure: _Failure) -> None:
+    if failure.code is not None:
+        context.set_trailing_metadata(((ERROR_CODE_KEY, str(failure.code)),))
+    await context.abort(failure.status, failure.details)
+
+
+# The wrappers end the call outside their ``except`` blocks: an exception raised there
+# would carry the handler's exception, its traceback, and the frames holding the request,
+# in a cycle that only the garbage collector frees, and a link collects rarely
+# (``corolla.tuning.quiet_garbage_collector``): refused requests of megabytes piled up.
+
+
 def servicer_errors(method: F) -> F:
     """End a unary call with the status of a corolla error it raised (others: INTERNAL);
     a request that did not parse ends it with ``INVALID_ARGUMENT``
-    (see :func:`reject_malformed`)."""
+    (see :func:`reject_malformed`). The servicer redacts the details (:class:`Redacting`)."""
 
     @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+    def wrapper(self: Redacting, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, reject_malformed(request), context)
-        except CorollaError as exc:
-            abort(context, exc)
         except Exception as exc:
-            _log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+            failure = _failure(self, method.__name__, exc)
+        del request
+        _end(context, failure)
 
     return wrapper  # type: ignore[return-value]
 
@@ -185,36 +233,31 @@ def stream_errors(method: F) -> F:
     """:func:`servicer_errors` for handlers that return a stream of responses."""
 
     @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def wrapper(self: Redacting, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             yield from method(self, reject_malformed(request), context)
-        except CorollaError as exc:
-            abort(context, exc)
+            return
         except Exception as exc:
-            _log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+            failure = _failure(self, method.__name__, exc)
+        del request
+        _end(context, failure)
 
     return wrapper  # type: ignore[return-value]
-
-
-async def _aio_abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
-    """End an asyncio call as :func:`corolla.transport.abort` ends a synchronous one."""
-    if isinstance(exc, CorollaError):
-        context.set_trailing_metadata(((ERROR_CODE_KEY, str(int(exc.code))),))
-        await context.abort(status_for(exc), str(exc))
-    _log.error("call failed", exc_info=exc)
-    await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
 
 def aio_servicer_errors(method: F) -> F:
     """:func:`servicer_errors` for the coroutine handlers of a ``grpc.aio`` server."""
 
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def wrapper(
+        self: Redacting, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
         try:
             return await method(self, reject_malformed(request), context)
         except Exception as exc:
-            await _aio_abort(context, exc)
+            failure = _failure(self, method.__name__, exc)
+        del request
+        await _end_async(context, failure)
 
     return wrapper  # type: ignore[return-value]
 
@@ -224,12 +267,15 @@ def aio_stream_errors(method: F) -> F:
 
     @functools.wraps(method)
     async def wrapper(
-        self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        self: Redacting, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         try:
             async for response in method(self, reject_malformed(request), context):
                 yield response
+            return
         except Exception as exc:
-            await _aio_abort(context, exc)
+            failure = _failure(self, method.__name__, exc)
+        del request
+        await _end_async(context, failure)
 
     return wrapper  # type: ignore[return-value]

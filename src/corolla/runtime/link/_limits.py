@@ -65,6 +65,9 @@ class LinkLimits:
     control_workers: int = 256
     #: Seconds the calls in flight get to finish when the link stops.
     stop_grace_s: float = 2.0
+    #: Bytes (serialized) of a node's attributes, of its node config, and of a run's
+    #: config: settings, not data.
+    max_config_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

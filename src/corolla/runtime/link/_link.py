@@ -12,6 +12,7 @@ of each run left running, which resumes from the run's last checkpoint.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import os
 import sys
@@ -123,6 +124,7 @@ class Link:
         python: str = sys.executable,
     ) -> None:
         addresses = [fleet_address, control_address]
+        _check_distinct_ports(fleet_address, control_address, metrics_address)
         if metrics_address is not None:
             split_http_address(metrics_address)  # refused here, before anything starts
             addresses.append(metrics_address)
@@ -179,11 +181,18 @@ class Link:
             credentials = server_credentials(
                 self._certificates.link_certificate, self._certificates.link_key
             )
-            port = server.add_secure_port(address, credentials)
+            add = functools.partial(server.add_secure_port, address, credentials)
         else:
-            port = server.add_insecure_port(address)
+            add = functools.partial(server.add_insecure_port, address)
+        try:
+            port = add()
+        except RuntimeError:  # gRPC's "Failed to bind": the reason went to its own log
+            port = 0
         if port == 0:
-            raise ConfigError(f"cannot listen on {address}")
+            raise ConfigError(
+                f"cannot listen on {address}: the port is in use (another link?) or the "
+                "address is not this machine's; choose another address"
+            )
         return port
 
     def start(self) -> Link:
@@ -412,3 +421,28 @@ class Link:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _check_distinct_ports(fleet: str, control: str, metrics: str | None) -> None:
+    """Refuse two of the link's services on one port: gRPC would serve both APIs there,
+    and clients of one would reach the other.
+
+    Raises
+    ------
+    ConfigError
+        If two addresses name the same port (other than 0, which picks a free one).
+    """
+    named = {"--fleet-address": fleet, "--control-address": control}
+    if metrics is not None:
+        named["--metrics-address"] = metrics
+    seen: dict[str, str] = {}
+    for flag, address in named.items():
+        port = address.rpartition(":")[2]
+        if port in ("", "0"):
+            continue
+        if port in seen:
+            raise ConfigError(
+                f"{seen[port]} and {flag} both use port {port}: each API needs a port of its "
+                "own (by default fleet 9092, control 9093)"
+            )
+        seen[port] = flag

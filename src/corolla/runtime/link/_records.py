@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from corolla.core import CorollaError
+from corolla.core import ConfigError, CorollaError
 from corolla.project import AppConfig
 from corolla.state import NodeInfo, RunInfo, RunStatus
-from corolla.transport import control_pb2, run_pb2, user_config_to_proto
+from corolla.transport import control_pb2, records_pb2, run_pb2, user_config_to_proto
 
 from ._resources import LinkResources
 
-__all__ = ["app_name", "node_to_proto", "run_to_proto", "status_from_proto"]
+__all__ = ["app_name", "check_config_size", "node_to_proto", "run_to_proto", "status_from_proto"]
 
 _STATUS = {
     RunStatus.PENDING: run_pb2.RUN_STATUS_PENDING,
@@ -30,6 +30,22 @@ _FROM_PROTO = {
     run_pb2.RUN_STATUS_FAILED: RunStatus.FAILED,
     run_pb2.RUN_STATUS_STOPPED: RunStatus.STOPPED,
 }
+
+
+def check_config_size(what: str, config: records_pb2.UserConfig, limit: int) -> None:
+    """Refuse a config (attributes, node or run config) over ``limit`` serialized bytes.
+
+    Raises
+    ------
+    ConfigError
+        If it is larger.
+    """
+    size = config.ByteSize()
+    if size > limit:
+        raise ConfigError(
+            f"{what} takes {size} bytes; the link accepts at most {limit} (settings belong "
+            "there, data does not)"
+        )
 
 
 def status_from_proto(status: int) -> RunStatus:

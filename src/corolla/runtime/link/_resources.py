@@ -4,6 +4,7 @@ objects built on them."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 from corolla.state import BlobStore, LinkState
@@ -66,3 +67,11 @@ class LinkResources:
             contents=MessageContents(blobs, names),
             replaced=ReplacedCheckpoints(),
         )
+
+    def redact(self, text: str) -> str:
+        """``text`` with the link's own paths left out, for error details that reach
+        callers: an installed app reads ``<bundle 1a2b3c4d5e6f>``, the state directory
+        ``<link state>``."""
+        apps = str(self.apps_dir)
+        text = re.sub(re.escape(apps) + r"/([0-9a-f]{12})[0-9a-f]*", r"<bundle \1>", text)
+        return text.replace(str(self.apps_dir.parent), "<link state>")

@@ -50,6 +50,9 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
         self._shared = shared
         self._runs = runs
 
+    def redact(self, text: str) -> str:
+        return self._shared.redact(text)
+
     def _run_id(self, context: grpc.ServicerContext) -> int:
         secret = bearer_token(context.invocation_metadata())
         run_id = None if secret is None else self._runs.run_for_secret(secret)

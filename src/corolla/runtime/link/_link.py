@@ -43,6 +43,7 @@ from corolla.transport import (
 from corolla.tuning import malloc_trim, return_freed_buffers
 
 from .._clock import Clock, SystemClock
+from .._state_dir import prepare_state_dir
 from ._async_server import AsyncServer
 from ._collection import collect_ended_runs
 from ._control import ControlServicer, RunArtifactsServicer
@@ -207,7 +208,7 @@ class Link:
         """
         if self._status is not LinkStatus.CREATED:
             raise ConfigError(f"a link is started once; this one is {self._status.value}")
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        prepare_state_dir(self.state_dir)
         return_freed_buffers()
         state = self._state or SqliteLinkState(self.state_dir / "state.db", clock=self._clock.time)
         limits = self.limits

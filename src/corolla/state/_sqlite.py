@@ -58,6 +58,7 @@ from ._checks import (
 from ._errors import RunStatusError, StorageError, UnknownMessageError
 from ._sqlite_checkpoint import BACKSTOP_PAGES, BackgroundCheckpointer
 from ._sqlite_commit import GroupCommit
+from ._sqlite_file import CORRUPT_CODES, IntegrityCheck, check_pages, corrupt, prepare_file
 from ._sqlite_replies import (
     INSERT_REPLY,
     OPEN,
@@ -109,22 +110,32 @@ class SqliteLinkState(LinkState):
     Parameters
     ----------
     path
-        The database file (created with its parent directories if missing), or
-        ``":memory:"`` for a private in-memory database that ends with the object.
+        The database file, or ``":memory:"`` for a private in-memory database that ends
+        with the object. A missing file is created (with its directory, and both
+        readable by their owner only); an existing one is checked before it is used.
     clock
         Returns the current time in seconds since the epoch; inject a fake one in tests.
     synchronous
         ``"FULL"`` (no write returns before the log holding it is fsynced; survives
         power loss) or ``"NORMAL"`` (survives process crashes only; faster).
+    check
+        How an existing database is checked when opened: ``"quick"`` (SQLite's
+        ``quick_check`` of every page: 0.2 s for 50,000 messages and replies here) or
+        ``"full"`` (``integrity_check``, which also checks every index against its
+        table, and so finds more damaged values: 0.65 s for the same).
 
     Raises
     ------
+    CorruptStateError
+        If the file is empty (0 bytes), not an SQLite database, or damaged; the
+        message names the file and says what to do.
     SchemaVersionError
         If the database was written by a newer Corolla, or is not a state database.
     StorageError
-        If the file cannot be opened as an SQLite database, or does not support WAL.
+        If the file cannot be created or opened, or does not support WAL.
     ConfigError
-        If ``synchronous`` is neither ``"FULL"`` nor ``"NORMAL"``.
+        If ``synchronous`` is neither ``"FULL"`` nor ``"NORMAL"``, or ``check`` is
+        neither ``"quick"`` nor ``"full"``.
     """
 
     def __init__(
@@ -133,16 +144,18 @@ class SqliteLinkState(LinkState):
         *,
         clock: Callable[[], float] = time.time,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        check: IntegrityCheck = "quick",
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ConfigError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
+        if check not in ("quick", "full"):
+            raise ConfigError(f"check must be 'quick' or 'full', got {check!r}")
         self._clock = clock
         in_memory = os.fspath(path) == ":memory:"
         target = ":memory:" if in_memory else Path(path)
         conn: sqlite3.Connection | None = None
         try:
-            if isinstance(target, Path):
-                target.parent.mkdir(parents=True, exist_ok=True)
+            created = isinstance(target, Path) and prepare_file(target)
             conn = sqlite3.connect(
                 target, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )
@@ -164,12 +177,16 @@ class SqliteLinkState(LinkState):
             # reply contents (40 MB for a thousand nodes' 10k-parameter updates) to the log
             # again as zeros. FAST zeroes what costs no more I/O; freed pages are reused.
             conn.execute("PRAGMA secure_delete = FAST")
+            if isinstance(target, Path) and not created:
+                check_pages(conn, target, check)
             migrate(conn, MIGRATIONS, clock())
         except (sqlite3.Error, OSError) as exc:
             if conn is not None:
                 conn.close()
             if isinstance(exc, StorageError):
                 raise
+            if isinstance(target, Path) and getattr(exc, "sqlite_errorcode", 0) in CORRUPT_CODES:
+                raise corrupt(target, f"it is damaged ({exc})") from exc
             raise StorageError(f"cannot open the state database {target}: {exc}") from exc
         except BaseException:
             if conn is not None:

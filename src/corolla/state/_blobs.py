@@ -339,7 +339,7 @@ class DirectoryBlobStore(BlobStore):
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                raise StorageError(f"cannot read blob {blob_hash}: {exc.strerror}") from exc
+                raise StorageError(f"cannot read blob {blob_hash}: {_reason(exc)}") from exc
             return self.put_stream((data,), expected_hash=blob_hash)
         return self.put_stream(data)
 
@@ -351,7 +351,7 @@ class DirectoryBlobStore(BlobStore):
         try:
             file = BlobFile(self._tmp)
         except OSError as exc:
-            raise StorageError(f"cannot write to the blob directory {self._root}: {exc}") from exc
+            raise StorageError(f"cannot store a blob: {_reason(exc)}") from exc
         try:
             digest = None if trusted else hashlib.sha256()
             for chunk in chunks:
@@ -372,7 +372,7 @@ class DirectoryBlobStore(BlobStore):
             _fsync_directory(final.parent)
             return blob_hash
         except OSError as exc:
-            raise StorageError(f"cannot store a blob in {self._root}: {exc}") from exc
+            raise StorageError(f"cannot store a blob: {_reason(exc)}") from exc
         finally:
             file.abort()  # removes the temporary file unless it was renamed into place
 
@@ -385,9 +385,9 @@ class DirectoryBlobStore(BlobStore):
                 # The map outlives the file object; it is unmapped once no view uses it.
                 return memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
         except FileNotFoundError:
-            raise BlobNotFoundError(f"no blob {blob_hash} in {self._root}") from None
+            raise BlobNotFoundError(f"no blob {blob_hash}") from None
         except OSError as exc:
-            raise StorageError(f"cannot read blob {blob_hash}: {exc}") from exc
+            raise StorageError(f"cannot read blob {blob_hash}: {_reason(exc)}") from exc
 
     def iter_bytes(
         self, blob_hash: str, offset: int = 0, chunk_size: int = 4 * 1024 * 1024
@@ -396,15 +396,15 @@ class DirectoryBlobStore(BlobStore):
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            raise BlobNotFoundError(f"no blob {blob_hash} in {self._root}") from None
+            raise BlobNotFoundError(f"no blob {blob_hash}") from None
         except OSError as exc:
-            raise StorageError(f"cannot read blob {blob_hash}: {exc}") from exc
+            raise StorageError(f"cannot read blob {blob_hash}: {_reason(exc)}") from exc
         try:
             size = os.fstat(fd).st_size
             for start in range(offset, size, chunk_size):
                 yield os.pread(fd, min(chunk_size, size - start), start)
         except OSError as exc:
-            raise StorageError(f"cannot read blob {blob_hash}: {exc}") from exc
+            raise StorageError(f"cannot read blob {blob_hash}: {_reason(exc)}") from exc
         finally:
             os.close(fd)
 
@@ -416,7 +416,7 @@ class DirectoryBlobStore(BlobStore):
         try:
             return path.stat().st_size
         except FileNotFoundError:
-            raise BlobNotFoundError(f"no blob {blob_hash} in {self._root}") from None
+            raise BlobNotFoundError(f"no blob {blob_hash}") from None
 
     def stored(self) -> Iterator[tuple[str, float]]:
         for fan in sorted(self._root.glob("[0-9a-f][0-9a-f]")):
@@ -445,7 +445,7 @@ class DirectoryBlobStore(BlobStore):
         except FileNotFoundError:
             return False
         except OSError as exc:
-            raise StorageError(f"cannot read blob {blob_hash}: {exc.strerror}") from exc
+            raise StorageError(f"cannot read blob {blob_hash}: {_reason(exc)}") from exc
         try:
             digest = hashlib.sha256()
             # A read at a time, not a map: a damaged disk answers a read with EIO,
@@ -474,9 +474,18 @@ class DirectoryBlobStore(BlobStore):
             _fsync_directory(path.parent)
             return False
         except OSError as exc:
-            raise StorageError(f"cannot read blob {blob_hash}: {exc.strerror}") from exc
+            raise StorageError(f"cannot read blob {blob_hash}: {_reason(exc)}") from exc
         finally:
             os.close(fd)
+
+
+def _reason(exc: OSError) -> str:
+    """What went wrong, without the file's path: errors of a store in use may travel to
+    a remote caller (a node pushing or pulling arrays), who has no business knowing the
+    link's directories. The path stays in the error's cause, for the link's own logs."""
+    if exc.strerror:
+        return exc.strerror
+    return str(exc.args[0]) if exc.args else type(exc).__name__
 
 
 def _fsync_directory(path: Path) -> None:

@@ -36,8 +36,10 @@ from ._owner_only import DIRECTORY_MODE, FILE_MODE, make_directory, tighten
 
 try:
     import fcntl
+
+    _FLOCK = True
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+    _FLOCK = False
 
 __all__ = ["LOCK_FILE", "StateDirectoryLock"]
 
@@ -73,7 +75,7 @@ class StateDirectoryLock:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self._directory = Path(directory)
         self._path = self._directory / LOCK_FILE
-        if fcntl is None:  # pragma: no cover - Windows
+        if not _FLOCK:  # pragma: no cover - Windows
             raise StorageError("locking a state directory needs fcntl.flock (POSIX)")
         try:
             if not make_directory(self._directory):

@@ -43,7 +43,11 @@ def _write(directory: Path, data: bytes, cuts: list[int]) -> Path:
         file.write(view[start:cut])
         start = max(start, cut)
     file.write(view[start:])
-    return file.finish()
+    written = file.finish()
+    kept = written.with_name(f"{written.name}.blob")
+    os.replace(written, kept)  # as the store renames it into place
+    file.abort()  # unclaims it; moved away, it stays
+    return kept
 
 
 @settings(
@@ -110,6 +114,7 @@ def test_a_closed_blob_file_refuses_writes(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="closed"):
         file.write(memoryview(b"more"))
+    file.abort()
 
 
 @pytest.mark.skipif(not getattr(os, "O_DIRECT", 0), reason="needs O_DIRECT")

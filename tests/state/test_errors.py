@@ -16,11 +16,13 @@ from corolla.core import (
 from corolla.state import (
     BlobIntegrityError,
     BlobNotFoundError,
+    CorruptStateError,
     InvalidBlobHashError,
     NodeAuthenticationError,
     ReplyRejectedError,
     RunStatusError,
     SchemaVersionError,
+    StateInUseError,
     StorageError,
     UnknownMessageError,
     UnknownNodeError,
@@ -40,6 +42,8 @@ ERRORS: list[tuple[type[CorollaError], tuple[type[Exception], ...], ErrorCode]] 
     (NodeAuthenticationError, (PermissionError,), ErrorCode.UNAUTHENTICATED),
     (BlobNotFoundError, (LookupError,), ErrorCode.MESSAGE_UNAVAILABLE),
     (StorageError, (OSError,), ErrorCode.STORAGE),
+    (CorruptStateError, (StorageError, OSError), ErrorCode.STORAGE),
+    (StateInUseError, (StorageError, OSError), ErrorCode.CONFLICT),
 ]
 
 

@@ -2,7 +2,8 @@
 
 :class:`LinkState` is the one interface; :class:`SqliteLinkState` the embedded backend.
 Payloads (serialized records, app bundles, checkpoints) live in a :class:`BlobStore` and
-the state refers to them by sha256 hash. Imports only ``corolla.core``.
+the state refers to them by sha256 hash. A process that owns a state directory (a link's,
+a node's) holds a :class:`StateDirectoryLock` on it. Imports only ``corolla.core``.
 """
 
 from ._base import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TOLERANCE, LinkState
@@ -10,16 +11,19 @@ from ._blobs import BlobStore, Chunk, DirectoryBlobStore, MemoryBlobStore
 from ._errors import (
     BlobIntegrityError,
     BlobNotFoundError,
+    CorruptStateError,
     InvalidBlobHashError,
     NodeAuthenticationError,
     ReplyRejectedError,
     RunStatusError,
     SchemaVersionError,
+    StateInUseError,
     StorageError,
     UnknownMessageError,
     UnknownNodeError,
     UnknownRunError,
 )
+from ._lock import StateDirectoryLock
 from ._sqlite import SqliteLinkState
 from ._types import (
     RUN_TRANSITIONS,
@@ -42,6 +46,7 @@ __all__ = [
     "BlobStore",
     "Checkpoint",
     "Chunk",
+    "CorruptStateError",
     "DeliveryStatus",
     "DirectoryBlobStore",
     "EventEntry",
@@ -57,6 +62,8 @@ __all__ = [
     "RunStatusError",
     "SchemaVersionError",
     "SqliteLinkState",
+    "StateDirectoryLock",
+    "StateInUseError",
     "StorageError",
     "StoredMessage",
     "UnknownMessageError",

@@ -16,11 +16,18 @@ buffers of a large blob go to the disk from a small pool of threads, up to
 :data:`WRITES_IN_FLIGHT` at a time (:data:`WRITES_IN_FLIGHT_TOTAL` for the whole
 process), while the caller hashes and stages the next ones. The link stored a single
 100 MB upload at 410-440 MB/s here when each write was waited for, at 610-645 MB/s so.
+
+A blob file is claimed (``flock``) by its writer from its creation until the store is done
+with it (renamed into place, or removed), so a store opening the same directory meanwhile
+(a run's ServerApp reads the link's blobs) can tell it from what a crash left behind:
+:func:`remove_unclaimed` removes only files nobody claims. A claim ends with its
+descriptor, so a killed writer's file is unclaimed at once.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import errno
 import mmap
@@ -30,7 +37,19 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-__all__ = ["DIRECT_ALIGNMENT", "STAGING_BYTES", "BlobFile"]
+try:
+    import fcntl
+
+    _FLOCK = True
+except ImportError:  # pragma: no cover - Windows: no claims, and no sweeping
+    _FLOCK = False
+
+__all__ = ["DIRECT_ALIGNMENT", "FILE_MODE", "STAGING_BYTES", "BlobFile", "remove_unclaimed"]
+
+#: A blob file's mode: read and written by its owner only.
+FILE_MODE = 0o600
+#: Names drawn for a new blob file before giving up, each found swept by a store opening.
+_NAME_ATTEMPTS = 8
 
 #: Offsets and lengths of ``O_DIRECT`` writes are multiples of this (the largest logical
 #: block size in common use).
@@ -115,12 +134,63 @@ class _Write:
     future: Future[None] | None = None
 
 
+def _claim(fd: int) -> bool:
+    """Claim the blob file open as ``fd``: False if a sweeping store holds it or has
+    removed it already (its name is then no longer this writer's)."""
+    if not _FLOCK:  # pragma: no cover - Windows
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return os.fstat(fd).st_nlink > 0
+
+
+def remove_unclaimed(directory: Path) -> int:
+    """Remove the files in ``directory`` that no writer claims (what a crash left, or a
+    writer that failed before cleaning up); return how many.
+
+    Raises
+    ------
+    OSError
+        If the directory cannot be listed.
+    """
+    if not _FLOCK:  # pragma: no cover - Windows: cannot tell them apart
+        return 0
+    removed = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+            except FileNotFoundError:  # renamed into place or removed meanwhile
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # being written
+                os.close(fd)
+                continue
+            try:
+                # Removed while claimed, so a writer that opened it meanwhile finds its
+                # name gone when it claims it, and draws another.
+                os.unlink(entry.path)
+                removed += 1
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(fd)
+    return removed
+
+
 class BlobFile:
     """A new file in ``directory`` that a blob's bytes are written to, in order.
 
-    Use :meth:`write` for each piece, then :meth:`finish` (fsync and close) or
-    :meth:`abort` (close and remove). :attr:`path` names the file once it exists.
-    A writer is used by one thread at a time.
+    Use :meth:`write` for each piece, then :meth:`finish` (fsync; the file stays
+    claimed, see the module's docstring, so it may be renamed into place) and at last
+    :meth:`abort` (unclaim the file, removing it unless it was moved away).
+    :attr:`path` names the file once it exists. A writer is used by one thread at a
+    time.
 
     Raises
     ------
@@ -134,6 +204,8 @@ class BlobFile:
         self._buffer: mmap.mmap | None = _take_buffer()
         self._staged = 0
         self._fd: int | None = None
+        # The descriptor holding the claim: the first one opened, kept until abort().
+        self._claim_fd: int | None = None
         self._direct = False
         # Whether a direct write went through: the first is made in the caller's thread,
         # so that a file system refusing them is found before anything is in flight.
@@ -156,7 +228,7 @@ class BlobFile:
 
     def finish(self) -> Path:
         """Write what is staged, wait for the writes in flight, fsync the file and close
-        it; return its path."""
+        it for writing; return its path, which stays claimed until :meth:`abort`."""
         if self._fd is None or self._staged:
             self._flush(final=True)  # a blob that never filled the buffer: page cache
         while self._in_flight:
@@ -169,10 +241,13 @@ class BlobFile:
         return self.path
 
     def abort(self) -> None:
-        """Close and remove the file (nothing of the blob is kept)."""
+        """Close the file and remove it unless it was moved away; then unclaim it."""
         self._close()
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+        claim, self._claim_fd = self._claim_fd, None
+        if claim is not None:
+            os.close(claim)
 
     def _staging(self) -> mmap.mmap:
         if self._buffer is None:
@@ -185,18 +260,30 @@ class BlobFile:
         return self._fd
 
     def _open(self, direct: bool) -> None:
+        for _ in range(_NAME_ATTEMPTS):
+            path = self._directory / f"put-{secrets.token_hex(8)}"
+            fd = self._create(path, direct)
+            if _claim(fd):
+                break
+            os.close(fd)  # swept by a store opening the directory: the sweeper removes it
+        else:
+            raise OSError(errno.EBUSY, "every new blob file was removed by a sweep")
+        with contextlib.suppress(OSError):  # the umask may have taken the owner's bits
+            os.fchmod(fd, FILE_MODE)
+        self._fd = self._claim_fd = fd
+        self.path = path
+
+    def _create(self, path: Path, direct: bool) -> int:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        path = self._directory / f"put-{secrets.token_hex(8)}"
+        self._direct = False
         if direct and _O_DIRECT:
             try:
-                self._fd = os.open(path, flags | _O_DIRECT, 0o600)
+                fd = os.open(path, flags | _O_DIRECT, FILE_MODE)
                 self._direct = True
-                self.path = path
-                return
+                return fd
             except OSError:  # e.g. EINVAL on tmpfs: write through the page cache
                 path.unlink(missing_ok=True)
-        self._fd = os.open(path, flags, 0o600)
-        self.path = path
+        return os.open(path, flags, FILE_MODE)
 
     def _flush(self, *, final: bool = False) -> None:
         """Write the staged bytes: a full buffer, or (``final``) the blob's last bytes,
@@ -276,8 +363,10 @@ class BlobFile:
             if error is not None:
                 raise error
             assert self.path is not None
-            os.close(self._descriptor())
+            refused_fd = self._descriptor()
             self._fd = None
+            if refused_fd != self._claim_fd:  # the first descriptor keeps the claim
+                os.close(refused_fd)
             self._fd = os.open(self.path, os.O_WRONLY)
             self._direct = False
             for write in refused:
@@ -294,7 +383,8 @@ class BlobFile:
             _written(write)
         self._in_flight.clear()
         if self._fd is not None:
-            os.close(self._fd)
+            if self._fd != self._claim_fd:
+                os.close(self._fd)
             self._fd = None
         if self._buffer is not None:
             _give_back(self._buffer)

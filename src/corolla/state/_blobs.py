@@ -8,14 +8,30 @@ nodes is one blob.
 hex digits fan the files out over 256 directories). A blob is written to ``ROOT/tmp``
 (one larger than 4 MiB bypassing the page cache: see ``_blob_file``), fsynced, then
 renamed into place and its directory fsynced: a crash leaves either the whole blob under
-its name or nothing, never a torn file. Reading maps the file into memory, so a
-model of any size (over 2 GiB included, on a 64-bit system) is read without copying.
+its name or nothing, never a torn file. What a crash leaves in ``ROOT/tmp`` is removed
+when a store next opens the directory. Reading maps the file into memory, so a model of
+any size (over 2 GiB included, on a 64-bit system) is read without copying. The
+directories are readable by their owner only, and so are the files.
+
+A stored blob is trusted: reads do not hash it again (the link serves a 100 MB model at
+700-900 MB/s, more than one core hashes). When its bytes go bad all the same (bit rot, a
+file truncated by a failing disk or by hand), two things put it right, neither costing
+the hot path anything:
+
+* an upload of the same content replaces the stored file (the new one was hashed as it
+  was written; the rename costs what discarding it did), and ``put`` of whole content
+  writes it again if the stored file's size differs from it (one ``stat``, as before);
+* a reader who finds a blob wrong (a size other than the one its message declares, an
+  array that does not decode) calls :meth:`BlobStore.verify`, which reads it again and
+  removes it if it does not hash to its name: ``exists`` then answers False, so the
+  link asks the next node for it (``StatArrays``) and the upload stores it again.
 """
 
 from __future__ import annotations
 
 import abc
 import hashlib
+import logging
 import mmap
 import os
 import re
@@ -26,9 +42,10 @@ from pathlib import Path
 
 from corolla.core import ConfigError
 
-from ._blob_file import BlobFile
+from ._blob_file import BlobFile, remove_unclaimed
 from ._checks import check_blob_hash
 from ._errors import BlobIntegrityError, BlobNotFoundError, StorageError
+from ._owner_only import DIRECTORY_MODE, make_directory, tighten
 
 __all__ = ["BlobStore", "Chunk", "DirectoryBlobStore", "MemoryBlobStore"]
 
@@ -37,6 +54,11 @@ _HASH = re.compile(r"[0-9a-f]{64}")
 
 #: What a blob is written from: any C-contiguous buffer of bytes.
 Chunk = bytes | bytearray | memoryview
+
+_log = logging.getLogger("corolla.state")
+
+#: Bytes read at a time by :meth:`DirectoryBlobStore.verify`.
+_VERIFY_CHUNK = 4 * 1024 * 1024
 
 
 def _byte_view(chunk: Chunk) -> memoryview:
@@ -171,6 +193,37 @@ class BlobStore(abc.ABC):
             If ``blob_hash`` is malformed.
         """
 
+    def verify(self, blob_hash: str) -> bool:
+        """Read a blob again and check that it hashes to its name; remove it if not.
+
+        For a reader who found a blob wrong (a size other than the one expected, content
+        that does not decode): a damaged blob is removed, so :meth:`exists` answers
+        False and the next upload of the content stores it again. A blob that hashes
+        right is kept, so a caller mistaken (or lying) about it costs a read, never the
+        blob. Reads the whole blob: not for every read.
+
+        Returns
+        -------
+        bool
+            True if the blob is stored and hashes to its name; False if it was damaged
+            (and is removed now) or is not stored.
+
+        Raises
+        ------
+        InvalidBlobHashError
+            If ``blob_hash`` is malformed.
+        StorageError
+            If the blob cannot be read.
+        """
+        try:
+            view = self.open(blob_hash)
+        except BlobNotFoundError:
+            return False
+        if hashlib.sha256(view).hexdigest() == blob_hash:
+            return True
+        self.delete(blob_hash)
+        return False
+
 
 class MemoryBlobStore(BlobStore):
     """Blobs in a dict: for tests and a link whose state is ``:memory:``."""
@@ -228,21 +281,41 @@ class MemoryBlobStore(BlobStore):
 
 
 class DirectoryBlobStore(BlobStore):
-    """Blobs as files under ``root`` (created if missing).
+    """Blobs as files under ``root``.
+
+    Opening the store creates ``root`` if missing, makes it readable by its owner only
+    (with a warning if it was not: then nothing below it can be reached by other users
+    either), and removes the partial uploads a crash left in ``root/tmp`` (never one
+    being written: several stores, in several processes, may use one directory). The
+    directories and files it creates are owner-only too.
 
     Raises
     ------
     StorageError
-        If ``root`` cannot be created.
+        If ``root`` cannot be created or listed.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self._root = Path(root)
         self._tmp = self._root / "tmp"
+        # Replacing a blob and removing a damaged one, one at a time (see verify).
+        self._replacing = threading.Lock()
         try:
-            self._tmp.mkdir(parents=True, exist_ok=True)
+            if not self._root.is_dir():
+                self._root.parent.mkdir(parents=True, exist_ok=True)
+            make_directory(self._root)
+            make_directory(self._tmp)
+            # The root's mode keeps other users from everything below it, so what is
+            # already there is not walked (there may be thousands of blobs).
+            tighten(self._root, DIRECTORY_MODE)
+            tighten(self._tmp, DIRECTORY_MODE)
+            removed = remove_unclaimed(self._tmp)
         except OSError as exc:
-            raise StorageError(f"cannot create the blob directory {self._root}: {exc}") from exc
+            raise StorageError(
+                f"cannot open the blob directory {self._root}: {exc.strerror}"
+            ) from exc
+        if removed:
+            _log.info("removed %d partial uploads left in %s", removed, self._tmp)
 
     @property
     def root(self) -> Path:
@@ -257,9 +330,16 @@ class DirectoryBlobStore(BlobStore):
         if isinstance(data, bytes | bytearray | memoryview):
             # Content given whole is hashed first: what is stored already (the same
             # message content for every node of a round) costs no write and no fsync.
-            blob_hash = hashlib.sha256(_byte_view(data)).hexdigest()
-            if self.exists(blob_hash):
-                return blob_hash
+            # A stored file of another size is damaged: it is written again.
+            view = _byte_view(data)
+            blob_hash = hashlib.sha256(view).hexdigest()
+            try:
+                if os.stat(self._path(blob_hash)).st_size == len(view):
+                    return blob_hash
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StorageError(f"cannot read blob {blob_hash}: {_reason(exc)}") from exc
             return self.put_stream((data,), expected_hash=blob_hash)
         return self.put_stream(data)
 
@@ -271,7 +351,7 @@ class DirectoryBlobStore(BlobStore):
         try:
             file = BlobFile(self._tmp)
         except OSError as exc:
-            raise StorageError(f"cannot write to the blob directory {self._root}: {exc}") from exc
+            raise StorageError(f"cannot store a blob: {_reason(exc)}") from exc
         try:
             digest = None if trusted else hashlib.sha256()
             for chunk in chunks:
@@ -283,17 +363,16 @@ class DirectoryBlobStore(BlobStore):
             blob_hash = digest.hexdigest() if digest is not None else str(expected)
             _check_digest(blob_hash, expected)
             final = self._path(blob_hash)
-            if not final.parent.is_dir():
-                final.parent.mkdir(exist_ok=True)
+            if not final.parent.is_dir() and make_directory(final.parent):
                 _fsync_directory(self._root)
-            if final.exists():  # the same content is already stored: keep one copy
-                tmp.unlink()
-            else:
+            # The same content stored already is replaced all the same: this copy was
+            # just hashed, while the stored one may have gone bad since it was.
+            with self._replacing:
                 os.replace(tmp, final)
-                _fsync_directory(final.parent)
+            _fsync_directory(final.parent)
             return blob_hash
         except OSError as exc:
-            raise StorageError(f"cannot store a blob in {self._root}: {exc}") from exc
+            raise StorageError(f"cannot store a blob: {_reason(exc)}") from exc
         finally:
             file.abort()  # removes the temporary file unless it was renamed into place
 
@@ -306,9 +385,9 @@ class DirectoryBlobStore(BlobStore):
                 # The map outlives the file object; it is unmapped once no view uses it.
                 return memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
         except FileNotFoundError:
-            raise BlobNotFoundError(f"no blob {blob_hash} in {self._root}") from None
+            raise BlobNotFoundError(f"no blob {blob_hash}") from None
         except OSError as exc:
-            raise StorageError(f"cannot read blob {blob_hash}: {exc}") from exc
+            raise StorageError(f"cannot read blob {blob_hash}: {_reason(exc)}") from exc
 
     def iter_bytes(
         self, blob_hash: str, offset: int = 0, chunk_size: int = 4 * 1024 * 1024
@@ -317,15 +396,15 @@ class DirectoryBlobStore(BlobStore):
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            raise BlobNotFoundError(f"no blob {blob_hash} in {self._root}") from None
+            raise BlobNotFoundError(f"no blob {blob_hash}") from None
         except OSError as exc:
-            raise StorageError(f"cannot read blob {blob_hash}: {exc}") from exc
+            raise StorageError(f"cannot read blob {blob_hash}: {_reason(exc)}") from exc
         try:
             size = os.fstat(fd).st_size
             for start in range(offset, size, chunk_size):
                 yield os.pread(fd, min(chunk_size, size - start), start)
         except OSError as exc:
-            raise StorageError(f"cannot read blob {blob_hash}: {exc}") from exc
+            raise StorageError(f"cannot read blob {blob_hash}: {_reason(exc)}") from exc
         finally:
             os.close(fd)
 
@@ -337,7 +416,7 @@ class DirectoryBlobStore(BlobStore):
         try:
             return path.stat().st_size
         except FileNotFoundError:
-            raise BlobNotFoundError(f"no blob {blob_hash} in {self._root}") from None
+            raise BlobNotFoundError(f"no blob {blob_hash}") from None
 
     def stored(self) -> Iterator[tuple[str, float]]:
         for fan in sorted(self._root.glob("[0-9a-f][0-9a-f]")):
@@ -358,6 +437,55 @@ class DirectoryBlobStore(BlobStore):
             return False
         _fsync_directory(path.parent)
         return True
+
+    def verify(self, blob_hash: str) -> bool:
+        path = self._path(blob_hash)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot read blob {blob_hash}: {_reason(exc)}") from exc
+        try:
+            digest = hashlib.sha256()
+            # A read at a time, not a map: a damaged disk answers a read with EIO,
+            # where a map would answer with SIGBUS.
+            while chunk := os.read(fd, _VERIFY_CHUNK):
+                digest.update(chunk)
+            if digest.hexdigest() == blob_hash:
+                return True
+            checked = os.fstat(fd)
+            with self._replacing:
+                # Only the file read is removed: not a good copy an upload put in its
+                # place meanwhile (another process's upload can still slip between the
+                # stat and the unlink; it is then stored again by the next upload).
+                try:
+                    current = os.stat(path)
+                except FileNotFoundError:
+                    return False
+                if (current.st_dev, current.st_ino) == (checked.st_dev, checked.st_ino):
+                    path.unlink()
+                    _log.warning(
+                        "blob %s does not hash to its name (%d bytes): removed, so that "
+                        "the next upload of it stores it again",
+                        blob_hash,
+                        checked.st_size,
+                    )
+            _fsync_directory(path.parent)
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot read blob {blob_hash}: {_reason(exc)}") from exc
+        finally:
+            os.close(fd)
+
+
+def _reason(exc: OSError) -> str:
+    """What went wrong, without the file's path: errors of a store in use may travel to
+    a remote caller (a node pushing or pulling arrays), who has no business knowing the
+    link's directories. The path stays in the error's cause, for the link's own logs."""
+    if exc.strerror:
+        return exc.strerror
+    return str(exc.args[0]) if exc.args else type(exc).__name__
 
 
 def _fsync_directory(path: Path) -> None:

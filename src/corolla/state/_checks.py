@@ -15,18 +15,34 @@ from corolla.core import ConfigError, UserConfigValue
 from ._errors import InvalidBlobHashError
 
 __all__ = [
+    "SQLITE_INT_MAX",
+    "SQLITE_INT_MIN",
     "check_attributes",
     "check_blob_hash",
     "check_limit",
     "check_seconds",
     "check_user_config",
     "dump_json",
+    "fits_sqlite",
     "hash_token",
     "new_id",
     "new_token",
 ]
 
 _HASH = re.compile(r"[0-9a-f]{64}")
+
+#: SQLite's integers are signed 64-bit; the wire's ids are unsigned 64-bit.
+SQLITE_INT_MIN = -(2**63)
+SQLITE_INT_MAX = 2**63 - 1
+
+
+def fits_sqlite(value: object) -> bool:
+    """False for an int SQLite cannot hold (binding it raises ``OverflowError``).
+
+    No row can have such an id, so a lookup by one answers "unknown" without asking
+    SQLite. Values of other types are left to SQLite, which finds no row for them.
+    """
+    return not isinstance(value, int) or SQLITE_INT_MIN <= value <= SQLITE_INT_MAX
 
 
 def check_blob_hash(blob_hash: object) -> str:
@@ -49,7 +65,8 @@ def check_blob_hash(blob_hash: object) -> str:
 
 
 def check_limit(limit: object) -> int:
-    """Return ``limit`` as an SQL ``LIMIT`` (-1 for None, meaning no limit).
+    """Return ``limit`` as an SQL ``LIMIT`` (-1 for None, meaning no limit; a limit past
+    SQLite's integers is no limit either).
 
     Raises
     ------
@@ -60,7 +77,7 @@ def check_limit(limit: object) -> int:
         return -1
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ConfigError(f"limit must be a positive int or None, got {limit!r}")
-    return limit
+    return limit if limit <= SQLITE_INT_MAX else -1
 
 
 def check_seconds(value: object, what: str) -> float:

@@ -19,6 +19,9 @@ or ``except MessageError`` keeps catching it, and it carries an existing, stable
     ├── NodeAuthenticationError (PermissionError)  UNAUTHENTICATED      wrong node token
     ├── BlobNotFoundError (LookupError)            MESSAGE_UNAVAILABLE  no blob with that hash
     └── StorageError (OSError)                     STORAGE              the database or disk failed
+        ├── CorruptStateError                      STORAGE              database damaged or empty
+        └── StateInUseError                        CONFLICT             another process holds the
+                                                                        state directory
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ from corolla.core import (
 __all__ = [
     "BlobIntegrityError",
     "BlobNotFoundError",
+    "CorruptStateError",
     "InvalidBlobHashError",
     "NodeAuthenticationError",
     "ReplyRejectedError",
     "RunStatusError",
     "SchemaVersionError",
+    "StateInUseError",
     "StorageError",
     "UnknownMessageError",
     "UnknownNodeError",
@@ -106,3 +111,14 @@ class StorageError(CorollaError, OSError):
     """The database or the blob directory failed (disk full, corrupt file, closed store)."""
 
     code = ErrorCode.STORAGE
+
+
+class CorruptStateError(StorageError):
+    """The state database is damaged, empty or not an SQLite database: found when it is
+    opened, so the link refuses to start rather than fail on every call."""
+
+
+class StateInUseError(StorageError):
+    """Another process (a link or node still running) holds the state directory."""
+
+    code = ErrorCode.CONFLICT

@@ -179,8 +179,9 @@ class GroupCommit:
             except FileNotFoundError:  # no log yet: nothing was written
                 pass
             except OSError as exc:
+                # No path in the message: a node whose reply this was is told it.
                 raise StorageError(
-                    f"cannot make the state durable (fsync of {self._sync_path}): {exc}"
+                    f"cannot make the state durable (fsync of its log): {exc.strerror or exc}"
                 ) from exc
             self._synced = covered
             self.syncs += 1

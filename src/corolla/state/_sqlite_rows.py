@@ -13,7 +13,7 @@ from typing import Any
 
 from corolla.core import Error, Metadata
 
-from ._checks import hash_token, new_id
+from ._checks import fits_sqlite, hash_token, new_id
 from ._errors import NodeAuthenticationError, StorageError, UnknownNodeError, UnknownRunError
 from ._types import NodeInfo, RunInfo, RunStatus, StoredMessage
 
@@ -29,6 +29,7 @@ __all__ = [
     "fetch_one",
     "to_run_info",
     "unknown_node",
+    "unknown_run",
     "unused_id",
 ]
 
@@ -58,16 +59,24 @@ def unknown_node(node_id: int) -> UnknownNodeError:
 
 
 def get_node_row(conn: sqlite3.Connection, node_id: int) -> sqlite3.Row:
+    if not fits_sqlite(node_id):  # an id of 2**63 or more (the wire's are uint64)
+        raise unknown_node(node_id)
     row = fetch_one(conn, "SELECT * FROM nodes WHERE node_id = ?", node_id)
     if row is None:
         raise unknown_node(node_id)
     return row
 
 
+def unknown_run(run_id: int) -> UnknownRunError:
+    return UnknownRunError(f"unknown run id {run_id}")
+
+
 def get_run_row(conn: sqlite3.Connection, run_id: int) -> sqlite3.Row:
+    if not fits_sqlite(run_id):
+        raise unknown_run(run_id)
     row = fetch_one(conn, "SELECT * FROM runs WHERE run_id = ?", run_id)
     if row is None:
-        raise UnknownRunError(f"unknown run id {run_id}")
+        raise unknown_run(run_id)
     return row
 
 

@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from corolla.state import BlobStore, DirectoryBlobStore, MemoryBlobStore, _blobs
+from corolla.state import (
+    BlobIntegrityError,
+    BlobStore,
+    DirectoryBlobStore,
+    MemoryBlobStore,
+    _blobs,
+)
 from corolla.state._blob_file import STAGING_BYTES, BlobFile, remove_unclaimed
 
 from .doubles import digest
@@ -307,3 +313,67 @@ def test_an_existing_blob_directory_others_may_read_is_tightened(
 
     assert _mode(tmp_path) == _mode(tmp_path / "tmp") == 0o700  # nothing below is reachable
     assert "had mode 755" in caplog.text
+
+
+def test_a_blob_damaged_since_an_earlier_process_is_removed_once_served_and_stored_again(
+    tmp_path: Path,
+) -> None:
+    # Arrange: a blob stored by one store (an earlier link process), damaged on disk,
+    # then served by a new store on the same directory
+    data = os.urandom(3 * 1024 * 1024)
+    blob_hash = DirectoryBlobStore(tmp_path).put(data)
+    _damage(_blob_path(tmp_path, blob_hash))
+    store = DirectoryBlobStore(tmp_path)
+
+    # Act: its bytes are all served, then the read raises; the next upload stores it
+    served: list[bytes] = []
+    with pytest.raises(BlobIntegrityError, match="damaged on disk"):
+        served.extend(store.iter_bytes(blob_hash, chunk_size=1024 * 1024))
+    gone = not store.exists(blob_hash)
+    store.put(data)
+
+    # Assert
+    assert len(served) == 3 and gone
+    assert b"".join(store.iter_bytes(blob_hash)) == data
+
+
+def test_a_blob_this_store_wrote_or_saw_whole_is_served_without_hashing_it_again(
+    tmp_path: Path,
+) -> None:
+    # A store trusts what it hashed itself for trust_s: damage after that is found by
+    # the next store, or once the trust runs out (here, at once).
+    data = os.urandom(100_000)
+    trusting = DirectoryBlobStore(tmp_path / "a")
+    blob_hash = trusting.put(data)
+    checking = DirectoryBlobStore(tmp_path / "b", trust_s=1e-9)
+    checking.put(data)
+    for root in (tmp_path / "a", tmp_path / "b"):
+        _damage(_blob_path(root, blob_hash))
+
+    served = b"".join(trusting.iter_bytes(blob_hash))
+    with pytest.raises(BlobIntegrityError):
+        b"".join(checking.iter_bytes(blob_hash))
+
+    assert served != data and trusting.exists(blob_hash)
+    assert not checking.exists(blob_hash)
+
+
+def test_a_good_blob_served_by_a_new_store_is_kept(tmp_path: Path) -> None:
+    data = os.urandom(50_000)
+    blob_hash = DirectoryBlobStore(tmp_path).put(data)
+
+    served = b"".join(DirectoryBlobStore(tmp_path).iter_bytes(blob_hash, chunk_size=7_000))
+
+    assert served == data
+    assert DirectoryBlobStore(tmp_path).exists(blob_hash)
+
+
+def test_a_blob_served_from_an_offset_is_not_hashed(tmp_path: Path) -> None:
+    # A download resumed mid-way cannot hash what it does not read: it serves as stored.
+    data = os.urandom(50_000)
+    blob_hash = DirectoryBlobStore(tmp_path).put(data)
+    _damage(_blob_path(tmp_path, blob_hash))
+
+    tail = b"".join(DirectoryBlobStore(tmp_path).iter_bytes(blob_hash, offset=40_000))
+
+    assert len(tail) == 10_000

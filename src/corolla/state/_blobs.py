@@ -289,17 +289,26 @@ class DirectoryBlobStore(BlobStore):
     being written: several stores, in several processes, may use one directory). The
     directories and files it creates are owner-only too.
 
+    Bytes served with :meth:`iter_bytes` are checked against their name once in a while:
+    the first time this store serves a blob it did not write, and again ``trust_s``
+    seconds after it last saw it hash right. A damaged blob is removed then, and the
+    next upload of its content stores it again.
+
     Raises
     ------
     StorageError
         If ``root`` cannot be created or listed.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, trust_s: float = 3600.0) -> None:
         self._root = Path(root)
         self._tmp = self._root / "tmp"
         # Replacing a blob and removing a damaged one, one at a time (see verify).
         self._replacing = threading.Lock()
+        # Blobs this store saw hash to their name, and when (time.monotonic()): their
+        # bytes are served without hashing them again for trust_s (see iter_bytes).
+        self._trust_s = trust_s
+        self._good: dict[str, float] = {}
         try:
             if not self._root.is_dir():
                 self._root.parent.mkdir(parents=True, exist_ok=True)
@@ -369,6 +378,7 @@ class DirectoryBlobStore(BlobStore):
             # just hashed, while the stored one may have gone bad since it was.
             with self._replacing:
                 os.replace(tmp, final)
+                self._good[blob_hash] = time.monotonic()
             _fsync_directory(final.parent)
             return blob_hash
         except OSError as exc:
@@ -389,9 +399,51 @@ class DirectoryBlobStore(BlobStore):
         except OSError as exc:
             raise StorageError(f"cannot read blob {blob_hash}: {_reason(exc)}") from exc
 
+    def _trusted(self, blob_hash: str) -> bool:
+        with self._replacing:
+            seen = self._good.get(blob_hash)
+        return seen is not None and time.monotonic() - seen < self._trust_s
+
     def iter_bytes(
         self, blob_hash: str, offset: int = 0, chunk_size: int = 4 * 1024 * 1024
     ) -> Iterator[bytes]:
+        """The blob's bytes from ``offset`` on, as copies of at most ``chunk_size`` bytes.
+
+        A blob read whole that this store has not seen hash to its name lately (one it
+        did not write, or wrote over ``trust_s`` ago) is hashed as it is read: one that
+        turns out damaged is removed after its last bytes, and the read raises, so the
+        content's next upload stores it again.
+
+        Raises
+        ------
+        BlobNotFoundError
+            If no blob has that hash.
+        BlobIntegrityError
+            After the last bytes, if they did not hash to the blob's name.
+        InvalidBlobHashError
+            If ``blob_hash`` is malformed.
+        StorageError
+            If the blob cannot be read.
+        """
+        digest = None if offset or self._trusted(blob_hash) else hashlib.sha256()
+        for data in self._read_chunks(blob_hash, offset, chunk_size):
+            if digest is not None:
+                digest.update(data)
+            yield data
+        if digest is None:
+            return
+        if digest.hexdigest() == blob_hash:
+            with self._replacing:
+                self._good[blob_hash] = time.monotonic()
+            return
+        # Removed unless an upload put a good copy in its place meanwhile (verify).
+        self.verify(blob_hash)
+        raise BlobIntegrityError(
+            f"blob {blob_hash[:12]} was damaged on disk: it was removed, and its next "
+            "upload stores it again"
+        )
+
+    def _read_chunks(self, blob_hash: str, offset: int, chunk_size: int) -> Iterator[bytes]:
         path = self._path(blob_hash)
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -431,6 +483,8 @@ class DirectoryBlobStore(BlobStore):
 
     def delete(self, blob_hash: str) -> bool:
         path = self._path(blob_hash)
+        with self._replacing:
+            self._good.pop(blob_hash, None)
         try:
             path.unlink()
         except FileNotFoundError:
@@ -453,9 +507,12 @@ class DirectoryBlobStore(BlobStore):
             while chunk := os.read(fd, _VERIFY_CHUNK):
                 digest.update(chunk)
             if digest.hexdigest() == blob_hash:
+                with self._replacing:
+                    self._good[blob_hash] = time.monotonic()
                 return True
             checked = os.fstat(fd)
             with self._replacing:
+                self._good.pop(blob_hash, None)
                 # Only the file read is removed: not a good copy an upload put in its
                 # place meanwhile (another process's upload can still slip between the
                 # stat and the unlink; it is then stored again by the next upload).

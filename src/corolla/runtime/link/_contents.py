@@ -95,6 +95,10 @@ class MessageContents:
             if not self._blobs.exists(sha256):
                 raise _NotHeldError(f"array {entry.name!r} (sha256 {sha256[:12]}) was not pushed")
             if self._blobs.size(sha256) != entry.encoded_size:
+                if not self._blobs.verify(sha256):  # damaged, and removed: push it again
+                    raise _NotHeldError(
+                        f"array {entry.name!r} (sha256 {sha256[:12]}) was not pushed"
+                    )
                 raise CodecError(
                     f"array {entry.name!r} declares {entry.encoded_size} bytes; the stored "
                     f"payload {sha256[:12]} has {self._blobs.size(sha256)}"

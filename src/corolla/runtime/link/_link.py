@@ -30,6 +30,7 @@ from corolla.state import (
     LinkState,
     RunStatus,
     SqliteLinkState,
+    StateDirectoryLock,
 )
 from corolla.transport import (
     CertificateFiles,
@@ -152,6 +153,7 @@ class Link:
         self._fleet: AsyncServer | None = None
         self._sweeper: threading.Thread | None = None
         self._shared: LinkResources | None = None
+        self._lock: StateDirectoryLock | None = None
         self._runs: RunProcesses | None = None
         self._appio_address = ""
         self.fleet_port = 0
@@ -203,14 +205,23 @@ class Link:
         ------
         ConfigError
             If the link was started before or an address cannot be bound.
+        StateInUseError
+            If another process holds the state directory (another link).
         StorageError
-            If the state cannot be opened.
+            If the state cannot be opened (a damaged database is refused).
         """
         if self._status is not LinkStatus.CREATED:
             raise ConfigError(f"a link is started once; this one is {self._status.value}")
-        prepare_state_dir(self.state_dir)
+        # One link per state directory: a second one would resume the first one's runs.
+        self._lock = StateDirectoryLock(prepare_state_dir(self.state_dir))
+        try:
+            state = self._state or SqliteLinkState(
+                self.state_dir / "state.db", clock=self._clock.time
+            )
+        except BaseException:
+            self._lock.close()
+            raise
         return_freed_buffers()
-        state = self._state or SqliteLinkState(self.state_dir / "state.db", clock=self._clock.time)
         limits = self.limits
         try:
             blobs = self._blobs or DirectoryBlobStore(self.state_dir / "blobs")
@@ -278,6 +289,7 @@ class Link:
             if self._metrics is not None:
                 self._metrics.stop()
             state.close()
+            self._lock.close()
             self._status = LinkStatus.STOPPED
             raise
         self._sweeper = threading.Thread(target=self._sweep, name="corolla-sweep", daemon=True)
@@ -409,6 +421,8 @@ class Link:
             self._metrics.stop()
         if self._shared is not None:
             self._shared.state.close()
+        if self._lock is not None:
+            self._lock.close()
 
     def __enter__(self) -> Link:
         if self._status is LinkStatus.CREATED:

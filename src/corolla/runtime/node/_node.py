@@ -36,7 +36,7 @@ from corolla.core import (
     UserConfigValue,
 )
 from corolla.project import AppConfig, load_component
-from corolla.state import MemoryBlobStore, NodeIdentity
+from corolla.state import MemoryBlobStore, NodeIdentity, StateDirectoryLock
 from corolla.transport import (
     INLINE_ARRAY_BYTES,
     TransportError,
@@ -141,6 +141,7 @@ class Node:
         self._status = NodeStatus.CREATED
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock: StateDirectoryLock | None = None
         self._call: Any = None
         self._replies: ReplyStream | None = None
         self._seen: dict[str, None] = {}
@@ -155,9 +156,17 @@ class Node:
         return self._status
 
     def start(self) -> Node:
-        """Start connecting in a background thread; returns self."""
+        """Start connecting in a background thread; returns self.
+
+        Raises
+        ------
+        StateInUseError
+            If another process holds the node's state directory (another node would
+            share its identity and take its messages).
+        """
         if self._thread is not None:
             return self
+        self._lock = StateDirectoryLock(self._store.root)
         self._thread = threading.Thread(target=self._main, name="corolla-node", daemon=True)
         self._thread.start()
         return self
@@ -173,6 +182,8 @@ class Node:
             replies.close()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+        if self._lock is not None:
+            self._lock.close()
         self._status = NodeStatus.STOPPED
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -49,7 +49,7 @@ class NodeStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.blobs = DirectoryBlobStore(self.root / "blobs")
         self.apps_dir = self.root / "apps"
 

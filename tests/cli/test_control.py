@@ -75,7 +75,7 @@ def test_control_commands_follow_a_run(tmp_path, monkeypatch):
 
     assert run.returncode == 0, run.stderr
     assert ls.returncode == 0 and str(only.run_id) in ls.stdout and "finished" in ls.stdout
-    assert log.returncode == 0 and "round.end round 2" in log.stdout
+    assert log.returncode == 0 and "round 2 ended: " in log.stdout
     assert nodes.returncode == 0 and "site=h0" in nodes.stdout and "site=h1" in nodes.stdout
     assert stop.returncode == 0 and "finished" in stop.stdout
     assert unknown.returncode == 1 and "unknown run id 12345" in unknown.stderr

@@ -20,10 +20,15 @@ import corolla
 SOURCE = Path(corolla.__file__).resolve().parents[1]
 
 
+def source_environment() -> dict[str, str]:
+    """This process's environment with this source first on the path."""
+    path = os.pathsep.join(p for p in (str(SOURCE), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
 def environment(home: Path) -> dict[str, str]:
     """The environment of a child: this source first on the path, its own COROLLA_HOME."""
-    path = os.pathsep.join(p for p in (str(SOURCE), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path, "COROLLA_HOME": str(home)}
+    return {**source_environment(), "COROLLA_HOME": str(home)}
 
 
 def corolla(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -3,33 +3,28 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from corolla.runtime import ControlClient
-from tests.runtime.test_e2e import Processes, _free_port, _wait_for_nodes
+from tests.runtime.test_e2e import _free_port, _wait_for_nodes
+
+from .commands import Background, corolla
 
 APP = Path(__file__).resolve().parents[2] / "examples" / "quickstart-numpy"
 
 
 def _corolla(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "corolla", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    # This checkout's code, whatever the directory the command runs in (commands.py).
+    return corolla(cwd, *args, timeout=180)
 
 
 @pytest.mark.e2e
 def test_control_commands_follow_a_run(tmp_path, monkeypatch):
     fleet, control = _free_port(), _free_port()
     monkeypatch.chdir(tmp_path)
-    procs = Processes(tmp_path)
+    procs = Background(tmp_path)
     try:
         # Relative state directories: the link's run processes must still find them.
         procs.start(

@@ -21,7 +21,7 @@ import pytest
 from corolla.cli import main
 from corolla.runtime import Link, Node, NodeStatus
 
-from .commands import Background, wait_until
+from .commands import Background, source_environment, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "quickstart-numpy"
@@ -59,7 +59,10 @@ def _write_app(root: Path, files: dict[str, str]) -> Path:
 
 
 @pytest.fixture
-def link(tmp_path: Path) -> Iterator[Link]:
+def link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Link]:
+    # The link starts each run's ServerApp with this process's environment, from the
+    # app's directory: this checkout's code must come first on an absolute path there.
+    monkeypatch.setenv("PYTHONPATH", source_environment()["PYTHONPATH"])
     with Link(
         tmp_path / "link", fleet_address="127.0.0.1:0", control_address="127.0.0.1:0"
     ) as running:

@@ -14,6 +14,7 @@ from ..core import ConfigError, discard_event
 from ..runtime import ControlClient
 from ..transport import run_pb2, user_config_from_proto
 from ._connection import Connection, add_connection_options, resolve_connection
+from ._describe import gist
 from ._follow import RunFollower, follow_to_outputs, guard_detach, run_status
 from ._output import check_output
 from ._report import report, write_outputs
@@ -103,7 +104,7 @@ def _pull(
     )
     report(console, history, written, None)
     if run.status != run_pb2.RUN_STATUS_FINISHED:
-        reason = run.status_reason.splitlines()[0] if run.status_reason else "no reason given"
+        reason = gist(run.status_reason) or "no reason given"
         console.print(
             f"run {run.run_id} {run_status(run)} ({reason}): the files hold what it left",
             markup=False,

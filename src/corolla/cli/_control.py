@@ -24,6 +24,7 @@ from rich.text import Text
 
 from ..transport import control_pb2, run_pb2, user_config_from_proto
 from ._connection import add_connection_options, resolve_connection
+from ._describe import gist
 from ._follow import run_status
 
 __all__ = ["add_control_parsers", "node_record", "run_record"]
@@ -106,9 +107,14 @@ def ls_command(args: argparse.Namespace, console: Console) -> int:
         )
         return 0
     table = Table(title=Text(f"Runs on {connection.address}"))
-    for column in ("run id", "app", "status", "created", "finished"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("reason")
+    # Ids are copied into other commands: never cut, whatever the terminal's width.
+    table.add_column(
+        "run id", no_wrap=True, min_width=max((len(str(r.run_id)) for r in runs), default=6)
+    )
+    table.add_column("app")
+    table.add_column("status", no_wrap=True)
+    for column in ("created", "finished", "reason"):
+        table.add_column(column)
     for run in runs:
         # Text, not str: what users named (apps, attributes) is not rich markup.
         table.add_row(
@@ -117,7 +123,7 @@ def ls_command(args: argparse.Namespace, console: Console) -> int:
             run_status(run),
             _time(run.created_at),
             _time(run.finished_at),
-            Text(run.status_reason.splitlines()[0] if run.status_reason else ""),
+            Text(gist(run.status_reason)),
         )
     console.print(table)
     return 0
@@ -142,7 +148,9 @@ def nodes_command(args: argparse.Namespace, console: Console) -> int:
         _print_json(console, {"link": str(connection.address), "nodes": records})
         return 0
     table = Table(title=Text(f"Nodes of {connection.address}"))
-    table.add_column("node id", no_wrap=True)
+    table.add_column(
+        "node id", no_wrap=True, min_width=max((len(str(n.node_id)) for n in nodes), default=7)
+    )
     table.add_column("status", no_wrap=True)
     for column in ("attributes", "node config", "last heartbeat"):
         table.add_column(column)

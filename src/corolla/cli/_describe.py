@@ -11,7 +11,7 @@ from typing import Any
 from ..core import Event
 from ._plot import PHASES
 
-__all__ = ["describe", "event_json"]
+__all__ = ["describe", "event_json", "gist"]
 
 
 def _number(value: Any) -> str:
@@ -32,7 +32,7 @@ def _metrics(data: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _gist(text: Any) -> str:
+def gist(text: Any) -> str:
     """One line of a reason: a traceback's last line (the error), a heading ending in
     ':' with the last line after it, or else the first line."""
     lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
@@ -68,7 +68,7 @@ def _round_end(event: Event) -> str:
 
 def _run_end(event: Event) -> str:
     status = str(event.data.get("status", "ended"))
-    reason = _gist(event.data.get("reason"))
+    reason = gist(event.data.get("reason"))
     return f"run {status}" + (f": {reason}" if reason and status != "finished" else "")
 
 
@@ -76,7 +76,7 @@ def _reply_error(event: Event) -> str:
     data = event.data
     return (
         f"round {event.round}: node {event.node_id} answered {data.get('phase', 'a message')} "
-        f"with an error: {_gist(data.get('reason')) or 'no reason given'}"
+        f"with an error: {gist(data.get('reason')) or 'no reason given'}"
     )
 
 
@@ -110,13 +110,13 @@ _SENTENCES: dict[str, Callable[[Event], str]] = {
         f"round {e.round}: node {e.node_id} did not reply to {e.data.get('phase', 'a message')}"
     ),
     "reply.rejected": lambda e: (
-        f"the link refused a reply of node {e.node_id}: {_gist(e.data.get('reason'))}"
+        f"the link refused a reply of node {e.node_id}: {gist(e.data.get('reason'))}"
     ),
     "checkpoint": lambda e: f"round {e.round} checkpoint stored",
     "run.resume": lambda e: f"resumed from the checkpoint of round {e.round}",
     "run.result": lambda e: f"final arrays stored ({len(e.data.get('arrays') or [])} arrays)",
     "run.error": lambda e: (
-        f"the ServerApp failed: {e.data.get('error', 'error')}: {_gist(e.data.get('reason'))}"
+        f"the ServerApp failed: {e.data.get('error', 'error')}: {gist(e.data.get('reason'))}"
     ),
     "run.end": _run_end,
     "run.collected": _collected,

@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/corolla run examples/quickstart-numpy --output runs/demo
+	$(BIN)/corolla run examples/quickstart-numpy --output runs/demo --force
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples scripts reproductions

@@ -13,6 +13,8 @@ import pytest
 from corolla.cli._main import exit_code
 from corolla.core._errors import AppLoadError, ConfigError, ExecutionError
 
+from .commands import source_environment
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
@@ -27,6 +29,7 @@ def corolla(
         cwd=cwd,
         timeout=timeout,
         check=False,
+        env=source_environment(),  # this checkout's code, from whatever directory
     )
 
 

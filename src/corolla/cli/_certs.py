@@ -40,12 +40,17 @@ def certs_command(args: argparse.Namespace, console: Console) -> int:
     files = generate_certificates(
         args.directory, hostnames=args.hostname, days=args.days, overwrite=args.overwrite
     )
-    console.print(f"wrote certificates to {files.directory}:", highlight=False)
+    console.print(
+        f"wrote certificates to {files.directory}:", markup=False, highlight=False, soft_wrap=True
+    )
     for name in ("ca.pem", "link.pem", "link.key", "node.pem", "node.key"):
-        console.print(f"  {files.directory / name}", highlight=False)
+        console.print(f"  {files.directory / name}", markup=False, highlight=False, soft_wrap=True)
     console.print(
         "link:  corolla link --certificates DIR ...\n"
-        "nodes: corolla node --root-certificates DIR/ca.pem ... (copy ca.pem to each node)",
+        "nodes: corolla node --root-certificates DIR/ca.pem ... (copy ca.pem to each node)\n"
+        "users: corolla run/ls/log/... --root-certificates DIR/ca.pem ...",
+        markup=False,
         highlight=False,
+        soft_wrap=True,
     )
     return 0

@@ -1,58 +1,63 @@
-"""``corolla ls``, ``corolla log``, ``corolla stop``, ``corolla nodes``: a link's Control API."""
+"""``corolla ls``, ``corolla stop``, ``corolla nodes``: runs and nodes of a link.
+
+``ls`` and ``nodes`` print a table, or with ``--format json`` one JSON document with
+stable keys (times in seconds since the Unix epoch, null when they have not happened)::
+
+    {"link": "127.0.0.1:9093", "runs": [{"run_id": 1, "app": "...", "status": "finished",
+      "created_at": ..., "started_at": ..., "finished_at": ..., "reason": "",
+      "run_config": {...}}]}
+    {"link": "127.0.0.1:9093", "nodes": [{"node_id": 1, "status": "online",
+      "attributes": {...}, "node_config": {...}, "registered_at": ...,
+      "last_heartbeat_at": ...}]}
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime
 import json
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-__all__ = ["add_control_parsers"]
+from ..transport import control_pb2, run_pb2, user_config_from_proto
+from ._connection import add_connection_options, resolve_connection
+from ._describe import gist
+from ._follow import run_status
 
-DEFAULT_CONTROL = "127.0.0.1:9093"
+__all__ = ["add_control_parsers", "node_record", "run_record"]
 
 
-def _connection_options(parser: argparse.ArgumentParser) -> None:
+def _format_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--link",
-        default=DEFAULT_CONTROL,
-        help=f"the link's Control API (default {DEFAULT_CONTROL})",
+        "--format",
+        choices=["table", "json"],
+        default="table",
+        help="a table (default) or one JSON document with stable keys",
     )
-    parser.add_argument("--root-certificates", type=Path, help="CA certificate of the link")
-    parser.add_argument("--insecure", action="store_true", help="no TLS (loopback only)")
 
 
 def add_control_parsers(commands: Any) -> None:
     ls = commands.add_parser("ls", help="list the runs of a link")
-    _connection_options(ls)
+    _format_option(ls)
+    add_connection_options(ls)
     ls.set_defaults(handler=ls_command)
-
-    log = commands.add_parser("log", help="show the events and logs of a run")
-    log.add_argument("run_id", type=int)
-    log.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
-    _connection_options(log)
-    log.set_defaults(handler=log_command)
 
     stop = commands.add_parser("stop", help="stop a run")
     stop.add_argument("run_id", type=int)
-    _connection_options(stop)
+    add_connection_options(stop)
     stop.set_defaults(handler=stop_command)
 
     nodes = commands.add_parser("nodes", help="list the nodes of a link")
-    _connection_options(nodes)
+    _format_option(nodes)
+    add_connection_options(nodes)
     nodes.set_defaults(handler=nodes_command)
 
 
-def _client(args: argparse.Namespace) -> Any:
-    from ..runtime import ControlClient
-
-    return ControlClient(
-        args.link, root_certificates=args.root_certificates, insecure=args.insecure
-    )
+def _epoch(seconds: float) -> float | None:
+    return seconds or None
 
 
 def _time(seconds: float) -> str:
@@ -61,74 +66,101 @@ def _time(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _status(name: str, prefix: str) -> str:
-    return name.removeprefix(prefix).lower()
+def run_record(run: run_pb2.Run) -> dict[str, Any]:
+    """A run as ``ls --format json`` shows it."""
+    return {
+        "run_id": run.run_id,
+        "app": run.app_name,
+        "status": run_status(run),
+        "created_at": _epoch(run.created_at),
+        "started_at": _epoch(run.started_at),
+        "finished_at": _epoch(run.finished_at),
+        "reason": run.status_reason,
+        "run_config": user_config_from_proto(run.run_config),
+    }
+
+
+def node_record(node: control_pb2.Node) -> dict[str, Any]:
+    """A node as ``nodes --format json`` shows it."""
+    return {
+        "node_id": node.node_id,
+        "status": control_pb2.NodeStatus.Name(node.status).removeprefix("NODE_STATUS_").lower(),
+        "attributes": user_config_from_proto(node.attributes),
+        "node_config": user_config_from_proto(node.node_config),
+        "registered_at": _epoch(node.registered_at),
+        "last_heartbeat_at": _epoch(node.last_heartbeat_at),
+    }
+
+
+def _print_json(console: Console, document: dict[str, Any]) -> None:
+    # Not rich's print_json: the document goes out as is, for other programs to read.
+    console.file.write(json.dumps(document, indent=2, default=str) + "\n")
 
 
 def ls_command(args: argparse.Namespace, console: Console) -> int:
-    from ..transport import run_pb2
-
-    with _client(args) as client:
-        runs = client.list_runs()
-    table = Table(title=f"Runs on {args.link}")
-    table.add_column("run id", no_wrap=True)
-    for column in ("app", "status", "created", "finished", "reason"):
+    connection = resolve_connection(args)
+    with connection.client() as client:
+        runs = sorted(client.list_runs(), key=lambda r: r.created_at)
+    if args.format == "json":
+        _print_json(
+            console, {"link": str(connection.address), "runs": [run_record(r) for r in runs]}
+        )
+        return 0
+    table = Table(title=Text(f"Runs on {connection.address}"))
+    # Ids are copied into other commands: never cut, whatever the terminal's width.
+    table.add_column(
+        "run id", no_wrap=True, min_width=max((len(str(r.run_id)) for r in runs), default=6)
+    )
+    table.add_column("app")
+    table.add_column("status", no_wrap=True)
+    for column in ("created", "finished", "reason"):
         table.add_column(column)
-    for run in sorted(runs, key=lambda r: r.created_at):
+    for run in runs:
+        # Text, not str: what users named (apps, attributes) is not rich markup.
         table.add_row(
             str(run.run_id),
-            run.app_name,
-            _status(run_pb2.RunStatus.Name(run.status), "RUN_STATUS_"),
+            Text(run.app_name),
+            run_status(run),
             _time(run.created_at),
             _time(run.finished_at),
-            run.status_reason.splitlines()[0] if run.status_reason else "",
+            Text(gist(run.status_reason)),
         )
     console.print(table)
     return 0
 
 
-def log_command(args: argparse.Namespace, console: Console) -> int:
-    with _client(args) as client:
-        client.get_run(args.run_id)  # an unknown run fails here, with its error
-        for _, event in client.events(args.run_id, follow=args.follow):
-            stamp = datetime.datetime.fromtimestamp(event.time).strftime("%H:%M:%S")
-            if event.kind == "log":
-                console.print(f"{stamp} {event.data.get('line', '')}", highlight=False)
-                continue
-            where = "" if event.round is None else f" round {event.round}"
-            where += "" if event.node_id is None else f" node {event.node_id}"
-            data = {k: v for k, v in event.data.items() if k not in ("arrays", "history")}
-            detail = json.dumps(data, default=str) if data else ""
-            console.print(f"{stamp} {event.kind}{where} {detail}", highlight=False)
-    return 0
-
-
 def stop_command(args: argparse.Namespace, console: Console) -> int:
-    from ..transport import run_pb2
-
-    with _client(args) as client:
+    connection = resolve_connection(args)
+    with connection.client() as client:
         run = client.stop_run(args.run_id, "stopped with corolla stop")
-    status = _status(run_pb2.RunStatus.Name(run.status), "RUN_STATUS_")
-    console.print(f"run {run.run_id}: {status}", highlight=False)
+    console.print(
+        f"run {run.run_id}: {run_status(run)}", markup=False, highlight=False, soft_wrap=True
+    )
     return 0
 
 
 def nodes_command(args: argparse.Namespace, console: Console) -> int:
-    from ..transport import control_pb2, user_config_from_proto
-
-    with _client(args) as client:
-        nodes = client.list_nodes()
-    table = Table(title=f"Nodes of {args.link}")
-    table.add_column("node id", no_wrap=True)
-    for column in ("status", "attributes", "node config", "last heartbeat"):
+    connection = resolve_connection(args)
+    with connection.client() as client:
+        nodes = sorted(client.list_nodes(), key=lambda n: n.node_id)
+    records = [node_record(n) for n in nodes]
+    if args.format == "json":
+        _print_json(console, {"link": str(connection.address), "nodes": records})
+        return 0
+    table = Table(title=Text(f"Nodes of {connection.address}"))
+    table.add_column(
+        "node id", no_wrap=True, min_width=max((len(str(n.node_id)) for n in nodes), default=7)
+    )
+    table.add_column("status", no_wrap=True)
+    for column in ("attributes", "node config", "last heartbeat"):
         table.add_column(column)
-    for node in sorted(nodes, key=lambda n: n.node_id):
+    for record in records:
         table.add_row(
-            str(node.node_id),
-            _status(control_pb2.NodeStatus.Name(node.status), "NODE_STATUS_"),
-            ", ".join(f"{k}={v}" for k, v in user_config_from_proto(node.attributes).items()),
-            ", ".join(f"{k}={v}" for k, v in user_config_from_proto(node.node_config).items()),
-            _time(node.last_heartbeat_at),
+            str(record["node_id"]),
+            record["status"],
+            Text(", ".join(f"{k}={v}" for k, v in record["attributes"].items())),
+            Text(", ".join(f"{k}={v}" for k, v in record["node_config"].items())),
+            _time(record["last_heartbeat_at"] or 0.0),
         )
     console.print(table)
     return 0

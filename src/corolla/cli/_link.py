@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from ..core import ConfigError
 from ..runtime import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link, LinkLimits
+from ..transport import parse_address
 from ..tuning import quiet_garbage_collector
 from ._run import corolla_home
 
@@ -24,13 +27,20 @@ def add_link_parser(commands: Any) -> None:
     )
     parser.add_argument("--state", type=Path, help="state directory (default: $COROLLA_HOME/link)")
     parser.add_argument(
-        "--fleet-address", default=DEFAULT_FLEET_ADDRESS, help="where nodes connect (HOST:PORT)"
+        "--fleet-address",
+        default=DEFAULT_FLEET_ADDRESS,
+        metavar="HOST:PORT",
+        help=f"where nodes connect (default {DEFAULT_FLEET_ADDRESS}; port 0: any free port)",
     )
     parser.add_argument(
-        "--control-address", default=DEFAULT_CONTROL_ADDRESS, help="where users connect"
+        "--control-address",
+        default=DEFAULT_CONTROL_ADDRESS,
+        metavar="HOST:PORT",
+        help=f"where users connect (default {DEFAULT_CONTROL_ADDRESS})",
     )
     parser.add_argument(
         "--metrics-address",
+        metavar="HOST:PORT",
         help="serve Prometheus metrics at http(s)://HOST:PORT/metrics (default: none)",
     )
     security = parser.add_mutually_exclusive_group()
@@ -44,15 +54,32 @@ def add_link_parser(commands: Any) -> None:
     parser.set_defaults(handler=link_command)
 
 
+def _listen_address(text: str, flag: str, example_port: int) -> str:
+    return str(parse_address(text, what=flag, listen=True, example_port=example_port))
+
+
+def _heartbeat_interval(seconds: float) -> float:
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(
+            f"--heartbeat-interval must be a number of seconds above 0, got {seconds}"
+        )
+    return seconds
+
+
 def link_command(args: argparse.Namespace, console: Console) -> int:
+    fleet = _listen_address(args.fleet_address, "--fleet-address", 9092)
+    control = _listen_address(args.control_address, "--control-address", 9093)
+    metrics_address = None
+    if args.metrics_address is not None:
+        metrics_address = _listen_address(args.metrics_address, "--metrics-address", 9100)
     link = Link(
         args.state or corolla_home() / "link",
-        fleet_address=args.fleet_address,
-        control_address=args.control_address,
+        fleet_address=fleet,
+        control_address=control,
         certificates=args.certificates,
         insecure=args.insecure,
-        metrics_address=args.metrics_address,
-        limits=LinkLimits(heartbeat_interval=args.heartbeat_interval),
+        metrics_address=metrics_address,
+        limits=LinkLimits(heartbeat_interval=_heartbeat_interval(args.heartbeat_interval)),
     )
 
     def terminate(signum: int, frame: object) -> None:
@@ -66,7 +93,9 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
             console.print(
                 f"corolla link: fleet {link.fleet_address}, control {link.control_address}"
                 f"{metrics}",
+                markup=False,
                 highlight=False,
+                soft_wrap=True,
             )
             while not link.wait(1.0):
                 pass

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.text import Text
 
 from .. import __version__
 from ..core import CorollaError, ErrorCode
+from ._attach import add_attach_parsers
 from ._certs import add_certs_parser
 from ._control import add_control_parsers
 from ._link import add_link_parser
+from ._log import add_log_parser
 from ._new import add_new_parser
 from ._node import add_node_parser
 from ._run import add_run_parser
@@ -42,7 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_parser(commands)
     add_certs_parser(commands)
     add_control_parsers(commands)
+    add_log_parser(commands)
+    add_attach_parsers(commands)
     return parser
+
+
+def print_error(message: str) -> None:
+    """``error: message`` on stderr, the message as is: an error naming
+    ``[tool.corolla.app]`` must not lose it to rich's markup."""
+    line = Text("error: ", style="red")
+    line.append(message)
+    Console(stderr=True).print(line, highlight=False, soft_wrap=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,10 +73,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args, console))
     except CorollaError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(str(exc))
         return exit_code(exc)
+    except BrokenPipeError:
+        # The reader went away (`corolla log RUN --json | head`): stop quietly, and keep
+        # Python from failing again as it flushes stdout on exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # a file or directory the command was given cannot be used
+        print_error(str(exc))
+        return 1
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted")
+        Console(stderr=True).print("interrupted", markup=False)
         return 130
 
 

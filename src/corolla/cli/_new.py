@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import keyword
 import re
+import shlex
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
@@ -76,8 +77,31 @@ def create_app(name: str, framework: str, parent: Path) -> Path:
     return target
 
 
+def next_steps(target: Path) -> list[str]:
+    """The commands to try a new app at ``target``: they run as printed from the
+    directory ``corolla new`` ran in (each deployment command in a terminal of its own)."""
+    app = shlex.quote(str(target))
+    nodes = shlex.quote(str(target.parent / f"{target.name}-nodes"))
+    return [
+        "simulate it:",
+        f"  corolla run {app}",
+        f"  corolla run {app} --run-config num-server-rounds=3 --nodes 10",
+        "deploy it on this machine, each command in a terminal of its own:",
+        "  corolla link",
+        *(
+            f"  corolla node --link 127.0.0.1:9092 --state {nodes}/{i} "
+            f"--node-config partition-id={i} num-partitions=2"
+            for i in range(2)
+        ),
+        f"  corolla run {app} --link 127.0.0.1:9093 --run-config num-server-rounds=3",
+    ]
+
+
 def new_command(args: argparse.Namespace, console: Console) -> int:
     target = create_app(args.name, args.framework, args.dir)
-    console.print(f"created {target} ({args.framework}); run it with:", highlight=False)
-    console.print(f"  corolla run {target}", highlight=False)
+    console.print(
+        f"created {target} ({args.framework})", markup=False, highlight=False, soft_wrap=True
+    )
+    for line in next_steps(target):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     return 0

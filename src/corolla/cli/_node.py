@@ -11,6 +11,7 @@ from rich.console import Console
 
 from ..project import parse_overrides
 from ..runtime import Node
+from ..transport import parse_address
 from ..tuning import return_freed_buffers
 from ._run import corolla_home
 
@@ -23,7 +24,9 @@ def add_node_parser(commands: Any) -> None:
         help="run a node that trains for a link",
         description="Connect to a link and run the ClientApp of every message it sends.",
     )
-    parser.add_argument("--link", required=True, help="the link's fleet address (HOST:PORT)")
+    parser.add_argument(
+        "--link", required=True, metavar="HOST:PORT", help="the link's Fleet API address"
+    )
     parser.add_argument(
         "--node-config",
         nargs="+",
@@ -50,9 +53,10 @@ def add_node_parser(commands: Any) -> None:
 
 
 def node_command(args: argparse.Namespace, console: Console) -> int:
+    address = str(parse_address(args.link, what="--link", example_port=9092))
     return_freed_buffers()
     node = Node(
-        args.link,
+        address,
         args.state or corolla_home() / "node",
         node_config=parse_overrides(args.node_config),
         attributes=parse_overrides(args.attributes),
@@ -66,7 +70,12 @@ def node_command(args: argparse.Namespace, console: Console) -> int:
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         with node:
-            console.print(f"corolla node: connecting to {args.link}", highlight=False)
+            console.print(
+                f"corolla node: connecting to {address}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
             while not node.wait(1.0):
                 pass
     finally:

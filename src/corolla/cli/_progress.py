@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from ..core import Event
 
@@ -25,9 +26,13 @@ def _metric_text(summary: dict[str, Any]) -> str:
 
 
 class RunProgress:
-    """Shows round, nodes done and the latest metrics; prints each distinct error once.
+    """Shows round, nodes done and the latest metrics; prints each distinct error once,
+    the ServerApp's output as it comes (``log`` events of a run on a link), and how many
+    nodes a run still waits for.
 
-    On a terminal it draws live bars; otherwise it prints one line per round.
+    On a terminal it draws live bars; otherwise it prints one line per round. Text from
+    the run (metric names, output lines, error reasons) is printed as is, never read as
+    rich markup.
     """
 
     def __init__(self, console: Console, *, quiet: bool = False) -> None:
@@ -64,6 +69,11 @@ class RunProgress:
                 f"({len(self._errors)} distinct) during the run[/yellow]"
             )
 
+    def _say(self, text: str | Text) -> None:
+        """Print a line above the live bars (or as is, off a terminal)."""
+        console = self._progress.console if self.live else self.console
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
     def __call__(self, event: Event) -> None:
         handler = getattr(self, "_on_" + event.kind.replace(".", "_"), None)
         if handler is not None:
@@ -95,12 +105,11 @@ class RunProgress:
         if self.live:
             if self._rounds is not None and event.round:
                 self._progress.update(self._rounds, completed=event.round)
-            self._progress.console.print(f"round {event.round}: {text}", highlight=False)
+            self._say(f"round {event.round}: {text}")
         elif not self.quiet:
-            self.console.print(
+            self._say(
                 f"round {event.round}/{self._num_rounds or '?'}"
-                f" ({time.perf_counter() - self._started:.1f} s): {text}",
-                highlight=False,
+                f" ({time.perf_counter() - self._started:.1f} s): {text}"
             )
 
     def _on_reply_error(self, event: Event) -> None:
@@ -110,11 +119,31 @@ class RunProgress:
         seen = self._errors.get(key, 0)
         self._errors[key] = seen + 1
         if seen == 0:
-            self.console.print(
-                f"[red]error reply from node {event.node_id} in round {event.round} "
-                f"({event.data.get('phase')}):[/red]\n{reason.rstrip()}",
-                highlight=False,
+            self._say(
+                Text.assemble(
+                    (
+                        f"error reply from node {event.node_id} in round {event.round} "
+                        f"({event.data.get('phase')}):",
+                        "red",
+                    ),
+                    "\n" + reason.rstrip(),
+                )
             )
 
     def _on_reply_missing(self, event: Event) -> None:
         self._errors["missing reply"] = self._errors.get("missing reply", 0) + 1
+
+    def _on_log(self, event: Event) -> None:
+        if not self.quiet:
+            self._say(Text(str(event.data.get("line", "")), style="dim"))
+
+    def _on_nodes_waiting(self, event: Event) -> None:
+        if not self.quiet:
+            self._say(
+                f"waiting for nodes: {event.data.get('connected', 0)} of "
+                f"{event.data.get('needed', '?')} connected"
+            )
+
+    def _on_nodes_ready(self, event: Event) -> None:
+        if not self.quiet:
+            self._say(f"{event.data.get('nodes', '?')} nodes connected; the run goes on")

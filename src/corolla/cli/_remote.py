@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from ..core import Event, ExecutionError, UserConfigValue
+from ..core import UserConfigValue
 from ..project import AppConfig
 from ..runtime import ControlClient, RunResult
-from ..server import History
-from ._progress import RunProgress
-from ._report import print_summary, write_outputs
+from ._connection import Connection
+from ._follow import follow_to_outputs, guard_detach
 
-__all__ = ["submit_and_follow"]
+__all__ = ["run_on_link", "submit_and_follow"]
+
+
+def _run_info(
+    app: AppConfig, address: str, run_id: int, run_config: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "app": app.name,
+        "app_dir": str(app.root),
+        "link": address,
+        "run_id": run_id,
+        "run_config": dict(run_config),
+    }
 
 
 def submit_and_follow(
@@ -45,49 +55,63 @@ def submit_and_follow(
     CorollaError
         If the link cannot be reached.
     """
-    started = time.perf_counter()
-    result = RunResult(None, None)
-    round_ends: list[Event] = []
-    end: Event | None = None
     with ControlClient(
         link_address, root_certificates=root_certificates, insecure=insecure
     ) as client:
         run = client.submit(app.root, run_config)
+        return follow_to_outputs(
+            client,
+            run.run_id,
+            Path(output),
+            console,
+            run_info=_run_info(app, link_address, run.run_id, run_config),
+            title=f"run {run.run_id} ({app.name})",
+            quiet=quiet,
+            timeout=timeout,
+        )
+
+
+def run_on_link(
+    app: AppConfig,
+    connection: Connection,
+    run_config: Mapping[str, UserConfigValue],
+    output: Path,
+    console: Console,
+    *,
+    quiet: bool = False,
+) -> int:
+    """``corolla run --link``/``--federation``: submit, follow, write the outputs; on
+    Ctrl-C or a lost link, print how to follow the run again. Returns the exit status.
+
+    Raises
+    ------
+    ConfigError
+        If the link rejects the run config or the app.
+    ExecutionError
+        If the run fails or is stopped.
+    CorollaError
+        If the link cannot be reached.
+    """
+    address = str(connection.address)
+    with connection.client() as client:
+        run = client.submit(app.root, run_config)
         if not quiet:
             console.print(
-                f"[bold]corolla run[/bold] {app.name}: run {run.run_id} on link {link_address}",
+                f"run {run.run_id} submitted to the link at {address}",
+                markup=False,
                 highlight=False,
+                soft_wrap=True,
             )
-        with RunProgress(console, quiet=quiet) as progress:
-            for _, event in client.events(run.run_id, follow=True, timeout=timeout):
-                if event.kind == "run.result":
-                    result = client.result_of(event)
-                    continue
-                if event.kind == "round.end":
-                    round_ends.append(event)
-                elif event.kind == "run.end":
-                    end = event
-                progress(event)
-        final = client.get_run(run.run_id)
-    status = str(end.data.get("status", "")) if end is not None else ""
-    if status != "finished":
-        reason = final.status_reason or (str(end.data.get("reason", "")) if end else "")
-        raise ExecutionError(f"run {run.run_id} did not finish ({status or 'no end'}): {reason}")
-    history = result.history or History.from_dict({"rounds": [dict(e.data) for e in round_ends]})
-    total = time.perf_counter() - started
-    run_info: dict[str, Any] = {
-        "app": app.name,
-        "app_dir": str(app.root),
-        "link": link_address,
-        "run_id": run.run_id,
-        "run_config": dict(run_config),
-        "total_s": round(total, 3),
-    }
-    written = write_outputs(Path(output), history, result.arrays, run_info)
-    if not quiet:
-        if history.rounds:
-            print_summary(console, history)
-        console.print(f"finished in {total:.1f} s; wrote:", highlight=False)
-        for path in written:
-            console.print(f"  {path}", highlight=False)
-    return RunResult(result.arrays, history)
+
+        def follow() -> None:
+            follow_to_outputs(
+                client,
+                run.run_id,
+                output,
+                console,
+                run_info=_run_info(app, address, run.run_id, run_config),
+                title=f"run {run.run_id} ({app.name})",
+                quiet=quiet,
+            )
+
+        return guard_detach(follow, run.run_id, connection, output)

@@ -1,4 +1,5 @@
-"""``corolla run``: simulate an app on virtual nodes, with progress and a final report."""
+"""``corolla run``: simulate an app on virtual nodes, or run it on a link, with progress
+and a final report."""
 
 from __future__ import annotations
 
@@ -14,10 +15,15 @@ from ..core import ConfigError, Event
 from ..project import AppConfig, merge_run_config, parse_overrides
 from ..server import History
 from ..simulation import run_simulation
+from ._connection import add_connection_options, resolve_connection
+from ._output import check_output
 from ._progress import RunProgress
-from ._report import print_summary, write_outputs
+from ._report import report, write_outputs
 
 __all__ = ["add_run_parser", "corolla_home", "run_command"]
+
+#: Options that shape a simulation and mean nothing on a link (its nodes are real).
+_SIMULATION_ONLY = (("nodes", "--nodes"), ("backend", "--backend"), ("workers", "--workers"))
 
 
 def corolla_home() -> Path:
@@ -25,11 +31,26 @@ def corolla_home() -> Path:
     return Path(os.environ.get("COROLLA_HOME", Path.home() / ".corolla"))
 
 
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """``--output DIR`` and ``--force``, as ``run``, ``attach`` and ``pull`` take them."""
+    parser.add_argument(
+        "--output", type=Path, help="directory for history, arrays and plots (see --force)"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the outputs of an earlier run in --output",
+    )
+
+
 def add_run_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "run",
-        help="run an app in simulation",
-        description="Run an app's ServerApp against virtual nodes running its ClientApp.",
+        help="run an app in simulation or on a link",
+        description=(
+            "Run an app's ServerApp against virtual nodes running its ClientApp, or submit "
+            "it to a link (--link, --federation) and follow it."
+        ),
     )
     parser.add_argument("app_dir", help="app directory (with a [tool.corolla.app] pyproject.toml)")
     parser.add_argument(
@@ -38,25 +59,17 @@ def add_run_parser(commands: Any) -> None:
         action="extend",
         default=[],
         metavar="KEY=VALUE",
-        help="override run config values (values are read as TOML)",
+        help='override run config values, read as TOML ("a=1 b=2" in one argument works too)',
     )
-    parser.add_argument("--nodes", type=int, help="number of virtual nodes")
+    parser.add_argument("--nodes", type=int, help="number of virtual nodes (simulation)")
     parser.add_argument(
-        "--backend", choices=["inline", "process"], help="where ClientApp calls run"
+        "--backend", choices=["inline", "process"], help="where ClientApp calls run (simulation)"
     )
     parser.add_argument("--workers", type=int, help="worker processes (process backend)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
-    parser.add_argument("--output", type=Path, help="directory for history, arrays and plots")
+    add_output_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-    target = parser.add_mutually_exclusive_group()
-    target.add_argument(
-        "--federation", help="run on the federation of this name in the app's pyproject.toml"
-    )
-    target.add_argument("--link", help="run on the link whose Control API is at this address")
-    parser.add_argument("--root-certificates", type=Path, help="CA certificate of the link")
-    parser.add_argument(
-        "--insecure", action="store_true", help="no TLS to the link (loopback only)"
-    )
+    add_connection_options(parser, default=None, app=False)
     parser.set_defaults(handler=run_command)
 
 
@@ -66,22 +79,63 @@ def _positive(name: str, value: int | None) -> int | None:
     return value
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse options that mean nothing where the run goes."""
+    remote = args.federation or args.link
+    if remote:
+        where = "--link" if args.link else "--federation"
+        for attribute, flag in _SIMULATION_ONLY:
+            if getattr(args, attribute) is not None:
+                raise ConfigError(
+                    f"{flag} shapes a simulation and means nothing with {where}: the run uses "
+                    "the nodes connected to the link; leave it out"
+                )
+    else:
+        for attribute, flag in (
+            ("root_certificates", "--root-certificates"),
+            ("insecure", "--insecure"),
+        ):
+            if getattr(args, attribute):
+                raise ConfigError(
+                    f"{flag} is for a run on a link: give --link HOST:PORT or --federation NAME, "
+                    "or leave it out to simulate"
+                )
+
+
 def run_command(args: argparse.Namespace, console: Console) -> int:
+    _check_options(args)
     app = AppConfig.load(args.app_dir)
-    run_config = merge_run_config(app.config, parse_overrides(args.run_config))
-    run_config["seed"] = args.seed
+    overrides = parse_overrides(args.run_config, app.config)
+    run_config = merge_run_config(app.config, {**overrides, "seed": args.seed})
+    now = datetime.datetime.now()
+    output = args.output or corolla_home() / "runs" / f"{app.name}-{now:%Y%m%d-%H%M%S}"
+    if args.federation or args.link:
+        connection = resolve_connection(args, app)
+        check_output(output, force=args.force)
+        if not args.quiet:
+            console.print(
+                f"corolla run {app.name} on the link at {connection.address}, seed {args.seed}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        from ._remote import run_on_link
+
+        # The link merges the overrides with the app's defaults itself.
+        return run_on_link(
+            app, connection, {**overrides, "seed": args.seed}, output, console, quiet=args.quiet
+        )
     nodes = _positive("--nodes", args.nodes) or int(app.simulation.get("num-nodes", 10))
     backend = args.backend or str(app.simulation.get("backend", "process"))
     workers = _positive("--workers", args.workers)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    output = args.output or corolla_home() / "runs" / f"{app.name}-{stamp}"
-    if args.federation or args.link:
-        return _run_remote(args, app, run_config, Path(output), console)
-
-    console.print(
-        f"[bold]corolla run[/bold] {app.name}: {nodes} nodes, backend {backend}, seed {args.seed}",
-        highlight=False,
-    )
+    check_output(output, force=args.force)
+    if not args.quiet:
+        console.print(
+            f"corolla run {app.name}: {nodes} nodes, backend {backend}, seed {args.seed}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     round_ends: list[Event] = []
 
     with RunProgress(console, quiet=args.quiet) as progress:
@@ -113,52 +167,8 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         "startup_s": round(result.startup_s, 3),
         "total_s": round(result.total_s, 3),
     }
-    written = write_outputs(Path(output), history, result.arrays, run_info)
+    title = f"{app.name}, simulated {now:%Y-%m-%d %H:%M}"
+    written = write_outputs(Path(output), history, result.arrays, run_info, title)
     if not args.quiet:
-        if history.rounds:
-            print_summary(console, history)
-        console.print(f"finished in {result.total_s:.1f} s; wrote:", highlight=False)
-        for path in written:
-            console.print(f"  {path}", highlight=False)
-    return 0
-
-
-def _run_remote(
-    args: argparse.Namespace,
-    app: AppConfig,
-    run_config: dict[str, Any],
-    output: Path,
-    console: Console,
-) -> int:
-    """Submit the run to a link (by ``--link`` or ``--federation``) and follow it."""
-    from ._remote import submit_and_follow
-
-    address, certificates, insecure = args.link, args.root_certificates, args.insecure
-    if args.federation:
-        federation = app.federations.get(args.federation)
-        if federation is None:
-            raise ConfigError(
-                f"no federation {args.federation!r} in {app.root / 'pyproject.toml'}; "
-                f"it defines {sorted(app.federations) or 'none'}"
-            )
-        if "address" not in federation:
-            raise ConfigError(f"federation {args.federation!r} has no address")
-        address = str(federation["address"])
-        if certificates is None and "root-certificates" in federation:
-            certificates = app.root / str(federation["root-certificates"])
-        insecure = insecure or bool(federation.get("insecure", False))
-    console.print(
-        f"[bold]corolla run[/bold] {app.name} on the link at {address}, seed {args.seed}",
-        highlight=False,
-    )
-    submit_and_follow(
-        app,
-        address,
-        run_config,
-        output,
-        console,
-        quiet=args.quiet,
-        root_certificates=certificates,
-        insecure=insecure,
-    )
+        report(console, history, written, result.total_s)
     return 0

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["AppConfig", "merge_run_config", "parse_overrides"]
-
-#: Run-config keys every app accepts, whether or not its pyproject.toml names them.
-RESERVED_KEYS = frozenset({"seed"})
+__all__ = ["AppConfig"]
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, UserConfigValue]:
@@ -121,50 +118,3 @@ class AppConfig:
             simulation=_flatten(table.get("simulation", {})),
             federations={k: _flatten(v) for k, v in federations_table.items()},
         )
-
-
-def _parse_value(text: str) -> UserConfigValue:
-    try:
-        value = tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-    if isinstance(value, bool | int | float | str):
-        return value
-    return text
-
-
-def parse_overrides(items: Iterable[str]) -> dict[str, UserConfigValue]:
-    """Parse ``KEY=VALUE`` strings; values are read as TOML (``0.1``, ``true``, ``"x"``)
-    and fall back to plain strings.
-
-    Raises
-    ------
-    ConfigError
-        If an item has no ``=`` or an empty key.
-    """
-    out: dict[str, UserConfigValue] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"run config override {item!r} must look like KEY=VALUE")
-        out[key] = _parse_value(value.strip())
-    return out
-
-
-def merge_run_config(
-    defaults: Mapping[str, UserConfigValue], overrides: Mapping[str, UserConfigValue]
-) -> dict[str, UserConfigValue]:
-    """Defaults updated with overrides; an override must name a known key.
-
-    Raises
-    ------
-    ConfigError
-        If an override names a key the app does not define (typos would be silent).
-    """
-    unknown = sorted(set(overrides) - set(defaults) - RESERVED_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"unknown run config key(s) {unknown}; the app defines {sorted(defaults)}"
-        )
-    return {**defaults, **overrides}

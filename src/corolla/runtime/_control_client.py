@@ -1,27 +1,49 @@
 """A client of the link's Control API: submit a run, follow its events, fetch its result.
 
 ``corolla run --link``, ``corolla ls``, ``corolla log`` and tests are built on it.
+
+A call that fails for a mistake in how the link was named is told apart from a link that
+is down, and reported as a :class:`~corolla.core.ConfigError` that says what to pass:
+
+- the address of the link's Fleet API (for nodes) instead of its Control API: the
+  server does not know the call, and the port after it is tried as the Control port;
+- no CA certificate for a link that serves TLS, or one for a link that does not: a TLS
+  handshake tried on the address after the failure tells which the link speaks;
+- a CA certificate that did not sign the link's certificate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import ssl
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
 import grpc
 
-from corolla.core import ArrayRecord, CodecError, Event, UserConfigValue, decode_array
+from corolla.core import (
+    ArrayRecord,
+    CodecError,
+    ConfigError,
+    CorollaError,
+    Event,
+    UserConfigValue,
+    decode_array,
+)
 from corolla.server import History
 from corolla.transport import (
+    Address,
+    TransportError,
     channel_credentials,
     channel_options,
     chunk_messages,
     control_pb2,
     control_pb2_grpc,
     event_from_proto,
-    iter_rpc,
+    parse_address,
     requires_tls,
     run_pb2,
     serverappio_pb2_grpc,
@@ -35,6 +57,9 @@ from ._payloads import pull_payload, with_chunk_frames
 
 __all__ = ["ControlClient", "RunResult"]
 
+#: Seconds a diagnosis after a failed call waits for a TLS handshake or a probe call.
+_PROBE_TIMEOUT_S = 2.0
+
 
 class RunResult:
     """What a finished run left: its final arrays and history, when it reported them."""
@@ -46,6 +71,10 @@ class RunResult:
 
 class ControlClient:
     """Calls the Control API of the link at ``address``.
+
+    Every call raises a :class:`~corolla.core.ConfigError` that says what to pass when
+    ``address`` is the link's Fleet address, or when TLS is used on one side only or with
+    the wrong CA; a :class:`~corolla.transport.TransportError` when no link answers.
 
     Raises
     ------
@@ -60,14 +89,19 @@ class ControlClient:
         root_certificates: str | os.PathLike[str] | None = None,
         insecure: bool = False,
     ) -> None:
-        if not insecure and (root_certificates is not None or requires_tls(address)):
-            credentials = channel_credentials(root_certificates)
-            self._channel = grpc.secure_channel(address, credentials, options=channel_options())
-        else:
-            self._channel = grpc.insecure_channel(address, options=channel_options())
+        self._address = address
+        self._root_certificates = root_certificates
+        self._secure = not insecure and (root_certificates is not None or requires_tls(address))
+        self._channel = self._open(address)
         self._stub = control_pb2_grpc.ControlStub(self._channel)
         artifacts = serverappio_pb2_grpc.RunArtifactsStub(self._channel)
         self._artifacts = with_chunk_frames(artifacts, self._channel, "RunArtifacts")
+
+    def _open(self, address: str) -> grpc.Channel:
+        if self._secure:
+            credentials = channel_credentials(self._root_certificates)
+            return grpc.secure_channel(address, credentials, options=channel_options())
+        return grpc.insecure_channel(address, options=channel_options())
 
     def close(self) -> None:
         self._channel.close()
@@ -111,23 +145,51 @@ class ControlClient:
             for chunk in chunk_messages(bundle, sha256=digest):
                 yield control_pb2.SubmitRunRequest(bundle_chunk=chunk)
 
-        with translate_rpc_errors():
+        with self._calling():
             return self._stub.SubmitRun(requests(), timeout=timeout).run
 
     def get_run(self, run_id: int) -> run_pb2.Run:
-        with translate_rpc_errors():
+        """The run ``run_id`` as the link has it.
+
+        Raises
+        ------
+        CorollaError
+            If the run is unknown (ConfigError) or the link cannot be reached.
+        """
+        with self._calling():
             return self._stub.GetRun(run_pb2.GetRunRequest(run_id=run_id)).run
 
     def list_runs(self) -> list[run_pb2.Run]:
-        with translate_rpc_errors():
+        """Every run of the link, the latest first.
+
+        Raises
+        ------
+        CorollaError
+            If the link cannot be reached.
+        """
+        with self._calling():
             return list(self._stub.ListRuns(control_pb2.ListRunsRequest()).runs)
 
     def stop_run(self, run_id: int, reason: str = "") -> run_pb2.Run:
-        with translate_rpc_errors():
+        """Stop run ``run_id`` (a run that ended already stays as it ended).
+
+        Raises
+        ------
+        CorollaError
+            If the run is unknown or the link cannot be reached.
+        """
+        with self._calling():
             return self._stub.StopRun(control_pb2.StopRunRequest(run_id=run_id, reason=reason)).run
 
     def list_nodes(self) -> list[control_pb2.Node]:
-        with translate_rpc_errors():
+        """Every node the link knows, online or offline.
+
+        Raises
+        ------
+        CorollaError
+            If the link cannot be reached.
+        """
+        with self._calling():
             return list(self._stub.ListNodes(control_pb2.ListNodesRequest()).nodes)
 
     def events(
@@ -143,8 +205,9 @@ class ControlClient:
         request = control_pb2.StreamEventsRequest(
             run_id=run_id, after_sequence=after, follow=follow
         )
-        for proto in iter_rpc(self._stub.StreamEvents(request, timeout=timeout)):
-            yield event_from_proto(proto)
+        with self._calling():
+            for proto in self._stub.StreamEvents(request, timeout=timeout):
+                yield event_from_proto(proto)
 
     def result_of(self, event: Event) -> RunResult:
         """Download the arrays a ``run.result`` event names and rebuild its history.
@@ -160,7 +223,10 @@ class ControlClient:
             items: list[tuple[str, Any]] = []
             for ref in refs:
                 try:
-                    view = pull_payload(self._artifacts.PullArrays, ref["sha256"], int(ref["size"]))
+                    with self._calling():
+                        view = pull_payload(
+                            self._artifacts.PullArrays, ref["sha256"], int(ref["size"])
+                        )
                 except (KeyError, TypeError) as exc:
                     raise CodecError(f"malformed array reference {ref!r}") from exc
                 items.append((str(ref["name"]), decode_array(view)))
@@ -168,3 +234,103 @@ class ControlClient:
         history_data = event.data.get("history")
         history = History.from_dict(history_data) if isinstance(history_data, dict) else None
         return RunResult(arrays, history)
+
+    @contextlib.contextmanager
+    def _calling(self) -> Iterator[None]:
+        """Translate a failed call, and say what to pass if the link was named wrongly."""
+        try:
+            with translate_rpc_errors():
+                yield
+        except TransportError as exc:
+            diagnosis = self._diagnose(exc)
+            if diagnosis is exc:
+                raise
+            raise diagnosis from exc
+
+    def _diagnose(self, error: TransportError) -> CorollaError:
+        try:
+            address = parse_address(self._address)
+        except ConfigError:  # a gRPC target of another form (dns:///..., unix:...)
+            return error
+        if error.status == "UNIMPLEMENTED":
+            return self._not_control(address)
+        if error.status != "UNAVAILABLE":
+            return error
+        text = str(error)
+        speaks = _tls_probe(address)
+        if speaks is None:
+            why = "connection refused" if "refused" in text.lower() else "no answer"
+            return TransportError(
+                f"no link answers at {address} ({why}): is `corolla link` running, and is "
+                "this its control address?",
+                status=error.status,
+                code=error.code,
+            )
+        if not self._secure and speaks == "tls":
+            return ConfigError(
+                f"the link at {address} serves TLS: give its CA certificate with "
+                "--root-certificates FILE (the ca.pem that `corolla certs` wrote)"
+            )
+        if self._secure and speaks == "plain":
+            steps = []
+            if self._root_certificates is not None:
+                steps.append("leave out --root-certificates")
+            if requires_tls(str(address)):  # off loopback, a client insists on TLS
+                steps.append("pass --insecure")
+            return ConfigError(
+                f"the link at {address} serves without TLS: {' and '.join(steps)} "
+                "(or restart the link with --certificates DIR)"
+            )
+        if self._secure and "CERTIFICATE_VERIFY_FAILED" in text:
+            ca = self._root_certificates
+            which = f"the CA in {ca}" if ca is not None else "any CA this machine trusts"
+            return ConfigError(
+                f"the certificate of the link at {address} is not signed by {which}: give "
+                "the ca.pem that signed the link's certificate with --root-certificates FILE"
+            )
+        return error
+
+    def _not_control(self, address: Address) -> ConfigError:
+        """The error for an address that answers but does not serve the Control API."""
+        said = f"{address} is not the link's Control API: it is likely its Fleet API, for nodes"
+        if address.port < 65535:
+            # `corolla link` puts the Control API on the port after the Fleet API's
+            # (9092, 9093) unless told otherwise: say so only if it answers there.
+            neighbour = Address(address.host, address.port + 1)
+            channel = self._open(str(neighbour))
+            try:
+                control_pb2_grpc.ControlStub(channel).ListRuns(
+                    control_pb2.ListRunsRequest(), timeout=_PROBE_TIMEOUT_S
+                )
+            except grpc.RpcError:
+                pass
+            else:
+                return ConfigError(f"{said}; the Control API answers at {neighbour}: use that")
+            finally:
+                channel.close()
+        return ConfigError(
+            f"{said}; give the address `corolla link` printed after 'control' "
+            "(port 9093 by default)"
+        )
+
+
+def _tls_probe(address: Address) -> str | None:
+    """What ``address`` speaks: ``"tls"`` if a TLS handshake succeeds, ``"plain"`` if the
+    server answers it with something else, None if nothing answers."""
+    context = ssl.create_default_context()
+    # Only whether the server speaks TLS matters here, not whom it proves to be.
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    try:
+        with (
+            socket.create_connection(
+                (address.host, address.port), timeout=_PROBE_TIMEOUT_S
+            ) as sock,
+            context.wrap_socket(sock, server_hostname=address.host),
+        ):
+            return "tls"
+    except ssl.SSLError:
+        return "plain"
+    except OSError:
+        return None

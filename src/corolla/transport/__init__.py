@@ -19,10 +19,12 @@ This layer knows gRPC and protobuf but no server or node logic; ``corolla link``
 - Errors: :func:`abort` on the servicer side, :func:`error_from_rpc`,
   :func:`translate_rpc_errors`, :func:`iter_rpc` on the calling side,
   :class:`TransportError`.
+- Addresses: :func:`parse_address` checks ``HOST:PORT`` into an :class:`Address`.
 - Security: :func:`generate_certificates`, :func:`server_credentials`,
   :func:`channel_credentials`, :func:`requires_tls`, bearer-token metadata.
 """
 
+from ._address import Address, parse_address
 from ._array_entries import (
     INLINE_ARRAY_BYTES,
     ArrayResolver,
@@ -87,6 +89,7 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD_SIZE",
     "ERROR_CODE_KEY",
     "INLINE_ARRAY_BYTES",
+    "Address",
     "ArrayResolver",
     "CertificateFiles",
     "ChunkAssembler",
@@ -128,6 +131,7 @@ __all__ = [
     "message_to_proto",
     "metadata_from_proto",
     "metadata_to_proto",
+    "parse_address",
     "parse_chunk",
     "read_chunks",
     "record_dict_from_proto",

@@ -19,7 +19,15 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from corolla.core import ArrayRecord, CodecError, Event, Message, RecordDict, UserConfigValue
+from corolla.core import (
+    ArrayRecord,
+    CodecError,
+    Event,
+    Message,
+    NotEnoughNodesError,
+    RecordDict,
+    UserConfigValue,
+)
 from corolla.server import Grid, History
 from corolla.state import DirectoryBlobStore, MemoryBlobStore
 from corolla.transport import (
@@ -57,6 +65,10 @@ _log = logging.getLogger("corolla.runtime.grid")
 #: Least seconds between two progress events of one batch of replies (the last reply of
 #: a batch always has one).
 _PROGRESS_INTERVAL_S = 1.0
+#: Seconds between two ``nodes.waiting`` events while the number of nodes online stays
+#: the same, and between two looks at it.
+_WAITING_REPEAT_S = 30.0
+_NODES_POLL_S = 0.1
 
 
 def result_event_data(
@@ -342,11 +354,56 @@ class GrpcGrid(Grid):
         return server_round, record_dict_from_proto(proto, arrays)
 
     def wait_for_nodes(self, min_nodes: int, timeout: float | None = None) -> list[int]:
+        """Wait until at least ``min_nodes`` nodes are online and return their ids.
+
+        While it waits, it tells whoever follows the run: a ``nodes.waiting`` event
+        (``connected``, ``needed``) at once, when the count of nodes changes, and every
+        :data:`_WAITING_REPEAT_S` seconds otherwise; a ``nodes.ready`` event once enough
+        are there. A run on a link without nodes is then not silent.
+
+        Raises
+        ------
+        NotEnoughNodesError
+            If fewer nodes are online when ``timeout`` expires.
+        CorollaError
+            If the link cannot be reached.
+        """
         started = time.monotonic()
-        ids = super().wait_for_nodes(min_nodes, timeout)
-        waited = time.monotonic() - started
-        if waited > 1.0:
+        deadline = None if timeout is None else started + timeout
+        reported: tuple[int, float] | None = None  # (count, when) of the last event
+        while True:
+            ids = self.node_ids()
+            now = time.monotonic()
+            if len(ids) >= min_nodes:
+                break
+            if deadline is not None and now >= deadline:
+                raise NotEnoughNodesError(
+                    f"{len(ids)} nodes available after {timeout} s, at least {min_nodes} needed"
+                )
+            if reported is None or _waiting_news(reported, len(ids), now):
+                self.emit(
+                    Event(
+                        "nodes.waiting",
+                        self._run_id,
+                        data={"connected": len(ids), "needed": min_nodes},
+                    )
+                )
+                reported = (len(ids), now)
+            pause = _NODES_POLL_S if deadline is None else min(_NODES_POLL_S, deadline - now)
+            time.sleep(max(pause, 0.0))
+        if reported is not None:
+            waited = time.monotonic() - started
             self.emit(
                 Event("nodes.ready", self._run_id, data={"nodes": len(ids), "waited_s": waited})
             )
         return ids
+
+
+def _waiting_news(reported: tuple[int, float], connected: int, now: float) -> bool:
+    """Whether another ``nodes.waiting`` event is due: each is a durable write on the
+    link, so a count that flaps costs one a second at most, and one that stays the same
+    one every :data:`_WAITING_REPEAT_S` seconds."""
+    count, when = reported
+    if count != connected:
+        return now - when >= _PROGRESS_INTERVAL_S
+    return now - when >= _WAITING_REPEAT_S

@@ -35,6 +35,7 @@ PUBLIC = {
     "discard_event",
     "encode_array",
     "new_message_id",
+    "split_work",
 }
 
 

@@ -1,4 +1,5 @@
-"""Core data model: records, messages, context, errors and the array codec. No I/O."""
+"""Core data model: records, messages, context, errors, the array codec and threaded
+element-wise passes. No I/O."""
 
 from ._codec import decode_array, encode_array
 from ._context import Context, UserConfigValue
@@ -17,6 +18,7 @@ from ._errors import (
 )
 from ._events import Event, EventSink, discard_event
 from ._message import DEFAULT_TTL, Error, Message, MessageType, Metadata, new_message_id
+from ._parallel import split_work
 from ._records import ArrayRecord, ConfigRecord, MetricRecord, Record, RecordDict
 
 __all__ = [
@@ -49,4 +51,5 @@ __all__ = [
     "discard_event",
     "encode_array",
     "new_message_id",
+    "split_work",
 ]

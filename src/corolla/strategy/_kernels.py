@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core._parallel import split_work
+from ..core import split_work
 
 __all__ = [
     "PRECISIONS",

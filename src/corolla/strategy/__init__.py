@@ -25,6 +25,7 @@ from ._policies import (
     grid_last_seen,
 )
 from ._qfedavg import QFedAvg, QFedAvgAggregator
+from ._replies import ArraySpec, array_spec
 from ._robust import AllUpdates, Bulyan, FedMedian, FedTrimmedAvg, Krum, MultiKrum
 from ._scaffold import (
     CONTROL_DELTA_KEY,
@@ -38,7 +39,7 @@ from ._scaffold import (
 )
 from ._selection import SelectionPolicy, UniformSelection, sample_size
 from ._strategy import EvaluateFn, Result, RoundPlan, Strategy
-from ._weighted import ArraySpec, WeightedAverage, array_spec
+from ._weighted import WeightedAverage
 
 __all__ = [
     "CONTROL_DELTA_KEY",

@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..core._errors import ConfigError
+from ..core import ConfigError
 from ._selection import SelectionPolicy, UniformSelection
 
 __all__ = [

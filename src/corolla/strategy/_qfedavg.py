@@ -18,14 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from ..core import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
-from ..core._errors import AggregationError, ConfigError
+from ..core import (
+    AggregationError,
+    ArrayRecord,
+    ConfigError,
+    ConfigRecord,
+    MetricRecord,
+    RecordDict,
+)
 from ..server import Grid, Reduction
 from ._casting import to_dtype
 from ._fedavg import FedAvg
-from ._kernels import all_finite
+from ._metrics import WeightedMetrics
+from ._replies import array_spec, check_finite, reply_arrays
 from ._strategy import RoundPlan, Strategy
-from ._weighted import WeightedAverage
 
 __all__ = ["QFedAvg", "QFedAvgAggregator", "qfedavg_terms"]
 
@@ -79,9 +85,8 @@ class QFedAvgAggregator:
         self.metrics_key = metrics_key
         self.weight_key = weight_key
         self.loss_key = loss_key
-        self._metrics = WeightedAverage(
-            arrays_key=None, metrics_key=metrics_key, weight_key=weight_key
-        )
+        self._spec = array_spec(global_arrays)
+        self._metrics = WeightedMetrics(metrics_key=metrics_key, weight_key=weight_key)
         self._delta: list[np.ndarray[Any, Any]] | None = None
         self._h = 0.0
 
@@ -101,26 +106,19 @@ class QFedAvgAggregator:
         )
 
     def add(self, content: RecordDict, node_id: int) -> None:
-        arrays = content.get(self.arrays_key)
-        if not isinstance(arrays, ArrayRecord):
-            raise AggregationError(f"reply has no ArrayRecord {self.arrays_key!r}")
-        expected = [(n, a.shape, a.dtype.str) for n, a in self.global_arrays.items()]
-        found = [(n, a.shape, a.dtype.str) for n, a in arrays.items()]
-        if found != expected:
-            raise AggregationError(f"update has layout {found}, expected {expected}")
-        for name, a in arrays.items():
-            if not all_finite(a):
-                raise AggregationError(f"array {name!r} holds NaN or infinity")
+        arrays = reply_arrays(content, self.arrays_key, self._spec)
+        check_finite(arrays)
         metrics = content.get(self.metrics_key)
         loss = metrics.get(self.loss_key) if isinstance(metrics, MetricRecord) else None
         if isinstance(loss, list) or loss is None or not np.isfinite(loss) or loss < 0:
             raise AggregationError(
                 f"reply metrics need a finite training loss >= 0 under {self.loss_key!r}"
             )
+        metric_reply = self._metrics.read(content)
         delta, h = qfedavg_terms(
             list(self.global_arrays.values()), list(arrays.values()), loss, self.q, self.lipschitz
         )
-        self._metrics.add(content, node_id)
+        self._metrics.fold(metric_reply)
         if self._delta is None:
             self._delta = delta
         else:

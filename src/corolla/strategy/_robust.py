@@ -11,16 +11,23 @@ result does not depend on the order replies arrived in.
 from __future__ import annotations
 
 import abc
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
-from ..core import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
-from ..core._errors import AggregationError, ConfigError
+from ..core import (
+    AggregationError,
+    ArrayRecord,
+    ConfigError,
+    ConfigRecord,
+    MetricRecord,
+    RecordDict,
+)
 from ..server import Grid, Reduction
 from ._casting import to_dtype
 from ._fedavg import FedAvg
-from ._kernels import all_finite
+from ._metrics import WeightedMetrics
+from ._replies import ArraySpec, array_spec, check_finite, check_layout, reply_arrays
 from ._robust_kernels import (
     Model,
     bulyan,
@@ -30,15 +37,8 @@ from ._robust_kernels import (
     weighted_mean,
 )
 from ._strategy import RoundPlan, Strategy
-from ._weighted import ArraySpec, WeightedAverage, array_spec
 
 __all__ = ["AllUpdates", "Bulyan", "FedMedian", "FedTrimmedAvg", "Krum", "MultiKrum"]
-
-
-def _check_layout(arrays: ArrayRecord, spec: ArraySpec) -> None:
-    found = [(name, tuple(a.shape), a.dtype.str) for name, a in arrays.items()]
-    if found != spec:
-        raise AggregationError(f"update has layout {found}, expected {spec}")
 
 
 class AllUpdates:
@@ -61,9 +61,7 @@ class AllUpdates:
         self.metrics_key = metrics_key
         self.weight_key = weight_key
         self.spec = spec
-        self._metrics = WeightedAverage(
-            arrays_key=None, metrics_key=metrics_key, weight_key=weight_key
-        )
+        self._metrics = WeightedMetrics(metrics_key=metrics_key, weight_key=weight_key)
         self._updates: list[tuple[int, ArrayRecord, float]] = []
 
     @property
@@ -79,21 +77,15 @@ class AllUpdates:
         )
 
     def add(self, content: RecordDict, node_id: int) -> None:
-        arrays = content.get(self.arrays_key)
-        if not isinstance(arrays, ArrayRecord):
-            raise AggregationError(f"reply has no ArrayRecord {self.arrays_key!r}")
+        arrays = reply_arrays(content, self.arrays_key)
         spec = self.spec if self.spec is not None else array_spec(arrays)
-        _check_layout(arrays, spec)
-        for name, a in arrays.items():
-            if not all_finite(a):
-                raise AggregationError(f"array {name!r} holds NaN or infinity")
-        self._metrics.add(content, node_id)  # validates the weight and the metrics
-        # add() accepted it, so the weight is a finite number >= 0.
-        metrics = cast(MetricRecord, content[self.metrics_key])
-        weight = float(cast(float, metrics[self.weight_key]))
+        check_layout(arrays, spec, self.arrays_key)
+        check_finite(arrays)
+        metrics = self._metrics.read(content)
+        self._metrics.fold(metrics)
         self.spec = spec
         copy = ArrayRecord((name, np.array(a)) for name, a in arrays.items())
-        self._updates.append((node_id, copy, weight))
+        self._updates.append((node_id, copy, metrics.weight))
 
     def merge(self, other: AllUpdates) -> None:
         if other.count == 0:

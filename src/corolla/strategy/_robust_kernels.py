@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core._errors import AggregationError
+from ..core import AggregationError
 
 __all__ = [
     "Model",

@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 
 from ..core import (
+    AggregationError,
     ArrayRecord,
+    ConfigError,
     ConfigRecord,
     Context,
     Message,
@@ -39,13 +41,12 @@ from ..core import (
     MetricRecord,
     RecordDict,
 )
-from ..core._errors import AggregationError, ConfigError
 from ..server import Grid, Reduction
 from ._casting import to_dtype
 from ._fedavg import FedAvg
-from ._kernels import all_finite
+from ._metrics import WeightedMetrics
+from ._replies import array_spec, check_finite, reply_arrays
 from ._strategy import RoundPlan, Strategy
-from ._weighted import WeightedAverage, array_spec
 
 __all__ = [
     "CONTROL_DELTA_KEY",
@@ -73,16 +74,8 @@ class _ArraySum:
         self.sums: list[np.ndarray[Any, Any]] | None = None
 
     def check(self, content: RecordDict) -> ArrayRecord:
-        arrays = content.get(self.key)
-        if not isinstance(arrays, ArrayRecord):
-            raise AggregationError(f"reply has no ArrayRecord {self.key!r}")
-        if array_spec(arrays) != self.spec:
-            raise AggregationError(
-                f"{self.key!r} has layout {array_spec(arrays)}, expected {self.spec}"
-            )
-        for name, a in arrays.items():
-            if not all_finite(a):
-                raise AggregationError(f"array {name!r} of {self.key!r} holds NaN or infinity")
+        arrays = reply_arrays(content, self.key, self.spec)
+        check_finite(arrays)
         return arrays
 
     def fold(self, arrays: ArrayRecord, weight: float = 1.0) -> None:
@@ -142,9 +135,7 @@ class ScaffoldAggregator:
         self.weighted = weighted
         self._arrays = _ArraySum(arrays_key, global_arrays)
         self._deltas = _ArraySum(control_delta_key, control)
-        self._metrics = WeightedAverage(
-            arrays_key=None, metrics_key=metrics_key, weight_key=weight_key
-        )
+        self._metrics = WeightedMetrics(metrics_key=metrics_key, weight_key=weight_key)
 
     @property
     def count(self) -> int:
@@ -170,17 +161,11 @@ class ScaffoldAggregator:
     def add(self, content: RecordDict, node_id: int) -> None:
         arrays = self._arrays.check(content)
         deltas = self._deltas.check(content)
-        self._metrics.add(content, node_id)  # checks the weight: a finite number >= 0
-        weight = self._reply_weight(content) if self.weighted else 1.0
+        metrics = self._metrics.read(content)
+        self._metrics.fold(metrics)
+        weight = metrics.weight if self.weighted else 1.0
         self._arrays.fold(arrays, weight)
         self._deltas.fold(deltas, weight)
-
-    def _reply_weight(self, content: RecordDict) -> float:
-        metrics = content[self.metrics_key]
-        assert isinstance(metrics, MetricRecord)
-        weight = metrics[self.weight_key]
-        assert not isinstance(weight, list)
-        return float(weight)
 
     def merge(self, other: ScaffoldAggregator) -> None:
         if other.count == 0:

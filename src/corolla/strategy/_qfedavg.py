@@ -18,22 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from ..core import (
-    AggregationError,
-    ArrayRecord,
-    ConfigError,
-    ConfigRecord,
-    MetricRecord,
-    RecordDict,
-)
-from ..server import Grid, Reduction
+from ..core import AggregationError, ArrayRecord, ConfigError, MetricRecord, RecordDict
+from ..server import Grid
 from ._casting import to_dtype
-from ._fedavg import FedAvg
+from ._composed import ComposedStrategy, Setting
 from ._metrics import WeightedMetrics
-from ._replies import array_spec, check_finite, reply_arrays
-from ._strategy import RoundPlan, Strategy
+from ._replies import RecordNames, array_spec, check_finite, reply_arrays
+from ._training import Training
 
-__all__ = ["QFedAvg", "QFedAvgAggregator", "qfedavg_terms"]
+__all__ = ["QFedAvg", "QFedAvgAggregator", "QFedAvgTraining", "qfedavg_terms"]
 
 _EPS = 1e-10
 
@@ -154,7 +147,52 @@ class QFedAvgAggregator:
         return self._metrics.metrics()
 
 
-class QFedAvg(Strategy):
+class QFedAvgTraining(Training):
+    """q-FedAvg's training: replies fold into a :class:`QFedAvgAggregator`, whose step
+    gives the new global arrays.
+
+    Parameters
+    ----------
+    client_learning_rate
+        The nodes' learning rate; ``L = 1 / client_learning_rate``.
+    q
+        The fairness exponent.
+    train_loss_key
+        Metric holding each node's training loss.
+
+    Raises
+    ------
+    ConfigError
+        If ``client_learning_rate`` is not positive or ``q`` is negative.
+    """
+
+    def __init__(self, *, client_learning_rate: float, q: float, train_loss_key: str) -> None:
+        if not client_learning_rate > 0:
+            raise ConfigError(f"client_learning_rate must be > 0, got {client_learning_rate}")
+        if not q >= 0:
+            raise ConfigError(f"q must be >= 0, got {q}")
+        self.client_learning_rate = client_learning_rate
+        self.q = q
+        self.train_loss_key = train_loss_key
+
+    def aggregator(
+        self, arrays: ArrayRecord, records: RecordNames, grid: Grid
+    ) -> QFedAvgAggregator:
+        return QFedAvgAggregator(
+            arrays,
+            q=self.q,
+            lipschitz=1.0 / self.client_learning_rate,
+            arrays_key=records.arrays_key,
+            metrics_key=records.metrics_key,
+            weight_key=records.weight_key,
+            loss_key=self.train_loss_key,
+        )
+
+    def result(self, aggregator: QFedAvgAggregator, arrays: ArrayRecord) -> ArrayRecord | None:
+        return aggregator.arrays()
+
+
+class QFedAvg(ComposedStrategy):
     """q-FedAvg: FedAvg's rounds with q-FFL's fair aggregation.
 
     Nodes must report their training loss under ``train_loss_key`` in the metrics.
@@ -176,6 +214,10 @@ class QFedAvg(Strategy):
         If ``client_learning_rate`` is not positive or ``q`` is negative.
     """
 
+    client_learning_rate = Setting[float]("_training")
+    q = Setting[float]("_training")
+    train_loss_key = Setting[str]("_training")
+
     def __init__(
         self,
         *,
@@ -184,43 +226,7 @@ class QFedAvg(Strategy):
         train_loss_key: str = "train_loss",
         **options: Any,
     ) -> None:
-        if not client_learning_rate > 0:
-            raise ConfigError(f"client_learning_rate must be > 0, got {client_learning_rate}")
-        if not q >= 0:
-            raise ConfigError(f"q must be >= 0, got {q}")
-        self.base = FedAvg(**options)
-        self.client_learning_rate = client_learning_rate
-        self.q = q
-        self.train_loss_key = train_loss_key
-
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> RoundPlan:
-        plan = self.base.configure_train(server_round, arrays, config, grid)
-        aggregator = QFedAvgAggregator(
-            arrays,
-            q=self.q,
-            lipschitz=1.0 / self.client_learning_rate,
-            arrays_key=self.base.arrays_key,
-            metrics_key=self.base.metrics_key,
-            weight_key=self.base.weight_key,
-            loss_key=self.train_loss_key,
+        super().__init__(**options)
+        self._training = QFedAvgTraining(
+            client_learning_rate=client_learning_rate, q=q, train_loss_key=train_loss_key
         )
-        return RoundPlan(plan.messages, aggregator)
-
-    def aggregate_train(
-        self, server_round: int, reduction: Reduction[Any], arrays: ArrayRecord
-    ) -> tuple[ArrayRecord, MetricRecord]:
-        aggregator: QFedAvgAggregator = reduction.aggregator
-        if aggregator.count < max(self.base.min_train_replies, 1):
-            return arrays, MetricRecord()
-        new = aggregator.arrays()
-        return (new if new is not None else arrays), aggregator.metrics()
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> RoundPlan:
-        return self.base.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, reduction: Reduction[Any]) -> MetricRecord:
-        return self.base.aggregate_evaluate(server_round, reduction)

@@ -12,7 +12,7 @@ from ._kernels import PRECISIONS, accumulator_dtype, cast_mean, fold_into, new_s
 from ._metrics import WeightedMetrics
 from ._replies import ArraySpec, array_spec, check_layout, non_finite, reply_arrays
 
-__all__ = ["ArraySpec", "WeightedAverage", "array_spec", "check_precision"]
+__all__ = ["WeightedAverage", "check_precision"]
 
 
 def check_precision(precision: str) -> None:

@@ -1,18 +1,19 @@
 """Node selection policies beyond uniform: by weight, by attributes or tags, by recency.
 
-A :class:`SelectionPolicy` sees only what every grid can tell, the available node ids; what
-else a policy needs (a node's data size, its tags, when it was last seen) comes from a
-lookup function given to it. A grid that knows more about its nodes may offer it through
-the optional methods of :class:`NodeDirectory`; :func:`grid_attributes` and
-:func:`grid_last_seen` turn a grid into such lookups, answering "unknown" when it does not.
-Filters (:class:`AttributeSelection`, :class:`RecentlySeenSelection`) narrow the nodes and
-hand the choice to an inner policy; every random choice comes from the ``rng`` passed in.
+A :class:`SelectionPolicy` sees the available node ids; what else a policy needs (a node's
+data size, its tags, when it was last seen) comes from a lookup function given to it,
+typically a grid's own: every :class:`~corolla.server.Grid` answers
+``grid.node_attributes`` and ``grid.node_last_seen`` (with "unknown" when it knows nothing
+of its nodes). Filters (:class:`AttributeSelection`, :class:`RecentlySeenSelection`)
+narrow the nodes and hand the choice to an inner policy; every random choice comes from
+the ``rng`` passed in.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -38,7 +39,8 @@ AttributeLookup = Callable[[int], Mapping[str, Any]]
 
 @runtime_checkable
 class NodeDirectory(Protocol):
-    """Optional methods a grid may offer about its nodes."""
+    """What a selection policy may look up about nodes: the node directory every
+    :class:`~corolla.server.Grid` declares."""
 
     def node_attributes(self, node_id: int) -> Mapping[str, Any]:
         """Attributes the node advertised (tags, hardware, data size); empty if none."""
@@ -49,20 +51,34 @@ class NodeDirectory(Protocol):
         ...
 
 
-def grid_attributes(grid: object) -> AttributeLookup:
-    """``grid.node_attributes`` if the grid has it, else a lookup that knows nothing."""
-    method = getattr(grid, "node_attributes", None)
-    if callable(method):
-        return method  # type: ignore[no-any-return]
-    return lambda node_id: {}
+def grid_attributes(grid: NodeDirectory) -> AttributeLookup:
+    """``grid.node_attributes``.
+
+    .. deprecated::
+        Every grid declares ``node_attributes``: pass ``grid.node_attributes`` itself.
+    """
+    warnings.warn(
+        "grid_attributes(grid) is deprecated: every Grid declares node_attributes, "
+        "pass grid.node_attributes",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return grid.node_attributes
 
 
-def grid_last_seen(grid: object) -> Callable[[int], float | None]:
-    """``grid.node_last_seen`` if the grid has it, else a lookup that knows nothing."""
-    method = getattr(grid, "node_last_seen", None)
-    if callable(method):
-        return method  # type: ignore[no-any-return]
-    return lambda node_id: None
+def grid_last_seen(grid: NodeDirectory) -> Callable[[int], float | None]:
+    """``grid.node_last_seen``.
+
+    .. deprecated::
+        Every grid declares ``node_last_seen``: pass ``grid.node_last_seen`` itself.
+    """
+    warnings.warn(
+        "grid_last_seen(grid) is deprecated: every Grid declares node_last_seen, "
+        "pass grid.node_last_seen",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return grid.node_last_seen
 
 
 def attribute_weight(
@@ -142,7 +158,7 @@ class AttributeSelection:
     Parameters
     ----------
     attributes
-        A node's attributes, e.g. ``grid_attributes(grid)``.
+        A node's attributes, e.g. ``grid.node_attributes``.
     """
 
     def __init__(
@@ -185,7 +201,7 @@ class RecentlySeenSelection:
     Parameters
     ----------
     last_seen
-        When a node was last heard from, e.g. ``grid_last_seen(grid)``.
+        When a node was last heard from, e.g. ``grid.node_last_seen``.
     max_age
         Seconds.
     clock

@@ -99,6 +99,12 @@ def test_terms_by_hand() -> None:
     assert h == pytest.approx(9.0)
 
 
+def test_terms_of_scalar_arrays_are_arrays() -> None:
+    delta, _ = qfedavg_terms([np.array(1.0)], [np.array(0.5)], loss=1.0, q=0.5, lipschitz=2.0)
+
+    assert isinstance(delta[0], np.ndarray) and delta[0].shape == ()
+
+
 @pytest.mark.parametrize(
     "content",
     [

@@ -38,7 +38,8 @@ def qfedavg_terms(
     q: float,
     lipschitz: float,
 ) -> tuple[list[np.ndarray[Any, Any]], float]:
-    """``(delta_k, h_k)`` of one node, in float64 (a pure kernel)."""
+    """``(delta_k, h_k)`` of one node: float64 arrays shaped like the global ones, and a
+    float (a pure kernel)."""
     grads = [
         lipschitz * (np.asarray(g, np.float64) - np.asarray(w, np.float64))
         for g, w in zip(global_arrays, local_arrays)
@@ -46,7 +47,9 @@ def qfedavg_terms(
     norm = float(sum(np.vdot(g, g).real for g in grads))
     power = float(np.float_power(loss + _EPS, q))
     h = q * float(np.float_power(loss + _EPS, q - 1)) * norm + lipschitz * power
-    return [power * g for g in grads], h
+    # Arithmetic on 0-d arrays gives NumPy scalars, which the aggregator cannot add into
+    # in place: every term is made an array again.
+    return [np.asarray(power * g) for g in grads], h
 
 
 class QFedAvgAggregator:

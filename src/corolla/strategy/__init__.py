@@ -1,4 +1,5 @@
-"""Strategies: federated algorithms built on mergeable aggregators.
+"""Strategies: federated algorithms built on mergeable aggregators, each assembled from parts
+(node sampling, a training part with its aggregator, an optional server optimizer).
 
 Mergeable (O(model) server memory): FedAvg, FedAvgM, FedProx, FedAdagrad, FedAdam, FedYogi,
 QFedAvg, Scaffold. Robust, keeping every update (O(n x model)): FedMedian, FedTrimmedAvg,

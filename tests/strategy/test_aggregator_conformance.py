@@ -259,9 +259,14 @@ class Kind:
     #: The dtypes its replies' arrays may have.
     dtypes: tuple[np.dtype[Any], ...] = tuple(CONFORMANCE_DTYPES)
 
-    def rounds(self) -> st.SearchStrategy[Round]:
-        """Rounds of replies this aggregator folds."""
-        return federated_rounds(list(self.dtypes))
+    def draw(self, data: st.DataObject) -> tuple[ArrayRecord, list[NodeReply], int]:
+        """A round of replies this aggregator folds, and a point that splits them."""
+        global_arrays, replies = data.draw(federated_rounds(list(self.dtypes)))
+        return global_arrays, replies, data.draw(st.integers(0, len(replies)))
+
+    def folded(self, global_arrays: ArrayRecord, replies: list[NodeReply]) -> Any:
+        """What a new aggregator of the round shows once ``replies`` are folded in."""
+        return self.observe(fold(self.make(global_arrays), replies))
 
 
 def _arrays_and_metrics(content: RecordDict) -> dict[str, Refused]:
@@ -335,11 +340,11 @@ def _control(global_arrays: ArrayRecord) -> ArrayRecord:
     return ArrayRecord((n, np.zeros(a.shape, np.float64)) for n, a in global_arrays.items())
 
 
-kinds = pytest.mark.parametrize("kind", KINDS, ids=[k.name for k in KINDS])
-
-#: Each property runs once per kind: half Hypothesis's default examples per run keeps the
-#: suite's time that of a few property tests per aggregator.
-examples = settings(max_examples=50)
+def every_kind(test: Callable[[Kind, st.DataObject], None]) -> Any:
+    """Run the property ``test(kind, data)`` against every kind. Half Hypothesis's default
+    examples per kind keeps the suite's time that of a few property tests per aggregator."""
+    property_test = settings(max_examples=50)(given(st.data())(test))
+    return pytest.mark.parametrize("kind", KINDS, ids=[k.name for k in KINDS])(property_test)
 
 
 def fold(aggregator: Any, replies: list[NodeReply]) -> Any:
@@ -378,13 +383,10 @@ def shares_memory(first: Any, second: Any, *, apart_from: Any = None) -> bool:
 # Properties
 
 
-@kinds
-@examples
-@given(st.data())
+@every_kind
 def test_empty_has_nothing_folded_and_the_same_settings(kind: Kind, data: st.DataObject) -> None:
     # Arrange: an aggregator with some replies folded
-    global_arrays, replies = data.draw(kind.rounds())
-    cut = data.draw(st.integers(0, len(replies)))
+    global_arrays, replies, cut = kind.draw(data)
     aggregator = fold(kind.make(global_arrays), replies[:cut])
     before = kind.observe(aggregator)
 
@@ -397,20 +399,15 @@ def test_empty_has_nothing_folded_and_the_same_settings(kind: Kind, data: st.Dat
     assert type(empty) is type(aggregator)
     if cut == 0 or not kind.learns_layout:
         assert kind.observe(empty) == kind.observe(kind.make(global_arrays))
-    assert kind.observe(fold(empty, replies)) == kind.observe(
-        fold(kind.make(global_arrays), replies)
-    )
+    assert kind.observe(fold(empty, replies)) == kind.folded(global_arrays, replies)
     assert kind.observe(aggregator) == before
 
 
-@kinds
-@examples
-@given(st.data())
+@every_kind
 def test_merge_equals_folding_the_others_replies(kind: Kind, data: st.DataObject) -> None:
     # Arrange: the replies split between a root and a worker, which gets an empty() copy
     # through pickle as a simulation worker does, or is made like the root
-    global_arrays, replies = data.draw(kind.rounds())
-    cut = data.draw(st.integers(0, len(replies)))
+    global_arrays, replies, cut = kind.draw(data)
     root = fold(kind.make(global_arrays), replies[:cut])
     if data.draw(st.booleans()):
         worker = pickle.loads(pickle.dumps(root.empty()))
@@ -423,14 +420,12 @@ def test_merge_equals_folding_the_others_replies(kind: Kind, data: st.DataObject
 
     # Assert
     assert root.count == len(replies)
-    assert kind.observe(root) == kind.observe(fold(kind.make(global_arrays), replies))
+    assert kind.observe(root) == kind.folded(global_arrays, replies)
 
 
-@kinds
-@examples
-@given(st.data())
+@every_kind
 def test_merging_an_empty_aggregator_changes_nothing(kind: Kind, data: st.DataObject) -> None:
-    global_arrays, replies = data.draw(kind.rounds())
+    global_arrays, replies, _ = kind.draw(data)
     aggregator = fold(kind.make(global_arrays), replies)
     before = kind.observe(aggregator)
 
@@ -440,27 +435,20 @@ def test_merging_an_empty_aggregator_changes_nothing(kind: Kind, data: st.DataOb
     assert kind.observe(aggregator) == before
 
 
-@kinds
-@examples
-@given(st.data())
+@every_kind
 def test_the_order_of_folding_does_not_matter(kind: Kind, data: st.DataObject) -> None:
-    global_arrays, replies = data.draw(kind.rounds())
+    global_arrays, replies, _ = kind.draw(data)
     shuffled = data.draw(st.permutations(replies))
 
-    in_order = kind.observe(fold(kind.make(global_arrays), replies))
-
-    assert kind.observe(fold(kind.make(global_arrays), shuffled)) == in_order
+    assert kind.folded(global_arrays, shuffled) == kind.folded(global_arrays, replies)
 
 
-@kinds
-@examples
-@given(st.data())
+@every_kind
 def test_a_refused_reply_raises_and_leaves_the_aggregator_unchanged(
     kind: Kind, data: st.DataObject
 ) -> None:
-    global_arrays, replies = data.draw(kind.rounds())
-    cut = data.draw(st.integers(0, len(replies)))
-    expected = kind.observe(fold(kind.make(global_arrays), replies))
+    global_arrays, replies, cut = kind.draw(data)
+    expected = kind.folded(global_arrays, replies)
     for name, refusal in kind.refused(replies[0][1]).items():
         if refusal.layout and kind.learns_layout and cut == 0:
             continue  # the first reply sets the layout: any layout is accepted
@@ -477,12 +465,9 @@ def test_a_refused_reply_raises_and_leaves_the_aggregator_unchanged(
         assert kind.observe(fold(aggregator, replies[cut:])) == expected, name
 
 
-@kinds
-@examples
-@given(st.data())
+@every_kind
 def test_a_pickled_aggregator_goes_on_like_the_original(kind: Kind, data: st.DataObject) -> None:
-    global_arrays, replies = data.draw(kind.rounds())
-    cut = data.draw(st.integers(0, len(replies)))
+    global_arrays, replies, cut = kind.draw(data)
     original = fold(kind.make(global_arrays), replies[:cut])
 
     copy = pickle.loads(pickle.dumps(original))
@@ -491,13 +476,10 @@ def test_a_pickled_aggregator_goes_on_like_the_original(kind: Kind, data: st.Dat
     assert kind.observe(fold(copy, replies[cut:])) == kind.observe(fold(original, replies[cut:]))
 
 
-@kinds
-@examples
-@given(st.data())
+@every_kind
 def test_merge_keeps_no_reference_to_the_others_buffers(kind: Kind, data: st.DataObject) -> None:
     # Arrange: the other's buffers may be shared memory that is reused once merged
-    global_arrays, replies = data.draw(kind.rounds())
-    cut = data.draw(st.integers(0, len(replies)))
+    global_arrays, replies, cut = kind.draw(data)
     aggregator = fold(kind.make(global_arrays), replies[:cut])
     other = fold(aggregator.empty(), replies[cut:])
 
@@ -512,12 +494,10 @@ def test_merge_keeps_no_reference_to_the_others_buffers(kind: Kind, data: st.Dat
     assert kind.observe(aggregator) == merged
 
 
-@kinds
-@examples
-@given(st.data())
+@every_kind
 def test_add_keeps_no_reference_to_the_replys_buffers(kind: Kind, data: st.DataObject) -> None:
     # A runtime frees a reply's arrays (shared memory, received buffers) once it is folded.
-    global_arrays, replies = data.draw(kind.rounds())
+    global_arrays, replies, _ = kind.draw(data)
 
     aggregator = fold(kind.make(global_arrays), replies)
 

@@ -51,18 +51,21 @@ class NodeDirectory(Protocol):
         ...
 
 
+def _deprecated(helper: str, method: str) -> None:
+    warnings.warn(
+        f"{helper}(grid) is deprecated: every Grid declares {method}, pass grid.{method}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
 def grid_attributes(grid: NodeDirectory) -> AttributeLookup:
     """``grid.node_attributes``.
 
     .. deprecated::
         Every grid declares ``node_attributes``: pass ``grid.node_attributes`` itself.
     """
-    warnings.warn(
-        "grid_attributes(grid) is deprecated: every Grid declares node_attributes, "
-        "pass grid.node_attributes",
-        DeprecationWarning,
-        stacklevel=2,
-    )
+    _deprecated("grid_attributes", "node_attributes")
     return grid.node_attributes
 
 
@@ -72,12 +75,7 @@ def grid_last_seen(grid: NodeDirectory) -> Callable[[int], float | None]:
     .. deprecated::
         Every grid declares ``node_last_seen``: pass ``grid.node_last_seen`` itself.
     """
-    warnings.warn(
-        "grid_last_seen(grid) is deprecated: every Grid declares node_last_seen, "
-        "pass grid.node_last_seen",
-        DeprecationWarning,
-        stacklevel=2,
-    )
+    _deprecated("grid_last_seen", "node_last_seen")
     return grid.node_last_seen
 
 

@@ -11,15 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import (
-    ArrayRecord,
-    ConfigError,
-    ConfigRecord,
-    Event,
-    Message,
-    MetricRecord,
-    RecordDict,
-)
+from ..core import ArrayRecord, ConfigError, ConfigRecord, Event, Message, MetricRecord, RecordDict
 from ..server import Aggregator, Grid, History, Reduction
 
 __all__ = ["EvaluateFn", "Result", "RoundPlan", "Strategy"]

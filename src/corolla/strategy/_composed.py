@@ -116,18 +116,20 @@ class ComposedStrategy(Strategy):
         If a fraction is outside its range, a minimum is negative or ``precision`` unknown.
     """
 
-    fraction_train = Setting[float]("_sampling")
-    fraction_evaluate = Setting[float]("_sampling")
-    min_train_nodes = Setting[int]("_sampling")
-    min_evaluate_nodes = Setting[int]("_sampling")
-    min_available_nodes = Setting[int]("_sampling")
-    available_timeout = Setting[float | None]("_sampling")
-    selection = Setting[SelectionPolicy]("_sampling")
-    rng = Setting[np.random.Generator]("_sampling")
-    arrays_key = Setting[str]("_records")
-    metrics_key = Setting[str]("_records")
-    config_key = Setting[str]("_records")
-    weight_key = Setting[str]("_records")
+    # Typed by annotations, which are not evaluated: ``Setting[np.random.Generator]`` as an
+    # expression would load numpy.random into every process that imports corolla.
+    fraction_train: Setting[float] = Setting("_sampling")
+    fraction_evaluate: Setting[float] = Setting("_sampling")
+    min_train_nodes: Setting[int] = Setting("_sampling")
+    min_evaluate_nodes: Setting[int] = Setting("_sampling")
+    min_available_nodes: Setting[int] = Setting("_sampling")
+    available_timeout: Setting[float | None] = Setting("_sampling")
+    selection: Setting[SelectionPolicy] = Setting("_sampling")
+    rng: Setting[np.random.Generator] = Setting("_sampling")
+    arrays_key: Setting[str] = Setting("_records")
+    metrics_key: Setting[str] = Setting("_records")
+    config_key: Setting[str] = Setting("_records")
+    weight_key: Setting[str] = Setting("_records")
 
     def __init__(
         self,

@@ -47,4 +47,4 @@ class FedAvg(ComposedStrategy):
     """
 
     #: The accumulators' precision.
-    precision = Setting[str]("_training")
+    precision: Setting[str] = Setting("_training")

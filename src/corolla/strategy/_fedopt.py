@@ -38,8 +38,8 @@ class FedAvgM(ComposedStrategy):
         If the rate or momentum is negative, or a FedAvg option is invalid.
     """
 
-    server_learning_rate = Setting[float]("_optimizer", "learning_rate")
-    server_momentum = Setting[float]("_optimizer", "momentum")
+    server_learning_rate: Setting[float] = Setting("_optimizer", "learning_rate")
+    server_momentum: Setting[float] = Setting("_optimizer", "momentum")
 
     def __init__(
         self, *, server_learning_rate: float = 1.0, server_momentum: float = 0.0, **options: Any
@@ -53,10 +53,10 @@ class FedAvgM(ComposedStrategy):
 class _Adaptive(ComposedStrategy):
     """The settings FedAdagrad, FedAdam and FedYogi share; their optimizer keeps them."""
 
-    eta = Setting[float]("_optimizer")
-    beta_1 = Setting[float]("_optimizer")
-    beta_2 = Setting[float]("_optimizer")
-    tau = Setting[float]("_optimizer")
+    eta: Setting[float] = Setting("_optimizer")
+    beta_1: Setting[float] = Setting("_optimizer")
+    beta_2: Setting[float] = Setting("_optimizer")
+    tau: Setting[float] = Setting("_optimizer")
 
     def __init__(self, options: dict[str, Any], eta_l: float) -> None:
         check_range("eta_l", eta_l, 0.0)
@@ -140,7 +140,7 @@ class FedAdam(_Adaptive):
         If a rate or ``tau`` is negative, a beta outside [0, 1), or a FedAvg option invalid.
     """
 
-    bias_correction = Setting[bool]("_optimizer")
+    bias_correction: Setting[bool] = Setting("_optimizer")
 
     def __init__(
         self,

@@ -217,9 +217,9 @@ class QFedAvg(ComposedStrategy):
         If ``client_learning_rate`` is not positive or ``q`` is negative.
     """
 
-    client_learning_rate = Setting[float]("_training")
-    q = Setting[float]("_training")
-    train_loss_key = Setting[str]("_training")
+    client_learning_rate: Setting[float] = Setting("_training")
+    q: Setting[float] = Setting("_training")
+    train_loss_key: Setting[str] = Setting("_training")
 
     def __init__(
         self,

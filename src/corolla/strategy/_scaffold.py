@@ -367,13 +367,13 @@ class Scaffold(ComposedStrategy):
         If ``server_learning_rate`` is not positive or ``num_nodes`` is below 1.
     """
 
-    server_learning_rate = Setting[float]("_training")
-    num_nodes = Setting[int | None]("_training")
-    control_key = Setting[str]("_training")
-    control_delta_key = Setting[str]("_training")
-    weighted = Setting[bool]("_training")
+    server_learning_rate: Setting[float] = Setting("_training")
+    num_nodes: Setting[int | None] = Setting("_training")
+    control_key: Setting[str] = Setting("_training")
+    control_delta_key: Setting[str] = Setting("_training")
+    weighted: Setting[bool] = Setting("_training")
     #: The server control ``c`` (None before the first round).
-    control = Setting[ArrayRecord | None]("_training")
+    control: Setting[ArrayRecord | None] = Setting("_training")
 
     def __init__(
         self,

@@ -7,18 +7,17 @@ for it. On its own it is the aggregator of federated evaluation.
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from typing import NamedTuple
 
 from ..core import AggregationError, MetricRecord, RecordDict
-from ._replies import reply_metrics, reply_weight
 
 __all__ = ["MetricReply", "WeightedMetrics"]
 
 
-@dataclasses.dataclass(frozen=True)
-class MetricReply:
-    """What :meth:`WeightedMetrics.read` found valid in one reply."""
+class MetricReply(NamedTuple):
+    """What :meth:`WeightedMetrics.read` found valid in one reply (a tuple: read for every
+    reply, it must cost next to nothing to make)."""
 
     weight: float
     scalars: dict[str, float]
@@ -61,8 +60,18 @@ class WeightedMetrics:
         AggregationError
             If the reply has no metrics, no valid weight, or a metric that is not finite.
         """
-        metrics = reply_metrics(content, self.metrics_key)
-        weight = reply_weight(metrics, self.weight_key)
+        metrics = content.get(self.metrics_key)
+        if not isinstance(metrics, MetricRecord):
+            raise AggregationError(f"reply has no MetricRecord {self.metrics_key!r}")
+        weight = metrics.get(self.weight_key)
+        if weight is None:
+            raise AggregationError(
+                f"reply metrics lack {self.weight_key!r}, the weight of the reply"
+            )
+        if isinstance(weight, list) or not math.isfinite(weight) or weight < 0:
+            raise AggregationError(
+                f"reply weight {self.weight_key!r} must be a finite number >= 0, got {weight!r}"
+            )
         scalars: dict[str, float] = {}
         for name, value in metrics.items():
             if name == self.weight_key or isinstance(value, list):
@@ -70,7 +79,7 @@ class WeightedMetrics:
             if not math.isfinite(value):
                 raise AggregationError(f"reply metric {name!r} is {value}")
             scalars[name] = float(value)
-        return MetricReply(weight, scalars)
+        return MetricReply(float(weight), scalars)
 
     def fold(self, reply: MetricReply) -> None:
         """Fold in a reply :meth:`read` accepted."""

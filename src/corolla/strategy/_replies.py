@@ -1,5 +1,6 @@
 """Reading replies: the names of their records, the layout their arrays must have, and the
-checks every aggregator runs before it folds a reply in.
+checks of their arrays every aggregator runs before it folds a reply in (their metrics and
+weight are checked by :class:`WeightedMetrics`, which every aggregator holds).
 
 Each check raises :class:`AggregationError` and changes nothing, so an aggregator that
 runs them all before touching its sums leaves itself unchanged when a reply is rejected.
@@ -8,9 +9,8 @@ runs them all before touching its sums leaves itself unchanged when a reply is r
 from __future__ import annotations
 
 import dataclasses
-import math
 
-from ..core import AggregationError, ArrayRecord, MetricRecord, RecordDict
+from ..core import AggregationError, ArrayRecord, RecordDict
 from ._kernels import all_finite
 
 __all__ = [
@@ -20,8 +20,6 @@ __all__ = [
     "check_finite",
     "check_layout",
     "reply_arrays",
-    "reply_metrics",
-    "reply_weight",
 ]
 
 #: Names, shapes and dtypes an update must have: ``[(name, shape, dtype.str), ...]``.
@@ -100,33 +98,3 @@ def reply_arrays(content: RecordDict, key: str, spec: ArraySpec | None = None) -
     if spec is not None:
         check_layout(arrays, spec, key)
     return arrays
-
-
-def reply_metrics(content: RecordDict, key: str) -> MetricRecord:
-    """The :class:`MetricRecord` ``key`` of a reply.
-
-    Raises
-    ------
-    AggregationError
-        If the reply has none.
-    """
-    metrics = content.get(key)
-    if not isinstance(metrics, MetricRecord):
-        raise AggregationError(f"reply has no MetricRecord {key!r}")
-    return metrics
-
-
-def reply_weight(metrics: MetricRecord, key: str) -> float:
-    """The weight of a reply: its metric ``key``.
-
-    Raises
-    ------
-    AggregationError
-        If the metric is missing, a list, negative, NaN or infinite.
-    """
-    if key not in metrics:
-        raise AggregationError(f"reply metrics lack {key!r}, the weight of the reply")
-    weight = metrics[key]
-    if isinstance(weight, list) or not math.isfinite(weight) or weight < 0:
-        raise AggregationError(f"reply weight {key!r} must be a finite number >= 0, got {weight!r}")
-    return float(weight)

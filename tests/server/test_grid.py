@@ -40,6 +40,13 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
     assert all(hasattr(corolla.server, name) for name in corolla.server.__all__)
 
 
+def test_a_grid_knows_nothing_of_its_nodes_by_default() -> None:
+    grid = MemoryGrid(nodes=[1, 2])
+
+    assert [grid.node_attributes(n) for n in (1, 2, 99)] == [{}, {}, {}]
+    assert [grid.node_last_seen(n) for n in (1, 2, 99)] == [None, None, None]
+
+
 def test_the_test_aggregator_satisfies_the_protocol() -> None:
     aggregator: Aggregator = Sum()
 

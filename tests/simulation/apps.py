@@ -10,7 +10,7 @@ import numpy as np
 from corolla.client import ClientApp
 from corolla.core import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from corolla.server import Grid, ServerApp
-from corolla.strategy import AttributeSelection, FedAvg, grid_attributes
+from corolla.strategy import AttributeSelection, FedAvg
 
 # A noisy local update: random but seeded by (seed, node, round), as a real app would be.
 noisy = ClientApp()
@@ -100,7 +100,7 @@ faulty_server = ServerApp(faulty_main)
 
 def tagged_main(grid: Grid, context: Context) -> None:
     """One round over the nodes tagged "gpu" (see ``SimulationGrid``'s node attributes)."""
-    selection = AttributeSelection(grid_attributes(grid), tags={"gpu"})
+    selection = AttributeSelection(grid.node_attributes, tags={"gpu"})
     FedAvg(
         fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1, selection=selection
     ).start(grid, initial_arrays(), num_rounds=1)

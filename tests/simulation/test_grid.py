@@ -8,13 +8,7 @@ import numpy as np
 
 from corolla.core import ConfigRecord, Message, MessageType, RecordDict
 from corolla.simulation import InlineExecutor, SimulationGrid
-from corolla.strategy import (
-    AttributeSelection,
-    FedAvg,
-    RecentlySeenSelection,
-    grid_attributes,
-    grid_last_seen,
-)
+from corolla.strategy import AttributeSelection, FedAvg, RecentlySeenSelection
 
 from . import apps
 
@@ -82,7 +76,7 @@ def test_attribute_selection_over_the_grid_trains_only_the_tagged_nodes() -> Non
         fraction_evaluate=0.0,
         min_train_nodes=1,
         min_available_nodes=1,
-        selection=AttributeSelection(grid_attributes(grid), tags={"gpu"}),
+        selection=AttributeSelection(grid.node_attributes, tags={"gpu"}),
         seed=0,
     )
     plan = strategy.configure_train(1, apps.initial_arrays(), ConfigRecord(), grid)
@@ -96,7 +90,7 @@ def test_recently_seen_selection_follows_the_answers() -> None:
     made = max(grid.node_last_seen(n) or 0 for n in grid.node_ids())
     time.sleep(0.05)
     _train(grid, [1, 6])
-    policy = RecentlySeenSelection(grid_last_seen(grid), max_age=0.04, clock=lambda: made + 0.06)
+    policy = RecentlySeenSelection(grid.node_last_seen, max_age=0.04, clock=lambda: made + 0.06)
 
     chosen = policy.select(grid.node_ids(), 6, np.random.default_rng(0))
 

@@ -92,3 +92,41 @@ def reply(arrays: ArrayRecord | None, weight: float, **metrics: Any) -> RecordDi
     if arrays is not None:
         records["arrays"] = arrays
     return RecordDict(records)
+
+
+#: Dtypes of the aggregator conformance suite: every kind of array a reply may carry.
+CONFORMANCE_DTYPES = [*EXACT_DTYPES, F8]
+
+#: One reply as the grid hands it to an aggregator: ``(node id, content)``.
+NodeReply = tuple[int, RecordDict]
+
+
+def full_reply(
+    arrays: ArrayRecord, control_delta: ArrayRecord, weight: int, loss: int, accuracy: int
+) -> RecordDict:
+    """Reply content holding what any aggregator of the package reads: updated arrays,
+    metrics (weight, training loss, one more metric) and SCAFFOLD's control delta."""
+    metrics = MetricRecord({"num-examples": weight, "train_loss": loss, "acc": accuracy})
+    return RecordDict({"arrays": arrays, "metrics": metrics, "control-delta": control_delta})
+
+
+@st.composite
+def federated_rounds(
+    draw: st.DrawFn, dtypes: list[np.dtype[Any]] = CONFORMANCE_DTYPES, max_replies: int = 6
+) -> tuple[ArrayRecord, list[NodeReply]]:
+    """The global arrays of a round and its replies from nodes ``1..n``, every value a
+    small whole number: every sum an aggregator takes of them is exact, whatever the order
+    or grouping of its terms."""
+    layout = draw(layouts(dtypes))
+    global_arrays = draw(updates(layout, integral=True))
+    replies = []
+    for node_id in range(1, draw(st.integers(1, max_replies)) + 1):
+        arrays = draw(updates(layout, integral=True))
+        # SCAFFOLD's control delta is float64, shaped like the arrays; derived from the
+        # update rather than drawn, which would double the cost of every example.
+        control_delta = ArrayRecord(
+            (name, np.asarray(a.real, np.float64) - node_id) for name, a in arrays.items()
+        )
+        metrics = (draw(integer_weights), draw(st.integers(0, 100)), draw(st.integers(-100, 100)))
+        replies.append((node_id, full_reply(arrays, control_delta, *metrics)))
+    return global_arrays, replies

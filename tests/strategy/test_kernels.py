@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from corolla.core import ArrayRecord, MetricRecord, RecordDict
 from corolla.strategy import WeightedAverage
 from corolla.strategy._kernels import (
     accumulator_dtype,
@@ -304,8 +305,8 @@ def test_passes_split_across_threads_give_the_same_bits(
         root = WeightedAverage()
         for s in sums:
             partial = WeightedAverage()
-            partial._sums, partial._count, partial._weight = [s], 1, weight / 3
-            partial.spec = [("w", (size,), "<f4")]
+            metrics = MetricRecord({"num-examples": weight / 3})
+            partial.add(RecordDict({"arrays": ArrayRecord({"w": s}), "metrics": metrics}), 1)
             root.merge(partial)
         arrays = root.arrays()
         assert arrays is not None

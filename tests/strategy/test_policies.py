@@ -16,8 +16,6 @@ from corolla.strategy import (
     RecentlySeenSelection,
     WeightedSelection,
     attribute_weight,
-    grid_attributes,
-    grid_last_seen,
 )
 
 from .rounds import StaticGrid
@@ -39,13 +37,13 @@ class DirectoryGrid(StaticGrid):
         return {1: 100.0, 2: 50.0, 3: 95.0}.get(node_id)
 
 
-def test_grid_lookups_use_the_optional_methods_when_present() -> None:
+def test_every_grid_is_a_node_directory_that_knows_nothing_by_default() -> None:
     rich, plain = DirectoryGrid([1, 2, 3, 4]), StaticGrid([1, 2])
 
-    assert isinstance(rich, NodeDirectory) and not isinstance(plain, NodeDirectory)
-    assert grid_attributes(rich)(1)["region"] == "eu"
-    assert grid_attributes(plain)(1) == {}
-    assert grid_last_seen(rich)(2) == 50.0 and grid_last_seen(plain)(2) is None
+    assert isinstance(rich, NodeDirectory) and isinstance(plain, NodeDirectory)
+    assert rich.node_attributes(1)["region"] == "eu"
+    assert plain.node_attributes(1) == {}
+    assert rich.node_last_seen(2) == 50.0 and plain.node_last_seen(2) is None
 
 
 # WeightedSelection
@@ -62,7 +60,7 @@ def test_weighted_selection_follows_the_weights() -> None:
 
 
 def test_zero_weights_are_chosen_only_when_the_positive_run_out() -> None:
-    policy = WeightedSelection(attribute_weight(grid_attributes(DirectoryGrid([]))))
+    policy = WeightedSelection(attribute_weight(DirectoryGrid([]).node_attributes))
 
     chosen = policy.select([1, 2, 3, 4], 3, np.random.default_rng(1))
 
@@ -105,7 +103,7 @@ def test_negative_weights_are_rejected() -> None:
 def test_attribute_selection_keeps_only_matching_nodes(
     options: dict[str, Any], expected: list[int]
 ) -> None:
-    policy = AttributeSelection(grid_attributes(DirectoryGrid([])), **options)
+    policy = AttributeSelection(DirectoryGrid([]).node_attributes, **options)
 
     assert policy.select([1, 2, 3, 4], 4, np.random.default_rng(0)) == expected
 
@@ -123,7 +121,7 @@ def test_attribute_selection_hands_the_choice_to_the_inner_policy() -> None:
 
 def test_only_recently_seen_nodes_are_chosen() -> None:
     grid = DirectoryGrid([1, 2, 3, 4])
-    policy = RecentlySeenSelection(grid_last_seen(grid), max_age=10.0, clock=lambda: 101.0)
+    policy = RecentlySeenSelection(grid.node_last_seen, max_age=10.0, clock=lambda: 101.0)
 
     assert policy.select([1, 2, 3, 4], 4, np.random.default_rng(0)) == [1, 3]
     assert len(policy.select([1, 2, 3, 4], 1, np.random.default_rng(0))) == 1
@@ -136,7 +134,7 @@ def test_invalid_max_age_is_rejected() -> None:
 
 def test_fedavg_samples_through_a_policy() -> None:
     grid = DirectoryGrid([1, 2, 3, 4])
-    strategy = FedAvg(selection=AttributeSelection(grid_attributes(grid), tags=["gpu"]), seed=0)
+    strategy = FedAvg(selection=AttributeSelection(grid.node_attributes, tags=["gpu"]), seed=0)
 
     plan = strategy.configure_train(1, INITIAL, ConfigRecord(), grid)
 

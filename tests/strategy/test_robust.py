@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 import numpy as np
@@ -9,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from corolla.core import AggregationError, ArrayRecord, ConfigError, MetricRecord, RecordDict
+from corolla.core import ArrayRecord, ConfigError, MetricRecord, RecordDict
 from corolla.strategy import AllUpdates, Bulyan, FedMedian, FedTrimmedAvg, Krum, MultiKrum
 
 from .rounds import train_round
@@ -60,17 +59,6 @@ def fold(items: list[tuple[np.ndarray, int]], start: int = 1) -> AllUpdates:
     return aggregator
 
 
-@given(batches, batches)
-def test_merge_equals_folding_one_after_the_other(
-    first: list[tuple[np.ndarray, int]], second: list[tuple[np.ndarray, int]]
-) -> None:
-    folded = fold(first + second)
-    merged = fold(first)
-    merged.merge(fold(second, start=len(first) + 1))
-
-    assert same_snapshot(snapshot(merged), snapshot(folded))
-
-
 @given(batches, st.randoms(use_true_random=False))
 def test_updates_come_out_in_node_order_whatever_the_arrival(
     items: list[tuple[np.ndarray, int]], random: Any
@@ -83,42 +71,6 @@ def test_updates_come_out_in_node_order_whatever_the_arrival(
 
     assert [n for n, _, _ in shuffled.updates()] == list(range(1, len(items) + 1))
     assert same_snapshot(snapshot(shuffled), snapshot(fold(items)))
-
-
-def test_copies_are_kept_and_pickling_works() -> None:
-    source = np.array([1.0, 2.0])
-    aggregator = AllUpdates()
-    aggregator.add(reply(ArrayRecord({"w": source})), 1)
-    source[0] = 99.0
-
-    copy = pickle.loads(pickle.dumps(aggregator))
-    root = aggregator.empty()
-    root.merge(copy)
-
-    [(_, arrays, weight)] = root.updates()
-    assert arrays["w"].tolist() == [1.0, 2.0] and weight == 1.0
-
-
-@pytest.mark.parametrize(
-    "content",
-    [
-        reply(ArrayRecord({"w": np.array([np.nan, 1.0])})),
-        reply(ArrayRecord({"w": np.array([1.0])})),
-        reply(ArrayRecord({"w": np.array([1.0, 2.0], np.float32)})),
-        reply(ArrayRecord({"w": np.array([1.0, 2.0])}), -1),
-        RecordDict({"arrays": ArrayRecord({"w": np.array([1.0, 2.0])})}),
-        RecordDict({"metrics": MetricRecord({"num-examples": 1})}),
-    ],
-)
-def test_a_bad_reply_is_rejected_and_the_aggregator_is_unchanged(content: RecordDict) -> None:
-    aggregator = AllUpdates()
-    aggregator.add(reply(ArrayRecord({"w": np.array([0.0, 0.0])}), 2, loss=1.0), 1)
-    before = snapshot(aggregator)
-
-    with pytest.raises(AggregationError):
-        aggregator.add(content, 2)
-
-    assert same_snapshot(snapshot(aggregator), before)
 
 
 # Strategies

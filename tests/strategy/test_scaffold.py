@@ -320,14 +320,6 @@ def test_the_control_is_sent_next_round_and_saved_in_the_state() -> None:
         restored.load_state_dict(RecordDict({"m": X}))
 
 
-def test_a_reply_without_control_delta_is_rejected() -> None:
-    aggregator = ScaffoldAggregator(X, ZERO)
-
-    with pytest.raises(AggregationError, match="control-delta"):
-        aggregator.add(RecordDict({"arrays": X, "metrics": MetricRecord({"num-examples": 1})}), 1)
-    assert aggregator.count == 0
-
-
 # End to end: SCAFFOLD on quadratics, with node controls kept in context.state
 
 TARGETS = {1: np.array([1.0, -1.0]), 2: np.array([3.0, 0.0]), 3: np.array([-2.0, 4.0])}

@@ -100,8 +100,6 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
         "array_spec",
         "attribute_weight",
         "corrected_gradient",
-        "grid_attributes",
-        "grid_last_seen",
         "load_control",
         "proximal_gradient",
         "proximal_term",

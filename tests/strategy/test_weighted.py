@@ -14,7 +14,6 @@ from corolla.core import (
     AggregationError,
     ArrayRecord,
     ConfigError,
-    ConfigRecord,
     MetricRecord,
     RecordDict,
 )
@@ -154,8 +153,9 @@ def test_averaging_identical_wide_updates_returns_the_update_to_float64_rounding
     mean = mean_of(fold(same))
 
     # Relative to the update, except for subnormal values, whose spacing is absolute: each
-    # weighted term may round by one subnormal step.
-    atol = 4 * len(same) * TINY64
+    # weighted term may round by one subnormal step, and dividing the sum by the total
+    # weight scales those steps by its inverse (up to 1000x for weights down to 1e-3).
+    atol = 4 * len(same) * TINY64 / sum(float(w) for _, w in same)
     for name in update:
         assert mean[name].dtype == update[name].dtype
         np.testing.assert_allclose(mean[name], update[name], rtol=4 * len(same) * EPS64, atol=atol)
@@ -218,19 +218,6 @@ def test_fold_order_does_not_matter_beyond_float64_rounding(
     assert_close_up_to_rounding(mean_of(fold(replies)), mean_of(fold(shuffled)), replies)
 
 
-@given(
-    batches(EXACT_DTYPES, integral=True, weight=integer_weights, min_size=2),
-    st.randoms(use_true_random=False),
-)
-def test_fold_order_does_not_matter_at_all_when_sums_are_exact(
-    batch: tuple[Layout, list[tuple[ArrayRecord, float]]], random: Any
-) -> None:
-    _, replies = batch
-    shuffled = random.sample(replies, len(replies))
-
-    assert_bit_identical(mean_of(fold(replies)), mean_of(fold(shuffled)))
-
-
 @given(batches(FLOAT_DTYPES, min_size=2), st.data())
 def test_merge_equals_folding_one_then_the_other(
     batch: tuple[Layout, list[tuple[ArrayRecord, float]]], data: st.DataObject
@@ -246,18 +233,6 @@ def test_merge_equals_folding_one_then_the_other(
     assert first.total_weight == pytest.approx(folded.total_weight, rel=1e-15)
     assert first.spec == folded.spec
     assert_close_up_to_rounding(mean_of(first), mean_of(folded), replies)
-
-
-@given(batches(EXACT_DTYPES, integral=True, weight=integer_weights, min_size=2), st.data())
-def test_merge_equals_folding_bit_for_bit_when_sums_are_exact(
-    batch: tuple[Layout, list[tuple[ArrayRecord, float]]], data: st.DataObject
-) -> None:
-    _, replies = batch
-    cut = data.draw(st.integers(0, len(replies)))
-    merged = fold(replies[:cut])
-    merged.merge(fold(replies[cut:]))
-
-    assert_bit_identical(mean_of(merged), mean_of(fold(replies)))
 
 
 @given(batches(FLOAT_DTYPES, min_size=3), st.data())
@@ -277,27 +252,6 @@ def test_merging_is_associative(
 
     assert a.count == a2.count
     assert_close_up_to_rounding(mean_of(a), mean_of(a2), replies)
-
-
-def test_merge_does_not_keep_the_other_aggregators_buffers() -> None:
-    empty_self = WeightedAverage()
-    other = fold([(one_layer([1.0, 2.0]), 1)])
-
-    empty_self.merge(other)
-    other.add(reply(one_layer([100.0, 100.0]), 1), 2)
-
-    assert mean_of(empty_self) == one_layer([1.0, 2.0])
-    assert empty_self.spec == other.spec
-
-
-def test_merging_an_empty_aggregator_changes_nothing() -> None:
-    aggregator = fold([(one_layer([1.0]), 2)])
-    before = snapshot(aggregator)
-
-    aggregator.merge(WeightedAverage())
-    aggregator.merge(aggregator.empty())
-
-    assert snapshot(aggregator) == before
 
 
 def test_merging_different_layouts_is_an_error_and_changes_nothing() -> None:
@@ -410,65 +364,6 @@ def test_weights_summing_to_zero_cannot_be_averaged(
 # Rejected replies leave the aggregator unchanged
 
 
-def started() -> WeightedAverage:
-    """An aggregator with a known layout and one reply folded in."""
-    layout = ArrayRecord({"w": np.ones((2, 3), np.float32), "b": np.zeros(3, np.int32)})
-    aggregator = WeightedAverage(spec=array_spec(layout))
-    aggregator.add(reply(layout, 2, loss=1.0), 1)
-    return aggregator
-
-
-def good_arrays(**changes: Any) -> ArrayRecord:
-    return ArrayRecord({"w": np.ones((2, 3), np.float32), "b": np.zeros(3, np.int32)} | changes)
-
-
-BAD_REPLIES = {
-    "nan": reply(good_arrays(w=np.full((2, 3), np.nan, np.float32)), 1),
-    "inf": reply(good_arrays(w=np.array([[1, 2, np.inf]] * 2, np.float32)), 1),
-    "-inf": reply(good_arrays(w=np.array([[-np.inf, 2, 3]] * 2, np.float32)), 1),
-    "extra name": reply(good_arrays(c=np.zeros(1)), 1),
-    "missing name": reply(ArrayRecord({"w": np.ones((2, 3), np.float32)}), 1),
-    "renamed": reply(ArrayRecord({"w": np.ones((2, 3), np.float32), "B": np.zeros(3)}), 1),
-    "reordered": reply(
-        ArrayRecord({"b": np.zeros(3, np.int32), "w": np.ones((2, 3), np.float32)}), 1
-    ),
-    "shape": reply(good_arrays(w=np.ones((3, 2), np.float32)), 1),
-    "flattened": reply(good_arrays(w=np.ones(6, np.float32)), 1),
-    "dtype": reply(good_arrays(w=np.ones((2, 3), np.float64)), 1),
-    "int dtype": reply(good_arrays(b=np.zeros(3, np.int64)), 1),
-    "no num-examples": RecordDict(
-        {"arrays": good_arrays(), "metrics": MetricRecord({"loss": 1.0})}
-    ),
-    "negative weight": reply(good_arrays(), -1),
-    "nan weight": reply(good_arrays(), math.nan),
-    "inf weight": reply(good_arrays(), math.inf),
-    "list weight": reply(good_arrays(), [1, 2]),
-    "nan metric": reply(good_arrays(), 1, loss=math.nan),
-    "inf metric": reply(good_arrays(), 1, loss=-math.inf),
-    "no metrics": RecordDict({"arrays": good_arrays()}),
-    "metrics not a MetricRecord": RecordDict(
-        {"arrays": good_arrays(), "metrics": ConfigRecord({"num-examples": 1})}
-    ),
-    "no arrays": RecordDict({"metrics": MetricRecord({"num-examples": 1})}),
-    "arrays not an ArrayRecord": RecordDict(
-        {"arrays": MetricRecord({"w": 1.0}), "metrics": MetricRecord({"num-examples": 1})}
-    ),
-}
-
-
-@pytest.mark.parametrize("content", BAD_REPLIES.values(), ids=BAD_REPLIES.keys())
-def test_a_bad_reply_is_rejected_and_the_aggregator_is_unchanged(content: RecordDict) -> None:
-    aggregator = started()
-    before = snapshot(aggregator)
-
-    with pytest.raises(AggregationError):
-        aggregator.add(content, 2)
-
-    assert snapshot(aggregator) == before
-    aggregator.add(reply(good_arrays(), 2), 3)  # still usable
-    assert aggregator.count == 2
-
-
 @given(batches([*FLOAT_DTYPES, np.dtype("<c8")]), st.data())
 def test_any_non_finite_element_is_rejected(
     batch: tuple[Layout, list[tuple[ArrayRecord, float]]], data: st.DataObject
@@ -505,16 +400,6 @@ def test_without_spec_the_first_reply_sets_the_layout() -> None:
     with pytest.raises(AggregationError, match="shape"):
         aggregator.add(reply(one_layer([1.0]), 1), 2)
     assert aggregator.spec == [("w", (2,), "<f4")]
-
-
-def test_a_rejected_first_reply_does_not_set_the_layout() -> None:
-    aggregator = WeightedAverage()
-
-    with pytest.raises(AggregationError):
-        aggregator.add(reply(one_layer([np.nan]), 1), 1)
-
-    assert aggregator.spec is None
-    aggregator.add(reply(one_layer([1.0, 2.0]), 1), 2)  # as into a fresh aggregator
 
 
 # Extreme but finite inputs
@@ -681,37 +566,9 @@ def test_native_precision_sums_in_float32_and_agrees_with_float64() -> None:
     assert mean_of(native)["w"].dtype == np.float32
 
 
-def test_native_precision_carries_over_to_empty_copies() -> None:
-    assert WeightedAverage(precision="native").empty().precision == "native"
-
-
 def test_an_unknown_precision_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="precision"):
         WeightedAverage(precision="half")
-
-
-def test_a_non_finite_later_array_takes_back_the_earlier_arrays_of_its_reply() -> None:
-    layout = ArrayRecord({"a": np.ones(4, np.float32), "b": np.ones(3, np.float32)})
-    aggregator = WeightedAverage()
-    aggregator.add(reply(layout, 2), 1)
-
-    with pytest.raises(AggregationError, match="'b' holds NaN"):
-        aggregator.add(reply(layout | {"b": np.array([1, np.nan, 1], np.float32)}, 3), 2)
-
-    assert aggregator.count == 1
-    assert mean_of(aggregator) == layout
-
-
-def test_a_rejected_first_reply_leaves_no_sums_behind() -> None:
-    layout = ArrayRecord({"a": np.ones(4, np.float32), "b": np.ones(3, np.float32)})
-    aggregator = WeightedAverage()
-
-    with pytest.raises(AggregationError):
-        aggregator.add(reply(layout | {"b": np.array([1, np.inf, 1], np.float32)}, 3), 1)
-
-    assert aggregator.arrays() is None
-    aggregator.add(reply(layout, 2), 2)
-    assert mean_of(aggregator) == layout
 
 
 # A workspace given in advance

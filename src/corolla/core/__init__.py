@@ -1,4 +1,5 @@
-"""Core data model: records, messages, context, errors and the array codec. No I/O."""
+"""Core data model: records, messages, context, errors, the array codec and threaded
+element-wise passes. No I/O."""
 
 from ._codec import MAGIC, WIRE_DTYPES, BufferLike, decode_array, encode_array, to_wire_layout
 from ._context import Context, UserConfigValue

@@ -1,7 +1,9 @@
 """Grid: how a ServerApp reaches nodes, whatever runs them.
 
 One interface, two implementations: an in-memory grid for simulation and a gRPC grid for
-deployment. A ServerApp only ever talks to this interface.
+deployment. A ServerApp only ever talks to this interface. Besides sending and receiving,
+a grid is the directory of its nodes that selection policies read (attributes, when each
+was last heard from); a grid that knows nothing of its nodes keeps the defaults.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Generic, TypeVar
 
 from ..core import (
@@ -20,6 +22,7 @@ from ..core import (
     Message,
     NotEnoughNodesError,
     RecordDict,
+    UserConfigValue,
     discard_event,
 )
 from ._aggregator import Aggregator
@@ -77,6 +80,16 @@ class Grid(abc.ABC):
         self, message_ids: Iterable[str], timeout: float | None = None
     ) -> Iterator[Message]:
         """Yield replies to ``message_ids`` as they arrive, until all arrived or ``timeout``."""
+
+    def node_attributes(self, node_id: int) -> Mapping[str, UserConfigValue]:
+        """The attributes node ``node_id`` advertised (tags, hardware, data size); empty
+        for a node the grid knows nothing of, and for every node by default."""
+        return {}
+
+    def node_last_seen(self, node_id: int) -> float | None:
+        """When node ``node_id`` was last heard from (``time.time()`` seconds); None when
+        unknown, and for every node by default."""
+        return None
 
     def emit(self, event: Event) -> None:
         """Report an event of the run (progress, metrics); the default discards it."""

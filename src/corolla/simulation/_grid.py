@@ -80,8 +80,8 @@ class SimulationGrid(Grid):
     Node ``i`` gets node config ``{"partition-id": i - 1, "num-partitions": num_nodes}``
     (or what ``node_config`` returns) and keeps its context state across rounds.
 
-    The grid is a node directory for selection policies (``corolla.strategy``'s
-    ``grid_attributes`` and ``grid_last_seen``): a node's attributes are what
+    As a node directory for selection policies (:meth:`node_attributes`,
+    :meth:`node_last_seen`), a node's attributes are what
     ``node_attributes(partition_id, num_nodes)`` returns (none by default), and it was last
     seen when it last answered a message, or, before that, when the grid was made (virtual
     nodes are connected from the start). A call that timed out or whose worker died does

@@ -1,4 +1,5 @@
-"""Strategies: federated algorithms built on mergeable aggregators.
+"""Strategies: federated algorithms built on mergeable aggregators, each assembled from parts
+(node sampling, a training part with its aggregator, an optional server optimizer).
 
 Mergeable (O(model) server memory): FedAvg, FedAvgM, FedProx, FedAdagrad, FedAdam, FedYogi,
 QFedAvg, Scaffold. Robust, keeping every update (O(n x model)): FedMedian, FedTrimmedAvg,
@@ -21,10 +22,9 @@ from ._policies import (
     RecentlySeenSelection,
     WeightedSelection,
     attribute_weight,
-    grid_attributes,
-    grid_last_seen,
 )
 from ._qfedavg import QFedAvg, QFedAvgAggregator
+from ._replies import ArraySpec, array_spec
 from ._robust import AllUpdates, Bulyan, FedMedian, FedTrimmedAvg, Krum, MultiKrum
 from ._scaffold import (
     CONTROL_DELTA_KEY,
@@ -38,7 +38,7 @@ from ._scaffold import (
 )
 from ._selection import SelectionPolicy, UniformSelection, sample_size
 from ._strategy import EvaluateFn, Result, RoundPlan, Strategy
-from ._weighted import ArraySpec, WeightedAverage, array_spec
+from ._weighted import WeightedAverage
 
 __all__ = [
     "CONTROL_DELTA_KEY",
@@ -76,8 +76,6 @@ __all__ = [
     "array_spec",
     "attribute_weight",
     "corrected_gradient",
-    "grid_attributes",
-    "grid_last_seen",
     "load_control",
     "proximal_gradient",
     "proximal_term",

@@ -1,6 +1,6 @@
 """FedProx (Li et al., 2020): FedAvg plus a proximal term in each node's local objective.
 
-The server side is FedAvg that also sends ``proximal-mu`` in the train config. Nodes add
+The server side is FedAvg's parts with ``proximal-mu`` added to every train config. Nodes add
 ``mu / 2 * |w - w_global|^2`` to their loss; the helpers here compute that term (and its
 gradient ``mu * (w - w_global)``) for NumPy training loops, and the term as a differentiable
 tensor for PyTorch ones (torch, the extra ``torch``, is imported only when that helper is
@@ -14,10 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core import ArrayRecord, ConfigError, ConfigRecord, MetricRecord, MissingExtraError
-from ..server import Grid, Reduction
-from ._fedavg import FedAvg
-from ._strategy import RoundPlan, Strategy
+from ..core import ConfigError, MissingExtraError
+from ._composed import ComposedStrategy
 
 __all__ = [
     "PROXIMAL_MU_KEY",
@@ -31,7 +29,7 @@ __all__ = [
 PROXIMAL_MU_KEY = "proximal-mu"
 
 
-class FedProx(Strategy):
+class FedProx(ComposedStrategy):
     """FedAvg that sends ``proximal-mu`` to training nodes; aggregation is FedAvg's.
 
     Parameters
@@ -50,27 +48,13 @@ class FedProx(Strategy):
     def __init__(self, *, proximal_mu: float = 0.0, **options: Any) -> None:
         if not 0.0 <= proximal_mu < float("inf"):
             raise ConfigError(f"proximal_mu must be a finite number >= 0, got {proximal_mu}")
-        self.base = FedAvg(**options)
-        self.proximal_mu = proximal_mu
+        super().__init__(**options)
+        self._train_settings = {PROXIMAL_MU_KEY: proximal_mu}
 
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> RoundPlan:
-        config = config | {PROXIMAL_MU_KEY: self.proximal_mu}
-        return self.base.configure_train(server_round, arrays, config, grid)
-
-    def aggregate_train(
-        self, server_round: int, reduction: Reduction[Any], arrays: ArrayRecord
-    ) -> tuple[ArrayRecord, MetricRecord]:
-        return self.base.aggregate_train(server_round, reduction, arrays)
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> RoundPlan:
-        return self.base.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, reduction: Reduction[Any]) -> MetricRecord:
-        return self.base.aggregate_evaluate(server_round, reduction)
+    @property
+    def proximal_mu(self) -> float:
+        """The weight of the proximal term, sent to training nodes as ``proximal-mu``."""
+        return float(self._train_settings[PROXIMAL_MU_KEY])
 
 
 def _pairs(

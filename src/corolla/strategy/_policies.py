@@ -1,12 +1,12 @@
 """Node selection policies beyond uniform: by weight, by attributes or tags, by recency.
 
-A :class:`SelectionPolicy` sees only what every grid can tell, the available node ids; what
-else a policy needs (a node's data size, its tags, when it was last seen) comes from a
-lookup function given to it. A grid that knows more about its nodes may offer it through
-the optional methods of :class:`NodeDirectory`; :func:`grid_attributes` and
-:func:`grid_last_seen` turn a grid into such lookups, answering "unknown" when it does not.
-Filters (:class:`AttributeSelection`, :class:`RecentlySeenSelection`) narrow the nodes and
-hand the choice to an inner policy; every random choice comes from the ``rng`` passed in.
+A :class:`SelectionPolicy` sees the available node ids; what else a policy needs (a node's
+data size, its tags, when it was last seen) comes from a lookup function given to it,
+typically a grid's own: every :class:`~corolla.server.Grid` answers
+``grid.node_attributes`` and ``grid.node_last_seen`` (with "unknown" when it knows nothing
+of its nodes). Filters (:class:`AttributeSelection`, :class:`RecentlySeenSelection`)
+narrow the nodes and hand the choice to an inner policy; every random choice comes from
+the ``rng`` passed in.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ __all__ = [
     "RecentlySeenSelection",
     "WeightedSelection",
     "attribute_weight",
-    "grid_attributes",
-    "grid_last_seen",
 ]
 
 #: A node's attributes by node id (empty when unknown).
@@ -38,7 +36,8 @@ AttributeLookup = Callable[[int], Mapping[str, Any]]
 
 @runtime_checkable
 class NodeDirectory(Protocol):
-    """Optional methods a grid may offer about its nodes."""
+    """What a selection policy may look up about nodes: the node directory every
+    :class:`~corolla.server.Grid` declares."""
 
     def node_attributes(self, node_id: int) -> Mapping[str, Any]:
         """Attributes the node advertised (tags, hardware, data size); empty if none."""
@@ -47,22 +46,6 @@ class NodeDirectory(Protocol):
     def node_last_seen(self, node_id: int) -> float | None:
         """When the node was last heard from (``time.time()`` seconds), or None."""
         ...
-
-
-def grid_attributes(grid: object) -> AttributeLookup:
-    """``grid.node_attributes`` if the grid has it, else a lookup that knows nothing."""
-    method = getattr(grid, "node_attributes", None)
-    if callable(method):
-        return method  # type: ignore[no-any-return]
-    return lambda node_id: {}
-
-
-def grid_last_seen(grid: object) -> Callable[[int], float | None]:
-    """``grid.node_last_seen`` if the grid has it, else a lookup that knows nothing."""
-    method = getattr(grid, "node_last_seen", None)
-    if callable(method):
-        return method  # type: ignore[no-any-return]
-    return lambda node_id: None
 
 
 def attribute_weight(
@@ -142,7 +125,7 @@ class AttributeSelection:
     Parameters
     ----------
     attributes
-        A node's attributes, e.g. ``grid_attributes(grid)``.
+        A node's attributes, e.g. ``grid.node_attributes``.
     """
 
     def __init__(
@@ -185,7 +168,7 @@ class RecentlySeenSelection:
     Parameters
     ----------
     last_seen
-        When a node was last heard from, e.g. ``grid_last_seen(grid)``.
+        When a node was last heard from, e.g. ``grid.node_last_seen``.
     max_age
         Seconds.
     clock

@@ -18,22 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from ..core import (
-    AggregationError,
-    ArrayRecord,
-    ConfigError,
-    ConfigRecord,
-    MetricRecord,
-    RecordDict,
-)
-from ..server import Grid, Reduction
+from ..core import AggregationError, ArrayRecord, ConfigError, MetricRecord, RecordDict
+from ..server import Grid
 from ._casting import to_dtype
-from ._fedavg import FedAvg
-from ._kernels import all_finite
-from ._strategy import RoundPlan, Strategy
-from ._weighted import WeightedAverage
+from ._composed import ComposedStrategy, Setting
+from ._metrics import WeightedMetrics
+from ._replies import RecordNames, array_spec, check_finite, reply_arrays
+from ._training import Training
 
-__all__ = ["QFedAvg", "QFedAvgAggregator", "qfedavg_terms"]
+__all__ = ["QFedAvg", "QFedAvgAggregator", "QFedAvgTraining", "qfedavg_terms"]
 
 _EPS = 1e-10
 
@@ -45,7 +38,8 @@ def qfedavg_terms(
     q: float,
     lipschitz: float,
 ) -> tuple[list[np.ndarray[Any, Any]], float]:
-    """``(delta_k, h_k)`` of one node, in float64 (a pure kernel)."""
+    """``(delta_k, h_k)`` of one node: float64 arrays shaped like the global ones, and a
+    float (a pure kernel)."""
     grads = [
         lipschitz * (np.asarray(g, np.float64) - np.asarray(w, np.float64))
         for g, w in zip(global_arrays, local_arrays)
@@ -53,7 +47,9 @@ def qfedavg_terms(
     norm = float(sum(np.vdot(g, g).real for g in grads))
     power = float(np.float_power(loss + _EPS, q))
     h = q * float(np.float_power(loss + _EPS, q - 1)) * norm + lipschitz * power
-    return [power * g for g in grads], h
+    # Arithmetic on 0-d arrays gives NumPy scalars, which the aggregator cannot add into
+    # in place: every term is made an array again.
+    return [np.asarray(power * g) for g in grads], h
 
 
 class QFedAvgAggregator:
@@ -85,9 +81,8 @@ class QFedAvgAggregator:
         self.metrics_key = metrics_key
         self.weight_key = weight_key
         self.loss_key = loss_key
-        self._metrics = WeightedAverage(
-            arrays_key=None, metrics_key=metrics_key, weight_key=weight_key
-        )
+        self._spec = array_spec(global_arrays)
+        self._metrics = WeightedMetrics(metrics_key=metrics_key, weight_key=weight_key)
         self._delta: list[np.ndarray[Any, Any]] | None = None
         self._h = 0.0
 
@@ -107,26 +102,19 @@ class QFedAvgAggregator:
         )
 
     def add(self, content: RecordDict, node_id: int) -> None:
-        arrays = content.get(self.arrays_key)
-        if not isinstance(arrays, ArrayRecord):
-            raise AggregationError(f"reply has no ArrayRecord {self.arrays_key!r}")
-        expected = [(n, a.shape, a.dtype.str) for n, a in self.global_arrays.items()]
-        found = [(n, a.shape, a.dtype.str) for n, a in arrays.items()]
-        if found != expected:
-            raise AggregationError(f"update has layout {found}, expected {expected}")
-        for name, a in arrays.items():
-            if not all_finite(a):
-                raise AggregationError(f"array {name!r} holds NaN or infinity")
+        arrays = reply_arrays(content, self.arrays_key, self._spec)
+        check_finite(arrays)
         metrics = content.get(self.metrics_key)
         loss = metrics.get(self.loss_key) if isinstance(metrics, MetricRecord) else None
         if isinstance(loss, list) or loss is None or not np.isfinite(loss) or loss < 0:
             raise AggregationError(
                 f"reply metrics need a finite training loss >= 0 under {self.loss_key!r}"
             )
+        metric_reply = self._metrics.read(content)
         delta, h = qfedavg_terms(
             list(self.global_arrays.values()), list(arrays.values()), loss, self.q, self.lipschitz
         )
-        self._metrics.add(content, node_id)
+        self._metrics.fold(metric_reply)
         if self._delta is None:
             self._delta = delta
         else:
@@ -162,7 +150,52 @@ class QFedAvgAggregator:
         return self._metrics.metrics()
 
 
-class QFedAvg(Strategy):
+class QFedAvgTraining(Training):
+    """q-FedAvg's training: replies fold into a :class:`QFedAvgAggregator`, whose step
+    gives the new global arrays.
+
+    Parameters
+    ----------
+    client_learning_rate
+        The nodes' learning rate; ``L = 1 / client_learning_rate``.
+    q
+        The fairness exponent.
+    train_loss_key
+        Metric holding each node's training loss.
+
+    Raises
+    ------
+    ConfigError
+        If ``client_learning_rate`` is not positive or ``q`` is negative.
+    """
+
+    def __init__(self, *, client_learning_rate: float, q: float, train_loss_key: str) -> None:
+        if not client_learning_rate > 0:
+            raise ConfigError(f"client_learning_rate must be > 0, got {client_learning_rate}")
+        if not q >= 0:
+            raise ConfigError(f"q must be >= 0, got {q}")
+        self.client_learning_rate = client_learning_rate
+        self.q = q
+        self.train_loss_key = train_loss_key
+
+    def aggregator(
+        self, arrays: ArrayRecord, records: RecordNames, grid: Grid
+    ) -> QFedAvgAggregator:
+        return QFedAvgAggregator(
+            arrays,
+            q=self.q,
+            lipschitz=1.0 / self.client_learning_rate,
+            arrays_key=records.arrays_key,
+            metrics_key=records.metrics_key,
+            weight_key=records.weight_key,
+            loss_key=self.train_loss_key,
+        )
+
+    def result(self, aggregator: QFedAvgAggregator, arrays: ArrayRecord) -> ArrayRecord | None:
+        return aggregator.arrays()
+
+
+class QFedAvg(ComposedStrategy):
     """q-FedAvg: FedAvg's rounds with q-FFL's fair aggregation.
 
     Nodes must report their training loss under ``train_loss_key`` in the metrics.
@@ -184,6 +217,10 @@ class QFedAvg(Strategy):
         If ``client_learning_rate`` is not positive or ``q`` is negative.
     """
 
+    client_learning_rate: Setting[float] = Setting("_training")
+    q: Setting[float] = Setting("_training")
+    train_loss_key: Setting[str] = Setting("_training")
+
     def __init__(
         self,
         *,
@@ -192,43 +229,7 @@ class QFedAvg(Strategy):
         train_loss_key: str = "train_loss",
         **options: Any,
     ) -> None:
-        if not client_learning_rate > 0:
-            raise ConfigError(f"client_learning_rate must be > 0, got {client_learning_rate}")
-        if not q >= 0:
-            raise ConfigError(f"q must be >= 0, got {q}")
-        self.base = FedAvg(**options)
-        self.client_learning_rate = client_learning_rate
-        self.q = q
-        self.train_loss_key = train_loss_key
-
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> RoundPlan:
-        plan = self.base.configure_train(server_round, arrays, config, grid)
-        aggregator = QFedAvgAggregator(
-            arrays,
-            q=self.q,
-            lipschitz=1.0 / self.client_learning_rate,
-            arrays_key=self.base.arrays_key,
-            metrics_key=self.base.metrics_key,
-            weight_key=self.base.weight_key,
-            loss_key=self.train_loss_key,
+        super().__init__(**options)
+        self._training = QFedAvgTraining(
+            client_learning_rate=client_learning_rate, q=q, train_loss_key=train_loss_key
         )
-        return RoundPlan(plan.messages, aggregator)
-
-    def aggregate_train(
-        self, server_round: int, reduction: Reduction[Any], arrays: ArrayRecord
-    ) -> tuple[ArrayRecord, MetricRecord]:
-        aggregator: QFedAvgAggregator = reduction.aggregator
-        if aggregator.count < max(self.base.min_train_replies, 1):
-            return arrays, MetricRecord()
-        new = aggregator.arrays()
-        return (new if new is not None else arrays), aggregator.metrics()
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> RoundPlan:
-        return self.base.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, reduction: Reduction[Any]) -> MetricRecord:
-        return self.base.aggregate_evaluate(server_round, reduction)

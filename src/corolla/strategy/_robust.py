@@ -2,31 +2,34 @@
 
 These need every update at once, so they fold replies into :class:`AllUpdates`, which keeps
 a copy of each reply's arrays: server memory is O(n x model) for n replies, and partial
-aggregates from workers are merged at the root by concatenation. Sampling, messages and
-evaluation are FedAvg's (each strategy holds a :class:`FedAvg`); the maths are the kernels
-of :mod:`._robust_kernels`. Updates are ordered by node id before the kernels run, so the
-result does not depend on the order replies arrived in.
+aggregates from workers are merged at the root by concatenation. Each strategy is
+assembled from FedAvg's parts (sampling, messages, evaluation) and a
+:class:`RobustTraining` that runs its kernel (of :mod:`._robust_kernels`) over the
+updates. Updates are ordered by node id before the kernel runs, so the result does not
+depend on the order replies arrived in.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from ..core import (
-    AggregationError,
-    ArrayRecord,
-    ConfigError,
-    ConfigRecord,
-    MetricRecord,
-    RecordDict,
-)
-from ..server import Grid, Reduction
+from ..core import AggregationError, ArrayRecord, ConfigError, MetricRecord, RecordDict
+from ..server import Grid
 from ._casting import to_dtype
-from ._fedavg import FedAvg
-from ._kernels import all_finite
+from ._composed import ComposedStrategy
+from ._metrics import WeightedMetrics
+from ._replies import (
+    ArraySpec,
+    RecordNames,
+    array_spec,
+    check_finite,
+    check_layout,
+    reply_arrays,
+)
 from ._robust_kernels import (
     Model,
     bulyan,
@@ -35,16 +38,20 @@ from ._robust_kernels import (
     trimmed_mean,
     weighted_mean,
 )
-from ._strategy import RoundPlan, Strategy
-from ._weighted import ArraySpec, WeightedAverage, array_spec
+from ._training import Training
 
-__all__ = ["AllUpdates", "Bulyan", "FedMedian", "FedTrimmedAvg", "Krum", "MultiKrum"]
+__all__ = [
+    "AllUpdates",
+    "Bulyan",
+    "FedMedian",
+    "FedTrimmedAvg",
+    "Krum",
+    "MultiKrum",
+    "RobustTraining",
+]
 
-
-def _check_layout(arrays: ArrayRecord, spec: ArraySpec) -> None:
-    found = [(name, tuple(a.shape), a.dtype.str) for name, a in arrays.items()]
-    if found != spec:
-        raise AggregationError(f"update has layout {found}, expected {spec}")
+#: A robust kernel: the aggregate (float64 layers) of updates, given their weights.
+Combine = Callable[[list[Model], list[float]], list[np.ndarray[Any, Any]]]
 
 
 class AllUpdates:
@@ -67,9 +74,7 @@ class AllUpdates:
         self.metrics_key = metrics_key
         self.weight_key = weight_key
         self.spec = spec
-        self._metrics = WeightedAverage(
-            arrays_key=None, metrics_key=metrics_key, weight_key=weight_key
-        )
+        self._metrics = WeightedMetrics(metrics_key=metrics_key, weight_key=weight_key)
         self._updates: list[tuple[int, ArrayRecord, float]] = []
 
     @property
@@ -85,21 +90,15 @@ class AllUpdates:
         )
 
     def add(self, content: RecordDict, node_id: int) -> None:
-        arrays = content.get(self.arrays_key)
-        if not isinstance(arrays, ArrayRecord):
-            raise AggregationError(f"reply has no ArrayRecord {self.arrays_key!r}")
+        arrays = reply_arrays(content, self.arrays_key)
         spec = self.spec if self.spec is not None else array_spec(arrays)
-        _check_layout(arrays, spec)
-        for name, a in arrays.items():
-            if not all_finite(a):
-                raise AggregationError(f"array {name!r} holds NaN or infinity")
-        self._metrics.add(content, node_id)  # validates the weight and the metrics
-        # add() accepted it, so the weight is a finite number >= 0.
-        metrics = cast(MetricRecord, content[self.metrics_key])
-        weight = float(cast(float, metrics[self.weight_key]))
+        check_layout(arrays, spec, self.arrays_key)
+        check_finite(arrays)
+        metrics = self._metrics.read(content)
+        self._metrics.fold(metrics)
         self.spec = spec
         copy = ArrayRecord((name, np.array(a)) for name, a in arrays.items())
-        self._updates.append((node_id, copy, weight))
+        self._updates.append((node_id, copy, metrics.weight))
 
     def merge(self, other: AllUpdates) -> None:
         if other.count == 0:
@@ -121,11 +120,49 @@ class AllUpdates:
         return self._metrics.metrics()
 
 
-class _RobustStrategy(Strategy):
-    """FedAvg's rounds with an :class:`AllUpdates` aggregator and a robust kernel."""
+class RobustTraining(Training):
+    """The robust strategies' training: replies fold into :class:`AllUpdates`, and a robust
+    kernel combines the updates, ordered by node id, into the new global arrays (cast back
+    to their dtypes). A round whose updates the kernel cannot combine (too few for the
+    method) keeps the global arrays.
+
+    Parameters
+    ----------
+    combine
+        The kernel: the aggregate (float64 layers) of updates, given their weights.
+    """
+
+    def __init__(self, combine: Combine) -> None:
+        self.combine = combine
+
+    def aggregator(self, arrays: ArrayRecord, records: RecordNames, grid: Grid) -> AllUpdates:
+        return AllUpdates(
+            arrays_key=records.arrays_key,
+            metrics_key=records.metrics_key,
+            weight_key=records.weight_key,
+            spec=array_spec(arrays),
+        )
+
+    def result(self, aggregator: AllUpdates, arrays: ArrayRecord) -> ArrayRecord | None:
+        updates = aggregator.updates()
+        try:
+            combined = self.combine(
+                [list(u.values()) for _, u, _ in updates], [w for _, _, w in updates]
+            )
+        except AggregationError:
+            return None
+        return ArrayRecord(
+            (name, to_dtype(value, a.dtype).reshape(a.shape))
+            for (name, a), value in zip(arrays.items(), combined)
+        )
+
+
+class _RobustStrategy(ComposedStrategy):
+    """FedAvg's parts with a :class:`RobustTraining` over the strategy's kernel."""
 
     def __init__(self, options: dict[str, Any]) -> None:
-        self.base = FedAvg(**options)
+        super().__init__(**options)
+        self._training = RobustTraining(self.combine)
 
     @abc.abstractmethod
     def combine(self, updates: list[Model], weights: list[float]) -> list[np.ndarray[Any, Any]]:
@@ -136,51 +173,6 @@ class _RobustStrategy(Strategy):
         AggregationError
             If the updates cannot be combined (e.g. too few for the method).
         """
-
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> RoundPlan:
-        plan = self.base.configure_train(server_round, arrays, config, grid)
-        base = self.base
-        aggregator = AllUpdates(
-            arrays_key=base.arrays_key,
-            metrics_key=base.metrics_key,
-            weight_key=base.weight_key,
-            spec=array_spec(arrays),
-        )
-        return RoundPlan(plan.messages, aggregator)
-
-    def aggregate_train(
-        self, server_round: int, reduction: Reduction[Any], arrays: ArrayRecord
-    ) -> tuple[ArrayRecord, MetricRecord]:
-        aggregator: AllUpdates = reduction.aggregator
-        if aggregator.count < max(self.base.min_train_replies, 1):
-            return arrays, MetricRecord()
-        return self.aggregate(arrays, aggregator.updates()), aggregator.metrics()
-
-    def aggregate(
-        self, arrays: ArrayRecord, updates: list[tuple[int, ArrayRecord, float]]
-    ) -> ArrayRecord:
-        """New global arrays from ``(node id, arrays, weight)`` updates; the current
-        ``arrays`` are kept when the kernel cannot combine them."""
-        try:
-            combined = self.combine(
-                [list(u.values()) for _, u, _ in updates], [w for _, _, w in updates]
-            )
-        except AggregationError:
-            return arrays
-        return ArrayRecord(
-            (name, to_dtype(value, a.dtype).reshape(a.shape))
-            for (name, a), value in zip(arrays.items(), combined)
-        )
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> RoundPlan:
-        return self.base.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, reduction: Reduction[Any]) -> MetricRecord:
-        return self.base.aggregate_evaluate(server_round, reduction)
 
 
 class FedMedian(_RobustStrategy):

@@ -36,23 +36,22 @@ from ..core import (
     ConfigError,
     ConfigRecord,
     Context,
-    Message,
-    MessageType,
     MetricRecord,
     RecordDict,
 )
-from ..server import Grid, Reduction
+from ..server import Grid
 from ._casting import to_dtype
-from ._fedavg import FedAvg
-from ._kernels import all_finite
-from ._strategy import RoundPlan, Strategy
-from ._weighted import WeightedAverage, array_spec
+from ._composed import ComposedStrategy, Setting
+from ._metrics import WeightedMetrics
+from ._replies import RecordNames, array_spec, check_finite, reply_arrays
+from ._training import Training
 
 __all__ = [
     "CONTROL_DELTA_KEY",
     "CONTROL_KEY",
     "Scaffold",
     "ScaffoldAggregator",
+    "ScaffoldTraining",
     "corrected_gradient",
     "load_control",
     "store_control",
@@ -74,16 +73,8 @@ class _ArraySum:
         self.sums: list[np.ndarray[Any, Any]] | None = None
 
     def check(self, content: RecordDict) -> ArrayRecord:
-        arrays = content.get(self.key)
-        if not isinstance(arrays, ArrayRecord):
-            raise AggregationError(f"reply has no ArrayRecord {self.key!r}")
-        if array_spec(arrays) != self.spec:
-            raise AggregationError(
-                f"{self.key!r} has layout {array_spec(arrays)}, expected {self.spec}"
-            )
-        for name, a in arrays.items():
-            if not all_finite(a):
-                raise AggregationError(f"array {name!r} of {self.key!r} holds NaN or infinity")
+        arrays = reply_arrays(content, self.key, self.spec)
+        check_finite(arrays)
         return arrays
 
     def fold(self, arrays: ArrayRecord, weight: float = 1.0) -> None:
@@ -143,9 +134,7 @@ class ScaffoldAggregator:
         self.weighted = weighted
         self._arrays = _ArraySum(arrays_key, global_arrays)
         self._deltas = _ArraySum(control_delta_key, control)
-        self._metrics = WeightedAverage(
-            arrays_key=None, metrics_key=metrics_key, weight_key=weight_key
-        )
+        self._metrics = WeightedMetrics(metrics_key=metrics_key, weight_key=weight_key)
 
     @property
     def count(self) -> int:
@@ -171,17 +160,11 @@ class ScaffoldAggregator:
     def add(self, content: RecordDict, node_id: int) -> None:
         arrays = self._arrays.check(content)
         deltas = self._deltas.check(content)
-        self._metrics.add(content, node_id)  # checks the weight: a finite number >= 0
-        weight = self._reply_weight(content) if self.weighted else 1.0
+        metrics = self._metrics.read(content)
+        self._metrics.fold(metrics)
+        weight = metrics.weight if self.weighted else 1.0
         self._arrays.fold(arrays, weight)
         self._deltas.fold(deltas, weight)
-
-    def _reply_weight(self, content: RecordDict) -> float:
-        metrics = content[self.metrics_key]
-        assert isinstance(metrics, MetricRecord)
-        weight = metrics[self.weight_key]
-        assert not isinstance(weight, list)
-        return float(weight)
 
     def merge(self, other: ScaffoldAggregator) -> None:
         if other.count == 0:
@@ -236,7 +219,123 @@ def _cast(values: list[np.ndarray[Any, Any]], like: ArrayRecord) -> ArrayRecord:
     )
 
 
-class Scaffold(Strategy):
+class ScaffoldTraining(Training):
+    """SCAFFOLD's training: messages carry the server control besides the arrays, replies
+    fold into a :class:`ScaffoldAggregator`, and the server step updates both the global
+    arrays and the control, which the part keeps across rounds.
+
+    Parameters
+    ----------
+    server_learning_rate, num_nodes, control_key, control_delta_key, weighted
+        As :class:`Scaffold`'s.
+
+    Raises
+    ------
+    ConfigError
+        If ``server_learning_rate`` is not positive or ``num_nodes`` is below 1.
+    """
+
+    def __init__(
+        self,
+        *,
+        server_learning_rate: float,
+        num_nodes: int | None,
+        control_key: str,
+        control_delta_key: str,
+        weighted: bool,
+    ) -> None:
+        if not server_learning_rate > 0:
+            raise ConfigError(f"server_learning_rate must be > 0, got {server_learning_rate}")
+        if num_nodes is not None and num_nodes < 1:
+            raise ConfigError(f"num_nodes must be >= 1, got {num_nodes}")
+        self.server_learning_rate = server_learning_rate
+        self.num_nodes = num_nodes
+        self.control_key = control_key
+        self.control_delta_key = control_delta_key
+        self.weighted = weighted
+        #: The server control ``c`` (None before the first round).
+        self.control: ArrayRecord | None = None
+        self._federation_size = num_nodes or 1
+
+    @property
+    def state_keys(self) -> tuple[str, ...]:
+        return (self.control_key,)
+
+    def _control_for(self, arrays: ArrayRecord) -> ArrayRecord:
+        zeros = ArrayRecord((n, np.zeros(a.shape, np.float64)) for n, a in arrays.items())
+        if self.control is None:
+            self.control = zeros
+        elif array_spec(self.control) != array_spec(zeros):
+            raise ConfigError("the server control does not match the global arrays' layout")
+        return self.control
+
+    def content(
+        self, arrays: ArrayRecord, config: ConfigRecord, records: RecordNames
+    ) -> RecordDict:
+        return RecordDict(
+            {
+                records.arrays_key: arrays,
+                self.control_key: self._control_for(arrays),
+                records.config_key: config,
+            }
+        )
+
+    def aggregator(
+        self, arrays: ArrayRecord, records: RecordNames, grid: Grid
+    ) -> ScaffoldAggregator:
+        self._federation_size = self.num_nodes or max(len(grid.node_ids()), 1)
+        return ScaffoldAggregator(
+            arrays,
+            self._control_for(arrays),
+            arrays_key=records.arrays_key,
+            control_delta_key=self.control_delta_key,
+            metrics_key=records.metrics_key,
+            weight_key=records.weight_key,
+            weighted=self.weighted,
+        )
+
+    def result(self, aggregator: ScaffoldAggregator, arrays: ArrayRecord) -> ArrayRecord | None:
+        sums = aggregator.sums()
+        if sums is None or not aggregator.weight_sum > 0:
+            # Every reply weighed zero (nodes with no data): no weighted mean to take, so
+            # the round keeps x and c, as FedAvg keeps its arrays.
+            return None
+        control = self._control_for(arrays)
+        new_x, new_c = scaffold_server_update(
+            [np.asarray(a, np.float64).reshape(-1) for a in arrays.values()],
+            [np.asarray(c).reshape(-1) for c in control.values()],
+            sums[0],
+            sums[1],
+            aggregator.count,
+            aggregator.weight_sum,
+            self._federation_size,
+            self.server_learning_rate,
+        )
+        self.control = _cast(new_c, control)
+        return _cast(new_x, arrays)
+
+    def state_dict(self) -> RecordDict:
+        """The server control (empty before the first round)."""
+        if self.control is None:
+            return RecordDict()
+        return RecordDict({self.control_key: self.control})
+
+    def load_state_dict(self, state: RecordDict) -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Raises
+        ------
+        ConfigError
+            If ``state`` holds anything but the control ArrayRecord.
+        """
+        unexpected = [k for k in state if k != self.control_key]
+        control = state.get(self.control_key)
+        if unexpected or (control is not None and not isinstance(control, ArrayRecord)):
+            raise ConfigError(f"unexpected SCAFFOLD state {list(state)}")
+        self.control = control
+
+
+class Scaffold(ComposedStrategy):
     """SCAFFOLD's server: FedAvg's sampling, plus a server control sent with each round.
 
     Train messages carry the global arrays, the server control (under ``control_key``,
@@ -268,6 +367,14 @@ class Scaffold(Strategy):
         If ``server_learning_rate`` is not positive or ``num_nodes`` is below 1.
     """
 
+    server_learning_rate: Setting[float] = Setting("_training")
+    num_nodes: Setting[int | None] = Setting("_training")
+    control_key: Setting[str] = Setting("_training")
+    control_delta_key: Setting[str] = Setting("_training")
+    weighted: Setting[bool] = Setting("_training")
+    #: The server control ``c`` (None before the first round).
+    control: Setting[ArrayRecord | None] = Setting("_training")
+
     def __init__(
         self,
         *,
@@ -278,108 +385,14 @@ class Scaffold(Strategy):
         weighted: bool = False,
         **options: Any,
     ) -> None:
-        if not server_learning_rate > 0:
-            raise ConfigError(f"server_learning_rate must be > 0, got {server_learning_rate}")
-        if num_nodes is not None and num_nodes < 1:
-            raise ConfigError(f"num_nodes must be >= 1, got {num_nodes}")
-        self.base = FedAvg(**options)
-        self.server_learning_rate = server_learning_rate
-        self.num_nodes = num_nodes
-        self.control_key = control_key
-        self.control_delta_key = control_delta_key
-        self.weighted = weighted
-        self.control: ArrayRecord | None = None
-        self._federation_size = num_nodes or 1
-
-    def _control_for(self, arrays: ArrayRecord) -> ArrayRecord:
-        zeros = ArrayRecord((n, np.zeros(a.shape, np.float64)) for n, a in arrays.items())
-        if self.control is None:
-            self.control = zeros
-        elif array_spec(self.control) != array_spec(zeros):
-            raise ConfigError("the server control does not match the global arrays' layout")
-        return self.control
-
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> RoundPlan:
-        control = self._control_for(arrays)
-        plan = self.base.configure_train(server_round, arrays, config, grid)
-        self._federation_size = self.num_nodes or max(len(grid.node_ids()), 1)
-        content = RecordDict(
-            {self.base.arrays_key: arrays, self.control_key: control, self.base.config_key: config}
+        super().__init__(**options)
+        self._training = ScaffoldTraining(
+            server_learning_rate=server_learning_rate,
+            num_nodes=num_nodes,
+            control_key=control_key,
+            control_delta_key=control_delta_key,
+            weighted=weighted,
         )
-        messages = [
-            Message(
-                content,
-                dst_node_id=m.metadata.dst_node_id,
-                message_type=MessageType.TRAIN,
-                group_id=str(server_round),
-            )
-            for m in plan.messages
-        ]
-        aggregator = ScaffoldAggregator(
-            arrays,
-            control,
-            arrays_key=self.base.arrays_key,
-            control_delta_key=self.control_delta_key,
-            metrics_key=self.base.metrics_key,
-            weight_key=self.base.weight_key,
-            weighted=self.weighted,
-        )
-        return RoundPlan(messages, aggregator)
-
-    def aggregate_train(
-        self, server_round: int, reduction: Reduction[Any], arrays: ArrayRecord
-    ) -> tuple[ArrayRecord, MetricRecord]:
-        aggregator: ScaffoldAggregator = reduction.aggregator
-        sums = aggregator.sums()
-        if aggregator.count < max(self.base.min_train_replies, 1) or sums is None:
-            return arrays, MetricRecord()
-        if not aggregator.weight_sum > 0:
-            # Every reply weighed zero (nodes with no data): no weighted mean to take, so
-            # the round keeps x and c, as FedAvg keeps its arrays.
-            return arrays, aggregator.metrics()
-        control = self._control_for(arrays)
-        new_x, new_c = scaffold_server_update(
-            [np.asarray(a, np.float64).reshape(-1) for a in arrays.values()],
-            [np.asarray(c).reshape(-1) for c in control.values()],
-            sums[0],
-            sums[1],
-            aggregator.count,
-            aggregator.weight_sum,
-            self._federation_size,
-            self.server_learning_rate,
-        )
-        self.control = _cast(new_c, control)
-        return _cast(new_x, arrays), aggregator.metrics()
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> RoundPlan:
-        return self.base.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, reduction: Reduction[Any]) -> MetricRecord:
-        return self.base.aggregate_evaluate(server_round, reduction)
-
-    def state_dict(self) -> RecordDict:
-        """The server control (empty before the first round)."""
-        if self.control is None:
-            return RecordDict()
-        return RecordDict({self.control_key: self.control})
-
-    def load_state_dict(self, state: RecordDict) -> None:
-        """Restore what :meth:`state_dict` returned.
-
-        Raises
-        ------
-        ConfigError
-            If ``state`` holds anything but the control ArrayRecord.
-        """
-        unexpected = [k for k in state if k != self.control_key]
-        control = state.get(self.control_key)
-        if unexpected or (control is not None and not isinstance(control, ArrayRecord)):
-            raise ConfigError(f"unexpected SCAFFOLD state {list(state)}")
-        self.control = control
 
 
 # Client side

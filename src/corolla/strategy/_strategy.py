@@ -6,7 +6,7 @@ import abc
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,12 @@ class Strategy(abc.ABC):
     @abc.abstractmethod
     def aggregate_evaluate(self, server_round: int, reduction: Reduction[Any]) -> MetricRecord:
         """Aggregated evaluation metrics."""
+
+    def generators(self) -> list[np.random.Generator]:
+        """The random generators the strategy draws from (node sampling), whose states a
+        checkpoint saves and restores, in a fixed order; none by default, so a strategy
+        that draws at random returns its generators here."""
+        return []
 
     def state_dict(self) -> RecordDict:
         """The strategy's own state across rounds (optimizer moments, control variates),
@@ -157,7 +163,7 @@ class Strategy(abc.ABC):
             {
                 "history": json.dumps(history.to_dict()),
                 "rng": json.dumps(
-                    [g.bit_generator.state for g in _generators(self)], default=_jsonable
+                    [g.bit_generator.state for g in self.generators()], default=_jsonable
                 ),
             }
         )
@@ -183,7 +189,7 @@ class Strategy(abc.ABC):
             states = json.loads(str(loop["rng"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"malformed checkpoint: {exc}") from exc
-        generators = list(_generators(self))
+        generators = self.generators()
         if not isinstance(states, list) or len(states) != len(generators):
             raise ConfigError(
                 f"the checkpoint's random states {str(states)[:80]} do not fit the "
@@ -281,20 +287,6 @@ def _report_failures(grid: Grid, server_round: int, phase: str, reduction: Reduc
                 data={"phase": phase},
             )
         )
-
-
-def _generators(strategy: object) -> Iterator[np.random.Generator]:
-    """The random generators a strategy samples with: its ``rng``, then those of the
-    strategy it wraps (``base``), depth first, each once."""
-    seen: set[int] = set()
-    current: object = strategy
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        rng = getattr(current, "rng", None)
-        if isinstance(rng, np.random.Generator) and id(rng) not in seen:
-            seen.add(id(rng))
-            yield rng
-        current = getattr(current, "base", None)
 
 
 def _jsonable(value: object) -> object:

@@ -8,37 +8,24 @@ from typing import Any
 import numpy as np
 
 from ..core import AggregationError, ArrayRecord, ConfigError, MetricRecord, RecordDict
-from ._kernels import (
-    PRECISIONS,
-    accumulator_dtype,
-    cast_mean,
-    fold_into,
-    new_scratch,
-    split_work,
-)
+from ..tuning import split_work
+from ._kernels import PRECISIONS, accumulator_dtype, cast_mean, fold_into, new_scratch
+from ._metrics import WeightedMetrics
+from ._replies import ArraySpec, array_spec, check_layout, non_finite, reply_arrays
 
-__all__ = ["ArraySpec", "WeightedAverage", "array_spec"]
-
-#: Names, shapes and dtypes an update must have: ``[(name, shape, dtype.str), ...]``.
-ArraySpec = list[tuple[str, tuple[int, ...], str]]
+__all__ = ["WeightedAverage", "check_precision"]
 
 
-def array_spec(arrays: ArrayRecord) -> ArraySpec:
-    """The layout of ``arrays``, which every update must match."""
-    return [(name, tuple(a.shape), a.dtype.str) for name, a in arrays.items()]
+def check_precision(precision: str) -> None:
+    """Check an accumulator precision.
 
-
-def _check_layout(arrays: ArrayRecord, spec: ArraySpec) -> None:
-    names = list(arrays)
-    expected = [name for name, _, _ in spec]
-    if names != expected:
-        raise AggregationError(f"update has arrays {names}, expected {expected}")
-    for name, shape, dtype in spec:
-        a = arrays[name]
-        if tuple(a.shape) != shape:
-            raise AggregationError(f"array {name!r} has shape {a.shape}, expected {shape}")
-        if a.dtype.str != dtype:
-            raise AggregationError(f"array {name!r} has dtype {a.dtype.str}, expected {dtype}")
+    Raises
+    ------
+    ConfigError
+        If ``precision`` is not one of :data:`PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"accumulator precision must be one of {PRECISIONS}, got {precision!r}")
 
 
 def _merge_into(mine: np.ndarray[Any, Any], theirs: np.ndarray[Any, Any], *, copy: bool) -> None:
@@ -91,29 +78,29 @@ class WeightedAverage:
         workspace: list[np.ndarray[Any, Any]] | None = None,
         precision: str = "float64",
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ConfigError(
-                f"accumulator precision must be one of {PRECISIONS}, got {precision!r}"
-            )
+        check_precision(precision)
         self.precision = precision
         self.arrays_key = arrays_key
-        self.metrics_key = metrics_key
-        self.weight_key = weight_key
         self.spec = spec
-        self._count = 0
-        self._weight = 0.0
+        self._metrics = WeightedMetrics(metrics_key=metrics_key, weight_key=weight_key)
         self._sums: list[np.ndarray[Any, Any]] | None = None
-        self._metric_sums: dict[str, float] = {}
-        self._metric_weights: dict[str, float] = {}
         self._workspace = workspace
 
     @property
+    def metrics_key(self) -> str:
+        return self._metrics.metrics_key
+
+    @property
+    def weight_key(self) -> str:
+        return self._metrics.weight_key
+
+    @property
     def count(self) -> int:
-        return self._count
+        return self._metrics.count
 
     @property
     def total_weight(self) -> float:
-        return self._weight
+        return self._metrics.total_weight
 
     def empty(self) -> WeightedAverage:
         return WeightedAverage(
@@ -124,44 +111,16 @@ class WeightedAverage:
             precision=self.precision,
         )
 
-    def _weight_of(self, metrics: MetricRecord) -> float:
-        if self.weight_key not in metrics:
-            raise AggregationError(
-                f"reply metrics lack {self.weight_key!r}, the weight of the reply"
-            )
-        weight = metrics[self.weight_key]
-        if isinstance(weight, list) or not math.isfinite(weight) or weight < 0:
-            raise AggregationError(
-                f"reply weight {self.weight_key!r} must be a finite number >= 0, got {weight!r}"
-            )
-        return float(weight)
-
     def add(self, content: RecordDict, node_id: int) -> None:
-        metrics = content.get(self.metrics_key)
-        if not isinstance(metrics, MetricRecord):
-            raise AggregationError(f"reply has no MetricRecord {self.metrics_key!r}")
-        weight = self._weight_of(metrics)
-        scalars: dict[str, float] = {}
-        for name, value in metrics.items():
-            if name == self.weight_key or isinstance(value, list):
-                continue
-            if not math.isfinite(value):
-                raise AggregationError(f"reply metric {name!r} is {value}")
-            scalars[name] = float(value)
+        metrics = self._metrics.read(content)
         if self.arrays_key is not None:
-            arrays = content.get(self.arrays_key)
-            if not isinstance(arrays, ArrayRecord):
-                raise AggregationError(f"reply has no ArrayRecord {self.arrays_key!r}")
+            arrays = reply_arrays(content, self.arrays_key)
             spec = self.spec if self.spec is not None else array_spec(arrays)
-            _check_layout(arrays, spec)
-            self._fold_arrays(arrays, weight)
+            check_layout(arrays, spec, self.arrays_key)
+            self._fold_arrays(arrays, metrics.weight)
             # Only a reply that passed every check may fix the layout of later ones.
             self.spec = spec
-        for name, value in scalars.items():
-            self._metric_sums[name] = self._metric_sums.get(name, 0.0) + weight * value
-            self._metric_weights[name] = self._metric_weights.get(name, 0.0) + weight
-        self._weight += weight
-        self._count += 1
+        self._metrics.fold(metrics)
 
     def _new_sums(self, layout: list[tuple[int, np.dtype[Any]]]) -> list[np.ndarray[Any, Any]]:
         """Accumulators of the given sizes and dtypes: the workspace when it fits."""
@@ -214,10 +173,10 @@ class WeightedAverage:
                 # Take back the arrays of this reply already folded (finite: this succeeds).
                 for acc_done, x_done in zip(sums[:i], flat[:i]):
                     fold_into(acc_done, x_done, -weight, scratch[acc_done.dtype])
-            raise AggregationError(f"array {list(arrays)[i]!r} holds NaN or infinity")
+            raise non_finite(list(arrays)[i])
 
     def merge(self, other: WeightedAverage) -> None:
-        if other._count == 0:
+        if other.count == 0:
             return
         if other.spec is not None:
             if self.spec is None:
@@ -230,13 +189,7 @@ class WeightedAverage:
                 self._sums = self._new_sums([(s.size, s.dtype) for s in other._sums])
             for mine, theirs in zip(self._sums, other._sums):
                 _merge_into(mine, theirs, copy=first)
-        for name, value in other._metric_sums.items():
-            self._metric_sums[name] = self._metric_sums.get(name, 0.0) + value
-            self._metric_weights[name] = (
-                self._metric_weights.get(name, 0.0) + other._metric_weights[name]
-            )
-        self._weight += other._weight
-        self._count += other._count
+        self._metrics.merge(other._metrics)
 
     def arrays(self) -> ArrayRecord | None:
         """The weighted mean of the arrays; None when no reply carried weight.
@@ -248,19 +201,14 @@ class WeightedAverage:
         """
         if self._sums is None or self.spec is None:
             return None
-        if self._weight <= 0:
+        weight = self._metrics.total_weight
+        if weight <= 0:
             raise AggregationError("replies' weights sum to zero: nothing to average")
         return ArrayRecord(
-            (name, cast_mean(acc, self._weight, np.dtype(dtype)).reshape(shape))
+            (name, cast_mean(acc, weight, np.dtype(dtype)).reshape(shape))
             for (name, shape, dtype), acc in zip(self.spec, self._sums)
         )
 
     def metrics(self) -> MetricRecord:
         """Weighted means of the numeric metrics, plus the total weight."""
-        out: dict[str, float | int] = {
-            name: total / self._metric_weights[name]
-            for name, total in self._metric_sums.items()
-            if self._metric_weights[name] > 0
-        }
-        out[self.weight_key] = int(self._weight) if self._weight.is_integer() else self._weight
-        return MetricRecord(out)
+        return self._metrics.metrics()

@@ -29,7 +29,7 @@ from corolla.core import (
 from corolla.runtime import GrpcGrid, Link, LinkStatus
 from corolla.runtime.link import LinkLimits, _link
 from corolla.state import NodeAuthenticationError
-from corolla.strategy import AttributeSelection, grid_attributes, grid_last_seen
+from corolla.strategy import AttributeSelection
 from corolla.transport import (
     INLINE_ARRAY_BYTES,
     EncodedArray,
@@ -457,7 +457,7 @@ def test_the_grid_tells_selection_policies_each_nodes_attributes_and_last_heartb
     ).node_id
     plain, _ = _register(fleet)
     grid = _grid(link, appio_channel)
-    policy = AttributeSelection(grid_attributes(grid), tags={"gpu"})
+    policy = AttributeSelection(grid.node_attributes, tags={"gpu"})
     before = time.time()
 
     ids = grid.node_ids()
@@ -466,7 +466,7 @@ def test_the_grid_tells_selection_policies_each_nodes_attributes_and_last_heartb
     assert grid.node_attributes(tagged) == {"tags": "gpu,eu", "region": "eu"}
     assert grid.node_attributes(plain) == {}
     assert policy.select(ids, 2, np.random.default_rng(0)) == [tagged]
-    seen = grid_last_seen(grid)
+    seen = grid.node_last_seen
     for node_id in ids:
         last = seen(node_id)
         assert last is not None and before - 60 < last <= time.time()

@@ -118,7 +118,7 @@ class GrpcGrid(Grid):
         of replies in place (see ``ArrayCache``); None downloads them all.
 
     The grid is a node directory for selection policies (``corolla.strategy``'s
-    ``grid_attributes`` and ``grid_last_seen``): each :meth:`node_ids` call also fetches
+    ``AttributeSelection`` and ``RecentlySeenSelection``): each :meth:`node_ids` call also fetches
     the online nodes' attributes (``corolla node --attributes``) and last heartbeat times,
     which :meth:`node_attributes` and :meth:`node_last_seen` answer from.
 

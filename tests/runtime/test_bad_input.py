@@ -292,7 +292,7 @@ def test_an_unknown_node_id_is_refused(
 @pytest.mark.parametrize(
     ("mode", "reason"),
     [
-        ("wrong-name", "update has arrays ['v'], expected ['w']"),
+        ("wrong-name", "'arrays' has arrays ['v'], expected ['w']"),
         ("wrong-shape", "has shape (5,), expected (3,)"),
         ("wrong-dtype", "has dtype <f8, expected <f4"),
         ("nan", "holds NaN or infinity"),

@@ -366,7 +366,8 @@ def run_workload(
                 cpu_s = procs.cpu_seconds()
                 arrays = None
                 if check_result and result_event is not None:
-                    arrays = client.result_of(result_event).arrays
+                    reported = client.result(run.run_id)
+                    arrays = None if reported is None else reported.arrays
                 link_rss = memory.peak_rss
                 link_parts = (memory.peak_root_rss / MB, memory.peak_children_rss / MB)
             disk_mb = (memory.peak_disk / MB, directory_bytes(blobs) / MB)

@@ -275,14 +275,17 @@ def test_an_unknown_node_id_is_refused(
         fleet.Heartbeat, fleet_pb2.HeartbeatRequest(), metadata=bearer_metadata("999.secret")
     )
     rejoin = _fails(fleet.RegisterNode, fleet_pb2.RegisterNodeRequest(node_id=999, token="999.x"))
-    with pytest.raises(ConnectionError, match="unknown node id 999"):
-        grid.send([Message(RecordDict(), dst_node_id=999, message_type="train")])
+    sent = grid.send([Message(RecordDict(), dst_node_id=999, message_type="train")])
+    (answer,) = grid.receive(sent, timeout=10)
 
     assert heartbeat.code() is grpc.StatusCode.UNAUTHENTICATED
     # Not UNAVAILABLE: that would invite the caller to retry something that cannot work.
     assert unknown.code() is grpc.StatusCode.UNAUTHENTICATED
     assert "unknown node id 999" in (unknown.details() or "")
     assert rejoin.code() is grpc.StatusCode.UNAUTHENTICATED
+    # A message to it is answered at once, as one to a node gone offline.
+    assert answer.has_error() and answer.error.code == ErrorCode.NODE_UNAVAILABLE
+    assert "no node 999" in answer.error.reason
     assert "unknown node id 999" in (rejoin.details() or "")
     _assert_link_up(fleet)
     assert grid.node_ids() != []
@@ -320,8 +323,8 @@ def test_a_reply_with_bad_arrays_is_rejected_and_the_run_finishes(
     assert [(e.node_id, e.data["code"]) for e in errors] == [(bad_id, int(ErrorCode.INVALID_REPLY))]
     assert reason in errors[0].data["reason"]
     assert final.status == run_pb2.RUN_STATUS_FINISHED, final.status_reason
-    result = client.result_of(next(e for e in events if e.kind == "run.result"))
-    assert result.arrays is not None
+    result = client.result(run.run_id)
+    assert result is not None and result.arrays is not None
     np.testing.assert_array_equal(result.arrays["w"], np.ones(3, dtype=np.float32))
 
 

@@ -20,8 +20,9 @@ from rich.console import Console
 
 from corolla.cli._remote import submit_and_follow
 from corolla.project import AppConfig, merge_run_config
-from corolla.runtime import ControlClient, RunResult
+from corolla.runtime import ControlClient
 from corolla.runtime.node import NodeStore
+from corolla.server import RunResult
 from corolla.simulation import SimulationResult, run_simulation
 from corolla.transport import array_entries, records_pb2
 

@@ -19,7 +19,6 @@ def test_exported_names() -> None:
         "ManualClock",
         "Node",
         "NodeStatus",
-        "RunResult",
         "SystemClock",
         "install_bundle",
         "make_bundle",

@@ -124,7 +124,7 @@ def test_the_link_killed_mid_run_resumes_from_its_checkpoint(
             events = [event for _, event in client.events(run.run_id, timeout=RUN_S)]
             server_apps += [int(e.data["pid"]) for e in events if e.kind == "run.start"]
             final = client.get_run(run.run_id)
-            result = client.result_of([e for e in events if e.kind == "run.result"][-1])
+            result = client.result(run.run_id)
         resumed_s = time.monotonic() - killed_at
     finally:
         _kill_if_alive(server_apps)
@@ -179,12 +179,12 @@ def test_a_grpc_grid_keeps_a_record_dict_checkpoint_on_the_link(
             "metrics": MetricRecord({"x": 1.5}),
         }
     )
-    assert grid.restore_checkpoint() is None
+    assert grid.checkpoints.load() is None
 
     # Act
-    assert grid.store_checkpoint(1, RecordDict({"arrays": ArrayRecord({"w": np.zeros(2)})}))
-    assert grid.store_checkpoint(2, content)
-    restored = again.restore_checkpoint()
+    grid.checkpoints.save(1, RecordDict({"arrays": ArrayRecord({"w": np.zeros(2)})}))
+    grid.checkpoints.save(2, content)
+    restored = again.checkpoints.load()
 
     # Assert
     assert restored is not None and restored[0] == 2

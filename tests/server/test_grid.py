@@ -28,12 +28,16 @@ def messages(nodes: list[int], x: int = 1) -> list[Message]:
 def test_public_names_are_exactly_the_intended_ones() -> None:
     assert sorted(corolla.server.__all__) == [
         "Aggregator",
+        "CheckpointStore",
         "Grid",
         "History",
         "MainFunction",
+        "MemoryCheckpoints",
         "Reduction",
         "RoundSummary",
+        "RunResult",
         "ServerApp",
+        "fold",
         "fold_reply",
         "rejected_reply",
     ]

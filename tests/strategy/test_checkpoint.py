@@ -17,7 +17,7 @@ from corolla.core import (
     MetricRecord,
     RecordDict,
 )
-from corolla.server import Grid, History
+from corolla.server import Grid, History, MemoryCheckpoints
 from corolla.strategy import FedAdam, FedAvg, Strategy
 
 NUM_ROUNDS = 4
@@ -72,18 +72,11 @@ class CheckpointGrid(AnsweringGrid):
 
     def __init__(self, crash_in_round: int | None = None) -> None:
         super().__init__(crash_in_round)
-        self.checkpoint: tuple[int, RecordDict] | None = None
+        self.kept = MemoryCheckpoints()
 
     @property
-    def keeps_checkpoints(self) -> bool:
-        return True
-
-    def store_checkpoint(self, server_round: int, content: RecordDict) -> bool:
-        self.checkpoint = (server_round, content)
-        return True
-
-    def restore_checkpoint(self) -> tuple[int, RecordDict] | None:
-        return self.checkpoint
+    def checkpoints(self) -> MemoryCheckpoints:
+        return self.kept
 
 
 def _answer(message: Message) -> Message:
@@ -125,7 +118,7 @@ def test_a_restarted_strategy_resumes_after_the_last_checkpoint(
     grid = CheckpointGrid(crash_in_round=crash_in_round)
     with pytest.raises(_Crash):
         make().start(grid, _initial(), NUM_ROUNDS, evaluate_fn=_server_eval)
-    saved = grid.checkpoint
+    saved = grid.kept.load()
     assert (saved[0] if saved else 0) == crash_in_round - 1
 
     # Act: a new strategy (as a restarted ServerApp builds it) on the same grid
@@ -144,7 +137,7 @@ def test_a_restarted_strategy_resumes_after_the_last_checkpoint(
     assert starts == list(range(crash_in_round, NUM_ROUNDS + 1))
     checkpoints = [e.round for e in grid.events if e.kind == "checkpoint"]
     assert checkpoints == starts
-    assert grid.checkpoint is not None and grid.checkpoint[0] == NUM_ROUNDS
+    assert grid.kept.load() is not None and grid.kept.load()[0] == NUM_ROUNDS
 
 
 def test_the_checkpoint_holds_arrays_history_strategy_state_and_random_state() -> None:
@@ -153,8 +146,9 @@ def test_the_checkpoint_holds_arrays_history_strategy_state_and_random_state() -
     strategy = _fedadam()
     with pytest.raises(_Crash):
         strategy.start(grid, _initial(), NUM_ROUNDS)
-    assert grid.checkpoint is not None
-    _, content = grid.checkpoint
+    checkpoint = grid.kept.load()
+    assert checkpoint is not None
+    _, content = checkpoint
 
     # Act
     fresh = _fedadam()

@@ -11,6 +11,7 @@ import pytest
 import corolla.strategy as cs
 from corolla.client import ClientApp
 from corolla.core import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from corolla.server import RunResult
 from corolla.simulation import InlineExecutor, ProcessExecutor, SimulationGrid
 
 INITIAL = ArrayRecord({"w": np.zeros((3, 2), np.float32), "b": np.ones(2, np.float64)})
@@ -62,7 +63,7 @@ FACTORIES: dict[str, Callable[[], cs.Strategy]] = {
 }
 
 
-def run(strategy: cs.Strategy, executor: Any) -> cs.Result:
+def run(strategy: cs.Strategy, executor: Any) -> RunResult:
     with executor:
         grid = SimulationGrid(executor, NUM_NODES)
         return strategy.start(grid, INITIAL, num_rounds=3)

@@ -88,7 +88,6 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
         "QFedAvg",
         "QFedAvgAggregator",
         "RecentlySeenSelection",
-        "Result",
         "RoundPlan",
         "Scaffold",
         "ScaffoldAggregator",

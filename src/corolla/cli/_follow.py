@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.text import Text
 
 from ..core import Event, ExecutionError
-from ..runtime import ControlClient, RunResult
-from ..server import History
+from ..runtime import ControlClient
+from ..server import History, RunResult
 from ..transport import TransportError, run_pb2
 from ._connection import Connection
 from ._progress import RunProgress
@@ -40,8 +40,8 @@ def run_status(run: run_pb2.Run) -> str:
 
 
 class RunFollower:
-    """Reads a run's events: hands them to ``progress``, keeps the round ends, the end
-    and the result (downloading its arrays)."""
+    """Reads a run's events: hands them to ``progress``, keeps the round ends and the end,
+    and once the run reported its result, downloads it (``ControlClient.result``)."""
 
     def __init__(
         self, client: ControlClient, run_id: int, progress: Callable[[Event], None]
@@ -51,7 +51,7 @@ class RunFollower:
         self._progress = progress
         self.round_ends: list[Event] = []
         self.end: Event | None = None
-        self.result = RunResult(None, None)
+        self.result = RunResult()
 
     def follow(self, *, follow: bool = True, timeout: float | None = None) -> None:
         """Read the events (with ``follow``, until the run ends).
@@ -65,7 +65,7 @@ class RunFollower:
         """
         for _, event in self._client.events(self.run_id, follow=follow, timeout=timeout):
             if event.kind == "run.result":
-                self.result = self._client.result_of(event)
+                self.result = self._client.result(self.run_id) or RunResult()
                 continue
             if event.kind == "round.end":
                 self.round_ends.append(event)

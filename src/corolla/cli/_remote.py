@@ -10,7 +10,8 @@ from rich.console import Console
 
 from ..core import UserConfigValue
 from ..project import AppConfig
-from ..runtime import ControlClient, RunResult
+from ..runtime import ControlClient
+from ..server import RunResult
 from ._connection import Connection
 from ._follow import follow_to_outputs, guard_detach
 

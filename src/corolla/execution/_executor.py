@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..client import run_client_app
-from ..core import AggregationError, Context, Message, RecordDict, UserConfigValue
-from ..server import Aggregator, rejected_reply
+from ..core import Context, Message, RecordDict, UserConfigValue
+from ..server import Aggregator, fold
 
 __all__ = ["Call", "Executor", "InlineExecutor", "Task", "TaskResult", "execute_task"]
 
@@ -68,13 +68,9 @@ def execute_task(
         reply = run_client_app(app, call.message, context)
         if context.state is not call.state:
             states[call.node_id] = context.state
-        if task.aggregator is None or reply.has_error():
-            replies.append(reply)
-        else:
-            try:
-                task.aggregator.add(reply.content, call.node_id)
-            except AggregationError as exc:
-                replies.append(rejected_reply(reply, exc))
+        unfolded = reply if task.aggregator is None else fold(task.aggregator, reply)
+        if unfolded is not None:
+            replies.append(unfolded)
         # A folded reply goes before the next call, so the memory of its arrays serves the
         # next reply's instead of memory the process has not touched yet.
         del reply, context

@@ -18,7 +18,7 @@ processes and so knows their command line (``tests/test_layers.py``).
 
 from ._bundle import BundleLimits, install_bundle, make_bundle
 from ._clock import Clock, ManualClock, SystemClock
-from ._control_client import ControlClient, RunResult
+from ._control_client import ControlClient
 from .link import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link, LinkLimits, LinkStatus
 from .node import Node, NodeStatus
 from .serverapp import GrpcGrid
@@ -36,7 +36,6 @@ __all__ = [
     "ManualClock",
     "Node",
     "NodeStatus",
-    "RunResult",
     "SystemClock",
     "install_bundle",
     "make_bundle",

@@ -15,6 +15,7 @@ is down, and reported as a :class:`~corolla.core.ConfigError` that says what to 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import ssl
@@ -33,7 +34,7 @@ from corolla.core import (
     UserConfigValue,
     decode_array,
 )
-from corolla.server import History
+from corolla.server import History, RunResult
 from corolla.transport import (
     Address,
     TransportError,
@@ -55,18 +56,10 @@ from corolla.transport import (
 from ._bundle import make_bundle
 from ._payloads import pull_payload, with_chunk_frames
 
-__all__ = ["ControlClient", "RunResult"]
+__all__ = ["ControlClient"]
 
 #: Seconds a diagnosis after a failed call waits for a TLS handshake or a probe call.
 _PROBE_TIMEOUT_S = 2.0
-
-
-class RunResult:
-    """What a finished run left: its final arrays and history, when it reported them."""
-
-    def __init__(self, arrays: ArrayRecord | None, history: History | None) -> None:
-        self.arrays = arrays
-        self.history = history
 
 
 class ControlClient:
@@ -209,31 +202,34 @@ class ControlClient:
             for proto in self._stub.StreamEvents(request, timeout=timeout):
                 yield event_from_proto(proto)
 
-    def result_of(self, event: Event) -> RunResult:
-        """Download the arrays a ``run.result`` event names and rebuild its history.
+    def result(self, run_id: int) -> RunResult | None:
+        """The result run ``run_id``'s ServerApp reported: its final arrays, downloaded and
+        verified, and its history; None until it reported one.
 
         Raises
         ------
         CodecError
-            If the event is malformed or a payload does not verify.
+            If the history does not parse or a payload does not verify.
+        CorollaError
+            If the run is unknown or the link unreachable.
         """
-        arrays = None
-        refs = event.data.get("arrays")
-        if isinstance(refs, list):
-            items: list[tuple[str, Any]] = []
-            for ref in refs:
-                try:
-                    with self._calling():
-                        view = pull_payload(
-                            self._artifacts.PullArrays, ref["sha256"], int(ref["size"])
-                        )
-                except (KeyError, TypeError) as exc:
-                    raise CodecError(f"malformed array reference {ref!r}") from exc
-                items.append((str(ref["name"]), decode_array(view)))
-            arrays = ArrayRecord(items)
-        history_data = event.data.get("history")
-        history = History.from_dict(history_data) if isinstance(history_data, dict) else None
-        return RunResult(arrays, history)
+        request = control_pb2.GetRunResultRequest(run_id=run_id)
+        with self._calling():
+            reported = self._stub.GetRunResult(request)
+        if not reported.found:
+            return None
+        items: list[tuple[str, Any]] = []
+        for ref in reported.arrays:
+            with self._calling():
+                view = pull_payload(self._artifacts.PullArrays, ref.sha256, ref.size)
+            items.append((ref.name, decode_array(view)))
+        history = None
+        if reported.history_json:
+            try:
+                history = History.from_dict(json.loads(reported.history_json))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise CodecError(f"run {run_id}'s history does not parse: {exc}") from exc
+        return RunResult(ArrayRecord(items), history)
 
     @contextlib.contextmanager
     def _calling(self) -> Iterator[None]:

@@ -21,13 +21,14 @@ from ..core import (
     Event,
     Message,
     NotEnoughNodesError,
-    RecordDict,
     UserConfigValue,
     discard_event,
 )
 from ._aggregator import Aggregator
+from ._checkpoints import CheckpointStore
+from ._result import RunResult
 
-__all__ = ["Grid", "Reduction", "fold_reply"]
+__all__ = ["Grid", "Reduction", "fold", "fold_reply"]
 
 A = TypeVar("A", bound=Aggregator)
 
@@ -96,23 +97,22 @@ class Grid(abc.ABC):
         discard_event(event)
 
     @property
-    def keeps_checkpoints(self) -> bool:
-        """Whether :meth:`store_checkpoint` keeps anything (False by default), so a
-        strategy builds a checkpoint only where it is kept."""
-        return False
-
-    def store_checkpoint(self, server_round: int, content: RecordDict) -> bool:
-        """Keep ``content`` durably as the run's checkpoint at the end of ``server_round``,
-        so a ServerApp restarted after a crash resumes from it; True if it was kept.
-
-        The default keeps nothing (a simulation has no crash to resume from).
-        """
-        return False
-
-    def restore_checkpoint(self) -> tuple[int, RecordDict] | None:
-        """The run's latest checkpoint as ``(round, content)``, or None if there is none
-        (the default)."""
+    def checkpoints(self) -> CheckpointStore | None:
+        """Where this run's checkpoints are kept, so a ServerApp restarted after a crash
+        resumes from its last one; None (the default) where nothing is kept (a simulation
+        has no crash to resume from)."""
         return None
+
+    def report_result(self, result: RunResult) -> None:
+        """Hand over the run's result (final arrays, history) to whoever started the run:
+        :func:`~corolla.simulation.run_simulation` returns it, a link keeps it for
+        ``corolla run`` and ``corolla pull``. ``Strategy.start`` reports its result.
+
+        The default emits a ``run.result`` event naming the arrays and the rounds.
+        """
+        arrays = [] if result.arrays is None else list(result.arrays)
+        rounds = 0 if result.history is None else len(result.history.rounds)
+        self.emit(Event("run.result", self.run_id, data={"arrays": arrays, "rounds": rounds}))
 
     def wait_for_nodes(self, min_nodes: int, timeout: float | None = None) -> list[int]:
         """Wait until at least ``min_nodes`` nodes are available and return their ids.
@@ -166,15 +166,25 @@ class Grid(abc.ABC):
         return reduction
 
 
+def fold(aggregator: Aggregator, reply: Message) -> Message | None:
+    """Fold one reply's content into ``aggregator``; return the error message that stands
+    for the reply instead when it is not folded (an error reply, or a reply the
+    aggregator rejects, which leaves it unchanged). Every grid and executor folds
+    replies with this."""
+    if reply.has_error():
+        return reply
+    try:
+        aggregator.add(reply.content, reply.metadata.src_node_id)
+    except AggregationError as exc:
+        return rejected_reply(reply, exc)
+    return None
+
+
 def fold_reply(reduction: Reduction[A], reply: Message) -> None:
     """Fold one reply into a reduction: content into the aggregator, errors aside."""
-    if reply.has_error():
-        reduction.errors.append(reply)
-        return
-    try:
-        reduction.aggregator.add(reply.content, reply.metadata.src_node_id)
-    except AggregationError as exc:
-        reduction.errors.append(rejected_reply(reply, exc))
+    error = fold(reduction.aggregator, reply)
+    if error is not None:
+        reduction.errors.append(error)
 
 
 def rejected_reply(reply: Message, exc: AggregationError) -> Message:

@@ -22,7 +22,7 @@ from ..core import (
     new_message_id,
 )
 from ..execution import Call, Executor, Task, TaskResult
-from ..server import Aggregator, Grid, Reduction
+from ..server import Aggregator, Grid, Reduction, RunResult
 
 __all__ = ["SimulationGrid", "default_node_config"]
 
@@ -114,6 +114,8 @@ class SimulationGrid(Grid):
         self._events = events or discard_event
         self._node_config = node_config
         self._states: dict[int, RecordDict] = {}
+        #: What the ServerApp reported with :meth:`report_result`, once it has.
+        self.result = RunResult()
         self._pending: dict[str, Message] = {}
         # Message ids: a random prefix per grid and a counter, unique like a fresh uuid each
         # but a fraction of the cost with a thousand messages a round.
@@ -144,6 +146,11 @@ class SimulationGrid(Grid):
 
     def emit(self, event: Event) -> None:
         self._events(event)
+
+    def report_result(self, result: RunResult) -> None:
+        """Keep the run's result as :attr:`result` (``run_simulation`` returns it)."""
+        self.result = result
+        super().report_result(result)
 
     def node_attributes(self, node_id: int) -> Mapping[str, UserConfigValue]:
         """The attributes of node ``node_id`` (empty for unknown ids or without attributes)."""

@@ -87,11 +87,8 @@ def run_simulation(
     """
     started = time.perf_counter()
     config = dict(run_config or {})
-    captured: dict[str, Any] = {}
 
     def sink(event: Event) -> None:
-        if event.kind == "run.result":
-            captured.update(event.data)
         if events is not None:
             events(event)
 
@@ -112,8 +109,8 @@ def run_simulation(
         server(grid, Context(run_id, 0, {}, config, RecordDict()))
         sink(Event("run.end", run_id))
     return SimulationResult(
-        captured.get("arrays"),
-        captured.get("history"),
+        grid.result.arrays,
+        grid.result.history,
         startup,
         time.perf_counter() - started,
         grid,

@@ -37,7 +37,7 @@ from ._scaffold import (
     update_control,
 )
 from ._selection import SelectionPolicy, UniformSelection, sample_size
-from ._strategy import EvaluateFn, Result, RoundPlan, Strategy
+from ._strategy import EvaluateFn, RoundPlan, Strategy
 from ._weighted import WeightedAverage
 
 __all__ = [
@@ -64,7 +64,6 @@ __all__ = [
     "QFedAvg",
     "QFedAvgAggregator",
     "RecentlySeenSelection",
-    "Result",
     "RoundPlan",
     "Scaffold",
     "ScaffoldAggregator",

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..core import ArrayRecord, ConfigError, ConfigRecord, Event, Message, MetricRecord, RecordDict
-from ..server import Aggregator, Grid, History, Reduction
+from ..server import Aggregator, Grid, History, Reduction, RunResult
 
-__all__ = ["EvaluateFn", "Result", "RoundPlan", "Strategy"]
+__all__ = ["EvaluateFn", "RoundPlan", "Strategy"]
 
 #: Names of the checkpoint's records; the strategy's own state follows under a prefix.
 _CHECKPOINT_ARRAYS = "arrays"
@@ -31,14 +31,6 @@ class RoundPlan:
 
     messages: list[Message]
     aggregator: Aggregator
-
-
-@dataclasses.dataclass
-class Result:
-    """What :meth:`Strategy.start` returns: the final arrays and the run's history."""
-
-    arrays: ArrayRecord
-    history: History
 
 
 class Strategy(abc.ABC):
@@ -103,7 +95,7 @@ class Strategy(abc.ABC):
         train_config: Mapping[str, Any] | ConfigRecord | None = None,
         evaluate_config: Mapping[str, Any] | ConfigRecord | None = None,
         evaluate_fn: EvaluateFn | None = None,
-    ) -> Result:
+    ) -> RunResult:
         """Run ``num_rounds`` rounds of training and evaluation.
 
         Parameters
@@ -116,17 +108,19 @@ class Strategy(abc.ABC):
             Server-side evaluation of the global arrays, called before the first round
             (round 0) and after each round.
 
-        On a grid that keeps checkpoints (:attr:`Grid.keeps_checkpoints`, as in
-        deployment), the end of each round is checkpointed (:meth:`checkpoint`: arrays,
-        history, :meth:`state_dict`, random state), and a run that has a checkpoint (its
-        ServerApp restarted after a crash) goes on from the round after it, as if it had
-        never stopped.
+        On a grid that keeps checkpoints (:attr:`Grid.checkpoints`, as in deployment),
+        the end of each round is checkpointed (:meth:`checkpoint`: arrays, history,
+        :meth:`state_dict`, random state), and a run that has a checkpoint (its ServerApp
+        restarted after a crash) goes on from the round after it, as if it had never
+        stopped. The final arrays and the history are reported to the grid
+        (:meth:`Grid.report_result`) and returned.
         """
         history = History()
         arrays = initial_arrays
         run_id = grid.run_id
         first_round = 1
-        checkpoint = grid.restore_checkpoint()
+        checkpoints = grid.checkpoints
+        checkpoint = None if checkpoints is None else checkpoints.load()
         if checkpoint is not None:
             # A restarted ServerApp: go on after the last round the checkpoint ends.
             last_round, content = checkpoint
@@ -147,14 +141,12 @@ class Strategy(abc.ABC):
                 self._server_evaluate(grid, history, evaluate_fn, server_round, arrays)
             summary.seconds = time.perf_counter() - started
             grid.emit(Event("round.end", run_id, server_round, data=summary.to_dict()))
-            if grid.keeps_checkpoints and grid.store_checkpoint(
-                server_round, self.checkpoint(arrays, history)
-            ):
+            if checkpoints is not None:
+                checkpoints.save(server_round, self.checkpoint(arrays, history))
                 grid.emit(Event("checkpoint", run_id, server_round))
-        grid.emit(
-            Event("run.result", run_id, num_rounds, data={"arrays": arrays, "history": history})
-        )
-        return Result(arrays, history)
+        result = RunResult(arrays, history)
+        grid.report_result(result)
+        return result
 
     def checkpoint(self, arrays: ArrayRecord, history: History) -> RecordDict:
         """What a restarted run needs to go on where it stopped: the global arrays, the

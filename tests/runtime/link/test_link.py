@@ -436,15 +436,16 @@ def test_the_server_app_saves_and_loads_checkpoints(
     link: Link, appio_channel: grpc.Channel
 ) -> None:
     grid = _grid(link, appio_channel)
-    assert grid.load_checkpoint() is None
+    first = RecordDict({"loop": ConfigRecord({"round": "one"})})
+    second = RecordDict({"loop": ConfigRecord({"round": "two"})})
+    assert grid.checkpoints.load() is None
 
-    grid.save_checkpoint(1, b"round one")
-    grid.save_checkpoint(2, b"round two")
+    grid.checkpoints.save(1, first)
+    grid.checkpoints.save(2, second)
 
-    loaded = grid.load_checkpoint()
-    assert loaded is not None and loaded[0] == 2 and bytes(loaded[1]) == b"round two"
+    assert grid.checkpoints.load() == (2, second)
     with pytest.raises(ConfigError):
-        grid.save_checkpoint(1, b"older")
+        grid.checkpoints.save(1, first)
 
 
 def test_the_grid_tells_selection_policies_each_nodes_attributes_and_last_heartbeat(

@@ -25,7 +25,7 @@ from .._bundle import BundleLimits, install_bundle
 from ._handlers import servicer_errors, stream_errors
 from ._names import USER_NAMER
 from ._payloads import serve_payload
-from ._records import check_config_size, node_to_proto, run_to_proto
+from ._records import check_config_size, node_to_proto, result_to_proto, run_to_proto
 from ._resources import LinkResources
 from ._runs import RunProcesses
 from ._wakeups import events_key
@@ -160,6 +160,17 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     ) -> control_pb2.ListNodesResponse:
         nodes = self._shared.state.list_nodes()
         return control_pb2.ListNodesResponse(nodes=[node_to_proto(n) for n in nodes])
+
+    @servicer_errors
+    def GetRunResult(
+        self, request: control_pb2.GetRunResultRequest, context: grpc.ServicerContext
+    ) -> control_pb2.GetRunResultResponse:
+        state = self._shared.state
+        state.get_run(request.run_id)  # raises for an unknown run
+        reported = state.read_events(request.run_id, kind="run.result")
+        if not reported:
+            return control_pb2.GetRunResultResponse(found=False)
+        return result_to_proto(reported[-1].event)
 
 
 class RunArtifactsServicer(serverappio_pb2_grpc.RunArtifactsServicer):

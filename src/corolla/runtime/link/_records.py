@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
-from corolla.core import ConfigError, CorollaError
+from corolla.core import ConfigError, CorollaError, Event
 from corolla.project import AppConfig
-from corolla.state import NodeInfo, RunInfo, RunStatus
+from corolla.state import NodeInfo, RunInfo, RunStatus, StorageError
 from corolla.transport import control_pb2, records_pb2, run_pb2, user_config_to_proto
 
 from ._resources import LinkResources
 
-__all__ = ["app_name", "check_config_size", "node_to_proto", "run_to_proto", "status_from_proto"]
+__all__ = [
+    "app_name",
+    "check_config_size",
+    "node_to_proto",
+    "result_to_proto",
+    "run_to_proto",
+    "status_from_proto",
+]
 
 _STATUS = {
     RunStatus.PENDING: run_pb2.RUN_STATUS_PENDING,
@@ -92,3 +100,27 @@ def node_to_proto(node: NodeInfo) -> control_pb2.Node:
         registered_at=node.registered_at,
         last_heartbeat_at=node.last_heartbeat,
     )
+
+
+def result_to_proto(event: Event) -> control_pb2.GetRunResultResponse:
+    """A run's result as ``Control.GetRunResult`` answers it, from the ``run.result`` event
+    its ServerApp's grid stored (``GrpcGrid.report_result``).
+
+    Raises
+    ------
+    StorageError
+        If the event does not hold a result (what wrote it was not a grid).
+    """
+    refs = event.data.get("arrays") or []
+    history = event.data.get("history")
+    try:
+        arrays = [
+            control_pb2.ArrayReference(
+                name=str(ref["name"]), sha256=str(ref["sha256"]), size=int(ref["size"])
+            )
+            for ref in refs
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StorageError(f"run {event.run_id}'s stored result is malformed: {exc}") from exc
+    history_json = json.dumps(history) if isinstance(history, dict) else ""
+    return control_pb2.GetRunResultResponse(found=True, arrays=arrays, history_json=history_json)

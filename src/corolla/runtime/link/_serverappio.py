@@ -12,13 +12,14 @@ from collections.abc import Iterator
 
 import grpc
 
-from corolla.core import MessageError
-from corolla.state import NodeAuthenticationError
+from corolla.core import ErrorCode, MessageError
+from corolla.state import NodeAuthenticationError, StoredMessage, UnknownNodeError
 from corolla.transport import (
     bearer_token,
     event_from_proto,
     fleet_pb2,
     length_delimited,
+    message_pb2,
     serverappio_pb2,
     serverappio_pb2_grpc,
     transfer_pb2,
@@ -130,16 +131,41 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
                     f"from node {message.metadata.src_node_id}"
                 )
             if not message.metadata.created_at:
+                now = shared.clock.time()
                 message = dataclasses.replace(
-                    message, metadata=dataclasses.replace(message.metadata, created_at=time.time())
+                    message, metadata=dataclasses.replace(message.metadata, created_at=now)
                 )
             stored.append(message)
-        ids = shared.state.store_messages(stored)
+        try:
+            ids = shared.state.store_messages(stored)
+            refused: list[message_pb2.Error] = []
+        except UnknownNodeError:
+            ids, refused = self._store_to_known_nodes(stored)
         shared.contents.settle(zip(request.messages, stored), namer)
         shared.signals.notify(
             [node_key(m.metadata.dst_node_id) for m in stored] + [replies_key(run_id)]
         )
-        return serverappio_pb2.PushMessagesResponse(message_ids=ids)
+        return serverappio_pb2.PushMessagesResponse(message_ids=ids, refused=refused)
+
+    def _store_to_known_nodes(
+        self, stored: list[StoredMessage]
+    ) -> tuple[list[str], list[message_pb2.Error]]:
+        """Store the messages whose destination is a node of this link; the others get
+        ``""`` for an id and the error their ServerApp reads as their reply."""
+        state = self._shared.state
+        known = {node.node_id for node in state.list_nodes()}
+        ids = iter(state.store_messages([m for m in stored if m.metadata.dst_node_id in known]))
+        message_ids: list[str] = []
+        refused: list[message_pb2.Error] = []
+        for message in stored:
+            node_id = message.metadata.dst_node_id
+            if node_id in known:
+                message_ids.append(next(ids))
+                continue
+            message_ids.append("")
+            reason = f"no node {node_id} on this link: it never registered"
+            refused.append(message_pb2.Error(code=int(ErrorCode.NODE_UNAVAILABLE), reason=reason))
+        return message_ids, refused
 
     @stream_errors
     def PullReplies(  # type: ignore[override]  # serialized responses (see _handlers)

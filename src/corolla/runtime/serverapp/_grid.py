@@ -17,21 +17,19 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from corolla.core import (
     ArrayRecord,
-    CodecError,
+    Error,
     Event,
     Message,
     NotEnoughNodesError,
-    RecordDict,
     UserConfigValue,
+    new_message_id,
 )
-from corolla.server import Grid, History
+from corolla.server import Grid, RunResult
 from corolla.state import DirectoryBlobStore, MemoryBlobStore
 from corolla.transport import (
-    EncodeCache,
     EncodedArray,
     array_entries,
     bearer_metadata,
@@ -40,22 +38,18 @@ from corolla.transport import (
     message_from_proto,
     message_pb2,
     message_to_proto,
-    record_dict_from_proto,
-    record_dict_to_proto,
-    records_pb2,
     serverappio_pb2,
     serverappio_pb2_grpc,
-    sha256_of,
     translate_rpc_errors,
     user_config_from_proto,
 )
 
 from .._payloads import (
     ArrayCache,
-    pull_payload,
     push_missing,
     with_chunk_frames,
 )
+from ._checkpoints import ArrayEncodings, LinkCheckpoints
 from ._prefetch import prefetched
 
 __all__ = ["GrpcGrid", "result_event_data"]
@@ -71,13 +65,13 @@ _WAITING_REPEAT_S = 30.0
 _NODES_POLL_S = 0.1
 
 
-def result_event_data(
-    arrays: ArrayRecord, history: History | None
-) -> tuple[dict[str, Any], dict[str, EncodedArray]]:
+def result_event_data(result: RunResult) -> tuple[dict[str, Any], dict[str, EncodedArray]]:
     """The JSON form of a ``run.result`` event: array references and the history dict,
     plus the encoded arrays to upload."""
     refs = []
     payloads: dict[str, EncodedArray] = {}
+    arrays = result.arrays if result.arrays is not None else ArrayRecord()
+    history = result.history
     for name, array in arrays.items():
         encoded = EncodedArray.from_array(array)
         payloads[encoded.sha256] = encoded
@@ -141,9 +135,10 @@ class GrpcGrid(Grid):
         self._local = None if link_blobs is None else DirectoryBlobStore(link_blobs)
         self._arrays = self._array_cache()
         self._phases: dict[str, str] = {}
-        # The arrays a checkpoint just encoded are, most often, the next round's global
-        # model: the next send takes them from here instead of hashing them again.
-        self._encoded: EncodeCache | None = None
+        self._encodings = ArrayEncodings()
+        # Error replies to messages the link refused (see send), until received.
+        self._undeliverable: dict[str, Message] = {}
+        self._checkpoints = LinkCheckpoints(self._stub, self._metadata, self._encodings)
         # What the last node_ids() call learnt about each online node.
         self._directory: dict[int, serverappio_pb2.NodeSummary] = {}
 
@@ -176,13 +171,13 @@ class GrpcGrid(Grid):
         return None if summary is None else summary.last_heartbeat_at
 
     def send(self, messages: Iterable[Message]) -> list[str]:
-        cache = self._encoded if self._encoded is not None else EncodeCache()
-        self._encoded = None
+        cache = self._encodings.take()
         protos = []
+        stamped = []
         payloads: dict[str, EncodedArray] = {}
         for message in messages:
-            stamped = message.with_metadata(run_id=self._run_id, src_node_id=0)
-            proto, arrays = message_to_proto(stamped, cache)
+            stamped.append(message.with_metadata(run_id=self._run_id, src_node_id=0))
+            proto, arrays = message_to_proto(stamped[-1], cache)
             payloads.update(arrays)
             protos.append(proto)
         if not protos:
@@ -193,14 +188,27 @@ class GrpcGrid(Grid):
                 serverappio_pb2.PushMessagesRequest(messages=protos), metadata=self._metadata
             )
         ids = list(response.message_ids)
-        for message_id, proto in zip(ids, protos):
-            self._phases[message_id] = proto.metadata.message_type
+        refused = iter(response.refused)
+        for position, (message_id, proto) in enumerate(zip(ids, protos, strict=True)):
+            if message_id:
+                self._phases[message_id] = proto.metadata.message_type
+                continue
+            # Addressed to no node of the link: answered here, as the link would answer
+            # a message to a node gone offline.
+            error = next(refused)
+            request = stamped[position].with_metadata(message_id=new_message_id())
+            reply = Message(error=Error(error.code, error.reason), reply_to=request)
+            ids[position] = request.metadata.message_id
+            self._undeliverable[ids[position]] = reply
         return ids
 
     def receive(
         self, message_ids: Iterable[str], timeout: float | None = None
     ) -> Iterator[Message]:
         ids = list(message_ids)
+        for message_id in [i for i in ids if i in self._undeliverable]:
+            ids.remove(message_id)
+            yield self._undeliverable.pop(message_id)
         if not ids:
             return
         phase = self._phases.get(ids[0], "")
@@ -261,97 +269,30 @@ class GrpcGrid(Grid):
         return ArrayCache(MemoryBlobStore(), self._stub.PullArrays, self._metadata, self._local)
 
     def emit(self, event: Event) -> None:
-        if event.kind == "run.result":
-            arrays = event.data.get("arrays")
-            history = event.data.get("history")
-            if isinstance(arrays, ArrayRecord):
-                data, payloads = result_event_data(
-                    arrays, history if isinstance(history, History) else None
-                )
-                push_missing(self._stub.StatArrays, self._stub.PushArrays, payloads, self._metadata)
-                event = Event(
-                    event.kind, self._run_id, event.round, event.node_id, data, event.time
-                )
         proto = event_to_proto(event, 0)
         with translate_rpc_errors():
             self._stub.EmitEvents(
                 serverappio_pb2.EmitEventsRequest(events=[proto]), metadata=self._metadata
             )
 
-    def save_checkpoint(self, server_round: int, data: bytes) -> str:
-        """Store ``data`` durably as the run's latest checkpoint; return its hash.
-
-        Raises
-        ------
-        CorollaError
-            If the link refuses it (an older round than the saved one) or is unreachable.
-        """
-        digest = sha256_of(data)
-        push_missing(self._stub.StatArrays, self._stub.PushArrays, {digest: data}, self._metadata)
-        request = serverappio_pb2.SaveCheckpointRequest(round=server_round, sha256=digest)
-        with translate_rpc_errors():
-            self._stub.SaveCheckpoint(request, metadata=self._metadata)
-        return digest
-
-    def load_checkpoint(self) -> tuple[int, memoryview] | None:
-        """The run's latest checkpoint as ``(round, data)``, or None if it has none.
-
-        Raises
-        ------
-        CorollaError
-            If the link is unreachable or the payload does not verify.
-        """
-        with translate_rpc_errors():
-            found = self._stub.LoadCheckpoint(
-                serverappio_pb2.LoadCheckpointRequest(), metadata=self._metadata
-            )
-        if not found.found:
-            return None
-        return found.round, pull_payload(
-            self._stub.PullArrays, found.sha256, found.size, self._metadata
-        )
-
     @property
-    def keeps_checkpoints(self) -> bool:
-        return True
+    def checkpoints(self) -> LinkCheckpoints:
+        """The run's checkpoints, kept on the link."""
+        return self._checkpoints
 
-    def store_checkpoint(self, server_round: int, content: RecordDict) -> bool:
-        """Keep ``content`` on the link as the run's checkpoint: its arrays as blobs (those
-        the link holds already, such as the round's global model, are not sent again),
-        then the record that names them.
+    def report_result(self, result: RunResult) -> None:
+        """Keep the run's result on the link: its arrays as blobs, and a ``run.result``
+        event naming them with the history, which ``corolla run``, ``corolla pull`` and
+        :meth:`ControlClient.result <corolla.runtime.ControlClient.result>` read.
 
         Raises
         ------
         CorollaError
-            If the link refuses it (an older round than the saved one) or is unreachable.
+            If the link is unreachable.
         """
-        cache = EncodeCache()
-        proto, payloads = record_dict_to_proto(content, cache)
+        data, payloads = result_event_data(result)
         push_missing(self._stub.StatArrays, self._stub.PushArrays, payloads, self._metadata)
-        self.save_checkpoint(server_round, proto.SerializeToString(deterministic=True))
-        self._encoded = cache
-        return True
-
-    def restore_checkpoint(self) -> tuple[int, RecordDict] | None:
-        """The checkpoint :meth:`store_checkpoint` kept last, or None.
-
-        Raises
-        ------
-        CorollaError
-            If the link is unreachable or a payload does not verify.
-        """
-        found = self.load_checkpoint()
-        if found is None:
-            return None
-        server_round, data = found
-        proto = records_pb2.RecordDict()
-        try:
-            proto.ParseFromString(bytes(data))
-        except DecodeError as exc:
-            raise CodecError(f"the run's checkpoint does not parse: {exc}") from exc
-        arrays = ArrayCache(MemoryBlobStore(), self._stub.PullArrays, self._metadata)
-        arrays.fetch({h: e.encoded_size for h, e in array_entries(proto).items()})
-        return server_round, record_dict_from_proto(proto, arrays)
+        self.emit(Event("run.result", self._run_id, data=data))
 
     def wait_for_nodes(self, min_nodes: int, timeout: float | None = None) -> list[int]:
         """Wait until at least ``min_nodes`` nodes are online and return their ids.

@@ -65,6 +65,11 @@ class ControlStub:
                 request_serializer=corolla_dot_v1_dot_control__pb2.ListNodesRequest.SerializeToString,
                 response_deserializer=corolla_dot_v1_dot_control__pb2.ListNodesResponse.FromString,
                 _registered_method=True)
+        self.GetRunResult = channel.unary_unary(
+                '/corolla.v1.Control/GetRunResult',
+                request_serializer=corolla_dot_v1_dot_control__pb2.GetRunResultRequest.SerializeToString,
+                response_deserializer=corolla_dot_v1_dot_control__pb2.GetRunResultResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -113,6 +118,14 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRunResult(self, request, context):
+        """The result a run's ServerApp reported (its final arrays, by reference, and its
+        history), once it has. The arrays are downloaded with RunArtifacts.PullArrays.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +158,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.ListNodes,
                     request_deserializer=corolla_dot_v1_dot_control__pb2.ListNodesRequest.FromString,
                     response_serializer=corolla_dot_v1_dot_control__pb2.ListNodesResponse.SerializeToString,
+            ),
+            'GetRunResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRunResult,
+                    request_deserializer=corolla_dot_v1_dot_control__pb2.GetRunResultRequest.FromString,
+                    response_serializer=corolla_dot_v1_dot_control__pb2.GetRunResultResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -309,6 +327,33 @@ class Control:
             '/corolla.v1.Control/ListNodes',
             corolla_dot_v1_dot_control__pb2.ListNodesRequest.SerializeToString,
             corolla_dot_v1_dot_control__pb2.ListNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRunResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corolla.v1.Control/GetRunResult',
+            corolla_dot_v1_dot_control__pb2.GetRunResultRequest.SerializeToString,
+            corolla_dot_v1_dot_control__pb2.GetRunResultResponse.FromString,
             options,
             channel_credentials,
             insecure,

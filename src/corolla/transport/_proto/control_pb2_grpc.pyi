@@ -53,6 +53,10 @@ class ControlStub:
     the stream stays open and delivers new events until the run ends.
     """
     ListNodes: _grpc.UnaryUnaryMultiCallable[_control_pb2.ListNodesRequest, _control_pb2.ListNodesResponse]
+    GetRunResult: _grpc.UnaryUnaryMultiCallable[_control_pb2.GetRunResultRequest, _control_pb2.GetRunResultResponse]
+    """The result a run's ServerApp reported (its final arrays, by reference, and its
+    history), once it has. The arrays are downloaded with RunArtifacts.PullArrays.
+    """
 
 @_typing.type_check_only
 class ControlAsyncStub(ControlStub):
@@ -72,6 +76,10 @@ class ControlAsyncStub(ControlStub):
     the stream stays open and delivers new events until the run ends.
     """
     ListNodes: _aio.UnaryUnaryMultiCallable[_control_pb2.ListNodesRequest, _control_pb2.ListNodesResponse]  # type: ignore[assignment]
+    GetRunResult: _aio.UnaryUnaryMultiCallable[_control_pb2.GetRunResultRequest, _control_pb2.GetRunResultResponse]  # type: ignore[assignment]
+    """The result a run's ServerApp reported (its final arrays, by reference, and its
+    history), once it has. The arrays are downloaded with RunArtifacts.PullArrays.
+    """
 
 class ControlServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -124,5 +132,15 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         request: _control_pb2.ListNodesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.ListNodesResponse, _abc.Awaitable[_control_pb2.ListNodesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetRunResult(
+        self,
+        request: _control_pb2.GetRunResultRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.GetRunResultResponse, _abc.Awaitable[_control_pb2.GetRunResultResponse]]:
+        """The result a run's ServerApp reported (its final arrays, by reference, and its
+        history), once it has. The arrays are downloaded with RunArtifacts.PullArrays.
+        """
 
 def add_ControlServicer_to_server(servicer: ControlServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

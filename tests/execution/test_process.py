@@ -10,8 +10,8 @@ import pytest
 
 from corolla.core import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from corolla.execution import Call, Task, execute_task
-from corolla.execution._process import _shared_workspace
 from corolla.execution._shm import SegmentCache, SegmentPool, pack
+from corolla.execution._worker import shared_workspace
 from corolla.strategy import WeightedAverage, array_spec
 
 
@@ -32,7 +32,7 @@ def test_a_fedavg_partial_is_folded_in_shared_memory_and_packed_where_it_lies(po
     # Arrange
     model = ArrayRecord({"w": np.zeros(50_000, dtype=np.float32)})
     aggregator = WeightedAverage(spec=array_spec(model))
-    segment = _shared_workspace(aggregator, pool)
+    segment = shared_workspace(aggregator, pool)
     assert segment is not None
 
     # Act
@@ -58,10 +58,10 @@ def test_a_fedavg_partial_is_folded_in_shared_memory_and_packed_where_it_lies(po
 def test_no_workspace_for_small_layouts_or_aggregators_without_one(pool) -> None:
     small = WeightedAverage(spec=array_spec(ArrayRecord({"w": np.zeros(10, np.float32)})))
 
-    assert _shared_workspace(small, pool) is None
-    assert _shared_workspace(WeightedAverage(), pool) is None  # layout unknown
-    assert _shared_workspace(object(), pool) is None
-    assert _shared_workspace(None, pool) is None
+    assert shared_workspace(small, pool) is None
+    assert shared_workspace(WeightedAverage(), pool) is None  # layout unknown
+    assert shared_workspace(object(), pool) is None
+    assert shared_workspace(None, pool) is None
 
 
 def test_a_folded_reply_is_let_go_before_the_next_call() -> None:

@@ -31,7 +31,6 @@ import multiprocessing
 import os
 import pickle
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -49,21 +48,9 @@ from ..core import (
     UserConfigValue,
 )
 from ..project import ComponentRef
-from ..tuning import array_pages_for_this_machine, keep_freed_memory
-from ._executor import Call, Executor, Task, TaskResult, execute_task
-from ._shm import (
-    INLINE_LIMIT,
-    Payload,
-    SegmentCache,
-    SegmentPool,
-    abandon,
-    attach,
-    carve,
-    carved_size,
-    pack,
-    release,
-    unpack,
-)
+from ._executor import Executor, Task, TaskResult
+from ._shm import Payload, SegmentPool, abandon, attach, pack, release, unpack
+from ._worker import worker_main
 
 __all__ = ["ProcessExecutor"]
 
@@ -71,88 +58,6 @@ AppSource = ComponentRef | Callable[..., Any]
 
 # (metadata, content key, node id, node config, state)
 _WireCall = tuple[Any, int, int, Mapping[str, UserConfigValue], RecordDict]
-
-
-def _worker_main(
-    conn: Connection, app_pickle: bytes, run_id: int, run_config: dict[str, Any]
-) -> None:
-    keep_freed_memory()
-    try:
-        source = pickle.loads(app_pickle)
-        app = source.load() if isinstance(source, ComponentRef) else source
-        if not callable(app):
-            raise AppLoadError(f"{source!r} did not give a callable ClientApp")
-    except BaseException as exc:
-        conn.send(("load_error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
-        return
-    conn.send(("ready", os.getpid()))
-    cache = SegmentCache()
-    pool = SegmentPool()
-    try:
-        with array_pages_for_this_machine():
-            _serve(conn, app, run_id, run_config, cache, pool)
-    finally:
-        cache.close()
-        pool.close()
-
-
-def _serve(
-    conn: Connection,
-    app: Callable[..., Any],
-    run_id: int,
-    run_config: dict[str, Any],
-    cache: SegmentCache,
-    pool: SegmentPool,
-) -> None:
-    while True:
-        try:
-            request = conn.recv()
-        except EOFError:
-            return
-        if request is None:
-            return
-        for name in request[-1]:
-            pool.release(name)
-        if request[0] == "detach":
-            conn.send(("detached", cache.retain_only(set())))
-            continue
-        _, index, wire_calls, contents, aggregator_data, _ = request
-        loaded = {key: cache.load(payload) for key, payload in contents.items()}
-        closed = cache.retain_only({p.segment for p in contents.values() if p.segment is not None})
-        calls = [
-            Call(Message(loaded[key], metadata=meta), node_id, node_config, state)
-            for meta, key, node_id, node_config, state in wire_calls
-        ]
-        aggregator = pickle.loads(aggregator_data) if aggregator_data is not None else None
-        workspace = _shared_workspace(aggregator, pool)
-        result = execute_task(app, Task(index, calls, aggregator), run_id, run_config)
-        del calls, loaded, aggregator
-        payload, _ = pack(
-            (result.aggregator, result.replies, result.states), pool, within=workspace
-        )
-        if workspace is not None and payload.segment != workspace.name:
-            pool.release(workspace.name)  # nothing was folded into it
-        # Drop the task's objects before waiting for the next request, so that nothing here
-        # views its contents when the executor asks for them back.
-        del result
-        conn.send(("result", index, payload, len(wire_calls), closed))
-
-
-def _shared_workspace(aggregator: Any, pool: SegmentPool) -> SharedMemory | None:
-    """A pool segment the aggregator folds into, when it can say its accumulators' layout
-    in advance (``workspace_layout``/``use_workspace``, as FedAvg's ``WeightedAverage``
-    can): its partial aggregate then travels back without being copied, and the worker's
-    accumulators are memory the pool reuses round after round."""
-    layout_of = getattr(aggregator, "workspace_layout", None)
-    layout = layout_of() if callable(layout_of) else None
-    if not layout:
-        return None
-    size = carved_size(layout)
-    if size < INLINE_LIMIT:
-        return None
-    segment = pool.acquire(size)
-    aggregator.use_workspace(carve(segment, layout))
-    return segment
 
 
 class _Worker:
@@ -240,7 +145,7 @@ class ProcessExecutor(Executor):
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=_worker_main,
+            target=worker_main,
             args=(child, self._app_pickle, self._run_id, self._run_config),
             name="corolla-sim-worker",
             daemon=True,

@@ -6,12 +6,18 @@ A task's message contents lie in shared memory the executor wrote (mapped here t
 back the replies, changed node states and partial aggregate, their arrays written into a
 segment of its own :class:`SegmentPool`, which the executor hands back for reuse once
 nothing views it. See ``_process`` for the messages on the pipe.
+
+A worker runs in the working directory it is given, and ends itself once its parent is
+gone: a worker busy in a ClientApp call (or hung in one) would not notice otherwise, and
+would outlive a node or a simulation killed with SIGKILL.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -27,11 +33,24 @@ from ._shm import INLINE_LIMIT, SegmentCache, SegmentPool, carve, carved_size, p
 __all__ = ["shared_workspace", "worker_main"]
 
 
+#: Seconds between a worker's checks that its parent still lives.
+PARENT_CHECK_S = 1.0
+
+
 def worker_main(
-    conn: Connection, app_pickle: bytes, run_id: int, run_config: dict[str, Any]
+    conn: Connection,
+    app_pickle: bytes,
+    run_id: int,
+    run_config: dict[str, Any],
+    working_dir: str | None = None,
 ) -> None:
+    """The worker process: load the app, say so, then serve tasks until told to stop."""
+    _exit_with_parent(os.getppid())
     keep_freed_memory()
     try:
+        if working_dir is not None:
+            os.makedirs(working_dir, exist_ok=True)
+            os.chdir(working_dir)
         source = pickle.loads(app_pickle)
         app = source.load() if isinstance(source, ComponentRef) else source
         if not callable(app):
@@ -48,6 +67,19 @@ def worker_main(
     finally:
         cache.close()
         pool.close()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this process at once when ``parent`` is no longer its parent (it died, and the
+    process was handed to another). The thread is not joined: it lasts as long as the
+    process and holds nothing."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="corolla-parent-watch", daemon=True).start()
 
 
 def _serve(

@@ -26,7 +26,7 @@ from corolla.core import (
     decode_array,
     encode_array,
 )
-from corolla.runtime import GrpcGrid, Link, LinkStatus
+from corolla.runtime import ControlClient, GrpcGrid, Link, LinkStatus
 from corolla.runtime.link import LinkLimits, _link
 from corolla.state import NodeAuthenticationError
 from corolla.strategy import AttributeSelection, grid_attributes, grid_last_seen
@@ -710,3 +710,36 @@ def test_the_link_hands_memory_back_once_its_array_transfers_have_stopped(
     assert before == 1
     assert len(after) == 1  # once after the transfer, not at every sweep
     assert after[0] - pushed >= 0.25
+
+
+def test_nodes_running_a_stopped_run_s_messages_are_told_at_once(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    # Arrange: two nodes handed a message of the run, one of them asking for notices,
+    # and a third node that was sent nothing of it
+    (told, told_md), (old, old_md), (idle, idle_md) = [_register(fleet) for _ in range(3)]
+    grid = _grid(link, appio_channel)
+    ids = grid.send(
+        [Message(RecordDict(), dst_node_id=n, message_type="train") for n in (told, old)]
+    )
+    request = fleet_pb2.ReceiveRequest(run_notices=True)
+    told_stream = fleet.Receive(request, metadata=told_md, timeout=30)
+    old_stream = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=old_md, timeout=30)
+    idle_stream = fleet.Receive(request, metadata=idle_md, timeout=30)
+    assert next(told_stream).message.metadata.message_id in ids
+    assert next(old_stream).message.metadata.message_id in ids
+
+    # Act
+    with ControlClient(link.control_address) as client:
+        client.stop_run(grid.run_id, "enough")
+    notice = next(told_stream)
+
+    # Assert: the node running its message is told, the messages were answered
+    assert notice.WhichOneof("item") == "run_ended"
+    assert (notice.run_ended.run_id, notice.run_ended.reason) == (grid.run_id, "stopped: enough")
+    assert {link.state.message_status(i).value for i in ids} == {"failed"}
+    # The others get nothing: a message sent now to each is the next thing they read.
+    later = _grid(link, appio_channel)
+    later.send([Message(RecordDict(), dst_node_id=n, message_type="train") for n in (old, idle)])
+    assert next(old_stream).WhichOneof("item") == "message"
+    assert next(idle_stream).WhichOneof("item") == "message"

@@ -7,6 +7,8 @@ round, handing out its messages and storing its reply, are gathered across nodes
 batches (see ``_batching``): one thread hop, one transaction and one fsync for all the
 replies that arrived while the previous batch was stored.
 
+A node's ``Receive`` stream also carries notices of runs that ended (``_run_ends``).
+
 Tokens on the wire are ``<node_id>.<secret>``: the state keeps only the secret's hash,
 keyed by node id, so the link reads the id from the token and checks the secret. Every
 call of a node presents its token; once the state accepted one, the servicer remembers
@@ -263,6 +265,10 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self, request: fleet_pb2.ReceiveRequest, context: Context
     ) -> AsyncIterator[bytes]:
         node_id = await self._node_id(context)
+        async for response in self._receive(node_id, request.run_notices):
+            yield response
+
+    async def _receive(self, node_id: int, notices: bool) -> AsyncIterator[bytes]:
         shared = self._shared
         key = node_key(node_id)
         for stored in await self._blocking(self._redeliveries, node_id):
@@ -271,11 +277,14 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         while not shared.signals.closed:
             seen = shared.signals.generation(key)
             if changed:
+                if notices:
+                    for run_id, reason in shared.run_ends.take(node_id):
+                        yield _run_ended_response(run_id, reason)
                 for stored in await self._deliveries.submit(node_id):
                     yield _receive_response(shared.contents.serialized(stored, inline=True))
-            # Woken at once when a message is stored for this node; a caller that goes
-            # away cancels the stream. The timeout brings nothing new, so a thousand idle
-            # nodes cost no state transactions.
+            # Woken at once when a message is stored for this node or a run it serves
+            # ends; a caller that goes away cancels the stream. The timeout brings nothing
+            # new, so a thousand idle nodes cost no state transactions.
             changed = await shared.signals.wait_async(key, seen, _LIVENESS_S)
 
     def _deliver(self, node_ids: Sequence[int]) -> list[list[StoredMessage] | BaseException]:
@@ -292,6 +301,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             given.add(node_id)
             for stored in outcome:
                 self._handed_out(node_id, stored)
+            if outcome:
+                self._shared.run_ends.handed_out(node_id, {s.metadata.run_id for s in outcome})
             results.append(outcome)
         return results
 
@@ -495,6 +506,12 @@ def _reply_size(item: tuple[int, message_pb2.Message]) -> int:
 def _receive_response(message: bytes) -> bytes:
     """A serialized ``ReceiveResponse`` carrying the serialized ``message``."""
     return length_delimited(1, message)
+
+
+def _run_ended_response(run_id: int, reason: str) -> bytes:
+    """A serialized ``ReceiveResponse`` telling that run ``run_id`` ended."""
+    notice = fleet_pb2.RunEnded(run_id=run_id, reason=reason)
+    return fleet_pb2.ReceiveResponse(run_ended=notice).SerializeToString()
 
 
 def _identity(context: Context) -> NodeIdentity:

@@ -220,6 +220,8 @@ class RunProcesses:
             return
         finally:
             shared.signals.notify([replies_key(run_id), events_key(run_id)])
+        # Nodes still running its messages (ones its ServerApp did not wait for) stop them.
+        shared.run_ends.ended(run_id, status.value)
         self._collect(run_id)
 
     def collect_released(

@@ -254,9 +254,9 @@ def test_a_reply_acknowledged_by_the_link_survives_a_sigkill(
         metadata = bearer_metadata(registered.token)
         with ControlClient(f"127.0.0.1:{control}") as client:
             run = client.submit(app)
+        # Open until the link dies: a node whose stream ends goes offline.
         call = stub.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata, timeout=WAIT_S)
         request = message_from_proto(next(call).message, {})
-        call.cancel()
         reply = Message(RecordDict({"metrics": MetricRecord({"acked": 1})}), reply_to=request)
         reply_proto, _ = message_to_proto(reply.with_metadata(src_node_id=registered.node_id))
 

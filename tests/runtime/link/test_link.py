@@ -66,12 +66,10 @@ def _grid(link: Link, channel: grpc.Channel) -> GrpcGrid:
 def _receive(
     fleet: fleet_pb2_grpc.FleetStub, metadata: tuple[tuple[str, str]], count: int
 ) -> list[message_pb2.Message]:
-    """The first ``count`` messages of a Receive stream, which is then closed."""
+    """The first ``count`` messages of a new Receive stream, which stays open until the
+    test ends (see the ``fleet`` fixture)."""
     call = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata, timeout=30)
-    try:
-        return [next(call).message for _ in range(count)]
-    finally:
-        call.cancel()
+    return [next(call).message for _ in range(count)]
 
 
 def _only_entry(proto: message_pb2.Message) -> records_pb2.ArrayEntry:
@@ -226,8 +224,6 @@ def test_messages_reach_nodes_and_replies_reach_the_server_app(
     )
     for thread in threads:
         thread.join(10)
-    for call in calls:
-        call.cancel()
 
     # Assert: pushed at once, the model stored once
     assert sorted(received) == sorted(node_id for node_id, _ in nodes)
@@ -399,13 +395,39 @@ def test_a_message_not_replied_to_comes_again_on_a_new_stream(
     (message_id,) = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
     first = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
     assert next(first).message.metadata.message_id == message_id
-    first.cancel()
 
+    # A node reconnecting before the link noticed its old stream is gone
     again = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
     redelivered = next(again).message.metadata.message_id
-    again.cancel()
 
     assert redelivered == message_id
+    assert link.state.get_node(node_id).online
+
+
+def test_a_node_whose_stream_ends_goes_offline_and_is_online_again_once_it_registers(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    # Arrange: a message delivered to a node on its only stream
+    node_id, metadata = _register(fleet)
+    grid = _grid(link, appio_channel)
+    (message_id,) = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
+    call = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
+    next(call)
+
+    # Act: the stream ends (the node's connection dropped); no heartbeat was missed
+    call.cancel()
+    (reply,) = grid.receive([message_id], timeout=30)
+    offline = link.state.get_node(node_id)
+    token = dict(metadata)["authorization"].removeprefix("Bearer ")
+    fleet.RegisterNode(fleet_pb2.RegisterNodeRequest(node_id=node_id, token=token))
+
+    # Assert
+    assert reply.error.code == ErrorCode.NODE_UNAVAILABLE
+    assert "disconnected" in reply.error.reason
+    assert not offline.online
+    assert link.state.get_node(node_id).online
+    leave = [e.event for e in link.state.read_events(0) if e.event.kind == "node.leave"]
+    assert [e.node_id for e in leave] == [node_id]
 
 
 def test_a_silent_node_goes_offline_and_its_message_is_answered_with_an_error(
@@ -546,8 +568,12 @@ def test_a_round_s_blobs_are_deleted_once_the_server_app_received_its_replies(
     model = np.arange(INLINE_ARRAY_BYTES // 4 + 1, dtype=np.float32)
     content = RecordDict({"arrays": ArrayRecord({"w": model})})
     ids = grid.send([Message(content, dst_node_id=n, message_type="train") for n, _ in nodes])
+    streams = {
+        node_id: fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata, timeout=30)
+        for node_id, metadata in nodes
+    }
     for node_id, metadata in nodes:
-        (proto,) = _receive(fleet, metadata, 1)
+        proto = next(streams[node_id]).message
         request = message_from_proto(proto, {_only_entry(proto).sha256: model})
         update = ArrayRecord({"w": model + node_id})
         reply = Message(RecordDict({"arrays": update}), reply_to=request)
@@ -570,7 +596,7 @@ def test_a_round_s_blobs_are_deleted_once_the_server_app_received_its_replies(
         list(grid.receive(ids, timeout=1))
     # The same model sent again is uploaded again.
     (again,) = grid.send([Message(content, dst_node_id=nodes[0][0], message_type="train")])
-    (proto,) = _receive(fleet, nodes[0][1], 1)
+    proto = next(streams[nodes[0][0]]).message
     assert proto.metadata.message_id == again and _only_entry(proto).sha256 in _blob_files(link)
 
 

@@ -7,7 +7,8 @@ round, handing out its messages and storing its reply, are gathered across nodes
 batches (see ``_batching``): one thread hop, one transaction and one fsync for all the
 replies that arrived while the previous batch was stored.
 
-A node's ``Receive`` stream also carries notices of runs that ended (``_run_ends``).
+A node's ``Receive`` stream also carries notices of runs that ended (``_run_ends``), and
+its end marks the node offline at once (``_presence``).
 
 Tokens on the wire are ``<node_id>.<secret>``: the state keeps only the secret's hash,
 keyed by node id, so the link reads the id from the token and checks the secret. Every
@@ -54,6 +55,7 @@ from ._batching import LoopBatcher
 from ._handlers import aio_servicer_errors, aio_stream_errors
 from ._names import node_namer
 from ._payloads import data_bytes, serve_payload, store_pushed
+from ._presence import Presence
 from ._records import run_to_proto
 from ._resources import LinkResources
 from ._traffic import Transfer
@@ -150,6 +152,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self._lock = threading.Lock()
         self._in_flight: dict[int, dict[str, StoredMessage]] = {}
         self._tokens = _TokenCache()
+        self._presence = Presence(shared)
         limits = shared.limits
         self._download_slots = asyncio.Semaphore(limits.download_streams)
         self._upload_slots = asyncio.Semaphore(limits.upload_streams)
@@ -265,8 +268,17 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self, request: fleet_pb2.ReceiveRequest, context: Context
     ) -> AsyncIterator[bytes]:
         node_id = await self._node_id(context)
-        async for response in self._receive(node_id, request.run_notices):
-            yield response
+        shared = self._shared
+        if self._presence.opened(node_id):
+            await self._blocking(self._presence.back_online, node_id)
+        try:
+            async for response in self._receive(node_id, request.run_notices):
+                yield response
+        finally:
+            # However the stream ended (the node went away: gRPC cancels this coroutine),
+            # unless the link is stopping. Not awaited: a cancelled coroutine cannot wait.
+            if self._presence.closed(node_id) and not shared.signals.closed:
+                self._executor.submit(self._presence.disconnected, node_id)
 
     async def _receive(self, node_id: int, notices: bool) -> AsyncIterator[bytes]:
         shared = self._shared

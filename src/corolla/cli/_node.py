@@ -1,7 +1,10 @@
 """``corolla node``: run a node daemon connected to a link until interrupted.
 
 The node says what it does on standard error (its INFO log lines: registration, runs,
-messages, ClientApp errors).
+messages, ClientApp errors). It retries a connection that drops for as long as it
+runs, and ends with an error (exit status 2) when its first connection fails because
+of its settings: a CA that did not sign the link's certificate, an address where no
+Fleet service answers.
 """
 
 from __future__ import annotations
@@ -98,4 +101,6 @@ def node_command(args: argparse.Namespace, console: Console) -> int:
                 pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if node.error is not None:  # its first connection failed for a setting
+        raise node.error
     return 0

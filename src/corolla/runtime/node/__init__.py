@@ -4,7 +4,8 @@
 context states in its state directory (``_store``), and answers each message it is
 pushed on a thread of its own (``_runner``), running each run's ClientApp in a child
 process of its own (``_run_processes``), and sending replies on a stream of their own
-(``_reply_stream``). Its connection to the link is a ``_session``.
+(``_reply_stream``). Its connection to the link is a ``_session``; what a failed one
+means is ``_connection``'s to say.
 """
 
 from ._node import DEFAULT_MAX_MESSAGE_S, ChannelFactory, Node, NodeStatus

@@ -9,7 +9,10 @@ of its own (``_run_processes``), so that a ClientApp that crashes, exits or hang
 an error reply, never the node, and a run stopped with ``corolla stop`` frees the node
 at once.
 
-A broken connection is retried with exponential backoff, forever, until :meth:`Node.stop`.
+A connection that drops is retried with exponential backoff until :meth:`Node.stop`.
+One that never worked because of the node's settings (a CA that did not sign the
+link's certificate, an address with no Fleet service) ends the node with a
+:class:`~corolla.core.ConfigError`, in :attr:`Node.error` (see ``_connection``).
 
 The node logs (logger ``corolla.runtime.node``, INFO) its registration, each run it
 starts serving, each message it answers, and its ClientApps' errors (WARNING).
@@ -42,6 +45,7 @@ from corolla.transport import (
 )
 
 from .._payloads import with_chunk_frames
+from ._connection import describe, setting_error
 from ._run_processes import DEFAULT_RUN_PROCESSES, RunProcesses
 from ._runner import MessageRunner
 from ._session import Session
@@ -141,6 +145,8 @@ class Node:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._session: Session | None = None
+        self._worked = False
+        self.error: CorollaError | None = None
         self.node_id: int | None = None
 
     @property
@@ -169,7 +175,8 @@ class Node:
         self._status = NodeStatus.STOPPED
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the node is stopped (or ``timeout``); True if it stopped."""
+        """Block until the node is stopped, or gave up on a connection that never worked
+        (see :attr:`error`), or ``timeout`` passed; True if it stopped."""
         return self._stop.wait(timeout)
 
     def __enter__(self) -> Node:
@@ -202,7 +209,18 @@ class Node:
             except CorollaError as exc:
                 if self._stop.is_set():
                     break
-                _log.warning("connection to the link lost (%s); retrying in %.1f s", exc, delay)
+                fatal = None if self._worked else setting_error(exc, self._address, self._tls)
+                if fatal is not None:
+                    self._give_up(fatal)
+                    break
+                what = "lost" if self._worked else "failed"
+                _log.warning(
+                    "connection to the link at %s %s (%s); retrying in %.1f s",
+                    self._address,
+                    what,
+                    describe(exc, self._tls),
+                    delay,
+                )
             except Exception:
                 if self._stop.is_set():  # calls on the channel it closed
                     break
@@ -211,6 +229,12 @@ class Node:
                 break
             delay = min(delay * 2, self._backoff[1])
         self._status = NodeStatus.STOPPED
+
+    def _give_up(self, error: ConfigError) -> None:
+        """End the node: a connection that never worked will not by retrying. The
+        error is the caller's to report (``corolla node`` exits with it)."""
+        self.error = error
+        self._stop.set()
 
     def _register(self, stub: fleet_pb2_grpc.FleetStub) -> tuple[NodeIdentity, float]:
         request = fleet_pb2.RegisterNodeRequest(
@@ -237,6 +261,7 @@ class Node:
 
     def _session_on(self, stub: fleet_pb2_grpc.FleetStub) -> None:
         identity, interval = self._register(stub)
+        self._worked = True
         self.node_id = identity.node_id
         session = Session(stub, identity.node_id, bearer_metadata(identity.token))
         self._session = session

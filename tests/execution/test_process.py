@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from corolla.core import (
+    AppLoadError,
     ArrayRecord,
     ConfigRecord,
     Context,
@@ -227,3 +228,16 @@ def test_segments_are_reused_from_batch_to_batch_both_ways(lazy: ProcessExecutor
     # wrote every reply into one segment
     assert contents and set(lazy._contents._free) == contents
     assert len(lazy._workers[0].owned) == 1
+
+
+def test_a_start_that_does_not_wait_reports_a_load_error_at_each_run() -> None:
+    executor = ProcessExecutor(
+        ComponentRef("tests.execution.no_such_module:app"), num_workers=1, lazy_restart=True
+    )
+    executor.start(wait=False)  # the worker loads the app meanwhile
+    try:
+        for _ in range(2):
+            with pytest.raises(AppLoadError, match="no_such_module"):
+                _one(executor, "train")
+    finally:
+        executor.close()

@@ -69,6 +69,8 @@ class _Worker:
         self.process = process
         self.conn = conn
         self.task: Task | None = None
+        # Whether it said it loaded the app (see _await_ready).
+        self.ready = False
         # Content segments it may still map, result segments of its own it may reuse, and
         # every result segment it has written (unlinked here if it dies).
         self.attached: set[str] = set()
@@ -203,19 +205,34 @@ class ProcessExecutor(Executor):
                 ) from None
             if kind == "load_error":
                 raise AppLoadError(f"worker could not load the ClientApp: {detail}")
+            worker.ready = True
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True) -> None:
+        """Start the workers; with ``wait``, until they loaded the app.
+
+        Without ``wait`` this returns at once, and the first :meth:`run` waits for them
+        (and raises what :meth:`start` would have): a caller has other work to do while
+        the workers load the app.
+
+        Raises
+        ------
+        AppLoadError
+            If a worker cannot load the ClientApp.
+        ExecutionError
+            If a worker does not start within ``start_timeout`` or exits while starting.
+        """
         if self._started:
             return
         self._started = True
         try:
-            self._refill()
+            self._refill(wait=wait)
         except BaseException:
             self.close()
             raise
 
-    def _refill(self) -> None:
-        """Start workers up to ``num_workers`` and wait until they loaded the app.
+    def _refill(self, *, wait: bool = True) -> None:
+        """Start workers up to ``num_workers``; with ``wait``, until every worker loaded
+        the app. A worker that cannot is stopped (and started again by the next call).
 
         Raises
         ------
@@ -224,14 +241,14 @@ class ProcessExecutor(Executor):
         ExecutionError
             If a worker does not start in time or exits while starting.
         """
-        fresh = [self._spawn() for _ in range(self._num_workers - len(self._workers))]
-        if not fresh:
+        self._workers.extend(self._spawn() for _ in range(self._num_workers - len(self._workers)))
+        starting = [w for w in self._workers if not w.ready]
+        if not wait or not starting:
             return
-        self._workers.extend(fresh)
         try:
-            self._await_ready(fresh)
+            self._await_ready(starting)
         except BaseException:
-            for worker in fresh:
+            for worker in starting:
                 _stop(worker, kill=True)
                 self._workers.remove(worker)
             raise

@@ -78,16 +78,9 @@ class RunProcess:
         )
 
     def start(self) -> None:
-        """Start the process and load the app.
-
-        Raises
-        ------
-        AppLoadError
-            If the ClientApp cannot be loaded.
-        ExecutionError
-            If the process does not start.
-        """
-        self._executor.start()
+        """Start the process, which loads the app meanwhile: the first :meth:`call`
+        waits for it (the node downloads the message's arrays meanwhile)."""
+        self._executor.start(wait=False)
 
     def call(
         self,
@@ -104,9 +97,10 @@ class RunProcess:
         Raises
         ------
         AppLoadError
-            If the process, started again after it died, cannot load the ClientApp.
+            If the process (started, or started again after it died) cannot load the
+            ClientApp.
         ExecutionError
-            If the process does not start again.
+            If the process does not start.
         """
         task = Task(0, [Call(message, node_id, node_config, state)])
         (result,) = self._executor.run([task], timeout=timeout)

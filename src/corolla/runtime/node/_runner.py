@@ -111,7 +111,6 @@ class MessageRunner:
         # Messages answered (to skip redeliveries), and those queued or running.
         self._seen: dict[str, None] = {}
         self._pending: set[str] = set()
-        self._starting: RunProcess | None = None
         self._stopping = False
         self._runs: dict[int, run_pb2.Run] = {}
         self._downloads = MemoryBlobStore()
@@ -129,10 +128,7 @@ class MessageRunner:
         process and join the thread. Idempotent."""
         with self._lock:
             self._stopping = True
-            starting = self._starting
         self._processes.kill_all()
-        if starting is not None:
-            starting.kill()
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join()
@@ -263,21 +259,13 @@ class MessageRunner:
             user_config_from_proto(run.run_config),
             self._store.work_dir(run.run_id),
         )
-        with self._lock:
-            self._starting = process
-            stopping = self._stopping
-        try:
-            if stopping:  # stop() may have killed what ran before this was known
-                raise ExecutionError("the node is stopping")
-            process.start()
-        except BaseException:
-            process.close()
-            raise
-        finally:
-            with self._lock:
-                self._starting = None
+        if self._is_stopping():  # stop() killed the processes it knew of
+            raise ExecutionError("the node is stopping")
+        process.start()  # it loads the app while the arrays download
         for evicted in self._processes.add(process):
             _log.info("run %d's ClientApp process stopped to make room", evicted)
+        if self._is_stopping():  # stop() may have looked before it was added
+            process.kill()
         _log.info("serving run %d (app %s)", run.run_id, config.name)
         return process
 

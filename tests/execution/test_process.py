@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterator
+from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,18 @@ def test_a_start_that_does_not_wait_reports_a_load_error_at_each_run() -> None:
                 _one(executor, "train")
     finally:
         executor.close()
+
+
+def test_closing_unlinks_the_result_segments_of_a_killed_worker(lazy: ProcessExecutor) -> None:
+    # Arrange: a worker that wrote a reply into a segment of its own, then was killed
+    _one(lazy, "train")
+    (written,) = lazy._workers[0].owned
+    lazy.kill()
+    lazy._workers[0].process.join(10)
+
+    # Act
+    lazy.close()
+
+    # Assert
+    with pytest.raises(FileNotFoundError):
+        SharedMemory(name=written)

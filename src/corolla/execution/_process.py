@@ -450,6 +450,9 @@ class ProcessExecutor(Executor):
         self._started = False
         for worker in self._workers:
             _stop(worker, kill=False)
+            # A worker that was killed left its result segments behind.
+            for name in worker.owned:
+                _unlink(name)
         self._workers = []
         self._contents.close()
         self._retired = set()

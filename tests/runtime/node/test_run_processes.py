@@ -7,9 +7,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from corolla.core import ConfigError, ConfigRecord, ErrorCode, Message, RecordDict
+from corolla.core import ArrayRecord, ConfigError, ConfigRecord, ErrorCode, Message, RecordDict
 from corolla.project import ComponentRef
 from corolla.runtime.node._run_processes import RunProcess, RunProcesses
 
@@ -17,8 +18,10 @@ APP = """
 import os
 import time
 
+import numpy as np
+
 from corolla.client import ClientApp
-from corolla.core import Message, MetricRecord, RecordDict
+from corolla.core import ArrayRecord, Message, MetricRecord, RecordDict
 
 app = ClientApp()
 
@@ -27,8 +30,10 @@ app = ClientApp()
 def train(message, context):
     if message.content["config"]["hang"]:
         time.sleep(300)
-    metrics = MetricRecord({"pid": os.getpid(), "run": context.run_id})
-    return Message(RecordDict({"metrics": metrics}), reply_to=message)
+    content = {"metrics": MetricRecord({"pid": os.getpid(), "run": context.run_id})}
+    if "arrays" in message.content:
+        content["arrays"] = ArrayRecord({"w": np.asarray(message.content["arrays"]["w"]) + 1})
+    return Message(RecordDict(content), reply_to=message)
 """
 
 
@@ -55,9 +60,11 @@ def _started(app: ComponentRef, run_id: int, tmp_path: Path) -> RunProcess:
     return process
 
 
-def _call(process: RunProcess, hang: bool = False) -> Message:
-    content = RecordDict({"config": ConfigRecord({"hang": hang})})
-    message = Message(content, dst_node_id=1, message_type="train")
+def _call(process: RunProcess, hang: bool = False, padding: int = 0) -> Message:
+    records: dict[str, ArrayRecord | ConfigRecord] = {"config": ConfigRecord({"hang": hang})}
+    if padding:
+        records["arrays"] = ArrayRecord({"w": np.zeros(padding, dtype=np.float32)})
+    message = Message(RecordDict(records), dst_node_id=1, message_type="train")
     reply, _ = process.call(message, 1, {}, RecordDict(), timeout=120.0)
     return reply
 
@@ -107,3 +114,23 @@ def test_a_run_that_ends_has_its_call_killed_and_its_process_closed(
 def test_a_node_keeps_at_least_one_run_process() -> None:
     with pytest.raises(ConfigError):
         RunProcesses(limit=0)
+
+
+def test_a_run_s_messages_and_replies_reuse_their_shared_memory(
+    app: ComponentRef, tmp_path: Path
+) -> None:
+    # Arrange: messages whose content, and replies whose arrays, lie in shared memory
+    process = _started(app, 9, tmp_path)
+    executor = process._executor
+    try:
+        # Act: three messages, each reply let go before the next message
+        for _ in range(3):
+            assert not _call(process, padding=1_000_000).has_error()
+        contents = set(executor._contents._free)
+        (worker,) = executor._workers
+
+        # Assert: one segment each way, written again for every message
+        assert len(contents) == 1
+        assert len(worker.owned) == 1
+    finally:
+        process.close()

@@ -257,3 +257,16 @@ def test_closing_unlinks_the_result_segments_of_a_killed_worker(lazy: ProcessExe
     # Assert
     with pytest.raises(FileNotFoundError):
         SharedMemory(name=written)
+
+
+def test_the_time_a_worker_takes_to_load_the_app_does_not_count_against_the_timeout() -> None:
+    executor = ProcessExecutor(
+        ComponentRef("tests.execution.slow_app:app"), num_workers=1, lazy_restart=True
+    )
+    executor.start(wait=False)
+    try:
+        reply = _one(executor, "train", timeout=1.0)
+    finally:
+        executor.close()
+
+    assert not reply.has_error()

@@ -284,6 +284,9 @@ class ProcessExecutor(Executor):
         if not self._started:
             raise ExecutionError("ProcessExecutor.run() called before start()")
         self._close_held()
+        # Workers started lazily, or without waiting, load the app before the timeout
+        # starts: it bounds the calls, not the loading.
+        self._refill()
         contents, segments = self._pack_contents(tasks)
         deadline = None if timeout is None else time.monotonic() + timeout
         position = {task.index: i for i, task in enumerate(tasks)}
@@ -295,7 +298,7 @@ class ProcessExecutor(Executor):
         max_ahead = 2 * self._num_workers
         try:
             while oldest < len(tasks):
-                self._refill()  # workers replaced lazily
+                self._refill()  # workers that died mid-batch, replaced lazily
                 for worker in self._workers:
                     if worker.task is None and queue and queue[0] < oldest + max_ahead:
                         self._dispatch(worker, tasks[queue.popleft()], contents)

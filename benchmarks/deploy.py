@@ -39,7 +39,10 @@ Figures:
   its peak, sampled with the memory, and once the run has ended (what the link keeps:
   the bundle, the last checkpoint and the final model).
 - ``cpu_s``: CPU seconds (user + system) of the link process, of the run's ServerApp
-  (once it has ended) and of the nodes together, from start-up to the run's end.
+  (once it has ended) and of the nodes together (with their ClientApp processes, whose
+  part is also given as ``client_apps``), from start-up to the run's end;
+  ``cpu_s_rounds``, each round's share (from the run's submission, or the round before,
+  to the round's end: the first round's holds the start of the nodes' ClientApp processes).
 - ``lost_replies``: ``rounds x nodes`` minus the train replies the rounds aggregated.
 - ``latency_ms_median`` / ``latency_ms_p95``: from a message's ``created_at`` (stamped
   when the ServerApp builds it) to its arrival at the node: on the light clients' ``Receive``
@@ -146,18 +149,27 @@ class Processes:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds (user + system) so far of the link (its ended children, the run's
-        ServerApp, apart) and of the other processes together."""
-        out = {"link": 0.0, "serverapp": 0.0, "nodes": 0.0}
+        ServerApp, apart) and of the other processes together, with their descendants
+        (a node's ClientApp processes, also counted apart as ``client_apps``)."""
+        out = {"link": 0.0, "serverapp": 0.0, "nodes": 0.0, "client_apps": 0.0}
         for name, child in zip(self.names, self.children, strict=True):
             try:
-                times = psutil.Process(child.pid).cpu_times()
+                process = psutil.Process(child.pid)
+                times = process.cpu_times()
+                descendants = process.children(recursive=True)
             except psutil.Error:
                 continue
             if name == "link":
                 out["link"] = times.user + times.system
                 out["serverapp"] = times.children_user + times.children_system
-            else:
-                out["nodes"] += times.user + times.system
+                continue
+            own = times.user + times.system + times.children_user + times.children_system
+            below = 0.0
+            for descendant in descendants:
+                with contextlib.suppress(psutil.Error):
+                    below += sum(descendant.cpu_times()[:2])
+            out["nodes"] += own + below
+            out["client_apps"] += below
         return out
 
     def dead(self) -> list[str]:
@@ -351,16 +363,16 @@ def run_workload(
                 # Read at each round's end: a round's uploads are over by then, and the
                 # next round's downloads wait for the ServerApp to send the new model.
                 at_round_ends: list[dict[str, tuple[float, float]]] = [traffic_before]
+                cpu_at_round_ends = [procs.cpu_seconds()]
+
+                def round_ended() -> None:
+                    at_round_ends.append(array_traffic(metrics_url))
+                    cpu_at_round_ends.append(procs.cpu_seconds())
+
                 submitted = time.time()
                 run = client.submit(APP, run_config)
                 events: list[Event] = []
-                result_event, end = _follow(
-                    client,
-                    run.run_id,
-                    timeout,
-                    events,
-                    lambda: at_round_ends.append(array_traffic(metrics_url)),
-                )
+                result_event, end = _follow(client, run.run_id, timeout, events, round_ended)
                 finished = time.time()
                 traffic_after = array_traffic(metrics_url)
                 cpu_s = procs.cpu_seconds()
@@ -405,6 +417,10 @@ def run_workload(
         "link_blobs_peak_mb": disk_mb[0],
         "link_blobs_end_mb": disk_mb[1],
         "cpu_s": cpu_s,
+        "cpu_s_rounds": {
+            part: [b[part] - a[part] for a, b in itertools.pairwise(cpu_at_round_ends)]
+            for part in ("link", "nodes", "client_apps")
+        },
         "cpus": os.cpu_count(),
         "loadavg_1m_before": load_before,
     }

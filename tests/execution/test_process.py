@@ -1,17 +1,32 @@
-"""Process backend internals: the shared memory a worker folds replies into."""
+"""The process backend: the shared memory a worker folds replies into, workers that die,
+hang or are killed, their working directory, and segments reused across batches."""
 
 from __future__ import annotations
 
+import threading
 import weakref
+from collections.abc import Iterator
+from multiprocessing.shared_memory import SharedMemory
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from corolla.core import ArrayRecord, Context, Message, MetricRecord, RecordDict
-from corolla.execution import Call, Task, execute_task
-from corolla.execution._process import _shared_workspace
+from corolla.core import (
+    AppLoadError,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    ErrorCode,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
+from corolla.execution import Call, ProcessExecutor, Task, execute_task
 from corolla.execution._shm import SegmentCache, SegmentPool, pack
+from corolla.execution._worker import shared_workspace
+from corolla.project import ComponentRef
 from corolla.strategy import WeightedAverage, array_spec
 
 
@@ -32,7 +47,7 @@ def test_a_fedavg_partial_is_folded_in_shared_memory_and_packed_where_it_lies(po
     # Arrange
     model = ArrayRecord({"w": np.zeros(50_000, dtype=np.float32)})
     aggregator = WeightedAverage(spec=array_spec(model))
-    segment = _shared_workspace(aggregator, pool)
+    segment = shared_workspace(aggregator, pool)
     assert segment is not None
 
     # Act
@@ -58,10 +73,10 @@ def test_a_fedavg_partial_is_folded_in_shared_memory_and_packed_where_it_lies(po
 def test_no_workspace_for_small_layouts_or_aggregators_without_one(pool) -> None:
     small = WeightedAverage(spec=array_spec(ArrayRecord({"w": np.zeros(10, np.float32)})))
 
-    assert _shared_workspace(small, pool) is None
-    assert _shared_workspace(WeightedAverage(), pool) is None  # layout unknown
-    assert _shared_workspace(object(), pool) is None
-    assert _shared_workspace(None, pool) is None
+    assert shared_workspace(small, pool) is None
+    assert shared_workspace(WeightedAverage(), pool) is None  # layout unknown
+    assert shared_workspace(object(), pool) is None
+    assert shared_workspace(None, pool) is None
 
 
 def test_a_folded_reply_is_let_go_before_the_next_call() -> None:
@@ -91,3 +106,167 @@ def test_a_folded_reply_is_let_go_before_the_next_call() -> None:
     # Assert
     assert result.aggregator is not None and result.aggregator.count == 3
     assert alive_at_next_call == [False, False]
+
+
+def _call(do: str, node_id: int = 1) -> Call:
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({"w": np.zeros(100_000, dtype=np.float32)}),
+            "config": ConfigRecord({"do": do}),
+        }
+    )
+    message = Message(content, dst_node_id=node_id, message_type="train")
+    return Call(message, node_id, {}, RecordDict())
+
+
+def _one(executor: ProcessExecutor, do: str, timeout: float | None = 60.0) -> Message:
+    [result] = list(executor.run([Task(0, [_call(do)])], timeout=timeout))
+    [reply] = result.replies
+    return reply
+
+
+@pytest.fixture
+def lazy(tmp_path: Path) -> Iterator[ProcessExecutor]:
+    executor = ProcessExecutor(
+        ComponentRef("tests.execution.apps:app"),
+        num_workers=1,
+        working_dir=tmp_path / "work",
+        lazy_restart=True,
+    )
+    executor.start()
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
+@pytest.mark.parametrize(
+    ("do", "code", "says"),
+    [
+        ("exit", ErrorCode.WORKER_CRASHED, "exited with status 3"),
+        ("sys-exit", ErrorCode.WORKER_CRASHED, "exited with status 4"),
+        ("kill", ErrorCode.WORKER_CRASHED, "killed by signal 9 (SIGKILL)"),
+        ("hang", ErrorCode.TIMEOUT, "overran its deadline of 2 s"),
+    ],
+)
+def test_a_call_whose_process_dies_or_hangs_says_how_and_the_next_call_gets_a_new_one(
+    lazy: ProcessExecutor, do: str, code: ErrorCode, says: str
+) -> None:
+    # Arrange
+    before = _one(lazy, "train")
+
+    # Act
+    failed = _one(lazy, do, timeout=2.0)
+    after = _one(lazy, "train")
+
+    # Assert
+    assert failed.has_error() and failed.error.code == code
+    assert says in failed.error.reason
+    assert not after.has_error()
+    assert after.content["where"]["pid"] != before.content["where"]["pid"]
+    np.testing.assert_array_equal(after.content["arrays"]["w"], np.ones(100_000, np.float32))
+
+
+def test_workers_run_in_the_working_directory_and_keep_their_process_across_calls(
+    lazy: ProcessExecutor, tmp_path: Path
+) -> None:
+    first = _one(lazy, "train")
+    second = _one(lazy, "train")
+
+    assert first.content["where"]["cwd"] == str((tmp_path / "work").resolve())
+    assert first.content["where"]["pid"] == second.content["where"]["pid"]
+
+
+def test_a_lazy_executor_starts_no_worker_until_the_next_batch(lazy: ProcessExecutor) -> None:
+    # Act
+    _one(lazy, "exit")
+
+    # Assert: the worker that died is not replaced by itself
+    assert lazy._workers == []
+    assert not _one(lazy, "train").has_error()
+    assert len(lazy._workers) == 1
+
+
+def test_kill_from_another_thread_ends_the_call_it_waits_for(lazy: ProcessExecutor) -> None:
+    # Arrange: kill the worker once it runs the hanging call
+    started = _one(lazy, "train").content["where"]["pid"]
+    killer = threading.Timer(0.5, lazy.kill)
+
+    # Act
+    killer.start()
+    try:
+        reply = _one(lazy, "hang", timeout=120.0)
+    finally:
+        killer.cancel()
+        killer.join()
+
+    # Assert
+    assert reply.error.code == ErrorCode.WORKER_CRASHED
+    assert "killed by signal 9" in reply.error.reason
+    assert _one(lazy, "train").content["where"]["pid"] != started
+
+
+def test_an_eager_executor_replaces_a_dead_worker_at_once() -> None:
+    executor = ProcessExecutor(ComponentRef("tests.execution.apps:app"), num_workers=1)
+    executor.start()
+    try:
+        _one(executor, "exit")
+
+        assert len(executor._workers) == 1 and executor._workers[0].process.is_alive()
+    finally:
+        executor.close()
+
+
+def test_segments_are_reused_from_batch_to_batch_both_ways(lazy: ProcessExecutor) -> None:
+    # Act: three calls, their contents and replies in shared memory, each reply dropped
+    # before the next call
+    _one(lazy, "train")
+    contents = set(lazy._contents._free)
+    for _ in range(2):
+        _one(lazy, "train")
+
+    # Assert: the contents went into the segment the first batch used, and the worker
+    # wrote every reply into one segment
+    assert contents and set(lazy._contents._free) == contents
+    assert len(lazy._workers[0].owned) == 1
+
+
+def test_a_start_that_does_not_wait_reports_a_load_error_at_each_run() -> None:
+    executor = ProcessExecutor(
+        ComponentRef("tests.execution.no_such_module:app"), num_workers=1, lazy_restart=True
+    )
+    executor.start(wait=False)  # the worker loads the app meanwhile
+    try:
+        for _ in range(2):
+            with pytest.raises(AppLoadError, match="no_such_module"):
+                _one(executor, "train")
+    finally:
+        executor.close()
+
+
+def test_closing_unlinks_the_result_segments_of_a_killed_worker(lazy: ProcessExecutor) -> None:
+    # Arrange: a worker that wrote a reply into a segment of its own, then was killed
+    _one(lazy, "train")
+    (written,) = lazy._workers[0].owned
+    lazy.kill()
+    lazy._workers[0].process.join(10)
+
+    # Act
+    lazy.close()
+
+    # Assert
+    with pytest.raises(FileNotFoundError):
+        SharedMemory(name=written)
+
+
+def test_the_time_a_worker_takes_to_load_the_app_does_not_count_against_the_timeout() -> None:
+    executor = ProcessExecutor(
+        ComponentRef("tests.execution.slow_app:app"), num_workers=1, lazy_restart=True
+    )
+    executor.start(wait=False)
+    try:
+        reply = _one(executor, "train", timeout=1.0)
+    finally:
+        executor.close()
+
+    assert not reply.has_error()

@@ -343,7 +343,6 @@ def test_a_reply_whose_array_entry_contradicts_its_payload_is_refused(
     (message_id,) = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
     call = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata, timeout=WAIT_S)
     request = message_from_proto(next(call).message, {})
-    call.cancel()
     update = ArrayRecord({"w": np.ones(3, dtype=np.float32)})
     reply = Message(RecordDict({"arrays": update}), reply_to=request)
     reply_proto, arrays = message_to_proto(reply.with_metadata(src_node_id=node_id))
@@ -380,7 +379,6 @@ def _delivered(
     for node_id, metadata in nodes:
         call = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata, timeout=WAIT_S)
         request = message_from_proto(next(call).message, {})
-        call.cancel()
         delivered.append((node_id, metadata, request))
     return run.run_id, delivered
 

@@ -99,7 +99,7 @@ def main(grid, context):
 """
 
 
-def _app(root: Path, module: str, server: str, client: str = "") -> Path:
+def _app(root: Path, module: str, server: str, client: str = "", config: str = "") -> Path:
     (root / module).mkdir(parents=True)
     (root / module / "__init__.py").write_text("")
     (root / module / "server_app.py").write_text(textwrap.dedent(server))
@@ -112,8 +112,10 @@ def _app(root: Path, module: str, server: str, client: str = "") -> Path:
             [tool.corolla.app]
             serverapp = "{module}.server_app:app"
             clientapp = "{module}.client_app:app"
+            [tool.corolla.app.config]
             """
         )
+        + config
     )
     return root
 
@@ -133,7 +135,9 @@ def _until(what: str, check: Callable[[], bool], timeout: float = WAIT_S) -> Non
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
-def _start_link(processes: Processes, state: Path, fleet: int, control: int) -> None:
+def _start_link(
+    processes: Processes, state: Path, fleet: int, control: int, heartbeat_s: float = 1.0
+) -> None:
     processes.start(
         "link",
         "link",
@@ -144,7 +148,7 @@ def _start_link(processes: Processes, state: Path, fleet: int, control: int) -> 
         "--control-address",
         f"127.0.0.1:{control}",
         "--heartbeat-interval",
-        "1",
+        str(heartbeat_s),
     )
 
 
@@ -161,12 +165,14 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         procs.stop_all()
 
 
-def test_a_node_killed_mid_round_goes_offline_and_rejoins_with_its_id_and_state(
+def test_a_node_killed_mid_round_goes_offline_at_once_and_rejoins_with_its_id_and_state(
     processes: Processes, tmp_path: Path
 ) -> None:
-    # Arrange: a link with 1 s heartbeats and 3 nodes; node 2 hangs in its round-2 training
+    # Arrange: a link whose nodes heartbeat once an hour, so that only the end of its
+    # Receive stream can tell that a node is gone; 3 nodes, node 2 hangs in its round-2
+    # training
     fleet, control = _free_port(), _free_port()
-    _start_link(processes, tmp_path / "link", fleet, control)
+    _start_link(processes, tmp_path / "link", fleet, control, heartbeat_s=3600)
     hang = tmp_path / "hang"
     hang.write_text("")
     node_args = []
@@ -185,11 +191,14 @@ def test_a_node_killed_mid_round_goes_offline_and_rejoins_with_its_id_and_state(
         # Act: kill node 2 while it trains in round 2
         run = client.submit(app)
         started = Path(f"{hang}.started")
-        _until("node 2 to start round 2", started.is_file)
+        _until("node 2 to start round 2", lambda: started.is_file() and started.read_text())
+        client_app = int(started.read_text())
         nodes[2].send_signal(signal.SIGKILL)
         nodes[2].wait(10)
         hang.unlink()
         _until("node 2 to go offline", lambda: len(_online(client)) == 2)
+        # Its ClientApp process, hung, ends by itself once its node is gone.
+        _until("node 2's ClientApp process to exit", lambda: not _alive(client_app))
         offline = sorted(before - set(_online(client)))
         processes.start("node2-again", *node_args[2])
         _until("node 2 back online", lambda: len(_online(client)) == 3)
@@ -254,9 +263,9 @@ def test_a_reply_acknowledged_by_the_link_survives_a_sigkill(
         metadata = bearer_metadata(registered.token)
         with ControlClient(f"127.0.0.1:{control}") as client:
             run = client.submit(app)
+        # Open until the link dies: a node whose stream ends goes offline.
         call = stub.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata, timeout=WAIT_S)
         request = message_from_proto(next(call).message, {})
-        call.cancel()
         reply = Message(RecordDict({"metrics": MetricRecord({"acked": 1})}), reply_to=request)
         reply_proto, _ = message_to_proto(reply.with_metadata(src_node_id=registered.node_id))
 
@@ -296,3 +305,85 @@ def test_a_reply_acknowledged_by_the_link_survives_a_sigkill(
             timeout=WAIT_S,
         )
     assert again.message_id == acked.message_id
+
+
+STOPPABLE_SERVER_APP = """
+from corolla.core import ConfigRecord, Message, RecordDict
+from corolla.server import ServerApp
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid, context):
+    (node_id,) = grid.wait_for_nodes(1, 60)
+    content = RecordDict({"config": ConfigRecord({"hang": bool(context.run_config["hang"])})})
+    ids = grid.send([Message(content, dst_node_id=node_id, message_type="train")])
+    (reply,) = list(grid.receive(ids, timeout=3600))
+    if reply.has_error():
+        raise SystemExit(reply.error.reason)
+"""
+
+STOPPABLE_CLIENT_APP = """
+import os
+import time
+
+from corolla.client import ClientApp
+from corolla.core import Message, MetricRecord, RecordDict
+
+app = ClientApp()
+
+
+@app.train()
+def train(message, context):
+    if message.content["config"]["hang"]:
+        with open(context.node_config["hang-file"], "w") as marker:
+            marker.write(str(os.getpid()))
+        time.sleep(3600)
+    return Message(RecordDict({"metrics": MetricRecord({"trained": 1})}), reply_to=message)
+"""
+
+
+def test_a_run_stopped_while_its_client_app_hangs_frees_the_node_for_the_next_run(
+    processes: Processes, tmp_path: Path
+) -> None:
+    # Arrange: one node, whose ClientApp calls may take an hour (the default), and a run
+    # whose ClientApp hangs
+    fleet, control = _free_port(), _free_port()
+    _start_link(processes, tmp_path / "link", fleet, control)
+    hang = tmp_path / "hang.pid"
+    processes.start(
+        "node", "node", "--link", f"127.0.0.1:{fleet}", "--state", str(tmp_path / "node"),
+        "--node-config", f"hang-file={hang}",
+    )  # fmt: skip
+    app = _app(
+        tmp_path / "app",
+        "stoppable_app",
+        STOPPABLE_SERVER_APP,
+        STOPPABLE_CLIENT_APP,
+        config="hang = false\n",
+    )
+    with ControlClient(f"127.0.0.1:{control}") as client:
+        _until("the node online", lambda: len(_online(client)) == 1)
+        hung = client.submit(app, {"hang": True})
+        _until("the ClientApp to hang", lambda: hang.is_file() and hang.read_text() != "")
+        client_app = int(hang.read_text())
+
+        # Act
+        client.stop_run(hung.run_id)
+        _until("the node to kill the stopped run's ClientApp", lambda: not _alive(client_app))
+        after = client.submit(app, {"hang": False})
+        events = [event for _, event in client.events(after.run_id, timeout=WAIT_S)]
+        stopped, finished = client.get_run(hung.run_id), client.get_run(after.run_id)
+        online = _online(client)
+
+    # Assert
+    assert stopped.status == run_pb2.RUN_STATUS_STOPPED
+    assert finished.status == run_pb2.RUN_STATUS_FINISHED, finished.status_reason
+    assert [e.data["status"] for e in events if e.kind == "run.end"] == ["finished"]
+    assert len(online) == 1
+    # The node said what it did (``corolla node`` logs at INFO).
+    log = (tmp_path / "node.log").read_text()
+    assert f"run {hung.run_id} ended (stopped by a user)" in log
+    assert f"serving run {after.run_id} (app stoppable_app)" in log
+    assert f"run {after.run_id}: train message" in log and "answered in" in log

@@ -133,6 +133,14 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
         channel_credentials(tmp_path / "nope.pem")
 
 
+def test_a_ca_file_that_holds_no_certificate_is_a_config_error(tmp_path: Path) -> None:
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate\n")
+
+    with pytest.raises(ConfigError, match="holds no PEM certificate"):
+        channel_credentials(garbage)
+
+
 def test_client_certificate_needs_its_key(certs: CertificateFiles) -> None:
     with pytest.raises(ConfigError, match="both"):
         channel_credentials(certs.ca_certificate, certificate=certs.node_certificate)

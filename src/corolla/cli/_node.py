@@ -1,8 +1,16 @@
-"""``corolla node``: run a node daemon connected to a link until interrupted."""
+"""``corolla node``: run a node daemon connected to a link until interrupted.
+
+The node says what it does on standard error (its INFO log lines: registration, runs,
+messages, ClientApp errors). It retries a connection that drops for as long as it
+runs, and ends with an error (exit status 2) when its first connection fails because
+of its settings: a CA that did not sign the link's certificate, an address where no
+Fleet service answers.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 from pathlib import Path
 from typing import Any
@@ -12,6 +20,7 @@ from rich.console import Console
 from ..project import parse_overrides
 from ..runtime import Node
 from ..transport import parse_address
+from ..runtime.node import DEFAULT_MAX_MESSAGE_S, DEFAULT_RUN_PROCESSES
 from ..tuning import return_freed_buffers
 from ._run import corolla_home
 
@@ -49,12 +58,31 @@ def add_node_parser(commands: Any) -> None:
         "--root-certificates", type=Path, help="CA file to verify the link's certificate"
     )
     security.add_argument("--insecure", action="store_true", help="no TLS, even off loopback")
+    parser.add_argument(
+        "--max-message-seconds",
+        type=float,
+        default=DEFAULT_MAX_MESSAGE_S,
+        metavar="SECONDS",
+        help="the longest a ClientApp call may take, whatever the message's TTL; a call "
+        "that overruns it is killed and answered with an error (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--max-run-processes",
+        type=int,
+        default=DEFAULT_RUN_PROCESSES,
+        metavar="N",
+        help="runs whose ClientApp processes the node keeps at once; another run's "
+        "message stops the least recently used (default: %(default)s)",
+    )
     parser.set_defaults(handler=node_command)
 
 
 def node_command(args: argparse.Namespace, console: Console) -> int:
     address = str(parse_address(args.link, what="--link", example_port=9092))
     return_freed_buffers()
+    log = logging.getLogger("corolla.runtime.node")
+    if log.getEffectiveLevel() > logging.INFO:  # unless --verbose asked for more
+        log.setLevel(logging.INFO)
     node = Node(
         address,
         args.state or corolla_home() / "node",
@@ -62,6 +90,8 @@ def node_command(args: argparse.Namespace, console: Console) -> int:
         attributes=parse_overrides(args.attributes),
         root_certificates=args.root_certificates,
         insecure=args.insecure,
+        max_message_s=args.max_message_seconds,
+        max_run_processes=args.max_run_processes,
     )
 
     def terminate(signum: int, frame: object) -> None:
@@ -80,4 +110,6 @@ def node_command(args: argparse.Namespace, console: Console) -> int:
                 pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if node.error is not None:  # its first connection failed for a setting
+        raise node.error
     return 0

@@ -4,7 +4,9 @@ Each worker is a spawned process connected by a pipe. Message contents are place
 shared memory once per batch (see ``_shm``), so a global model is never pickled per node.
 Workers fold successful replies into the task's aggregator and send back only the partial
 aggregate, through shared memory too. A worker that dies or overruns the timeout is killed
-and replaced; the calls it held become error replies, and the run goes on.
+and replaced; the calls it held become error replies, and the run goes on. A worker is
+replaced at once (the simulation's default), or lazily, when the next batch comes (a
+node's run process: one whose run ended meanwhile is never started again).
 
 Shared memory segments are reused rather than created afresh for every batch: the pages of
 a new segment are faulted in on first write at several times the cost of the write. The
@@ -30,12 +32,13 @@ import contextlib
 import multiprocessing
 import os
 import pickle
+import signal
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from multiprocessing.shared_memory import SharedMemory
+from pathlib import Path
 from typing import Any
 
 from ..core import (
@@ -49,21 +52,9 @@ from ..core import (
     UserConfigValue,
 )
 from ..project import ComponentRef
-from ..tuning import array_pages_for_this_machine, keep_freed_memory
-from ._executor import Call, Executor, Task, TaskResult, execute_task
-from ._shm import (
-    INLINE_LIMIT,
-    Payload,
-    SegmentCache,
-    SegmentPool,
-    abandon,
-    attach,
-    carve,
-    carved_size,
-    pack,
-    release,
-    unpack,
-)
+from ._executor import Executor, Task, TaskResult
+from ._shm import Payload, SegmentPool, abandon, attach, pack, release, unpack
+from ._worker import worker_main
 
 __all__ = ["ProcessExecutor"]
 
@@ -73,93 +64,13 @@ AppSource = ComponentRef | Callable[..., Any]
 _WireCall = tuple[Any, int, int, Mapping[str, UserConfigValue], RecordDict]
 
 
-def _worker_main(
-    conn: Connection, app_pickle: bytes, run_id: int, run_config: dict[str, Any]
-) -> None:
-    keep_freed_memory()
-    try:
-        source = pickle.loads(app_pickle)
-        app = source.load() if isinstance(source, ComponentRef) else source
-        if not callable(app):
-            raise AppLoadError(f"{source!r} did not give a callable ClientApp")
-    except BaseException as exc:
-        conn.send(("load_error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
-        return
-    conn.send(("ready", os.getpid()))
-    cache = SegmentCache()
-    pool = SegmentPool()
-    try:
-        with array_pages_for_this_machine():
-            _serve(conn, app, run_id, run_config, cache, pool)
-    finally:
-        cache.close()
-        pool.close()
-
-
-def _serve(
-    conn: Connection,
-    app: Callable[..., Any],
-    run_id: int,
-    run_config: dict[str, Any],
-    cache: SegmentCache,
-    pool: SegmentPool,
-) -> None:
-    while True:
-        try:
-            request = conn.recv()
-        except EOFError:
-            return
-        if request is None:
-            return
-        for name in request[-1]:
-            pool.release(name)
-        if request[0] == "detach":
-            conn.send(("detached", cache.retain_only(set())))
-            continue
-        _, index, wire_calls, contents, aggregator_data, _ = request
-        loaded = {key: cache.load(payload) for key, payload in contents.items()}
-        closed = cache.retain_only({p.segment for p in contents.values() if p.segment is not None})
-        calls = [
-            Call(Message(loaded[key], metadata=meta), node_id, node_config, state)
-            for meta, key, node_id, node_config, state in wire_calls
-        ]
-        aggregator = pickle.loads(aggregator_data) if aggregator_data is not None else None
-        workspace = _shared_workspace(aggregator, pool)
-        result = execute_task(app, Task(index, calls, aggregator), run_id, run_config)
-        del calls, loaded, aggregator
-        payload, _ = pack(
-            (result.aggregator, result.replies, result.states), pool, within=workspace
-        )
-        if workspace is not None and payload.segment != workspace.name:
-            pool.release(workspace.name)  # nothing was folded into it
-        # Drop the task's objects before waiting for the next request, so that nothing here
-        # views its contents when the executor asks for them back.
-        del result
-        conn.send(("result", index, payload, len(wire_calls), closed))
-
-
-def _shared_workspace(aggregator: Any, pool: SegmentPool) -> SharedMemory | None:
-    """A pool segment the aggregator folds into, when it can say its accumulators' layout
-    in advance (``workspace_layout``/``use_workspace``, as FedAvg's ``WeightedAverage``
-    can): its partial aggregate then travels back without being copied, and the worker's
-    accumulators are memory the pool reuses round after round."""
-    layout_of = getattr(aggregator, "workspace_layout", None)
-    layout = layout_of() if callable(layout_of) else None
-    if not layout:
-        return None
-    size = carved_size(layout)
-    if size < INLINE_LIMIT:
-        return None
-    segment = pool.acquire(size)
-    aggregator.use_workspace(carve(segment, layout))
-    return segment
-
-
 class _Worker:
     def __init__(self, process: BaseProcess, conn: Connection) -> None:
         self.process = process
         self.conn = conn
         self.task: Task | None = None
+        # Whether it said it loaded the app (see _await_ready).
+        self.ready = False
         # Content segments it may still map, result segments of its own it may reuse, and
         # every result segment it has written (unlinked here if it dies).
         self.attached: set[str] = set()
@@ -169,6 +80,19 @@ class _Worker:
     def take_released(self) -> list[str]:
         released, self.released = self.released, []
         return released
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    """How a process ended, for an error reply: its exit status or the signal that killed it."""
+    if exitcode is None:
+        return "ended"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+        return f"was killed by signal {-exitcode} ({name})"
+    return f"exited with status {exitcode}"
 
 
 def _failed(task: Task, code: ErrorCode, reason: str) -> TaskResult:
@@ -192,6 +116,13 @@ class ProcessExecutor(Executor):
         handlers are module-level functions).
     start_timeout
         Seconds a worker may take to start and load the app.
+    working_dir
+        The directory workers run in (created if missing); the caller's by default.
+    lazy_restart
+        Start a worker that died or overran a deadline again only when the next batch
+        comes, rather than at once.
+    process_name
+        The name of the worker processes.
 
     Raises
     ------
@@ -206,6 +137,10 @@ class ProcessExecutor(Executor):
         run_config: Mapping[str, UserConfigValue] | None = None,
         num_workers: int | None = None,
         start_timeout: float = 120.0,
+        *,
+        working_dir: str | os.PathLike[str] | None = None,
+        lazy_restart: bool = False,
+        process_name: str = "corolla-sim-worker",
     ) -> None:
         workers = num_workers if num_workers is not None else (os.cpu_count() or 1)
         if workers < 1:
@@ -222,6 +157,10 @@ class ProcessExecutor(Executor):
         self._run_config = dict(run_config or {})
         self._num_workers = workers
         self._start_timeout = start_timeout
+        self._working_dir = None if working_dir is None else str(Path(working_dir).resolve())
+        self._lazy_restart = lazy_restart
+        self._process_name = process_name
+        self._started = False
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._contents = SegmentPool()
@@ -240,9 +179,9 @@ class ProcessExecutor(Executor):
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=_worker_main,
-            args=(child, self._app_pickle, self._run_id, self._run_config),
-            name="corolla-sim-worker",
+            target=worker_main,
+            args=(child, self._app_pickle, self._run_id, self._run_config, self._working_dir),
+            name=self._process_name,
             daemon=True,
         )
         process.start()
@@ -258,38 +197,96 @@ class ProcessExecutor(Executor):
             try:
                 kind, detail = worker.conn.recv()
             except EOFError:
+                worker.process.join(timeout=5)
                 raise ExecutionError(
-                    f"a worker exited while starting (exit code {worker.process.exitcode}); "
+                    f"a worker {_describe_exit(worker.process.exitcode)} while starting; "
                     "a script that runs a simulation must guard it with "
                     "`if __name__ == '__main__':`"
                 ) from None
             if kind == "load_error":
                 raise AppLoadError(f"worker could not load the ClientApp: {detail}")
+            worker.ready = True
 
-    def start(self) -> None:
-        if self._workers:
+    def start(self, *, wait: bool = True) -> None:
+        """Start the workers; with ``wait``, until they loaded the app.
+
+        Without ``wait`` this returns at once, and the first :meth:`run` waits for them
+        (and raises what :meth:`start` would have): a caller has other work to do while
+        the workers load the app.
+
+        Raises
+        ------
+        AppLoadError
+            If a worker cannot load the ClientApp.
+        ExecutionError
+            If a worker does not start within ``start_timeout`` or exits while starting.
+        """
+        if self._started:
             return
-        self._workers = [self._spawn() for _ in range(self._num_workers)]
+        self._started = True
         try:
-            self._await_ready(self._workers)
+            self._refill(wait=wait)
         except BaseException:
             self.close()
+            raise
+
+    def _refill(self, *, wait: bool = True) -> None:
+        """Start workers up to ``num_workers``; with ``wait``, until every worker loaded
+        the app. A worker that cannot is stopped (and started again by the next call).
+
+        Raises
+        ------
+        AppLoadError
+            If a worker cannot load the ClientApp.
+        ExecutionError
+            If a worker does not start in time or exits while starting.
+        """
+        self._workers.extend(self._spawn() for _ in range(self._num_workers - len(self._workers)))
+        starting = [w for w in self._workers if not w.ready]
+        if not wait or not starting:
+            return
+        try:
+            self._await_ready(starting)
+        except BaseException:
+            for worker in starting:
+                _stop(worker, kill=True)
+                self._workers.remove(worker)
             raise
 
     def _replace(self, worker: _Worker) -> None:
         _stop(worker, kill=True)
         for name in worker.owned:
             _unlink(name)
-        fresh = self._spawn()
-        index = self._workers.index(worker)
-        self._workers[index] = fresh
+        self._workers.remove(worker)
         self._reclaim()
-        self._await_ready([fresh])
+        if not self._lazy_restart:
+            self._refill()
+
+    def kill(self) -> None:
+        """Kill the worker processes now; the calls they run end with ``WORKER_CRASHED``
+        error replies. Unlike every other method, it may be called from any thread (to
+        stop a call that :meth:`run` waits for)."""
+        for worker in list(self._workers):
+            with contextlib.suppress(OSError, ValueError):  # ended or closed meanwhile
+                worker.process.kill()
 
     def run(self, tasks: Sequence[Task], timeout: float | None = None) -> Iterator[TaskResult]:
-        if not self._workers:
+        """See :meth:`Executor.run`.
+
+        Raises
+        ------
+        ExecutionError
+            If the executor was not started, or a worker started again (lazily) does not
+            start in time.
+        AppLoadError
+            If a worker started again cannot load the ClientApp.
+        """
+        if not self._started:
             raise ExecutionError("ProcessExecutor.run() called before start()")
         self._close_held()
+        # Workers started lazily, or without waiting, load the app before the timeout
+        # starts: it bounds the calls, not the loading.
+        self._refill()
         contents, segments = self._pack_contents(tasks)
         deadline = None if timeout is None else time.monotonic() + timeout
         position = {task.index: i for i, task in enumerate(tasks)}
@@ -301,6 +298,7 @@ class ProcessExecutor(Executor):
         max_ahead = 2 * self._num_workers
         try:
             while oldest < len(tasks):
+                self._refill()  # workers that died mid-batch, replaced lazily
                 for worker in self._workers:
                     if worker.task is None and queue and queue[0] < oldest + max_ahead:
                         self._dispatch(worker, tasks[queue.popleft()], contents)
@@ -310,7 +308,7 @@ class ProcessExecutor(Executor):
                 results = (
                     [r for r in (self._collect(w, ready) for w in busy) if r is not None]
                     if ready
-                    else self._expire(busy, queue, tasks)
+                    else self._expire(busy, queue, tasks, timeout)
                 )
                 for result in results:
                     done[position[result.index]] = True
@@ -347,7 +345,9 @@ class ProcessExecutor(Executor):
         sent = {k: contents[k] for k in keys}
         worker.attached.update(p.segment for p in sent.values() if p.segment is not None)
         worker.task = task
-        worker.conn.send(("task", task.index, wire, sent, aggregator, worker.take_released()))
+        # A worker that died (or was killed) meanwhile: its sentinel says so, then _collect.
+        with contextlib.suppress(OSError):
+            worker.conn.send(("task", task.index, wire, sent, aggregator, worker.take_released()))
 
     def _close_read(self) -> None:
         """Close the result segments nothing views any more; their writers may reuse them."""
@@ -401,12 +401,12 @@ class ProcessExecutor(Executor):
                 self._detached(worker, closed)
                 return self._unpack_result(worker, index, payload, num_calls)
         if worker.process.sentinel in ready or not worker.process.is_alive():
+            worker.process.join(timeout=5)  # its exit status
             code = worker.process.exitcode
             worker.task = None
             self._replace(worker)
-            return _failed(
-                task, ErrorCode.WORKER_CRASHED, f"simulation worker died (exit code {code})"
-            )
+            reason = f"the ClientApp's worker process {_describe_exit(code)}"
+            return _failed(task, ErrorCode.WORKER_CRASHED, reason)
         return None
 
     def _unpack_result(
@@ -421,15 +421,21 @@ class ProcessExecutor(Executor):
         return TaskResult(index, aggregator, replies, states, num_calls)
 
     def _expire(
-        self, busy: list[_Worker], queue: collections.deque[int], tasks: Sequence[Task]
+        self,
+        busy: list[_Worker],
+        queue: collections.deque[int],
+        tasks: Sequence[Task],
+        timeout: float | None,
     ) -> list[TaskResult]:
         results = []
+        limit = "its deadline" if timeout is None else f"its deadline of {timeout:g} s"
+        reason = f"the ClientApp call overran {limit}; its worker process was killed"
         for worker in busy:
             task = worker.task
             assert task is not None
             worker.task = None
             self._replace(worker)
-            results.append(_failed(task, ErrorCode.TIMEOUT, "ClientApp call timed out"))
+            results.append(_failed(task, ErrorCode.TIMEOUT, reason))
         while queue:
             results.append(
                 _failed(tasks[queue.popleft()], ErrorCode.TIMEOUT, "not run before the timeout")
@@ -438,14 +444,18 @@ class ProcessExecutor(Executor):
 
     def _drain(self) -> None:
         """Forget tasks abandoned by a consumer that stopped early."""
-        for worker in self._workers:
+        for worker in list(self._workers):
             if worker.task is not None:
                 worker.task = None
                 self._replace(worker)
 
     def close(self) -> None:
+        self._started = False
         for worker in self._workers:
             _stop(worker, kill=False)
+            # A worker that was killed left its result segments behind.
+            for name in worker.owned:
+                _unlink(name)
         self._workers = []
         self._contents.close()
         self._retired = set()

@@ -239,6 +239,22 @@ def _read(path: str | os.PathLike[str], what: str) -> bytes:
         raise ConfigError(f"cannot read the {what} {os.fspath(path)!r}: {exc}") from exc
 
 
+def _read_ca(path: str | os.PathLike[str]) -> bytes:
+    """The PEM certificates of a CA file, checked here: gRPC would take any bytes, and
+    fail each connection later with its own log lines."""
+    data = _read(path, "CA")
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise ConfigError(
+            f"the CA {os.fspath(path)!r} holds no PEM certificate: give the CA certificate "
+            "that signed the link's (`corolla certs` writes it as ca.pem)"
+        ) from exc
+    return data
+
+
 def server_credentials(
     certificate: str | os.PathLike[str],
     private_key: str | os.PathLike[str],
@@ -276,13 +292,13 @@ def channel_credentials(
     Raises
     ------
     ConfigError
-        If a file cannot be read, or only one of ``certificate`` and ``private_key``
-        is given.
+        If a file cannot be read, ``root_certificates`` holds no PEM certificate, or
+        only one of ``certificate`` and ``private_key`` is given.
     """
     if (certificate is None) != (private_key is None):
         raise ConfigError("give both the client certificate and its private key, or neither")
     return grpc.ssl_channel_credentials(
-        root_certificates=None if root_certificates is None else _read(root_certificates, "CA"),
+        root_certificates=None if root_certificates is None else _read_ca(root_certificates),
         private_key=None if private_key is None else _read(private_key, "private key"),
         certificate_chain=None if certificate is None else _read(certificate, "certificate"),
     )

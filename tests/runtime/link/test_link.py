@@ -26,7 +26,7 @@ from corolla.core import (
     decode_array,
     encode_array,
 )
-from corolla.runtime import GrpcGrid, Link, LinkStatus
+from corolla.runtime import ControlClient, GrpcGrid, Link, LinkStatus
 from corolla.runtime.link import LinkLimits, _link
 from corolla.state import NodeAuthenticationError
 from corolla.strategy import AttributeSelection
@@ -66,12 +66,10 @@ def _grid(link: Link, channel: grpc.Channel) -> GrpcGrid:
 def _receive(
     fleet: fleet_pb2_grpc.FleetStub, metadata: tuple[tuple[str, str]], count: int
 ) -> list[message_pb2.Message]:
-    """The first ``count`` messages of a Receive stream, which is then closed."""
+    """The first ``count`` messages of a new Receive stream, which stays open until the
+    test ends (see the ``fleet`` fixture)."""
     call = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata, timeout=30)
-    try:
-        return [next(call).message for _ in range(count)]
-    finally:
-        call.cancel()
+    return [next(call).message for _ in range(count)]
 
 
 def _only_entry(proto: message_pb2.Message) -> records_pb2.ArrayEntry:
@@ -226,8 +224,6 @@ def test_messages_reach_nodes_and_replies_reach_the_server_app(
     )
     for thread in threads:
         thread.join(10)
-    for call in calls:
-        call.cancel()
 
     # Assert: pushed at once, the model stored once
     assert sorted(received) == sorted(node_id for node_id, _ in nodes)
@@ -399,13 +395,39 @@ def test_a_message_not_replied_to_comes_again_on_a_new_stream(
     (message_id,) = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
     first = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
     assert next(first).message.metadata.message_id == message_id
-    first.cancel()
 
+    # A node reconnecting before the link noticed its old stream is gone
     again = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
     redelivered = next(again).message.metadata.message_id
-    again.cancel()
 
     assert redelivered == message_id
+    assert link.state.get_node(node_id).online
+
+
+def test_a_node_whose_stream_ends_goes_offline_and_is_online_again_once_it_registers(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    # Arrange: a message delivered to a node on its only stream
+    node_id, metadata = _register(fleet)
+    grid = _grid(link, appio_channel)
+    (message_id,) = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
+    call = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
+    next(call)
+
+    # Act: the stream ends (the node's connection dropped); no heartbeat was missed
+    call.cancel()
+    (reply,) = grid.receive([message_id], timeout=30)
+    offline = link.state.get_node(node_id)
+    token = dict(metadata)["authorization"].removeprefix("Bearer ")
+    fleet.RegisterNode(fleet_pb2.RegisterNodeRequest(node_id=node_id, token=token))
+
+    # Assert
+    assert reply.error.code == ErrorCode.NODE_UNAVAILABLE
+    assert "disconnected" in reply.error.reason
+    assert not offline.online
+    assert link.state.get_node(node_id).online
+    leave = [e.event for e in link.state.read_events(0) if e.event.kind == "node.leave"]
+    assert [e.node_id for e in leave] == [node_id]
 
 
 def test_a_silent_node_goes_offline_and_its_message_is_answered_with_an_error(
@@ -547,8 +569,12 @@ def test_a_round_s_blobs_are_deleted_once_the_server_app_received_its_replies(
     model = np.arange(INLINE_ARRAY_BYTES // 4 + 1, dtype=np.float32)
     content = RecordDict({"arrays": ArrayRecord({"w": model})})
     ids = grid.send([Message(content, dst_node_id=n, message_type="train") for n, _ in nodes])
+    streams = {
+        node_id: fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata, timeout=30)
+        for node_id, metadata in nodes
+    }
     for node_id, metadata in nodes:
-        (proto,) = _receive(fleet, metadata, 1)
+        proto = next(streams[node_id]).message
         request = message_from_proto(proto, {_only_entry(proto).sha256: model})
         update = ArrayRecord({"w": model + node_id})
         reply = Message(RecordDict({"arrays": update}), reply_to=request)
@@ -571,7 +597,7 @@ def test_a_round_s_blobs_are_deleted_once_the_server_app_received_its_replies(
         list(grid.receive(ids, timeout=1))
     # The same model sent again is uploaded again.
     (again,) = grid.send([Message(content, dst_node_id=nodes[0][0], message_type="train")])
-    (proto,) = _receive(fleet, nodes[0][1], 1)
+    proto = next(streams[nodes[0][0]]).message
     assert proto.metadata.message_id == again and _only_entry(proto).sha256 in _blob_files(link)
 
 
@@ -711,3 +737,36 @@ def test_the_link_hands_memory_back_once_its_array_transfers_have_stopped(
     assert before == 1
     assert len(after) == 1  # once after the transfer, not at every sweep
     assert after[0] - pushed >= 0.25
+
+
+def test_nodes_running_a_stopped_run_s_messages_are_told_at_once(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    # Arrange: two nodes handed a message of the run, one of them asking for notices,
+    # and a third node that was sent nothing of it
+    (told, told_md), (old, old_md), (idle, idle_md) = [_register(fleet) for _ in range(3)]
+    grid = _grid(link, appio_channel)
+    ids = grid.send(
+        [Message(RecordDict(), dst_node_id=n, message_type="train") for n in (told, old)]
+    )
+    request = fleet_pb2.ReceiveRequest(run_notices=True)
+    told_stream = fleet.Receive(request, metadata=told_md, timeout=30)
+    old_stream = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=old_md, timeout=30)
+    idle_stream = fleet.Receive(request, metadata=idle_md, timeout=30)
+    assert next(told_stream).message.metadata.message_id in ids
+    assert next(old_stream).message.metadata.message_id in ids
+
+    # Act
+    with ControlClient(link.control_address) as client:
+        client.stop_run(grid.run_id, "enough")
+    notice = next(told_stream)
+
+    # Assert: the node running its message is told, the messages were answered
+    assert notice.WhichOneof("item") == "run_ended"
+    assert (notice.run_ended.run_id, notice.run_ended.reason) == (grid.run_id, "stopped: enough")
+    assert {link.state.message_status(i).value for i in ids} == {"failed"}
+    # The others get nothing: a message sent now to each is the next thing they read.
+    later = _grid(link, appio_channel)
+    later.send([Message(RecordDict(), dst_node_id=n, message_type="train") for n in (old, idle)])
+    assert next(old_stream).WhichOneof("item") == "message"
+    assert next(idle_stream).WhichOneof("item") == "message"

@@ -45,11 +45,9 @@ def _delivered(
             for _ in range(count)
         ]
     )
+    # The stream stays open until the test ends (see the ``fleet`` fixture).
     call = fleet.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata, timeout=WAIT_S)
-    try:
-        received = {p.metadata.message_id: p for p in (next(call).message for _ in range(count))}
-    finally:
-        call.cancel()
+    received = {p.metadata.message_id: p for p in (next(call).message for _ in range(count))}
     requests = [message_from_proto(received[message_id], {}) for message_id in ids]
     return grid, registered.node_id, metadata, requests
 

@@ -127,6 +127,9 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             if not state.get_run(request.run_id).status.ended:
                 raise
         self._runs.stop(request.run_id)
+        # The nodes running its messages stop them now, not when their ClientApp returns.
+        why = f"stopped: {request.reason}" if request.reason else "stopped by a user"
+        self._shared.run_ends.ended(request.run_id, why)
         self._shared.signals.notify([events_key(request.run_id)])
         return control_pb2.StopRunResponse(
             run=run_to_proto(self._shared, state.get_run(request.run_id))

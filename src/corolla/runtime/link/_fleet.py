@@ -7,6 +7,9 @@ round, handing out its messages and storing its reply, are gathered across nodes
 batches (see ``_batching``): one thread hop, one transaction and one fsync for all the
 replies that arrived while the previous batch was stored.
 
+A node's ``Receive`` stream also carries notices of runs that ended (``_run_ends``), and
+its end marks the node offline at once (``_presence``).
+
 Tokens on the wire are ``<node_id>.<secret>``: the state keeps only the secret's hash,
 keyed by node id, so the link reads the id from the token and checks the secret. Every
 call of a node presents its token; once the state accepted one, the servicer remembers
@@ -52,6 +55,7 @@ from ._batching import LoopBatcher
 from ._handlers import aio_servicer_errors, aio_stream_errors
 from ._names import node_namer
 from ._payloads import data_bytes, serve_payload, store_pushed
+from ._presence import Presence
 from ._records import check_config_size, run_to_proto
 from ._resources import LinkResources
 from ._traffic import Transfer
@@ -148,6 +152,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self._lock = threading.Lock()
         self._in_flight: dict[int, dict[str, StoredMessage]] = {}
         self._tokens = _TokenCache()
+        self._presence = Presence(shared)
         limits = shared.limits
         self._download_slots = asyncio.Semaphore(limits.download_streams)
         self._upload_slots = asyncio.Semaphore(limits.upload_streams)
@@ -270,6 +275,19 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     ) -> AsyncIterator[bytes]:
         node_id = await self._node_id(context)
         shared = self._shared
+        if self._presence.opened(node_id):
+            await self._blocking(self._presence.back_online, node_id)
+        try:
+            async for response in self._receive(node_id, request.run_notices):
+                yield response
+        finally:
+            # However the stream ended (the node went away: gRPC cancels this coroutine),
+            # unless the link is stopping. Not awaited: a cancelled coroutine cannot wait.
+            if self._presence.closed(node_id) and not shared.signals.closed:
+                self._executor.submit(self._presence.disconnected, node_id)
+
+    async def _receive(self, node_id: int, notices: bool) -> AsyncIterator[bytes]:
+        shared = self._shared
         key = node_key(node_id)
         for stored in await self._blocking(self._redeliveries, node_id):
             yield _receive_response(shared.contents.serialized(stored, inline=True))
@@ -277,11 +295,14 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         while not shared.signals.closed:
             seen = shared.signals.generation(key)
             if changed:
+                if notices:
+                    for run_id, reason in shared.run_ends.take(node_id):
+                        yield _run_ended_response(run_id, reason)
                 for stored in await self._deliveries.submit(node_id):
                     yield _receive_response(shared.contents.serialized(stored, inline=True))
-            # Woken at once when a message is stored for this node; a caller that goes
-            # away cancels the stream. The timeout brings nothing new, so a thousand idle
-            # nodes cost no state transactions.
+            # Woken at once when a message is stored for this node or a run it serves
+            # ends; a caller that goes away cancels the stream. The timeout brings nothing
+            # new, so a thousand idle nodes cost no state transactions.
             changed = await shared.signals.wait_async(key, seen, _LIVENESS_S)
 
     def _deliver(self, node_ids: Sequence[int]) -> list[list[StoredMessage] | BaseException]:
@@ -298,6 +319,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             given.add(node_id)
             for stored in outcome:
                 self._handed_out(node_id, stored)
+            if outcome:
+                self._shared.run_ends.handed_out(node_id, {s.metadata.run_id for s in outcome})
             results.append(outcome)
         return results
 
@@ -501,6 +524,12 @@ def _reply_size(item: tuple[int, message_pb2.Message]) -> int:
 def _receive_response(message: bytes) -> bytes:
     """A serialized ``ReceiveResponse`` carrying the serialized ``message``."""
     return length_delimited(1, message)
+
+
+def _run_ended_response(run_id: int, reason: str) -> bytes:
+    """A serialized ``ReceiveResponse`` telling that run ``run_id`` ended."""
+    notice = fleet_pb2.RunEnded(run_id=run_id, reason=reason)
+    return fleet_pb2.ReceiveResponse(run_ended=notice).SerializeToString()
 
 
 def _identity(context: Context) -> NodeIdentity:

@@ -14,6 +14,7 @@ from ._contents import MessageContents
 from ._limits import LinkLimits
 from ._names import NamedBlobs
 from ._replaced import ReplacedCheckpoints
+from ._run_ends import RunEnds
 from ._traffic import TrafficMeter
 from ._wakeups import Signals
 
@@ -42,6 +43,8 @@ class LinkResources:
     contents: MessageContents
     #: Checkpoint records replaced by newer ones, to collect.
     replaced: ReplacedCheckpoints
+    #: The nodes to tell that a run ended (see ``_run_ends``).
+    run_ends: RunEnds
 
     @classmethod
     def create(
@@ -55,10 +58,11 @@ class LinkResources:
         limits = limits or LinkLimits()
         clock = clock or SystemClock()
         names = NamedBlobs(blobs, limits.named_grace_s, clock.monotonic)
+        signals = Signals()
         return cls(
             state=state,
             blobs=blobs,
-            signals=Signals(),
+            signals=signals,
             apps_dir=apps_dir,
             limits=limits,
             clock=clock,
@@ -66,6 +70,7 @@ class LinkResources:
             names=names,
             contents=MessageContents(blobs, names),
             replaced=ReplacedCheckpoints(),
+            run_ends=RunEnds(signals),
         )
 
     def redact(self, text: str) -> str:

@@ -32,7 +32,7 @@ from ._collection import collect_released, collect_run
 from ._resources import LinkResources
 from ._wakeups import events_key, replies_key
 
-__all__ = ["RunProcesses", "installed_app"]
+__all__ = ["RunProcesses", "absolute_search_path", "installed_app"]
 
 _log = logging.getLogger("corolla.runtime.link")
 
@@ -131,6 +131,10 @@ class RunProcesses:
         if isinstance(self._shared.blobs, DirectoryBlobStore):  # read in place: ArrayCache
             env[BLOBS_ENV] = str(self._shared.blobs.root.resolve())
         env["PYTHONUNBUFFERED"] = "1"
+        if env.get("PYTHONPATH"):
+            # The process starts in the app's directory: a relative entry would find
+            # another Corolla than the link's, or none.
+            env["PYTHONPATH"] = absolute_search_path(env["PYTHONPATH"])
         app_dir = installed_app(shared, run.bundle_hash)
         command = [
             self._python,
@@ -220,6 +224,8 @@ class RunProcesses:
             return
         finally:
             shared.signals.notify([replies_key(run_id), events_key(run_id)])
+        # Nodes still running its messages (ones its ServerApp did not wait for) stop them.
+        shared.run_ends.ended(run_id, status.value)
         self._collect(run_id)
 
     def collect_released(
@@ -336,6 +342,12 @@ class RunProcesses:
             collectors = list(self._collectors)
         for collector in collectors:
             collector.join(_STOP_GRACE_S)
+
+
+def absolute_search_path(value: str) -> str:
+    """A ``PYTHONPATH`` whose relative entries are made absolute from this process's
+    working directory (empty entries, which mean the working directory, too)."""
+    return os.pathsep.join(os.path.abspath(entry or os.curdir) for entry in value.split(os.pathsep))
 
 
 def installed_app(shared: LinkResources, bundle_hash: str) -> Path:

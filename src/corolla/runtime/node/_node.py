@@ -2,68 +2,56 @@
 
 It connects outbound only: it registers with the link (rejoining with the id and token
 kept in its state directory), keeps a heartbeat going, and holds a ``Receive`` stream
-open, on which the link pushes messages as soon as they exist. For each message it
-installs the run's app bundle if needed (one directory per bundle hash), downloads the
-arrays it does not hold and that did not come inline, runs the ClientApp with the run's
-context (whose state is kept on disk), and sends the reply on a stream kept open beside
-``Receive``: its small arrays inline, the others uploaded first where the link lacks
-them. A failure at any step becomes an error reply. A broken connection is retried
-with exponential backoff, forever, until :meth:`Node.stop`.
+open, on which the link pushes messages as soon as they exist and tells it when a run
+ends. Its connection thread only reads that stream: the messages are served, one at a
+time, by a thread of their own (``_runner``), each run's ClientApp in a child process
+of its own (``_run_processes``), so that a ClientApp that crashes, exits or hangs costs
+an error reply, never the node, and a run stopped with ``corolla stop`` frees the node
+at once.
+
+A connection that drops is retried with exponential backoff until :meth:`Node.stop`.
+One that never worked because of the node's settings (a CA that did not sign the
+link's certificate, an address with no Fleet service) ends the node with a
+:class:`~corolla.core.ConfigError`, in :attr:`Node.error` (see ``_connection``).
+
+The node logs (logger ``corolla.runtime.node``, INFO) its registration, each run it
+starts serving, each message it answers, and its ClientApps' errors (WARNING).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import math
 import os
-import sys
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import grpc
 
-from corolla.client import run_client_app
-from corolla.core import (
-    AppLoadError,
-    Context,
-    CorollaError,
-    Error,
-    ErrorCode,
-    Message,
-    UserConfigValue,
-)
-from corolla.project import AppConfig, load_component
-from corolla.state import MemoryBlobStore, NodeIdentity, StateDirectoryLock
+from corolla.core import ConfigError, CorollaError, ErrorCode, UserConfigValue
+from corolla.state import NodeIdentity, StateDirectoryLock
 from corolla.transport import (
-    INLINE_ARRAY_BYTES,
     TransportError,
-    array_entries,
     bearer_metadata,
     channel_credentials,
     channel_options,
     fleet_pb2,
     fleet_pb2_grpc,
-    iter_rpc,
-    message_from_proto,
-    message_pb2,
-    message_to_proto,
-    metadata_from_proto,
     requires_tls,
-    run_pb2,
     translate_rpc_errors,
-    user_config_from_proto,
     user_config_to_proto,
 )
 
-from .._bundle import install_bundle
-from .._payloads import ArrayCache, pull_payload, push_missing, with_chunk_frames
-from ._reply_stream import ReplyStream
+from .._payloads import with_chunk_frames
+from ._connection import describe, setting_error
+from ._run_processes import DEFAULT_RUN_PROCESSES, RunProcesses
+from ._runner import MessageRunner
+from ._session import Session
 from ._store import NodeStore
 
-__all__ = ["ChannelFactory", "Node", "NodeStatus"]
+__all__ = ["DEFAULT_MAX_MESSAGE_S", "ChannelFactory", "Node", "NodeStatus"]
 
 #: Opens a new channel to the link's Fleet address (the node opens one per connection).
 ChannelFactory = Callable[[], grpc.Channel]
@@ -73,10 +61,9 @@ _log = logging.getLogger("corolla.runtime.node")
 #: Codes with which the link refuses a saved identity it does not know (any more).
 _FORGOTTEN = frozenset({ErrorCode.NODE_UNAVAILABLE, ErrorCode.UNAUTHENTICATED})
 
-#: Message ids remembered to skip redeliveries.
-_SEEN_LIMIT = 10_000
-#: Runs whose description (bundle hash, run config) a node remembers.
-_RUNS_LIMIT = 64
+#: The longest a ClientApp call may take by default, whatever the message's TTL (12 h
+#: by default): a hung ClientApp costs its run at most this.
+DEFAULT_MAX_MESSAGE_S = 3600.0
 
 
 class NodeStatus(enum.Enum):
@@ -96,7 +83,8 @@ class Node:
     link_address
         The link's Fleet address.
     state_dir
-        Keeps the node's identity, downloaded bundles and context states.
+        Keeps the node's identity, downloaded bundles, context states and the working
+        directories of its runs' ClientApp processes.
     node_config
         Given to the ClientApp as ``Context.node_config``.
     attributes
@@ -111,11 +99,17 @@ class Node:
         Opens the channel to the link, instead of one built from ``link_address``,
         ``root_certificates`` and ``insecure`` (a channel with interceptors, a test's
         in-process server).
+    max_message_s
+        The longest a ClientApp call may take, whatever the message's TTL; a call that
+        overruns it is killed and answered with a ``TIMEOUT`` error.
+    max_run_processes
+        How many runs' ClientApp processes the node keeps (see ``_run_processes``).
 
     Raises
     ------
     ConfigError
-        If the address is beyond loopback and neither TLS nor ``insecure`` is possible.
+        If the address is beyond loopback and neither TLS nor ``insecure`` is possible,
+        the CA file cannot be read or holds no certificate, or a limit is not positive.
     """
 
     def __init__(
@@ -129,27 +123,32 @@ class Node:
         insecure: bool = False,
         backoff: tuple[float, float] = (0.2, 30.0),
         channel_factory: ChannelFactory | None = None,
+        max_message_s: float = DEFAULT_MAX_MESSAGE_S,
+        max_run_processes: int = DEFAULT_RUN_PROCESSES,
     ) -> None:
+        if not (isinstance(max_message_s, int | float) and 0 < max_message_s < math.inf):
+            raise ConfigError(f"max_message_s must be a positive number, got {max_message_s!r}")
         self._address = link_address
         self._store = NodeStore(state_dir)
         self._node_config = dict(node_config or {})
         self._attributes = dict(attributes or {})
         self._tls = not insecure and (root_certificates is not None or requires_tls(link_address))
-        self._root_certificates = root_certificates
+        # Read now: a CA file that is missing or is no certificate is an error of the
+        # command, not a connection to retry.
+        self._credentials = channel_credentials(root_certificates) if self._tls else None
         self._backoff = backoff
         self._channel_factory = channel_factory or self._channel
+        self._runner = MessageRunner(
+            self._store, self._node_config, RunProcesses(max_run_processes), max_message_s
+        )
         self._status = NodeStatus.CREATED
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock: StateDirectoryLock | None = None
-        self._call: Any = None
-        self._replies: ReplyStream | None = None
-        self._seen: dict[str, None] = {}
-        self._apps: dict[str, Callable[..., Message]] = {}
-        self._runs: dict[int, run_pb2.Run] = {}
-        self._downloads = MemoryBlobStore()
+        self._session: Session | None = None
+        self._worked = False
+        self.error: CorollaError | None = None
         self.node_id: int | None = None
-        self.replies_sent = 0
 
     @property
     def status(self) -> NodeStatus:
@@ -167,27 +166,28 @@ class Node:
         if self._thread is not None:
             return self
         self._lock = StateDirectoryLock(self._store.root)
+        self._runner.start()
         self._thread = threading.Thread(target=self._main, name="corolla-node", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Close the connection and join the threads. Idempotent."""
+        """Close the connection, stop the ClientApp processes and join the threads.
+        Idempotent."""
         self._stop.set()
-        call = self._call
-        if call is not None:
-            call.cancel()
-        replies = self._replies
-        if replies is not None:
-            replies.close()
+        session = self._session
+        if session is not None:
+            session.close()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+        self._runner.stop()
         if self._lock is not None:
             self._lock.close()
         self._status = NodeStatus.STOPPED
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the node is stopped (or ``timeout``); True if it stopped."""
+        """Block until the node is stopped, or gave up on a connection that never worked
+        (see :attr:`error`), or ``timeout`` passed; True if it stopped."""
         return self._stop.wait(timeout)
 
     def __enter__(self) -> Node:
@@ -204,9 +204,8 @@ class Node:
     # connection
 
     def _channel(self) -> grpc.Channel:
-        if self._tls:
-            credentials = channel_credentials(self._root_certificates)
-            return grpc.secure_channel(self._address, credentials, options=channel_options())
+        if self._credentials is not None:
+            return grpc.secure_channel(self._address, self._credentials, options=channel_options())
         return grpc.insecure_channel(self._address, options=channel_options())
 
     def _main(self) -> None:
@@ -216,18 +215,37 @@ class Node:
             try:
                 with self._channel_factory() as channel:
                     stub = fleet_pb2_grpc.FleetStub(channel)
-                    self._session(with_chunk_frames(stub, channel, "Fleet"))
+                    self._session_on(with_chunk_frames(stub, channel, "Fleet"))
                     delay = self._backoff[0]
             except CorollaError as exc:
                 if self._stop.is_set():
                     break
-                _log.warning("connection to the link lost (%s); retrying in %.1f s", exc, delay)
+                fatal = None if self._worked else setting_error(exc, self._address, self._tls)
+                if fatal is not None:
+                    self._give_up(fatal)
+                    break
+                what = "lost" if self._worked else "failed"
+                _log.warning(
+                    "connection to the link at %s %s (%s); retrying in %.1f s",
+                    self._address,
+                    what,
+                    describe(exc, self._tls),
+                    delay,
+                )
             except Exception:
+                if self._stop.is_set():  # calls on the channel it closed
+                    break
                 _log.exception("node failed; retrying in %.1f s", delay)
             if self._stop.wait(delay):
                 break
             delay = min(delay * 2, self._backoff[1])
         self._status = NodeStatus.STOPPED
+
+    def _give_up(self, error: ConfigError) -> None:
+        """End the node: a connection that never worked will not by retrying. The
+        error is the caller's to report (``corolla node`` exits with it)."""
+        self.error = error
+        self._stop.set()
 
     def _register(self, stub: fleet_pb2_grpc.FleetStub) -> tuple[NodeIdentity, float]:
         request = fleet_pb2.RegisterNodeRequest(
@@ -252,175 +270,47 @@ class Node:
         self._store.save_identity(identity)
         return identity, response.heartbeat_interval or 30.0
 
-    def _session(self, stub: fleet_pb2_grpc.FleetStub) -> None:
+    def _session_on(self, stub: fleet_pb2_grpc.FleetStub) -> None:
         identity, interval = self._register(stub)
+        self._worked = True
         self.node_id = identity.node_id
-        metadata = bearer_metadata(identity.token)
+        session = Session(stub, identity.node_id, bearer_metadata(identity.token))
+        self._session = session
+        if self._stop.is_set():  # stop() may have missed this session
+            session.close()
         self._status = NodeStatus.CONNECTED
-        _log.info("node %d connected to %s", identity.node_id, self._address)
+        _log.info("node %d registered with the link at %s", identity.node_id, self._address)
         ended = threading.Event()
         beat = threading.Thread(
             target=self._heartbeat,
-            args=(stub, metadata, interval, ended),
+            args=(session, interval, ended),
             name="corolla-heartbeat",
             daemon=True,
         )
         beat.start()
-        replies = self._replies = ReplyStream(stub, metadata)
+        self._runner.connected(session)
         try:
-            call = stub.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
-            self._call = call
-            if self._stop.is_set():
-                call.cancel()
-            for response in iter_rpc(call):
-                self._handle(stub, metadata, replies, identity.node_id, response.message)
+            for response in session.receive():
+                item = response.WhichOneof("item")
+                if item == "message":
+                    self._runner.submit(session, response.message)
+                elif item == "run_ended":
+                    notice = response.run_ended
+                    self._runner.run_ended(notice.run_id, notice.reason)
         finally:
-            self._call = None
-            self._replies = None
-            replies.close()
+            self._runner.disconnected(session)
+            self._session = None
+            session.close()
             ended.set()
             beat.join()
 
-    def _heartbeat(
-        self, stub: fleet_pb2_grpc.FleetStub, metadata: Any, interval: float, ended: threading.Event
-    ) -> None:
+    def _heartbeat(self, session: Session, interval: float, ended: threading.Event) -> None:
         while not ended.wait(interval) and not self._stop.is_set():
             try:
                 with translate_rpc_errors():
-                    response = stub.Heartbeat(
-                        fleet_pb2.HeartbeatRequest(), metadata=metadata, timeout=interval
+                    response = session.stub.Heartbeat(
+                        fleet_pb2.HeartbeatRequest(), metadata=session.metadata, timeout=interval
                     )
                 interval = response.heartbeat_interval or interval
             except CorollaError as exc:
                 _log.debug("heartbeat failed: %s", exc)
-
-    # messages
-
-    def _handle(
-        self,
-        stub: fleet_pb2_grpc.FleetStub,
-        metadata: Any,
-        replies: ReplyStream,
-        node_id: int,
-        proto: message_pb2.Message,
-    ) -> None:
-        message_id = proto.metadata.message_id
-        if message_id in self._seen:
-            return
-        try:
-            reply = self._run(stub, metadata, node_id, proto)
-        except CorollaError as exc:
-            if isinstance(exc, TransportError):
-                raise
-            reply = _error_reply(proto, exc.code, f"node {node_id}: {type(exc).__name__}: {exc}")
-        except Exception as exc:
-            reply = _error_reply(
-                proto, ErrorCode.CLIENT_APP_RAISED, f"node {node_id}: {type(exc).__name__}: {exc}"
-            )
-        reply_proto, arrays = message_to_proto(
-            reply.with_metadata(src_node_id=node_id), inline_bytes=INLINE_ARRAY_BYTES
-        )
-        try:
-            push_missing(stub.StatArrays, stub.PushArrays, arrays, metadata)
-            replies.send(reply_proto)
-        except TransportError as exc:
-            if exc.retryable or self._stop.is_set():
-                raise  # reconnect (the link sends the message again), or stopping
-            # The link refused the reply for good (the message expired, the run ended):
-            # sending it again cannot help.
-            _log.warning("the link refused the reply to message %s: %s", message_id, exc)
-        # Only once the link acknowledged: a message whose reply was lost with the
-        # connection comes again after reconnecting, and is answered then.
-        self._seen[message_id] = None
-        if len(self._seen) > _SEEN_LIMIT:
-            self._seen.pop(next(iter(self._seen)))
-        self.replies_sent += 1
-
-    def _run(
-        self,
-        stub: fleet_pb2_grpc.FleetStub,
-        metadata: Any,
-        node_id: int,
-        proto: message_pb2.Message,
-    ) -> Message:
-        run_id = proto.metadata.run_id
-        run = self._run_info(stub, metadata, run_id)
-        app = self._client_app(stub, metadata, run)
-        message = message_from_proto(proto, self._download_arrays(stub, metadata, proto))
-        context = Context(
-            run_id,
-            node_id,
-            dict(self._node_config),
-            user_config_from_proto(run.run_config),
-            self._store.load_state(run_id),
-        )
-        reply = run_client_app(app, message, context)
-        self._store.save_state(run_id, context.state)
-        return reply
-
-    def _download_arrays(
-        self, stub: fleet_pb2_grpc.FleetStub, metadata: Any, proto: message_pb2.Message
-    ) -> ArrayCache:
-        """The message's arrays, downloaded (and verified) into memory.
-
-        A message's arrays are not written to disk: were the node to stop mid-message, the
-        link sends it again. The payloads of the message before stay held where this one
-        names them too (an evaluation's model is the next round's training model); the
-        others are let go.
-        """
-        wanted = {h: e.encoded_size for h, e in array_entries(proto).items()}
-        for sha256, _ in self._downloads.stored():
-            if sha256 not in wanted:
-                self._downloads.delete(sha256)
-        cache = ArrayCache(self._downloads, stub.PullArrays, metadata)
-        cache.fetch(wanted)
-        return cache
-
-    def _run_info(self, stub: fleet_pb2_grpc.FleetStub, metadata: Any, run_id: int) -> run_pb2.Run:
-        """The run's bundle hash and run config, asked of the link once per run (neither
-        changes while the run lives)."""
-        run = self._runs.get(run_id)
-        if run is None:
-            with translate_rpc_errors():
-                run = stub.GetRun(run_pb2.GetRunRequest(run_id=run_id), metadata=metadata).run
-            if len(self._runs) >= _RUNS_LIMIT:
-                self._runs.pop(next(iter(self._runs)))
-            self._runs[run_id] = run
-        return run
-
-    def _client_app(
-        self, stub: fleet_pb2_grpc.FleetStub, metadata: Any, run: run_pb2.Run
-    ) -> Callable[..., Message]:
-        bundle = run.bundle_sha256
-        if bundle in self._apps:
-            return self._apps[bundle]
-        target = self._store.apps_dir / bundle
-        if not target.is_dir():
-            data = pull_payload(stub.PullBundle, bundle, run.bundle_size, metadata)
-            install_bundle(data, target)
-        _forget_other_bundles(self._store.apps_dir, target)
-        config = AppConfig.load(target)
-        app = load_component(config.clientapp, target)
-        if not callable(app):
-            raise AppLoadError(f"the ClientApp {config.clientapp!r} is not callable")
-        self._apps.clear()  # modules of other bundles were unloaded
-        self._apps[bundle] = app
-        return app  # type: ignore[no-any-return]
-
-
-def _forget_other_bundles(apps_dir: Path, keep: Path) -> None:
-    """Unload modules and import paths of other bundles: two bundles (two versions of an
-    app) may define the same module names."""
-    root = str(apps_dir.resolve())
-    kept = str(keep.resolve())
-    sys.path[:] = [p for p in sys.path if not (p.startswith(root) and p != kept)]
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None) or ""
-        if file.startswith(root) and not file.startswith(kept + os.sep):
-            del sys.modules[name]
-
-
-def _error_reply(proto: message_pb2.Message, code: int, reason: str) -> Message:
-    request = metadata_from_proto(proto.metadata)
-    carrier = Message(error=Error(int(code), "request"), metadata=request)
-    return Message(error=Error(int(code), reason), reply_to=carrier)

@@ -6,6 +6,7 @@
     STATE/blobs/                 the arrays of context states, by hash
     STATE/apps/<bundle sha256>/  installed app bundles, one directory each
     STATE/runs/<run id>/state.pb the Context.state of each run (arrays in blobs/)
+    STATE/runs/<run id>/work/    the working directory of the run's ClientApp process
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ class NodeStore:
 
     def forget_identity(self) -> None:
         (self.root / "identity.json").unlink(missing_ok=True)
+
+    def work_dir(self, run_id: int) -> Path:
+        """The working directory of run ``run_id``'s ClientApp process (not created here)."""
+        return self.root / "runs" / str(run_id) / "work"
 
     # context state
 

@@ -14,7 +14,10 @@ ErrorCode>`. See docs/wire-protocol.md for the mapping.
 A node's cycle:
   1. RegisterNode (once; again with its id and token after a restart).
   2. Receive, kept open: the link pushes each message addressed to the node
-     as soon as it exists. Heartbeat every heartbeat_interval seconds meanwhile.
+     as soon as it exists, and tells it when a run it was sent messages of ends.
+     Heartbeat every heartbeat_interval seconds meanwhile. A Receive stream that
+     ends (the node stopped, its connection dropped) marks the node offline at once;
+     it is online again once it registers again.
   3. For a received message: GetRun and PullBundle for an unknown run; PullArrays
      for each referenced array hash not already held.
   4. For the reply: StatArrays, PushArrays for arrays the link lacks (arrays sent
@@ -143,12 +146,20 @@ Global___HeartbeatResponse: _TypeAlias = HeartbeatResponse  # noqa: Y015
 class ReceiveRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    RUN_NOTICES_FIELD_NUMBER: _builtins.int
+    run_notices: _builtins.bool
+    """The node understands ReceiveResponse.run_ended. A link sends the notices only on
+    streams that ask for them: a node that does not know the field would read one as
+    an empty message.
+    """
     def __init__(
         self,
+        *,
+        run_notices: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_notices", b"run_notices"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -159,20 +170,56 @@ class ReceiveResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MESSAGE_FIELD_NUMBER: _builtins.int
+    RUN_ENDED_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def message(self) -> _message_pb2.Message: ...
+    def message(self) -> _message_pb2.Message:
+        """A message for this node."""
+
+    @_builtins.property
+    def run_ended(self) -> Global___RunEnded:
+        """A run this node was sent messages of has ended (finished, failed or stopped).
+        Its messages that the node has not answered were answered by the link, which
+        refuses a reply to them: stop whatever runs for that run.
+        """
+
     def __init__(
         self,
         *,
         message: _message_pb2.Message | None = ...,
+        run_ended: Global___RunEnded | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "message", b"message", "run_ended", b"run_ended"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "message", b"message", "run_ended", b"run_ended"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["message", "run_ended"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+
+Global___ReceiveResponse: _TypeAlias = ReceiveResponse  # noqa: Y015
+
+@_typing.final
+class RunEnded(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.int
+    reason: _builtins.str
+    """Why, e.g. "stopped: stopped by a user", "finished"."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ReceiveResponse: _TypeAlias = ReceiveResponse  # noqa: Y015
+Global___RunEnded: _TypeAlias = RunEnded  # noqa: Y015
 
 @_typing.final
 class SendReplyRequest(_message.Message):

@@ -107,9 +107,11 @@ class FleetServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Receive(self, request, context):
-        """Messages for this node, pushed as soon as they exist. The stream stays open;
-        on reconnection, messages not yet replied to and not expired are sent again,
-        so a node must ignore a message_id it is already handling.
+        """Messages for this node, pushed as soon as they exist, and notices of runs that
+        ended. The stream stays open; on reconnection, messages not yet replied to and
+        not expired are sent again, so a node must ignore a message_id it is already
+        handling. When the stream ends other than by the link stopping, the link marks
+        the node offline and answers its open messages with NODE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -14,7 +14,10 @@ ErrorCode>`. See docs/wire-protocol.md for the mapping.
 A node's cycle:
   1. RegisterNode (once; again with its id and token after a restart).
   2. Receive, kept open: the link pushes each message addressed to the node
-     as soon as it exists. Heartbeat every heartbeat_interval seconds meanwhile.
+     as soon as it exists, and tells it when a run it was sent messages of ends.
+     Heartbeat every heartbeat_interval seconds meanwhile. A Receive stream that
+     ends (the node stopped, its connection dropped) marks the node offline at once;
+     it is online again once it registers again.
   3. For a received message: GetRun and PullBundle for an unknown run; PullArrays
      for each referenced array hash not already held.
   4. For the reply: StatArrays, PushArrays for arrays the link lacks (arrays sent
@@ -59,9 +62,11 @@ class FleetStub:
     intervals is marked offline and its pending messages are answered with an error.
     """
     Receive: _grpc.UnaryStreamMultiCallable[_fleet_pb2.ReceiveRequest, _fleet_pb2.ReceiveResponse]
-    """Messages for this node, pushed as soon as they exist. The stream stays open;
-    on reconnection, messages not yet replied to and not expired are sent again,
-    so a node must ignore a message_id it is already handling.
+    """Messages for this node, pushed as soon as they exist, and notices of runs that
+    ended. The stream stays open; on reconnection, messages not yet replied to and
+    not expired are sent again, so a node must ignore a message_id it is already
+    handling. When the stream ends other than by the link stopping, the link marks
+    the node offline and answers its open messages with NODE_UNAVAILABLE.
     """
     SendReply: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.SendReplyRequest, _fleet_pb2.SendReplyResponse]
     """The reply to a received message. Every array it references must already be
@@ -97,9 +102,11 @@ class FleetAsyncStub(FleetStub):
     intervals is marked offline and its pending messages are answered with an error.
     """
     Receive: _aio.UnaryStreamMultiCallable[_fleet_pb2.ReceiveRequest, _fleet_pb2.ReceiveResponse]  # type: ignore[assignment]
-    """Messages for this node, pushed as soon as they exist. The stream stays open;
-    on reconnection, messages not yet replied to and not expired are sent again,
-    so a node must ignore a message_id it is already handling.
+    """Messages for this node, pushed as soon as they exist, and notices of runs that
+    ended. The stream stays open; on reconnection, messages not yet replied to and
+    not expired are sent again, so a node must ignore a message_id it is already
+    handling. When the stream ends other than by the link stopping, the link marks
+    the node offline and answers its open messages with NODE_UNAVAILABLE.
     """
     SendReply: _aio.UnaryUnaryMultiCallable[_fleet_pb2.SendReplyRequest, _fleet_pb2.SendReplyResponse]  # type: ignore[assignment]
     """The reply to a received message. Every array it references must already be
@@ -150,9 +157,11 @@ class FleetServicer(metaclass=_abc_1.ABCMeta):
         request: _fleet_pb2.ReceiveRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_fleet_pb2.ReceiveResponse], _abc.AsyncIterator[_fleet_pb2.ReceiveResponse]]:
-        """Messages for this node, pushed as soon as they exist. The stream stays open;
-        on reconnection, messages not yet replied to and not expired are sent again,
-        so a node must ignore a message_id it is already handling.
+        """Messages for this node, pushed as soon as they exist, and notices of runs that
+        ended. The stream stays open; on reconnection, messages not yet replied to and
+        not expired are sent again, so a node must ignore a message_id it is already
+        handling. When the stream ends other than by the link stopping, the link marks
+        the node offline and answers its open messages with NODE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod

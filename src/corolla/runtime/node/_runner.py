@@ -1,0 +1,347 @@
+"""What a node does with the messages it receives, one at a time, on a thread of its own.
+
+The node's connection thread reads the ``Receive`` stream and hands each message over
+(:meth:`MessageRunner.submit`) without waiting: a ClientApp that runs for long, or
+hangs, never keeps the node from reading, so it still hears that a run ended. For each
+message, this thread
+
+1. asks the link for the run (bundle hash, run config) once per run, installs the
+   bundle if needed (one directory per bundle hash) and starts the run's ClientApp
+   process (``_run_processes``) when the run's first message comes;
+2. downloads into memory the arrays that did not come inline and that it does not hold;
+3. runs the ClientApp in the run's process with the run's context state (kept on disk),
+   within the message's deadline: its TTL, capped by the node's ``max_message_s``;
+4. sends the reply on the session's reply stream, its small arrays inline, the others
+   uploaded first where the link lacks them.
+
+A failure at any step becomes an error reply, except a broken connection: the session
+is then aborted, and the node connects again. A message of a run the link said ended is
+dropped (the link answered it), and so is the reply of a call that its end killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Mapping
+
+from corolla.core import (
+    CorollaError,
+    Error,
+    ErrorCode,
+    ExecutionError,
+    Message,
+    UserConfigValue,
+)
+from corolla.project import AppConfig, ComponentRef
+from corolla.state import MemoryBlobStore
+from corolla.transport import (
+    INLINE_ARRAY_BYTES,
+    TransportError,
+    array_entries,
+    message_from_proto,
+    message_pb2,
+    message_to_proto,
+    metadata_from_proto,
+    run_pb2,
+    translate_rpc_errors,
+    user_config_from_proto,
+)
+
+from .._bundle import install_bundle
+from .._payloads import ArrayCache, pull_payload, push_missing
+from ._run_processes import RunProcess, RunProcesses
+from ._session import Session
+from ._store import NodeStore
+
+__all__ = ["MessageRunner", "message_deadline"]
+
+_log = logging.getLogger("corolla.runtime.node")
+
+#: Message ids remembered to skip redeliveries.
+_SEEN_LIMIT = 10_000
+#: Runs whose description (bundle hash, run config) a node remembers.
+_RUNS_LIMIT = 64
+
+
+def message_deadline(metadata: message_pb2.Metadata, now: float, cap: float) -> float:
+    """Seconds a message's ClientApp call may take: what is left of its TTL (the link
+    refuses a reply after it), at most ``cap``. The age is read on this machine's clock
+    against the sender's ``created_at``; a clock behind the sender's counts no age."""
+    if metadata.ttl <= 0:
+        return cap
+    age = max(0.0, now - metadata.created_at) if metadata.created_at > 0 else 0.0
+    return min(cap, metadata.ttl - age)
+
+
+class MessageRunner:
+    """Serves a node's messages in order on a thread of its own.
+
+    Parameters
+    ----------
+    store
+        The node's state directory: bundles, context states, working directories.
+    node_config
+        Given to the ClientApp as ``Context.node_config``.
+    processes
+        The node's run processes.
+    max_message_s
+        The longest a ClientApp call may take, whatever the message's TTL.
+    """
+
+    def __init__(
+        self,
+        store: NodeStore,
+        node_config: Mapping[str, UserConfigValue],
+        processes: RunProcesses,
+        max_message_s: float,
+    ) -> None:
+        self._store = store
+        self._node_config = dict(node_config)
+        self._processes = processes
+        self._max_message_s = max_message_s
+        self._queue: queue.SimpleQueue[tuple[Session, message_pb2.Message] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._session: Session | None = None
+        # Messages answered (to skip redeliveries), and those queued or running.
+        self._seen: dict[str, None] = {}
+        self._pending: set[str] = set()
+        self._stopping = False
+        self._runs: dict[int, run_pb2.Run] = {}
+        self._downloads = MemoryBlobStore()
+
+    def start(self) -> None:
+        """Start the thread. Idempotent."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop, name="corolla-node-messages", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Kill the ClientApp call in progress, drop the messages queued, stop every run
+        process and join the thread. Idempotent."""
+        with self._lock:
+            self._stopping = True
+        self._processes.kill_all()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join()
+        self._processes.close()
+
+    # what the connection thread tells
+
+    def connected(self, session: Session) -> None:
+        """Replies go through ``session`` from now on."""
+        with self._lock:
+            self._session = session
+
+    def disconnected(self, session: Session) -> None:
+        """``session`` ended: replies wait for the next one."""
+        with self._lock:
+            if self._session is session:
+                self._session = None
+
+    def submit(self, session: Session, proto: message_pb2.Message) -> None:
+        """Queue a message received on ``session``, unless it is being served or was
+        answered (the link delivers at least once)."""
+        message_id = proto.metadata.message_id
+        with self._lock:
+            if message_id in self._seen or message_id in self._pending:
+                return
+            self._pending.add(message_id)
+        self._queue.put((session, proto))
+
+    def run_ended(self, run_id: int, reason: str) -> None:
+        """The link said run ``run_id`` ended: kill its ClientApp process now."""
+        if self._processes.end(run_id, reason):
+            _log.info("run %d ended (%s): its ClientApp process is stopped", run_id, reason)
+
+    # the thread
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            session, proto = item
+            try:
+                self._serve(session, proto)
+            except Exception:  # a bug here must not end the node's messages
+                _log.exception("serving message %s failed", proto.metadata.message_id)
+                self._forget(proto.metadata.message_id)
+            finally:
+                del item, session, proto  # the message's arrays, before waiting
+            self._processes.close_ended()
+
+    def _serve(self, session: Session, proto: message_pb2.Message) -> None:
+        metadata = proto.metadata
+        if self._is_stopping() or self._processes.ended(metadata.run_id) is not None:
+            self._forget(metadata.message_id)  # the link answered it
+            return
+        started = time.monotonic()
+        try:
+            reply = self._answer(session, proto)
+        except TransportError as exc:
+            if exc.retryable or session.ended:
+                _log.warning("the link could not be reached (%s); connecting again", exc)
+                session.abort()  # the link sends the message again, or answered it
+                self._forget(metadata.message_id)
+                return
+            reply = _error_reply(proto, exc.code, f"node {session.node_id}: {exc}")
+        except CorollaError as exc:
+            reply = _error_reply(
+                proto, exc.code, f"node {session.node_id}: {type(exc).__name__}: {exc}"
+            )
+        except Exception as exc:
+            if session.ended:  # its channel closed under the calls
+                self._forget(metadata.message_id)
+                return
+            reason = f"node {session.node_id}: {type(exc).__name__}: {exc}"
+            reply = _error_reply(proto, ErrorCode.EXECUTION, reason)
+        seconds = time.monotonic() - started
+        if self._is_stopping():  # its call was killed
+            self._forget(metadata.message_id)
+            return
+        ended = self._processes.ended(metadata.run_id)
+        if ended is not None:
+            _log.info("run %d ended (%s) while its ClientApp ran", metadata.run_id, ended)
+            self._forget(metadata.message_id)
+            return
+        _log_served(metadata, reply, seconds)
+        self._send(session, proto, reply)
+
+    def _answer(self, session: Session, proto: message_pb2.Message) -> Message:
+        run_id = proto.metadata.run_id
+        run = self._run_info(session, run_id)
+        process = self._process(session, run)
+        message = message_from_proto(proto, self._download_arrays(session, proto))
+        timeout = message_deadline(proto.metadata, time.time(), self._max_message_s)
+        if timeout <= 0:
+            reason = f"node {session.node_id}: the message expired before its ClientApp ran"
+            return _error_reply(proto, ErrorCode.TIMEOUT, reason)
+        state = self._store.load_state(run_id)
+        reply, changed = process.call(message, session.node_id, self._node_config, state, timeout)
+        if changed is not None:
+            self._store.save_state(run_id, changed)
+        return reply
+
+    def _run_info(self, session: Session, run_id: int) -> run_pb2.Run:
+        """The run's bundle hash and run config, asked of the link once per run (neither
+        changes while the run lives)."""
+        run = self._runs.get(run_id)
+        if run is None:
+            with translate_rpc_errors():
+                request = run_pb2.GetRunRequest(run_id=run_id)
+                run = session.stub.GetRun(request, metadata=session.metadata).run
+            if len(self._runs) >= _RUNS_LIMIT:
+                self._runs.pop(next(iter(self._runs)))
+            self._runs[run_id] = run
+        return run
+
+    def _process(self, session: Session, run: run_pb2.Run) -> RunProcess:
+        """The run's ClientApp process, started with the app of its bundle (installed
+        first if needed) when the run's first message comes."""
+        process = self._processes.get(run.run_id)
+        if process is not None:
+            return process
+        target = self._store.apps_dir / run.bundle_sha256
+        if not target.is_dir():
+            stub, metadata = session.stub, session.metadata
+            data = pull_payload(stub.PullBundle, run.bundle_sha256, run.bundle_size, metadata)
+            install_bundle(data, target)
+        config = AppConfig.load(target)
+        process = RunProcess(
+            run.run_id,
+            ComponentRef(config.clientapp, str(target)),
+            user_config_from_proto(run.run_config),
+            self._store.work_dir(run.run_id),
+        )
+        if self._is_stopping():  # stop() killed the processes it knew of
+            raise ExecutionError("the node is stopping")
+        process.start()  # it loads the app while the arrays download
+        for evicted in self._processes.add(process):
+            _log.info("run %d's ClientApp process stopped to make room", evicted)
+        if self._is_stopping():  # stop() may have looked before it was added
+            process.kill()
+        _log.info("serving run %d (app %s)", run.run_id, config.name)
+        return process
+
+    def _download_arrays(self, session: Session, proto: message_pb2.Message) -> ArrayCache:
+        """The message's arrays, downloaded (and verified) into memory.
+
+        A message's arrays are not written to disk: were the node to stop mid-message, the
+        link sends it again. The payloads of the message before stay held where this one
+        names them too (an evaluation's model is the next round's training model); the
+        others are let go.
+        """
+        wanted = {h: e.encoded_size for h, e in array_entries(proto).items()}
+        for sha256, _ in self._downloads.stored():
+            if sha256 not in wanted:
+                self._downloads.delete(sha256)
+        cache = ArrayCache(self._downloads, session.stub.PullArrays, session.metadata)
+        cache.fetch(wanted)
+        return cache
+
+    def _send(self, received: Session, proto: message_pb2.Message, reply: Message) -> None:
+        message_id = proto.metadata.message_id
+        with self._lock:
+            # The session the message came on, or the one after it: the link takes a
+            # node's reply on any of its connections.
+            session = received if not received.ended else self._session
+        if session is None or session.ended:
+            self._forget(message_id)  # sent again once connected, if still open
+            return
+        reply_proto, arrays = message_to_proto(
+            reply.with_metadata(src_node_id=session.node_id), inline_bytes=INLINE_ARRAY_BYTES
+        )
+        try:
+            stub = session.stub
+            push_missing(stub.StatArrays, stub.PushArrays, arrays, session.metadata)
+            session.replies.send(reply_proto)
+        except TransportError as exc:
+            if exc.retryable or session.ended:
+                session.abort()  # reconnect: the link sends the message again
+                self._forget(message_id)
+                return
+            # The link refused the reply for good (the message expired, the run ended):
+            # sending it again cannot help.
+            _log.warning("the link refused the reply to message %s: %s", message_id, exc)
+        # Only once the link acknowledged: a message whose reply was lost with the
+        # connection comes again after reconnecting, and is answered then.
+        with self._lock:
+            self._pending.discard(message_id)
+            self._seen[message_id] = None
+            if len(self._seen) > _SEEN_LIMIT:
+                self._seen.pop(next(iter(self._seen)))
+
+    def _is_stopping(self) -> bool:
+        with self._lock:
+            return self._stopping
+
+    def _forget(self, message_id: str) -> None:
+        """The message was not answered: serve it again if it comes again."""
+        with self._lock:
+            self._pending.discard(message_id)
+
+
+def _log_served(metadata: message_pb2.Metadata, reply: Message, seconds: float) -> None:
+    what = f"run {metadata.run_id}: {metadata.message_type} message (group {metadata.group_id!r})"
+    if not reply.has_error():
+        _log.info("%s answered in %.2f s", what, seconds)
+        return
+    error = reply.error
+    try:
+        name = ErrorCode(error.code).name
+    except ValueError:
+        name = "code"
+    first_line = error.reason.splitlines()[0] if error.reason else ""
+    _log.warning("%s failed in %.2f s: %s (%d): %s", what, seconds, name, error.code, first_line)
+
+
+def _error_reply(proto: message_pb2.Message, code: int, reason: str) -> Message:
+    request = metadata_from_proto(proto.metadata)
+    carrier = Message(error=Error(int(code), "request"), metadata=request)
+    return Message(error=Error(int(code), reason), reply_to=carrier)

@@ -19,8 +19,8 @@ from rich.console import Console
 
 from ..project import parse_overrides
 from ..runtime import Node
-from ..transport import parse_address
 from ..runtime.node import DEFAULT_MAX_MESSAGE_S, DEFAULT_RUN_PROCESSES
+from ..transport import parse_address
 from ..tuning import return_freed_buffers
 from ._run import corolla_home
 

@@ -334,3 +334,70 @@ def test_certificates_against_a_plain_link_are_refused_in_one_line(
     assert code == 2 and len(err.splitlines()) == 1
     assert err.startswith(f"error: the link at {link.control_address} serves without TLS: ")
     assert "leave out --root-certificates" in err
+
+
+#: FedAvg over a ClientApp that always raises.
+FAILING = {
+    "pyproject.toml": """
+        [project]
+        name = "failing"
+        [tool.corolla.app]
+        serverapp = "failing_app.apps:server"
+        clientapp = "failing_app.apps:client"
+        [tool.corolla.app.config]
+        num-server-rounds = 2
+        [tool.corolla.app.simulation]
+        num-nodes = 2
+    """,
+    "failing_app/__init__.py": "",
+    "failing_app/apps.py": """
+        import numpy as np
+
+        from corolla import ArrayRecord, ClientApp, FedAvg, ServerApp
+
+        server = ServerApp()
+        client = ClientApp()
+
+
+        @client.train()
+        def train(message, context):
+            raise ValueError("the data loader cannot find its files")
+
+
+        @server.main()
+        def main(grid, context):
+            strategy = FedAvg(fraction_evaluate=0.0, min_available_nodes=2)
+            initial = ArrayRecord({"w": np.zeros(3, dtype=np.float32)})
+            strategy.start(grid, initial, int(context.run_config["num-server-rounds"]))
+    """,
+}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("where", ["simulation", "deployment"])
+def test_a_run_whose_every_reply_failed_ends_failed_with_the_first_error(
+    where: str,
+    tmp_path: Path,
+    link: Link,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    app = _write_app(tmp_path / "app", FAILING)
+    target = ["--link", link.control_address] if where == "deployment" else ["--nodes", "2"]
+    nodes = _nodes(link, tmp_path) if where == "deployment" else []
+    try:
+        for node in nodes:
+            node.start()
+
+        status = main(["run", str(app), *target, "--output", "out", "--quiet"])
+    finally:
+        for node in nodes:
+            node.stop()
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "every training reply of the run failed (4 over 2 rounds)" in error
+    assert "CLIENT_APP_RAISED" in error and "the data loader cannot find its files" in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "out" / "final.npz").exists()

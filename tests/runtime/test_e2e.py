@@ -21,10 +21,9 @@ from rich.console import Console
 from corolla.cli._remote import submit_and_follow
 from corolla.project import AppConfig, merge_run_config
 from corolla.runtime import ControlClient
-from corolla.runtime.node import NodeStore
 from corolla.server import RunResult
 from corolla.simulation import SimulationResult, run_simulation
-from corolla.transport import array_entries, records_pb2
+from corolla.transport import array_entries, records_pb2, user_config_from_proto
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "quickstart-numpy"
@@ -236,52 +235,39 @@ def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_pat
     assert 'corolla_link_nodes{status="online"} 3.0' in exposition
 
 
-def test_sampled_rounds_match_the_simulation_when_node_ids_rank_like_partitions(
+def test_sampled_rounds_match_the_simulation_whatever_ids_the_nodes_get(
     processes: Processes, tmp_path: Path
 ) -> None:
-    # Arrange: a link, and 3 nodes that register once to learn their (random) ids, then
-    # restart with the same ids and partition-id i on the node of the i-th smallest id.
-    # The simulation's node ids 1, 2, 3 hold partitions 0, 1, 2 in the same order, so a
-    # seeded sample of positions picks the same partitions in both.
+    # Arrange: a link, and 3 nodes with the node configs of the simulation's 3 nodes
+    # (partition-id 0, 1, 2); the link gives them random ids, in no particular order. The
+    # grids list nodes by node config, so a seeded sample picks the same partitions.
     fleet, control = _start_link(processes, tmp_path)
-    states = [tmp_path / f"node{i}" for i in range(3)]
-    first = [
-        processes.start(f"first{i}", "node", "--link", f"127.0.0.1:{fleet}", "--state", str(d))
-        for i, d in enumerate(states)
-    ]
-    with ControlClient(f"127.0.0.1:{control}") as client:
-        _wait_for_nodes(client, 3, processes)
-    for child in first:
-        child.terminate()
-        child.wait(10)
-        processes.children.remove(child)
-    ids = []
-    for state in states:
-        identity = NodeStore(state).load_identity()
-        assert identity is not None
-        ids.append(identity.node_id)
-    rank = {node_id: position for position, node_id in enumerate(sorted(ids))}
-    for node_id, state in zip(ids, states):
+    for i in range(3):
         processes.start(
-            f"node{rank[node_id]}",
+            f"node{i}",
             "node",
             "--link",
             f"127.0.0.1:{fleet}",
             "--node-config",
-            f"partition-id={rank[node_id]}",
+            f"partition-id={i}",
             "num-partitions=3",
             "--state",
-            str(state),
+            str(tmp_path / f"node{i}"),
         )
+    with ControlClient(f"127.0.0.1:{control}") as client:
+        _wait_for_nodes(client, 3, processes)
+        partitions = {
+            n.node_id: user_config_from_proto(n.node_config)["partition-id"]
+            for n in client.list_nodes()
+        }
     app = AppConfig.load(APP)
     assert float(app.config["fraction-train"]) < 1.0  # the app samples
 
     # Act
     deployed, simulated = _deploy_and_simulate(app, control, SAMPLED, tmp_path / "out")
 
-    # Assert: the same nodes trained, so the same arrays came out
-    with ControlClient(f"127.0.0.1:{control}") as client:
-        assert sorted(n.node_id for n in client.list_nodes()) == sorted(ids)  # rejoined
+    # Assert: the same partitions trained, so the same arrays came out
+    assert sorted(partitions.values()) == [0, 1, 2]
     assert deployed.arrays is not None and simulated.arrays is not None
     for name in simulated.arrays:
         np.testing.assert_allclose(deployed.arrays[name], simulated.arrays[name], rtol=1e-6, atol=0)

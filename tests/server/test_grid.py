@@ -39,6 +39,7 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
         "ServerApp",
         "fold",
         "fold_reply",
+        "node_order",
         "rejected_reply",
     ]
     assert all(hasattr(corolla.server, name) for name in corolla.server.__all__)

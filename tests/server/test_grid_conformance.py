@@ -210,6 +210,18 @@ def test_the_grid_lists_its_nodes_once_each(under_test: GridUnderTest) -> None:
     assert under_test.grid.node_ids() == ids
 
 
+def test_the_grid_lists_its_nodes_by_their_node_config(under_test: GridUnderTest) -> None:
+    # Every node carries {"partition-id": i, "num-partitions": 3}: whatever ids the nodes
+    # have, they are listed in partition order, as a seeded sample needs them.
+    grid = under_test.grid
+    ids = _ready(under_test)
+
+    replies = grid.send_and_receive([_train(n) for n in ids], timeout=WAIT_S)
+
+    partition = {r.metadata.src_node_id: r.content["metrics"]["partition"] for r in replies}
+    assert [partition[n] for n in ids] == list(range(NUM_NODES))
+
+
 def test_each_message_gets_one_reply_from_its_node(under_test: GridUnderTest) -> None:
     grid = under_test.grid
     ids = _ready(under_test)

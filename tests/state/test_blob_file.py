@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corolla.state import _blob_file
-from corolla.state._blob_file import DIRECT_ALIGNMENT, STAGING_BYTES, BlobFile
+from corolla.state import DirectoryBlobStore, _blob_file
+from corolla.state._blob_file import DIRECT_ALIGNMENT, STAGING_BYTES, BlobFile, BlobWriters
 
 # Sizes around the edges that matter: empty, one staging buffer, an aligned block.
 EDGES = [
@@ -35,8 +35,12 @@ def _payload(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def _write(directory: Path, data: bytes, cuts: list[int]) -> Path:
-    file = BlobFile(directory)
+#: The writers of the blob files these tests write, as a store has them.
+WRITERS = BlobWriters()
+
+
+def _write(directory: Path, data: bytes, cuts: list[int], writers: BlobWriters = WRITERS) -> Path:
+    file = BlobFile(directory, writers)
     view = memoryview(data)
     start = 0
     for cut in sorted(c % (len(data) + 1) for c in cuts):
@@ -99,7 +103,7 @@ def test_a_file_system_that_refuses_o_direct_gets_buffered_writes(
 
 
 def test_abort_removes_the_file(tmp_path: Path) -> None:
-    file = BlobFile(tmp_path)
+    file = BlobFile(tmp_path, WRITERS)
     file.write(memoryview(_payload(STAGING_BYTES + 5, 1)))  # a file now exists
 
     file.abort()
@@ -108,7 +112,7 @@ def test_abort_removes_the_file(tmp_path: Path) -> None:
 
 
 def test_a_closed_blob_file_refuses_writes(tmp_path: Path) -> None:
-    file = BlobFile(tmp_path)
+    file = BlobFile(tmp_path, WRITERS)
     file.write(memoryview(b"abc"))
     file.finish()
 
@@ -185,7 +189,7 @@ def test_a_write_that_fails_in_flight_is_raised_and_abort_removes_the_file(
         return real_write(fd, data, offset)
 
     monkeypatch.setattr(_blob_file.os, "pwrite", write_failing_in_flight)
-    file = BlobFile(tmp_path)
+    file = BlobFile(tmp_path, WRITERS)
 
     with pytest.raises(OSError, match="No space left"):
         file.write(memoryview(_payload(4 * STAGING_BYTES, 5)))
@@ -195,26 +199,26 @@ def test_a_write_that_fails_in_flight_is_raised_and_abort_removes_the_file(
     assert list(tmp_path.iterdir()) == []
 
 
-def _free_slots() -> int:
-    """How many writes the process could have in flight now."""
+def _free_slots(writers: BlobWriters = WRITERS) -> int:
+    """How many writes the store could have in flight now."""
     taken = 0
-    while _blob_file._slots.acquire(blocking=False):
+    while writers.slots.acquire(blocking=False):
         taken += 1
     for _ in range(taken):
-        _blob_file._slots.release()
+        writers.slots.release()
     return taken
 
 
 @pytest.mark.skipif(not getattr(os, "O_DIRECT", 0), reason="needs O_DIRECT")
 @pytest.mark.parametrize("slots", [0, 1, 2])
-def test_writes_in_flight_are_bounded_for_the_whole_process(
+def test_writes_in_flight_are_bounded_for_the_whole_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slots: int
 ) -> None:
     # Arrange: ``slots`` writes in flight allowed (0: the only slot is taken elsewhere),
     # and writes slow enough to pile up
-    monkeypatch.setattr(_blob_file, "_slots", threading.BoundedSemaphore(max(slots, 1)))
+    writers = BlobWriters(in_flight_total=max(slots, 1))
     if slots == 0:
-        assert _blob_file._slots.acquire(blocking=False)
+        assert writers.slots.acquire(blocking=False)
     real_write = os.pwrite
     lock = threading.Lock()
     in_flight = [0]
@@ -236,21 +240,38 @@ def test_writes_in_flight_are_bounded_for_the_whole_process(
     data = _payload(6 * STAGING_BYTES + 3, 6)
 
     # Act
-    path = _write(tmp_path, data, [STAGING_BYTES // 2])
+    path = _write(tmp_path, data, [STAGING_BYTES // 2], writers)
+    writers.stop()
 
     # Assert: the first and last buffers are written by the caller, the 5 others in
     # flight if a slot allows
     assert path.read_bytes() == data
     assert most[0] == slots
     assert in_writers[0] == (0 if slots == 0 else 5)
-    assert _free_slots() == slots
+    assert _free_slots(writers) == slots
 
 
 def test_every_slot_is_free_once_blob_files_are_done(tmp_path: Path) -> None:
     for size in (STAGING_BYTES * 3, STAGING_BYTES * 9 + 1):
         _write(tmp_path, _payload(size, size), [])
-    file = BlobFile(tmp_path)
+    file = BlobFile(tmp_path, WRITERS)
     file.write(memoryview(_payload(STAGING_BYTES * 4, 2)))
     file.abort()
 
     assert _free_slots() == _blob_file.WRITES_IN_FLIGHT_TOTAL
+
+
+@pytest.mark.skipif(not getattr(os, "O_DIRECT", 0), reason="needs O_DIRECT")
+def test_a_store_s_writer_threads_end_when_it_closes(tmp_path: Path) -> None:
+    # Arrange: a store that wrote a blob large enough for writes in flight
+    before = set(threading.enumerate())
+    store = DirectoryBlobStore(tmp_path / "blobs")
+    store.put(_payload(6 * STAGING_BYTES, 3))
+    started = {t for t in set(threading.enumerate()) - before if t.name.startswith("corolla")}
+
+    # Act
+    store.close()
+
+    # Assert: it had threads of its own, and none is left
+    assert started
+    assert not [t for t in started if t.is_alive()]

@@ -24,7 +24,7 @@ from corolla.state import (
     MemoryBlobStore,
     _blobs,
 )
-from corolla.state._blob_file import STAGING_BYTES, BlobFile, remove_unclaimed
+from corolla.state._blob_file import STAGING_BYTES, BlobFile, BlobWriters, remove_unclaimed
 
 from .doubles import digest
 
@@ -168,7 +168,7 @@ def test_a_blob_file_swept_as_it_is_created_is_written_under_another_name(
     data = os.urandom(LARGE)
 
     # Act
-    file = BlobFile(tmp_path)
+    file = BlobFile(tmp_path, BlobWriters())
     file.write(memoryview(data))
     path = file.finish()
 

@@ -15,6 +15,7 @@ from corolla.core import (
     Context,
     ErrorCode,
     Event,
+    ExecutionError,
     Message,
     MetricRecord,
     RecordDict,
@@ -52,12 +53,13 @@ def make_client_app(
     calls: Calls,
     *,
     raise_on: Container[int] = (),
+    raise_in_round: int | None = None,
     bad_shape_on: Container[int] = (),
     weight: Callable[[int], float] = weight_of,
 ) -> ClientApp:
     """A ClientApp adding ``delta_of(pid)`` to the arrays, with ``weight(pid)`` examples;
-    nodes (by partition id) in ``raise_on`` raise, those in ``bad_shape_on`` send a
-    wrongly shaped update."""
+    nodes (by partition id) in ``raise_on`` raise, as every node does in round
+    ``raise_in_round``; those in ``bad_shape_on`` send a wrongly shaped update."""
     app = ClientApp()
 
     def note(message: Message, ctx: Context) -> int:
@@ -70,7 +72,7 @@ def make_client_app(
     @app.train()
     def train(message: Message, ctx: Context) -> Message:
         pid = note(message, ctx)
-        if pid in raise_on:
+        if pid in raise_on or message.content["config"]["server-round"] == raise_in_round:
             raise RuntimeError(f"node with partition {pid} fails")
         arrays = message.content["arrays"]
         new = ArrayRecord({k: v + delta_of(pid)[k] for k, v in arrays.items()})
@@ -284,13 +286,29 @@ def test_a_raising_client_is_counted_and_the_round_goes_on() -> None:
     assert "node with partition 2 fails" in errors[0].data["reason"]
 
 
-def test_when_every_client_fails_the_arrays_are_unchanged() -> None:
-    result = run(FedAvg(seed=0), raise_on=range(4), num_rounds=2)
+def test_a_round_in_which_every_client_fails_keeps_the_arrays() -> None:
+    events: list[Event] = []
 
-    assert result.arrays == INITIAL
-    for summary in result.history.rounds:
-        assert (summary.train_replies, summary.train_failures) == (0, 4)
-        assert summary.train == {}
+    # Round 1 fails everywhere (nodes are told their round), round 2 trains.
+    result = run(FedAvg(seed=0), raise_in_round=1, events=events, num_rounds=2)
+
+    first, second = result.history.rounds
+    assert (first.train_replies, first.train_failures) == (0, 4) and first.train == {}
+    assert second.train_replies == 4
+    assert result.arrays is not None and result.arrays != INITIAL
+
+
+def test_a_run_in_which_every_client_fails_ends_with_the_first_error() -> None:
+    events: list[Event] = []
+
+    with pytest.raises(ExecutionError) as failed:
+        run(FedAvg(seed=0), raise_on=range(4), events=events, num_rounds=2)
+
+    message = str(failed.value)
+    assert "every training reply of the run failed (8 over 2 rounds)" in message
+    assert "round 1, node 1: CLIENT_APP_RAISED" in message
+    assert "node with partition 0 fails" in message
+    assert not [e for e in events if e.kind == "run.result"]  # no result reported
 
 
 def test_too_few_replies_keep_the_arrays() -> None:

@@ -70,7 +70,9 @@ class Grid(abc.ABC):
 
     @abc.abstractmethod
     def node_ids(self) -> list[int]:
-        """Ids of the nodes currently available, in increasing order."""
+        """Ids of the nodes currently available, in :func:`node_order`: by node config,
+        then by id, so that a strategy sampling positions in this list picks a deployed
+        node where it picks its simulated twin (the node with the same node config)."""
 
     @abc.abstractmethod
     def send(self, messages: Iterable[Message]) -> list[str]:

@@ -22,7 +22,7 @@ from ..core import (
     new_message_id,
 )
 from ..execution import Call, Executor, Task, TaskResult
-from ..server import Aggregator, Grid, Reduction, RunResult
+from ..server import Aggregator, Grid, Reduction, RunResult, node_order
 
 __all__ = ["SimulationGrid", "default_node_config"]
 
@@ -114,6 +114,7 @@ class SimulationGrid(Grid):
         self._events = events or discard_event
         self._node_config = node_config
         self._states: dict[int, RecordDict] = {}
+        self._order: list[int] | None = None
         #: What the ServerApp reported with :meth:`report_result`, once it has.
         self.result = RunResult()
         self._pending: dict[str, Message] = {}
@@ -127,7 +128,16 @@ class SimulationGrid(Grid):
         return self._run_id
 
     def node_ids(self) -> list[int]:
-        return list(range(1, self._num_nodes + 1))
+        """Ids ``1..num_nodes`` in :func:`~corolla.server.node_order` of their node configs
+        (partition order with the default configs)."""
+        if self._order is None:
+            ids = range(1, self._num_nodes + 1)
+            if self._node_config is default_node_config:
+                self._order = list(ids)  # the default configs sort as their ids
+            else:
+                configs = {i: self._node_config(i - 1, self._num_nodes) for i in ids}
+                self._order = node_order(configs)
+        return list(self._order)
 
     def wait_for_nodes(self, min_nodes: int, timeout: float | None = None) -> list[int]:
         """The virtual nodes; a simulation never gains nodes, so too few fail at once.

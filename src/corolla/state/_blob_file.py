@@ -14,8 +14,9 @@ written through the page cache as before. Either way the file is fsynced before
 An ``O_DIRECT`` write returns only once the disk has the bytes, so the full staging
 buffers of a large blob go to the disk from a small pool of threads, up to
 :data:`WRITES_IN_FLIGHT` at a time (:data:`WRITES_IN_FLIGHT_TOTAL` for the whole
-process), while the caller hashes and stages the next ones. The link stored a single
-100 MB upload at 410-440 MB/s here when each write was waited for, at 610-645 MB/s so.
+store: :class:`BlobWriters`), while the caller hashes and stages the next ones. The link
+stored a single 100 MB upload at 410-440 MB/s here when each write was waited for, at
+610-645 MB/s so.
 
 A blob file is claimed (``flock``) by its writer from its creation until the store is done
 with it (renamed into place, or removed), so a store opening the same directory meanwhile
@@ -44,7 +45,14 @@ try:
 except ImportError:  # pragma: no cover - Windows: no claims, and no sweeping
     _FLOCK = False
 
-__all__ = ["DIRECT_ALIGNMENT", "FILE_MODE", "STAGING_BYTES", "BlobFile", "remove_unclaimed"]
+__all__ = [
+    "DIRECT_ALIGNMENT",
+    "FILE_MODE",
+    "STAGING_BYTES",
+    "BlobFile",
+    "BlobWriters",
+    "remove_unclaimed",
+]
 
 #: A blob file's mode: read and written by its owner only.
 FILE_MODE = 0o600
@@ -59,44 +67,75 @@ STAGING_BYTES = 4 * 1024 * 1024
 
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
-_free_buffers: list[mmap.mmap] = []
-_free_lock = threading.Lock()
 #: Staging buffers kept for reuse once their writer is done.
 FREE_BUFFERS_KEPT = 8
 #: Full staging buffers of one blob being written while the next one fills.
 WRITES_IN_FLIGHT = 4
-#: Full staging buffers being written at once by all the blob files of the process, so
-#: that the memory they hold stays bounded however many uploads are stored together.
+#: Full staging buffers being written at once by all the blob files of a store, so that
+#: the memory they hold stays bounded however many uploads are stored together.
 WRITES_IN_FLIGHT_TOTAL = 16
-_slots = threading.BoundedSemaphore(WRITES_IN_FLIGHT_TOTAL)
-#: Threads writing staged buffers, shared by the blob files of the process.
+#: Threads writing staged buffers, shared by the blob files of a store.
 WRITER_THREADS = 4
 
-_writers: ThreadPoolExecutor | None = None
-_writers_lock = threading.Lock()
 
+class BlobWriters:
+    """What the blob files of one store share: staging buffers kept for reuse, the slots
+    bounding their writes in flight, and the threads making those writes (started with
+    the first write in flight, joined by :meth:`stop`).
 
-def _writer_pool() -> ThreadPoolExecutor:
-    global _writers
-    with _writers_lock:
-        if _writers is None:
-            _writers = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="corolla-blob-write")
-        return _writers
+    Parameters
+    ----------
+    in_flight_total
+        Staged buffers being written at once, over all the store's blob files.
+    threads
+        Threads writing them.
+    """
 
+    def __init__(
+        self, in_flight_total: int = WRITES_IN_FLIGHT_TOTAL, threads: int = WRITER_THREADS
+    ) -> None:
+        self._lock = threading.Lock()
+        self._free: list[mmap.mmap] = []
+        self.slots = threading.BoundedSemaphore(in_flight_total)
+        self._threads = threads
+        self._pool: ThreadPoolExecutor | None = None
 
-def _take_buffer() -> mmap.mmap:
-    with _free_lock:
-        if _free_buffers:
-            return _free_buffers.pop()
-    return mmap.mmap(-1, STAGING_BYTES)  # anonymous maps are page-aligned
+    def pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self._threads, thread_name_prefix="corolla-blob-write"
+                )
+            return self._pool
 
+    def take_buffer(self) -> mmap.mmap:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return mmap.mmap(-1, STAGING_BYTES)  # anonymous maps are page-aligned
 
-def _give_back(buffer: mmap.mmap) -> None:
-    with _free_lock:
-        if len(_free_buffers) < FREE_BUFFERS_KEPT:
-            _free_buffers.append(buffer)
-            return
-    buffer.close()
+    def give_back(self, buffer: mmap.mmap) -> None:
+        with self._lock:
+            if len(self._free) < FREE_BUFFERS_KEPT:
+                self._free.append(buffer)
+                return
+        buffer.close()
+
+    def written(self, write: _Write) -> None:
+        """``write``, which was in flight, is over: its buffer and its slot are free."""
+        self.give_back(write.buffer)
+        self.slots.release()
+
+    def stop(self) -> None:
+        """Join the writer threads and free the kept buffers (a later write starts the
+        threads again). Call once no blob file of the store is being written."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            free, self._free = self._free, []
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for buffer in free:
+            buffer.close()
 
 
 def _write_at(fd: int, buffer: mmap.mmap, count: int, offset: int) -> None:
@@ -110,12 +149,6 @@ def _write_at(fd: int, buffer: mmap.mmap, count: int, offset: int) -> None:
             view = view[written:]
             offset += written
         del view
-
-
-def _written(write: _Write) -> None:
-    """``write``, which was in flight, is over: its buffer and its slot are free."""
-    _give_back(write.buffer)
-    _slots.release()
 
 
 def _refused_direct(exc: BaseException) -> bool:
@@ -199,9 +232,10 @@ class BlobFile:
         is raised by the next call).
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, writers: BlobWriters) -> None:
         self._directory = directory
-        self._buffer: mmap.mmap | None = _take_buffer()
+        self._writers = writers
+        self._buffer: mmap.mmap | None = writers.take_buffer()
         self._staged = 0
         self._fd: int | None = None
         # The descriptor holding the claim: the first one opened, kept until abort().
@@ -298,11 +332,11 @@ class BlobFile:
         write = _Write(buffer, self.size - length, length, count)
         self._staged = 0
         if self._direct and self._direct_taken and not final and self._reserve_slot():
-            write.future = _writer_pool().submit(
+            write.future = self._writers.pool().submit(
                 _write_at, self._descriptor(), buffer, count, write.offset
             )
             self._in_flight.append(write)
-            self._buffer = _take_buffer()
+            self._buffer = self._writers.take_buffer()
             return
         try:
             _write_at(self._descriptor(), buffer, count, write.offset)
@@ -318,11 +352,11 @@ class BlobFile:
         free; False if none comes free (the write is then made in the caller's thread)."""
         if len(self._in_flight) >= WRITES_IN_FLIGHT:
             self._settle(self._in_flight.popleft())
-        if _slots.acquire(blocking=False):
+        if self._writers.slots.acquire(blocking=False):
             return True
         if self._in_flight:
             self._settle(self._in_flight.popleft())
-            return _slots.acquire(blocking=False)
+            return self._writers.slots.acquire(blocking=False)
         return False
 
     def _settle(self, write: _Write) -> None:
@@ -332,11 +366,11 @@ class BlobFile:
             write.future.result()
         except OSError as exc:
             if not _refused_direct(exc):
-                _written(write)
+                self._writers.written(write)
                 raise
             self._write_buffered(settled=write)
             return
-        _written(write)
+        self._writers.written(write)
 
     def _write_buffered(
         self, *, current: _Write | None = None, settled: _Write | None = None
@@ -373,19 +407,19 @@ class BlobFile:
                 _write_at(self._fd, write.buffer, write.length, write.offset)
         finally:
             for write in done:
-                _written(write)
+                self._writers.written(write)
 
     def _close(self) -> None:
         # Writes in flight use the descriptor: it is closed once they are done.
         for write in self._in_flight:
             assert write.future is not None
             write.future.exception()  # waits; what it raised no longer matters
-            _written(write)
+            self._writers.written(write)
         self._in_flight.clear()
         if self._fd is not None:
             if self._fd != self._claim_fd:
                 os.close(self._fd)
             self._fd = None
         if self._buffer is not None:
-            _give_back(self._buffer)
+            self._writers.give_back(self._buffer)
             self._buffer = None

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from corolla.core import ConfigError
 
-from ._blob_file import BlobFile, remove_unclaimed
+from ._blob_file import BlobFile, BlobWriters, remove_unclaimed
 from ._checks import check_blob_hash
 from ._errors import BlobIntegrityError, BlobNotFoundError, StorageError
 from ._owner_only import DIRECTORY_MODE, make_directory, tighten
@@ -193,6 +193,10 @@ class BlobStore(abc.ABC):
             If ``blob_hash`` is malformed.
         """
 
+    def close(self) -> None:  # noqa: B027  (a store with nothing to stop need not say so)
+        """Stop what the store started (writer threads); it may be used again after.
+        The default has nothing to stop."""
+
     def verify(self, blob_hash: str) -> bool:
         """Read a blob again and check that it hashes to its name; remove it if not.
 
@@ -309,6 +313,8 @@ class DirectoryBlobStore(BlobStore):
         # bytes are served without hashing them again for trust_s (see iter_bytes).
         self._trust_s = trust_s
         self._good: dict[str, float] = {}
+        # The staging buffers and writer threads of this store's blob files.
+        self._writers = BlobWriters()
         try:
             if not self._root.is_dir():
                 self._root.parent.mkdir(parents=True, exist_ok=True)
@@ -325,6 +331,10 @@ class DirectoryBlobStore(BlobStore):
             ) from exc
         if removed:
             _log.info("removed %d partial uploads left in %s", removed, self._tmp)
+
+    def close(self) -> None:
+        """Join the threads that write large blobs and free their staging buffers."""
+        self._writers.stop()
 
     @property
     def root(self) -> Path:
@@ -358,7 +368,7 @@ class DirectoryBlobStore(BlobStore):
         expected = None if expected_hash is None else check_blob_hash(expected_hash)
         trusted = verified and expected is not None
         try:
-            file = BlobFile(self._tmp)
+            file = BlobFile(self._tmp, self._writers)
         except OSError as exc:
             raise StorageError(f"cannot store a blob: {_reason(exc)}") from exc
         try:

@@ -66,7 +66,7 @@ def attribute_weight(
 class WeightedSelection:
     """Nodes drawn without replacement, each draw proportional to the node's weight (e.g.
     its data size). Zero-weight nodes are chosen only when the positive ones run out,
-    then uniformly. The result is sorted by node id.
+    then uniformly. The result keeps the order of ``node_ids`` (a grid's order).
 
     Parameters
     ----------
@@ -89,7 +89,7 @@ class WeightedSelection:
             self._weight = weight
 
     def select(self, node_ids: Sequence[int], num: int, rng: np.random.Generator) -> list[int]:
-        ids = sorted(node_ids)
+        ids = list(node_ids)
         if num >= len(ids):
             return ids
         weights = np.array([float(self._weight(n)) for n in ids], dtype=np.float64)
@@ -103,7 +103,7 @@ class WeightedSelection:
         else:
             p = weights[positive] / weights[positive].sum()
             chosen = list(positive[rng.choice(len(positive), size=num, replace=False, p=p)])
-        return sorted(ids[int(i)] for i in chosen)
+        return [ids[int(i)] for i in sorted(chosen)]
 
 
 def _tags_of(value: Any) -> set[str]:
@@ -155,7 +155,7 @@ class AttributeSelection:
         return self.predicate is None or bool(self.predicate(attrs))
 
     def select(self, node_ids: Sequence[int], num: int, rng: np.random.Generator) -> list[int]:
-        eligible = [n for n in sorted(node_ids) if self.eligible(n)]
+        eligible = [n for n in node_ids if self.eligible(n)]
         return self.inner.select(eligible, min(num, len(eligible)), rng)
 
 
@@ -198,7 +198,7 @@ class RecentlySeenSelection:
     def select(self, node_ids: Sequence[int], num: int, rng: np.random.Generator) -> list[int]:
         now = self._clock()
         recent = []
-        for n in sorted(node_ids):
+        for n in node_ids:
             seen = self._last_seen(n)
             if seen is not None and now - seen <= self.max_age:
                 recent.append(n)

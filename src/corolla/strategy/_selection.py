@@ -37,14 +37,16 @@ class SelectionPolicy(Protocol):
 
 
 class UniformSelection:
-    """Every available node equally likely; the result is sorted by node id."""
+    """Every available node equally likely; the result keeps the order of ``node_ids`` (a
+    grid's order: by node config, so the same seed picks the same partitions in a
+    simulation and in a deployment)."""
 
     def select(self, node_ids: Sequence[int], num: int, rng: np.random.Generator) -> list[int]:
-        ids = sorted(node_ids)
+        ids = list(node_ids)
         if num >= len(ids):
             return ids
         chosen = rng.choice(len(ids), size=num, replace=False)
-        return sorted(ids[int(i)] for i in chosen)
+        return [ids[int(i)] for i in sorted(chosen)]
 
 
 class NodeSampling:

@@ -11,7 +11,17 @@ from typing import Any
 
 import numpy as np
 
-from ..core import ArrayRecord, ConfigError, ConfigRecord, Event, Message, MetricRecord, RecordDict
+from ..core import (
+    ArrayRecord,
+    ConfigError,
+    ConfigRecord,
+    ErrorCode,
+    Event,
+    ExecutionError,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from ..server import Aggregator, Grid, History, Reduction, RunResult
 
 __all__ = ["EvaluateFn", "RoundPlan", "Strategy"]
@@ -114,6 +124,13 @@ class Strategy(abc.ABC):
         restarted after a crash) goes on from the round after it, as if it had never
         stopped. The final arrays and the history are reported to the grid
         (:meth:`Grid.report_result`) and returned.
+
+        Raises
+        ------
+        ExecutionError
+            If every training reply of the run failed (the ClientApp raised everywhere,
+            no node answered in time...): the run did not train, and its initial arrays
+            are no result. The error names the first failure.
         """
         history = History()
         arrays = initial_arrays
@@ -129,13 +146,16 @@ class Strategy(abc.ABC):
             grid.emit(Event("run.resume", run_id, last_round, data={"next_round": first_round}))
         elif evaluate_fn is not None:
             self._server_evaluate(grid, history, evaluate_fn, 0, arrays)
+        first_failure: list[str] = []
         for server_round in range(first_round, num_rounds + 1):
             started = time.perf_counter()
             grid.emit(Event("round.start", run_id, server_round, data={"num_rounds": num_rounds}))
             summary = history.round(server_round)
             # Each phase runs in its own frame, so its aggregator is freed when the phase
             # ends, before the next one allocates: O(model) server memory, reused.
-            arrays = self._train_phase(grid, history, server_round, arrays, train_config, timeout)
+            arrays = self._train_phase(
+                grid, history, server_round, arrays, train_config, timeout, first_failure
+            )
             self._evaluate_phase(grid, history, server_round, arrays, evaluate_config, timeout)
             if evaluate_fn is not None:
                 self._server_evaluate(grid, history, evaluate_fn, server_round, arrays)
@@ -144,6 +164,7 @@ class Strategy(abc.ABC):
             if checkpoints is not None:
                 checkpoints.save(server_round, self.checkpoint(arrays, history))
                 grid.emit(Event("checkpoint", run_id, server_round))
+        _check_something_trained(history, first_failure)
         result = RunResult(arrays, history)
         grid.report_result(result)
         return result
@@ -208,6 +229,7 @@ class Strategy(abc.ABC):
         arrays: ArrayRecord,
         train_config: Mapping[str, Any] | ConfigRecord | None,
         timeout: float | None,
+        first_failure: list[str],
     ) -> ArrayRecord:
         config = ConfigRecord(dict(train_config or {}) | {"server-round": server_round})
         plan = self.configure_train(server_round, arrays, config, grid)
@@ -216,6 +238,8 @@ class Strategy(abc.ABC):
         reduction = grid.send_and_reduce(plan.messages, plan.aggregator, timeout)
         del plan
         _report_failures(grid, server_round, "train", reduction)
+        if not first_failure and reduction.num_failures:
+            first_failure.append(_describe_failure(server_round, reduction))
         new_arrays, metrics = self.aggregate_train(server_round, reduction, arrays)
         history.record(server_round, "train", metrics)
         summary = history.round(server_round)
@@ -256,6 +280,39 @@ class Strategy(abc.ABC):
             history.record(server_round, "server", MetricRecord(dict(metrics)))
             if server_round == 0:
                 grid.emit(Event("round.end", grid.run_id, 0, data=history.round(0).to_dict()))
+
+
+def _describe_failure(server_round: int, reduction: Reduction[Any]) -> str:
+    """The first failure of a round's reduction, in one line."""
+    if reduction.errors:
+        error = reduction.errors[0]
+        code = error.error.code
+        try:
+            name = ErrorCode(code).name
+        except ValueError:  # a code from a newer peer
+            name = str(code)
+        reason = error.error.reason.strip().splitlines()[0] if error.error.reason else ""
+        node = error.metadata.src_node_id
+        return f"round {server_round}, node {node}: {name}: {reason}"
+    return f"round {server_round}, node {reduction.missing[0]}: no reply in time"
+
+
+def _check_something_trained(history: History, first_failure: list[str]) -> None:
+    """Refuse a run in which training replies came, and every one failed.
+
+    Raises
+    ------
+    ExecutionError
+        Naming the number of failures and the first.
+    """
+    rounds = [r for r in history.rounds if r.train_replies or r.train_failures]
+    failures = sum(r.train_failures for r in rounds)
+    if rounds and failures and not any(r.train_replies for r in rounds):
+        first = first_failure[0] if first_failure else "see the run's reply.error events"
+        raise ExecutionError(
+            f"every training reply of the run failed ({failures} over {len(rounds)} "
+            f"rounds), so it trained nothing; the first: {first}"
+        )
 
 
 def _report_failures(grid: Grid, server_round: int, phase: str, reduction: Reduction[Any]) -> None:

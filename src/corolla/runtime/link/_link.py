@@ -421,6 +421,7 @@ class Link:
             self._metrics.stop()
         if self._shared is not None:
             self._shared.state.close()
+            self._shared.blobs.close()
         if self._lock is not None:
             self._lock.close()
 

@@ -198,10 +198,20 @@ class RunProcesses:
         if returncode == 0:
             self._end(run_id, RunStatus.FINISHED, None, returncode)
         else:
-            reason = f"the ServerApp exited with status {returncode}"
-            if tail:
-                reason += ":\n" + "\n".join(tail)
-            self._end(run_id, RunStatus.FAILED, reason, returncode)
+            self._end(run_id, RunStatus.FAILED, self._failure(run_id, returncode, tail), returncode)
+
+    def _failure(self, run_id: int, returncode: int, tail: Sequence[str]) -> str:
+        """Why a run's ServerApp failed: the error it reported (``run.error``), or the last
+        lines of its output."""
+        try:
+            reported = self._shared.state.read_events(run_id, kind="run.error")
+        except Exception:  # the state may be closing while the link stops
+            reported = []
+        if reported:
+            data = reported[-1].event.data
+            return f"{data.get('error', 'error')}: {data.get('reason', '')}"
+        reason = f"the ServerApp exited with status {returncode}"
+        return reason + (":\n" + "\n".join(tail) if tail else "")
 
     def _end(
         self, run_id: int, status: RunStatus, reason: str | None, returncode: int | None

@@ -74,6 +74,7 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
                     node_id=n.node_id,
                     attributes=user_config_to_proto(n.attributes),
                     last_heartbeat_at=n.last_heartbeat,
+                    node_config=user_config_to_proto(n.node_config),
                 )
                 for n in nodes
             ],

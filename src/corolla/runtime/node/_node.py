@@ -181,6 +181,7 @@ class Node:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         self._runner.stop()
+        self._store.blobs.close()
         if self._lock is not None:
             self._lock.close()
         self._status = NodeStatus.STOPPED

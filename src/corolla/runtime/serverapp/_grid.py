@@ -27,7 +27,7 @@ from corolla.core import (
     UserConfigValue,
     new_message_id,
 )
-from corolla.server import Grid, RunResult
+from corolla.server import Grid, RunResult, node_order
 from corolla.state import DirectoryBlobStore, MemoryBlobStore
 from corolla.transport import (
     EncodedArray,
@@ -152,7 +152,10 @@ class GrpcGrid(Grid):
                 serverappio_pb2.GetNodesRequest(), metadata=self._metadata
             )
         self._directory = {node.node_id: node for node in response.nodes}
-        return sorted(response.node_ids)
+        configs = {
+            node.node_id: user_config_from_proto(node.node_config) for node in response.nodes
+        }
+        return node_order(configs)
 
     def _summary(self, node_id: int) -> serverappio_pb2.NodeSummary | None:
         if node_id not in self._directory:

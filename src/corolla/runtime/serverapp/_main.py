@@ -56,7 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             grid.emit(Event("run.app", args.run_id, data={"app": app.name}))
             server(grid, Context(args.run_id, 0, {}, run_config, RecordDict()))
         except Exception as exc:
-            traceback.print_exc(file=sys.stdout)
+            # A Corolla error says what went wrong (every reply failed, an app that does not
+            # load): one line. Anything else is a bug of the app: its traceback.
+            if isinstance(exc, CorollaError):
+                print(f"error: {exc}", file=sys.stdout)
+            else:
+                traceback.print_exc(file=sys.stdout)
             _report(grid, args.run_id, exc)
             return 1
     return 0

@@ -29,7 +29,7 @@ from . import run_pb2 as corolla_dot_v1_dot_run__pb2
 from . import transfer_pb2 as corolla_dot_v1_dot_transfer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63orolla/v1/serverappio.proto\x12\ncorolla.v1\x1a\x16\x63orolla/v1/fleet.proto\x1a\x18\x63orolla/v1/message.proto\x1a\x18\x63orolla/v1/records.proto\x1a\x14\x63orolla/v1/run.proto\x1a\x19\x63orolla/v1/transfer.proto\"\x11\n\x0fGetNodesRequest\"L\n\x10GetNodesResponse\x12\x10\n\x08node_ids\x18\x01 \x03(\x04\x12&\n\x05nodes\x18\x02 \x03(\x0b\x32\x17.corolla.v1.NodeSummary\"e\n\x0bNodeSummary\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12*\n\nattributes\x18\x02 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12\x19\n\x11last_heartbeat_at\x18\x03 \x01(\x01\"<\n\x13PushMessagesRequest\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.corolla.v1.Message\"O\n\x14PushMessagesResponse\x12\x13\n\x0bmessage_ids\x18\x01 \x03(\t\x12\"\n\x07refused\x18\x02 \x03(\x0b\x32\x11.corolla.v1.Error\":\n\x12PullRepliesRequest\x12\x13\n\x0bmessage_ids\x18\x01 \x03(\t\x12\x0f\n\x07timeout\x18\x02 \x01(\x01\"K\n\x13PullRepliesResponse\x12%\n\x08messages\x18\x02 \x03(\x0b\x32\x13.corolla.v1.MessageJ\x04\x08\x01\x10\x02R\x07message\"-\n\x16ReleaseMessagesRequest\x12\x13\n\x0bmessage_ids\x18\x01 \x03(\t\"\x19\n\x17ReleaseMessagesResponse\"9\n\x11\x45mitEventsRequest\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.corolla.v1.RunEvent\"\x14\n\x12\x45mitEventsResponse\"6\n\x15SaveCheckpointRequest\x12\r\n\x05round\x18\x01 \x01(\x12\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"\x18\n\x16SaveCheckpointResponse\"\x17\n\x15LoadCheckpointRequest\"T\n\x16LoadCheckpointResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05round\x18\x02 \x01(\x12\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x32\xa6\x06\n\x0bServerAppIo\x12\x45\n\x08GetNodes\x12\x1b.corolla.v1.GetNodesRequest\x1a\x1c.corolla.v1.GetNodesResponse\x12K\n\nStatArrays\x12\x1d.corolla.v1.StatArraysRequest\x1a\x1e.corolla.v1.StatArraysResponse\x12\x41\n\nPushArrays\x12\x11.corolla.v1.Chunk\x1a\x1e.corolla.v1.PushArraysResponse(\x01\x12@\n\nPullArrays\x12\x1d.corolla.v1.PullArraysRequest\x1a\x11.corolla.v1.Chunk0\x01\x12Q\n\x0cPushMessages\x12\x1f.corolla.v1.PushMessagesRequest\x1a .corolla.v1.PushMessagesResponse\x12P\n\x0bPullReplies\x12\x1e.corolla.v1.PullRepliesRequest\x1a\x1f.corolla.v1.PullRepliesResponse0\x01\x12Z\n\x0fReleaseMessages\x12\".corolla.v1.ReleaseMessagesRequest\x1a#.corolla.v1.ReleaseMessagesResponse\x12K\n\nEmitEvents\x12\x1d.corolla.v1.EmitEventsRequest\x1a\x1e.corolla.v1.EmitEventsResponse\x12W\n\x0eSaveCheckpoint\x12!.corolla.v1.SaveCheckpointRequest\x1a\".corolla.v1.SaveCheckpointResponse\x12W\n\x0eLoadCheckpoint\x12!.corolla.v1.LoadCheckpointRequest\x1a\".corolla.v1.LoadCheckpointResponse2P\n\x0cRunArtifacts\x12@\n\nPullArrays\x12\x1d.corolla.v1.PullArraysRequest\x1a\x11.corolla.v1.Chunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63orolla/v1/serverappio.proto\x12\ncorolla.v1\x1a\x16\x63orolla/v1/fleet.proto\x1a\x18\x63orolla/v1/message.proto\x1a\x18\x63orolla/v1/records.proto\x1a\x14\x63orolla/v1/run.proto\x1a\x19\x63orolla/v1/transfer.proto\"\x11\n\x0fGetNodesRequest\"L\n\x10GetNodesResponse\x12\x10\n\x08node_ids\x18\x01 \x03(\x04\x12&\n\x05nodes\x18\x02 \x03(\x0b\x32\x17.corolla.v1.NodeSummary\"\x92\x01\n\x0bNodeSummary\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12*\n\nattributes\x18\x02 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12\x19\n\x11last_heartbeat_at\x18\x03 \x01(\x01\x12+\n\x0bnode_config\x18\x04 \x01(\x0b\x32\x16.corolla.v1.UserConfig\"<\n\x13PushMessagesRequest\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.corolla.v1.Message\"O\n\x14PushMessagesResponse\x12\x13\n\x0bmessage_ids\x18\x01 \x03(\t\x12\"\n\x07refused\x18\x02 \x03(\x0b\x32\x11.corolla.v1.Error\":\n\x12PullRepliesRequest\x12\x13\n\x0bmessage_ids\x18\x01 \x03(\t\x12\x0f\n\x07timeout\x18\x02 \x01(\x01\"K\n\x13PullRepliesResponse\x12%\n\x08messages\x18\x02 \x03(\x0b\x32\x13.corolla.v1.MessageJ\x04\x08\x01\x10\x02R\x07message\"-\n\x16ReleaseMessagesRequest\x12\x13\n\x0bmessage_ids\x18\x01 \x03(\t\"\x19\n\x17ReleaseMessagesResponse\"9\n\x11\x45mitEventsRequest\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.corolla.v1.RunEvent\"\x14\n\x12\x45mitEventsResponse\"6\n\x15SaveCheckpointRequest\x12\r\n\x05round\x18\x01 \x01(\x12\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"\x18\n\x16SaveCheckpointResponse\"\x17\n\x15LoadCheckpointRequest\"T\n\x16LoadCheckpointResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05round\x18\x02 \x01(\x12\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x32\xa6\x06\n\x0bServerAppIo\x12\x45\n\x08GetNodes\x12\x1b.corolla.v1.GetNodesRequest\x1a\x1c.corolla.v1.GetNodesResponse\x12K\n\nStatArrays\x12\x1d.corolla.v1.StatArraysRequest\x1a\x1e.corolla.v1.StatArraysResponse\x12\x41\n\nPushArrays\x12\x11.corolla.v1.Chunk\x1a\x1e.corolla.v1.PushArraysResponse(\x01\x12@\n\nPullArrays\x12\x1d.corolla.v1.PullArraysRequest\x1a\x11.corolla.v1.Chunk0\x01\x12Q\n\x0cPushMessages\x12\x1f.corolla.v1.PushMessagesRequest\x1a .corolla.v1.PushMessagesResponse\x12P\n\x0bPullReplies\x12\x1e.corolla.v1.PullRepliesRequest\x1a\x1f.corolla.v1.PullRepliesResponse0\x01\x12Z\n\x0fReleaseMessages\x12\".corolla.v1.ReleaseMessagesRequest\x1a#.corolla.v1.ReleaseMessagesResponse\x12K\n\nEmitEvents\x12\x1d.corolla.v1.EmitEventsRequest\x1a\x1e.corolla.v1.EmitEventsResponse\x12W\n\x0eSaveCheckpoint\x12!.corolla.v1.SaveCheckpointRequest\x1a\".corolla.v1.SaveCheckpointResponse\x12W\n\x0eLoadCheckpoint\x12!.corolla.v1.LoadCheckpointRequest\x1a\".corolla.v1.LoadCheckpointResponse2P\n\x0cRunArtifacts\x12@\n\nPullArrays\x12\x1d.corolla.v1.PullArraysRequest\x1a\x11.corolla.v1.Chunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,34 +40,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETNODESREQUEST']._serialized_end=186
   _globals['_GETNODESRESPONSE']._serialized_start=188
   _globals['_GETNODESRESPONSE']._serialized_end=264
-  _globals['_NODESUMMARY']._serialized_start=266
-  _globals['_NODESUMMARY']._serialized_end=367
-  _globals['_PUSHMESSAGESREQUEST']._serialized_start=369
-  _globals['_PUSHMESSAGESREQUEST']._serialized_end=429
-  _globals['_PUSHMESSAGESRESPONSE']._serialized_start=431
-  _globals['_PUSHMESSAGESRESPONSE']._serialized_end=510
-  _globals['_PULLREPLIESREQUEST']._serialized_start=512
-  _globals['_PULLREPLIESREQUEST']._serialized_end=570
-  _globals['_PULLREPLIESRESPONSE']._serialized_start=572
-  _globals['_PULLREPLIESRESPONSE']._serialized_end=647
-  _globals['_RELEASEMESSAGESREQUEST']._serialized_start=649
-  _globals['_RELEASEMESSAGESREQUEST']._serialized_end=694
-  _globals['_RELEASEMESSAGESRESPONSE']._serialized_start=696
-  _globals['_RELEASEMESSAGESRESPONSE']._serialized_end=721
-  _globals['_EMITEVENTSREQUEST']._serialized_start=723
-  _globals['_EMITEVENTSREQUEST']._serialized_end=780
-  _globals['_EMITEVENTSRESPONSE']._serialized_start=782
-  _globals['_EMITEVENTSRESPONSE']._serialized_end=802
-  _globals['_SAVECHECKPOINTREQUEST']._serialized_start=804
-  _globals['_SAVECHECKPOINTREQUEST']._serialized_end=858
-  _globals['_SAVECHECKPOINTRESPONSE']._serialized_start=860
-  _globals['_SAVECHECKPOINTRESPONSE']._serialized_end=884
-  _globals['_LOADCHECKPOINTREQUEST']._serialized_start=886
-  _globals['_LOADCHECKPOINTREQUEST']._serialized_end=909
-  _globals['_LOADCHECKPOINTRESPONSE']._serialized_start=911
-  _globals['_LOADCHECKPOINTRESPONSE']._serialized_end=995
-  _globals['_SERVERAPPIO']._serialized_start=998
-  _globals['_SERVERAPPIO']._serialized_end=1804
-  _globals['_RUNARTIFACTS']._serialized_start=1806
-  _globals['_RUNARTIFACTS']._serialized_end=1886
+  _globals['_NODESUMMARY']._serialized_start=267
+  _globals['_NODESUMMARY']._serialized_end=413
+  _globals['_PUSHMESSAGESREQUEST']._serialized_start=415
+  _globals['_PUSHMESSAGESREQUEST']._serialized_end=475
+  _globals['_PUSHMESSAGESRESPONSE']._serialized_start=477
+  _globals['_PUSHMESSAGESRESPONSE']._serialized_end=556
+  _globals['_PULLREPLIESREQUEST']._serialized_start=558
+  _globals['_PULLREPLIESREQUEST']._serialized_end=616
+  _globals['_PULLREPLIESRESPONSE']._serialized_start=618
+  _globals['_PULLREPLIESRESPONSE']._serialized_end=693
+  _globals['_RELEASEMESSAGESREQUEST']._serialized_start=695
+  _globals['_RELEASEMESSAGESREQUEST']._serialized_end=740
+  _globals['_RELEASEMESSAGESRESPONSE']._serialized_start=742
+  _globals['_RELEASEMESSAGESRESPONSE']._serialized_end=767
+  _globals['_EMITEVENTSREQUEST']._serialized_start=769
+  _globals['_EMITEVENTSREQUEST']._serialized_end=826
+  _globals['_EMITEVENTSRESPONSE']._serialized_start=828
+  _globals['_EMITEVENTSRESPONSE']._serialized_end=848
+  _globals['_SAVECHECKPOINTREQUEST']._serialized_start=850
+  _globals['_SAVECHECKPOINTREQUEST']._serialized_end=904
+  _globals['_SAVECHECKPOINTRESPONSE']._serialized_start=906
+  _globals['_SAVECHECKPOINTRESPONSE']._serialized_end=930
+  _globals['_LOADCHECKPOINTREQUEST']._serialized_start=932
+  _globals['_LOADCHECKPOINTREQUEST']._serialized_end=955
+  _globals['_LOADCHECKPOINTRESPONSE']._serialized_start=957
+  _globals['_LOADCHECKPOINTRESPONSE']._serialized_end=1041
+  _globals['_SERVERAPPIO']._serialized_start=1044
+  _globals['_SERVERAPPIO']._serialized_end=1850
+  _globals['_RUNARTIFACTS']._serialized_start=1852
+  _globals['_RUNARTIFACTS']._serialized_end=1932
 # @@protoc_insertion_point(module_scope)

@@ -76,6 +76,7 @@ class NodeSummary(_message.Message):
     NODE_ID_FIELD_NUMBER: _builtins.int
     ATTRIBUTES_FIELD_NUMBER: _builtins.int
     LAST_HEARTBEAT_AT_FIELD_NUMBER: _builtins.int
+    NODE_CONFIG_FIELD_NUMBER: _builtins.int
     node_id: _builtins.int
     last_heartbeat_at: _builtins.float
     """Seconds since the Unix epoch."""
@@ -83,16 +84,21 @@ class NodeSummary(_message.Message):
     def attributes(self) -> _records_pb2.UserConfig:
         """What the node advertised with `corolla node --attributes`."""
 
+    @_builtins.property
+    def node_config(self) -> _records_pb2.UserConfig:
+        """The node's settings (`corolla node --node-config`), by which the grid orders nodes."""
+
     def __init__(
         self,
         *,
         node_id: _builtins.int = ...,
         attributes: _records_pb2.UserConfig | None = ...,
         last_heartbeat_at: _builtins.float = ...,
+        node_config: _records_pb2.UserConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "node_config", b"node_config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "last_heartbeat_at", b"last_heartbeat_at", "node_id", b"node_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "last_heartbeat_at", b"last_heartbeat_at", "node_config", b"node_config", "node_id", b"node_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,18 +10,13 @@ replies that arrived while the previous batch was stored.
 A node's ``Receive`` stream also carries notices of runs that ended (``_run_ends``), and
 its end marks the node offline at once (``_presence``).
 
-Tokens on the wire are ``<node_id>.<secret>``: the state keeps only the secret's hash,
-keyed by node id, so the link reads the id from the token and checks the secret. Every
-call of a node presents its token; once the state accepted one, the servicer remembers
-its hash, so the calls that follow are checked in memory, without a state transaction.
+Every call of a node presents its token (see ``_tokens``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import hmac
 import itertools
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -41,7 +36,6 @@ from corolla.state import (
     UnknownNodeError,
 )
 from corolla.transport import (
-    bearer_token,
     fleet_pb2,
     fleet_pb2_grpc,
     length_delimited,
@@ -58,10 +52,11 @@ from ._payloads import data_bytes, serve_payload, store_pushed
 from ._presence import Presence
 from ._records import check_config_size, run_to_proto
 from ._resources import LinkResources
+from ._tokens import TokenCache, caller_identity, join_token, split_token
 from ._traffic import Transfer
 from ._wakeups import events_key, node_key, replies_key
 
-__all__ = ["FleetServicer", "join_token", "split_token"]
+__all__ = ["FleetServicer"]
 
 #: How often an idle Receive stream wakes by itself. Nothing needs it to: a caller that
 #: goes away cancels its stream, and a stopping link wakes every stream. It bounds what
@@ -74,58 +69,11 @@ T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def join_token(identity: NodeIdentity) -> str:
-    """The token a node presents: its id and its secret."""
-    return f"{identity.node_id}.{identity.token}"
-
-
-def split_token(token: str) -> NodeIdentity:
-    """The identity a wire token stands for.
-
-    Raises
-    ------
-    NodeAuthenticationError
-        If the token is not ``<node_id>.<secret>``.
-    """
-    node_id, sep, secret = token.partition(".")
-    if not sep or not node_id.isdigit() or not secret:
-        raise NodeAuthenticationError("malformed node token")
-    return NodeIdentity(int(node_id), secret)
-
-
 def _attributes(config: dict[str, UserConfigValue]) -> dict[str, str]:
     return {
         key: str(value).lower() if isinstance(value, bool) else str(value)
         for key, value in config.items()
     }
-
-
-class _TokenCache:
-    """The sha256 of each node's secret that the state accepted, by node id.
-
-    A node's token never changes (a node that rejoins keeps its identity), and nodes are
-    not deleted, so an entry stays right; it is dropped anyway whenever the node
-    registers again or the state refuses a token for it, so the state decides afresh.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._digests: dict[int, bytes] = {}
-
-    def accepts(self, identity: NodeIdentity) -> bool:
-        digest = hashlib.sha256(identity.token.encode()).digest()
-        with self._lock:
-            known = self._digests.get(identity.node_id)
-        return known is not None and hmac.compare_digest(known, digest)
-
-    def remember(self, identity: NodeIdentity) -> None:
-        digest = hashlib.sha256(identity.token.encode()).digest()
-        with self._lock:
-            self._digests[identity.node_id] = digest
-
-    def forget(self, node_id: int) -> None:
-        with self._lock:
-            self._digests.pop(node_id, None)
 
 
 class FleetServicer(fleet_pb2_grpc.FleetServicer):
@@ -151,7 +99,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         # once, so a node whose stream broke gets these again when it reconnects.
         self._lock = threading.Lock()
         self._in_flight: dict[int, dict[str, StoredMessage]] = {}
-        self._tokens = _TokenCache()
+        self._tokens = TokenCache()
         self._presence = Presence(shared)
         limits = shared.limits
         self._download_slots = asyncio.Semaphore(limits.download_streams)
@@ -199,7 +147,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
 
     async def _node_id(self, context: Context) -> int:
         """The id of the node whose token the call presents."""
-        identity = _identity(context)
+        identity = caller_identity(context.invocation_metadata())
         if not self._tokens.accepts(identity):
             await self._blocking(self._authenticate, identity)
         return identity.node_id
@@ -260,7 +208,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def Heartbeat(
         self, request: fleet_pb2.HeartbeatRequest, context: Context
     ) -> fleet_pb2.HeartbeatResponse:
-        return await self._blocking(self._heartbeat, _identity(context))
+        identity = caller_identity(context.invocation_metadata())
+        return await self._blocking(self._heartbeat, identity)
 
     def _heartbeat(self, identity: NodeIdentity) -> fleet_pb2.HeartbeatResponse:
         # Checked by the state every time: heartbeats are rare, and the reply needs the
@@ -530,13 +479,6 @@ def _run_ended_response(run_id: int, reason: str) -> bytes:
     """A serialized ``ReceiveResponse`` telling that run ``run_id`` ended."""
     notice = fleet_pb2.RunEnded(run_id=run_id, reason=reason)
     return fleet_pb2.ReceiveResponse(run_ended=notice).SerializeToString()
-
-
-def _identity(context: Context) -> NodeIdentity:
-    token = bearer_token(context.invocation_metadata())
-    if token is None:
-        raise NodeAuthenticationError("missing bearer token")
-    return split_token(token)
 
 
 def _blocking_iterator(

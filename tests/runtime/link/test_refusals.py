@@ -14,7 +14,14 @@ import pytest
 
 from corolla.core import ConfigError, CorollaError
 from corolla.runtime import ControlClient, Link
-from corolla.transport import fleet_pb2, fleet_pb2_grpc, user_config_to_proto
+from corolla.transport import (
+    control_pb2,
+    control_pb2_grpc,
+    fleet_pb2,
+    fleet_pb2_grpc,
+    run_pb2,
+    user_config_to_proto,
+)
 from corolla.tuning import GC_THRESHOLDS
 
 
@@ -102,3 +109,26 @@ def _app(root: Path, *, valid: bool) -> Path:
     )
     (root / "app.py").write_text("server = client = None\n")
     return root
+
+
+@pytest.mark.parametrize("run_id", [2**63, 2**63 + 5, 2**64 - 1])
+def test_run_ids_beyond_what_the_state_holds_are_unknown_not_internal(
+    link: Link, run_id: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with grpc.insecure_channel(link.control_address) as channel:
+        control = control_pb2_grpc.ControlStub(channel)
+        calls = [
+            lambda: control.GetRun(run_pb2.GetRunRequest(run_id=run_id), timeout=10),
+            lambda: control.StopRun(control_pb2.StopRunRequest(run_id=run_id), timeout=10),
+            lambda: control.GetRunResult(
+                control_pb2.GetRunResultRequest(run_id=run_id), timeout=10
+            ),
+        ]
+        codes = []
+        for call in calls:
+            with pytest.raises(grpc.RpcError) as refused:
+                call()
+            codes.append(refused.value.code())
+
+    assert codes == [grpc.StatusCode.NOT_FOUND] * len(calls)
+    assert "Traceback" not in caplog.text

@@ -25,8 +25,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two workers, a test module each at a time: many tests wait on processes and sockets.
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # Flower pins protobuf < 7, Corolla >= 7: the differential tests against Flower run in a
 # venv of their own, with Corolla installed without its dependencies (the strategy layer

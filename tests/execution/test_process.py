@@ -3,7 +3,11 @@ hang or are killed, their working directory, and segments reused across batches.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from multiprocessing.shared_memory import SharedMemory
@@ -125,13 +129,14 @@ def _one(executor: ProcessExecutor, do: str, timeout: float | None = 60.0) -> Me
     return reply
 
 
-@pytest.fixture
-def lazy(tmp_path: Path) -> Iterator[ProcessExecutor]:
+@pytest.fixture(params=["spawn", "forkserver"])
+def lazy(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ProcessExecutor]:
     executor = ProcessExecutor(
         ComponentRef("tests.execution.apps:app"),
         num_workers=1,
         working_dir=tmp_path / "work",
         lazy_restart=True,
+        start_method=request.param,
     )
     executor.start()
     try:
@@ -270,3 +275,55 @@ def test_the_time_a_worker_takes_to_load_the_app_does_not_count_against_the_time
         executor.close()
 
     assert not reply.has_error()
+
+
+_STARTER = """
+import sys, time
+from corolla.execution import ProcessExecutor
+from corolla.project import ComponentRef
+
+executor = ProcessExecutor(
+    ComponentRef("tests.execution.apps:app"), num_workers=1, start_method=sys.argv[1]
+)
+executor.start()
+print(executor._workers[0].process.pid, flush=True)
+time.sleep(300)
+"""
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_a_worker_ends_when_the_process_that_started_it_is_killed(
+    start_method: str, tmp_path: Path
+) -> None:
+    # Arrange: a process with a started worker (through a fork server, the worker is the
+    # server's child, not the starter's)
+    starter = subprocess.Popen(
+        [sys.executable, "-c", _STARTER, start_method],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).parents[2],
+    )
+    try:
+        assert starter.stdout is not None
+        worker = int(starter.stdout.readline())
+
+        # Act
+        starter.send_signal(signal.SIGKILL)
+        starter.wait(10)
+
+        # Assert: the worker is gone within seconds
+        deadline = time.monotonic() + 30
+        while _running(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(worker)
+    finally:
+        starter.kill()
+        starter.wait(10)
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -17,6 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ..execution import start_forkserver
 from ..project import parse_overrides
 from ..runtime import Node
 from ..runtime.node import DEFAULT_MAX_MESSAGE_S, DEFAULT_RUN_PROCESSES
@@ -80,6 +81,9 @@ def add_node_parser(commands: Any) -> None:
 def node_command(args: argparse.Namespace, console: Console) -> int:
     address = str(parse_address(args.link, what="--link", example_port=9092))
     return_freed_buffers()
+    # Each run's ClientApp process forks from it; it imports the CLI, which this script
+    # imports and multiprocessing runs again in each process it starts.
+    start_forkserver(preload=["corolla.cli"])
     log = logging.getLogger("corolla.runtime.node")
     if log.getEffectiveLevel() > logging.INFO:  # unless --verbose asked for more
         log.setLevel(logging.INFO)

@@ -12,7 +12,7 @@ aggregator when there is one (:func:`execute_task`); executors only decide where
 """
 
 from ._executor import Call, Executor, InlineExecutor, Task, TaskResult, execute_task
-from ._process import ProcessExecutor
+from ._process import ProcessExecutor, start_forkserver
 
 __all__ = [
     "Call",
@@ -22,4 +22,5 @@ __all__ = [
     "Task",
     "TaskResult",
     "execute_task",
+    "start_forkserver",
 ]

@@ -14,10 +14,10 @@ would outlive a node or a simulation killed with SIGKILL.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import pickle
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -33,10 +33,6 @@ from ._shm import INLINE_LIMIT, SegmentCache, SegmentPool, carve, carved_size, p
 __all__ = ["shared_workspace", "worker_main"]
 
 
-#: Seconds between a worker's checks that its parent still lives.
-PARENT_CHECK_S = 1.0
-
-
 def worker_main(
     conn: Connection,
     app_pickle: bytes,
@@ -45,7 +41,7 @@ def worker_main(
     working_dir: str | None = None,
 ) -> None:
     """The worker process: load the app, say so, then serve tasks until told to stop."""
-    _exit_with_parent(os.getppid())
+    _exit_with_parent()
     keep_freed_memory()
     try:
         if working_dir is not None:
@@ -69,14 +65,18 @@ def worker_main(
         pool.close()
 
 
-def _exit_with_parent(parent: int) -> None:
-    """End this process at once when ``parent`` is no longer its parent (it died, and the
-    process was handed to another). The thread is not joined: it lasts as long as the
-    process and holds nothing."""
+def _exit_with_parent() -> None:
+    """End this process at once when the process that started it ends. Not the OS parent:
+    a worker started through a fork server is the server's child, and the server outlives
+    the node while a worker lives. multiprocessing's parent sentinel is a pipe the starting
+    process holds open, closed by the kernel when it dies. The thread is not joined: it
+    lasts as long as the process and holds nothing."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_S)
+        parent.join()
         os._exit(1)
 
     threading.Thread(target=watch, name="corolla-parent-watch", daemon=True).start()

@@ -31,6 +31,7 @@ from types import TracebackType
 import grpc
 
 from corolla.core import ConfigError, CorollaError, ErrorCode, UserConfigValue
+from corolla.execution import start_forkserver
 from corolla.state import NodeIdentity, StateDirectoryLock
 from corolla.transport import (
     TransportError,
@@ -166,6 +167,8 @@ class Node:
         if self._thread is not None:
             return self
         self._lock = StateDirectoryLock(self._store.root)
+        # ClientApp processes fork from it: its imports happen now, not at the first message.
+        start_forkserver()
         self._runner.start()
         self._thread = threading.Thread(target=self._main, name="corolla-node", daemon=True)
         self._thread.start()

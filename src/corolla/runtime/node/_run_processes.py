@@ -28,7 +28,7 @@ import threading
 from collections.abc import Mapping
 
 from corolla.core import ConfigError, Message, RecordDict, UserConfigValue
-from corolla.execution import Call, ProcessExecutor, Task
+from corolla.execution import Call, ProcessExecutor, Task, start_forkserver
 from corolla.project import ComponentRef
 
 __all__ = ["DEFAULT_RUN_PROCESSES", "RunProcess", "RunProcesses"]
@@ -75,6 +75,7 @@ class RunProcess:
             working_dir=working_dir,
             lazy_restart=True,
             process_name=f"corolla-run-{run_id}",
+            start_method="forkserver" if start_forkserver() else "spawn",
         )
 
     def start(self) -> None:

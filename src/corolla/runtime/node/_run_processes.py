@@ -10,7 +10,9 @@ reply's arrays in shared memory segments that are reused from message to message
 
 - It starts when the run's first message comes (loading the app from the installed
   bundle, in a working directory of its own under the node's state directory), and
-  serves the run's next messages without loading the app again.
+  serves the run's next messages without loading the app again. It is forked from the
+  process's fork server (:func:`~corolla.execution.start_forkserver`, started with the
+  node), which imported the worker's modules once: not a new interpreter per run.
 - A call that overruns its deadline is killed, as is a process that the link says
   ended its run (:meth:`RunProcesses.end`, from any thread). A process that died is
   started again only when the run's next message comes.

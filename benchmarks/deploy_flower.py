@@ -3,13 +3,12 @@
 Runs ``flower-superlink`` and N ``flower-supernode`` processes on 127.0.0.1 (insecure),
 submits ``_deploy_flower_app/`` (Flower's message-API FedAvg over a "training" that adds
 0.5 to every parameter, every node in every round, weight 1) with ``flwr run``, waits for
-the run to end, stops every process it started, and prints one JSON object. It runs with
-the interpreter of the environment Flower is installed in, made by
-``make .venv-flower/.installed`` (flwr==1.41.0 and Corolla without dependencies)::
+the run to end, stops every process it started, and prints one JSON object. flwr comes
+with Corolla's ``flower`` extra (``make venv`` installs it)::
 
-    .venv-flower/bin/python benchmarks/deploy_flower.py --workload a
-    .venv-flower/bin/python benchmarks/deploy_flower.py --workload b --nodes 20
-    .venv-flower/bin/python benchmarks/deploy_flower.py --workload c
+    .venv/bin/python benchmarks/deploy_flower.py --workload a
+    .venv/bin/python benchmarks/deploy_flower.py --workload b --nodes 20
+    .venv/bin/python benchmarks/deploy_flower.py --workload c
 
 Workloads (those of ``deploy.py``, as far as real SuperNode processes go on two cores):
 
@@ -81,7 +80,7 @@ sys.path.insert(0, str(APP))
 try:
     from deploy_flower_bench import initial_model
 except ModuleNotFoundError as exc:  # run with an interpreter that lacks Flower
-    print(json.dumps({"status": f"cannot run: {exc}", "hint": "make .venv-flower/.installed"}))
+    print(json.dumps({"status": f"cannot run: {exc}", "hint": "pip install 'corolla[flower]'"}))
     sys.exit(1)
 
 MB = 1024 * 1024

@@ -136,7 +136,7 @@ class Session:
         self.home.mkdir()
         self.tmp = scratch / "tmp"
         self.tmp.mkdir()
-        for name in ("examples", ".venv", ".venv-flower", "Makefile", "pyproject.toml", "src"):
+        for name in ("examples", ".venv", "Makefile", "pyproject.toml", "src"):
             if (ROOT / name).exists():
                 (scratch / name).symlink_to(ROOT / name)
         venv_bin = ROOT / ".venv" / "bin"

@@ -6,8 +6,7 @@ and to Corolla's; the global arrays must agree within 1e-6 relative tolerance ea
 Bulyan is checked against Flower's original ``aggregate_bulyan`` (iterative Krum, as in the
 paper); Flower's Message-API Bulyan picks its updates with one Multi-Krum pass instead.
 
-flwr pins protobuf < 7, which Corolla's gRPC code cannot use, so these tests run in a
-separate environment with flwr installed; elsewhere they are skipped.
+flwr comes with the ``flower`` extra, which the test environment installs.
 """
 
 from __future__ import annotations
@@ -17,23 +16,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+from flwr.app import Array as FlArray
+from flwr.app import ArrayRecord as FlArrayRecord
+from flwr.app import ConfigRecord as FlConfigRecord
+from flwr.app import Message as FlMessage
+from flwr.app import MetricRecord as FlMetricRecord
+from flwr.app import RecordDict as FlRecordDict
+from flwr.server.strategy.aggregate import aggregate_bulyan, aggregate_krum
+from flwr.serverapp import strategy as fl
+from flwr.supercore.task_identity import TaskIdentity
 
-flwr = pytest.importorskip("flwr")
+import corolla.strategy as co
+from corolla.core import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from flwr.app import Array as FlArray  # noqa: E402
-from flwr.app import ArrayRecord as FlArrayRecord  # noqa: E402
-from flwr.app import ConfigRecord as FlConfigRecord  # noqa: E402
-from flwr.app import Message as FlMessage  # noqa: E402
-from flwr.app import MetricRecord as FlMetricRecord  # noqa: E402
-from flwr.app import RecordDict as FlRecordDict  # noqa: E402
-from flwr.server.strategy.aggregate import aggregate_bulyan, aggregate_krum  # noqa: E402
-from flwr.serverapp import strategy as fl  # noqa: E402
-from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
-
-import corolla.strategy as co  # noqa: E402
-from corolla.core import ArrayRecord, ConfigRecord, MetricRecord, RecordDict  # noqa: E402
-
-from ..rounds import train_round  # noqa: E402
+from ..rounds import train_round
 
 RTOL = 1e-6
 NUM_ROUNDS = 3

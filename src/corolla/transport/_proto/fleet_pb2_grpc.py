@@ -7,7 +7,7 @@ from . import fleet_pb2 as corolla_dot_v1_dot_fleet__pb2
 from . import run_pb2 as corolla_dot_v1_dot_run__pb2
 from . import transfer_pb2 as corolla_dot_v1_dot_transfer__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.75.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -20,14 +20,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in corolla/v1/fleet_pb2_grpc.py depends on'
+        + f' but the generated code in corolla/v1/fleet_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class FleetStub:
+class FleetStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -88,7 +88,7 @@ class FleetStub:
                 _registered_method=True)
 
 
-class FleetServicer:
+class FleetServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def RegisterNode(self, request, context):
@@ -233,7 +233,7 @@ def add_FleetServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Fleet:
+class Fleet(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

@@ -7,7 +7,7 @@ from . import fleet_pb2 as corolla_dot_v1_dot_fleet__pb2
 from . import serverappio_pb2 as corolla_dot_v1_dot_serverappio__pb2
 from . import transfer_pb2 as corolla_dot_v1_dot_transfer__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.75.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -20,14 +20,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in corolla/v1/serverappio_pb2_grpc.py depends on'
+        + f' but the generated code in corolla/v1/serverappio_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class ServerAppIoStub:
+class ServerAppIoStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -88,7 +88,7 @@ class ServerAppIoStub:
                 _registered_method=True)
 
 
-class ServerAppIoServicer:
+class ServerAppIoServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def GetNodes(self, request, context):
@@ -221,7 +221,7 @@ def add_ServerAppIoServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class ServerAppIo:
+class ServerAppIo(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -495,7 +495,7 @@ class ServerAppIo:
             _registered_method=True)
 
 
-class RunArtifactsStub:
+class RunArtifactsStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -511,7 +511,7 @@ class RunArtifactsStub:
                 _registered_method=True)
 
 
-class RunArtifactsServicer:
+class RunArtifactsServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def PullArrays(self, request, context):
@@ -537,7 +537,7 @@ def add_RunArtifactsServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class RunArtifacts:
+class RunArtifacts(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

@@ -1,0 +1,1 @@
+"""legacy-numpyclient: logistic regression in NumPy, on Flower's legacy client API."""

@@ -1,0 +1,1 @@
+"""message-numpy: linear regression with NumPy, on Flower's Message API."""

@@ -161,7 +161,7 @@ def test_bytes_that_are_not_npy_are_refused():
     flower = flwr_app.Array(dtype="float32", shape=(1,), stype=NUMPY_STYPE, data=b"nonsense")
 
     # Act / Assert
-    with pytest.raises(RecordError, match="not a readable .npy array"):
+    with pytest.raises(RecordError, match=r"not a readable \.npy array"):
         array_from_flower(flower)
 
 

@@ -36,6 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "strategy": {"core", "server", "tuning"},
     "execution": {"core", "client", "server", "project", "tuning"},
     "simulation": {"core", "client", "server", "project", "tuning", "execution"},
+    "flower": {"core", "client", "server", "project", "strategy"},
     "runtime": {
         "core",
         "client",
@@ -59,6 +60,7 @@ ALLOWED: dict[str, set[str]] = {
         "data",
         "tuning",
         "execution",
+        "flower",
         "",
     },
 }

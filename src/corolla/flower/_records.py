@@ -1,0 +1,145 @@
+"""Records: Flower's ``ArrayRecord``, ``MetricRecord``, ``ConfigRecord`` and ``RecordDict``
+<-> Corolla's.
+
+Names and their order are kept. Corolla's records hold everything Flower's do, with these
+exceptions, which raise :class:`~corolla.core.RecordError` naming the entry:
+
+- an empty name (Flower takes any string, Corolla needs a non-empty one);
+- a list mixing ``int`` and ``bool`` (Flower checks a list's items against the type of
+  its first one, so ``[1, True]`` passes; Corolla's metrics take no bool at all, and its
+  config lists hold one type);
+- an array Corolla does not carry: a dtype other than bool, (u)int8-64, float16/32/64 and
+  complex64/128 (strings, datetimes, structured, ``longdouble``), or an ``Array`` whose
+  stype Flower cannot turn into NumPy.
+
+Every Corolla record converts to Flower. Records on Flower's side are mutable, so list
+values are copied both ways and nothing converted aliases a Flower list; arrays are views
+of the Flower ``Array``'s immutable bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flwr import app as flwr_app
+
+from corolla.core import ArrayRecord, ConfigRecord, MetricRecord, Record, RecordDict, RecordError
+
+from ._arrays import array_from_flower, array_to_flower
+
+__all__ = [
+    "array_record_from_flower",
+    "array_record_to_flower",
+    "config_record_from_flower",
+    "config_record_to_flower",
+    "metric_record_from_flower",
+    "metric_record_to_flower",
+    "record_dict_from_flower",
+    "record_dict_to_flower",
+]
+
+FlowerRecord = flwr_app.ArrayRecord | flwr_app.MetricRecord | flwr_app.ConfigRecord
+
+
+def array_record_from_flower(record: flwr_app.ArrayRecord) -> ArrayRecord:
+    """A Corolla :class:`~corolla.core.ArrayRecord` viewing a Flower one's arrays.
+
+    Raises
+    ------
+    RecordError
+        If an entry has an empty name, or an array Corolla does not carry (see the module
+        notes), naming the entry.
+    """
+    arrays = {}
+    for name, array in record.items():
+        try:
+            arrays[name] = array_from_flower(array)
+        except RecordError as exc:
+            raise RecordError(f"ArrayRecord entry {name!r}: {exc}") from exc
+    return ArrayRecord(arrays)
+
+
+def array_record_to_flower(record: ArrayRecord) -> flwr_app.ArrayRecord:
+    """A Flower ``ArrayRecord`` of ``"numpy.ndarray"`` arrays, each copied once."""
+    converted = flwr_app.ArrayRecord()
+    for name, array in record.items():
+        converted[name] = array_to_flower(array)
+    return converted
+
+
+def metric_record_from_flower(record: flwr_app.MetricRecord) -> MetricRecord:
+    """A Corolla :class:`~corolla.core.MetricRecord` with a Flower one's entries.
+
+    Raises
+    ------
+    RecordError
+        If an entry has an empty name or a list holding a bool, naming the entry.
+    """
+    return MetricRecord(record.items())
+
+
+def metric_record_to_flower(record: MetricRecord) -> flwr_app.MetricRecord:
+    """A Flower ``MetricRecord`` with the same entries (lists copied)."""
+    return flwr_app.MetricRecord(dict(record.items()))
+
+
+def config_record_from_flower(record: flwr_app.ConfigRecord) -> ConfigRecord:
+    """A Corolla :class:`~corolla.core.ConfigRecord` with a Flower one's entries.
+
+    Raises
+    ------
+    RecordError
+        If an entry has an empty name or a list mixing int and bool, naming the entry.
+    """
+    return ConfigRecord(record.items())
+
+
+def config_record_to_flower(record: ConfigRecord) -> flwr_app.ConfigRecord:
+    """A Flower ``ConfigRecord`` with the same entries (lists copied)."""
+    return flwr_app.ConfigRecord(dict(record.items()))
+
+
+def record_dict_from_flower(records: flwr_app.RecordDict) -> RecordDict:
+    """A Corolla :class:`~corolla.core.RecordDict` with a Flower one's records, in order.
+
+    Raises
+    ------
+    RecordError
+        If a record or an entry cannot be held by Corolla (see the module notes); the
+        message names the record and the entry.
+    """
+    converted: dict[str, Record] = {}
+    for name, record in records.items():
+        try:
+            converted[name] = _record_from_flower(record)
+        except RecordError as exc:
+            raise RecordError(f"Flower RecordDict entry {name!r}: {exc}") from exc
+    return RecordDict(converted)
+
+
+def _record_from_flower(record: Any) -> Record:
+    if isinstance(record, flwr_app.ArrayRecord):
+        return array_record_from_flower(record)
+    if isinstance(record, flwr_app.MetricRecord):
+        return metric_record_from_flower(record)
+    if isinstance(record, flwr_app.ConfigRecord):
+        return config_record_from_flower(record)
+    raise RecordError(
+        f"must be a Flower ArrayRecord, MetricRecord or ConfigRecord, got {type(record).__name__}"
+    )
+
+
+def record_dict_to_flower(records: RecordDict) -> flwr_app.RecordDict:
+    """A Flower ``RecordDict`` with the same records, in order."""
+    converted = flwr_app.RecordDict()
+    for name, record in records.items():
+        converted[name] = _record_to_flower(record)
+    return converted
+
+
+def _record_to_flower(record: Record) -> FlowerRecord:
+    if isinstance(record, ArrayRecord):
+        return array_record_to_flower(record)
+    if isinstance(record, MetricRecord):
+        return metric_record_to_flower(record)
+    return config_record_to_flower(record)

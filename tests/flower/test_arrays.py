@@ -1,0 +1,184 @@
+"""A Flower ``Array`` <-> a NumPy array: views one way, exactly one copy the other."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from typing import Any
+
+import numpy as np
+import numpy.lib.format as npy
+import pytest
+from flwr import app as flwr_app
+from hypothesis import given
+
+from corolla.core import RecordError
+from corolla.flower import NUMPY_STYPE, array_from_flower, array_to_flower
+
+from ..core.strategies import arrays, non_contiguous_arrays
+
+
+def _same_array(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _data_view(array: flwr_app.Array) -> np.ndarray[Any, Any]:
+    return np.frombuffer(array.data, dtype=np.uint8)
+
+
+@given(arrays())
+def test_an_array_survives_a_trip_through_flower(array):
+    # Act
+    back = array_from_flower(array_to_flower(array))
+
+    # Assert: same dtype (byte order included), shape and bits, NaN payloads too
+    assert _same_array(back, array)
+
+
+@given(non_contiguous_arrays())
+def test_a_non_contiguous_array_survives_a_trip_through_flower(array):
+    # Act
+    back = array_from_flower(array_to_flower(array))
+
+    # Assert
+    assert _same_array(back, array.copy(order="C"))
+
+
+@given(arrays())
+def test_flower_reads_what_corolla_writes(array):
+    # Act
+    converted = array_to_flower(array)
+
+    # Assert
+    assert converted.stype == NUMPY_STYPE
+    assert converted.shape == array.shape
+    assert converted.dtype == str(array.dtype)
+    assert _same_array(converted.numpy(), array)
+
+
+@given(arrays())
+def test_corolla_writes_the_bytes_flower_writes_for_a_c_ordered_array(array):
+    # Act
+    ours = array_to_flower(array)
+
+    # Assert
+    assert ours == flwr_app.Array(array)
+
+
+@given(arrays())
+def test_corolla_reads_what_flower_writes(array):
+    # Act
+    back = array_from_flower(flwr_app.Array(array))
+
+    # Assert
+    assert _same_array(back, array)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array(3.5),
+        np.zeros((0,), dtype=np.int16),
+        np.zeros((2, 0, 3), dtype=np.complex64),
+        np.arange(24, dtype=">i4").reshape(2, 3, 4)[:, ::2, ::-1],
+        np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+    ],
+    ids=["0-d", "empty", "empty-3d", "strided-big-endian", "fortran"],
+)
+def test_edge_shapes_and_layouts_survive_a_trip_through_flower(array):
+    # Act
+    back = array_from_flower(array_to_flower(array))
+
+    # Assert
+    assert _same_array(back, array.copy(order="C"))
+
+
+def test_an_array_read_from_flower_views_its_bytes():
+    # Arrange
+    flower = flwr_app.Array(np.arange(1000, dtype=np.float32))
+
+    # Act
+    array = array_from_flower(flower)
+
+    # Assert
+    assert np.shares_memory(array, _data_view(flower))
+    assert not array.flags.writeable
+
+
+def test_a_fortran_ordered_npy_is_read_without_copying():
+    # Arrange: Flower writes an F-ordered array as such
+    flower = flwr_app.Array(np.asfortranarray(np.arange(12.0).reshape(3, 4)))
+
+    # Act
+    array = array_from_flower(flower)
+
+    # Assert
+    assert np.shares_memory(array, _data_view(flower))
+    assert np.array_equal(array, np.arange(12.0).reshape(3, 4))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_an_array_is_copied_exactly_once_into_flower(layout):
+    # Arrange
+    base = np.arange(2_000_000, dtype=np.float64)
+    array = base if layout == "contiguous" else base.reshape(1000, 2000)[:, ::2]
+    tracemalloc.start()
+    try:
+        # Act
+        converted = array_to_flower(array)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    # Assert: the output's bytes, plus a little (its header and bookkeeping), no second copy
+    assert len(converted.data) > array.nbytes
+    assert peak < array.nbytes + 64 * 1024
+
+
+def test_an_array_of_a_stype_flower_cannot_read_is_refused_naming_the_stype():
+    # Arrange
+    flower = flwr_app.Array(dtype="float32", shape=(2,), stype="torch.Tensor", data=b"\0" * 8)
+
+    # Act / Assert
+    with pytest.raises(RecordError, match=r"stype 'torch.Tensor'"):
+        array_from_flower(flower)
+
+
+def test_truncated_npy_bytes_are_refused_saying_how_many_bytes_are_needed():
+    # Arrange
+    whole = flwr_app.Array(np.zeros(10, dtype=np.float64))
+    flower = flwr_app.Array(
+        dtype=whole.dtype, shape=whole.shape, stype=NUMPY_STYPE, data=whole.data[:-8]
+    )
+
+    # Act / Assert
+    with pytest.raises(RecordError, match=r"needs \d+ bytes, it has \d+"):
+        array_from_flower(flower)
+
+
+def test_bytes_that_are_not_npy_are_refused():
+    # Arrange
+    flower = flwr_app.Array(dtype="float32", shape=(1,), stype=NUMPY_STYPE, data=b"nonsense")
+
+    # Act / Assert
+    with pytest.raises(RecordError, match=r"not a readable \.npy array"):
+        array_from_flower(flower)
+
+
+def test_an_npy_of_python_objects_is_refused_without_unpickling():
+    # Arrange: a header claiming object dtype, followed by bytes that must never be loaded
+    header = io.BytesIO()
+    npy.write_array_header_1_0(header, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+    flower = flwr_app.Array(
+        dtype="object", shape=(1,), stype=NUMPY_STYPE, data=header.getvalue() + b"\x80" * 8
+    )
+
+    # Act / Assert
+    with pytest.raises(RecordError, match="Python objects"):
+        array_from_flower(flower)
+
+
+def test_an_object_array_cannot_go_to_flower():
+    # Act / Assert
+    with pytest.raises(RecordError, match="dtype object"):
+        array_to_flower(np.array([object()]))

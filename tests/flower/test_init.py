@@ -12,12 +12,15 @@ def test_exports():
     assert sorted(corolla.flower.__all__) == sorted(
         [
             "FROM_FLOWER_CODES",
+            "FlowerClient",
+            "FlowerGrid",
             "NUMPY_STYPE",
             "TO_FLOWER_CODES",
             "array_from_flower",
             "array_record_from_flower",
             "array_record_to_flower",
             "array_to_flower",
+            "client_app_adapter",
             "config_record_from_flower",
             "config_record_to_flower",
             "context_from_flower",
@@ -30,6 +33,7 @@ def test_exports():
             "metric_record_to_flower",
             "record_dict_from_flower",
             "record_dict_to_flower",
+            "server_app_adapter",
         ]
     )
     for name in corolla.flower.__all__:

@@ -18,6 +18,10 @@ each a ``*_from_flower`` / ``*_to_flower`` pair:
   (:data:`FROM_FLOWER_CODES`, :data:`TO_FLOWER_CODES`).
 - contexts: ids, configs and state, so a Flower ClientApp's ``context.state`` is kept per
   node across rounds.
+
+Adapters at the boundary: :class:`FlowerGrid` is Flower's ``Grid`` over Corolla's, and
+:func:`client_app_adapter` / :func:`server_app_adapter` make a Flower project's apps
+Corolla apps where they are loaded.
 """
 
 try:
@@ -27,8 +31,10 @@ except ImportError as exc:
 
     raise MissingExtraError("flwr", "flower") from exc
 
+from ._apps import FlowerClient, client_app_adapter, server_app_adapter
 from ._arrays import NUMPY_STYPE, array_from_flower, array_to_flower
 from ._context import context_from_flower, context_to_flower
+from ._grid import FlowerGrid
 from ._messages import (
     FROM_FLOWER_CODES,
     TO_FLOWER_CODES,
@@ -50,12 +56,15 @@ from ._records import (
 
 __all__ = [
     "FROM_FLOWER_CODES",
+    "FlowerClient",
+    "FlowerGrid",
     "NUMPY_STYPE",
     "TO_FLOWER_CODES",
     "array_from_flower",
     "array_record_from_flower",
     "array_record_to_flower",
     "array_to_flower",
+    "client_app_adapter",
     "config_record_from_flower",
     "config_record_to_flower",
     "context_from_flower",
@@ -68,4 +77,5 @@ __all__ = [
     "metric_record_to_flower",
     "record_dict_from_flower",
     "record_dict_to_flower",
+    "server_app_adapter",
 ]

@@ -1,0 +1,82 @@
+"""Flower's ClientApp and ServerApp as Corolla apps: the adapters a Flower project's
+component references name (``[tool.flwr.app.components]``), applied where the component
+is loaded, in simulation workers, in a node's ClientApp process and in the link's
+ServerApp process alike.
+
+A Flower ClientApp gets the message and context converted to Flower's types; the state
+it leaves in its context becomes the Corolla context's, which the runtime keeps for the
+node's next call. A Flower ServerApp gets a :class:`~corolla.flower.FlowerGrid` over the
+run's grid and the run's context.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flwr.clientapp import ClientApp as FlowerClientApp
+from flwr.common.constant import SUPERLINK_NODE_ID
+from flwr.serverapp import ServerApp as FlowerServerApp
+from flwr.supercore.task_identity import TaskIdentity
+
+from corolla.core import AppLoadError, Context, Message
+from corolla.server import Grid, ServerApp
+
+from ._context import context_to_flower
+from ._grid import FlowerGrid
+from ._messages import message_from_flower, message_to_flower
+from ._records import record_dict_from_flower
+
+__all__ = ["FlowerClient", "client_app_adapter", "server_app_adapter"]
+
+
+class FlowerClient:
+    """A Flower ClientApp, called as a Corolla ClientApp."""
+
+    def __init__(self, app: FlowerClientApp) -> None:
+        self.app = app
+
+    def __call__(self, message: Message, context: Context) -> Message:
+        flower_context = context_to_flower(context)
+        reply = message_from_flower(self.app(message_to_flower(message), flower_context))
+        context.state = record_dict_from_flower(flower_context.state)
+        if reply.has_error():
+            return Message(error=reply.error, reply_to=message)
+        return Message(reply.content, reply_to=message)
+
+
+def client_app_adapter(app: Any) -> FlowerClient:
+    """A Flower project's ClientApp as a Corolla ClientApp.
+
+    Raises
+    ------
+    AppLoadError
+        If ``app`` is not a Flower ClientApp.
+    """
+    if not isinstance(app, FlowerClientApp):
+        raise AppLoadError(
+            f"a Flower project's clientapp must be a flwr ClientApp, got {type(app).__name__}"
+        )
+    return FlowerClient(app)
+
+
+def server_app_adapter(app: Any) -> ServerApp:
+    """A Flower project's ServerApp as a Corolla ServerApp.
+
+    Raises
+    ------
+    AppLoadError
+        If ``app`` is not a Flower ServerApp.
+    """
+    if not isinstance(app, FlowerServerApp):
+        raise AppLoadError(
+            f"a Flower project's serverapp must be a flwr ServerApp, got {type(app).__name__}"
+        )
+
+    def main(grid: Grid, context: Context) -> None:
+        # Flower stamps the messages a ServerApp creates with its process's task identity.
+        TaskIdentity.task_id = 1
+        TaskIdentity.run_id = grid.run_id
+        TaskIdentity.node_id = SUPERLINK_NODE_ID
+        app(FlowerGrid(grid, context.run_config), context_to_flower(context))
+
+    return ServerApp(main)

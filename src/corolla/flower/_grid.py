@@ -1,0 +1,107 @@
+"""Flower's ``Grid`` over Corolla's: any Flower ServerApp, workflow or strategy, of the
+Message API or the legacy one, drives Corolla's nodes, simulated or deployed.
+
+Flower's strategies talk to their grid through ``get_node_ids`` and ``send_and_receive``;
+both map to Corolla's grid one to one. ``push_messages`` sends and stamps each Flower
+message with the id Corolla gave it, as Flower's own grids do. ``pull_messages`` differs:
+Flower's returns the replies that arrived so far, and a ServerApp polls it; Corolla's
+grids deliver replies as they arrive, and a simulation runs the ClientApps only when they
+are asked for, so ``pull_messages`` waits for the replies to the ids it is given. A loop
+that polls until every reply is in ends after its first call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+
+from flwr import app as flwr_app
+from flwr.serverapp import Grid as _FlowerGrid
+from flwr.supercore.run import Run
+
+from corolla.core import Message, MessageError, UserConfigValue
+from corolla.server import Grid
+
+from ._messages import message_to_flower
+from ._records import record_dict_from_flower
+
+__all__ = ["FlowerGrid"]
+
+
+class FlowerGrid(_FlowerGrid):
+    """A Flower ``Grid`` (``flwr.serverapp.Grid``) that sends through a Corolla
+    :class:`~corolla.server.Grid`.
+
+    Parameters
+    ----------
+    grid
+        The Corolla grid of the run.
+    run_config
+        The run's config, which Flower's ``Run`` carries as its ``override_config``.
+    """
+
+    def __init__(self, grid: Grid, run_config: Mapping[str, UserConfigValue]) -> None:
+        self._grid = grid
+        run = Run.create_empty(run_id=grid.run_id)
+        run.override_config = dict(run_config)
+        self._run = run
+
+    def set_run(self, run: Run) -> None:
+        if not isinstance(run, Run):
+            raise TypeError(f"set_run takes a flwr Run, got {type(run).__name__}")
+        if run.run_id != self._grid.run_id:
+            raise ValueError(f"this grid serves run {self._grid.run_id}, not run {run.run_id}")
+        self._run = run
+
+    @property
+    def run(self) -> Run:
+        return dataclasses.replace(self._run)
+
+    def create_message(
+        self,
+        content: flwr_app.RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> flwr_app.Message:
+        return flwr_app.Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+    def get_node_ids(self) -> list[int]:
+        return self._grid.node_ids()
+
+    def push_messages(self, messages: Iterable[flwr_app.Message]) -> list[str]:
+        flower = list(messages)
+        ids = self._grid.send([_outgoing(message) for message in flower])
+        for message, message_id in zip(flower, ids, strict=True):
+            # Flower's Metadata has no setter for the id its grids assign.
+            message.metadata.__dict__["_message_id"] = message_id
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[flwr_app.Message]:
+        return [message_to_flower(reply) for reply in self._grid.receive(list(message_ids))]
+
+    def send_and_receive(
+        self, messages: Iterable[flwr_app.Message], *, timeout: float | None = None
+    ) -> list[flwr_app.Message]:
+        ids = self.push_messages(messages)
+        return [message_to_flower(reply) for reply in self._grid.receive(ids, timeout)]
+
+
+def _outgoing(message: flwr_app.Message) -> Message:
+    """The Corolla message a ServerApp's Flower message asks to send."""
+    metadata = message.metadata
+    if metadata.reply_to_message_id:
+        raise MessageError(
+            f"a ServerApp sends new messages, not replies (this one replies to "
+            f"{metadata.reply_to_message_id!r})"
+        )
+    if message.has_error():
+        raise MessageError("a ServerApp sends messages with content, not errors")
+    return Message(
+        record_dict_from_flower(message.content),
+        dst_node_id=int(metadata.dst_node_id),
+        message_type=metadata.message_type,
+        group_id=metadata.group_id,
+        ttl=float(metadata.ttl),
+    )

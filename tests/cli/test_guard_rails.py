@@ -110,7 +110,10 @@ def test_a_pyproject_without_the_app_table_names_the_table(
     message = _fails(capsys, "run", "app")
 
     path = (tmp_path / "app" / "pyproject.toml").resolve()
-    assert message == f"{path} has no [tool.corolla.app] table"
+    assert message == (
+        f"{path} has no [tool.corolla.app] table (a Corolla app) "
+        "nor [tool.flwr.app] table (a Flower app)"
+    )
 
 
 @pytest.mark.parametrize(

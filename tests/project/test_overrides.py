@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from corolla.core import ConfigError
 from corolla.project import merge_run_config, parse_overrides
@@ -48,7 +52,7 @@ def test_values_take_the_type_of_their_default():
 
 def test_seed_is_always_accepted_and_is_an_integer():
     assert _merged("seed=4")["seed"] == 4
-    with pytest.raises(ConfigError, match="run config seed wants an integer, got 'x'"):
+    with pytest.raises(ConfigError, match=r"run config seed wants an integer, got 'x'"):
         _merged("seed=x")
 
 
@@ -102,3 +106,63 @@ def test_an_item_that_is_not_pairs_is_refused(item):
 
 def test_an_empty_value_is_empty_text():
     assert parse_overrides(["a="]) == {"a": ""}
+
+
+def test_a_dotted_key_overrides_a_nested_table_entry_as_in_flower():
+    defaults = {"optimizer.name": "sgd", "optimizer.lr": 0.1}
+
+    merged = merge_run_config(
+        defaults, parse_overrides(["optimizer.lr=0.5 optimizer.name='adam'"], defaults)
+    )
+
+    assert merged == {"optimizer.name": "adam", "optimizer.lr": 0.5}
+
+
+def test_a_toml_file_of_overrides_is_read_flattened(tmp_path):
+    path = tmp_path / "overrides.toml"
+    path.write_text("num-server-rounds = 7\n[dropout]\nprobability = 0.2\n")
+
+    merged = merge_run_config(DEFAULTS, parse_overrides([str(path)], DEFAULTS))
+
+    assert merged["num-server-rounds"] == 7 and merged["dropout.probability"] == 0.2
+
+
+def test_a_missing_toml_file_of_overrides_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"run config file .* does not exist"):
+        parse_overrides([str(tmp_path / "nope.toml")])
+
+
+def test_a_toml_file_with_a_list_value_is_refused(tmp_path):
+    path = tmp_path / "overrides.toml"
+    path.write_text("lr = [1, 2]\n")
+
+    with pytest.raises(ConfigError, match=r"'lr' must be a bool, int, float or string"):
+        parse_overrides([str(path)])
+
+
+_keys = st.from_regex(r"[a-z][a-z0-9-]{0,8}(\.[a-z][a-z0-9-]{0,8})?", fullmatch=True)
+_values = st.one_of(
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=12),
+)
+
+
+def _toml_literal(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    return repr(value)
+
+
+@given(st.dictionaries(_keys, _values, min_size=1, max_size=6))
+def test_flowers_one_string_form_gives_back_the_typed_values(pairs):
+    defaults = {key: type(value)() for key, value in pairs.items()}
+    line = " ".join(f"{key}={_toml_literal(value)}" for key, value in pairs.items())
+
+    merged = merge_run_config(defaults, parse_overrides([line], defaults))
+
+    assert merged == pairs
+    assert all(type(merged[key]) is type(value) for key, value in pairs.items())

@@ -107,3 +107,15 @@ def tagged_main(grid: Grid, context: Context) -> None:
 
 
 tagged_server = ServerApp(tagged_main)
+
+
+# Replies with the node config it was given, as Flower apps read their partition.
+partition_echo = ClientApp()
+
+
+@partition_echo.query()
+def partition_echo_query(message: Message, context: Context) -> Message:
+    partition = MetricRecord(
+        {key: int(context.node_config[key]) for key in ("partition-id", "num-partitions")}
+    )
+    return Message(RecordDict({"partition": partition}), reply_to=message)

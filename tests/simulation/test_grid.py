@@ -126,3 +126,20 @@ def test_run_simulation_hands_attributes_to_the_grid() -> None:
 
     assert result.history is not None
     assert result.history.series("train", "num-examples") == [(1, 2)]  # nodes 1 and 4
+
+
+def test_each_virtual_node_gets_its_partition_as_flower_names_it() -> None:
+    executor = InlineExecutor(apps.partition_echo)
+    executor.start()
+    grid = SimulationGrid(executor, 4)
+    messages = [
+        Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY)
+        for n in grid.node_ids()
+    ]
+
+    replies = list(grid.receive(grid.send(messages), timeout=30))
+
+    partitions = {
+        r.metadata.src_node_id: dict(r.content["partition"]) for r in replies if r.has_content()
+    }
+    assert partitions == {n: {"partition-id": n - 1, "num-partitions": 4} for n in range(1, 5)}

@@ -20,7 +20,7 @@ from ._output import check_output
 from ._progress import RunProgress
 from ._report import report, write_outputs
 
-__all__ = ["add_run_parser", "corolla_home", "run_command"]
+__all__ = ["add_run_parser", "corolla_home", "flower_config_file", "load_app", "run_command"]
 
 #: Options that shape a simulation and mean nothing on a link (its nodes are real).
 _SIMULATION_ONLY = (("nodes", "--nodes"), ("backend", "--backend"), ("workers", "--workers"))
@@ -29,6 +29,17 @@ _SIMULATION_ONLY = (("nodes", "--nodes"), ("backend", "--backend"), ("workers", 
 def corolla_home() -> Path:
     """Where Corolla keeps runs by default: ``$COROLLA_HOME`` or ``~/.corolla``."""
     return Path(os.environ.get("COROLLA_HOME", Path.home() / ".corolla"))
+
+
+def flower_config_file() -> Path:
+    """Flower's configuration file, whose ``[superlink]`` connections a Flower app without
+    ``[tool.flwr.federations]`` uses: ``$FLWR_HOME/config.toml`` or ``~/.flwr/config.toml``."""
+    return Path(os.environ.get("FLWR_HOME", Path.home() / ".flwr")) / "config.toml"
+
+
+def load_app(app: str) -> AppConfig:
+    """The app at ``app``: a directory, or a Flower FAB unpacked under ``corolla_home()``."""
+    return AppConfig.load(app, fab_dir=corolla_home() / "fabs", flower_config=flower_config_file())
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +63,11 @@ def add_run_parser(commands: Any) -> None:
             "it to a link (--link, --federation) and follow it."
         ),
     )
-    parser.add_argument("app_dir", help="app directory (with a [tool.corolla.app] pyproject.toml)")
+    parser.add_argument(
+        "app_dir",
+        help="app directory (a pyproject.toml with [tool.corolla.app] or Flower's "
+        "[tool.flwr.app]), or a Flower App Bundle (app.fab)",
+    )
     parser.add_argument(
         "--run-config",
         nargs="+",
@@ -104,7 +119,7 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def run_command(args: argparse.Namespace, console: Console) -> int:
     _check_options(args)
-    app = AppConfig.load(args.app_dir)
+    app = load_app(args.app_dir)
     overrides = parse_overrides(args.run_config, app.config)
     run_config = merge_run_config(app.config, {**overrides, "seed": args.seed})
     now = datetime.datetime.now()
@@ -128,6 +143,8 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     nodes = _positive("--nodes", args.nodes) or int(app.simulation.get("num-nodes", 10))
     backend = args.backend or str(app.simulation.get("backend", "process"))
     workers = _positive("--workers", args.workers)
+    if workers is None and "workers" in app.simulation:
+        workers = _positive("workers of the app's simulation", int(app.simulation["workers"]))
     check_output(output, force=args.force)
     if not args.quiet:
         console.print(

@@ -1,4 +1,6 @@
-"""An app on disk: a directory whose ``pyproject.toml`` has a ``[tool.corolla.app]`` table.
+"""An app on disk: a directory whose ``pyproject.toml`` has a ``[tool.corolla.app]`` table
+(a Corolla app) or a ``[tool.flwr.app]`` table (a Flower app, see ``_flower_format``), or
+a Flower App Bundle (``app.fab``) unpacked into one.
 
 ::
 
@@ -17,41 +19,32 @@
     [tool.corolla.federations.hospitals]   # where `corolla run --federation hospitals` goes
     address = "link.example.org:9093"      # the link's Control API
     root-certificates = "certs/ca.pem"     # or: insecure = true (loopback only)
+
+A file with both tables is a Corolla app: ``[tool.corolla.app]`` is read and
+``[tool.flwr.app]`` left to Flower (a project can serve both frameworks that way).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
-from collections.abc import Mapping
+import logging
+import os
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..core import ConfigError, UserConfigValue
+from ._fab import unpack_fab
+from ._flower_format import CLIENT_ADAPTER, SERVER_ADAPTER, read_flower_app
 from ._loader import ComponentRef
+from ._toml import flatten, read_toml
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+__all__ = ["AppConfig", "AppKind"]
 
-__all__ = ["AppConfig"]
+_log = logging.getLogger(__name__)
 
-
-def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, UserConfigValue]:
-    out: dict[str, UserConfigValue] = {}
-    for key, value in table.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{name}."))
-        elif isinstance(value, bool | int | float | str):
-            out[name] = value
-        else:
-            raise ConfigError(
-                f"run config entry {name!r} must be a bool, int, float or string, "
-                f"got {type(value).__name__}"
-            )
-    return out
+#: Which framework an app is written for.
+AppKind = Literal["corolla", "flower"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,56 +58,130 @@ class AppConfig:
     config: dict[str, UserConfigValue]
     simulation: dict[str, UserConfigValue]
     federations: dict[str, dict[str, UserConfigValue]] = dataclasses.field(default_factory=dict)
+    #: ``"flower"`` for a ``[tool.flwr.app]`` project, whose components load through
+    #: ``corolla.flower``'s adapters.
+    kind: AppKind = "corolla"
+    #: ``[tool.flwr.app] publisher`` of a Flower app.
+    publisher: str | None = None
 
     @property
     def server_ref(self) -> ComponentRef:
-        return ComponentRef(self.serverapp, str(self.root))
+        adapter = SERVER_ADAPTER if self.kind == "flower" else None
+        return ComponentRef(self.serverapp, str(self.root), adapter)
 
     @property
     def client_ref(self) -> ComponentRef:
-        return ComponentRef(self.clientapp, str(self.root))
+        adapter = CLIENT_ADAPTER if self.kind == "flower" else None
+        return ComponentRef(self.clientapp, str(self.root), adapter)
 
     @classmethod
-    def load(cls, app_dir: str | Path) -> AppConfig:
-        """Read ``app_dir/pyproject.toml``.
+    def load(
+        cls,
+        app: str | os.PathLike[str],
+        *,
+        fab_dir: str | os.PathLike[str] | None = None,
+        flower_config: str | os.PathLike[str] | None = None,
+    ) -> AppConfig:
+        """Read ``app/pyproject.toml``; ``app`` may also be a FAB (``*.fab``), unpacked
+        into ``fab_dir`` (default: a new temporary directory) and read from there.
+
+        ``flower_config`` is Flower's configuration file (``$FLWR_HOME/config.toml``):
+        a Flower app without ``[tool.flwr.federations]`` takes its federations and
+        simulation defaults from the file's ``[superlink]`` table, as flwr 1.41 on do.
 
         Raises
         ------
         ConfigError
-            If the directory or file is missing, the TOML is invalid, or the
-            ``[tool.corolla.app]`` table lacks ``serverapp`` or ``clientapp``.
+            If the directory or file is missing, the TOML is invalid, the file has neither
+            a ``[tool.corolla.app]`` nor a ``[tool.flwr.app]`` table, a component is not
+            ``"module:attribute"``, or a config value has an unsupported type.
+        AppLoadError
+            If a FAB is corrupt, too large, or its files do not match its manifest.
         """
-        root = Path(app_dir).resolve()
+        given = Path(app)
+        if given.is_file():
+            if given.suffix != ".fab":
+                raise ConfigError(f"{str(app)!r} is a file: give an app directory or a .fab file")
+            directory = fab_dir if fab_dir is not None else tempfile.mkdtemp(prefix="corolla-fab-")
+            given = unpack_fab(given, directory)
+        root = given.resolve()
         path = root / "pyproject.toml"
         if not root.is_dir():
-            raise ConfigError(f"app directory {str(app_dir)!r} does not exist")
+            raise ConfigError(f"app directory {str(app)!r} does not exist")
         if not path.is_file():
             raise ConfigError(f"{path} not found: an app directory needs a pyproject.toml")
-        try:
-            document = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-        table = document.get("tool", {}).get("corolla", {}).get("app")
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path} has no [tool.corolla.app] table")
+        document = read_toml(path)
+        tool = document.get("tool", {})
+        name = str(document.get("project", {}).get("name") or root.name)
+        corolla_app = tool.get("corolla", {}).get("app")
+        flower_app = tool.get("flwr", {}).get("app")
+        if isinstance(corolla_app, dict):
+            if flower_app is not None:
+                _log.info(
+                    "%s has [tool.corolla.app] and [tool.flwr.app]: Corolla reads the first", path
+                )
+            return cls._corolla(root, name, path, corolla_app, tool.get("corolla", {}))
+        if isinstance(flower_app, dict):
+            return cls._flower(root, name, path, flower_app, tool.get("flwr", {}), flower_config)
+        raise ConfigError(
+            f"{path} has no [tool.corolla.app] table (a Corolla app) "
+            "nor [tool.flwr.app] table (a Flower app)"
+        )
+
+    @classmethod
+    def _corolla(
+        cls, root: Path, name: str, path: Path, table: dict[str, Any], tool: dict[str, Any]
+    ) -> AppConfig:
         components = {}
         for key in ("serverapp", "clientapp"):
             value = table.get(key)
             if not isinstance(value, str) or ":" not in value:
                 raise ConfigError(f'[tool.corolla.app] in {path} needs {key} = "module:attribute"')
             components[key] = value
-        name = document.get("project", {}).get("name") or root.name
-        federations_table = document.get("tool", {}).get("corolla", {}).get("federations", {})
+        federations_table = tool.get("federations", {})
         if not isinstance(federations_table, dict) or not all(
             isinstance(v, dict) for v in federations_table.values()
         ):
             raise ConfigError(f"[tool.corolla.federations] in {path} must hold tables")
         return cls(
             root=root,
-            name=str(name),
+            name=name,
             serverapp=components["serverapp"],
             clientapp=components["clientapp"],
-            config=_flatten(table.get("config", {})),
-            simulation=_flatten(table.get("simulation", {})),
-            federations={k: _flatten(v) for k, v in federations_table.items()},
+            config=flatten(table.get("config", {})),
+            simulation=flatten(table.get("simulation", {}), "simulation entry"),
+            federations={
+                k: flatten(v, f"federation {k!r} entry") for k, v in federations_table.items()
+            },
+        )
+
+    @classmethod
+    def _flower(
+        cls,
+        root: Path,
+        name: str,
+        path: Path,
+        table: dict[str, Any],
+        tool: dict[str, Any],
+        flower_config: str | os.PathLike[str] | None,
+    ) -> AppConfig:
+        federations = tool.get("federations")
+        if federations is None and flower_config is not None and Path(flower_config).is_file():
+            federations = read_toml(Path(flower_config)).get("superlink")
+            path_of_federations = Path(flower_config)
+        else:
+            path_of_federations = path
+        if federations is not None and not isinstance(federations, dict):
+            raise ConfigError(f"the federations in {path_of_federations} must be a table")
+        flower = read_flower_app(table, path, federations, federations_path=path_of_federations)
+        return cls(
+            root=root,
+            name=name,
+            serverapp=flower.serverapp,
+            clientapp=flower.clientapp,
+            config=flower.config,
+            simulation=flower.simulation,
+            federations=flower.federations,
+            kind="flower",
+            publisher=flower.publisher,
         )

@@ -1,4 +1,10 @@
-"""Loading app components (``module:attribute``) from an app directory."""
+"""Loading app components (``module:attribute``) from an app directory.
+
+A component written for another framework (a Flower ``ClientApp``) is loaded through an
+adapter: a ``module:function`` reference, imported when the component is, that turns the
+loaded object into what Corolla calls. The adapter is named, not imported here, so this
+layer stays below the packages that define adapters.
+"""
 
 from __future__ import annotations
 
@@ -15,24 +21,50 @@ __all__ = ["ComponentRef", "load_component"]
 
 @dataclasses.dataclass(frozen=True)
 class ComponentRef:
-    """Where to find an app component: ``module:attribute``, importable from ``search_path``.
+    """Where to find an app component: ``module:attribute``, importable from ``search_path``,
+    and the ``module:function`` ``adapter`` that wraps it, if any.
 
     It is small and picklable, so worker processes can load the component themselves.
     """
 
     reference: str
     search_path: str | None = None
+    adapter: str | None = None
 
     def load(self) -> Any:
-        """Import the module and return the attribute.
+        """Import the module and return the attribute, passed through the adapter if any.
 
         Raises
         ------
         AppLoadError
-            If the reference is malformed, the module fails to import, or the attribute is
-            missing.
+            If the reference is malformed, the module fails to import, the attribute is
+            missing, or the adapter cannot be imported, is not callable or fails.
         """
-        return load_component(self.reference, self.search_path)
+        component = load_component(self.reference, self.search_path)
+        if self.adapter is None:
+            return component
+        return _adapted(component, self.reference, self.adapter)
+
+
+def _adapted(component: Any, reference: str, adapter: str) -> Any:
+    try:
+        adapt = load_component(adapter)
+    except AppLoadError as exc:
+        raise AppLoadError(
+            f"cannot load adapter {adapter!r} of component {reference!r}: {exc}"
+        ) from exc
+    if not callable(adapt):
+        raise AppLoadError(
+            f"adapter {adapter!r} of component {reference!r} is a "
+            f"{type(adapt).__name__}, not a function"
+        )
+    try:
+        return adapt(component)
+    except Exception as exc:
+        raise AppLoadError(
+            f"adapter {adapter!r} could not adapt component {reference!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def load_component(reference: str, search_path: str | Path | None = None) -> Any:

@@ -12,7 +12,10 @@ The rule, which the CLI documents (``docs/quickstart.md``):
   alone does not make a fraction: 0.5 may as well be a learning rate.
 
 ``--run-config a=1 b=2`` and Flower's quoted form ``--run-config "a=1 b=2"`` both give
-the two pairs: whitespace separates pairs, except inside TOML quotes.
+the two pairs: whitespace separates pairs, except inside TOML quotes. A dotted key
+(``optimizer.lr=0.1``) names the flattened key of a nested table, as in Flower. As in
+Flower, an item that is a path ending in ``.toml`` is a file of overrides, its nested
+tables flattened the same way.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import math
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 
 from ..core import ConfigError, UserConfigValue
+from ._toml import flatten, read_toml
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -58,6 +63,12 @@ def _pairs(item: str) -> Iterator[tuple[str, str]]:
         position = match.end()
 
 
+def _file(path: Path) -> dict[str, UserConfigValue]:
+    if not path.is_file():
+        raise ConfigError(f"run config file {str(path)!r} does not exist")
+    return flatten(read_toml(path), f"run config entry of {path}")
+
+
 def _toml(text: str) -> UserConfigValue | None:
     """``text`` read as a TOML scalar, or None if it is not one."""
     try:
@@ -79,19 +90,24 @@ def _typed(text: str, default: UserConfigValue | type | None) -> UserConfigValue
 def parse_overrides(
     items: Iterable[str], defaults: Mapping[str, UserConfigValue] | None = None
 ) -> dict[str, UserConfigValue]:
-    """Parse ``KEY=VALUE`` items (several to an item, separated by spaces).
+    """Parse ``KEY=VALUE`` items (several to an item, separated by spaces), or TOML files.
 
     Values are read as TOML (``0.1``, ``true``, ``"x y"``), falling back to plain text;
-    with ``defaults``, a key whose default is a string takes its text as written.
+    with ``defaults``, a key whose default is a string takes its text as written. An item
+    ending in ``.toml`` without ``=`` is a TOML file whose values are taken as typed.
 
     Raises
     ------
     ConfigError
-        If an item is not a sequence of ``KEY=VALUE`` pairs.
+        If an item is not a sequence of ``KEY=VALUE`` pairs, or a TOML file is missing,
+        invalid or holds a value that is not a bool, int, float or string.
     """
     defaults = defaults or {}
     out: dict[str, UserConfigValue] = {}
     for item in items:
+        if item.endswith(".toml") and "=" not in item:
+            out.update(_file(Path(item)))
+            continue
         for key, text in _pairs(item):
             default = defaults.get(key, RESERVED_KEYS.get(key))
             out[key] = _typed(text, default)

@@ -5,22 +5,20 @@ timestamps and permissions), so the same app directory always gives the same has
 link or node that holds it never receives it twice.
 
 A bundle comes from someone else (a user submitting a run, a link sending a node its
-app), so it is unpacked within :class:`BundleLimits`: a bounded number of files, bounded
-bytes in all, and no entry that expands more than a bounded ratio (a "zip bomb" of 1 MB
-would otherwise fill the disk). The same limits refuse a bundle too large to send.
+app), so it is unpacked within :class:`BundleLimits` (``corolla.project``'s safe
+extraction: bounded files, bytes and expansion ratio, no path escapes). The same limits
+refuse a bundle too large to send.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 from corolla.core import AppLoadError
+from corolla.project import ArchiveLimits, extract_archive
 
 __all__ = ["BundleLimits", "install_bundle", "make_bundle"]
 
@@ -29,17 +27,9 @@ _SKIPPED_SUFFIXES = (".pyc", ".pyo")
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-@dataclasses.dataclass(frozen=True)
-class BundleLimits:
-    """How large an app bundle may be, unpacked."""
-
-    #: Files in the bundle.
-    max_files: int = 10_000
-    #: Bytes of all the files together.
-    max_bytes: int = 256 * 1024 * 1024
-    #: Unpacked size over packed size of any one file (deflate manages about 1,000 on
-    #: runs of zeros; source code 3 to 10).
-    max_ratio: float = 200.0
+#: How large an app bundle may be, unpacked: the limits :mod:`corolla.project` unpacks
+#: every archive from elsewhere within (a Flower FAB too).
+BundleLimits = ArchiveLimits
 
 
 def _files(root: Path) -> list[Path]:
@@ -96,58 +86,4 @@ def install_bundle(
         If the bytes are not a zip file, an entry would land outside ``destination``, or
         the bundle exceeds ``limits`` (nothing is written then).
     """
-    limits = limits or BundleLimits()
-    target = Path(destination)
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=target.parent))
-    try:
-        try:
-            with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
-                entries = archive.infolist()
-                _check_entries(entries, staging, limits)
-                for entry in entries:
-                    # Each entry is read up to its declared size (zipfile stops there and
-                    # checks the CRC), which the limits were checked against.
-                    archive.extract(entry, staging)
-        except zipfile.BadZipFile as exc:
-            raise AppLoadError(f"the app bundle is not a zip file: {exc}") from exc
-        try:
-            staging.rename(target)
-        except OSError:
-            if not target.is_dir():  # someone else won the race: fine
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def _check_entries(entries: list[zipfile.ZipInfo], staging: Path, limits: BundleLimits) -> None:
-    """Refuse a bundle whose entries escape ``staging`` or exceed ``limits``.
-
-    Raises
-    ------
-    AppLoadError
-        Naming the first entry or figure at fault.
-    """
-    if len(entries) > limits.max_files:
-        raise AppLoadError(
-            f"the app bundle holds {len(entries)} files; at most {limits.max_files} are unpacked"
-        )
-    root = staging.resolve()
-    total = 0
-    for entry in entries:
-        if not (staging / entry.filename).resolve().is_relative_to(root):
-            raise AppLoadError(f"app bundle entry {entry.filename!r} escapes its directory")
-        total += entry.file_size
-        if total > limits.max_bytes:
-            raise AppLoadError(
-                f"the app bundle unpacks to more than {limits.max_bytes} bytes; it is refused"
-            )
-        if entry.file_size > limits.max_ratio * max(entry.compress_size, 1):
-            raise AppLoadError(
-                f"app bundle entry {entry.filename!r} expands {entry.compress_size} bytes to "
-                f"{entry.file_size}, beyond {limits.max_ratio:.0f} times: it is refused"
-            )
+    return extract_archive(data, destination, limits, what="the app bundle")

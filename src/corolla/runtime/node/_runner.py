@@ -35,7 +35,7 @@ from corolla.core import (
     Message,
     UserConfigValue,
 )
-from corolla.project import AppConfig, ComponentRef
+from corolla.project import AppConfig
 from corolla.state import MemoryBlobStore
 from corolla.transport import (
     INLINE_ARRAY_BYTES,
@@ -255,7 +255,7 @@ class MessageRunner:
         config = AppConfig.load(target)
         process = RunProcess(
             run.run_id,
-            ComponentRef(config.clientapp, str(target)),
+            config.client_ref,  # with the adapter of a Flower app
             user_config_from_proto(run.run_config),
             self._store.work_dir(run.run_id),
         )

@@ -68,7 +68,11 @@ def run_with_flower(project: Path, num_supernodes: int) -> None:
             run=run,
             backend_config={
                 "client_resources": {"num_cpus": 0.5},
-                "init_args": {"num_cpus": 2, "include_dashboard": False},
+                "init_args": {
+                    "num_cpus": 2,
+                    "include_dashboard": False,
+                    "_node_ip_address": "127.0.0.1",
+                },
             },
         )
     finally:

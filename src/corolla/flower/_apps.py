@@ -11,6 +11,7 @@ run's grid and the run's context.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flwr.clientapp import ClientApp as FlowerClientApp
@@ -44,6 +45,12 @@ class FlowerClient:
         return Message(reply.content, reply_to=message)
 
 
+def _flower_logs_once() -> None:
+    # Flower's logger writes to its own handler, in Flower's format; passed on to the
+    # root logger too, each line would appear twice under Corolla's CLI.
+    logging.getLogger("flwr").propagate = False
+
+
 def client_app_adapter(app: Any) -> FlowerClient:
     """A Flower project's ClientApp as a Corolla ClientApp.
 
@@ -56,6 +63,7 @@ def client_app_adapter(app: Any) -> FlowerClient:
         raise AppLoadError(
             f"a Flower project's clientapp must be a flwr ClientApp, got {type(app).__name__}"
         )
+    _flower_logs_once()
     return FlowerClient(app)
 
 
@@ -71,6 +79,8 @@ def server_app_adapter(app: Any) -> ServerApp:
         raise AppLoadError(
             f"a Flower project's serverapp must be a flwr ServerApp, got {type(app).__name__}"
         )
+
+    _flower_logs_once()
 
     def main(grid: Grid, context: Context) -> None:
         # Flower stamps the messages a ServerApp creates with its process's task identity.

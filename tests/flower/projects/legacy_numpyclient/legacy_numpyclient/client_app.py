@@ -26,16 +26,18 @@ class LogisticClient(NumPyClient):
         self.state = context.state
 
     def fit(self, parameters, config):
-        weights, bias = (p.copy() for p in parameters)
-        for _ in range(self.epochs):
-            error = predict(weights, bias, self.x) - self.y
-            weights -= self.lr * self.x.T @ error / len(self.y)
-            bias -= self.lr * np.mean(error)
-        # State kept by the node across rounds: how many times this client trained.
+        # State kept by the node across rounds: how many times this client trained, which
+        # sets its learning rate.
         fits = 1
         if "history" in self.state:
             fits += int(self.state["history"]["fits"])
         self.state["history"] = MetricRecord({"fits": fits})
+        lr = self.lr / fits
+        weights, bias = (p.copy() for p in parameters)
+        for _ in range(self.epochs):
+            error = predict(weights, bias, self.x) - self.y
+            weights -= lr * self.x.T @ error / len(self.y)
+            bias -= lr * np.mean(error)
         return [weights, bias], len(self.y), {"fits": fits, "round": int(config["round"])}
 
     def evaluate(self, parameters, config):

@@ -18,7 +18,14 @@ def main(grid: Grid, context: Context) -> None:
 
     model = initial_model()
     arrays = ArrayRecord([model["weights"], model["bias"]])
-    strategy = FedAvg(fraction_train=1.0, fraction_evaluate=fraction_evaluate)
+    # Every round waits for, and trains on, all four nodes of the federation.
+    strategy = FedAvg(
+        fraction_train=1.0,
+        fraction_evaluate=fraction_evaluate,
+        min_train_nodes=4,
+        min_evaluate_nodes=4,
+        min_available_nodes=4,
+    )
 
     result = strategy.start(
         grid=grid,

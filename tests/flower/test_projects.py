@@ -1,0 +1,169 @@
+"""Flower projects, unmodified, under Corolla: the final model Flower's own simulation
+gives, from Corolla's simulation (both backends) and from a link with nodes.
+
+Each project writes its final model to ``final_model.npz`` in its working directory, as
+Flower's examples save theirs. The sums of a round are added in another order than
+Flower's, so the models agree to the last bits, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from corolla.runtime import ControlClient
+
+from ..runtime.test_e2e import Processes, _free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECTS = Path(__file__).parent / "projects"
+#: Each project, with its federation's number of nodes.
+CASES = {"message_numpy": 4, "legacy_numpyclient": 3}
+RTOL = 1e-12
+WAIT_S = 120.0
+
+pytestmark = pytest.mark.e2e
+
+
+def _model(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as saved:
+        return {name: saved[name] for name in saved.files}
+
+
+def _assert_same_model(ours: dict[str, np.ndarray], flower: dict[str, np.ndarray]) -> None:
+    assert sorted(ours) == sorted(flower)
+    for name in flower:
+        np.testing.assert_allclose(ours[name], flower[name], rtol=RTOL, atol=1e-15)
+
+
+@pytest.fixture(scope="module")
+def flower_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, np.ndarray]]:
+    """Each project's final model from Flower's own simulation (on Ray, 127.0.0.1)."""
+    models = {}
+    for project, nodes in CASES.items():
+        workdir = tmp_path_factory.mktemp(f"flower-{project}")
+        script = textwrap.dedent(
+            f"""
+            from pathlib import Path
+            from tests.flower.flower_reference import run_with_flower
+            run_with_flower(Path({str(PROJECTS / project)!r}), {nodes})
+            """
+        )
+        env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_DISABLE_USAGE_STATS="1")
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        models[project] = _model(workdir / "final_model.npz")
+    return models
+
+
+@pytest.mark.parametrize("backend", ["process", "inline"])
+@pytest.mark.parametrize("project", sorted(CASES))
+def test_a_flower_project_simulated_by_corolla_ends_with_flowers_model(
+    project: str, backend: str, tmp_path: Path, flower_models: dict[str, dict[str, np.ndarray]]
+) -> None:
+    # Act: as a user runs it, from a directory of their own
+    done = subprocess.run(
+        [sys.executable, "-m", "corolla", "run", str(PROJECTS / project), "--backend", backend],
+        cwd=tmp_path,
+        env=dict(os.environ, COROLLA_HOME=str(tmp_path / "home")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    # Assert
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "finished" in done.stdout
+    _assert_same_model(_model(tmp_path / "final_model.npz"), flower_models[project])
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+@pytest.mark.parametrize("project", sorted(CASES))
+def test_a_flower_project_deployed_on_a_link_with_nodes_ends_with_flowers_model(
+    project: str,
+    processes: Processes,
+    tmp_path: Path,
+    flower_models: dict[str, dict[str, np.ndarray]],
+) -> None:
+    # Arrange: a link and the project's number of nodes, each with its partition
+    nodes = CASES[project]
+    fleet, control = _free_port(), _free_port()
+    processes.start(
+        "link",
+        "link",
+        "--state",
+        str(tmp_path / "link"),
+        "--fleet-address",
+        f"127.0.0.1:{fleet}",
+        "--control-address",
+        f"127.0.0.1:{control}",
+    )
+    for i in range(nodes):
+        processes.start(
+            f"node{i}",
+            "node",
+            "--link",
+            f"127.0.0.1:{fleet}",
+            "--state",
+            str(tmp_path / f"node{i}"),
+            "--node-config",
+            f"partition-id={i}",
+            f"num-partitions={nodes}",
+        )
+    with ControlClient(f"127.0.0.1:{control}") as client:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                if sum(n.status == 1 for n in client.list_nodes()) == nodes:
+                    break
+            except ConnectionError:
+                pass  # the link is still starting
+            time.sleep(0.1)
+
+    # Act
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "corolla",
+            "run",
+            str(PROJECTS / project),
+            "--link",
+            f"127.0.0.1:{control}",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+        env=dict(os.environ, COROLLA_HOME=str(tmp_path / "home")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    # Assert: the ServerApp saved its model where it ran, in the link's copy of the app
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    [saved] = list((tmp_path / "link").rglob("final_model.npz"))
+    _assert_same_model(_model(saved), flower_models[project])

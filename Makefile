@@ -40,7 +40,7 @@ $(FLWR_NEXT_STAMP): $(STAMP)
 	touch $(FLWR_NEXT_STAMP)
 
 flower-next: $(FLWR_NEXT_STAMP)
-	PYTHONPATH=$(FLWR_NEXT) $(BIN)/python -m pytest -q -p no:cacheprovider tests/flower tests/strategy/flower
+	PYTHONPATH=$(CURDIR)/$(FLWR_NEXT) $(BIN)/python -m pytest -q -p no:cacheprovider tests/flower tests/strategy/flower
 
 test: lint typecheck unit flower-next
 

@@ -8,6 +8,7 @@ Flower's, so the models agree to the last bits, not bit for bit.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -78,7 +79,17 @@ def test_a_flower_project_simulated_by_corolla_ends_with_flowers_model(
 ) -> None:
     # Act: as a user runs it, from a directory of their own
     done = subprocess.run(
-        [sys.executable, "-m", "corolla", "run", str(PROJECTS / project), "--backend", backend],
+        [
+            sys.executable,
+            "-m",
+            "corolla",
+            "run",
+            str(PROJECTS / project),
+            "--backend",
+            backend,
+            "--output",
+            "out",
+        ],
         cwd=tmp_path,
         env=dict(os.environ, COROLLA_HOME=str(tmp_path / "home")),
         capture_output=True,
@@ -86,10 +97,23 @@ def test_a_flower_project_simulated_by_corolla_ends_with_flowers_model(
         timeout=300,
     )
 
-    # Assert
+    # Assert: the model the ServerApp saved is Flower's, and so are the run's outputs
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "finished" in done.stdout
-    _assert_same_model(_model(tmp_path / "final_model.npz"), flower_models[project])
+    saved = _model(tmp_path / "final_model.npz")
+    _assert_same_model(saved, flower_models[project])
+    final = _model(tmp_path / "out" / "final.npz")
+    assert [final[k].tolist() for k in sorted(final, key=int)] == [
+        v.tolist() for v in saved.values()
+    ]
+    history = json.loads((tmp_path / "out" / "history.json").read_text())
+    nodes = CASES[project]
+    assert [r["round"] for r in history["rounds"]] == [1, 2, 3]
+    assert all(
+        r["train_replies"] == nodes and r["evaluate_replies"] == nodes for r in history["rounds"]
+    )
+    assert all(r["evaluate"] for r in history["rounds"])
+    assert (tmp_path / "out" / "metrics.png").stat().st_size > 0
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ ServerApp process alike.
 A Flower ClientApp gets the message and context converted to Flower's types; the state
 it leaves in its context becomes the Corolla context's, which the runtime keeps for the
 node's next call. A Flower ServerApp gets a :class:`~corolla.flower.FlowerGrid` over the
-run's grid and the run's context.
+run's grid and the run's context; the last result its strategies or workflows made (see
+``_results``) is the run's result.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from flwr.serverapp import ServerApp as FlowerServerApp
 from flwr.supercore.task_identity import TaskIdentity
 
 from corolla.core import AppLoadError, Context, Message
-from corolla.server import Grid, ServerApp
+from corolla.server import Grid, RunResult, ServerApp
 
 from ._context import context_to_flower
 from ._grid import FlowerGrid
 from ._messages import message_from_flower, message_to_flower
 from ._records import record_dict_from_flower
+from ._results import flower_results
 
 __all__ = ["FlowerClient", "client_app_adapter", "server_app_adapter"]
 
@@ -49,6 +51,26 @@ def _flower_logs_once() -> None:
     # Flower's logger writes to its own handler, in Flower's format; passed on to the
     # root logger too, each line would appear twice under Corolla's CLI.
     logging.getLogger("flwr").propagate = False
+
+
+def _with_replies(result: RunResult, grid: FlowerGrid) -> RunResult:
+    """The result with each round's replies and failures, as the grid counted them.
+
+    A batch's round is its group id where that is a number (Flower's legacy workflows
+    number rounds so); otherwise (the Message API's strategies leave it empty) the
+    batches of each phase are taken as rounds 1, 2, ... in order."""
+    if result.history is None:
+        return result
+    seen = {"train": 0, "evaluate": 0}
+    for group, message_type, answered, failed in grid.batches:
+        phase = message_type.partition(".")[0]
+        if phase not in seen:
+            continue
+        seen[phase] += 1
+        summary = result.history.round(int(group) if group.isdigit() else seen[phase])
+        setattr(summary, f"{phase}_replies", getattr(summary, f"{phase}_replies") + answered)
+        setattr(summary, f"{phase}_failures", getattr(summary, f"{phase}_failures") + failed)
+    return result
 
 
 def client_app_adapter(app: Any) -> FlowerClient:
@@ -87,6 +109,10 @@ def server_app_adapter(app: Any) -> ServerApp:
         TaskIdentity.task_id = 1
         TaskIdentity.run_id = grid.run_id
         TaskIdentity.node_id = SUPERLINK_NODE_ID
-        app(FlowerGrid(grid, context.run_config), context_to_flower(context))
+        flower_grid = FlowerGrid(grid, context.run_config)
+        with flower_results() as results:
+            app(flower_grid, context_to_flower(context))
+        if results:
+            grid.report_result(_with_replies(results[-1], flower_grid))
 
     return ServerApp(main)

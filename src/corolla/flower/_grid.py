@@ -45,6 +45,8 @@ class FlowerGrid(_FlowerGrid):
         run = Run.create_empty(run_id=grid.run_id)
         run.override_config = dict(run_config)
         self._run = run
+        #: Each batch of replies received: (group id, message type, answered, failed).
+        self.batches: list[tuple[str, str, int, int]] = []
 
     def set_run(self, run: Run) -> None:
         if not isinstance(run, Run):
@@ -79,13 +81,23 @@ class FlowerGrid(_FlowerGrid):
         return ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> list[flwr_app.Message]:
-        return [message_to_flower(reply) for reply in self._grid.receive(list(message_ids))]
+        return self._incoming(self._grid.receive(list(message_ids)))
 
     def send_and_receive(
         self, messages: Iterable[flwr_app.Message], *, timeout: float | None = None
     ) -> list[flwr_app.Message]:
         ids = self.push_messages(messages)
-        return [message_to_flower(reply) for reply in self._grid.receive(ids, timeout)]
+        return self._incoming(self._grid.receive(ids, timeout))
+
+    def _incoming(self, replies: Iterable[Message]) -> list[flwr_app.Message]:
+        counts: dict[tuple[str, str], list[int]] = {}
+        flower = []
+        for reply in replies:
+            key = (reply.metadata.group_id, reply.metadata.message_type)
+            counts.setdefault(key, [0, 0])[int(reply.has_error())] += 1
+            flower.append(message_to_flower(reply))
+        self.batches.extend((g, t, ok, failed) for (g, t), (ok, failed) in counts.items())
+        return flower
 
 
 def _outgoing(message: flwr_app.Message) -> Message:

@@ -25,9 +25,13 @@ from corolla.runtime import ControlClient
 from ..runtime.test_e2e import Processes, _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECTS = Path(__file__).parent / "projects"
 #: Each project, with its federation's number of nodes.
-CASES = {"message_numpy": 4, "legacy_numpyclient": 3}
+CASES = {"flower-numpy": 4, "legacy_numpyclient": 3}
+#: Where each is: the example the docs run, and the test corpus.
+PROJECTS = {
+    "flower-numpy": ROOT / "examples" / "flower-numpy",
+    "legacy_numpyclient": Path(__file__).parent / "projects" / "legacy_numpyclient",
+}
 RTOL = 1e-12
 WAIT_S = 120.0
 
@@ -55,7 +59,7 @@ def flower_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[st
             f"""
             from pathlib import Path
             from tests.flower.flower_reference import run_with_flower
-            run_with_flower(Path({str(PROJECTS / project)!r}), {nodes})
+            run_with_flower(Path({str(PROJECTS[project])!r}), {nodes})
             """
         )
         env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_DISABLE_USAGE_STATS="1")
@@ -84,7 +88,7 @@ def test_a_flower_project_simulated_by_corolla_ends_with_flowers_model(
             "-m",
             "corolla",
             "run",
-            str(PROJECTS / project),
+            str(PROJECTS[project]),
             "--backend",
             backend,
             "--output",
@@ -174,7 +178,7 @@ def test_a_flower_project_deployed_on_a_link_with_nodes_ends_with_flowers_model(
             "-m",
             "corolla",
             "run",
-            str(PROJECTS / project),
+            str(PROJECTS[project]),
             "--link",
             f"127.0.0.1:{control}",
             "--output",

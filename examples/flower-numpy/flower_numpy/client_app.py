@@ -1,9 +1,9 @@
-"""message-numpy: a Flower ClientApp."""
+"""flower-numpy: a Flower ClientApp."""
 
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from message_numpy.task import load_data, loss, train
+from flower_numpy.task import load_data, loss, train
 
 app = ClientApp()
 

@@ -1,11 +1,11 @@
-"""message-numpy: a Flower ServerApp."""
+"""flower-numpy: a Flower ServerApp."""
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
-from message_numpy.task import initial_model
+from flower_numpy.task import initial_model
 
 app = ServerApp()
 

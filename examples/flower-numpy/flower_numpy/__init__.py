@@ -1,0 +1,1 @@
+"""flower-numpy: linear regression with NumPy, on Flower's Message API."""

@@ -1,1 +1,0 @@
-"""message-numpy: linear regression with NumPy, on Flower's Message API."""

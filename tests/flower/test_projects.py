@@ -26,11 +26,12 @@ from ..runtime.test_e2e import Processes, _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Each project, with its federation's number of nodes.
-CASES = {"flower-numpy": 4, "legacy_numpyclient": 3}
+CASES = {"flower-numpy": 4, "legacy_numpyclient": 3, "legacy_clipping": 3}
 #: Where each is: the example the docs run, and the test corpus.
 PROJECTS = {
     "flower-numpy": ROOT / "examples" / "flower-numpy",
     "legacy_numpyclient": Path(__file__).parent / "projects" / "legacy_numpyclient",
+    "legacy_clipping": Path(__file__).parent / "projects" / "legacy_clipping",
 }
 RTOL = 1e-12
 WAIT_S = 120.0
@@ -49,17 +50,26 @@ def _assert_same_model(ours: dict[str, np.ndarray], flower: dict[str, np.ndarray
         np.testing.assert_allclose(ours[name], flower[name], rtol=RTOL, atol=1e-15)
 
 
-@pytest.fixture(scope="module")
-def flower_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, np.ndarray]]:
-    """Each project's final model from Flower's own simulation (on Ray, 127.0.0.1)."""
-    models = {}
-    for project, nodes in CASES.items():
-        workdir = tmp_path_factory.mktemp(f"flower-{project}")
+class FlowerModels:
+    """Each project's final model from Flower's own simulation (on Ray, 127.0.0.1), run
+    the first time a test asks for it."""
+
+    def __init__(self, workdirs: pytest.TempPathFactory) -> None:
+        self._workdirs = workdirs
+        self._models: dict[str, dict[str, np.ndarray]] = {}
+
+    def __getitem__(self, project: str) -> dict[str, np.ndarray]:
+        if project not in self._models:
+            self._models[project] = self._run(project)
+        return self._models[project]
+
+    def _run(self, project: str) -> dict[str, np.ndarray]:
+        workdir = self._workdirs.mktemp(f"flower-{project}")
         script = textwrap.dedent(
             f"""
             from pathlib import Path
             from tests.flower.flower_reference import run_with_flower
-            run_with_flower(Path({str(PROJECTS[project])!r}), {nodes})
+            run_with_flower(Path({str(PROJECTS[project])!r}), {CASES[project]})
             """
         )
         env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_DISABLE_USAGE_STATS="1")
@@ -72,14 +82,18 @@ def flower_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[st
             timeout=300,
         )
         assert done.returncode == 0, done.stderr[-3000:]
-        models[project] = _model(workdir / "final_model.npz")
-    return models
+        return _model(workdir / "final_model.npz")
+
+
+@pytest.fixture(scope="module")
+def flower_models(tmp_path_factory: pytest.TempPathFactory) -> FlowerModels:
+    return FlowerModels(tmp_path_factory)
 
 
 @pytest.mark.parametrize("backend", ["process", "inline"])
 @pytest.mark.parametrize("project", sorted(CASES))
 def test_a_flower_project_simulated_by_corolla_ends_with_flowers_model(
-    project: str, backend: str, tmp_path: Path, flower_models: dict[str, dict[str, np.ndarray]]
+    project: str, backend: str, tmp_path: Path, flower_models: FlowerModels
 ) -> None:
     # Act: as a user runs it, from a directory of their own
     done = subprocess.run(
@@ -134,7 +148,7 @@ def test_a_flower_project_deployed_on_a_link_with_nodes_ends_with_flowers_model(
     project: str,
     processes: Processes,
     tmp_path: Path,
-    flower_models: dict[str, dict[str, np.ndarray]],
+    flower_models: FlowerModels,
 ) -> None:
     # Arrange: a link and the project's number of nodes, each with its partition
     nodes = CASES[project]

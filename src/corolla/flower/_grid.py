@@ -8,11 +8,20 @@ Flower's returns the replies that arrived so far, and a ServerApp polls it; Coro
 grids deliver replies as they arrive, and a simulation runs the ClientApps only when they
 are asked for, so ``pull_messages`` waits for the replies to the ids it is given. A loop
 that polls until every reply is in ends after its first call.
+
+Flower's legacy ``Server`` asks each client from a thread of its own, one message per
+``send_and_receive``. Corolla's grids send and receive a batch at a time, so such calls
+are gathered: a call with one message waits :data:`GATHER_S` for the calls made at the
+same moment, and they go out as one batch, each call getting the replies to its own
+messages. A call with several messages (the Message API's strategies, the workflows)
+goes out at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from collections.abc import Iterable, Mapping
 
 from flwr import app as flwr_app
@@ -25,7 +34,21 @@ from corolla.server import Grid
 from ._messages import message_to_flower
 from ._records import record_dict_from_flower
 
-__all__ = ["FlowerGrid"]
+__all__ = ["GATHER_S", "FlowerGrid"]
+
+#: How long a one-message ``send_and_receive`` waits for the calls made with it.
+GATHER_S = 0.02
+
+
+class _Request:
+    """One ``send_and_receive`` call, waiting for the batch it went out in."""
+
+    def __init__(self, messages: list[flwr_app.Message], timeout: float | None) -> None:
+        self.messages = messages
+        self.timeout = timeout
+        self.replies: list[flwr_app.Message] = []
+        self.error: BaseException | None = None
+        self.done = threading.Event()
 
 
 class FlowerGrid(_FlowerGrid):
@@ -47,6 +70,9 @@ class FlowerGrid(_FlowerGrid):
         self._run = run
         #: Each batch of replies received: (group id, message type, answered, failed).
         self.batches: list[tuple[str, str, int, int]] = []
+        self._lock = threading.Lock()
+        self._waiting: list[_Request] = []
+        self._leading = False
 
     def set_run(self, run: Run) -> None:
         if not isinstance(run, Run):
@@ -86,8 +112,46 @@ class FlowerGrid(_FlowerGrid):
     def send_and_receive(
         self, messages: Iterable[flwr_app.Message], *, timeout: float | None = None
     ) -> list[flwr_app.Message]:
-        ids = self.push_messages(messages)
-        return self._incoming(self._grid.receive(ids, timeout))
+        request = _Request(list(messages), timeout)
+        with self._lock:
+            self._waiting.append(request)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._lead(gather=len(request.messages) == 1)
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.replies
+
+    def _lead(self, gather: bool) -> None:
+        """Send the waiting calls' messages as batches until none waits."""
+        if gather:
+            time.sleep(GATHER_S)
+        while True:
+            with self._lock:
+                batch, self._waiting = self._waiting, []
+                if not batch:
+                    self._leading = False
+                    return
+            self._send_batch(batch)
+
+    def _send_batch(self, batch: list[_Request]) -> None:
+        try:
+            ids = self.push_messages([m for request in batch for m in request.messages])
+            owners = iter(ids)
+            owner = {next(owners): request for request in batch for _ in request.messages}
+            timeouts = [request.timeout for request in batch]
+            timeout = None if None in timeouts else max(t for t in timeouts if t is not None)
+            replies = list(self._grid.receive(ids, timeout))
+            for reply, flower in zip(replies, self._incoming(replies), strict=True):
+                owner[reply.metadata.reply_to_message_id].replies.append(flower)
+        except BaseException as exc:
+            for request in batch:
+                request.error = exc
+        finally:
+            for request in batch:
+                request.done.set()
 
     def _incoming(self, replies: Iterable[Message]) -> list[flwr_app.Message]:
         counts: dict[tuple[str, str], list[int]] = {}

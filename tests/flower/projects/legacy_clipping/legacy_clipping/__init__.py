@@ -1,0 +1,1 @@
+"""legacy-clipping: client-side update clipping through Flower's fixedclipping_mod."""

@@ -1,0 +1,1 @@
+"""custom-strategy: a Flower Strategy subclass driving Message-API ClientApps."""

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pytest
 
 from corolla.runtime import ControlClient
 
-from ..runtime.test_e2e import Processes, _free_port
+from ..runtime.test_e2e import Processes, _start_link, _wait_for_nodes
 from .flower_reference import run_config_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,17 +162,7 @@ def test_a_flower_project_deployed_on_a_link_with_nodes_ends_with_flowers_model(
 ) -> None:
     # Arrange: a link and the project's number of nodes, each with its partition
     nodes = CASES[project]
-    fleet, control = _free_port(), _free_port()
-    processes.start(
-        "link",
-        "link",
-        "--state",
-        str(tmp_path / "link"),
-        "--fleet-address",
-        f"127.0.0.1:{fleet}",
-        "--control-address",
-        f"127.0.0.1:{control}",
-    )
+    fleet, control = _start_link(processes, tmp_path)
     for i in range(nodes):
         processes.start(
             f"node{i}",
@@ -187,14 +176,7 @@ def test_a_flower_project_deployed_on_a_link_with_nodes_ends_with_flowers_model(
             f"num-partitions={nodes}",
         )
     with ControlClient(f"127.0.0.1:{control}") as client:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            try:
-                if sum(n.status == 1 for n in client.list_nodes()) == nodes:
-                    break
-            except ConnectionError:
-                pass  # the link is still starting
-            time.sleep(0.1)
+        _wait_for_nodes(client, nodes, processes)
 
     # Act
     done = subprocess.run(

@@ -42,7 +42,6 @@ PROJECTS = {
 #: Agreement, in units of the arrays' machine epsilon: the sums of a round are added in
 #: another order than Flower's.
 ULPS = 64
-WAIT_S = 120.0
 
 pytestmark = pytest.mark.e2e
 

@@ -125,14 +125,102 @@ def test_an_array_is_copied_exactly_once_into_flower(layout):
     tracemalloc.start()
     try:
         # Act
-        converted = array_to_flower(array)
+        data = array_to_flower(array).data
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
 
     # Assert: the output's bytes, plus a little (its header and bookkeeping), no second copy
-    assert len(converted.data) > array.nbytes
+    assert len(data) > array.nbytes
     assert peak < array.nbytes + 64 * 1024
+
+
+def test_an_array_sent_to_flower_writes_no_bytes_until_they_are_read():
+    # Arrange
+    array = np.arange(2_000_000, dtype=np.float64)
+    tracemalloc.start()
+    try:
+        # Act
+        converted = array_to_flower(array)
+        back = array_from_flower(converted)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    # Assert: the way back hands over the very array, and nothing was copied
+    assert back is array
+    assert peak < 64 * 1024
+
+
+@given(arrays())
+def test_numpy_of_an_array_sent_to_flower_is_a_fresh_writable_copy(array):
+    # Arrange
+    converted = array_to_flower(array)
+
+    # Act
+    first = converted.numpy()
+    first[...] = 0
+    second = converted.numpy()
+
+    # Assert: as Flower's own numpy() (which parses the bytes), each call is new
+    assert first.flags.writeable
+    assert not np.shares_memory(first, array)
+    assert _same_array(second, array.copy(order="C"))
+
+
+@given(arrays())
+def test_an_array_sent_to_flower_equals_flowers_own_both_ways(array):
+    # Arrange
+    ours = array_to_flower(array)
+    theirs = flwr_app.Array(array.copy(order="C"))
+
+    # Act / Assert
+    assert ours == theirs
+    assert theirs == ours
+
+
+def test_setting_a_field_of_an_array_sent_to_flower_lets_go_of_the_array():
+    # Arrange
+    converted = array_to_flower(np.arange(6, dtype=np.int32))
+    replacement = flwr_app.Array(np.arange(3, dtype=np.int64))
+
+    # Act
+    converted.dtype = replacement.dtype
+    converted.shape = replacement.shape
+    converted.data = replacement.data
+
+    # Assert
+    assert _same_array(converted.numpy(), np.arange(3, dtype=np.int64))
+    assert _same_array(array_from_flower(converted), np.arange(3, dtype=np.int64))
+
+
+def test_an_array_sent_to_flower_deflates_as_a_flower_array():
+    # Arrange
+    array = np.arange(10, dtype=np.float32)
+    converted = array_to_flower(array)
+
+    # Act
+    inflated = flwr_app.Array.inflate(converted.deflate())
+
+    # Assert
+    assert converted.deflate() == flwr_app.Array(array).deflate()
+    assert _same_array(inflated.numpy(), array)
+
+
+@given(arrays())
+def test_headers_are_read_as_numpy_reads_them(array):
+    # Arrange: Flower's bytes, in NumPy's own format (the fast path), and a version 2.0
+    # header (NumPy's parser)
+    flower = flwr_app.Array(array)
+    buffer = io.BytesIO()
+    npy.write_array(buffer, array, version=(2, 0))
+    version_2 = flwr_app.Array(
+        dtype=flower.dtype, shape=flower.shape, stype=NUMPY_STYPE, data=buffer.getvalue()
+    )
+
+    # Act / Assert
+    for converted in (flower, version_2):
+        assert _same_array(array_from_flower(converted), converted.numpy())
 
 
 def test_an_array_of_a_stype_flower_cannot_read_is_refused_naming_the_stype():

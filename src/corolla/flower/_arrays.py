@@ -2,15 +2,24 @@
 
 A Flower ``Array`` of stype ``"numpy.ndarray"`` holds its array as the bytes of a ``.npy``
 file. Reading one parses the header and views the rest of the bytes, so the NumPy array
-shares memory with the Flower ``Array`` (read-only, as Flower's ``bytes`` are). Writing one
-needs ``bytes`` (Flower checks the type), so the elements are copied exactly once: into a
-buffer sized for header and elements, which then becomes the ``bytes`` object itself.
+shares memory with the Flower ``Array`` (read-only, as Flower's ``bytes`` are). A header
+as NumPy writes it is read by a pattern; any other goes through NumPy's own parser.
+
+An array going to Flower becomes an ``Array`` that holds Corolla's (read-only) array and
+writes the ``.npy`` bytes only when something reads ``data``: its ``numpy()`` hands out a
+fresh, writable copy of the array, as Flower's (which parses the bytes) does, and turning
+it back into a Corolla array gives the very array it holds. A round trip through a Flower
+app that only reads its arrays therefore never serializes them. When the bytes are
+written, the elements are copied exactly once, into a buffer sized for header and
+elements that then becomes the ``bytes`` object itself.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -28,6 +37,15 @@ NUMPY_STYPE = "numpy.ndarray"
 # no valid header needs more of the bytes than the magic, the length and this.
 _MAX_HEADER = 16 + 10_000
 
+_MAGIC = b"\x93NUMPY"
+
+# The header dict exactly as ``numpy.lib.format`` writes it for a plain dtype, padded with
+# spaces to a multiple of 64 bytes and ended with a newline.
+_PLAIN_HEADER = re.compile(
+    rb"\{'descr': '([<>|=]?[a-zA-Z][a-zA-Z0-9]*)', 'fortran_order': (True|False), "
+    rb"'shape': \(((?:\d+, )*\d+,?|)\), \} *\n"
+)
+
 
 def array_from_flower(array: Array) -> np.ndarray[Any, Any]:
     """The NumPy array a Flower ``Array`` holds, viewing its bytes where it can.
@@ -44,21 +62,17 @@ def array_from_flower(array: Array) -> np.ndarray[Any, Any]:
     """
     if array.stype != NUMPY_STYPE:
         return _through_flower(array)
+    if isinstance(array, _HeldArray):
+        held = array.held
+        if held is not None:
+            return held
     data = array.data
     try:
-        header = io.BytesIO(bytes(memoryview(data)[:_MAX_HEADER]))
-        version = npy.read_magic(header)
-        if version == (1, 0):
-            shape, fortran_order, dtype = npy.read_array_header_1_0(header)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = npy.read_array_header_2_0(header)
-        else:
-            raise ValueError(f".npy format version {version} is not supported")
+        shape, fortran_order, dtype, offset = _read_header(data)
     except ValueError as exc:
         raise RecordError(f"Flower Array is not a readable .npy array: {exc}") from exc
     if dtype.hasobject:
         raise RecordError(f"Flower Array holds Python objects (dtype {dtype}), not numbers")
-    offset = header.tell()
     count = math.prod(shape)
     expected = offset + count * dtype.itemsize
     if len(data) != expected:
@@ -68,6 +82,47 @@ def array_from_flower(array: Array) -> np.ndarray[Any, Any]:
         )
     flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
     return flat.reshape(shape, order="F" if fortran_order else "C")
+
+
+def _read_header(data: bytes) -> tuple[tuple[int, ...], bool, np.dtype[Any], int]:
+    """Shape, Fortran order, dtype and the elements' offset of ``.npy`` bytes.
+
+    Raises
+    ------
+    ValueError
+        If the bytes do not start with a valid ``.npy`` header.
+    """
+    view = memoryview(data)
+    if bytes(view[:6]) == _MAGIC and len(view) >= 10 and view[6] == 1:
+        end = 10 + int.from_bytes(view[8:10], "little")
+        match = _PLAIN_HEADER.fullmatch(bytes(view[10:end]))
+        if match is not None and len(view) >= end:
+            descr, fortran, dims = match.groups()
+            shape = tuple(int(n) for n in dims.split(b",") if n.strip())
+            return shape, fortran == b"True", _dtype(descr.decode("ascii")), end
+    header = io.BytesIO(bytes(view[:_MAX_HEADER]))
+    version = npy.read_magic(header)
+    if version == (1, 0):
+        shape, fortran_order, dtype = npy.read_array_header_1_0(header)
+    elif version == (2, 0):
+        shape, fortran_order, dtype = npy.read_array_header_2_0(header)
+    else:
+        raise ValueError(f".npy format version {version} is not supported")
+    return shape, fortran_order, dtype, header.tell()
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype_name(dtype: np.dtype[Any]) -> str:
+    # ``str(dtype)`` takes NumPy several microseconds, more than the rest of a conversion.
+    return str(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype(descr: str) -> np.dtype[Any]:
+    try:
+        return np.dtype(descr)
+    except TypeError as exc:
+        raise ValueError(f"descr {descr!r} is not a NumPy dtype") from exc
 
 
 def _through_flower(array: Array) -> np.ndarray[Any, Any]:
@@ -89,8 +144,10 @@ def _through_flower(array: Array) -> np.ndarray[Any, Any]:
 def array_to_flower(array: np.ndarray[Any, Any]) -> Array:
     """A Flower ``Array`` of stype ``"numpy.ndarray"`` holding ``array``.
 
-    The elements are copied once, whatever the array's layout: a non-contiguous array is
-    gathered straight into the ``.npy`` bytes. Byte order is kept.
+    The ``Array`` keeps ``array`` and writes its ``.npy`` bytes when ``data`` is first
+    read, copying the elements once, whatever the array's layout (a non-contiguous array
+    is gathered straight into the bytes). Byte order is kept. ``array`` must not change
+    while the ``Array`` lives: Corolla's records hold read-only arrays.
 
     Raises
     ------
@@ -99,17 +156,83 @@ def array_to_flower(array: np.ndarray[Any, Any]) -> Array:
     """
     if array.dtype.hasobject:
         raise RecordError(f"an array of dtype {array.dtype} cannot be sent to Flower")
+    return _HeldArray(array)
+
+
+class _HeldArray(Array):
+    """A Flower ``Array`` over a NumPy array, its ``.npy`` bytes written when first read.
+
+    Flower reads an ``Array``'s fields as attributes and compares arrays field by field;
+    this one gives the same answers as an ``Array`` built from its bytes. Setting any
+    field writes the bytes first and lets go of the array.
+    """
+
+    def __init__(self, array: np.ndarray[Any, Any]) -> None:
+        # Flower's __setattr__ tracks changes for its wire format; these are first values.
+        fields = self.__dict__
+        fields["dtype"] = _dtype_name(array.dtype)
+        fields["shape"] = tuple(int(n) for n in array.shape)
+        fields["stype"] = NUMPY_STYPE
+        fields["_held"] = array
+
+    @property
+    def held(self) -> np.ndarray[Any, Any] | None:
+        """The NumPy array, until a field is set."""
+        held: np.ndarray[Any, Any] | None = self.__dict__.get("_held")
+        return held
+
+    @property
+    def data(self) -> bytes:
+        fields = self.__dict__
+        data: bytes | None = fields.get("_npy")
+        if data is None:
+            data = fields["_npy"] = _npy_bytes(fields["_held"])
+        return data
+
+    @data.setter
+    def data(self, value: bytes) -> None:
+        self.__dict__["_npy"] = value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("dtype", "shape", "stype", "data") and "_held" in self.__dict__:
+            if name != "data":
+                self.data  # noqa: B018 (the bytes, before the array goes)
+            del self.__dict__["_held"]
+        super().__setattr__(name, value)
+
+    def numpy(self) -> np.ndarray[Any, Any]:
+        held = self.held
+        if held is None:
+            converted: np.ndarray[Any, Any] = super().numpy()
+            return converted
+        copied: np.ndarray[Any, Any] = held.copy()
+        return copied
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Array):
+            return NotImplemented
+        return (self.dtype, self.shape, self.stype, self.data) == (
+            other.dtype,
+            other.shape,
+            other.stype,
+            other.data,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def deflate(self) -> bytes:
+        # Flower's wire format names an object's class; this one travels as an Array.
+        return Array(self.dtype, self.shape, self.stype, self.data).deflate()
+
+
+def _npy_bytes(array: np.ndarray[Any, Any]) -> bytes:
+    """The ``.npy`` file of ``array``, in C order, as NumPy's ``save`` writes it."""
     header = io.BytesIO()
     npy.write_array_header_1_0(
         header,
         {"descr": npy.dtype_to_descr(array.dtype), "fortran_order": False, "shape": array.shape},
     )
-    return Array(
-        dtype=str(array.dtype),
-        shape=tuple(int(n) for n in array.shape),
-        stype=NUMPY_STYPE,
-        data=_join(header.getbuffer(), array),
-    )
+    return _join(header.getbuffer(), array)
 
 
 def _join(header: memoryview, array: np.ndarray[Any, Any]) -> bytes:

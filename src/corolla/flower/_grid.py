@@ -28,7 +28,7 @@ from flwr import app as flwr_app
 from flwr.serverapp import Grid as _FlowerGrid
 from flwr.supercore.run import Run
 
-from corolla.core import Message, MessageError, UserConfigValue
+from corolla.core import Message, MessageError, RecordDict, UserConfigValue
 from corolla.server import Grid
 
 from ._messages import message_to_flower
@@ -100,7 +100,8 @@ class FlowerGrid(_FlowerGrid):
 
     def push_messages(self, messages: Iterable[flwr_app.Message]) -> list[str]:
         flower = list(messages)
-        ids = self._grid.send([_outgoing(message) for message in flower])
+        contents: dict[int, RecordDict] = {}
+        ids = self._grid.send([_outgoing(message, contents) for message in flower])
         for message, message_id in zip(flower, ids, strict=True):
             # Flower's Metadata has no setter for the id its grids assign.
             message.metadata.__dict__["_message_id"] = message_id
@@ -164,8 +165,14 @@ class FlowerGrid(_FlowerGrid):
         return flower
 
 
-def _outgoing(message: flwr_app.Message) -> Message:
-    """The Corolla message a ServerApp's Flower message asks to send."""
+def _outgoing(message: flwr_app.Message, contents: dict[int, RecordDict]) -> Message:
+    """The Corolla message a ServerApp's Flower message asks to send.
+
+    Messages of one push that hold the same Flower ``RecordDict`` (a strategy sends one
+    model to every node it samples) get the same Corolla one, converted once, which
+    Corolla's grids then ship once. ``contents`` maps the ``id`` of each Flower content
+    converted in this push, all alive until the push ends, to its conversion.
+    """
     metadata = message.metadata
     if metadata.reply_to_message_id:
         raise MessageError(
@@ -174,8 +181,11 @@ def _outgoing(message: flwr_app.Message) -> Message:
         )
     if message.has_error():
         raise MessageError("a ServerApp sends messages with content, not errors")
+    content = contents.get(id(message.content))
+    if content is None:
+        content = contents[id(message.content)] = record_dict_from_flower(message.content)
     return Message(
-        record_dict_from_flower(message.content),
+        content,
         dst_node_id=int(metadata.dst_node_id),
         message_type=metadata.message_type,
         group_id=metadata.group_id,

@@ -15,11 +15,17 @@ exceptions, which raise :class:`~corolla.core.RecordError` naming the entry:
 Every Corolla record converts to Flower. Records on Flower's side are mutable, so list
 values are copied both ways and nothing converted aliases a Flower list; arrays are views
 of the Flower ``Array``'s immutable bytes.
+
+Flower checks every entry put into one of its records, one at a time. What Corolla's
+records hold has passed stricter checks already, so records going to Flower are filled
+in one step, where Flower keeps its entries in the plain dict its ``TypedDict`` has
+(flwr 1.41 and 1.42 do; with any other layout the entries go in one by one, checked).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from flwr import app as flwr_app
 
@@ -39,6 +45,36 @@ __all__ = [
 ]
 
 FlowerRecord = flwr_app.ArrayRecord | flwr_app.MetricRecord | flwr_app.ConfigRecord
+F = TypeVar(
+    "F", flwr_app.ArrayRecord, flwr_app.MetricRecord, flwr_app.ConfigRecord, flwr_app.RecordDict
+)
+
+
+def _holds_entries_in_a_dict(record_type: type[Any]) -> bool:
+    entries = record_type().__dict__.get("_data")
+    return type(entries) is dict and not entries
+
+
+_FILL_DIRECTLY = all(
+    _holds_entries_in_a_dict(record_type)
+    for record_type in (
+        flwr_app.ArrayRecord,
+        flwr_app.MetricRecord,
+        flwr_app.ConfigRecord,
+        flwr_app.RecordDict,
+    )
+)
+
+
+def _filled(record_type: type[F], entries: Iterable[tuple[str, Any]]) -> F:
+    """A new Flower record of ``record_type`` holding ``entries``, which Corolla checked."""
+    record = record_type()
+    if _FILL_DIRECTLY:
+        record.__dict__["_data"].update(entries)
+    else:
+        for name, value in entries:
+            record[name] = value
+    return record
 
 
 def array_record_from_flower(record: flwr_app.ArrayRecord) -> ArrayRecord:
@@ -61,10 +97,9 @@ def array_record_from_flower(record: flwr_app.ArrayRecord) -> ArrayRecord:
 
 def array_record_to_flower(record: ArrayRecord) -> flwr_app.ArrayRecord:
     """A Flower ``ArrayRecord`` of ``"numpy.ndarray"`` arrays, each copied once."""
-    converted = flwr_app.ArrayRecord()
-    for name, array in record.items():
-        converted[name] = array_to_flower(array)
-    return converted
+    return _filled(
+        flwr_app.ArrayRecord, [(name, array_to_flower(array)) for name, array in record.items()]
+    )
 
 
 def metric_record_from_flower(record: flwr_app.MetricRecord) -> MetricRecord:
@@ -80,7 +115,7 @@ def metric_record_from_flower(record: flwr_app.MetricRecord) -> MetricRecord:
 
 def metric_record_to_flower(record: MetricRecord) -> flwr_app.MetricRecord:
     """A Flower ``MetricRecord`` with the same entries (lists copied)."""
-    return flwr_app.MetricRecord(dict(record.items()))
+    return _filled(flwr_app.MetricRecord, record.items())
 
 
 def config_record_from_flower(record: flwr_app.ConfigRecord) -> ConfigRecord:
@@ -96,7 +131,7 @@ def config_record_from_flower(record: flwr_app.ConfigRecord) -> ConfigRecord:
 
 def config_record_to_flower(record: ConfigRecord) -> flwr_app.ConfigRecord:
     """A Flower ``ConfigRecord`` with the same entries (lists copied)."""
-    return flwr_app.ConfigRecord(dict(record.items()))
+    return _filled(flwr_app.ConfigRecord, record.items())
 
 
 def record_dict_from_flower(records: flwr_app.RecordDict) -> RecordDict:
@@ -131,10 +166,9 @@ def _record_from_flower(record: Any) -> Record:
 
 def record_dict_to_flower(records: RecordDict) -> flwr_app.RecordDict:
     """A Flower ``RecordDict`` with the same records, in order."""
-    converted = flwr_app.RecordDict()
-    for name, record in records.items():
-        converted[name] = _record_to_flower(record)
-    return converted
+    return _filled(
+        flwr_app.RecordDict, [(name, _record_to_flower(record)) for name, record in records.items()]
+    )
 
 
 def _record_to_flower(record: Record) -> FlowerRecord:

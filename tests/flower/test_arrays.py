@@ -200,11 +200,11 @@ def test_an_array_sent_to_flower_deflates_as_a_flower_array():
     converted = array_to_flower(array)
 
     # Act
-    inflated = flwr_app.Array.inflate(converted.deflate())
+    deflated = converted.deflate()
 
-    # Assert
-    assert converted.deflate() == flwr_app.Array(array).deflate()
-    assert _same_array(inflated.numpy(), array)
+    # Assert: Flower's wire format, which names the class, sees a plain Array
+    assert deflated == flwr_app.Array(array).deflate()
+    assert deflated.startswith(b"Array")
 
 
 @given(arrays())

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from corolla.execution._shm import (
     INLINE_LIMIT,
+    POOL_FREE_BYTES,
+    POOL_FREE_LIMIT,
     SegmentCache,
     SegmentPool,
     carve,
@@ -57,6 +59,38 @@ def test_a_released_segment_is_handed_out_again(pool) -> None:
     again = pool.acquire(1 << 20)
 
     assert again.name == name
+
+
+def test_a_rounds_many_small_segments_are_all_kept_for_the_next_round(pool) -> None:
+    # Arrange: a round's results, each in a segment of its own (replies shipped one by one)
+    sizes = [(i + 1) * 40_000 for i in range(3 * POOL_FREE_LIMIT)]
+    names = {pool.acquire(size).name for size in sizes}
+    for name in names:
+        pool.release(name)
+
+    # Act: the next round asks for the same sizes
+    again = {pool.acquire(size).name for size in sizes}
+
+    # Assert: every one is written into again, none created afresh
+    assert again == names
+
+
+def test_free_segments_beyond_the_byte_budget_are_unlinked_smallest_first(pool) -> None:
+    # Arrange: more than POOL_FREE_LIMIT segments holding more than POOL_FREE_BYTES
+    size = POOL_FREE_BYTES // POOL_FREE_LIMIT
+    big = [pool.acquire(size) for _ in range(POOL_FREE_LIMIT)]
+    small = pool.acquire(4096)
+    small_name = small.name
+    for segment in [small, *big]:
+        pool.release(segment.name)
+
+    # Act
+    kept = {pool.acquire(size).name for _ in range(POOL_FREE_LIMIT)}
+    fresh = pool.acquire(4096)
+
+    # Assert: the large ones stay; the small one went to bring the pool within its budget
+    assert kept == {segment.name for segment in big}
+    assert fresh.name != small_name
 
 
 @settings(max_examples=30, deadline=None)

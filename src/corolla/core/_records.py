@@ -122,7 +122,20 @@ class _FrozenRecord(Mapping[str, V]):
         return f"{type(self).__name__}({self._data!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self._data,))
+        # Pickles travel only between Corolla's own processes, and unpickling can run any
+        # code, so checking the entries again on the way in would guard nothing: they are
+        # restored as they were checked, which keeps a reply's trip from a worker cheap.
+        return (_restore, (type(self), self._data))
+
+    def _restored(self) -> None:
+        """Called on a record rebuilt from a pickle, entries in place."""
+
+
+def _restore(record_type: type[R], data: dict[str, Any]) -> R:
+    record = record_type.__new__(record_type)
+    record._data = data
+    record._restored()
+    return record
 
 
 class ArrayRecord(_FrozenRecord[np.ndarray]):
@@ -142,6 +155,12 @@ class ArrayRecord(_FrozenRecord[np.ndarray]):
 
     __slots__ = ()
     _kind = "ArrayRecord"
+
+    def _restored(self) -> None:
+        # An array unpickled in-band owns fresh, writable memory; the record's are read-only.
+        for array in self._data.values():
+            if array.flags.writeable:
+                array.flags.writeable = False
 
     def _validate(self, name: str, value: Any) -> np.ndarray:
         if not isinstance(value, np.ndarray):

@@ -49,8 +49,13 @@ class Payload:
     spans: tuple[tuple[int, int], ...] = ()
 
 
-#: Free segments a pool keeps for reuse; beyond that the smallest are unlinked.
+#: Free segments a pool keeps for reuse: any number while they hold at most
+#: :data:`POOL_FREE_BYTES` together (a round's many small results, such as replies
+#: shipped one by one, are written into the same segments next round), and at least
+#: :data:`POOL_FREE_LIMIT` whatever their size (a few large models). Beyond both, the
+#: smallest are unlinked.
 POOL_FREE_LIMIT = 4
+POOL_FREE_BYTES = 64 * 1024 * 1024
 
 
 class SegmentPool:
@@ -62,6 +67,7 @@ class SegmentPool:
 
     def __init__(self) -> None:
         self._free: list[shared_memory.SharedMemory] = []
+        self._free_bytes = 0
         self._busy: dict[str, shared_memory.SharedMemory] = {}
 
     def acquire(self, size: int) -> shared_memory.SharedMemory:
@@ -73,6 +79,7 @@ class SegmentPool:
         if fitting:
             segment = min(fitting, key=lambda s: s.size)
             self._free.remove(segment)
+            self._free_bytes -= segment.size
         else:
             segment = shared_memory.SharedMemory(create=True, size=max(size, 1))
         self._busy[segment.name] = segment
@@ -84,9 +91,13 @@ class SegmentPool:
         if segment is None:
             return
         self._free.append(segment)
-        if len(self._free) > POOL_FREE_LIMIT:
+        self._free_bytes += segment.size
+        if len(self._free) > POOL_FREE_LIMIT and self._free_bytes > POOL_FREE_BYTES:
             self._free.sort(key=lambda s: s.size)
-            release(self._free.pop(0), unlink=True)
+            while len(self._free) > POOL_FREE_LIMIT and self._free_bytes > POOL_FREE_BYTES:
+                smallest = self._free.pop(0)
+                self._free_bytes -= smallest.size
+                release(smallest, unlink=True)
 
     def close(self) -> None:
         """Unlink every segment; readers that still map one keep their mapping."""
@@ -94,6 +105,7 @@ class SegmentPool:
             if not release(segment, unlink=True):
                 abandon(segment)
         self._free = []
+        self._free_bytes = 0
         self._busy = {}
 
 

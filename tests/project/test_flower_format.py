@@ -60,6 +60,34 @@ def test_the_default_local_federation_gives_the_simulation_defaults(tmp_path):
     assert app.federations == {"remote-federation": {"address": "127.0.0.1:9093", "insecure": True}}
 
 
+def test_each_local_federation_keeps_its_simulation_settings_by_name(tmp_path):
+    text = (
+        PYPROJECT
+        + FEDERATIONS
+        + ("\n[tool.flwr.federations.big-simulation]\noptions.num-supernodes = 40\n")
+    )
+
+    app = AppConfig.load(write_flower_project(tmp_path, text))
+
+    assert app.simulation == {"num-nodes": 10}
+    assert app.simulations == {
+        "local-simulation": {"num-nodes": 10},
+        "big-simulation": {"num-nodes": 40},
+    }
+    assert sorted(app.federations) == ["remote-federation"]
+
+
+def test_a_bad_option_of_any_local_federation_is_refused_naming_it(tmp_path):
+    text = (
+        PYPROJECT
+        + FEDERATIONS
+        + ("\n[tool.flwr.federations.broken]\noptions.num-supernodes = -1\n")
+    )
+
+    with pytest.raises(ConfigError, match=r"num-supernodes of federation 'broken'"):
+        AppConfig.load(write_flower_project(tmp_path, text))
+
+
 def test_cpus_per_node_set_how_many_workers_run_at_once(tmp_path):
     text = PYPROJECT + FEDERATIONS.replace(
         "options.num-supernodes = 10",

@@ -95,7 +95,8 @@ def _federation(app: AppConfig, name: str, app_option: list[str], args: Any) -> 
     where = app.root / "pyproject.toml"
     if federation is None:
         raise ConfigError(
-            f"no federation {name!r} in {where}; it defines {sorted(app.federations) or 'none'}"
+            f"no federation {name!r} in {where}; it defines "
+            f"{sorted({*app.federations, *app.simulations}) or 'none'}"
         )
     if "address" not in federation:
         raise ConfigError(f'federation {name!r} in {where} has no address = "HOST:PORT"')

@@ -94,9 +94,8 @@ def _positive(name: str, value: int | None) -> int | None:
     return value
 
 
-def _check_options(args: argparse.Namespace) -> None:
+def _check_options(args: argparse.Namespace, remote: bool) -> None:
     """Refuse options that mean nothing where the run goes."""
-    remote = args.federation or args.link
     if remote:
         where = "--link" if args.link else "--federation"
         for attribute, flag in _SIMULATION_ONLY:
@@ -118,13 +117,16 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def run_command(args: argparse.Namespace, console: Console) -> int:
-    _check_options(args)
     app = load_app(args.app_dir)
+    # A Flower app's local-simulation federation names a simulation, not a link.
+    simulated = args.federation in app.simulations and not args.link
+    remote = bool(args.link or (args.federation and not simulated))
+    _check_options(args, remote)
     overrides = parse_overrides(args.run_config, app.config)
     run_config = merge_run_config(app.config, {**overrides, "seed": args.seed})
     now = datetime.datetime.now()
     output = args.output or corolla_home() / "runs" / f"{app.name}-{now:%Y%m%d-%H%M%S}"
-    if args.federation or args.link:
+    if remote:
         connection = resolve_connection(args, app)
         check_output(output, force=args.force)
         if not args.quiet:
@@ -140,11 +142,12 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         return run_on_link(
             app, connection, {**overrides, "seed": args.seed}, output, console, quiet=args.quiet
         )
-    nodes = _positive("--nodes", args.nodes) or int(app.simulation.get("num-nodes", 10))
-    backend = args.backend or str(app.simulation.get("backend", "process"))
+    simulation = app.simulations[args.federation] if simulated else app.simulation
+    nodes = _positive("--nodes", args.nodes) or int(simulation.get("num-nodes", 10))
+    backend = args.backend or str(simulation.get("backend", "process"))
     workers = _positive("--workers", args.workers)
-    if workers is None and "workers" in app.simulation:
-        workers = _positive("workers of the app's simulation", int(app.simulation["workers"]))
+    if workers is None and "workers" in simulation:
+        workers = _positive("workers of the app's simulation", int(simulation["workers"]))
     check_output(output, force=args.force)
     if not args.quiet:
         console.print(

@@ -63,6 +63,9 @@ class AppConfig:
     kind: AppKind = "corolla"
     #: ``[tool.flwr.app] publisher`` of a Flower app.
     publisher: str | None = None
+    #: A Flower app's local-simulation federations, each one's simulation settings by
+    #: name (``corolla run --federation NAME`` simulates with them).
+    simulations: dict[str, dict[str, UserConfigValue]] = dataclasses.field(default_factory=dict)
 
     @property
     def server_ref(self) -> ComponentRef:
@@ -184,4 +187,5 @@ class AppConfig:
             federations=flower.federations,
             kind="flower",
             publisher=flower.publisher,
+            simulations=flower.simulations,
         )

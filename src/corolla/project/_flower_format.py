@@ -67,6 +67,8 @@ class FlowerApp:
     config: dict[str, UserConfigValue]
     simulation: dict[str, UserConfigValue]
     federations: dict[str, dict[str, UserConfigValue]]
+    #: Each local-simulation federation's simulation settings, by name.
+    simulations: dict[str, dict[str, UserConfigValue]] = dataclasses.field(default_factory=dict)
 
 
 def read_flower_app(
@@ -106,14 +108,17 @@ def read_flower_app(
     if not isinstance(config, dict):
         raise ConfigError(f"[tool.flwr.app.config] in {path} must be a table")
     publisher = app.get("publisher")
-    remote, simulation = _federations(federations or {}, federations_path or path, cpu_count)
+    remote, simulations, chosen = _federations(
+        federations or {}, federations_path or path, cpu_count
+    )
     return FlowerApp(
         publisher=publisher if isinstance(publisher, str) else None,
         serverapp=refs["serverapp"],
         clientapp=refs["clientapp"],
         config=flatten(config),
-        simulation=simulation,
+        simulation=simulations.get(chosen, {}) if chosen is not None else {},
         federations=remote,
+        simulations=simulations,
     )
 
 
@@ -124,7 +129,12 @@ def _is_reference(value: str) -> bool:
 
 def _federations(
     table: Mapping[str, Any], path: Path, cpu_count: Callable[[], int | None]
-) -> tuple[dict[str, dict[str, UserConfigValue]], dict[str, UserConfigValue]]:
+) -> tuple[
+    dict[str, dict[str, UserConfigValue]], dict[str, dict[str, UserConfigValue]], str | None
+]:
+    """The federations with an address, each local one's simulation settings, and the
+    local one whose settings are the simulation's defaults (the default federation, or
+    the only local one), if any."""
     default = table.get("default")
     entries = {name: value for name, value in table.items() if name != "default"}
     for name, value in entries.items():
@@ -140,16 +150,20 @@ def _federations(
         for name, entry in entries.items()
         if entry.get("address") not in _LOCAL_ADDRESSES and "address" in entry
     }
-    local = [name for name, entry in entries.items() if name not in remote]
-    chosen = default if default in local else (local[0] if len(local) == 1 else None)
-    if chosen is None:
-        return remote, {}
-    options = entries[chosen].get("options", {})
-    if not isinstance(options, dict):
-        raise ConfigError(f"options of federation {chosen!r} in {path} must be a table")
-    return remote, _simulation(
-        flatten(options, f"option of federation {chosen!r}"), chosen, cpu_count
-    )
+    simulations = {}
+    for name, entry in entries.items():
+        if name in remote:
+            continue
+        options = entry.get("options", {})
+        if not isinstance(options, dict):
+            raise ConfigError(f"options of federation {name!r} in {path} must be a table")
+        simulations[name] = _simulation(
+            flatten(options, f"option of federation {name!r}"), name, cpu_count
+        )
+    chosen = default if default in simulations else None
+    if chosen is None and len(simulations) == 1:
+        chosen = next(iter(simulations))
+    return remote, simulations, chosen
 
 
 def _simulation(

@@ -289,6 +289,17 @@ def test_a_flower_strategy_drives_corolla_client_apps_through_the_command_line(
     assert [r["evaluate_replies"] for r in history["rounds"]] == [3] * ROUNDS
 
 
+def test_a_corolla_app_whose_serverapp_is_flowers_runs_it(tmp_path: Path) -> None:
+    # Arrange: a Corolla app of a Flower ServerApp and a Corolla ClientApp
+    root = _corolla_project(tmp_path, "cross_flower_server", FLOWER_SERVER, COROLLA_CLIENT, 3)
+
+    # Act
+    result = _simulate(AppConfig.load(root), 3, "inline")
+
+    # Assert
+    _assert_model(result.arrays, partitions=[0, 1, 2])
+
+
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Processes]:
     procs = Processes(tmp_path)

@@ -47,7 +47,9 @@ def flower_task() -> Iterator[None]:
 
 
 #: Corolla's codes that go to Flower and come back as themselves.
-_ROUND_TRIP_CODES = sorted(c for c in TO_FLOWER_CODES if c != ErrorCode.TIMEOUT)
+_ROUND_TRIP_CODES = sorted(
+    c for c in TO_FLOWER_CODES if c not in (ErrorCode.TIMEOUT, ErrorCode.NO_HANDLER)
+)
 
 corolla_errors = st.builds(
     Error, code=st.sampled_from(_ROUND_TRIP_CODES).map(int), reason=st.text(max_size=40)
@@ -203,6 +205,14 @@ def test_the_code_tables_cover_flowers_codes():
     assert set(TO_FLOWER_CODES.values()) <= flower_codes
 
 
+def test_a_corolla_client_app_without_a_handler_reaches_flower_as_one_that_raised():
+    # Act: Flower's ClientApp raises for a message type it has no function for
+    error = error_to_flower(Error(ErrorCode.NO_HANDLER, "no handler for 'query'"))
+
+    # Assert
+    assert (error.code, error.reason) == (2, "no handler for 'query'")
+
+
 def test_a_corolla_timeout_reaches_flower_as_a_reply_that_never_came():
     # Act
     error = error_to_flower(Error(ErrorCode.TIMEOUT, "took 30 s"))
@@ -211,7 +221,7 @@ def test_a_corolla_timeout_reaches_flower_as_a_reply_that_never_came():
     assert (error.code, error.reason) == (4, "took 30 s")
 
 
-@pytest.mark.parametrize("code", [ErrorCode.CONFIG, ErrorCode.NO_HANDLER, 1234])
+@pytest.mark.parametrize("code", [ErrorCode.CONFIG, ErrorCode.AGGREGATION, 1234])
 def test_a_corolla_code_flower_has_no_word_for_becomes_unknown_keeping_the_reason(code):
     # Act
     error = error_to_flower(Error(int(code), "the reason"))

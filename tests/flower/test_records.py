@@ -246,3 +246,12 @@ def test_a_record_dict_entry_with_an_empty_name_is_refused():
     # Act / Assert
     with pytest.raises(RecordError, match="non-empty"):
         record_dict_from_flower(flower)
+
+
+def test_flowers_legacy_mark_of_no_arrays_reads_as_an_empty_array_record():
+    # Arrange: what Flower's legacy API writes for parameters without tensors
+    empty = flwr_app.Array(data=b"", dtype="", stype="", shape=())
+    record = flwr_app.ArrayRecord({"_empty": empty})
+
+    # Act / Assert
+    assert array_record_from_flower(record) == ArrayRecord()

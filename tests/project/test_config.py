@@ -9,7 +9,6 @@ import pytest
 from corolla.core._errors import AppLoadError, ConfigError
 from corolla.project import (
     AppConfig,
-    ComponentRef,
     load_component,
     merge_run_config,
     parse_overrides,
@@ -42,7 +41,8 @@ def test_load_reads_components_config_and_simulation_defaults(tmp_path):
     app = AppConfig.load(_app(tmp_path))
 
     assert app.name == "demo-app"
-    assert app.server_ref == ComponentRef("demo_pkg.server:app", str(tmp_path.resolve()))
+    assert app.server_ref.reference == "demo_pkg.server:app"
+    assert app.server_ref.search_path == str(tmp_path.resolve())
     assert app.config == {"num-server-rounds": 3, "lr": 0.1, "optimizer.name": "sgd"}
     assert app.simulation == {"num-nodes": 7}
 

@@ -42,7 +42,7 @@ def test_a_flower_apps_components_load_through_the_flower_adapters(tmp_path):
     assert pickle.loads(pickle.dumps(app.client_ref)) == app.client_ref
 
 
-def test_a_corolla_apps_components_load_without_adapter(tmp_path):
+def test_a_corolla_apps_components_take_the_flower_adapters_only_if_flower_made_them(tmp_path):
     (tmp_path / "pyproject.toml").write_text(
         "[tool.corolla.app]\nserverapp = 'a:s'\nclientapp = 'a:c'\n"
     )
@@ -50,7 +50,9 @@ def test_a_corolla_apps_components_load_without_adapter(tmp_path):
     app = AppConfig.load(tmp_path)
 
     assert app.kind == "corolla" and app.publisher is None
-    assert app.client_ref.adapter is None and app.server_ref.adapter is None
+    root = str(app.root)
+    assert app.server_ref == ComponentRef("a:s", root, SERVER_ADAPTER, adapter_for="flwr")
+    assert app.client_ref == ComponentRef("a:c", root, CLIENT_ADAPTER, adapter_for="flwr")
 
 
 def test_the_default_local_federation_gives_the_simulation_defaults(tmp_path):

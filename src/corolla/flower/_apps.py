@@ -1,13 +1,17 @@
 """Flower's ClientApp and ServerApp as Corolla apps: the adapters a Flower project's
-component references name (``[tool.flwr.app.components]``), applied where the component
-is loaded, in simulation workers, in a node's ClientApp process and in the link's
-ServerApp process alike.
+component references name (``[tool.flwr.app.components]``), and a Corolla app's when a
+component is Flower's, applied where the component is loaded, in simulation workers, in a
+node's ClientApp process and in the link's ServerApp process alike. They pass Corolla's
+own ClientApp and ServerApp through unchanged, so either kind of project mixes the two
+frameworks' apps: a Flower ClientApp under a Corolla strategy, a Corolla ClientApp under
+a Flower strategy.
 
 A Flower ClientApp gets the message and context converted to Flower's types; the state
 it leaves in its context becomes the Corolla context's, which the runtime keeps for the
-node's next call. A Flower ServerApp gets a :class:`~corolla.flower.FlowerGrid` over the
-run's grid and the run's context; the last result its strategies or workflows made (see
-``_results``) is the run's result.
+node's next call. A legacy one (``client_fn``) answers the Message API's ``train`` and
+``evaluate`` messages through ``_legacy``'s translation. A Flower ServerApp gets a
+:class:`~corolla.flower.FlowerGrid` over the run's grid and the run's context; the last
+result its strategies or workflows made (see ``_results``) is the run's result.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.serverapp import ServerApp as FlowerServerApp
 from flwr.supercore.task_identity import TaskIdentity
 
-from corolla.core import AppLoadError, Context, Message
+from corolla.client import ClientApp
+from corolla.core import AppLoadError, Context, Message, RecordDict
 from corolla.server import Grid, RunResult, ServerApp
 
 from ._context import context_to_flower
 from ._grid import FlowerGrid
+from ._legacy import is_legacy, legacy_reply, legacy_request
 from ._messages import message_from_flower, message_to_flower
 from ._records import record_dict_from_flower
 from ._results import flower_results
@@ -37,14 +43,35 @@ class FlowerClient:
 
     def __init__(self, app: FlowerClientApp) -> None:
         self.app = app
+        self._legacy = is_legacy(app)
 
     def __call__(self, message: Message, context: Context) -> Message:
+        """Run the Flower app on ``message`` and return its reply.
+
+        Raises
+        ------
+        MessageError
+            If a legacy app is sent a ``train`` or ``evaluate`` message it cannot read
+            (see ``_legacy``).
+        RecordError
+            If the reply or the state holds something Corolla cannot.
+        Exception
+            Whatever the Flower app raises (``ValueError`` for a message type it does not
+            handle).
+        """
+        request = legacy_request(message) if self._legacy else None
         flower_context = context_to_flower(context)
-        reply = message_from_flower(self.app(message_to_flower(message), flower_context))
+        sent = message if request is None else request
+        reply = message_from_flower(self.app(message_to_flower(sent), flower_context))
         context.state = record_dict_from_flower(flower_context.state)
         if reply.has_error():
             return Message(error=reply.error, reply_to=message)
-        return Message(reply.content, reply_to=message)
+        if request is None:
+            return Message(reply.content, reply_to=message)
+        content = legacy_reply(message, reply.content)
+        if isinstance(content, RecordDict):
+            return Message(content, reply_to=message)
+        return Message(error=content, reply_to=message)
 
 
 def _flower_logs_once() -> None:
@@ -73,33 +100,39 @@ def _with_replies(result: RunResult, grid: FlowerGrid) -> RunResult:
     return result
 
 
-def client_app_adapter(app: Any) -> FlowerClient:
-    """A Flower project's ClientApp as a Corolla ClientApp.
+def client_app_adapter(app: Any) -> FlowerClient | ClientApp:
+    """A Flower ClientApp as a Corolla ClientApp; a Corolla ClientApp as it is.
 
     Raises
     ------
     AppLoadError
-        If ``app`` is not a Flower ClientApp.
+        If ``app`` is neither a Flower ClientApp nor a Corolla one.
     """
+    if isinstance(app, ClientApp):
+        return app
     if not isinstance(app, FlowerClientApp):
         raise AppLoadError(
-            f"a Flower project's clientapp must be a flwr ClientApp, got {type(app).__name__}"
+            "a Flower project's clientapp must be a flwr ClientApp or a Corolla ClientApp, "
+            f"got {type(app).__name__}"
         )
     _flower_logs_once()
     return FlowerClient(app)
 
 
 def server_app_adapter(app: Any) -> ServerApp:
-    """A Flower project's ServerApp as a Corolla ServerApp.
+    """A Flower ServerApp as a Corolla ServerApp; a Corolla ServerApp as it is.
 
     Raises
     ------
     AppLoadError
-        If ``app`` is not a Flower ServerApp.
+        If ``app`` is neither a Flower ServerApp nor a Corolla one.
     """
+    if isinstance(app, ServerApp):
+        return app
     if not isinstance(app, FlowerServerApp):
         raise AppLoadError(
-            f"a Flower project's serverapp must be a flwr ServerApp, got {type(app).__name__}"
+            "a Flower project's serverapp must be a flwr ServerApp or a Corolla ServerApp, "
+            f"got {type(app).__name__}"
         )
 
     _flower_logs_once()

@@ -61,12 +61,15 @@ FROM_FLOWER_CODES: Mapping[int, ErrorCode] = MappingProxyType(
 
 #: Corolla :class:`~corolla.core.ErrorCode` -> Flower error code; the inverse of
 #: :data:`FROM_FLOWER_CODES` (``APP_LOAD`` goes back as a ClientApp that failed to load).
-#: A ClientApp call that ran past its deadline is, to Flower, a reply that never came.
+#: A ClientApp call that ran past its deadline is, to Flower, a reply that never came; a
+#: Corolla ClientApp without a handler for the message's type is one that raised, as a
+#: Flower ClientApp raises then.
 TO_FLOWER_CODES: Mapping[int, int] = MappingProxyType(
     {
         ErrorCode.UNKNOWN: _FLOWER_UNKNOWN,
         ErrorCode.APP_LOAD: _FLOWER_LOAD_CLIENT_APP_EXCEPTION,
         ErrorCode.CLIENT_APP_RAISED: _FLOWER_CLIENT_APP_RAISED_EXCEPTION,
+        ErrorCode.NO_HANDLER: _FLOWER_CLIENT_APP_RAISED_EXCEPTION,
         ErrorCode.MESSAGE_UNAVAILABLE: _FLOWER_MESSAGE_UNAVAILABLE,
         ErrorCode.REPLY_UNAVAILABLE: _FLOWER_REPLY_MESSAGE_UNAVAILABLE,
         ErrorCode.TIMEOUT: _FLOWER_REPLY_MESSAGE_UNAVAILABLE,

@@ -12,6 +12,9 @@ exceptions, which raise :class:`~corolla.core.RecordError` naming the entry:
   complex64/128 (strings, datetimes, structured, ``longdouble``), or an ``Array`` whose
   stype Flower cannot turn into NumPy.
 
+Flower's legacy API marks parameters with no arrays by an ArrayRecord holding one empty
+``Array`` named ``"_empty"``; that reads as an empty ArrayRecord.
+
 Every Corolla record converts to Flower. Records on Flower's side are mutable, so list
 values are copied both ways and nothing converted aliases a Flower list; arrays are views
 of the Flower ``Array``'s immutable bytes.
@@ -43,6 +46,9 @@ __all__ = [
     "record_dict_from_flower",
     "record_dict_to_flower",
 ]
+
+#: The name of the empty ``Array`` that stands for no arrays in Flower's legacy records.
+LEGACY_EMPTY = "_empty"
 
 FlowerRecord = flwr_app.ArrayRecord | flwr_app.MetricRecord | flwr_app.ConfigRecord
 F = TypeVar(
@@ -86,6 +92,8 @@ def array_record_from_flower(record: flwr_app.ArrayRecord) -> ArrayRecord:
         If an entry has an empty name, or an array Corolla does not carry (see the module
         notes), naming the entry.
     """
+    if list(record) == [LEGACY_EMPTY] and not record[LEGACY_EMPTY].data:
+        return ArrayRecord()
     arrays = {}
     for name, array in record.items():
         try:

@@ -22,6 +22,11 @@ a Flower App Bundle (``app.fab``) unpacked into one.
 
 A file with both tables is a Corolla app: ``[tool.corolla.app]`` is read and
 ``[tool.flwr.app]`` left to Flower (a project can serve both frameworks that way).
+
+Either kind of app may mix the frameworks' components. A Corolla app's serverapp or
+clientapp that turns out to be a Flower ``ServerApp`` or ``ClientApp`` is loaded through
+``corolla.flower``'s adapter (and only then is ``corolla.flower`` imported); a Flower app's
+components always go through the adapters, which pass Corolla's apps through unchanged.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from typing import Any, Literal
 
 from ..core import ConfigError, UserConfigValue
 from ._fab import unpack_fab
-from ._flower_format import CLIENT_ADAPTER, SERVER_ADAPTER, read_flower_app
+from ._flower_format import CLIENT_ADAPTER, FLOWER_PACKAGE, SERVER_ADAPTER, read_flower_app
 from ._loader import ComponentRef
 from ._toml import flatten, read_toml
 
@@ -69,13 +74,17 @@ class AppConfig:
 
     @property
     def server_ref(self) -> ComponentRef:
-        adapter = SERVER_ADAPTER if self.kind == "flower" else None
-        return ComponentRef(self.serverapp, str(self.root), adapter)
+        return self._ref(self.serverapp, SERVER_ADAPTER)
 
     @property
     def client_ref(self) -> ComponentRef:
-        adapter = CLIENT_ADAPTER if self.kind == "flower" else None
-        return ComponentRef(self.clientapp, str(self.root), adapter)
+        return self._ref(self.clientapp, CLIENT_ADAPTER)
+
+    def _ref(self, component: str, adapter: str) -> ComponentRef:
+        # A Flower app's components all go through the adapter; a Corolla app's only if
+        # Flower made them, so that a Corolla app never needs Flower installed.
+        adapter_for = None if self.kind == "flower" else FLOWER_PACKAGE
+        return ComponentRef(component, str(self.root), adapter, adapter_for)
 
     @classmethod
     def load(

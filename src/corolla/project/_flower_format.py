@@ -45,13 +45,16 @@ from typing import Any
 from ..core import ConfigError, UserConfigValue
 from ._toml import flatten
 
-__all__ = ["CLIENT_ADAPTER", "SERVER_ADAPTER", "FlowerApp", "read_flower_app"]
+__all__ = ["CLIENT_ADAPTER", "FLOWER_PACKAGE", "SERVER_ADAPTER", "FlowerApp", "read_flower_app"]
 
 _log = logging.getLogger(__name__)
 
-#: Adapters that turn Flower's ``ClientApp`` and ``ServerApp`` into Corolla's.
+#: Adapters that turn Flower's ``ClientApp`` and ``ServerApp`` into Corolla's (and pass
+#: Corolla's through unchanged).
 CLIENT_ADAPTER = "corolla.flower:client_app_adapter"
 SERVER_ADAPTER = "corolla.flower:server_app_adapter"
+#: The package whose objects, named as a Corolla app's components, take those adapters.
+FLOWER_PACKAGE = "flwr"
 
 #: Addresses Flower's configuration file gives a local simulation, not a SuperLink.
 _LOCAL_ADDRESSES = frozenset({":local:", ":local-in-memory:"})

@@ -4,6 +4,12 @@ A component written for another framework (a Flower ``ClientApp``) is loaded thr
 adapter: a ``module:function`` reference, imported when the component is, that turns the
 loaded object into what Corolla calls. The adapter is named, not imported here, so this
 layer stays below the packages that define adapters.
+
+An adapter may be for one framework's objects only (``adapter_for="flwr"``): a Corolla
+app whose ClientApp is a Flower ``ClientApp`` gets the Flower adapter, and one whose
+ClientApp is Corolla's is loaded as it is, without importing the adapter (nor the other
+framework, which need not be installed). Which framework made an object is read from the
+modules that define its class and the classes it derives from.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ __all__ = ["ComponentRef", "load_component"]
 @dataclasses.dataclass(frozen=True)
 class ComponentRef:
     """Where to find an app component: ``module:attribute``, importable from ``search_path``,
-    and the ``module:function`` ``adapter`` that wraps it, if any.
+    and the ``module:function`` ``adapter`` that wraps it, if any: every component, or,
+    with ``adapter_for``, only an object of a class that package (``"flwr"``) defines, or
+    derived from one.
 
     It is small and picklable, so worker processes can load the component themselves.
     """
@@ -30,6 +38,7 @@ class ComponentRef:
     reference: str
     search_path: str | None = None
     adapter: str | None = None
+    adapter_for: str | None = None
 
     def load(self) -> Any:
         """Import the module and return the attribute, passed through the adapter if any.
@@ -43,7 +52,18 @@ class ComponentRef:
         component = load_component(self.reference, self.search_path)
         if self.adapter is None:
             return component
+        if self.adapter_for is not None and not _made_by(component, self.adapter_for):
+            return component
         return _adapted(component, self.reference, self.adapter)
+
+
+def _made_by(component: Any, package: str) -> bool:
+    """True if ``component``'s class, or a class it derives from, is defined in
+    ``package`` or one of its subpackages."""
+    return any(
+        cls.__module__ == package or cls.__module__.startswith(package + ".")
+        for cls in type(component).__mro__
+    )
 
 
 def _adapted(component: Any, reference: str, adapter: str) -> Any:

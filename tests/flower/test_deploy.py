@@ -106,7 +106,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 def _first_round_of_a_new_run(client: ControlClient, before: set[int]) -> int:
     """The id of the run submitted after ``before`` was listed, once its nodes have
     answered a round's messages."""
+    deadline = time.monotonic() + COMMAND_S
     for _ in range(int(COMMAND_S / 0.1)):
+        if time.monotonic() > deadline:
+            break
         for run in client.list_runs():
             if run.run_id not in before and any(
                 event.kind == "progress" for _, event in client.events(run.run_id, follow=False)

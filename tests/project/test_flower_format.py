@@ -101,17 +101,29 @@ def test_cpus_per_node_set_how_many_workers_run_at_once(tmp_path):
     assert app.simulation == {"num-nodes": 10, "workers": max(1, (os.cpu_count() or 1) // 2)}
 
 
-def test_options_that_mean_nothing_to_corolla_are_skipped_with_a_note(tmp_path, caplog):
+@pytest.mark.parametrize(
+    ("option", "level"),
+    [
+        ("backend.init-args.num-cpus = 2", logging.INFO),
+        ("backend.client-resources.num-gpus = 0.0", logging.INFO),
+        # Asked for and not given: the user is told at the default level.
+        ("backend.client-resources.num-gpus = 0.5", logging.WARNING),
+    ],
+)
+def test_options_that_mean_nothing_to_corolla_are_skipped_with_a_note(
+    tmp_path, caplog, option, level
+):
     text = PYPROJECT + FEDERATIONS.replace(
-        "options.num-supernodes = 10",
-        "options.num-supernodes = 4\noptions.backend.client-resources.num-gpus = 0.5",
+        "options.num-supernodes = 10", f"options.num-supernodes = 4\noptions.{option}"
     )
 
     with caplog.at_level(logging.INFO, logger="corolla.project"):
         app = AppConfig.load(write_flower_project(tmp_path, text))
 
     assert app.simulation == {"num-nodes": 4}
-    assert "backend.client-resources.num-gpus" in caplog.text and "skipped" in caplog.text
+    [note] = caplog.records
+    assert note.levelno == level
+    assert option.partition(" ")[0] in note.getMessage() and "skipped" in note.getMessage()
 
 
 def test_flowers_configuration_file_gives_the_federations_of_a_project_without_them(tmp_path):

@@ -28,7 +28,8 @@ The default federation's (or connection's) ``options`` become simulation default
 ``num-supernodes`` the number of virtual nodes, ``backend.client-resources.num-cpus`` how
 many cores one virtual node takes (so ``workers`` = cores // num-cpus run at once). The
 other options (GPUs per node, Ray's init arguments, ``verbose``) mean nothing to Corolla's
-simulation: each is skipped with a logged note. Federations with an address become
+simulation: each is skipped with a note logged at info level, or, for a share of a GPU
+above 0, a warning. Federations with an address become
 Corolla federations (``corolla run --federation NAME``).
 """
 
@@ -55,6 +56,9 @@ CLIENT_ADAPTER = "corolla.flower:client_app_adapter"
 SERVER_ADAPTER = "corolla.flower:server_app_adapter"
 #: The package whose objects, named as a Corolla app's components, take those adapters.
 FLOWER_PACKAGE = "flwr"
+
+#: The option that asks Flower's Ray backend for a share of a GPU per virtual node.
+_GPUS = "backend.client-resources.num-gpus"
 
 #: Addresses Flower's configuration file gives a local simulation, not a SuperLink.
 _LOCAL_ADDRESSES = frozenset({":local:", ":local-in-memory:"})
@@ -179,6 +183,16 @@ def _simulation(
         elif key == "backend.client-resources.num-cpus":
             per_node = _positive_number(key, value, federation)
             simulation["workers"] = max(1, math.floor((cpu_count() or 1) / per_node))
+        elif key == _GPUS and _above_zero(value):
+            # Asked for, and not given: said at the default log level, unlike the others.
+            _log.warning(
+                "option %s = %r of federation %r is skipped: Corolla's simulation does not "
+                "share GPUs out among virtual nodes as Flower's Ray backend does; its worker "
+                "processes see this machine's GPUs as any process does",
+                key,
+                value,
+                federation,
+            )
         else:
             _log.info(
                 "option %s = %r of federation %r is skipped: Corolla's simulation runs "
@@ -188,6 +202,10 @@ def _simulation(
                 federation,
             )
     return simulation
+
+
+def _above_zero(value: UserConfigValue) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and value > 0
 
 
 def _positive_int(key: str, value: UserConfigValue, federation: str) -> int:

@@ -60,6 +60,18 @@ def main(grid, context):
 """
 
 
+COLOURED = """
+from corolla.server import ServerApp
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid, context):
+    print("\\x1b[92mINFO \\x1b[0m:      [ROUND 1/3]", flush=True)
+"""
+
+
 @pytest.fixture
 def client(link: Link) -> Iterator[ControlClient]:
     with ControlClient(link.control_address) as control:
@@ -99,9 +111,21 @@ def test_stopping_a_run_ends_its_process(client: ControlClient, tmp_path: Path) 
             break
 
     stopped = client.stop_run(run.run_id, "enough")
-    rest = [event.kind for _, event in events]
+    rest = [event for _, event in events]
 
     assert stopped.status == run_pb2.RUN_STATUS_STOPPED
     assert stopped.status_reason == "enough"
-    assert rest[-1] == "run.end"
+    # The run's end tells the user's reason, not the signal that ended its process.
+    assert rest[-1].kind == "run.end"
+    assert (rest[-1].data["status"], rest[-1].data["reason"]) == ("stopped", "enough")
     assert client.stop_run(run.run_id).status == run_pb2.RUN_STATUS_STOPPED  # no change
+
+
+def test_the_server_app_s_output_is_logged_without_terminal_colours(
+    client: ControlClient, tmp_path: Path
+) -> None:
+    run = client.submit(_app(tmp_path / "app", "coloured_app", COLOURED))
+
+    lines = [e.data["line"] for _, e in client.events(run.run_id, timeout=60) if e.kind == "log"]
+
+    assert "INFO :      [ROUND 1/3]" in lines

@@ -3,6 +3,8 @@
 - :class:`Link` owns the state and the blob directory and serves three gRPC services:
   Fleet for nodes (``_fleet``), Control for people and tools (``_control``), and
   ServerAppIo on loopback for the run processes it starts (``_serverappio``, ``_runs``).
+  A call to one of Flower's SuperLink services on the fleet or control port is answered
+  with what to use instead (``_flower_calls``).
 - The services share :class:`LinkResources`: the state, the blobs, the names clients
   hold on blobs (``_names``), message contents (``_contents``), wake-ups (``_wakeups``),
   the traffic meter (``_traffic``).

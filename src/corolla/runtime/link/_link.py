@@ -49,6 +49,7 @@ from ._async_server import AsyncServer
 from ._collection import collect_ended_runs
 from ._control import ControlServicer, RunArtifactsServicer
 from ._fleet import FleetServicer
+from ._flower_calls import FlowerCallRefusal, control_refusal, fleet_refusal
 from ._handlers import add_servicer
 from ._limits import LinkLimits
 from ._metrics import MetricsServer, split_http_address
@@ -270,6 +271,13 @@ class Link:
             self._servers = [control, appio]
             self.fleet_port = fleet.run(lambda: self._bind(fleet.server, self._fleet_address))
             self.control_port = self._bind(control, self._control_address)
+            # After Corolla's services, and once the ports are known: a call meant for a
+            # Flower SuperLink is told what to use instead.
+            fleet_refused = FlowerCallRefusal(fleet_refusal(self.fleet_address), aio=True)
+            fleet.run(lambda: fleet.server.add_generic_rpc_handlers((fleet_refused,)))
+            control.add_generic_rpc_handlers(
+                (FlowerCallRefusal(control_refusal(self.control_address)),)
+            )
             appio_port = appio.add_insecure_port("127.0.0.1:0")
             self._appio_address = f"127.0.0.1:{appio_port}"
             runs.set_address(self._appio_address)

@@ -2,8 +2,10 @@
 
 A run's process gets the address of the link's loopback ServerAppIo service and a
 secret (in its environment, not its command line) that names the run there. Its
-output becomes ``log`` events of the run; its exit ends the run: ``finished`` for
-status 0, ``failed`` otherwise (with the last lines of its output as the reason).
+output becomes ``log`` events of the run, as plain text (without the escape sequences
+that colour a terminal: Flower's log lines have them); its exit ends the run:
+``finished`` for status 0, ``failed`` otherwise (with the last lines of its output as
+the reason), unless a user stopped the run first.
 
 A link restarted after a crash starts a new process for each run its predecessor left
 ``starting`` or ``running`` (:meth:`RunProcesses.resume`); the ServerApp's strategy goes on
@@ -16,6 +18,7 @@ import collections
 import json
 import logging
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -32,11 +35,15 @@ from ._collection import collect_released, collect_run
 from ._resources import LinkResources
 from ._wakeups import events_key, replies_key
 
-__all__ = ["RunProcesses", "absolute_search_path", "installed_app"]
+__all__ = ["RunProcesses", "absolute_search_path", "installed_app", "plain_text"]
 
 _log = logging.getLogger("corolla.runtime.link")
 
 _TAIL_LINES = 20
+#: A terminal's escape sequences: CSI (``ESC [ ... letter``, colours among them), OSC
+#: (``ESC ] ... BEL`` or ``ESC ] ... ESC \\``), and the two-character ones (``ESC`` and one of
+#: ``@`` to ``_``).
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-_])")
 #: Replies whose in-row contents one write drops, once their messages are released.
 _DROP_BATCH = 100
 _STOP_GRACE_S = 5.0
@@ -187,7 +194,7 @@ class RunProcesses:
         tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         assert process.stdout is not None
         for line in process.stdout:
-            text = line.rstrip("\n")
+            text = plain_text(line.rstrip("\n"))
             tail.append(text)
             try:
                 self._emit(Event("log", run_id, data={"line": text}))
@@ -220,8 +227,9 @@ class RunProcesses:
         try:
             try:
                 shared.state.update_run_status(run_id, status, error=reason)
-            except RunStatusError:  # stopped by a user meanwhile: that status stands
-                status = shared.state.get_run(run_id).status
+            except RunStatusError:  # stopped by a user meanwhile: that status and reason stand
+                run = shared.state.get_run(run_id)
+                status, reason = run.status, run.error
             self._emit(
                 Event(
                     "run.end",
@@ -352,6 +360,13 @@ class RunProcesses:
             collectors = list(self._collectors)
         for collector in collectors:
             collector.join(_STOP_GRACE_S)
+
+
+def plain_text(line: str) -> str:
+    """``line`` without terminal escape sequences (colours, cursor moves): a run's log is
+    read in files, as JSON and on terminals of other widths, not only where it was
+    written."""
+    return _ESCAPES.sub("", line)
 
 
 def absolute_search_path(value: str) -> str:

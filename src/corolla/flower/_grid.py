@@ -108,7 +108,7 @@ class FlowerGrid(_FlowerGrid):
         return ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> list[flwr_app.Message]:
-        return self._incoming(self._grid.receive(list(message_ids)))
+        return [flower for _, flower in self._incoming(self._grid.receive(list(message_ids)))]
 
     def send_and_receive(
         self, messages: Iterable[flwr_app.Message], *, timeout: float | None = None
@@ -144,8 +144,7 @@ class FlowerGrid(_FlowerGrid):
             owner = {next(owners): request for request in batch for _ in request.messages}
             timeouts = [request.timeout for request in batch]
             timeout = None if None in timeouts else max(t for t in timeouts if t is not None)
-            replies = list(self._grid.receive(ids, timeout))
-            for reply, flower in zip(replies, self._incoming(replies), strict=True):
+            for reply, flower in self._incoming(self._grid.receive(ids, timeout)):
                 owner[reply.metadata.reply_to_message_id].replies.append(flower)
         except BaseException as exc:
             for request in batch:
@@ -154,15 +153,17 @@ class FlowerGrid(_FlowerGrid):
             for request in batch:
                 request.done.set()
 
-    def _incoming(self, replies: Iterable[Message]) -> list[flwr_app.Message]:
+    def _incoming(self, replies: Iterable[Message]) -> list[tuple[Message, flwr_app.Message]]:
+        """Each reply with its Flower conversion, counted into :attr:`batches`. Replies are
+        converted as the grid yields them, while the nodes still work on the others."""
         counts: dict[tuple[str, str], list[int]] = {}
-        flower = []
+        converted = []
         for reply in replies:
             key = (reply.metadata.group_id, reply.metadata.message_type)
             counts.setdefault(key, [0, 0])[int(reply.has_error())] += 1
-            flower.append(message_to_flower(reply))
+            converted.append((reply, message_to_flower(reply)))
         self.batches.extend((g, t, ok, failed) for (g, t), (ok, failed) in counts.items())
-        return flower
+        return converted
 
 
 def _outgoing(message: flwr_app.Message, contents: dict[int, RecordDict]) -> Message:

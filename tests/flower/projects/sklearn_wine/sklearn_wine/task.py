@@ -1,8 +1,10 @@
-"""sklearn-wine: the data, the model and its parameters as NumPy arrays."""
+"""sklearn-wine: the data, the model and its parameters as NumPy arrays.
+
+scikit-learn is imported where the data and the model are made: the ServerApp, which
+needs only the initial parameters, is spared its import (seconds).
+"""
 
 import numpy as np
-from sklearn.datasets import load_wine
-from sklearn.linear_model import SGDClassifier
 
 NUM_FEATURES = 13
 CLASSES = np.arange(3)
@@ -13,6 +15,8 @@ DATA_SEED = 7
 def load_data(partition_id: int, num_partitions: int):
     """The partition's share of the wine data, standardized with the whole data's
     statistics, split 75/25 into training and test sets."""
+    from sklearn.datasets import load_wine
+
     x, y = load_wine(return_X_y=True)
     x = (x - x.mean(axis=0)) / x.std(axis=0)
     order = np.random.default_rng(DATA_SEED).permutation(len(y))
@@ -21,8 +25,10 @@ def load_data(partition_id: int, num_partitions: int):
     return (x[part[:split]], y[part[:split]]), (x[part[split:]], y[part[split:]])
 
 
-def make_model(penalty: str, learning_rate: float) -> SGDClassifier:
+def make_model(penalty: str, learning_rate: float):
     """Logistic regression trained by SGD: a constant step, the data in its order."""
+    from sklearn.linear_model import SGDClassifier
+
     return SGDClassifier(
         loss="log_loss",
         penalty=penalty,
@@ -37,11 +43,11 @@ def initial_parameters() -> list[np.ndarray]:
     return [np.zeros((len(CLASSES), NUM_FEATURES)), np.zeros(len(CLASSES))]
 
 
-def get_parameters(model: SGDClassifier) -> list[np.ndarray]:
+def get_parameters(model) -> list[np.ndarray]:
     return [model.coef_, model.intercept_]
 
 
-def set_parameters(model: SGDClassifier, parameters: list[np.ndarray]) -> None:
+def set_parameters(model, parameters: list[np.ndarray]) -> None:
     model.classes_ = CLASSES
     model.coef_ = parameters[0]
     model.intercept_ = parameters[1]

@@ -32,7 +32,7 @@ unit: $(STAMP)
 # The registry's newest flwr, 1.42, declares a certifi newer than the registry has, so pip
 # installs 1.41 with the flower extra; 1.42's wheel (pure Python) goes beside it, and the
 # Flower tests run a second time with it first on the path (of the Flower projects run
-# end to end, one; the runs on a link, once, with 1.41).
+# end to end, one, SecAgg+ in the inline simulation; the runs on a link once, with 1.41).
 FLWR_NEXT := $(VENV)/flwr-1.42
 FLWR_NEXT_STAMP := $(FLWR_NEXT)/.installed
 
@@ -42,7 +42,7 @@ $(FLWR_NEXT_STAMP): $(STAMP)
 
 flower-next: $(FLWR_NEXT_STAMP)
 	PYTHONPATH=$(CURDIR)/$(FLWR_NEXT) $(BIN)/python -m pytest -q -p no:cacheprovider tests/flower tests/strategy/flower \
-		-k 'not (test_projects or test_deploy or on_a_link) or (flower-numpy and process and simulated)'
+		-k 'not (test_projects or test_secaggplus or test_deploy or on_a_link) or (flower-numpy and process and simulated) or (secaggplus and inline)'
 
 test: lint typecheck unit flower-next
 

@@ -86,7 +86,7 @@ def test_every_node_answers_a_send_and_receive(grid: CountingGrid) -> None:
     for reply in replies:
         node = int(reply.metadata.src_node_id)
         np.testing.assert_array_equal(reply.content["arrays"]["0"].numpy(), np.full(3, node))
-    assert flower.batches == [("1", "train", NUM_NODES, 0)]
+    assert flower.batches == [("1", "train", frozenset({1, 2, 3, 4}), frozenset())]
 
 
 def test_one_model_sent_to_every_node_is_converted_once(grid: CountingGrid) -> None:

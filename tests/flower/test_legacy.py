@@ -84,6 +84,8 @@ def test_a_request_without_config_gets_an_empty_one():
         ("query", None),
         ("train.custom", None),
         ("train", RecordDict({"fitins.parameters": ARRAYS, "fitins.config": CONFIG})),
+        # a stage of Flower's SecAgg+, for its secaggplus_mod: config, no arrays
+        ("train", RecordDict({"secaggplus": CONFIG})),
     ],
 )
 def test_a_request_the_legacy_app_reads_as_it_is_is_left_alone(message_type, content):
@@ -93,7 +95,6 @@ def test_a_request_the_legacy_app_reads_as_it_is_is_left_alone(message_type, con
 @pytest.mark.parametrize(
     "content",
     [
-        RecordDict({"config": CONFIG}),
         RecordDict({"a": ARRAYS, "b": ARRAYS}),
         RecordDict({"arrays": ARRAYS, "config": CONFIG, "more": CONFIG}),
     ],

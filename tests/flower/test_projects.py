@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,8 @@ CASES = {
     "legacy_numpyclient": 3,
     "legacy_clipping": 3,
     "custom_strategy": 5,
+    "pytorch_digits": 3,
+    "sklearn_wine": 3,
 }
 #: Where each is: the example the docs run, and the test corpus.
 PROJECTS = {
@@ -38,6 +40,8 @@ PROJECTS = {
     "legacy_numpyclient": Path(__file__).parent / "projects" / "legacy_numpyclient",
     "legacy_clipping": Path(__file__).parent / "projects" / "legacy_clipping",
     "custom_strategy": Path(__file__).parent / "projects" / "custom_strategy",
+    "pytorch_digits": Path(__file__).parent / "projects" / "pytorch_digits",
+    "sklearn_wine": Path(__file__).parent / "projects" / "sklearn_wine",
 }
 #: Agreement, in units of the arrays' machine epsilon: the sums of a round are added in
 #: another order than Flower's.
@@ -61,10 +65,13 @@ def _assert_same_model(ours: dict[str, np.ndarray], flower: dict[str, np.ndarray
 
 class FlowerModels:
     """Each project's final model from Flower's own simulation (on Ray, 127.0.0.1), run
-    the first time a test asks for it."""
+    the first time a test asks for it: one run per project and test module."""
 
-    def __init__(self, workdirs: pytest.TempPathFactory) -> None:
+    def __init__(
+        self, workdirs: pytest.TempPathFactory, projects: Mapping[str, tuple[Path, int]]
+    ) -> None:
         self._workdirs = workdirs
+        self._projects = projects
         self._models: dict[str, dict[str, np.ndarray]] = {}
 
     def __getitem__(self, project: str) -> dict[str, np.ndarray]:
@@ -74,11 +81,12 @@ class FlowerModels:
 
     def _run(self, project: str) -> dict[str, np.ndarray]:
         workdir = self._workdirs.mktemp(f"flower-{project}")
+        path, nodes = self._projects[project]
         script = textwrap.dedent(
             f"""
             from pathlib import Path
             from tests.flower.flower_reference import run_with_flower
-            run_with_flower(Path({str(PROJECTS[project])!r}), {CASES[project]})
+            run_with_flower(Path({str(path)!r}), {nodes})
             """
         )
         env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_DISABLE_USAGE_STATS="1")
@@ -94,9 +102,79 @@ class FlowerModels:
         return _model(workdir / "final_model.npz")
 
 
+def run_simulated(project: Path, backend: str, workdir: Path) -> dict[str, np.ndarray]:
+    """Run ``project`` in Corolla's simulation as a user runs it, from ``workdir``, with
+    its outputs in ``workdir / "out"``; the final model the ServerApp saved there."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "corolla",
+            "run",
+            str(project),
+            "--backend",
+            backend,
+            "--output",
+            "out",
+        ],
+        cwd=workdir,
+        env=dict(os.environ, COROLLA_HOME=str(workdir / "home")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "finished" in done.stdout
+    return _model(workdir / "final_model.npz")
+
+
+def run_deployed(
+    project: Path, nodes: int, processes: Processes, workdir: Path
+) -> dict[str, np.ndarray]:
+    """Run ``project`` on a link with ``nodes`` nodes, each given its partition, started
+    in ``workdir``; the final model the ServerApp saved where it ran, in the link's copy
+    of the app."""
+    fleet, control = _start_link(processes, workdir)
+    for i in range(nodes):
+        processes.start(
+            f"node{i}",
+            "node",
+            "--link",
+            f"127.0.0.1:{fleet}",
+            "--state",
+            str(workdir / f"node{i}"),
+            "--node-config",
+            f"partition-id={i}",
+            f"num-partitions={nodes}",
+        )
+    with ControlClient(f"127.0.0.1:{control}") as client:
+        _wait_for_nodes(client, nodes, processes)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "corolla",
+            "run",
+            str(project),
+            "--link",
+            f"127.0.0.1:{control}",
+            "--output",
+            str(workdir / "out"),
+        ],
+        cwd=workdir,
+        env=dict(os.environ, COROLLA_HOME=str(workdir / "home")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    [saved] = list((workdir / "link").rglob("final_model.npz"))
+    return _model(saved)
+
+
 @pytest.fixture(scope="module")
 def flower_models(tmp_path_factory: pytest.TempPathFactory) -> FlowerModels:
-    return FlowerModels(tmp_path_factory)
+    return FlowerModels(tmp_path_factory, {name: (PROJECTS[name], CASES[name]) for name in CASES})
 
 
 @pytest.mark.parametrize("backend", ["process", "inline"])
@@ -105,34 +183,14 @@ def test_a_flower_project_simulated_by_corolla_ends_with_flowers_model(
     project: str, backend: str, tmp_path: Path, flower_models: FlowerModels
 ) -> None:
     # Act: as a user runs it, from a directory of their own
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "corolla",
-            "run",
-            str(PROJECTS[project]),
-            "--backend",
-            backend,
-            "--output",
-            "out",
-        ],
-        cwd=tmp_path,
-        env=dict(os.environ, COROLLA_HOME=str(tmp_path / "home")),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    saved = run_simulated(PROJECTS[project], backend, tmp_path)
 
     # Assert: the model the ServerApp saved is Flower's, and so are the run's outputs
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "finished" in done.stdout
-    saved = _model(tmp_path / "final_model.npz")
     _assert_same_model(saved, flower_models[project])
     final = _model(tmp_path / "out" / "final.npz")
-    assert [final[k].tolist() for k in sorted(final, key=int)] == [
-        v.tolist() for v in saved.values()
-    ]
+    # In the order of the ArrayRecord, named as the strategy named them (a legacy strategy's
+    # arrays by position, a state dict's by layer).
+    assert [v.tolist() for v in final.values()] == [v.tolist() for v in saved.values()]
     history = json.loads((tmp_path / "out" / "history.json").read_text())
     rounds = int(run_config_of(PROJECTS[project])["num-server-rounds"])
     assert [r["round"] for r in history["rounds"]] == list(range(1, rounds + 1))
@@ -159,45 +217,8 @@ def test_a_flower_project_deployed_on_a_link_with_nodes_ends_with_flowers_model(
     tmp_path: Path,
     flower_models: FlowerModels,
 ) -> None:
-    # Arrange: a link and the project's number of nodes, each with its partition
-    nodes = CASES[project]
-    fleet, control = _start_link(processes, tmp_path)
-    for i in range(nodes):
-        processes.start(
-            f"node{i}",
-            "node",
-            "--link",
-            f"127.0.0.1:{fleet}",
-            "--state",
-            str(tmp_path / f"node{i}"),
-            "--node-config",
-            f"partition-id={i}",
-            f"num-partitions={nodes}",
-        )
-    with ControlClient(f"127.0.0.1:{control}") as client:
-        _wait_for_nodes(client, nodes, processes)
+    # Act: on a link and the project's number of nodes, each with its partition
+    saved = run_deployed(PROJECTS[project], CASES[project], processes, tmp_path)
 
-    # Act
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "corolla",
-            "run",
-            str(PROJECTS[project]),
-            "--link",
-            f"127.0.0.1:{control}",
-            "--output",
-            str(tmp_path / "out"),
-        ],
-        cwd=tmp_path,
-        env=dict(os.environ, COROLLA_HOME=str(tmp_path / "home")),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-    # Assert: the ServerApp saved its model where it ran, in the link's copy of the app
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    [saved] = list((tmp_path / "link").rglob("final_model.npz"))
-    _assert_same_model(_model(saved), flower_models[project])
+    # Assert: the ServerApp saved Flower's model where it ran
+    _assert_same_model(saved, flower_models[project])

@@ -81,22 +81,33 @@ def _flower_logs_once() -> None:
 
 
 def _with_replies(result: RunResult, grid: FlowerGrid) -> RunResult:
-    """The result with each round's replies and failures, as the grid counted them.
+    """The result with the nodes that answered and failed in each round, as the grid
+    counted them.
 
     A batch's round is its group id where that is a number (Flower's legacy workflows
     number rounds so); otherwise (the Message API's strategies leave it empty) the
-    batches of each phase are taken as rounds 1, 2, ... in order."""
+    batches of each phase are taken as rounds 1, 2, ... in order. A round may send a phase
+    in several batches: a legacy ``Server`` asks each client apart, SecAgg+ asks every
+    node once per stage. Each node counts once a round: as failed if any of its replies
+    was an error, as answered otherwise.
+    """
     if result.history is None:
         return result
     seen = {"train": 0, "evaluate": 0}
+    nodes: dict[tuple[int, str], tuple[set[int], set[int]]] = {}
     for group, message_type, answered, failed in grid.batches:
         phase = message_type.partition(".")[0]
         if phase not in seen:
             continue
         seen[phase] += 1
-        summary = result.history.round(int(group) if group.isdigit() else seen[phase])
-        setattr(summary, f"{phase}_replies", getattr(summary, f"{phase}_replies") + answered)
-        setattr(summary, f"{phase}_failures", getattr(summary, f"{phase}_failures") + failed)
+        number = int(group) if group.isdigit() else seen[phase]
+        ok, errors = nodes.setdefault((number, phase), (set(), set()))
+        ok.update(answered)
+        errors.update(failed)
+    for (number, phase), (ok, errors) in nodes.items():
+        summary = result.history.round(number)
+        setattr(summary, f"{phase}_replies", len(ok - errors))
+        setattr(summary, f"{phase}_failures", len(errors))
     return result
 
 

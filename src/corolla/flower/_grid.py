@@ -68,8 +68,9 @@ class FlowerGrid(_FlowerGrid):
         run = Run.create_empty(run_id=grid.run_id)
         run.override_config = dict(run_config)
         self._run = run
-        #: Each batch of replies received: (group id, message type, answered, failed).
-        self.batches: list[tuple[str, str, int, int]] = []
+        #: Each batch of replies received: (group id, message type, the nodes that
+        #: answered, the nodes that replied with an error).
+        self.batches: list[tuple[str, str, frozenset[int], frozenset[int]]] = []
         self._lock = threading.Lock()
         self._waiting: list[_Request] = []
         self._leading = False
@@ -154,15 +155,20 @@ class FlowerGrid(_FlowerGrid):
                 request.done.set()
 
     def _incoming(self, replies: Iterable[Message]) -> list[tuple[Message, flwr_app.Message]]:
-        """Each reply with its Flower conversion, counted into :attr:`batches`. Replies are
-        converted as the grid yields them, while the nodes still work on the others."""
-        counts: dict[tuple[str, str], list[int]] = {}
+        """Each reply with its Flower conversion; the nodes that answered and failed go
+        into :attr:`batches`. Replies are converted as the grid yields them, while the
+        nodes still work on the others."""
+        nodes: dict[tuple[str, str], tuple[set[int], set[int]]] = {}
         converted = []
         for reply in replies:
             key = (reply.metadata.group_id, reply.metadata.message_type)
-            counts.setdefault(key, [0, 0])[int(reply.has_error())] += 1
+            answered, failed = nodes.setdefault(key, (set(), set()))
+            (failed if reply.has_error() else answered).add(reply.metadata.src_node_id)
             converted.append((reply, message_to_flower(reply)))
-        self.batches.extend((g, t, ok, failed) for (g, t), (ok, failed) in counts.items())
+        self.batches.extend(
+            (group, message_type, frozenset(answered), frozenset(failed))
+            for (group, message_type), (answered, failed) in nodes.items()
+        )
         return converted
 
 

@@ -19,7 +19,8 @@ translated back into what the Message API's strategies read:
 Only the client's int and float metrics are kept (a MetricRecord holds no others). A
 client that reports a status other than OK (a ``Client`` may; a ``NumPyClient`` cannot)
 replies with that status as an error. A message with the legacy records, from Flower's
-legacy workflows, goes to the app as it is.
+legacy workflows, goes to the app as it is, and so does one without arrays (the stages of
+Flower's SecAgg+ workflow, read by its ``secaggplus_mod`` before the client).
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def is_legacy(app: FlowerClientApp) -> bool:
 
 def legacy_request(message: Message) -> Message | None:
     """``message`` with the records a legacy ClientApp reads, or None if it needs none:
-    its type is not ``train`` or ``evaluate``, or it already holds the legacy records.
+    its type is not ``train`` or ``evaluate``, it already holds the legacy records, or it
+    holds no arrays (a message for the ClientApp's mods, such as SecAgg+'s stages).
 
     Raises
     ------
@@ -72,7 +74,11 @@ def legacy_request(message: Message) -> Message | None:
         If the message holds other than one ArrayRecord, or more than one ConfigRecord.
     """
     prefixes = _PREFIXES.get(message.metadata.message_type)
-    if prefixes is None or f"{prefixes[0]}.parameters" in message.content:
+    if (
+        prefixes is None
+        or f"{prefixes[0]}.parameters" in message.content
+        or not message.content.array_records
+    ):
         return None
     arrays, config = _arrays_and_config(message.content)
     content = RecordDict({f"{prefixes[0]}.parameters": arrays, f"{prefixes[0]}.config": config})

@@ -1,0 +1,1 @@
+"""pytorch-digits: a PyTorch MLP on scikit-learn's digits, on Flower's Message API."""

@@ -1,0 +1,1 @@
+"""secaggplus: Flower's SecAgg+ protocol summing a legacy FedAvg's updates."""

@@ -1,0 +1,1 @@
+"""sklearn-wine: a scikit-learn classifier on Flower's legacy client API."""

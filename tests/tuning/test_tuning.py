@@ -1,17 +1,23 @@
 from __future__ import annotations
 
 import ctypes
+import gc
+import json
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from corolla.tuning._tuning import (
+    GC_THRESHOLDS,
     _set_numpy_huge_pages,
     malloc_trim,
     mallopt,
     numpy_huge_pages,
+    quiet_garbage_collector_while,
     reports_free_pages,
     small_pages_preferred,
 )
@@ -94,3 +100,44 @@ def test_numpy_huge_pages_restores_the_setting_it_found() -> None:
     assert inside is False
     assert after is True
     assert arrays_work
+
+
+def test_a_quiet_collector_for_a_block_leaves_the_collector_as_it_found_it() -> None:
+    # Arrange: a fresh interpreter, whose collector nothing has touched
+    script = textwrap.dedent(
+        """
+        import gc, json
+        from corolla.tuning import quiet_garbage_collector_while
+        before = [list(gc.get_threshold()), gc.get_freeze_count()]
+        with quiet_garbage_collector_while():
+            inside = [list(gc.get_threshold()), gc.get_freeze_count()]
+        after = [list(gc.get_threshold()), gc.get_freeze_count()]
+        print(json.dumps([before, inside, after]))
+        """
+    )
+
+    # Act
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    before, inside, after = json.loads(done.stdout)
+
+    # Assert: quiet inside (thresholds raised, what existed frozen), as found after
+    assert before[1] == 0
+    assert inside[0] == list(GC_THRESHOLDS) and inside[1] > 0
+    assert after == before
+
+
+def test_a_quiet_collector_for_a_block_keeps_what_its_caller_froze() -> None:
+    # Arrange: the caller froze its objects itself
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    try:
+        # Act
+        with quiet_garbage_collector_while():
+            pass
+
+        # Assert: still frozen, no more, no less
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

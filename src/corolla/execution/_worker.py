@@ -26,7 +26,7 @@ from typing import Any
 
 from ..core import AppLoadError, Message
 from ..project import ComponentRef
-from ..tuning import array_pages_for_this_machine, keep_freed_memory
+from ..tuning import array_pages_for_this_machine, keep_freed_memory, quiet_garbage_collector
 from ._executor import Call, Task, execute_task
 from ._shm import INLINE_LIMIT, SegmentCache, SegmentPool, carve, carved_size, pack
 
@@ -55,6 +55,8 @@ def worker_main(
         conn.send(("load_error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
         return
     conn.send(("ready", os.getpid()))
+    # A worker lives for the run: what it loaded stays, and each call's objects go at once.
+    quiet_garbage_collector()
     cache = SegmentCache()
     pool = SegmentPool()
     try:

@@ -11,7 +11,7 @@ from ..core import ArrayRecord, ConfigError, Context, Event, EventSink, RecordDi
 from ..execution import Executor, InlineExecutor, ProcessExecutor
 from ..project import ComponentRef
 from ..server import History, ServerApp
-from ..tuning import array_pages_for_this_machine
+from ..tuning import array_pages_for_this_machine, quiet_garbage_collector_while
 from ._grid import SimulationGrid
 
 __all__ = ["Backend", "SimulationResult", "make_executor", "run_simulation"]
@@ -106,7 +106,8 @@ def run_simulation(
         )
         startup = time.perf_counter() - started
         sink(Event("run.start", run_id, data={"num_nodes": num_nodes, "backend": backend}))
-        server(grid, Context(run_id, 0, {}, config, RecordDict()))
+        with quiet_garbage_collector_while():
+            server(grid, Context(run_id, 0, {}, config, RecordDict()))
         sink(Event("run.end", run_id))
     return SimulationResult(
         grid.result.arrays,

@@ -66,8 +66,10 @@ def run_with_flower(project: Path, num_supernodes: int) -> None:
             app_dir=str(project),
             is_app=True,
             run=run,
+            # One virtual client per core: each Ray worker imports the app's libraries
+            # (torch, scikit-learn) when it starts, so fewer workers start sooner.
             backend_config={
-                "client_resources": {"num_cpus": 0.5},
+                "client_resources": {"num_cpus": 1},
                 "init_args": {
                     "num_cpus": 2,
                     "include_dashboard": False,

@@ -1,175 +1,41 @@
-"""Flower projects, unmodified, under Corolla: the final model Flower's own simulation
-gives, from Corolla's simulation (both backends) and from a link with nodes.
-
-Each project writes its final model to ``final_model.npz`` in its working directory, as
-Flower's examples save theirs. The sums of a round are added in another order than
-Flower's, so the models agree to the last bits of their dtype, not bit for bit.
+"""Flower projects written in NumPy, unmodified, under Corolla: the final model Flower's
+own simulation gives, from Corolla's simulation (both backends) and from a link with
+nodes (see ``corpus``).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from corolla.runtime import ControlClient
+from ..runtime.test_e2e import Processes
+from .corpus import (
+    CORPUS,
+    ROOT,
+    FlowerModels,
+    assert_same_model,
+    check_simulated,
+    run_deployed,
+)
 
-from ..runtime.test_e2e import Processes, _start_link, _wait_for_nodes
-from .flower_reference import run_config_of
-
-ROOT = Path(__file__).resolve().parents[2]
 #: Each project, with its federation's number of nodes.
 CASES = {
     "flower-numpy": 4,
     "legacy_numpyclient": 3,
     "legacy_clipping": 3,
     "custom_strategy": 5,
-    "pytorch_digits": 3,
-    "sklearn_wine": 3,
 }
 #: Where each is: the example the docs run, and the test corpus.
 PROJECTS = {
     "flower-numpy": ROOT / "examples" / "flower-numpy",
-    "legacy_numpyclient": Path(__file__).parent / "projects" / "legacy_numpyclient",
-    "legacy_clipping": Path(__file__).parent / "projects" / "legacy_clipping",
-    "custom_strategy": Path(__file__).parent / "projects" / "custom_strategy",
-    "pytorch_digits": Path(__file__).parent / "projects" / "pytorch_digits",
-    "sklearn_wine": Path(__file__).parent / "projects" / "sklearn_wine",
+    "legacy_numpyclient": CORPUS / "legacy_numpyclient",
+    "legacy_clipping": CORPUS / "legacy_clipping",
+    "custom_strategy": CORPUS / "custom_strategy",
 }
-#: Agreement, in units of the arrays' machine epsilon: the sums of a round are added in
-#: another order than Flower's.
-ULPS = 64
 
 pytestmark = pytest.mark.e2e
-
-
-def _model(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as saved:
-        return {name: saved[name] for name in saved.files}
-
-
-def _assert_same_model(ours: dict[str, np.ndarray], flower: dict[str, np.ndarray]) -> None:
-    assert sorted(ours) == sorted(flower)
-    for name in flower:
-        assert ours[name].dtype == flower[name].dtype
-        eps = float(np.finfo(flower[name].dtype).eps)
-        np.testing.assert_allclose(ours[name], flower[name], rtol=ULPS * eps, atol=ULPS * eps)
-
-
-class FlowerModels:
-    """Each project's final model from Flower's own simulation (on Ray, 127.0.0.1), run
-    the first time a test asks for it: one run per project and test module."""
-
-    def __init__(
-        self, workdirs: pytest.TempPathFactory, projects: Mapping[str, tuple[Path, int]]
-    ) -> None:
-        self._workdirs = workdirs
-        self._projects = projects
-        self._models: dict[str, dict[str, np.ndarray]] = {}
-
-    def __getitem__(self, project: str) -> dict[str, np.ndarray]:
-        if project not in self._models:
-            self._models[project] = self._run(project)
-        return self._models[project]
-
-    def _run(self, project: str) -> dict[str, np.ndarray]:
-        workdir = self._workdirs.mktemp(f"flower-{project}")
-        path, nodes = self._projects[project]
-        script = textwrap.dedent(
-            f"""
-            from pathlib import Path
-            from tests.flower.flower_reference import run_with_flower
-            run_with_flower(Path({str(path)!r}), {nodes})
-            """
-        )
-        env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_DISABLE_USAGE_STATS="1")
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return _model(workdir / "final_model.npz")
-
-
-def run_simulated(project: Path, backend: str, workdir: Path) -> dict[str, np.ndarray]:
-    """Run ``project`` in Corolla's simulation as a user runs it, from ``workdir``, with
-    its outputs in ``workdir / "out"``; the final model the ServerApp saved there."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "corolla",
-            "run",
-            str(project),
-            "--backend",
-            backend,
-            "--output",
-            "out",
-        ],
-        cwd=workdir,
-        env=dict(os.environ, COROLLA_HOME=str(workdir / "home")),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "finished" in done.stdout
-    return _model(workdir / "final_model.npz")
-
-
-def run_deployed(
-    project: Path, nodes: int, processes: Processes, workdir: Path
-) -> dict[str, np.ndarray]:
-    """Run ``project`` on a link with ``nodes`` nodes, each given its partition, started
-    in ``workdir``; the final model the ServerApp saved where it ran, in the link's copy
-    of the app."""
-    fleet, control = _start_link(processes, workdir)
-    for i in range(nodes):
-        processes.start(
-            f"node{i}",
-            "node",
-            "--link",
-            f"127.0.0.1:{fleet}",
-            "--state",
-            str(workdir / f"node{i}"),
-            "--node-config",
-            f"partition-id={i}",
-            f"num-partitions={nodes}",
-        )
-    with ControlClient(f"127.0.0.1:{control}") as client:
-        _wait_for_nodes(client, nodes, processes)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "corolla",
-            "run",
-            str(project),
-            "--link",
-            f"127.0.0.1:{control}",
-            "--output",
-            str(workdir / "out"),
-        ],
-        cwd=workdir,
-        env=dict(os.environ, COROLLA_HOME=str(workdir / "home")),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    [saved] = list((workdir / "link").rglob("final_model.npz"))
-    return _model(saved)
 
 
 @pytest.fixture(scope="module")
@@ -182,23 +48,7 @@ def flower_models(tmp_path_factory: pytest.TempPathFactory) -> FlowerModels:
 def test_a_flower_project_simulated_by_corolla_ends_with_flowers_model(
     project: str, backend: str, tmp_path: Path, flower_models: FlowerModels
 ) -> None:
-    # Act: as a user runs it, from a directory of their own
-    saved = run_simulated(PROJECTS[project], backend, tmp_path)
-
-    # Assert: the model the ServerApp saved is Flower's, and so are the run's outputs
-    _assert_same_model(saved, flower_models[project])
-    final = _model(tmp_path / "out" / "final.npz")
-    # In the order of the ArrayRecord, named as the strategy named them (a legacy strategy's
-    # arrays by position, a state dict's by layer).
-    assert [v.tolist() for v in final.values()] == [v.tolist() for v in saved.values()]
-    history = json.loads((tmp_path / "out" / "history.json").read_text())
-    rounds = int(run_config_of(PROJECTS[project])["num-server-rounds"])
-    assert [r["round"] for r in history["rounds"]] == list(range(1, rounds + 1))
-    for summary in history["rounds"]:
-        assert summary["train_replies"] == CASES[project], summary
-        assert summary["evaluate_replies"] in (0, CASES[project]), summary
-        assert summary["train"] or summary["evaluate"], summary
-    assert (tmp_path / "out" / "metrics.png").stat().st_size > 0
+    check_simulated(PROJECTS[project], CASES[project], backend, tmp_path, flower_models[project])
 
 
 @pytest.fixture
@@ -221,4 +71,4 @@ def test_a_flower_project_deployed_on_a_link_with_nodes_ends_with_flowers_model(
     saved = run_deployed(PROJECTS[project], CASES[project], processes, tmp_path)
 
     # Assert: the ServerApp saved Flower's model where it ran
-    _assert_same_model(saved, flower_models[project])
+    assert_same_model(saved, flower_models[project])

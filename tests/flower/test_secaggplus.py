@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from ..runtime.test_e2e import Processes
+from .corpus import FlowerModels, run_deployed, run_simulated
 from .flower_reference import run_config_of
-from .test_projects import FlowerModels, run_deployed, run_simulated
 
 PROJECT = Path(__file__).parent / "projects" / "secaggplus"
 NODES = 3

@@ -1,0 +1,67 @@
+"""Flower projects training with PyTorch and scikit-learn, unmodified, under Corolla: the
+final model Flower's own simulation gives, from Corolla's simulation (both backends) and
+from a link with nodes (see ``corpus``). Apart from the NumPy ones, so that the test
+runners share the corpus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..runtime.test_e2e import Processes
+from .corpus import (
+    CORPUS,
+    FlowerModels,
+    assert_same_model,
+    check_simulated,
+    run_deployed,
+)
+
+#: Each project, with its federation's number of nodes.
+CASES = {
+    "pytorch_digits": 3,
+    "sklearn_wine": 3,
+}
+#: Where each is, in the test corpus.
+PROJECTS = {name: CORPUS / name for name in CASES}
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def flower_models(tmp_path_factory: pytest.TempPathFactory) -> FlowerModels:
+    return FlowerModels(tmp_path_factory, {name: (PROJECTS[name], CASES[name]) for name in CASES})
+
+
+@pytest.mark.parametrize("backend", ["process", "inline"])
+@pytest.mark.parametrize("project", sorted(CASES))
+def test_a_flower_project_simulated_by_corolla_ends_with_flowers_model(
+    project: str, backend: str, tmp_path: Path, flower_models: FlowerModels
+) -> None:
+    check_simulated(PROJECTS[project], CASES[project], backend, tmp_path, flower_models[project])
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+@pytest.mark.parametrize("project", sorted(CASES))
+def test_a_flower_project_deployed_on_a_link_with_nodes_ends_with_flowers_model(
+    project: str,
+    processes: Processes,
+    tmp_path: Path,
+    flower_models: FlowerModels,
+) -> None:
+    # Act: on a link and the project's number of nodes, each with its partition
+    saved = run_deployed(PROJECTS[project], CASES[project], processes, tmp_path)
+
+    # Assert: the ServerApp saved Flower's model where it ran
+    assert_same_model(saved, flower_models[project])

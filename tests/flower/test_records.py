@@ -255,3 +255,43 @@ def test_flowers_legacy_mark_of_no_arrays_reads_as_an_empty_array_record():
 
     # Act / Assert
     assert array_record_from_flower(record) == ArrayRecord()
+
+
+@given(record_dicts)
+def test_the_typed_views_of_a_converted_record_dict_are_flowers(records):
+    # Arrange: the same records, converted and as Flower builds them itself
+    converted = record_dict_to_flower(records)
+    flowers = flwr_app.RecordDict(dict(converted.items()))
+
+    # Act / Assert: each view holds the same records, in the same order
+    for view in ("array_records", "metric_records", "config_records"):
+        ours, theirs = getattr(converted, view), getattr(flowers, view)
+        assert list(ours.items()) == list(theirs.items())
+        assert type(ours) is type(theirs)
+
+
+def test_a_change_through_a_view_of_a_converted_record_dict_reaches_it():
+    # Arrange
+    converted = record_dict_to_flower(RecordDict({"m": MetricRecord({"x": 1.0})}))
+    added = flwr_app.MetricRecord({"y": 2.0})
+
+    # Act
+    view = converted.metric_records
+    view["more"] = added
+    del view["m"]
+
+    # Assert: as with Flower's own views
+    assert list(converted.items()) == [("more", added)]
+
+
+def test_a_converted_record_dict_deflates_as_a_flower_record_dict():
+    # Arrange
+    records = RecordDict({"m": MetricRecord({"x": 1.0}), "c": ConfigRecord({"k": "v"})})
+    converted = record_dict_to_flower(records)
+
+    # Act
+    deflated = converted.deflate()
+
+    # Assert: Flower's wire format names the class; this one reads as Flower's own
+    assert deflated == flwr_app.RecordDict(dict(converted.items())).deflate()
+    assert deflated.startswith(b"RecordDict")

@@ -19,6 +19,7 @@ from corolla.core import (
     Context,
     ErrorCode,
     Message,
+    MessageError,
     MetricRecord,
     RecordDict,
 )
@@ -118,3 +119,18 @@ def test_a_message_api_client_app_gets_the_message_as_it_is():
 
     # Assert
     assert reply.content == _train_message().content
+
+
+def test_a_flower_client_app_that_returns_no_message_is_told_what_to_return():
+    # Arrange: a train function that forgets to return its reply
+    app = FlowerClientApp()
+
+    @app.train()
+    def train(message, context):
+        message.content["arrays"].to_numpy_ndarrays()
+
+    client = client_app_adapter(app)
+
+    # Act / Assert
+    with pytest.raises(MessageError, match=r"returned NoneType, not a flwr Message"):
+        client(_train_message(), _context())

@@ -19,13 +19,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from flwr import app as flwr_app
 from flwr.clientapp import ClientApp as FlowerClientApp
 from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.serverapp import ServerApp as FlowerServerApp
 from flwr.supercore.task_identity import TaskIdentity
 
 from corolla.client import ClientApp
-from corolla.core import AppLoadError, Context, Message, RecordDict
+from corolla.core import AppLoadError, Context, Message, MessageError, RecordDict
 from corolla.server import Grid, RunResult, ServerApp
 
 from ._context import context_to_flower
@@ -52,7 +53,7 @@ class FlowerClient:
         ------
         MessageError
             If a legacy app is sent a ``train`` or ``evaluate`` message it cannot read
-            (see ``_legacy``).
+            (see ``_legacy``), or the app returns something other than a Flower message.
         RecordError
             If the reply or the state holds something Corolla cannot.
         Exception
@@ -62,7 +63,13 @@ class FlowerClient:
         request = legacy_request(message) if self._legacy else None
         flower_context = context_to_flower(context)
         sent = message if request is None else request
-        reply = message_from_flower(self.app(message_to_flower(sent), flower_context))
+        answer = self.app(message_to_flower(sent), flower_context)
+        if not isinstance(answer, flwr_app.Message):
+            raise MessageError(
+                f"the Flower ClientApp returned {type(answer).__name__}, not a flwr Message; "
+                "return Message(content, reply_to=message)"
+            )
+        reply = message_from_flower(answer)
         context.state = record_dict_from_flower(flower_context.state)
         if reply.has_error():
             return Message(error=reply.error, reply_to=message)

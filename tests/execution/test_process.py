@@ -182,6 +182,21 @@ def test_workers_run_in_the_working_directory_and_keep_their_process_across_call
     assert first.content["where"]["pid"] == second.content["where"]["pid"]
 
 
+def test_a_worker_has_its_next_task_before_the_consumer_takes_a_result_in(
+    lazy: ProcessExecutor,
+) -> None:
+    # Arrange: three tasks for one worker
+    tasks = [Task(i, [_call("train", node_id=i + 1)]) for i in range(3)]
+    running = []
+
+    # Act: as each result comes, note whether the worker already runs another task
+    for _ in lazy.run(tasks, timeout=60.0):
+        running.append(lazy._workers[0].task is not None)
+
+    # Assert: it never waits for the consumer while tasks remain
+    assert running == [True, True, False]
+
+
 def test_a_lazy_executor_starts_no_worker_until_the_next_batch(lazy: ProcessExecutor) -> None:
     # Act
     _one(lazy, "exit")

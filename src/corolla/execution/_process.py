@@ -342,9 +342,17 @@ class ProcessExecutor(Executor):
                 )
                 for result in results:
                     done[position[result.index]] = True
-                    yield result
                 while oldest < len(tasks) and done[oldest]:
                     oldest += 1
+                # The workers that answered get their next task before the consumer takes
+                # the results in: for replies that come back one by one, the consumer's
+                # work is as long as the calls', and the workers would wait through it.
+                if queue:
+                    self._refill()
+                for worker in self._workers:
+                    if worker.task is None and queue and queue[0] < oldest + max_ahead:
+                        self._dispatch(worker, tasks[queue.popleft()], contents)
+                yield from results
         finally:
             self._drain()
             self._retired.update(segments)

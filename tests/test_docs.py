@@ -124,7 +124,9 @@ def _words(command: str) -> list[str]:
 
 
 def _is_daemon(command: str) -> bool:
-    return " ".join(_words(command)) in DAEMONS
+    # ``corolla node keys`` is an action of the command, not the daemon
+    rest = command.removeprefix(".venv/bin/").split()[2:]
+    return " ".join(_words(command)) in DAEMONS and (not rest or rest[0].startswith("-"))
 
 
 class Session:
@@ -310,3 +312,4 @@ def test_a_block_is_read_as_the_commands_a_user_would_type(tmp_path: Path) -> No
     assert second.skip == "needs a second machine"
     assert _is_daemon(first.commands[0]) and not _is_daemon(first.commands[1])
     assert not _is_daemon("corolla nodes --link 127.0.0.1:9093")
+    assert not _is_daemon("corolla node keys --state /tmp/node")

@@ -37,8 +37,10 @@ ALLOWED: dict[str, set[str]] = {
     "execution": {"core", "client", "server", "project", "tuning"},
     "simulation": {"core", "client", "server", "project", "tuning", "execution"},
     "flower": {"core", "client", "server", "project", "strategy"},
+    "trust": {"core"},
     "runtime": {
         "core",
+        "trust",
         "client",
         "server",
         "project",
@@ -61,6 +63,7 @@ ALLOWED: dict[str, set[str]] = {
         "tuning",
         "execution",
         "flower",
+        "trust",
         "",
     },
 }

@@ -1,4 +1,5 @@
-"""``corolla node``: run a node daemon connected to a link until interrupted.
+"""``corolla node``: run a node daemon connected to a link until interrupted;
+``corolla node keys``: print the node's public key, for the link's admin to register.
 
 The node says what it does on standard error (its INFO log lines: registration, runs,
 messages, ClientApp errors). It retries a connection that drops for as long as it
@@ -12,20 +13,23 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from ..core import ConfigError
 from ..execution import start_forkserver
 from ..project import parse_overrides
 from ..runtime import Node
 from ..runtime.node import DEFAULT_MAX_MESSAGE_S, DEFAULT_RUN_PROCESSES
 from ..transport import parse_address
+from ..trust import NodeKey
 from ..tuning import return_freed_buffers
 from ._run import corolla_home
 
-__all__ = ["add_node_parser", "node_command"]
+__all__ = ["add_node_parser", "keys_command", "node_command"]
 
 
 def add_node_parser(commands: Any) -> None:
@@ -35,7 +39,7 @@ def add_node_parser(commands: Any) -> None:
         description="Connect to a link and run the ClientApp of every message it sends.",
     )
     parser.add_argument(
-        "--link", required=True, metavar="HOST:PORT", help="the link's Fleet API address"
+        "--link", metavar="HOST:PORT", help="the link's Fleet API address (required)"
     )
     parser.add_argument(
         "--node-config",
@@ -76,9 +80,29 @@ def add_node_parser(commands: Any) -> None:
         "message stops the least recently used (default: %(default)s)",
     )
     parser.set_defaults(handler=node_command)
+    actions = parser.add_subparsers(title="other actions", metavar="ACTION")
+    keys = actions.add_parser(
+        "keys",
+        help="print the node's public key (made now if the node has none yet)",
+        description="Print the node's public key, as the link's admin registers it. The "
+        "key pair is made on the node's first start, or now if it has none yet.",
+    )
+    keys.add_argument("--state", type=Path, help="state directory (default: $COROLLA_HOME/node)")
+    keys.set_defaults(handler=keys_command)
+
+
+def keys_command(args: argparse.Namespace, console: Console) -> int:
+    state = args.state or corolla_home() / "node"
+    key, made = NodeKey.load_or_create(state)
+    if made:  # on standard error: the key alone goes to standard output, for scripts
+        print(f"made the node's key pair in {state}", file=sys.stderr)
+    print(key.public_text)
+    return 0
 
 
 def node_command(args: argparse.Namespace, console: Console) -> int:
+    if args.link is None:
+        raise ConfigError("corolla node needs --link HOST:PORT, the link's Fleet API address")
     address = str(parse_address(args.link, what="--link", example_port=9092))
     return_freed_buffers()
     # Each run's ClientApp process forks from it; it imports the CLI, which this script

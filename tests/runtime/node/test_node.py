@@ -14,6 +14,7 @@ from corolla.core import ArrayRecord, ErrorCode, Message, RecordDict
 from corolla.runtime import GrpcGrid, Link, Node, NodeStatus, make_bundle
 from corolla.state import DirectoryBlobStore
 from corolla.transport import generate_certificates
+from corolla.trust import NodeKey
 
 COUNTER_APP = """
 from corolla.client import ClientApp
@@ -92,6 +93,10 @@ def test_a_node_keeps_its_id_and_context_state_across_restarts(
     assert rejoined == node_id
     assert after_restart.content["metrics"]["count"] == 3
     assert after_restart.content["metrics"]["partition"] == 2
+    # and its key pair, made on its first start, is the one it read after the restart
+    assert node.key is not None and restarted.key is not None
+    assert restarted.key.public_text == node.key.public_text
+    assert (state_dir / NodeKey.FILE).is_file()
 
 
 def test_a_bundle_that_fails_to_import_gets_an_error_reply(

@@ -44,6 +44,7 @@ from corolla.transport import (
     translate_rpc_errors,
     user_config_to_proto,
 )
+from corolla.trust import NodeKey
 
 from .._payloads import with_chunk_frames
 from ._connection import describe, setting_error
@@ -150,6 +151,8 @@ class Node:
         self._worked = False
         self.error: CorollaError | None = None
         self.node_id: int | None = None
+        #: The node's key pair, read or made by :meth:`start`.
+        self.key: NodeKey | None = None
 
     @property
     def status(self) -> NodeStatus:
@@ -167,6 +170,10 @@ class Node:
         if self._thread is not None:
             return self
         self._lock = StateDirectoryLock(self._store.root)
+        # The node's identity, made on its first start (``corolla node keys`` prints it).
+        self.key, made = NodeKey.load_or_create(self._store.root)
+        if made:
+            _log.info("node key made in %s: %s", self._store.root, self.key.public_text)
         # ClientApp processes fork from it: its imports happen now, not at the first message.
         start_forkserver()
         self._runner.start()

@@ -3,6 +3,7 @@
 ::
 
     STATE/identity.json          node id and token issued by the link
+    STATE/node_key.pem           the node's Ed25519 private key (``corolla.trust.NodeKey``)
     STATE/blobs/                 the arrays of context states, by hash
     STATE/apps/<bundle sha256>/  installed app bundles, one directory each
     STATE/runs/<run id>/state.pb the Context.state of each run (arrays in blobs/)

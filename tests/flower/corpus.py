@@ -110,12 +110,10 @@ def run_simulated(project: Path, backend: str, workdir: Path) -> dict[str, np.nd
     return saved_model(workdir / "final_model.npz")
 
 
-def run_deployed(
-    project: Path, nodes: int, processes: Processes, workdir: Path
-) -> dict[str, np.ndarray]:
-    """Run ``project`` on a link with ``nodes`` nodes, each given its partition, started
-    in ``workdir``; the final model the ServerApp saved where it ran, in the link's copy
-    of the app."""
+def start_deployment(processes: Processes, workdir: Path, nodes: int) -> tuple[int, int]:
+    """Start a link and ``nodes`` nodes, node ``i`` given partition ``i`` of ``nodes``, all
+    in ``workdir``; wait until every node is connected. The link's fleet and control ports.
+    """
     fleet, control = _start_link(processes, workdir)
     for i in range(nodes):
         processes.start(
@@ -131,6 +129,12 @@ def run_deployed(
         )
     with ControlClient(f"127.0.0.1:{control}") as client:
         _wait_for_nodes(client, nodes, processes)
+    return fleet, control
+
+
+def run_on_link(project: Path, control: int, workdir: Path) -> None:
+    """``corolla run project --link`` as a user types it, from ``workdir``, with its
+    outputs in ``workdir / "out"``; asserts that it succeeds."""
     done = subprocess.run(
         [
             sys.executable,
@@ -150,6 +154,15 @@ def run_deployed(
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def run_deployed(
+    project: Path, nodes: int, processes: Processes, workdir: Path
+) -> dict[str, np.ndarray]:
+    """Run ``project`` on a link with ``nodes`` nodes (:func:`start_deployment`); the final
+    model the ServerApp saved where it ran, in the link's copy of the app."""
+    _, control = start_deployment(processes, workdir, nodes)
+    run_on_link(project, control, workdir)
     [saved] = list((workdir / "link").rglob("final_model.npz"))
     return saved_model(saved)
 

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +26,11 @@ from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
 
 from corolla.flower import client_app_adapter, server_app_adapter
 from corolla.project import AppConfig
-from corolla.runtime import ControlClient
 from corolla.simulation import SimulationResult, run_simulation
 
-from ..runtime.test_e2e import Processes, _start_link, _wait_for_nodes
+from ..runtime.test_e2e import Processes
 from . import cross_use_apps
+from .corpus import run_on_link, start_deployment
 from .cross_use_apps import SHRINK
 
 ROUNDS = 3
@@ -300,58 +300,17 @@ def test_a_corolla_app_whose_serverapp_is_flowers_runs_it(tmp_path: Path) -> Non
     _assert_model(result.arrays, partitions=[0, 1, 2])
 
 
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.stop_all()
-
-
 def test_a_corolla_strategy_drives_flower_client_apps_on_a_link_with_nodes(
     processes: Processes, tmp_path: Path
 ) -> None:
     # Arrange: a link and two nodes; a Corolla app whose clientapp is a Flower ClientApp
     root = _corolla_project(tmp_path / "app", "cross_deployed", COROLLA_SERVER, FLOWER_CLIENT, 2)
-    fleet, control = _start_link(processes, tmp_path)
-    for i in range(2):
-        processes.start(
-            f"node{i}",
-            "node",
-            "--link",
-            f"127.0.0.1:{fleet}",
-            "--state",
-            str(tmp_path / f"node{i}"),
-            "--node-config",
-            f"partition-id={i}",
-            "num-partitions=2",
-        )
-    with ControlClient(f"127.0.0.1:{control}") as client:
-        _wait_for_nodes(client, 2, processes)
+    _, control = start_deployment(processes, tmp_path, 2)
 
     # Act
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "corolla",
-            "run",
-            str(root),
-            "--link",
-            f"127.0.0.1:{control}",
-            "--output",
-            str(tmp_path / "out"),
-        ],
-        cwd=tmp_path,
-        env=dict(os.environ, COROLLA_HOME=str(tmp_path / "home")),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run_on_link(root, control, tmp_path)
 
     # Assert
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     with np.load(tmp_path / "out" / "final.npz") as final:
         _assert_model(dict(final), partitions=[0, 1])
 

@@ -31,7 +31,8 @@ from flwr.proto import fleet_pb2_grpc as flwr_fleet_grpc
 from corolla.runtime import ControlClient
 from corolla.transport import control_pb2
 
-from ..runtime.test_e2e import Processes, _start_link, _wait_for_nodes
+from ..runtime.test_e2e import Processes
+from .corpus import start_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "flower-numpy"
@@ -83,21 +84,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     logs = tmp_path_factory.mktemp("deployment")
     processes = Processes(logs)
     try:
-        fleet, control = _start_link(processes, logs)
-        for i in range(NODES):
-            processes.start(
-                f"node{i}",
-                "node",
-                "--link",
-                f"127.0.0.1:{fleet}",
-                "--state",
-                str(logs / f"node{i}"),
-                "--node-config",
-                f"partition-id={i}",
-                f"num-partitions={NODES}",
-            )
-        with ControlClient(f"127.0.0.1:{control}") as client:
-            _wait_for_nodes(client, NODES, processes)
+        fleet, control = start_deployment(processes, logs, NODES)
         yield Deployment(f"127.0.0.1:{control}", f"127.0.0.1:{fleet}", logs / "home")
     finally:
         processes.stop_all()

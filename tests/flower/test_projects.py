@@ -5,7 +5,6 @@ nodes (see ``corpus``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,26 +37,12 @@ PROJECTS = {
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def flower_models(tmp_path_factory: pytest.TempPathFactory) -> FlowerModels:
-    return FlowerModels(tmp_path_factory, {name: (PROJECTS[name], CASES[name]) for name in CASES})
-
-
 @pytest.mark.parametrize("backend", ["process", "inline"])
 @pytest.mark.parametrize("project", sorted(CASES))
 def test_a_flower_project_simulated_by_corolla_ends_with_flowers_model(
     project: str, backend: str, tmp_path: Path, flower_models: FlowerModels
 ) -> None:
     check_simulated(PROJECTS[project], CASES[project], backend, tmp_path, flower_models[project])
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.stop_all()
 
 
 @pytest.mark.parametrize("project", sorted(CASES))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,6 +27,9 @@ from .flower_reference import run_config_of
 
 PROJECT = Path(__file__).parent / "projects" / "secaggplus"
 NODES = 3
+#: The project, as the corpus fixtures (``conftest``) find it.
+CASES = {"secaggplus": NODES}
+PROJECTS = {"secaggplus": PROJECT}
 
 pytestmark = pytest.mark.e2e
 
@@ -86,20 +88,6 @@ def _assert_within_quantization_error(saved: dict[str, np.ndarray]) -> None:
     assert sorted(saved) == [f"layer{i}" for i in range(len(plain))]
     for i, expected in enumerate(plain):
         np.testing.assert_allclose(saved[f"layer{i}"], expected, rtol=0, atol=bound)
-
-
-@pytest.fixture(scope="module")
-def flower_models(tmp_path_factory: pytest.TempPathFactory) -> FlowerModels:
-    return FlowerModels(tmp_path_factory, {"secaggplus": (PROJECT, NODES)})
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.stop_all()
 
 
 def test_flowers_own_secaggplus_run_ends_within_the_bound(flower_models: FlowerModels) -> None:

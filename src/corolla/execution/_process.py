@@ -326,12 +326,19 @@ class ProcessExecutor(Executor):
         # Bound how far dispatch runs ahead of the oldest unfinished task, so a consumer
         # merging results in task order buffers at most a few partial aggregates.
         max_ahead = 2 * self._num_workers
+
+        def feed() -> None:
+            """Give each idle worker the next task, within ``max_ahead`` of ``oldest``;
+            start again workers that died mid-batch (replaced lazily)."""
+            if queue:
+                self._refill()
+            for worker in self._workers:
+                if worker.task is None and queue and queue[0] < oldest + max_ahead:
+                    self._dispatch(worker, tasks[queue.popleft()], contents)
+
         try:
             while oldest < len(tasks):
-                self._refill()  # workers that died mid-batch, replaced lazily
-                for worker in self._workers:
-                    if worker.task is None and queue and queue[0] < oldest + max_ahead:
-                        self._dispatch(worker, tasks[queue.popleft()], contents)
+                feed()
                 busy = [w for w in self._workers if w.task is not None]
                 remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], remaining)
@@ -347,11 +354,7 @@ class ProcessExecutor(Executor):
                 # The workers that answered get their next task before the consumer takes
                 # the results in: for replies that come back one by one, the consumer's
                 # work is as long as the calls', and the workers would wait through it.
-                if queue:
-                    self._refill()
-                for worker in self._workers:
-                    if worker.task is None and queue and queue[0] < oldest + max_ahead:
-                        self._dispatch(worker, tasks[queue.popleft()], contents)
+                feed()
                 yield from results
         finally:
             self._drain()

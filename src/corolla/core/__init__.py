@@ -6,6 +6,7 @@ from ._context import Context, UserConfigValue
 from ._errors import (
     AggregationError,
     AppLoadError,
+    AuthenticationError,
     CodecError,
     ConfigError,
     CorollaError,
@@ -14,6 +15,7 @@ from ._errors import (
     MessageError,
     MissingExtraError,
     NotEnoughNodesError,
+    PermissionDeniedError,
     RecordError,
 )
 from ._events import Event, EventSink, discard_event
@@ -34,6 +36,7 @@ __all__ = [
     "WIRE_DTYPES",
     "AggregationError",
     "AppLoadError",
+    "AuthenticationError",
     "ArrayRecord",
     "BufferLike",
     "CodecError",
@@ -53,6 +56,7 @@ __all__ = [
     "MetricRecord",
     "MissingExtraError",
     "NotEnoughNodesError",
+    "PermissionDeniedError",
     "Record",
     "RecordDict",
     "RecordError",

@@ -27,6 +27,7 @@ from typing import Any
 __all__ = [
     "AggregationError",
     "AppLoadError",
+    "AuthenticationError",
     "CodecError",
     "ConfigError",
     "CorollaError",
@@ -35,6 +36,7 @@ __all__ = [
     "MessageError",
     "MissingExtraError",
     "NotEnoughNodesError",
+    "PermissionDeniedError",
     "RecordError",
 ]
 
@@ -65,6 +67,7 @@ class ErrorCode(enum.IntEnum):
     UNAUTHENTICATED = 31
     STORAGE = 32
     TRANSPORT = 33
+    PERMISSION_DENIED = 34
 
 
 class CorollaError(Exception):
@@ -137,3 +140,17 @@ class ExecutionError(CorollaError, RuntimeError):
     """A simulation backend failed to run ClientApp calls (e.g. a worker died)."""
 
     code = ErrorCode.EXECUTION
+
+
+class AuthenticationError(CorollaError, PermissionError):
+    """A caller did not prove who it is: no credentials, or ones that do not check out
+    (an unknown key, a bad signature, an expired or foreign token, a replayed request)."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class PermissionDeniedError(CorollaError, PermissionError):
+    """A caller who proved who it is may not do what it asked: its role does not allow
+    it, or a policy refuses it."""
+
+    code = ErrorCode.PERMISSION_DENIED

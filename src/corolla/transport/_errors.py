@@ -57,6 +57,7 @@ from corolla.core import (
     ExecutionError,
     MessageError,
     NotEnoughNodesError,
+    PermissionDeniedError,
     RecordError,
 )
 
@@ -101,6 +102,7 @@ STATUS_FOR_CODE: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.UNAUTHENTICATED: _S.UNAUTHENTICATED,
     ErrorCode.STORAGE: _S.INTERNAL,
     ErrorCode.TRANSPORT: _S.UNAVAILABLE,
+    ErrorCode.PERMISSION_DENIED: _S.PERMISSION_DENIED,
 }
 
 #: Errors rebuilt as their own class on the calling side (their constructor takes the
@@ -116,6 +118,7 @@ _REBUILDABLE: dict[ErrorCode, type[CorollaError]] = {
         AggregationError,
         NotEnoughNodesError,
         ExecutionError,
+        PermissionDeniedError,
     )
 }
 

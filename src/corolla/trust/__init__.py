@@ -3,8 +3,32 @@
 A node's identity is an Ed25519 key pair, made on its first start and kept in its state
 directory (:class:`NodeKey`); the link knows a node by its public key, written as
 ``ed25519:`` and the key's 32 bytes in URL-safe base64 (:func:`public_key_text`).
+The link keeps the keys an admin registered, and its accounts with their roles, in a
+:class:`TrustStore`.
 """
 
 from ._keys import KEY_PREFIX, NodeKey, public_key_from_text, public_key_text, verify
+from ._store import (
+    Account,
+    RegisteredKey,
+    Role,
+    TrustStore,
+    check_account_name,
+    hash_password,
+    password_matches,
+)
 
-__all__ = ["KEY_PREFIX", "NodeKey", "public_key_from_text", "public_key_text", "verify"]
+__all__ = [
+    "KEY_PREFIX",
+    "Account",
+    "NodeKey",
+    "RegisteredKey",
+    "Role",
+    "TrustStore",
+    "check_account_name",
+    "hash_password",
+    "password_matches",
+    "public_key_from_text",
+    "public_key_text",
+    "verify",
+]

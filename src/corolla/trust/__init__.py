@@ -4,9 +4,10 @@ A node's identity is an Ed25519 key pair, made on its first start and kept in it
 directory (:class:`NodeKey`); the link knows a node by its public key, written as
 ``ed25519:`` and the key's 32 bytes in URL-safe base64 (:func:`public_key_text`).
 The link keeps the keys an admin registered, and its accounts with their roles, in a
-:class:`TrustStore`.
+:class:`TrustStore`, and what happened in an :class:`AuditLog`.
 """
 
+from ._audit import GENESIS, AuditLog, AuditRecord, record_hash
 from ._keys import KEY_PREFIX, NodeKey, public_key_from_text, public_key_text, verify
 from ._store import (
     Account,
@@ -19,6 +20,10 @@ from ._store import (
 )
 
 __all__ = [
+    "GENESIS",
+    "AuditLog",
+    "AuditRecord",
+    "record_hash",
     "KEY_PREFIX",
     "Account",
     "NodeKey",

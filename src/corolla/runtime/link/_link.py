@@ -104,6 +104,11 @@ class Link:
         stream slots, grace periods).
     python
         The interpreter that runs the ServerApp processes.
+    auth
+        Admit only nodes whose keys an admin registered, each of their requests signed,
+        and Control callers with an account's token (see ``docs/security.md``).
+    federation
+        The name of the federation this link serves: the tokens it issues name it.
 
     Raises
     ------
@@ -125,6 +130,8 @@ class Link:
         clock: Clock | None = None,
         limits: LinkLimits | None = None,
         python: str = sys.executable,
+        auth: bool = False,
+        federation: str = "default",
     ) -> None:
         addresses = [fleet_address, control_address]
         _check_distinct_ports(fleet_address, control_address, metrics_address)
@@ -148,6 +155,8 @@ class Link:
         self._clock = clock or SystemClock()
         self.limits = limits or LinkLimits()
         self._python = python
+        self._auth = auth
+        self._federation = federation
         self._status = LinkStatus.CREATED
         self._stopped = threading.Event()
         self._servers: list[grpc.Server] = []
@@ -227,7 +236,13 @@ class Link:
         try:
             blobs = self._blobs or DirectoryBlobStore(self.state_dir / "blobs")
             shared = LinkResources.create(
-                state, blobs, self.state_dir / "apps", limits, self._clock
+                state,
+                blobs,
+                self.state_dir / "apps",
+                limits,
+                self._clock,
+                auth=self._auth,
+                federation=self._federation,
             )
             self._shared = shared
             self._runs = runs = RunProcesses(shared, python=self._python)
@@ -296,6 +311,9 @@ class Link:
                 server.stop(None)
             if self._metrics is not None:
                 self._metrics.stop()
+            if self._shared is not None:
+                self._shared.audit.close()
+                self._shared.trust.close()
             state.close()
             self._lock.close()
             self._status = LinkStatus.STOPPED
@@ -430,6 +448,8 @@ class Link:
         if self._shared is not None:
             self._shared.state.close()
             self._shared.blobs.close()
+            self._shared.audit.close()
+            self._shared.trust.close()
         if self._lock is not None:
             self._lock.close()
 

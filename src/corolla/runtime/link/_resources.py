@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from corolla.state import BlobStore, LinkState
+from corolla.trust import AuditLog, TrustStore
 
 from .._clock import Clock, SystemClock
 from ._contents import MessageContents
@@ -45,6 +46,15 @@ class LinkResources:
     replaced: ReplacedCheckpoints
     #: The nodes to tell that a run ended (see ``_run_ends``).
     run_ends: RunEnds
+    #: Where what happened is recorded, hash-chained (runs, nodes, logins, decisions).
+    audit: AuditLog
+    #: The accounts and registered node keys.
+    trust: TrustStore
+    #: Whether nodes must sign their requests with a registered key, and Control callers
+    #: present an account's token.
+    auth: bool = False
+    #: The federation this link serves: tokens name it, and are refused by other links.
+    federation: str = "default"
 
     @classmethod
     def create(
@@ -54,6 +64,11 @@ class LinkResources:
         apps_dir: Path,
         limits: LinkLimits | None = None,
         clock: Clock | None = None,
+        *,
+        audit: AuditLog | None = None,
+        trust: TrustStore | None = None,
+        auth: bool = False,
+        federation: str = "default",
     ) -> LinkResources:
         limits = limits or LinkLimits()
         clock = clock or SystemClock()
@@ -71,6 +86,11 @@ class LinkResources:
             contents=MessageContents(blobs, names),
             replaced=ReplacedCheckpoints(),
             run_ends=RunEnds(signals),
+            # By default beside the apps, in the link's state directory.
+            audit=audit or AuditLog(apps_dir.parent / AuditLog.FILE, clock=clock.time),
+            trust=trust or TrustStore(apps_dir.parent / TrustStore.FILE, clock=clock.time),
+            auth=auth,
+            federation=federation,
         )
 
     def redact(self, text: str) -> str:

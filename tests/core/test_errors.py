@@ -8,6 +8,7 @@ import corolla.core
 from corolla.core import (
     AggregationError,
     AppLoadError,
+    AuthenticationError,
     CodecError,
     ConfigError,
     CorollaError,
@@ -16,6 +17,7 @@ from corolla.core import (
     MessageError,
     MissingExtraError,
     NotEnoughNodesError,
+    PermissionDeniedError,
     RecordError,
     _errors,
 )
@@ -31,6 +33,8 @@ ERRORS: list[tuple[type[CorollaError], type[Exception], int]] = [
     (AggregationError, ValueError, 26),
     (NotEnoughNodesError, RuntimeError, 27),
     (ExecutionError, RuntimeError, 28),
+    (AuthenticationError, PermissionError, 31),
+    (PermissionDeniedError, PermissionError, 34),
 ]
 
 #: Codes carried by error replies rather than raised.

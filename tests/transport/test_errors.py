@@ -18,6 +18,7 @@ from corolla.core import (
     MessageError,
     MissingExtraError,
     NotEnoughNodesError,
+    PermissionDeniedError,
     RecordError,
 )
 from corolla.transport import (
@@ -197,6 +198,7 @@ REBUILT = {
     ErrorCode.AGGREGATION: AggregationError,
     ErrorCode.NOT_ENOUGH_NODES: NotEnoughNodesError,
     ErrorCode.EXECUTION: ExecutionError,
+    ErrorCode.PERMISSION_DENIED: PermissionDeniedError,
 }
 
 

@@ -16,7 +16,9 @@ Each error also subclasses the built-in that fits it, so ``except ValueError`` k
     ├── MissingExtraError (ImportError)     an optional dependency that is not installed
     ├── AggregationError (ValueError)       a reply that cannot be folded into the aggregate
     ├── NotEnoughNodesError (RuntimeError)  fewer nodes or replies than a strategy needs
-    └── ExecutionError (RuntimeError)       a backend that could not run a ClientApp call
+    ├── ExecutionError (RuntimeError)       a backend that could not run a ClientApp call
+    ├── AuthenticationError (PermissionError)  a caller that did not prove who it is
+    └── PermissionDeniedError (PermissionError)  a caller whose role or policy forbids it
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ PUBLIC = {
     "Event",
     "EventSink",
     "ExecutionError",
+    "AuthenticationError",
+    "PermissionDeniedError",
     "Message",
     "MessageError",
     "MessageType",

@@ -9,6 +9,16 @@ The link keeps the keys an admin registered, and its accounts with their roles, 
 
 from ._audit import GENESIS, AuditLog, AuditRecord, record_hash
 from ._keys import KEY_PREFIX, NodeKey, public_key_from_text, public_key_text, verify
+from ._requests import (
+    NONCE_KEY,
+    PUBLIC_KEY_KEY,
+    SIGNATURE_KEY,
+    TIMESTAMP_KEY,
+    RequestSignature,
+    RequestVerifier,
+    sign_request,
+    signed_text,
+)
 from ._store import (
     Account,
     RegisteredKey,
@@ -25,6 +35,14 @@ __all__ = [
     "AuditRecord",
     "record_hash",
     "KEY_PREFIX",
+    "NONCE_KEY",
+    "PUBLIC_KEY_KEY",
+    "SIGNATURE_KEY",
+    "TIMESTAMP_KEY",
+    "RequestSignature",
+    "RequestVerifier",
+    "sign_request",
+    "signed_text",
     "Account",
     "NodeKey",
     "RegisteredKey",

@@ -184,6 +184,10 @@ CREATE TABLE IF NOT EXISTS node_keys (
     added_at REAL NOT NULL,
     added_by TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS node_bindings (
+    node_id INTEGER PRIMARY KEY,
+    public_key TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -218,6 +222,8 @@ class TrustStore:
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.Lock()
+        #: Changes whenever a node key is registered or removed in this process.
+        self.node_keys_version = 0
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not self.path.exists():
             fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
@@ -382,6 +388,7 @@ class TrustStore:
                     "INSERT INTO node_keys (public_key, name, added_at, added_by) VALUES (?,?,?,?)",
                     (text, name, now, added_by),
                 )
+                self.node_keys_version += 1
                 return RegisteredKey(text, name, now, added_by)
             db.execute("UPDATE node_keys SET name = ? WHERE public_key = ?", (name, text))
         return RegisteredKey(text, name, row[0], row[1])
@@ -397,6 +404,8 @@ class TrustStore:
         text = public_key_text(public_key_from_text(public_key))
         with self._transaction() as db:
             removed = db.execute("DELETE FROM node_keys WHERE public_key = ?", (text,)).rowcount
+            db.execute("DELETE FROM node_bindings WHERE public_key = ?", (text,))
+            self.node_keys_version += 1
         if not removed:
             raise ConfigError(f"node key {text} is not registered")
 
@@ -416,6 +425,27 @@ class TrustStore:
                 "SELECT public_key, name, added_at, added_by FROM node_keys ORDER BY added_at"
             ).fetchall()
         return [RegisteredKey(*row) for row in rows]
+
+    def bind_node(self, node_id: int, public_key: str) -> None:
+        """Record that node ``node_id`` registered with ``public_key``: its requests must be
+        signed with it. A key's earlier node ids are unbound (a node that joined anew)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM node_bindings WHERE public_key = ?", (public_key,))
+            db.execute(
+                "INSERT OR REPLACE INTO node_bindings (node_id, public_key) VALUES (?, ?)",
+                (node_id, public_key),
+            )
+
+    def bound_key(self, node_id: int) -> str | None:
+        """The registered key node ``node_id`` joined with; None if it joined with none,
+        or its key was unregistered since."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT b.public_key FROM node_bindings b JOIN node_keys k "
+                "ON k.public_key = b.public_key WHERE b.node_id = ?",
+                (node_id,),
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     # Secrets.
 

@@ -10,7 +10,10 @@ replies that arrived while the previous batch was stored.
 A node's ``Receive`` stream also carries notices of runs that ended (``_run_ends``), and
 its end marks the node offline at once (``_presence``).
 
-Every call of a node presents its token (see ``_tokens``).
+Every call of a node presents its token (see ``_tokens``). A link with ``auth`` on also
+admits only nodes whose keys an admin registered, and checks the signature of every
+request (see ``corolla.trust``'s signed requests): RegisterNode's with the key it presents,
+every later call's with the key its node registered with.
 """
 
 from __future__ import annotations
@@ -24,8 +27,16 @@ from concurrent import futures
 from typing import Any, TypeVar
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from corolla.core import CodecError, ConfigError, CorollaError, Event, UserConfigValue
+from corolla.core import (
+    AuthenticationError,
+    CodecError,
+    ConfigError,
+    CorollaError,
+    Event,
+    UserConfigValue,
+)
 from corolla.state import (
     DeliveryStatus,
     NodeAuthenticationError,
@@ -43,6 +54,13 @@ from corolla.transport import (
     run_pb2,
     transfer_pb2,
     user_config_from_proto,
+)
+from corolla.trust import (
+    PUBLIC_KEY_KEY,
+    RequestSignature,
+    RequestVerifier,
+    public_key_from_text,
+    public_key_text,
 )
 
 from ._batching import LoopBatcher
@@ -67,6 +85,15 @@ _SMALL_UPLOAD_BYTES = 1024 * 1024
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
+
+_FLEET = "/corolla.v1.Fleet/"
+#: What a reply written on a SendReplies stream is signed as.
+_REPLY_ITEM = _FLEET + "SendReplies#item"
+
+
+def _body(request: Any) -> bytes:
+    """The bytes a node signed for ``request``: its deterministic serialization."""
+    return bytes(request.SerializeToString(deterministic=True))
 
 
 def _attributes(config: dict[str, UserConfigValue]) -> dict[str, str]:
@@ -100,6 +127,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self._lock = threading.Lock()
         self._in_flight: dict[int, dict[str, StoredMessage]] = {}
         self._tokens = TokenCache()
+        # With auth: the registered key of each node, as last read from the trust store
+        # (dropped whenever node keys change), and the nonces of recent requests.
+        self._keys: dict[int, tuple[str, Ed25519PublicKey]] = {}
+        self._keys_version = -1
+        self._verifier = RequestVerifier(shared.limits.request_max_age_s, clock=shared.clock.time)
         self._presence = Presence(shared)
         limits = shared.limits
         self._download_slots = asyncio.Semaphore(limits.download_streams)
@@ -145,12 +177,68 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         with self._lock:
             self._in_flight.get(node_id, {}).pop(message_id, None)
 
-    async def _node_id(self, context: Context) -> int:
-        """The id of the node whose token the call presents."""
-        identity = caller_identity(context.invocation_metadata())
+    async def _node_id(self, context: Context, method: str, request: Any = None) -> int:
+        """The id of the node whose token the call presents; with auth, once the call's
+        signature checks out with the node's key (over ``request``, or no bytes for a
+        stream of requests)."""
+        metadata = context.invocation_metadata()
+        identity = caller_identity(metadata)
         if not self._tokens.accepts(identity):
             await self._blocking(self._authenticate, identity)
+        if self._shared.auth:
+            body = b"" if request is None else _body(request)
+            signature = RequestSignature.from_metadata(metadata)
+            await self._check_signed(identity.node_id, _FLEET + method, signature, body)
         return identity.node_id
+
+    async def _check_signed(
+        self, node_id: int, method: str, signature: RequestSignature, body: bytes
+    ) -> None:
+        trust = self._shared.trust
+        if self._keys_version != trust.node_keys_version:
+            self._keys.clear()
+            self._keys_version = trust.node_keys_version
+        entry = self._keys.get(node_id)
+        if entry is None:
+            entry = await self._blocking(self._registered_key, node_id)
+        self._verifier.check(entry[1], entry[0], method, signature, body)
+
+    def _registered_key(self, node_id: int) -> tuple[str, Ed25519PublicKey]:
+        text = self._shared.trust.bound_key(node_id)
+        if text is None:
+            raise AuthenticationError(
+                f"node {node_id} has no registered key (it was removed, or the node joined "
+                "before the link required keys): register the node's key with `corolla "
+                "nodes add` and start the node again"
+            )
+        entry = (text, public_key_from_text(text))
+        self._keys[node_id] = entry
+        return entry
+
+    async def _registering_key(
+        self, context: Context, request: fleet_pb2.RegisterNodeRequest
+    ) -> str:
+        """The registered key a RegisterNode call presents and is signed with."""
+        metadata = context.invocation_metadata()
+        presented = next((v for k, v in metadata or () if k == PUBLIC_KEY_KEY), None)
+        if not isinstance(presented, str):
+            raise AuthenticationError(
+                "this link admits only nodes with a registered key: the node presented none "
+                f"({PUBLIC_KEY_KEY})"
+            )
+        try:
+            key = public_key_from_text(presented)
+        except ConfigError as exc:
+            raise AuthenticationError(str(exc)) from None
+        text = public_key_text(key)
+        signature = RequestSignature.from_metadata(metadata)
+        self._verifier.check(key, text, _FLEET + "RegisterNode", signature, _body(request))
+        if await self._blocking(self._shared.trust.node_key, text) is None:
+            raise AuthenticationError(
+                f"node key {text} is not registered on this link: its admin registers it "
+                f"with `corolla nodes add {text}`"
+            )
+        return text
 
     def _authenticate(self, identity: NodeIdentity) -> NodeInfo:
         """The node, its token checked by the state (and remembered if accepted)."""
@@ -171,9 +259,12 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def RegisterNode(
         self, request: fleet_pb2.RegisterNodeRequest, context: Context
     ) -> fleet_pb2.RegisterNodeResponse:
-        return await self._blocking(self._register, request)
+        key = await self._registering_key(context, request) if self._shared.auth else None
+        return await self._blocking(self._register, request, key)
 
-    def _register(self, request: fleet_pb2.RegisterNodeRequest) -> fleet_pb2.RegisterNodeResponse:
+    def _register(
+        self, request: fleet_pb2.RegisterNodeRequest, key: str | None = None
+    ) -> fleet_pb2.RegisterNodeResponse:
         limit = self._shared.limits.max_config_bytes
         check_config_size("the node's attributes", request.attributes, limit)
         check_config_size("the node's config", request.node_config, limit)
@@ -182,6 +273,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             identity = split_token(request.token)
             if identity.node_id != request.node_id:
                 raise NodeAuthenticationError("the token does not belong to that node id")
+            if key is not None and shared_key(self._shared, identity.node_id) != key:
+                raise NodeAuthenticationError(
+                    f"node {identity.node_id} joined with another key; register without a "
+                    "node id and token"
+                )
             self._tokens.forget(identity.node_id)
         shared = self._shared
         try:
@@ -195,6 +291,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             raise NodeAuthenticationError(
                 f"cannot rejoin: {exc}; register without a node id and token"
             ) from exc
+        if key is not None:
+            shared.trust.bind_node(registered.node_id, key)
+            self._keys.pop(registered.node_id, None)
         shared.state.append_event(
             Event("node.join", 0, node_id=registered.node_id, data={"rejoin": identity is not None})
         )
@@ -208,7 +307,10 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def Heartbeat(
         self, request: fleet_pb2.HeartbeatRequest, context: Context
     ) -> fleet_pb2.HeartbeatResponse:
-        identity = caller_identity(context.invocation_metadata())
+        metadata = context.invocation_metadata()
+        identity = caller_identity(metadata)
+        if self._shared.auth:
+            await self._node_id(context, "Heartbeat", request)
         return await self._blocking(self._heartbeat, identity)
 
     def _heartbeat(self, identity: NodeIdentity) -> fleet_pb2.HeartbeatResponse:
@@ -222,7 +324,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def Receive(  # type: ignore[override]  # serialized ReceiveResponses (_handlers)
         self, request: fleet_pb2.ReceiveRequest, context: Context
     ) -> AsyncIterator[bytes]:
-        node_id = await self._node_id(context)
+        node_id = await self._node_id(context, "Receive", request)
         shared = self._shared
         if self._presence.opened(node_id):
             await self._blocking(self._presence.back_online, node_id)
@@ -277,16 +379,20 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def SendReply(
         self, request: fleet_pb2.SendReplyRequest, context: Context
     ) -> fleet_pb2.SendReplyResponse:
-        node_id = await self._node_id(context)
+        node_id = await self._node_id(context, "SendReply", request)
         return await self._replies.submit((node_id, request.message))
 
     @aio_stream_errors
     async def SendReplies(
         self, request_iterator: AsyncIterator[fleet_pb2.SendReplyRequest], context: Context
     ) -> AsyncIterator[fleet_pb2.SendRepliesResponse]:
-        node_id = await self._node_id(context)
+        node_id = await self._node_id(context, "SendReplies")
         async for request in request_iterator:
             try:
+                if self._shared.auth:
+                    await self._check_signed(
+                        node_id, _REPLY_ITEM, _item_signature(request), _body(request.message)
+                    )
                 stored = await self._replies.submit((node_id, request.message))
             except CorollaError as exc:  # refused: the stream goes on
                 error = message_pb2.Error(code=int(exc.code), reason=str(exc))
@@ -361,7 +467,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def StatArrays(
         self, request: fleet_pb2.StatArraysRequest, context: Context
     ) -> fleet_pb2.StatArraysResponse:
-        node_id = await self._node_id(context)
+        node_id = await self._node_id(context, "StatArrays", request)
         statuses = self._shared.names.payload_statuses(request.sha256, node_namer(node_id))
         if any(not s.complete for s in statuses):
             await self._set_aside_slot(node_id)
@@ -391,7 +497,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def PushArrays(
         self, request_iterator: AsyncIterator[transfer_pb2.Chunk], context: Context
     ) -> fleet_pb2.PushArraysResponse:
-        node_id = await self._node_id(context)
+        node_id = await self._node_id(context, "PushArrays")
         set_aside = self._set_aside.pop(node_id, None)
         if set_aside is not None:
             set_aside.cancel()  # the slot is this upload's
@@ -433,7 +539,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def PullArrays(  # type: ignore[override]  # serialized chunks (see _handlers)
         self, request: fleet_pb2.PullArraysRequest, context: Context
     ) -> AsyncIterator[bytes]:
-        await self._node_id(context)
+        await self._node_id(context, "PullArrays", request)
         async with self._download_slots:
             with self._shared.traffic.transfer("to_nodes") as transfer:
                 for frame in serve_payload(
@@ -445,7 +551,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def GetRun(
         self, request: run_pb2.GetRunRequest, context: Context
     ) -> run_pb2.GetRunResponse:
-        await self._node_id(context)
+        await self._node_id(context, "GetRun", request)
         return await self._blocking(self._get_run, request.run_id)
 
     def _get_run(self, run_id: int) -> run_pb2.GetRunResponse:
@@ -456,13 +562,35 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def PullBundle(  # type: ignore[override]  # serialized chunks (see _handlers)
         self, request: fleet_pb2.PullBundleRequest, context: Context
     ) -> AsyncIterator[bytes]:
-        await self._node_id(context)
+        await self._node_id(context, "PullBundle", request)
         runs = await self._blocking(self._shared.state.list_runs)
         if not any(r.bundle_hash == request.sha256 for r in runs):
             raise ConfigError(f"no run uses bundle {request.sha256[:12]}")
         async with self._download_slots:
             for chunk in serve_payload(self._shared.blobs, request.sha256, request.offset):
                 yield chunk
+
+
+def shared_key(shared: LinkResources, node_id: int) -> str | None:
+    """The registered key node ``node_id`` joined with, if any."""
+    return shared.trust.bound_key(node_id)
+
+
+def _item_signature(request: fleet_pb2.SendReplyRequest) -> RequestSignature:
+    """The signature of a reply written on a SendReplies stream.
+
+    Raises
+    ------
+    AuthenticationError
+        If the reply carries none.
+    """
+    signed = request.signature
+    if not (signed.timestamp and signed.nonce and signed.signature):
+        raise AuthenticationError(
+            "the reply is not signed: this link admits only replies signed with the "
+            "node's registered key"
+        )
+    return RequestSignature(signed.timestamp, signed.nonce, signed.signature)
 
 
 def _reply_size(item: tuple[int, message_pb2.Message]) -> int:

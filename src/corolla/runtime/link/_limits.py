@@ -68,6 +68,9 @@ class LinkLimits:
     #: Bytes (serialized) of a node's attributes, of its node config, and of a run's
     #: config: settings, not data.
     max_config_bytes: int = 64 * 1024
+    #: With auth: how far (either way) from the link's clock a node's request may have
+    #: been signed. Older is a delayed or replayed request (or a node's clock that is off).
+    request_max_age_s: float = 60.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

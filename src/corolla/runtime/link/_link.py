@@ -41,6 +41,7 @@ from corolla.transport import (
     server_options,
     serverappio_pb2_grpc,
 )
+from corolla.trust import AuditLog, TrustStore
 from corolla.tuning import malloc_trim, return_freed_buffers
 
 from .._clock import Clock, SystemClock
@@ -393,6 +394,28 @@ class Link:
             If the link is not running.
         """
         return self._running().state
+
+    @property
+    def trust(self) -> TrustStore:
+        """The link's accounts and registered node keys (while running).
+
+        Raises
+        ------
+        ConfigError
+            If the link is not running.
+        """
+        return self._running().trust
+
+    @property
+    def audit(self) -> AuditLog:
+        """The link's audit log (while running).
+
+        Raises
+        ------
+        ConfigError
+            If the link is not running.
+        """
+        return self._running().audit
 
     @property
     def serverappio_address(self) -> str:

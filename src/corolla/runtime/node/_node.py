@@ -51,6 +51,7 @@ from ._connection import describe, setting_error
 from ._run_processes import DEFAULT_RUN_PROCESSES, RunProcesses
 from ._runner import MessageRunner
 from ._session import Session
+from ._signing import RequestSigning
 from ._store import NodeStore
 
 __all__ = ["DEFAULT_MAX_MESSAGE_S", "ChannelFactory", "Node", "NodeStatus"]
@@ -225,8 +226,10 @@ class Node:
             self._status = NodeStatus.CONNECTING
             try:
                 with self._channel_factory() as channel:
-                    stub = fleet_pb2_grpc.FleetStub(channel)
-                    self._session_on(with_chunk_frames(stub, channel, "Fleet"))
+                    assert self.key is not None
+                    signed = grpc.intercept_channel(channel, RequestSigning(self.key))
+                    stub = fleet_pb2_grpc.FleetStub(signed)
+                    self._session_on(with_chunk_frames(stub, signed, "Fleet"))
                     delay = self._backoff[0]
             except CorollaError as exc:
                 if self._stop.is_set():

@@ -7,6 +7,15 @@ Authentication: RegisterNode returns a token. Every other Fleet call carries it
 in the gRPC metadata entry `authorization: Bearer <token>`; the link derives the
 calling node from it. A missing or unknown token fails with UNAUTHENTICATED.
 
+Signed requests (required by a link started with --auth, ignored otherwise): every
+call carries `corolla-timestamp`, `corolla-nonce` and `corolla-signature`, the node's
+Ed25519 signature over "corolla-request-v1\\n" METHOD "\\n" TIMESTAMP "\\n" NONCE "\\n"
+SHA256_HEX(request bytes) (the request's deterministic serialization; empty for
+PushArrays and SendReplies, whose items are content-addressed or signed one by one).
+RegisterNode also carries `corolla-node-key: ed25519:...`, a key the link's admin
+registered. A request that is altered, signed by another key, older than the link's
+window or replayed fails with UNAUTHENTICATED.
+
 Errors: a failed call ends with a gRPC status and, when the failure is a
 corolla error, the trailing metadata entry `corolla-error-code: <decimal
 ErrorCode>`. See docs/wire-protocol.md for the mapping.
@@ -226,20 +235,59 @@ class SendReplyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MESSAGE_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def message(self) -> _message_pb2.Message: ...
+    @_builtins.property
+    def signature(self) -> Global___ItemSignature:
+        """On a SendReplies stream to a link that requires signed requests: the node's
+        signature of this reply (the stream's own signature covers only its opening).
+        Unused on SendReply, whose call is signed as a whole.
+        """
+
     def __init__(
         self,
         *,
         message: _message_pb2.Message | None = ...,
+        signature: Global___ItemSignature | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "signature", b"signature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "signature", b"signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SendReplyRequest: _TypeAlias = SendReplyRequest  # noqa: Y015
+
+@_typing.final
+class ItemSignature(_message.Message):
+    """A node's signature of one item of a stream: over the method
+    "/corolla.v1.Fleet/SendReplies#item", the timestamp, the nonce and the SHA-256 of the
+    item's message (its deterministic serialization), as for a whole request.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    NONCE_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    timestamp: _builtins.str
+    nonce: _builtins.str
+    signature: _builtins.str
+    def __init__(
+        self,
+        *,
+        timestamp: _builtins.str = ...,
+        nonce: _builtins.str = ...,
+        signature: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nonce", b"nonce", "signature", b"signature", "timestamp", b"timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemSignature: _TypeAlias = ItemSignature  # noqa: Y015
 
 @_typing.final
 class SendReplyResponse(_message.Message):

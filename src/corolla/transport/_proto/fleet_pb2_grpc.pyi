@@ -7,6 +7,15 @@ Authentication: RegisterNode returns a token. Every other Fleet call carries it
 in the gRPC metadata entry `authorization: Bearer <token>`; the link derives the
 calling node from it. A missing or unknown token fails with UNAUTHENTICATED.
 
+Signed requests (required by a link started with --auth, ignored otherwise): every
+call carries `corolla-timestamp`, `corolla-nonce` and `corolla-signature`, the node's
+Ed25519 signature over "corolla-request-v1\\n" METHOD "\\n" TIMESTAMP "\\n" NONCE "\\n"
+SHA256_HEX(request bytes) (the request's deterministic serialization; empty for
+PushArrays and SendReplies, whose items are content-addressed or signed one by one).
+RegisterNode also carries `corolla-node-key: ed25519:...`, a key the link's admin
+registered. A request that is altered, signed by another key, older than the link's
+window or replayed fails with UNAUTHENTICATED.
+
 Errors: a failed call ends with a gRPC status and, when the failure is a
 corolla error, the trailing metadata entry `corolla-error-code: <decimal
 ErrorCode>`. See docs/wire-protocol.md for the mapping.

@@ -1,0 +1,101 @@
+"""A node signs every Fleet request with its key (see :mod:`corolla.trust`'s signed
+requests): a client interceptor on the node's channel, so that no call goes out unsigned.
+
+A call with one request is signed over the request's deterministic serialization. A
+stream of requests is signed at its opening (over no bytes); the replies written on a
+``SendReplies`` stream are signed one by one, each in its ``signature`` field, and the
+chunks of ``PushArrays`` need no signature: the link checks each array against its hash,
+which the signed reply names. A link that does not require signatures ignores them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from corolla.transport import fleet_pb2
+from corolla.trust import PUBLIC_KEY_KEY, NodeKey, sign_request
+
+__all__ = ["REPLY_ITEM_METHOD", "RequestSigning"]
+
+_REGISTER = "/corolla.v1.Fleet/RegisterNode"
+_SEND_REPLIES = "/corolla.v1.Fleet/SendReplies"
+#: What a reply written on a SendReplies stream is signed as.
+REPLY_ITEM_METHOD = _SEND_REPLIES + "#item"
+
+
+def _body(request: Any) -> bytes:
+    if isinstance(request, bytes | bytearray | memoryview):
+        return bytes(request)
+    return bytes(request.SerializeToString(deterministic=True))
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(
+        self, details: grpc.ClientCallDetails, metadata: tuple[tuple[str, str | bytes], ...]
+    ) -> None:
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = metadata
+        self.credentials = details.credentials
+        self.wait_for_ready = getattr(details, "wait_for_ready", None)
+        self.compression = getattr(details, "compression", None)
+
+
+class RequestSigning(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Signs each call made on a channel with ``key``."""
+
+    def __init__(self, key: NodeKey) -> None:
+        self._key = key
+
+    def _details(self, details: grpc.ClientCallDetails, body: bytes) -> _Details:
+        method = str(details.method)
+        metadata = (*(details.metadata or ()), *sign_request(self._key, method, body).metadata())
+        if method == _REGISTER:
+            metadata += ((PUBLIC_KEY_KEY, self._key.public_text),)
+        return _Details(details, metadata)
+
+    def _signed_items(self, method: str, requests: Iterator[Any]) -> Iterator[Any]:
+        for request in requests:
+            if method == _SEND_REPLIES and isinstance(request, fleet_pb2.SendReplyRequest):
+                signed = sign_request(self._key, REPLY_ITEM_METHOD, _body(request.message))
+                request.signature.timestamp = signed.timestamp
+                request.signature.nonce = signed.nonce
+                request.signature.signature = signed.signature
+            yield request
+
+    def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: grpc.ClientCallDetails, request: Any
+    ) -> Any:
+        return continuation(self._details(details, _body(request)), request)
+
+    def intercept_unary_stream(
+        self, continuation: Callable[..., Any], details: grpc.ClientCallDetails, request: Any
+    ) -> Any:
+        return continuation(self._details(details, _body(request)), request)
+
+    def intercept_stream_unary(
+        self,
+        continuation: Callable[..., Any],
+        details: grpc.ClientCallDetails,
+        request_iterator: Iterator[Any],
+    ) -> Any:
+        return continuation(self._details(details, b""), request_iterator)
+
+    def intercept_stream_stream(
+        self,
+        continuation: Callable[..., Any],
+        details: grpc.ClientCallDetails,
+        request_iterator: Iterator[Any],
+    ) -> Any:
+        method = str(details.method)
+        return continuation(
+            self._details(details, b""), self._signed_items(method, request_iterator)
+        )

@@ -1,0 +1,269 @@
+"""A link with auth on admits only registered node keys, and every request signed.
+
+Real nodes (:class:`Node`, signing with their keys) serve a run; raw Fleet calls play the
+attacker: an unknown key, an unsigned call, a replayed, altered, delayed or re-keyed one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from corolla.core import ErrorCode, Message, RecordDict
+from corolla.runtime import GrpcGrid, Link, LinkLimits, Node, NodeStatus, make_bundle
+from corolla.state import DirectoryBlobStore
+from corolla.transport import bearer_metadata, channel_options, fleet_pb2, fleet_pb2_grpc, run_pb2
+from corolla.trust import PUBLIC_KEY_KEY, NodeKey, sign_request
+
+from ..node.test_node import COUNTER_APP, _app
+
+REGISTER = "/corolla.v1.Fleet/RegisterNode"
+GET_RUN = "/corolla.v1.Fleet/GetRun"
+CONFIG = {"partition-id": 0, "num-partitions": 1}
+
+
+@pytest.fixture
+def link(tmp_path: Path) -> Iterator[Link]:
+    with Link(
+        tmp_path / "link",
+        fleet_address="127.0.0.1:0",
+        control_address="127.0.0.1:0",
+        limits=LinkLimits(sweep_interval=0.05, request_max_age_s=5.0),
+        auth=True,
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def fleet(link: Link) -> Iterator[fleet_pb2_grpc.FleetStub]:
+    with grpc.insecure_channel(link.fleet_address, options=channel_options()) as channel:
+        yield fleet_pb2_grpc.FleetStub(channel)
+
+
+def _key() -> NodeKey:
+    return NodeKey(Ed25519PrivateKey.generate())
+
+
+def _register(
+    fleet: fleet_pb2_grpc.FleetStub, key: NodeKey, request: fleet_pb2.RegisterNodeRequest | None
+) -> fleet_pb2.RegisterNodeResponse:
+    request = request or fleet_pb2.RegisterNodeRequest()
+    signed = sign_request(key, REGISTER, request.SerializeToString(deterministic=True))
+    metadata = (*signed.metadata(), (PUBLIC_KEY_KEY, key.public_text))
+    response: fleet_pb2.RegisterNodeResponse = fleet.RegisterNode(
+        request, metadata=metadata, timeout=10
+    )
+    return response
+
+
+def _refusal(call: object) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()  # type: ignore[operator]
+    error = caught.value
+    assert error.code() is grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+    return error
+
+
+def _details(error: grpc.RpcError) -> str:
+    return str(error.details())  # type: ignore[attr-defined]
+
+
+def _wait_connected(node: Node) -> int:
+    for _ in range(200):
+        if node.status is NodeStatus.CONNECTED and node.node_id is not None:
+            return node.node_id
+        time.sleep(0.05)
+    pytest.fail("the node did not connect within 10 s")
+
+
+def test_a_node_with_a_registered_key_serves_runs_signing_every_request(
+    link: Link, tmp_path: Path
+) -> None:
+    # Arrange: the admin registers the key the node printed (`corolla node keys`)
+    key, _ = NodeKey.load_or_create(tmp_path / "node")
+    link.trust.add_node_key(key.public_text, name="hospital-a")
+    blobs = DirectoryBlobStore(link.state_dir / "blobs")
+    bundle = blobs.put(make_bundle(_app(tmp_path / "app", "counter_app", COUNTER_APP)))
+    run = link.state.create_run(bundle, {})
+
+    # Act
+    with (
+        Node(link.fleet_address, tmp_path / "node", node_config=CONFIG) as node,
+        grpc.insecure_channel(link.serverappio_address, options=channel_options()) as appio,
+    ):
+        node_id = _wait_connected(node)
+        grid = GrpcGrid(appio, run.run_id, link.issue_run_secret(run.run_id))
+        counts = []
+        for _ in range(2):
+            ids = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
+            (reply,) = grid.receive(ids, timeout=30)
+            counts.append(int(reply.content["metrics"]["count"]))
+
+    # Assert: the ClientApp ran (bundle pulled, run read, replies sent: all signed)
+    assert counts == [1, 2]
+    assert link.trust.bound_key(node_id) == key.public_text
+
+
+def test_a_node_whose_key_is_not_registered_is_refused_naming_the_key(
+    fleet: fleet_pb2_grpc.FleetStub,
+) -> None:
+    key = _key()
+
+    error = _refusal(lambda: _register(fleet, key, None))
+
+    assert key.public_text in _details(error)
+    assert "corolla nodes add" in _details(error)
+
+
+def test_a_registration_without_a_key_or_a_signature_is_refused(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    key = _key()
+    link.trust.add_node_key(key.public_text)
+    request = fleet_pb2.RegisterNodeRequest()
+
+    unsigned = _refusal(
+        lambda: fleet.RegisterNode(request, metadata=((PUBLIC_KEY_KEY, key.public_text),))
+    )
+    keyless = _refusal(lambda: fleet.RegisterNode(request))
+
+    assert "not signed" in _details(unsigned)
+    assert "presented none" in _details(keyless)
+
+
+def test_a_registration_signed_by_another_key_than_the_one_presented_is_refused(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    # An attacker presents a registered key it does not hold.
+    victim, attacker = _key(), _key()
+    link.trust.add_node_key(victim.public_text)
+    request = fleet_pb2.RegisterNodeRequest()
+    signed = sign_request(attacker, REGISTER, request.SerializeToString(deterministic=True))
+    metadata = (*signed.metadata(), (PUBLIC_KEY_KEY, victim.public_text))
+
+    error = _refusal(lambda: fleet.RegisterNode(request, metadata=metadata))
+
+    assert "signature does not check out" in _details(error)
+
+
+def _joined(link: Link, fleet: fleet_pb2_grpc.FleetStub) -> tuple[NodeKey, str]:
+    key = _key()
+    link.trust.add_node_key(key.public_text)
+    response = _register(fleet, key, None)
+    return key, response.token
+
+
+def _get_run(
+    fleet: fleet_pb2_grpc.FleetStub, token: str, metadata: tuple[tuple[str, str], ...], run: int
+) -> run_pb2.GetRunResponse:
+    response: run_pb2.GetRunResponse = fleet.GetRun(
+        run_pb2.GetRunRequest(run_id=run),
+        metadata=(*bearer_metadata(token), *metadata),
+        timeout=10,
+    )
+    return response
+
+
+def test_a_replayed_request_is_refused(link: Link, fleet: fleet_pb2_grpc.FleetStub) -> None:
+    key, token = _joined(link, fleet)
+    run = link.state.create_run("0" * 64, {})
+    body = run_pb2.GetRunRequest(run_id=run.run_id).SerializeToString(deterministic=True)
+    signed = sign_request(key, GET_RUN, body).metadata()
+
+    first = _get_run(fleet, token, signed, run.run_id)
+    error = _refusal(lambda: _get_run(fleet, token, signed, run.run_id))
+
+    assert first.run.run_id == run.run_id
+    assert "replayed" in _details(error)
+
+
+def test_an_altered_request_is_refused(link: Link, fleet: fleet_pb2_grpc.FleetStub) -> None:
+    # Signed for one run, sent asking for another.
+    key, token = _joined(link, fleet)
+    run = link.state.create_run("0" * 64, {})
+    body = run_pb2.GetRunRequest(run_id=run.run_id + 1).SerializeToString(deterministic=True)
+    signed = sign_request(key, GET_RUN, body).metadata()
+
+    error = _refusal(lambda: _get_run(fleet, token, signed, run.run_id))
+
+    assert "signature does not check out" in _details(error)
+
+
+def test_a_request_signed_for_another_method_is_refused(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    key, token = _joined(link, fleet)
+    run = link.state.create_run("0" * 64, {})
+    body = run_pb2.GetRunRequest(run_id=run.run_id).SerializeToString(deterministic=True)
+    signed = sign_request(key, "/corolla.v1.Fleet/PullBundle", body).metadata()
+
+    error = _refusal(lambda: _get_run(fleet, token, signed, run.run_id))
+
+    assert "signature does not check out" in _details(error)
+
+
+def test_a_delayed_request_is_refused(link: Link, fleet: fleet_pb2_grpc.FleetStub) -> None:
+    # Signed 30 s ago; the link's window is 5 s.
+    key, token = _joined(link, fleet)
+    run = link.state.create_run("0" * 64, {})
+    body = run_pb2.GetRunRequest(run_id=run.run_id).SerializeToString(deterministic=True)
+    signed = sign_request(key, GET_RUN, body, now=time.time() - 30).metadata()
+
+    error = _refusal(lambda: _get_run(fleet, token, signed, run.run_id))
+
+    assert "within 5 s" in _details(error)
+
+
+def test_a_node_s_token_signed_with_another_key_is_refused(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    # A stolen token, with requests signed by the thief's own registered key.
+    _, token = _joined(link, fleet)
+    thief, _ = _joined(link, fleet)
+    run = link.state.create_run("0" * 64, {})
+    body = run_pb2.GetRunRequest(run_id=run.run_id).SerializeToString(deterministic=True)
+    signed = sign_request(thief, GET_RUN, body).metadata()
+
+    error = _refusal(lambda: _get_run(fleet, token, signed, run.run_id))
+
+    assert "signature does not check out" in _details(error)
+
+
+def test_a_node_whose_key_is_removed_is_refused_from_its_next_request(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    key, token = _joined(link, fleet)
+    run = link.state.create_run("0" * 64, {})
+    body = run_pb2.GetRunRequest(run_id=run.run_id).SerializeToString(deterministic=True)
+    _get_run(fleet, token, sign_request(key, GET_RUN, body).metadata(), run.run_id)
+
+    link.trust.remove_node_key(key.public_text)
+    error = _refusal(
+        lambda: _get_run(fleet, token, sign_request(key, GET_RUN, body).metadata(), run.run_id)
+    )
+
+    assert "no registered key" in _details(error)
+
+
+def test_an_unsigned_reply_on_a_reply_stream_is_refused_and_the_stream_goes_on(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    key, token = _joined(link, fleet)
+    opening = sign_request(key, "/corolla.v1.Fleet/SendReplies", b"").metadata()
+    reply = fleet_pb2.SendReplyRequest()
+    reply.message.metadata.src_node_id = int(token.split(".")[0])
+
+    responses = list(
+        fleet.SendReplies(
+            iter([reply, reply]), metadata=(*bearer_metadata(token), *opening), timeout=10
+        )
+    )
+
+    assert len(responses) == 2
+    assert all(r.error.code == ErrorCode.UNAUTHENTICATED for r in responses)
+    assert "not signed" in responses[0].error.reason

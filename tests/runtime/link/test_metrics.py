@@ -54,7 +54,8 @@ def scrape(url: str, context: ssl.SSLContext | None = None) -> dict[tuple[str, s
 
 
 def test_array_bytes_each_way_nodes_and_runs_are_reported(link: Link) -> None:
-    # Arrange: a node and a run's ServerApp, each pushing a payload; the node pulls one
+    # Arrange: a node and a run's ServerApp, each pushing a payload; the node pulls its own
+    # again (a node downloads only what it uploaded or was sent in a message)
     node_array = EncodedArray.from_array(np.arange(800_000, dtype=np.float32))
     model = EncodedArray.from_array(np.arange(300_000, dtype=np.float64))
     run = link.state.create_run(HASH, {})
@@ -76,15 +77,15 @@ def test_array_bytes_each_way_nodes_and_runs_are_reported(link: Link) -> None:
         pulled = b"".join(
             c.data
             for c in fleet.PullArrays(
-                fleet_pb2.PullArraysRequest(sha256=model.sha256), metadata=node
+                fleet_pb2.PullArraysRequest(sha256=node_array.sha256), metadata=node
             )
         )
         after = scrape(str(link.metrics_url))
 
     # Assert
-    assert pulled == model.tobytes()
+    assert pulled == node_array.tobytes()
     assert before[("corolla_link_array_bytes_total", "to_nodes")] == 0
-    assert after[("corolla_link_array_bytes_total", "to_nodes")] == model.size
+    assert after[("corolla_link_array_bytes_total", "to_nodes")] == node_array.size
     assert after[("corolla_link_array_bytes_total", "from_nodes")] == node_array.size
     assert after[("corolla_link_array_bytes_total", "from_serverapps")] == model.size
     assert after[("corolla_link_array_bytes_total", "to_serverapps")] == 0

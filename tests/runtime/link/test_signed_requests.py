@@ -17,13 +17,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from corolla.core import ErrorCode, Message, RecordDict
 from corolla.runtime import GrpcGrid, Link, LinkLimits, Node, NodeStatus, make_bundle
 from corolla.state import DirectoryBlobStore
-from corolla.transport import bearer_metadata, channel_options, fleet_pb2, fleet_pb2_grpc, run_pb2
+from corolla.transport import bearer_metadata, channel_options, fleet_pb2, fleet_pb2_grpc
 from corolla.trust import PUBLIC_KEY_KEY, NodeKey, sign_request
 
 from ..node.test_node import COUNTER_APP, _app
 
 REGISTER = "/corolla.v1.Fleet/RegisterNode"
-GET_RUN = "/corolla.v1.Fleet/GetRun"
+STAT = "/corolla.v1.Fleet/StatArrays"
+SHA = "ab" * 32
 CONFIG = {"partition-id": 0, "num-partitions": 1}
 
 
@@ -158,38 +159,38 @@ def _joined(link: Link, fleet: fleet_pb2_grpc.FleetStub) -> tuple[NodeKey, str]:
     return key, response.token
 
 
-def _get_run(
-    fleet: fleet_pb2_grpc.FleetStub, token: str, metadata: tuple[tuple[str, str], ...], run: int
-) -> run_pb2.GetRunResponse:
-    response: run_pb2.GetRunResponse = fleet.GetRun(
-        run_pb2.GetRunRequest(run_id=run),
+def _stat(
+    fleet: fleet_pb2_grpc.FleetStub, token: str, metadata: tuple[tuple[str, str], ...], sha: str
+) -> fleet_pb2.StatArraysResponse:
+    response: fleet_pb2.StatArraysResponse = fleet.StatArrays(
+        fleet_pb2.StatArraysRequest(sha256=[sha]),
         metadata=(*bearer_metadata(token), *metadata),
         timeout=10,
     )
     return response
 
 
+def _stat_body(sha: str) -> bytes:
+    return fleet_pb2.StatArraysRequest(sha256=[sha]).SerializeToString(deterministic=True)
+
+
 def test_a_replayed_request_is_refused(link: Link, fleet: fleet_pb2_grpc.FleetStub) -> None:
     key, token = _joined(link, fleet)
-    run = link.state.create_run("0" * 64, {})
-    body = run_pb2.GetRunRequest(run_id=run.run_id).SerializeToString(deterministic=True)
-    signed = sign_request(key, GET_RUN, body).metadata()
+    signed = sign_request(key, STAT, _stat_body(SHA)).metadata()
 
-    first = _get_run(fleet, token, signed, run.run_id)
-    error = _refusal(lambda: _get_run(fleet, token, signed, run.run_id))
+    first = _stat(fleet, token, signed, SHA)
+    error = _refusal(lambda: _stat(fleet, token, signed, SHA))
 
-    assert first.run.run_id == run.run_id
+    assert not first.arrays[0].complete
     assert "replayed" in _details(error)
 
 
 def test_an_altered_request_is_refused(link: Link, fleet: fleet_pb2_grpc.FleetStub) -> None:
-    # Signed for one run, sent asking for another.
+    # Signed for one array, sent asking for another.
     key, token = _joined(link, fleet)
-    run = link.state.create_run("0" * 64, {})
-    body = run_pb2.GetRunRequest(run_id=run.run_id + 1).SerializeToString(deterministic=True)
-    signed = sign_request(key, GET_RUN, body).metadata()
+    signed = sign_request(key, STAT, _stat_body("1" * 64)).metadata()
 
-    error = _refusal(lambda: _get_run(fleet, token, signed, run.run_id))
+    error = _refusal(lambda: _stat(fleet, token, signed, SHA))
 
     assert "signature does not check out" in _details(error)
 
@@ -198,11 +199,9 @@ def test_a_request_signed_for_another_method_is_refused(
     link: Link, fleet: fleet_pb2_grpc.FleetStub
 ) -> None:
     key, token = _joined(link, fleet)
-    run = link.state.create_run("0" * 64, {})
-    body = run_pb2.GetRunRequest(run_id=run.run_id).SerializeToString(deterministic=True)
-    signed = sign_request(key, "/corolla.v1.Fleet/PullBundle", body).metadata()
+    signed = sign_request(key, "/corolla.v1.Fleet/PullArrays", _stat_body(SHA)).metadata()
 
-    error = _refusal(lambda: _get_run(fleet, token, signed, run.run_id))
+    error = _refusal(lambda: _stat(fleet, token, signed, SHA))
 
     assert "signature does not check out" in _details(error)
 
@@ -210,11 +209,9 @@ def test_a_request_signed_for_another_method_is_refused(
 def test_a_delayed_request_is_refused(link: Link, fleet: fleet_pb2_grpc.FleetStub) -> None:
     # Signed 30 s ago; the link's window is 5 s.
     key, token = _joined(link, fleet)
-    run = link.state.create_run("0" * 64, {})
-    body = run_pb2.GetRunRequest(run_id=run.run_id).SerializeToString(deterministic=True)
-    signed = sign_request(key, GET_RUN, body, now=time.time() - 30).metadata()
+    signed = sign_request(key, STAT, _stat_body(SHA), now=time.time() - 30).metadata()
 
-    error = _refusal(lambda: _get_run(fleet, token, signed, run.run_id))
+    error = _refusal(lambda: _stat(fleet, token, signed, SHA))
 
     assert "within 5 s" in _details(error)
 
@@ -225,11 +222,9 @@ def test_a_node_s_token_signed_with_another_key_is_refused(
     # A stolen token, with requests signed by the thief's own registered key.
     _, token = _joined(link, fleet)
     thief, _ = _joined(link, fleet)
-    run = link.state.create_run("0" * 64, {})
-    body = run_pb2.GetRunRequest(run_id=run.run_id).SerializeToString(deterministic=True)
-    signed = sign_request(thief, GET_RUN, body).metadata()
+    signed = sign_request(thief, STAT, _stat_body(SHA)).metadata()
 
-    error = _refusal(lambda: _get_run(fleet, token, signed, run.run_id))
+    error = _refusal(lambda: _stat(fleet, token, signed, SHA))
 
     assert "signature does not check out" in _details(error)
 
@@ -238,14 +233,11 @@ def test_a_node_whose_key_is_removed_is_refused_from_its_next_request(
     link: Link, fleet: fleet_pb2_grpc.FleetStub
 ) -> None:
     key, token = _joined(link, fleet)
-    run = link.state.create_run("0" * 64, {})
-    body = run_pb2.GetRunRequest(run_id=run.run_id).SerializeToString(deterministic=True)
-    _get_run(fleet, token, sign_request(key, GET_RUN, body).metadata(), run.run_id)
+    body = _stat_body(SHA)
+    _stat(fleet, token, sign_request(key, STAT, body).metadata(), SHA)
 
     link.trust.remove_node_key(key.public_text)
-    error = _refusal(
-        lambda: _get_run(fleet, token, sign_request(key, GET_RUN, body).metadata(), run.run_id)
-    )
+    error = _refusal(lambda: _stat(fleet, token, sign_request(key, STAT, body).metadata(), SHA))
 
     assert "no registered key" in _details(error)
 

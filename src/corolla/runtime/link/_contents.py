@@ -41,6 +41,8 @@ CACHED_CONTENT_BYTES = 64 * 1024 * 1024
 #: kept in the state's row rather than in a blob: room for INLINE_ARRAY_BYTES of arrays
 #: and the reply's metrics.
 INLINE_CONTENT_BYTES = 2 * 1024 * 1024
+#: Contents whose referenced arrays are kept listed (a few rounds' worth).
+_REFERENCED_KEPT = 4096
 
 
 class MessageContents:
@@ -66,6 +68,7 @@ class MessageContents:
         # delivered (small arrays inline): every node of a round gets the same content,
         # read from disk and built once rather than once per node.
         self._cache = _ContentCache(cached_bytes)
+        self._referenced: dict[tuple[str, str], frozenset[str]] = {}
 
     def check_arrays_held(self, proto: message_pb2.Message) -> None:
         """Every array a message references must be stored, with the declared size.
@@ -187,6 +190,20 @@ class MessageContents:
             error = message_pb2.Error(code=stored.error.code, reason=stored.error.reason)
             return serialized_message(metadata, error=error)
         return serialized_message(metadata)
+
+    def referenced(self, content_hash: str) -> frozenset[str]:
+        """The arrays a stored content names by hash (not inline), which its receiver
+        downloads: a node may download these, and only these, of a message it was sent."""
+        key = ("referenced", content_hash)
+        cached = self._referenced.get(key)
+        if cached is None:
+            proto = records_pb2.RecordDict()
+            proto.ParseFromString(self._delivered(content_hash))
+            cached = frozenset(array_entries(proto, include_inline=True))
+            if len(self._referenced) >= _REFERENCED_KEPT:
+                self._referenced.clear()
+            self._referenced[key] = cached
+        return cached
 
     def _content(self, content_hash: str) -> bytes:
         key = ("stored", content_hash)

@@ -35,6 +35,7 @@ from corolla.core import (
     ConfigError,
     CorollaError,
     Event,
+    PermissionDeniedError,
     UserConfigValue,
 )
 from corolla.state import (
@@ -80,6 +81,8 @@ __all__ = ["FleetServicer"]
 #: goes away cancels its stream, and a stopping link wakes every stream. It bounds what
 #: a missed wake-up could cost, at a thousand idle nodes' wake-ups a minute.
 _LIVENESS_S = 60.0
+#: Arrays a node uploaded that it may download again, the latest per node.
+_PUSHED_KEPT = 256
 #: Uploads up to this size are read whole before they are stored.
 _SMALL_UPLOAD_BYTES = 1024 * 1024
 
@@ -126,6 +129,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         # once, so a node whose stream broke gets these again when it reconnects.
         self._lock = threading.Lock()
         self._in_flight: dict[int, dict[str, StoredMessage]] = {}
+        # The last arrays each node uploaded (it may download them again).
+        self._pushed: dict[int, dict[str, None]] = {}
         self._tokens = TokenCache()
         # With auth: the registered key of each node, as last read from the trust store
         # (dropped whenever node keys change), and the nonces of recent requests.
@@ -509,6 +514,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         finally:
             self._upload_slots.release()
         self._shared.names.mark_named((s.sha256 for s in statuses), node_namer(node_id))
+        with self._lock:
+            pushed = self._pushed.setdefault(node_id, {})
+            pushed.update((s.sha256, None) for s in statuses if s.complete)
+            while len(pushed) > _PUSHED_KEPT:
+                del pushed[next(iter(pushed))]
         return fleet_pb2.PushArraysResponse(arrays=statuses)
 
     async def _store_upload(
@@ -535,11 +545,59 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             self._uploads, store_pushed, self._shared.blobs, itertools.chain(head, rest)
         )
 
+    def _check_granted(self, node_id: int, sha256: str) -> None:
+        """A node downloads only the arrays named by the messages it was sent and has not
+        answered yet, and those it uploaded lately.
+
+        Raises
+        ------
+        PermissionDeniedError
+            If none of them names ``sha256``.
+        """
+        with self._lock:
+            pending = list(self._in_flight.get(node_id, {}).values())
+            if sha256 in self._pushed.get(node_id, ()):
+                return
+        contents = self._shared.contents
+        for stored in pending:
+            if stored.content_hash is not None and sha256 in contents.referenced(
+                stored.content_hash
+            ):
+                return
+        raise PermissionDeniedError(
+            f"node {node_id} was sent no message naming array {sha256[:12]}: a node "
+            "downloads only the arrays of the messages it is serving"
+        )
+
+    def _check_run_served(self, node_id: int, run_id: int | None, bundle: str | None) -> None:
+        """A node reads only the runs (and their bundles) it was sent messages of and is
+        serving.
+
+        Raises
+        ------
+        PermissionDeniedError
+            If it is serving no message of that run (or of a run with that bundle).
+        """
+        with self._lock:
+            runs = {s.metadata.run_id for s in self._in_flight.get(node_id, {}).values()}
+        if run_id is not None and run_id in runs:
+            return
+        if bundle is not None:
+            state = self._shared.state
+            if any(state.get_run(r).bundle_hash == bundle for r in runs):
+                return
+        what = f"run {run_id}" if run_id is not None else f"bundle {str(bundle)[:12]}"
+        raise PermissionDeniedError(
+            f"node {node_id} is serving no message of {what}: a node reads only the runs it "
+            "is sent messages of"
+        )
+
     @aio_stream_errors
     async def PullArrays(  # type: ignore[override]  # serialized chunks (see _handlers)
         self, request: fleet_pb2.PullArraysRequest, context: Context
     ) -> AsyncIterator[bytes]:
-        await self._node_id(context, "PullArrays", request)
+        node_id = await self._node_id(context, "PullArrays", request)
+        await self._blocking(self._check_granted, node_id, request.sha256)
         async with self._download_slots:
             with self._shared.traffic.transfer("to_nodes") as transfer:
                 for frame in serve_payload(
@@ -551,7 +609,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def GetRun(
         self, request: run_pb2.GetRunRequest, context: Context
     ) -> run_pb2.GetRunResponse:
-        await self._node_id(context, "GetRun", request)
+        node_id = await self._node_id(context, "GetRun", request)
+        await self._blocking(self._check_run_served, node_id, request.run_id, None)
         return await self._blocking(self._get_run, request.run_id)
 
     def _get_run(self, run_id: int) -> run_pb2.GetRunResponse:
@@ -562,10 +621,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def PullBundle(  # type: ignore[override]  # serialized chunks (see _handlers)
         self, request: fleet_pb2.PullBundleRequest, context: Context
     ) -> AsyncIterator[bytes]:
-        await self._node_id(context, "PullBundle", request)
-        runs = await self._blocking(self._shared.state.list_runs)
-        if not any(r.bundle_hash == request.sha256 for r in runs):
-            raise ConfigError(f"no run uses bundle {request.sha256[:12]}")
+        node_id = await self._node_id(context, "PullBundle", request)
+        await self._blocking(self._check_run_served, node_id, None, request.sha256)
         async with self._download_slots:
             for chunk in serve_payload(self._shared.blobs, request.sha256, request.offset):
                 yield chunk

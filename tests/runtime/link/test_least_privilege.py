@@ -1,0 +1,80 @@
+"""A node reads only what it was sent: the arrays of its own messages, the runs it serves
+and their bundles. Another node's model, run or bundle is refused without saying whether
+it exists."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+
+from corolla.core import ArrayRecord, Message, RecordDict
+from corolla.runtime import Link
+from corolla.transport import fleet_pb2, fleet_pb2_grpc, run_pb2
+
+from .test_link import _grid, _receive, _register
+
+#: Large enough to be sent by hash, not inline.
+_MODEL = np.arange(300_000, dtype=np.float32)
+
+
+def _denied(call: object) -> str:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()  # type: ignore[operator]
+    error = caught.value
+    assert error.code() is grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+    return str(error.details())  # type: ignore[attr-defined]
+
+
+def _pull(fleet: fleet_pb2_grpc.FleetStub, metadata: object, sha256: str) -> bytes:
+    request = fleet_pb2.PullArraysRequest(sha256=sha256)
+    return b"".join(c.data for c in fleet.PullArrays(request, metadata=metadata, timeout=10))
+
+
+def test_a_node_downloads_the_arrays_of_its_message_and_no_other_node_can(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    # Arrange: a model sent to one node only; another node registered beside it
+    (sent_to, metadata), (other, other_metadata) = _register(fleet), _register(fleet)
+    grid = _grid(link, appio_channel)
+    content = RecordDict({"arrays": ArrayRecord({"w": _MODEL})})
+    grid.send([Message(content, dst_node_id=sent_to, message_type="train")])
+    (message,) = _receive(fleet, metadata, 1)
+    sha256 = message.content.records[0].array_record.entries[0].sha256
+
+    # Act
+    pulled = _pull(fleet, metadata, sha256)
+    details = _denied(lambda: _pull(fleet, other_metadata, sha256))
+
+    # Assert
+    assert len(pulled) > _MODEL.nbytes
+    assert f"node {other} was sent no message naming array {sha256[:12]}" in details
+
+
+def test_a_node_reads_only_the_runs_it_serves_and_their_bundles(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub, appio_channel: grpc.Channel
+) -> None:
+    (sent_to, metadata), (other, other_metadata) = _register(fleet), _register(fleet)
+    grid = _grid(link, appio_channel)
+    grid.send([Message(RecordDict(), dst_node_id=sent_to, message_type="train")])
+    (message,) = _receive(fleet, metadata, 1)
+    run_id = message.metadata.run_id
+    bundle = link.state.get_run(run_id).bundle_hash
+
+    served = fleet.GetRun(run_pb2.GetRunRequest(run_id=run_id), metadata=metadata, timeout=10)
+    run_refused = _denied(
+        lambda: fleet.GetRun(
+            run_pb2.GetRunRequest(run_id=run_id), metadata=other_metadata, timeout=10
+        )
+    )
+    bundle_refused = _denied(
+        lambda: list(
+            fleet.PullBundle(
+                fleet_pb2.PullBundleRequest(sha256=bundle), metadata=other_metadata, timeout=10
+            )
+        )
+    )
+
+    assert served.run.run_id == run_id
+    assert f"node {other} is serving no message of run {run_id}" in run_refused
+    assert f"bundle {bundle[:12]}" in bundle_refused

@@ -10,7 +10,15 @@ import pytest
 
 from corolla.core import ArrayRecord, Message, RecordDict
 from corolla.runtime import Link
-from corolla.transport import fleet_pb2, fleet_pb2_grpc, run_pb2
+from corolla.transport import (
+    EncodedArray,
+    channel_options,
+    chunk_messages,
+    fleet_pb2,
+    fleet_pb2_grpc,
+    run_pb2,
+    serverappio_pb2_grpc,
+)
 
 from .test_link import _grid, _receive, _register
 
@@ -78,3 +86,19 @@ def test_a_node_reads_only_the_runs_it_serves_and_their_bundles(
     assert served.run.run_id == run_id
     assert f"node {other} is serving no message of run {run_id}" in run_refused
     assert f"bundle {bundle[:12]}" in bundle_refused
+
+
+def test_the_control_api_hands_out_no_array_but_runs_results(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    # A node's upload (a model update) is no user's to download.
+    _, metadata = _register(fleet)
+    update = EncodedArray.from_array(_MODEL)
+    fleet.PushArrays(iter(chunk_messages(update)), metadata=metadata, timeout=10)
+
+    with grpc.insecure_channel(link.control_address, options=channel_options()) as channel:
+        artifacts = serverappio_pb2_grpc.RunArtifactsStub(channel)
+        request = fleet_pb2.PullArraysRequest(sha256=update.sha256)
+        details = _denied(lambda: list(artifacts.PullArrays(request, timeout=10)))
+
+    assert f"no run's result names array {update.sha256[:12]}" in details

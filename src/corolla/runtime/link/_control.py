@@ -3,11 +3,12 @@ and RunArtifacts (download what a run produced), served on the link's control ad
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import grpc
 
-from corolla.core import ConfigError, ErrorCode, Event, MessageError
+from corolla.core import ConfigError, ErrorCode, Event, MessageError, PermissionDeniedError
 from corolla.project import AppConfig, merge_run_config
 from corolla.state import RunStatus, RunStatusError
 from corolla.transport import (
@@ -177,18 +178,47 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
 
 
 class RunArtifactsServicer(serverappio_pb2_grpc.RunArtifactsServicer):
-    """Serves stored payloads by hash (a run's result arrays) to Control clients."""
+    """Serves the arrays of runs' results (``GetRunResult`` names them) to Control
+    clients, and no other stored payload: the model updates of nodes and the runs'
+    checkpoints stay in the link."""
 
     def __init__(self, shared: LinkResources) -> None:
         self._shared = shared
+        self._lock = threading.Lock()
+        self._results: set[str] = set()
+        self._runs_read: set[int] = set()  # ended runs whose results are in _results
 
     def redact(self, text: str) -> str:
         return self._shared.redact(text)
+
+    def _check_result_array(self, sha256: str) -> None:
+        with self._lock:
+            if sha256 in self._results:
+                return
+        state = self._shared.state
+        for run in state.list_runs():
+            if run.run_id in self._runs_read:
+                continue
+            for entry in state.read_events(run.run_id, kind="run.result"):
+                refs = entry.event.data.get("arrays") or []
+                with self._lock:
+                    self._results.update(str(r.get("sha256")) for r in refs if isinstance(r, dict))
+            if run.status.ended:
+                with self._lock:
+                    self._runs_read.add(run.run_id)
+        with self._lock:
+            if sha256 in self._results:
+                return
+        raise PermissionDeniedError(
+            f"no run's result names array {sha256[:12]}: the link hands out only the arrays "
+            "of runs' results (see `corolla pull`)"
+        )
 
     @stream_errors
     def PullArrays(  # type: ignore[override]  # serialized chunks (see _handlers)
         self, request: fleet_pb2.PullArraysRequest, context: grpc.ServicerContext
     ) -> Iterator[bytes]:
+        self._check_result_array(request.sha256)
         yield from serve_payload(self._shared.blobs, request.sha256, request.offset)
 
 

@@ -4,12 +4,17 @@ it exists."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
 import grpc
 import numpy as np
 import pytest
 
 from corolla.core import ArrayRecord, Message, RecordDict
-from corolla.runtime import Link
+from corolla.runtime import Link, LinkLimits
 from corolla.transport import (
     EncodedArray,
     channel_options,
@@ -18,6 +23,7 @@ from corolla.transport import (
     fleet_pb2_grpc,
     run_pb2,
     serverappio_pb2_grpc,
+    transfer_pb2,
 )
 
 from .test_link import _grid, _receive, _register
@@ -102,3 +108,44 @@ def test_the_control_api_hands_out_no_array_but_runs_results(
         details = _denied(lambda: list(artifacts.PullArrays(request, timeout=10)))
 
     assert f"no run's result names array {update.sha256[:12]}" in details
+
+
+def test_a_node_opening_many_uploads_holds_one_slot_and_others_still_upload(
+    tmp_path: Path,
+) -> None:
+    # Arrange: a link with 4 upload slots; one node opens 8 uploads that stall after their
+    # first chunk, as if its network were slow (or to starve the others)
+    stalled = threading.Event()
+    model = EncodedArray.from_array(np.arange(512 * 1024, dtype=np.float32))  # 2 MiB
+
+    def stalling() -> Iterator[transfer_pb2.Chunk]:
+        yield next(iter(chunk_messages(model, chunk_size=64 * 1024)))
+        stalled.wait(30)
+
+    with (
+        Link(
+            tmp_path / "link",
+            fleet_address="127.0.0.1:0",
+            control_address="127.0.0.1:0",
+            limits=LinkLimits(upload_streams=4),
+        ) as link,
+        grpc.insecure_channel(link.fleet_address, options=channel_options()) as channel,
+    ):
+        fleet = fleet_pb2_grpc.FleetStub(channel)
+        (_, greedy), (_, honest) = _register(fleet), _register(fleet)
+        calls = [fleet.PushArrays.future(stalling(), metadata=greedy) for _ in range(8)]
+        try:
+            time.sleep(0.5)
+
+            # Act: another node uploads its 2 MiB update
+            started = time.monotonic()
+            pushed = fleet.PushArrays(iter(chunk_messages(model)), metadata=honest, timeout=20)
+            seconds = time.monotonic() - started
+        finally:
+            stalled.set()
+            for call in calls:
+                call.cancel()
+
+    # Assert: not queued behind the stalled uploads
+    assert pushed.arrays[0].complete
+    assert seconds < 5

@@ -144,6 +144,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         # Upload slots set aside by StatArrays for the node that must push, by node id,
         # with the timer that gives each back if its upload does not come.
         self._set_aside: dict[int, asyncio.TimerHandle] = {}
+        self._node_uploads: dict[int, asyncio.Lock] = {}
         self._deliveries: LoopBatcher[int, list[StoredMessage]] = LoopBatcher(
             executor, self._deliver
         )
@@ -503,16 +504,19 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self, request_iterator: AsyncIterator[transfer_pb2.Chunk], context: Context
     ) -> fleet_pb2.PushArraysResponse:
         node_id = await self._node_id(context, "PushArrays")
-        set_aside = self._set_aside.pop(node_id, None)
-        if set_aside is not None:
-            set_aside.cancel()  # the slot is this upload's
-        else:
-            await self._upload_slots.acquire()
-        try:
-            with self._shared.traffic.transfer("from_nodes") as transfer:
-                statuses = await self._store_upload(request_iterator, transfer)
-        finally:
-            self._upload_slots.release()
+        # One upload at a time per node: a node cannot take the link's slots from others
+        # by opening many streams.
+        async with self._node_uploads.setdefault(node_id, asyncio.Lock()):
+            set_aside = self._set_aside.pop(node_id, None)
+            if set_aside is not None:
+                set_aside.cancel()  # the slot is this upload's
+            else:
+                await self._upload_slots.acquire()
+            try:
+                with self._shared.traffic.transfer("from_nodes") as transfer:
+                    statuses = await self._store_upload(request_iterator, transfer)
+            finally:
+                self._upload_slots.release()
         self._shared.names.mark_named((s.sha256 for s in statuses), node_namer(node_id))
         with self._lock:
             pushed = self._pushed.setdefault(node_id, {})

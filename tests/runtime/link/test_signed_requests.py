@@ -259,3 +259,19 @@ def test_an_unsigned_reply_on_a_reply_stream_is_refused_and_the_stream_goes_on(
     assert len(responses) == 2
     assert all(r.error.code == ErrorCode.UNAUTHENTICATED for r in responses)
     assert "not signed" in responses[0].error.reason
+
+
+def test_a_key_registering_again_and_again_is_slowed_down(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    # Each registration makes a node in the state: a key cannot fill it.
+    key = _key()
+    link.trust.add_node_key(key.public_text)
+    for _ in range(10):
+        _register(fleet, key, None)
+
+    with pytest.raises(grpc.RpcError) as caught:
+        _register(fleet, key, None)
+
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+    assert "10 times within a minute" in _details(caught.value)

@@ -81,6 +81,8 @@ __all__ = ["FleetServicer"]
 #: goes away cancels its stream, and a stopping link wakes every stream. It bounds what
 #: a missed wake-up could cost, at a thousand idle nodes' wake-ups a minute.
 _LIVENESS_S = 60.0
+#: Registrations one node key may make a minute (with auth).
+_REGISTRATIONS_PER_MINUTE = 10
 #: Arrays a node uploaded that it may download again, the latest per node.
 _PUSHED_KEPT = 256
 #: Uploads up to this size are read whole before they are stored.
@@ -145,6 +147,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         # with the timer that gives each back if its upload does not come.
         self._set_aside: dict[int, asyncio.TimerHandle] = {}
         self._node_uploads: dict[int, asyncio.Lock] = {}
+        self._registrations: dict[str, list[float]] = {}
         self._deliveries: LoopBatcher[int, list[StoredMessage]] = LoopBatcher(
             executor, self._deliver
         )
@@ -244,7 +247,21 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                 f"node key {text} is not registered on this link: its admin registers it "
                 f"with `corolla nodes add {text}`"
             )
+        self._count_registration(text)
         return text
+
+    def _count_registration(self, key: str) -> None:
+        """Allow a key :data:`_REGISTRATIONS_PER_MINUTE` registrations a minute: each makes
+        a node in the state, which a node restarting now and then needs few of."""
+        now = self._shared.clock.monotonic()
+        recent = [t for t in self._registrations.get(key, []) if now - t < 60.0]
+        if len(recent) >= _REGISTRATIONS_PER_MINUTE:
+            raise PermissionDeniedError(
+                f"node key {key} registered {len(recent)} times within a minute: wait before "
+                "registering again"
+            )
+        recent.append(now)
+        self._registrations[key] = recent
 
     def _authenticate(self, identity: NodeIdentity) -> NodeInfo:
         """The node, its token checked by the state (and remembered if accepted)."""

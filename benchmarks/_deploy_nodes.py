@@ -5,7 +5,8 @@ on its own gRPC connection: ``RegisterNode``, a heartbeat task, a ``Receive`` st
 open, and for each message ``GetRun`` (once per run), ``PullArrays`` for arrays it lacks
 that did not come inline, then, for a reply whose arrays do not all fit inline,
 ``StatArrays`` and ``PushArrays`` for what the link lacks, and the reply on its
-``SendReplies`` stream, kept open beside ``Receive``. It does not
+``SendReplies`` stream, kept open beside ``Receive``. With ``--keys``, each client signs
+every request with its key, as ``corolla node`` does for a link with auth on. It does not
 install the app bundle: "training" is done here, adding the run config's ``step`` to every
 array plus ``client_index / 2**20`` so that every client's update is distinct (the link
 stores, and is sent, one upload per client, as with real nodes). It works on the protobuf
@@ -36,6 +37,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from corolla.core import decode_array
 from corolla.transport import (
@@ -53,6 +55,7 @@ from corolla.transport import (
     user_config_from_proto,
     user_config_to_proto,
 )
+from corolla.trust import PUBLIC_KEY_KEY, NodeKey, sign_request
 
 #: Seconds a single unary call may take before the client counts it as failed.
 CALL_TIMEOUT_S = 60.0
@@ -88,8 +91,16 @@ class Stats:
 class LightNode:
     """One Fleet client on its own channel."""
 
-    def __init__(self, address: str, index: int, stats: Stats, stop: asyncio.Event) -> None:
+    def __init__(
+        self,
+        address: str,
+        index: int,
+        stats: Stats,
+        stop: asyncio.Event,
+        key: NodeKey | None = None,
+    ) -> None:
         self._address = address
+        self._key = key
         self._index = index
         self._stats = stats
         self._stop = stop
@@ -106,15 +117,24 @@ class LightNode:
                 node_config=user_config_to_proto({"partition-id": self._index})
             )
             # Waits for the link to listen, as a node retrying with backoff would.
-            response = await stub.RegisterNode(request, timeout=CALL_TIMEOUT_S, wait_for_ready=True)
+            signed: tuple[tuple[str, str], ...] = ()
+            if self._key is not None:
+                signed = (
+                    *self._signed((), "RegisterNode", request),
+                    (PUBLIC_KEY_KEY, self._key.public_text),
+                )
+            response = await stub.RegisterNode(
+                request, metadata=signed, timeout=CALL_TIMEOUT_S, wait_for_ready=True
+            )
             self._stats.registered += 1
             metadata = bearer_metadata(response.token)
             node_id = response.node_id
             beat = asyncio.create_task(
                 self._heartbeat(stub, metadata, response.heartbeat_interval or 30.0)
             )
-            call = stub.Receive(fleet_pb2.ReceiveRequest(), metadata=metadata)
-            replies = stub.SendReplies(metadata=metadata)
+            receive = fleet_pb2.ReceiveRequest()
+            call = stub.Receive(receive, metadata=self._signed(metadata, "Receive", receive))
+            replies = stub.SendReplies(metadata=self._signed(metadata, "SendReplies"))
             stopper = asyncio.create_task(self._stop.wait())
             try:
                 reader = asyncio.create_task(self._receive(stub, metadata, replies, node_id, call))
@@ -131,11 +151,23 @@ class LightNode:
                 beat.cancel()
                 await asyncio.gather(beat, stopper, return_exceptions=True)
 
+    def _signed(self, metadata: Any, method: str, request: Any = None) -> Any:
+        """``metadata`` with the call's signature, when the client has a key (a link with
+        auth on refuses unsigned calls)."""
+        if self._key is None:
+            return metadata
+        body = b"" if request is None else request.SerializeToString(deterministic=True)
+        signature = sign_request(self._key, f"/corolla.v1.Fleet/{method}", body)
+        return (*metadata, *signature.metadata())
+
     async def _heartbeat(self, stub: Any, metadata: Any, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
-                await stub.Heartbeat(fleet_pb2.HeartbeatRequest(), metadata=metadata, timeout=30)
+                beat = fleet_pb2.HeartbeatRequest()
+                await stub.Heartbeat(
+                    beat, metadata=self._signed(metadata, "Heartbeat", beat), timeout=30
+                )
             except grpc.aio.AioRpcError as exc:
                 self._stats.errors.append(f"heartbeat: {exc.code().name}")
 
@@ -164,7 +196,8 @@ class LightNode:
         step = self._steps.get(run_id)
         if step is None:
             request = run_pb2.GetRunRequest(run_id=run_id)
-            run = (await stub.GetRun(request, metadata=metadata, timeout=CALL_TIMEOUT_S)).run
+            signed = self._signed(metadata, "GetRun", request)
+            run = (await stub.GetRun(request, metadata=signed, timeout=CALL_TIMEOUT_S)).run
             step = float(user_config_from_proto(run.run_config).get("step", 0.5))
             self._steps[run_id] = step
         offset = np.float32(step + self._index / 2**20)
@@ -208,7 +241,14 @@ class LightNode:
         metrics = reply.content.records.add(name="metrics").metric_record
         metrics.entries.add(name="num-examples").value.int_value = 1
         await self._push_missing(stub, metadata, encoded)
-        await replies.write(fleet_pb2.SendReplyRequest(message=reply))
+        item = fleet_pb2.SendReplyRequest(message=reply)
+        if self._key is not None:
+            body = reply.SerializeToString(deterministic=True)
+            signature = sign_request(self._key, "/corolla.v1.Fleet/SendReplies#item", body)
+            item.signature.timestamp = signature.timestamp
+            item.signature.nonce = signature.nonce
+            item.signature.signature = signature.signature
+        await replies.write(item)
         answer = await asyncio.wait_for(replies.read(), CALL_TIMEOUT_S)
         if answer.WhichOneof("outcome") != "message_id":
             self._stats.errors.append(f"reply refused: {answer}"[:300])
@@ -229,7 +269,8 @@ class LightNode:
         buffer = bytearray(size)
         offset = 0
         request = fleet_pb2.PullArraysRequest(sha256=sha256, offset=0)
-        async for chunk in stub.PullArrays(request, metadata=metadata, timeout=CALL_TIMEOUT_S):
+        signed = self._signed(metadata, "PullArrays", request)
+        async for chunk in stub.PullArrays(request, metadata=signed, timeout=CALL_TIMEOUT_S):
             buffer[chunk.offset : chunk.offset + len(chunk.data)] = chunk.data
             offset += len(chunk.data)
         if offset != size:
@@ -242,25 +283,42 @@ class LightNode:
     ) -> None:
         if not encoded:
             return
+        stat = fleet_pb2.StatArraysRequest(sha256=list(encoded))
         held = await stub.StatArrays(
-            fleet_pb2.StatArraysRequest(sha256=list(encoded)),
-            metadata=metadata,
-            timeout=CALL_TIMEOUT_S,
+            stat, metadata=self._signed(metadata, "StatArrays", stat), timeout=CALL_TIMEOUT_S
         )
         missing = [s.sha256 for s in held.arrays if not s.complete]
         if not missing:
             return
         chunks = [c for sha256 in missing for c in chunk_messages(encoded[sha256], sha256=sha256)]
-        await stub.PushArrays(iter(chunks), metadata=metadata, timeout=CALL_TIMEOUT_S)
+        signed = self._signed(metadata, "PushArrays")
+        await stub.PushArrays(iter(chunks), metadata=signed, timeout=CALL_TIMEOUT_S)
         self._stats.bytes_pushed += sum(encoded[s].size for s in missing)
 
 
-async def run_clients(address: str, first: int, count: int, duration: float, stats: Stats) -> None:
+def load_keys(path: Path) -> list[NodeKey]:
+    """The clients' keys, from a JSON list of Ed25519 private keys (32 bytes, hex), the
+    ``i``-th for client ``i``."""
+    seeds = json.loads(path.read_text())
+    return [NodeKey(Ed25519PrivateKey.from_private_bytes(bytes.fromhex(s))) for s in seeds]
+
+
+async def run_clients(
+    address: str,
+    first: int,
+    count: int,
+    duration: float,
+    stats: Stats,
+    keys: list[NodeKey] | None = None,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    clients = [LightNode(address, first + i, stats, stop) for i in range(count)]
+    clients = [
+        LightNode(address, first + i, stats, stop, None if keys is None else keys[first + i])
+        for i in range(count)
+    ]
     tasks = [asyncio.create_task(c.serve()) for c in clients]
     timer = asyncio.create_task(asyncio.sleep(duration))
     stopper = asyncio.create_task(stop.wait())
@@ -283,10 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first", type=int, default=0, help="index of the first client")
     parser.add_argument("--stats", type=Path, required=True, help="JSON file written at exit")
     parser.add_argument("--duration", type=float, default=600.0, help="seconds, at most")
+    parser.add_argument(
+        "--keys", type=Path, help="JSON list of the clients' private keys: sign every request"
+    )
     args = parser.parse_args(argv)
     stats = Stats()
+    keys = None if args.keys is None else load_keys(args.keys)
     try:
-        asyncio.run(run_clients(args.link, args.first, args.clients, args.duration, stats))
+        asyncio.run(run_clients(args.link, args.first, args.clients, args.duration, stats, keys))
     finally:
         args.stats.write_text(json.dumps(stats.to_dict()))
     return 0

@@ -49,6 +49,12 @@ def add_link_parser(commands: Any) -> None:
     )
     security.add_argument("--insecure", action="store_true", help="no TLS, even off loopback")
     parser.add_argument(
+        "--require-node-certificates",
+        action="store_true",
+        help="admit on the Fleet API only nodes presenting a client certificate signed by "
+        "the CA of --certificates (mutual TLS)",
+    )
+    parser.add_argument(
         "--heartbeat-interval", type=float, default=30.0, help="seconds between node heartbeats"
     )
     parser.set_defaults(handler=link_command)
@@ -79,6 +85,7 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
         certificates=args.certificates,
         insecure=args.insecure,
         metrics_address=metrics_address,
+        node_certificates=args.require_node_certificates,
         limits=LinkLimits(heartbeat_interval=_heartbeat_interval(args.heartbeat_interval)),
     )
 

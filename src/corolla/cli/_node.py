@@ -64,6 +64,13 @@ def add_node_parser(commands: Any) -> None:
     )
     security.add_argument("--insecure", action="store_true", help="no TLS, even off loopback")
     parser.add_argument(
+        "--certificate",
+        type=Path,
+        metavar="FILE",
+        help="the node's client certificate, for a link that requires one (mutual TLS)",
+    )
+    parser.add_argument("--key", type=Path, metavar="FILE", help="the private key of --certificate")
+    parser.add_argument(
         "--max-message-seconds",
         type=float,
         default=DEFAULT_MAX_MESSAGE_S,
@@ -117,6 +124,8 @@ def node_command(args: argparse.Namespace, console: Console) -> int:
         node_config=parse_overrides(args.node_config),
         attributes=parse_overrides(args.attributes),
         root_certificates=args.root_certificates,
+        certificate=args.certificate,
+        private_key=args.key,
         insecure=args.insecure,
         max_message_s=args.max_message_seconds,
         max_run_processes=args.max_run_processes,

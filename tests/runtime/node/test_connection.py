@@ -60,3 +60,10 @@ def test_failures_are_told_in_one_line_without_grpc_s_addressing() -> None:
     assert describe(CLOSED, tls=False) == (
         "UNAVAILABLE: Socket closed (if the link serves TLS, give --root-certificates)"
     )
+
+
+def test_a_closed_tls_connection_suggests_a_node_certificate() -> None:
+    assert describe(CLOSED, tls=True) == (
+        "UNAVAILABLE: Socket closed (if the link requires node certificates, give "
+        "--certificate and --key, signed by its CA)"
+    )

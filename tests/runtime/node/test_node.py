@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 
-from corolla.core import ArrayRecord, ErrorCode, Message, RecordDict
+from corolla.core import ArrayRecord, ConfigError, ErrorCode, Message, RecordDict
 from corolla.runtime import GrpcGrid, Link, Node, NodeStatus, make_bundle
 from corolla.state import DirectoryBlobStore
 from corolla.transport import generate_certificates
@@ -157,6 +157,38 @@ def test_a_node_reaches_a_link_over_tls(tmp_path: Path) -> None:
         assert [n.node_id for n in link.state.list_nodes()] == [node_id]
 
 
+def test_a_link_requiring_node_certificates_admits_only_nodes_presenting_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = generate_certificates(tmp_path / "certs")
+    with Link(
+        tmp_path / "link",
+        fleet_address="127.0.0.1:0",
+        control_address="127.0.0.1:0",
+        certificates=files.directory,
+        node_certificates=True,
+    ) as link:
+        address = f"localhost:{link.fleet_port}"
+        with Node(
+            address,
+            tmp_path / "node",
+            root_certificates=files.ca_certificate,
+            certificate=files.node_certificate,
+            private_key=files.node_key,
+            backoff=(0.05, 0.2),
+        ) as node:
+            node_id = _wait_connected(node)
+        without = Node(
+            address, tmp_path / "other", root_certificates=files.ca_certificate, backoff=(0.05, 0.2)
+        )
+        with without:
+            time.sleep(1.0)
+            assert without.status is not NodeStatus.CONNECTED
+        assert [n.node_id for n in link.state.list_nodes()] == [node_id]
+    # The node without a certificate retries (as for a link going away), saying what to give.
+    assert "give --certificate and --key" in caplog.text
+
+
 SUM_APP = """
 from corolla.client import ClientApp
 from corolla.core import Message, MetricRecord, RecordDict
@@ -232,3 +264,10 @@ def test_a_node_connects_through_the_channel_factory_it_is_given(
     # Assert
     assert len(opened) == 1
     assert reply.content["metrics"]["count"] == 1
+
+
+def test_node_certificates_without_tls_are_refused_on_both_sides(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="give --certificates DIR"):
+        Link(tmp_path / "link", node_certificates=True)
+    with pytest.raises(ConfigError, match="over TLS"):
+        Node("127.0.0.1:9092", tmp_path / "node", certificate="node.pem", private_key="node.key")

@@ -110,6 +110,9 @@ class Link:
         and Control callers with an account's token (see ``docs/security.md``).
     federation
         The name of the federation this link serves: the tokens it issues name it.
+    node_certificates
+        Require of nodes a client certificate signed by the CA of ``certificates``
+        (``ca.pem``): mutual TLS on the Fleet API.
 
     Raises
     ------
@@ -133,6 +136,7 @@ class Link:
         python: str = sys.executable,
         auth: bool = False,
         federation: str = "default",
+        node_certificates: bool = False,
     ) -> None:
         addresses = [fleet_address, control_address]
         _check_distinct_ports(fleet_address, control_address, metrics_address)
@@ -145,6 +149,11 @@ class Link:
                     f"{address} is reachable beyond this machine: give --certificates DIR "
                     "(see `corolla certs`) or --insecure"
                 )
+        if node_certificates and certificates is None:
+            raise ConfigError(
+                "node certificates are checked over TLS: give --certificates DIR with "
+                "--require-node-certificates"
+            )
         self.state_dir = Path(state_dir).resolve()
         self._fleet_address = fleet_address
         self._control_address = control_address
@@ -157,6 +166,7 @@ class Link:
         self.limits = limits or LinkLimits()
         self._python = python
         self._auth = auth
+        self._node_certificates = node_certificates
         self._federation = federation
         self._status = LinkStatus.CREATED
         self._stopped = threading.Event()
@@ -190,10 +200,17 @@ class Link:
         link serves none."""
         return None if self._metrics is None else self._metrics.url
 
-    def _bind(self, server: grpc.Server | grpc.aio.Server, address: str) -> int:
+    def _bind(
+        self, server: grpc.Server | grpc.aio.Server, address: str, *, nodes: bool = False
+    ) -> int:
         if self._certificates is not None:
+            client_ca = None
+            if nodes and self._node_certificates:
+                client_ca = self._certificates.ca_certificate
             credentials = server_credentials(
-                self._certificates.link_certificate, self._certificates.link_key
+                self._certificates.link_certificate,
+                self._certificates.link_key,
+                client_ca=client_ca,
             )
             add = functools.partial(server.add_secure_port, address, credentials)
         else:
@@ -285,7 +302,9 @@ class Link:
                 appio,
             )
             self._servers = [control, appio]
-            self.fleet_port = fleet.run(lambda: self._bind(fleet.server, self._fleet_address))
+            self.fleet_port = fleet.run(
+                lambda: self._bind(fleet.server, self._fleet_address, nodes=True)
+            )
             self.control_port = self._bind(control, self._control_address)
             # After Corolla's services, and once the ports are known: a call meant for a
             # Flower SuperLink is told what to use instead.

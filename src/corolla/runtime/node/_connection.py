@@ -41,6 +41,13 @@ def describe(error: CorollaError, tls: bool) -> str:
     if not tls and text.endswith("Socket closed"):
         # What a link serving TLS does to a node that speaks plain HTTP/2.
         text += " (if the link serves TLS, give --root-certificates)"
+    elif tls and text.endswith("Socket closed"):
+        # What a link requiring node certificates does to a node presenting none, or one
+        # its CA did not sign (as a link that is going away would, so it is retried).
+        text += (
+            " (if the link requires node certificates, give --certificate and --key, "
+            "signed by its CA)"
+        )
     return text
 
 

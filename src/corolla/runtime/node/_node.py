@@ -94,6 +94,9 @@ class Node:
         Advertised to the link for node selection.
     root_certificates
         CA file to verify the link's certificate with (TLS); None for the system's store.
+    certificate, private_key
+        The node's client certificate and key (PEM files, e.g. ``node.pem`` and
+        ``node.key`` from ``corolla certs``), for a link that requires them (mutual TLS).
     insecure
         Connect without TLS even beyond loopback.
     backoff
@@ -123,6 +126,8 @@ class Node:
         node_config: Mapping[str, UserConfigValue] | None = None,
         attributes: Mapping[str, UserConfigValue] | None = None,
         root_certificates: str | os.PathLike[str] | None = None,
+        certificate: str | os.PathLike[str] | None = None,
+        private_key: str | os.PathLike[str] | None = None,
         insecure: bool = False,
         backoff: tuple[float, float] = (0.2, 30.0),
         channel_factory: ChannelFactory | None = None,
@@ -138,7 +143,16 @@ class Node:
         self._tls = not insecure and (root_certificates is not None or requires_tls(link_address))
         # Read now: a CA file that is missing or is no certificate is an error of the
         # command, not a connection to retry.
-        self._credentials = channel_credentials(root_certificates) if self._tls else None
+        if (certificate is not None or private_key is not None) and not self._tls:
+            raise ConfigError(
+                "a client certificate is presented over TLS: give --root-certificates (and "
+                "not --insecure) with --certificate and --key"
+            )
+        self._credentials = (
+            channel_credentials(root_certificates, certificate=certificate, private_key=private_key)
+            if self._tls
+            else None
+        )
         self._backoff = backoff
         self._channel_factory = channel_factory or self._channel
         self._runner = MessageRunner(

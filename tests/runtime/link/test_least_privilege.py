@@ -27,6 +27,7 @@ from corolla.transport import (
 )
 
 from .test_link import _grid, _receive, _register
+from .test_signed_requests import audit_records
 
 #: Large enough to be sent by hash, not inline.
 _MODEL = np.arange(300_000, dtype=np.float32)
@@ -63,6 +64,9 @@ def test_a_node_downloads_the_arrays_of_its_message_and_no_other_node_can(
     # Assert
     assert len(pulled) > _MODEL.nbytes
     assert f"node {other} was sent no message naming array {sha256[:12]}" in details
+    (refused,) = audit_records(link, "request.refused", count=1)
+    assert refused["data"]["method"] == "PullArrays"
+    assert refused["data"]["node_id"] == other
 
 
 def test_a_node_reads_only_the_runs_it_serves_and_their_bundles(

@@ -6,9 +6,11 @@ attacker: an unknown key, an unsigned call, a replayed, altered, delayed or re-k
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -275,3 +277,35 @@ def test_a_key_registering_again_and_again_is_slowed_down(
 
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
     assert "10 times within a minute" in _details(caught.value)
+
+
+def test_refused_requests_are_recorded_in_the_audit_log(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    key, token = _joined(link, fleet)
+    signed = sign_request(key, STAT, _stat_body(SHA)).metadata()
+    _stat(fleet, token, signed, SHA)
+    _refusal(lambda: _stat(fleet, token, signed, SHA))  # replayed
+    stranger = _key()
+    _refusal(lambda: _register(fleet, stranger, None))  # unknown key
+
+    records = audit_records(link, "request.refused")
+
+    assert [r["data"]["method"] for r in records] == ["StatArrays", "RegisterNode"]
+    assert "replayed" in records[0]["data"]["reason"]
+    assert records[0]["data"]["node_id"] == int(token.split(".")[0])
+    assert records[1]["data"]["key"] == stranger.public_text
+
+
+def audit_records(link: Link, kind: str, count: int = 2) -> list[dict[str, Any]]:
+    """The records of ``kind`` in the link's audit log, once there are ``count`` (they
+    are written from the link's threads), or those there are after 5 s."""
+    path = link.state_dir / "audit.log"
+    found: list[dict[str, Any]] = []
+    for _ in range(100):
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        found = [r for r in lines if r["kind"] == kind]
+        if len(found) >= count:
+            break
+        time.sleep(0.05)
+    return found

@@ -81,6 +81,8 @@ __all__ = ["FleetServicer"]
 #: goes away cancels its stream, and a stopping link wakes every stream. It bounds what
 #: a missed wake-up could cost, at a thousand idle nodes' wake-ups a minute.
 _LIVENESS_S = 60.0
+#: Refused requests recorded in the audit log one by one, a second.
+_REFUSALS_PER_S = 20
 #: Registrations one node key may make a minute (with auth).
 _REGISTRATIONS_PER_MINUTE = 10
 #: Arrays a node uploaded that it may download again, the latest per node.
@@ -148,6 +150,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self._set_aside: dict[int, asyncio.TimerHandle] = {}
         self._node_uploads: dict[int, asyncio.Lock] = {}
         self._registrations: dict[str, list[float]] = {}
+        self._refusals_since = 0.0
+        self._refusals = self._refusals_dropped = 0
         self._deliveries: LoopBatcher[int, list[StoredMessage]] = LoopBatcher(
             executor, self._deliver
         )
@@ -195,10 +199,30 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         if not self._tokens.accepts(identity):
             await self._blocking(self._authenticate, identity)
         if self._shared.auth:
-            body = b"" if request is None else _body(request)
-            signature = RequestSignature.from_metadata(metadata)
-            await self._check_signed(identity.node_id, _FLEET + method, signature, body)
+            try:
+                body = b"" if request is None else _body(request)
+                signature = RequestSignature.from_metadata(metadata)
+                await self._check_signed(identity.node_id, _FLEET + method, signature, body)
+            except AuthenticationError as exc:
+                self._refused(method, exc, node_id=identity.node_id)
+                raise
         return identity.node_id
+
+    def _refused(self, method: str, exc: CorollaError, **who: Any) -> None:
+        """Record a refused request in the audit log, from the executor (the log's fsync
+        does not hold the event loop), at most :data:`_REFUSALS_PER_S` a second: a
+        flood of bad requests is counted, not written one by one."""
+        now = self._shared.clock.monotonic()
+        if now - self._refusals_since >= 1.0:
+            self._refusals_since, self._refusals, self._refusals_dropped = now, 0, 0
+        self._refusals += 1
+        if self._refusals > _REFUSALS_PER_S:
+            self._refusals_dropped += 1
+            return
+        data = {"method": method, "code": exc.code.name, "reason": str(exc), **who}
+        if self._refusals == _REFUSALS_PER_S:
+            data["note"] = "more refusals this second are not recorded one by one"
+        self._executor.submit(self._shared.audit.record, "request.refused", "", data)
 
     async def _check_signed(
         self, node_id: int, method: str, signature: RequestSignature, body: bytes
@@ -282,7 +306,14 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def RegisterNode(
         self, request: fleet_pb2.RegisterNodeRequest, context: Context
     ) -> fleet_pb2.RegisterNodeResponse:
-        key = await self._registering_key(context, request) if self._shared.auth else None
+        key = None
+        if self._shared.auth:
+            try:
+                key = await self._registering_key(context, request)
+            except CorollaError as exc:
+                presented = dict(context.invocation_metadata() or ()).get(PUBLIC_KEY_KEY, "")
+                self._refused("RegisterNode", exc, key=str(presented)[:80])
+                raise
         return await self._blocking(self._register, request, key)
 
     def _register(
@@ -413,9 +444,13 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         async for request in request_iterator:
             try:
                 if self._shared.auth:
-                    await self._check_signed(
-                        node_id, _REPLY_ITEM, _item_signature(request), _body(request.message)
-                    )
+                    try:
+                        await self._check_signed(
+                            node_id, _REPLY_ITEM, _item_signature(request), _body(request.message)
+                        )
+                    except AuthenticationError as exc:
+                        self._refused("SendReplies", exc, node_id=node_id)
+                        raise
                 stored = await self._replies.submit((node_id, request.message))
             except CorollaError as exc:  # refused: the stream goes on
                 error = message_pb2.Error(code=int(exc.code), reason=str(exc))
@@ -618,7 +653,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self, request: fleet_pb2.PullArraysRequest, context: Context
     ) -> AsyncIterator[bytes]:
         node_id = await self._node_id(context, "PullArrays", request)
-        await self._blocking(self._check_granted, node_id, request.sha256)
+        try:
+            await self._blocking(self._check_granted, node_id, request.sha256)
+        except PermissionDeniedError as exc:
+            self._refused("PullArrays", exc, node_id=node_id)
+            raise
         async with self._download_slots:
             with self._shared.traffic.transfer("to_nodes") as transfer:
                 for frame in serve_payload(
@@ -631,7 +670,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self, request: run_pb2.GetRunRequest, context: Context
     ) -> run_pb2.GetRunResponse:
         node_id = await self._node_id(context, "GetRun", request)
-        await self._blocking(self._check_run_served, node_id, request.run_id, None)
+        try:
+            await self._blocking(self._check_run_served, node_id, request.run_id, None)
+        except PermissionDeniedError as exc:
+            self._refused("GetRun", exc, node_id=node_id)
+            raise
         return await self._blocking(self._get_run, request.run_id)
 
     def _get_run(self, run_id: int) -> run_pb2.GetRunResponse:
@@ -643,7 +686,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self, request: fleet_pb2.PullBundleRequest, context: Context
     ) -> AsyncIterator[bytes]:
         node_id = await self._node_id(context, "PullBundle", request)
-        await self._blocking(self._check_run_served, node_id, None, request.sha256)
+        try:
+            await self._blocking(self._check_run_served, node_id, None, request.sha256)
+        except PermissionDeniedError as exc:
+            self._refused("PullBundle", exc, node_id=node_id)
+            raise
         async with self._download_slots:
             for chunk in serve_payload(self._shared.blobs, request.sha256, request.offset):
                 yield chunk

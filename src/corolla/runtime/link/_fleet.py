@@ -45,6 +45,7 @@ from corolla.transport import (
     user_config_from_proto,
 )
 
+from .._audit import audit, audit_many, reason_summary
 from ._batching import LoopBatcher
 from ._handlers import aio_servicer_errors, aio_stream_errors
 from ._names import node_namer
@@ -198,6 +199,15 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         shared.state.append_event(
             Event("node.join", 0, node_id=registered.node_id, data={"rejoin": identity is not None})
         )
+        audit(
+            shared.audit,
+            "node.join",
+            {
+                "node_id": registered.node_id,
+                "attributes": _attributes(user_config_from_proto(request.attributes)),
+                "rejoin": identity is not None,
+            },
+        )
         return fleet_pb2.RegisterNodeResponse(
             node_id=registered.node_id,
             token=join_token(registered),
@@ -322,6 +332,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             shared.contents.settle([(proto, stored)], node_namer(node_id))
             woken.add(replies_key(stored.metadata.run_id))
             results[position] = fleet_pb2.SendReplyResponse(message_id=outcome)
+        audit_many(shared.audit, _reply_records(replies, results))
         if woken:
             shared.signals.notify(sorted(woken))
         return results
@@ -463,6 +474,33 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         async with self._download_slots:
             for chunk in serve_payload(self._shared.blobs, request.sha256, request.offset):
                 yield chunk
+
+
+def _reply_records(
+    replies: Sequence[tuple[int, message_pb2.Message]],
+    results: Sequence[fleet_pb2.SendReplyResponse | BaseException],
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The audit records of a batch of replies: each stored, or refused and why."""
+    for (node_id, proto), result in zip(replies, results):
+        metadata = proto.metadata
+        data: dict[str, Any] = {
+            "run_id": metadata.run_id,
+            "reply_to": metadata.reply_to_message_id,
+            "node_id": node_id,
+        }
+        if isinstance(result, BaseException):
+            code = int(result.code) if isinstance(result, CorollaError) else 0
+            data.update(code=code, reason=reason_summary(str(result)))
+            if metadata.src_node_id != node_id:  # a node answering as another one
+                data["claimed_node_id"] = metadata.src_node_id
+            yield "reply.rejected", data
+        else:
+            data["reply_id"] = result.message_id
+            if proto.HasField("error"):
+                data.update(outcome="error", code=proto.error.code)
+            else:
+                data["outcome"] = "ok"
+            yield "reply.received", data
 
 
 def _reply_size(item: tuple[int, message_pb2.Message]) -> int:

@@ -43,6 +43,7 @@ from corolla.transport import (
 )
 from corolla.tuning import malloc_trim, return_freed_buffers
 
+from .._audit import audit, audit_many
 from .._clock import Clock, SystemClock
 from .._state_dir import prepare_state_dir
 from ._async_server import AsyncServer
@@ -321,6 +322,18 @@ class Link:
         self._sweeper = threading.Thread(target=self._sweep, name="corolla-sweep", daemon=True)
         self._sweeper.start()
         self._status = LinkStatus.RUNNING
+        audit(
+            shared.audit,
+            "link.start",
+            {
+                "fleet": self.fleet_address,
+                "control": self.control_address,
+                "metrics": self.metrics_url,
+                "tls": self._certificates is not None,
+                "auth": self._auth,
+                "federation": self._federation,
+            },
+        )
         _log.info(
             "link serving fleet on %s, control on %s", self.fleet_address, self.control_address
         )
@@ -331,10 +344,11 @@ class Link:
         # submitter; it ends here.
         assert self._shared is not None
         state = self._shared.state
+        why = "the link restarted before the run started"
         for run in state.list_runs(status=RunStatus.PENDING):
-            state.update_run_status(
-                run.run_id, RunStatus.FAILED, error="the link restarted before the run started"
-            )
+            state.update_run_status(run.run_id, RunStatus.FAILED, error=why)
+            data = {"run_id": run.run_id, "status": RunStatus.FAILED.value, "reason": why}
+            audit(self._shared.audit, "run.end", data)
 
     def _resume_orphaned_runs(self) -> None:
         # A run whose ServerApp belonged to an earlier link process (killed, crashed) gets
@@ -378,6 +392,11 @@ class Link:
             except Exception:
                 _log.warning("state sweep failed", exc_info=True)
                 continue
+            if offline:
+                audit_many(
+                    shared.audit,
+                    (("node.leave", {"node_id": n, "why": "missed heartbeats"}) for n in offline),
+                )
             if offline or expired:
                 _log.info("sweep: nodes offline %s, %d messages expired", offline, len(expired))
                 # Error replies were stored for runs we cannot name cheaply: wake them all.
@@ -448,6 +467,7 @@ class Link:
         if self._shared is not None:
             self._shared.state.close()
             self._shared.blobs.close()
+            audit(self._shared.audit, "link.stop")
             self._shared.audit.close()
             self._shared.trust.close()
         if self._lock is not None:

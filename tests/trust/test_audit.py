@@ -379,8 +379,9 @@ def test_verifying_what_is_no_log_says_so(tmp_path: Path) -> None:
         verify_audit_log(tmp_path / "missing.log")
     with pytest.raises(ConfigError, match="is a directory"):
         verify_audit_log(tmp_path)
-    with pytest.raises(ConfigError, match="SEQ:HASH"):
-        verify_audit_log(tmp_path / "missing.log", head=(0, "z"))
+    for head in [(1, "z"), (0, "f" * 64), (-1, GENESIS)]:
+        with pytest.raises(ConfigError, match="SEQ:HASH"):
+            verify_audit_log(tmp_path / "missing.log", head=head)
 
 
 def test_an_empty_log_is_intact(tmp_path: Path) -> None:
@@ -390,6 +391,7 @@ def test_an_empty_log_is_intact(tmp_path: Path) -> None:
 
     assert verdict.ok and verdict.records == 0 and verdict.head == (0, GENESIS)
     assert verdict.head_text == f"0:{GENESIS}"
+    assert verify_audit_log(tmp_path / "audit.log", head=verdict.head).ok
 
 
 def test_a_record_line_is_its_canonical_json(tmp_path: Path) -> None:

@@ -93,15 +93,10 @@ def parse_head(text: str) -> tuple[int, str]:
     Raises
     ------
     ConfigError
-        If ``text`` is not a seq (1 or more) and 64 lowercase hex digits.
+        If ``text`` is not a seq and 64 lowercase hex digits.
     """
     seq, _, digest = text.strip().partition(":")
-    if (
-        not seq.isdecimal()
-        or int(seq) < 1
-        or len(digest) != 64
-        or any(c not in "0123456789abcdef" for c in digest)
-    ):
+    if not seq.isdecimal() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ConfigError(
             f"--head {text!r}: expected SEQ:HASH, a record's seq and its 64 hex digit hash, "
             "as `corolla audit verify` prints the head"
@@ -124,7 +119,7 @@ def verify_command(args: argparse.Namespace, console: Console) -> int:
         raise verdict.error()
     records = "1 record" if verdict.records == 1 else f"{verdict.records} records"
     lines = [f"{path}: intact, {records}"]
-    if head is not None:
+    if head is not None and head[0]:
         lines.append(f"holds record {head[0]} with the expected hash")
     lines.append(f"head: {verdict.head_text}")
     if verdict.partial_bytes:

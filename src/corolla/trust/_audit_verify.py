@@ -276,11 +276,18 @@ def _lines(
 
 
 def _check_head(head: tuple[int, str]) -> None:
+    """Refuse what is no head: a seq and a hash, or 0 and ``GENESIS`` (an empty log's).
+
+    Raises
+    ------
+    ConfigError
+        If ``head`` is not a head.
+    """
     seq, hash = head
-    if not isinstance(seq, int) or seq < 1 or not _is_hash(hash):
+    if not isinstance(seq, int) or seq < 0 or not _is_hash(hash) or (seq == 0) != (hash == GENESIS):
         raise ConfigError(
-            f"an expected head is SEQ:HASH, a record's seq (1 or more) and its hash (64 "
-            f"lowercase hex digits), as `corolla audit verify` prints it; got {seq}:{hash}"
+            f"an expected head is SEQ:HASH, a record's seq and its hash (64 lowercase hex "
+            f"digits), as `corolla audit verify` prints it; got {seq}:{hash}"
         )
 
 

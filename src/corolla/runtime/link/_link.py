@@ -64,6 +64,7 @@ _log = logging.getLogger("corolla.runtime.link")
 
 DEFAULT_FLEET_ADDRESS = "127.0.0.1:9092"
 DEFAULT_CONTROL_ADDRESS = "127.0.0.1:9093"
+_UNLAUNCHED = "the link restarted before the run started"
 
 
 class LinkStatus(enum.Enum):
@@ -247,7 +248,7 @@ class Link:
             )
             self._shared = shared
             self._runs = runs = RunProcesses(shared, python=self._python)
-            self._fail_unlaunched_runs()
+            failed = self._fail_unlaunched_runs()
             self._fleet = fleet = AsyncServer(
                 "corolla-fleet",
                 server_options(),
@@ -299,6 +300,8 @@ class Link:
             runs.set_address(self._appio_address)
             if self._metrics_address is not None:
                 self._metrics = MetricsServer(shared, self._metrics_address, self._certificates)
+            # Before serving: the first record of this start, ahead of any node's.
+            self._audit_start(failed)
             fleet.start()
             for server in self._servers:
                 server.start()
@@ -313,6 +316,7 @@ class Link:
             if self._metrics is not None:
                 self._metrics.stop()
             if self._shared is not None:
+                audit(self._shared.audit, "link.stop", {"reason": "the link failed to start"})
                 self._shared.audit.close()
                 self._shared.trust.close()
             state.close()
@@ -322,8 +326,27 @@ class Link:
         self._sweeper = threading.Thread(target=self._sweep, name="corolla-sweep", daemon=True)
         self._sweeper.start()
         self._status = LinkStatus.RUNNING
+        _log.info(
+            "link serving fleet on %s, control on %s", self.fleet_address, self.control_address
+        )
+        return self
+
+    def _fail_unlaunched_runs(self) -> list[int]:
+        # A run left pending by an earlier link process was never answered to its
+        # submitter; it ends here.
+        assert self._shared is not None
+        state = self._shared.state
+        failed = []
+        for run in state.list_runs(status=RunStatus.PENDING):
+            state.update_run_status(run.run_id, RunStatus.FAILED, error=_UNLAUNCHED)
+            failed.append(run.run_id)
+        return failed
+
+    def _audit_start(self, failed: list[int]) -> None:
+        """Record the link's start, and the runs it failed as it started."""
+        assert self._shared is not None
         audit(
-            shared.audit,
+            self._shared.audit,
             "link.start",
             {
                 "fleet": self.fleet_address,
@@ -334,21 +357,8 @@ class Link:
                 "federation": self._federation,
             },
         )
-        _log.info(
-            "link serving fleet on %s, control on %s", self.fleet_address, self.control_address
-        )
-        return self
-
-    def _fail_unlaunched_runs(self) -> None:
-        # A run left pending by an earlier link process was never answered to its
-        # submitter; it ends here.
-        assert self._shared is not None
-        state = self._shared.state
-        why = "the link restarted before the run started"
-        for run in state.list_runs(status=RunStatus.PENDING):
-            state.update_run_status(run.run_id, RunStatus.FAILED, error=why)
-            data = {"run_id": run.run_id, "status": RunStatus.FAILED.value, "reason": why}
-            audit(self._shared.audit, "run.end", data)
+        failure = {"status": RunStatus.FAILED.value, "reason": _UNLAUNCHED}
+        audit_many(self._shared.audit, (("run.end", {"run_id": r, **failure}) for r in failed))
 
     def _resume_orphaned_runs(self) -> None:
         # A run whose ServerApp belonged to an earlier link process (killed, crashed) gets

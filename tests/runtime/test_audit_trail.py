@@ -19,6 +19,7 @@ from corolla.project import AppConfig
 from corolla.runtime import ControlClient
 from corolla.trust import AuditRecord, read_audit_log, verify_audit_log
 
+from ..cli.commands import wait_until
 from .test_e2e import APP, RUN_S, Processes, _start_link, _wait_for_nodes
 from .test_e2e import processes as processes  # the fixture
 
@@ -69,6 +70,15 @@ def test_a_runs_audit_trail_verifies_on_the_link_and_each_node(
             timeout=RUN_S,
         )
         (run,) = client.list_runs()
+    # The nodes are told the run ended; then everything stops.
+    wait_until(
+        lambda: all(
+            _of(list(read_audit_log(tmp_path / f"node{i}" / "audit.log")), "run.ended")
+            for i in range(2)
+        ),
+        "both nodes recording the run's end",
+        seconds=30,
+    )
     processes.stop_all()
 
     # Assert: the link's log holds the run's submission, the nodes, and each message
@@ -103,6 +113,7 @@ def test_a_runs_audit_trail_verifies_on_the_link_and_each_node(
             assert data["outcome"] == "ok" and data["bundle"] == run.bundle_sha256
             assert data["type"] == sent[message_id]["type"]
         assert node[0].kind == "node.start" and node[-1].kind == "node.stop"
+        assert _of(node, "run.ended") == [{"run_id": run.run_id, "reason": "finished"}]
 
     # An edited record of the link's log: the submission's bundle hash changed.
     log = tmp_path / "link" / "audit.log"

@@ -124,7 +124,7 @@ def _tampering(draw: st.DrawFn, lines: list[bytes]) -> tuple[str, list[bytes], i
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(entries=_entries, data=st.data())
 def test_verification_names_the_first_record_any_single_change_affects(

@@ -14,6 +14,7 @@ from rich.text import Text
 from .. import __version__
 from ..core import CorollaError, ErrorCode
 from ._attach import add_attach_parsers
+from ._audit import add_audit_parser
 from ._certs import add_certs_parser
 from ._control import add_control_parsers
 from ._link import add_link_parser
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_control_parsers(commands)
     add_log_parser(commands)
     add_attach_parsers(commands)
+    add_audit_parser(commands)
     return parser
 
 

@@ -4,10 +4,13 @@ A node's identity is an Ed25519 key pair, made on its first start and kept in it
 directory (:class:`NodeKey`); the link knows a node by its public key, written as
 ``ed25519:`` and the key's 32 bytes in URL-safe base64 (:func:`public_key_text`).
 The link keeps the keys an admin registered, and its accounts with their roles, in a
-:class:`TrustStore`, and what happened in an :class:`AuditLog`.
+:class:`TrustStore`, and what happened in an :class:`AuditLog`, as a node keeps what it
+ran in its own; :func:`verify_audit_log` walks a log's hash chain and names its first
+bad record, and :func:`read_audit_log` reads its records.
 """
 
-from ._audit import GENESIS, AuditLog, AuditRecord, record_hash
+from ._audit import GENESIS, MAX_RECORD_BYTES, AuditLog, AuditRecord, record_hash
+from ._audit_verify import AuditVerdict, BrokenAuditLogError, read_audit_log, verify_audit_log
 from ._keys import KEY_PREFIX, NodeKey, public_key_from_text, public_key_text, verify
 from ._requests import (
     NONCE_KEY,
@@ -31,9 +34,14 @@ from ._store import (
 
 __all__ = [
     "GENESIS",
+    "MAX_RECORD_BYTES",
     "AuditLog",
     "AuditRecord",
+    "AuditVerdict",
+    "BrokenAuditLogError",
+    "read_audit_log",
     "record_hash",
+    "verify_audit_log",
     "KEY_PREFIX",
     "NONCE_KEY",
     "PUBLIC_KEY_KEY",

@@ -22,6 +22,7 @@ from corolla.transport import (
     user_config_from_proto,
 )
 
+from .._audit import audit, reason_summary
 from .._bundle import BundleLimits, install_bundle
 from ._handlers import servicer_errors, stream_errors
 from ._names import USER_NAMER
@@ -96,6 +97,11 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         shared.state.append_event(
             Event("run.submit", run.run_id, data={"app": app.name, "bundle": spec.bundle_sha256})
         )
+        audit(
+            shared.audit,
+            "run.submit",
+            {"run_id": run.run_id, "app": app.name, "bundle": spec.bundle_sha256},
+        )
         self._runs.launch(run)
         return control_pb2.SubmitRunResponse(
             run=run_to_proto(shared, shared.state.get_run(run.run_id))
@@ -127,6 +133,11 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         except RunStatusError:
             if not state.get_run(request.run_id).status.ended:
                 raise
+        audit(
+            self._shared.audit,
+            "run.stop",
+            {"run_id": request.run_id, "reason": reason_summary(request.reason)},
+        )
         self._runs.stop(request.run_id)
         # The nodes running its messages stop them now, not when their ClientApp returns.
         why = f"stopped: {request.reason}" if request.reason else "stopped by a user"

@@ -64,6 +64,7 @@ from corolla.trust import (
     public_key_text,
 )
 
+from .._audit import audit, audit_many, reason_summary
 from ._batching import LoopBatcher
 from ._handlers import aio_servicer_errors, aio_stream_errors
 from ._names import node_namer
@@ -219,10 +220,10 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         if self._refusals > _REFUSALS_PER_S:
             self._refusals_dropped += 1
             return
-        data = {"method": method, "code": exc.code.name, "reason": str(exc), **who}
+        data = {"method": method, "code": exc.code.name, "reason": reason_summary(str(exc)), **who}
         if self._refusals == _REFUSALS_PER_S:
             data["note"] = "more refusals this second are not recorded one by one"
-        self._executor.submit(self._shared.audit.record, "request.refused", "", data)
+        self._executor.submit(audit, self._shared.audit, "request.refused", data)
 
     async def _check_signed(
         self, node_id: int, method: str, signature: RequestSignature, body: bytes
@@ -350,6 +351,15 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             self._keys.pop(registered.node_id, None)
         shared.state.append_event(
             Event("node.join", 0, node_id=registered.node_id, data={"rejoin": identity is not None})
+        )
+        audit(
+            shared.audit,
+            "node.join",
+            {
+                "node_id": registered.node_id,
+                "attributes": _attributes(user_config_from_proto(request.attributes)),
+                "rejoin": identity is not None,
+            },
         )
         return fleet_pb2.RegisterNodeResponse(
             node_id=registered.node_id,
@@ -486,6 +496,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             shared.contents.settle([(proto, stored)], node_namer(node_id))
             woken.add(replies_key(stored.metadata.run_id))
             results[position] = fleet_pb2.SendReplyResponse(message_id=outcome)
+        audit_many(shared.audit, _reply_records(replies, results))
         if woken:
             shared.signals.notify(sorted(woken))
         return results
@@ -716,6 +727,33 @@ def _item_signature(request: fleet_pb2.SendReplyRequest) -> RequestSignature:
             "node's registered key"
         )
     return RequestSignature(signed.timestamp, signed.nonce, signed.signature)
+
+
+def _reply_records(
+    replies: Sequence[tuple[int, message_pb2.Message]],
+    results: Sequence[fleet_pb2.SendReplyResponse | BaseException],
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The audit records of a batch of replies: each stored, or refused and why."""
+    for (node_id, proto), result in zip(replies, results):
+        metadata = proto.metadata
+        data: dict[str, Any] = {
+            "run_id": metadata.run_id,
+            "reply_to": metadata.reply_to_message_id,
+            "node_id": node_id,
+        }
+        if isinstance(result, BaseException):
+            code = int(result.code) if isinstance(result, CorollaError) else 0
+            data.update(code=code, reason=reason_summary(str(result)))
+            if metadata.src_node_id != node_id:  # a node answering as another one
+                data["claimed_node_id"] = metadata.src_node_id
+            yield "reply.rejected", data
+        else:
+            data["reply_id"] = result.message_id
+            if proto.HasField("error"):
+                data.update(outcome="error", code=proto.error.code)
+            else:
+                data["outcome"] = "ok"
+            yield "reply.received", data
 
 
 def _reply_size(item: tuple[int, message_pb2.Message]) -> int:

@@ -44,6 +44,7 @@ from corolla.transport import (
 from corolla.trust import AuditLog, TrustStore
 from corolla.tuning import malloc_trim, return_freed_buffers
 
+from .._audit import audit, audit_many
 from .._clock import Clock, SystemClock
 from .._state_dir import prepare_state_dir
 from ._async_server import AsyncServer
@@ -64,6 +65,7 @@ _log = logging.getLogger("corolla.runtime.link")
 
 DEFAULT_FLEET_ADDRESS = "127.0.0.1:9092"
 DEFAULT_CONTROL_ADDRESS = "127.0.0.1:9093"
+_UNLAUNCHED = "the link restarted before the run started"
 
 
 class LinkStatus(enum.Enum):
@@ -264,7 +266,7 @@ class Link:
             )
             self._shared = shared
             self._runs = runs = RunProcesses(shared, python=self._python)
-            self._fail_unlaunched_runs()
+            failed = self._fail_unlaunched_runs()
             self._fleet = fleet = AsyncServer(
                 "corolla-fleet",
                 server_options(),
@@ -318,6 +320,8 @@ class Link:
             runs.set_address(self._appio_address)
             if self._metrics_address is not None:
                 self._metrics = MetricsServer(shared, self._metrics_address, self._certificates)
+            # Before serving: the first record of this start, ahead of any node's.
+            self._audit_start(failed)
             fleet.start()
             for server in self._servers:
                 server.start()
@@ -332,6 +336,7 @@ class Link:
             if self._metrics is not None:
                 self._metrics.stop()
             if self._shared is not None:
+                audit(self._shared.audit, "link.stop", {"reason": "the link failed to start"})
                 self._shared.audit.close()
                 self._shared.trust.close()
             state.close()
@@ -346,15 +351,34 @@ class Link:
         )
         return self
 
-    def _fail_unlaunched_runs(self) -> None:
+    def _fail_unlaunched_runs(self) -> list[int]:
         # A run left pending by an earlier link process was never answered to its
         # submitter; it ends here.
         assert self._shared is not None
         state = self._shared.state
+        failed = []
         for run in state.list_runs(status=RunStatus.PENDING):
-            state.update_run_status(
-                run.run_id, RunStatus.FAILED, error="the link restarted before the run started"
-            )
+            state.update_run_status(run.run_id, RunStatus.FAILED, error=_UNLAUNCHED)
+            failed.append(run.run_id)
+        return failed
+
+    def _audit_start(self, failed: list[int]) -> None:
+        """Record the link's start, and the runs it failed as it started."""
+        assert self._shared is not None
+        audit(
+            self._shared.audit,
+            "link.start",
+            {
+                "fleet": self.fleet_address,
+                "control": self.control_address,
+                "metrics": self.metrics_url,
+                "tls": self._certificates is not None,
+                "auth": self._auth,
+                "federation": self._federation,
+            },
+        )
+        failure = {"status": RunStatus.FAILED.value, "reason": _UNLAUNCHED}
+        audit_many(self._shared.audit, (("run.end", {"run_id": r, **failure}) for r in failed))
 
     def _resume_orphaned_runs(self) -> None:
         # A run whose ServerApp belonged to an earlier link process (killed, crashed) gets
@@ -398,6 +422,11 @@ class Link:
             except Exception:
                 _log.warning("state sweep failed", exc_info=True)
                 continue
+            if offline:
+                audit_many(
+                    shared.audit,
+                    (("node.leave", {"node_id": n, "why": "missed heartbeats"}) for n in offline),
+                )
             if offline or expired:
                 _log.info("sweep: nodes offline %s, %d messages expired", offline, len(expired))
                 # Error replies were stored for runs we cannot name cheaply: wake them all.
@@ -490,6 +519,7 @@ class Link:
         if self._shared is not None:
             self._shared.state.close()
             self._shared.blobs.close()
+            audit(self._shared.audit, "link.stop")
             self._shared.audit.close()
             self._shared.trust.close()
         if self._lock is not None:

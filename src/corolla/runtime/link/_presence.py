@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from corolla.core import Event
 from corolla.state import RunStatus
 
+from .._audit import audit
 from ._resources import LinkResources
 from ._wakeups import replies_key
 
@@ -93,6 +94,7 @@ class Presence:
             self.back_online(node_id)
             return
         _log.info("node %d disconnected: marked offline", node_id)
+        audit(self._shared.audit, "node.leave", {"node_id": node_id, "why": "disconnected"})
         try:
             state.append_event(
                 Event("node.leave", 0, node_id=node_id, data={"why": "disconnected"})

@@ -29,6 +29,7 @@ from pathlib import Path
 from corolla.core import Event
 from corolla.state import DirectoryBlobStore, RunInfo, RunStatus, RunStatusError
 
+from .._audit import audit, reason_summary
 from .._bundle import install_bundle
 from ..serverapp import BLOBS_ENV, RUN_CONFIG_ENV, SECRET_ENV
 from ._collection import collect_released, collect_run
@@ -242,6 +243,16 @@ class RunProcesses:
             return
         finally:
             shared.signals.notify([replies_key(run_id), events_key(run_id)])
+        audit(
+            shared.audit,
+            "run.end",
+            {
+                "run_id": run_id,
+                "status": status.value,
+                "reason": reason_summary(reason or ""),
+                "returncode": returncode,
+            },
+        )
         # Nodes still running its messages (ones its ServerApp did not wait for) stop them.
         shared.run_ends.ended(run_id, status.value)
         self._collect(run_id)

@@ -26,6 +26,7 @@ from corolla.transport import (
     user_config_to_proto,
 )
 
+from .._audit import audit_many
 from ._handlers import servicer_errors, stream_errors
 from ._names import run_namer
 from ._payloads import data_bytes, serve_payload, store_pushed
@@ -143,6 +144,22 @@ class ServerAppIoServicer(serverappio_pb2_grpc.ServerAppIoServicer):
         except UnknownNodeError:
             ids, refused = self._store_to_known_nodes(stored)
         shared.contents.settle(zip(request.messages, stored), namer)
+        audit_many(
+            shared.audit,
+            (
+                (
+                    "message.sent",
+                    {
+                        "run_id": run_id,
+                        "message_id": message_id,
+                        "node_id": message.metadata.dst_node_id,
+                        "type": message.metadata.message_type,
+                    },
+                )
+                for message, message_id in zip(stored, ids)
+                if message_id
+            ),
+        )
         shared.signals.notify(
             [node_key(m.metadata.dst_node_id) for m in stored] + [replies_key(run_id)]
         )

@@ -44,8 +44,9 @@ from corolla.transport import (
     translate_rpc_errors,
     user_config_to_proto,
 )
-from corolla.trust import NodeKey
+from corolla.trust import AuditLog, NodeKey
 
+from .._audit import audit
 from .._payloads import with_chunk_frames
 from ._connection import describe, setting_error
 from ._run_processes import DEFAULT_RUN_PROCESSES, RunProcesses
@@ -168,6 +169,8 @@ class Node:
         self.node_id: int | None = None
         #: The node's key pair, read or made by :meth:`start`.
         self.key: NodeKey | None = None
+        #: What the node did (``STATE/audit.log``), opened by :meth:`start`.
+        self._audit: AuditLog | None = None
 
     @property
     def status(self) -> NodeStatus:
@@ -181,6 +184,9 @@ class Node:
         StateInUseError
             If another process holds the node's state directory (another node would
             share its identity and take its messages).
+        ConfigError
+            If the last line of the node's audit log is not a record (see
+            ``corolla audit verify``).
         """
         if self._thread is not None:
             return self
@@ -189,9 +195,17 @@ class Node:
         self.key, made = NodeKey.load_or_create(self._store.root)
         if made:
             _log.info("node key made in %s: %s", self._store.root, self.key.public_text)
+        try:
+            self._audit = AuditLog(self._store.root / AuditLog.FILE)
+        except BaseException:
+            self._lock.close()
+            raise
+        audit(
+            self._audit, "node.start", {"link": self._address, "public_key": self.key.public_text}
+        )
         # ClientApp processes fork from it: its imports happen now, not at the first message.
         start_forkserver()
-        self._runner.start()
+        self._runner.start(self._audit)
         self._thread = threading.Thread(target=self._main, name="corolla-node", daemon=True)
         self._thread.start()
         return self
@@ -207,6 +221,10 @@ class Node:
             self._thread.join()
         self._runner.stop()
         self._store.blobs.close()
+        log, self._audit = self._audit, None
+        if log is not None:
+            audit(log, "node.stop")
+            log.close()
         if self._lock is not None:
             self._lock.close()
         self._status = NodeStatus.STOPPED
@@ -308,6 +326,7 @@ class Node:
             session.close()
         self._status = NodeStatus.CONNECTED
         _log.info("node %d registered with the link at %s", identity.node_id, self._address)
+        audit(self._audit, "node.registered", {"node_id": identity.node_id, "link": self._address})
         ended = threading.Event()
         beat = threading.Thread(
             target=self._heartbeat,

@@ -17,6 +17,10 @@ message, this thread
 A failure at any step becomes an error reply, except a broken connection: the session
 is then aborted, and the node connects again. A message of a run the link said ended is
 dropped (the link answered it), and so is the reply of a call that its end killed.
+
+The node's audit log holds each message served (``message.received``, then
+``message.ran`` with its outcome: ``ok``, ``error`` with the code and reason, or
+``dropped``) and each run's end it was told of (``run.ended``).
 """
 
 from __future__ import annotations
@@ -49,7 +53,9 @@ from corolla.transport import (
     translate_rpc_errors,
     user_config_from_proto,
 )
+from corolla.trust import AuditLog
 
+from .._audit import audit, reason_summary
 from .._bundle import install_bundle
 from .._payloads import ArrayCache, pull_payload, push_missing
 from ._run_processes import RunProcess, RunProcesses
@@ -114,10 +120,12 @@ class MessageRunner:
         self._stopping = False
         self._runs: dict[int, run_pb2.Run] = {}
         self._downloads = MemoryBlobStore()
+        self._audit: AuditLog | None = None
 
-    def start(self) -> None:
-        """Start the thread. Idempotent."""
+    def start(self, audit_log: AuditLog | None = None) -> None:
+        """Start the thread, recording what it runs in ``audit_log``. Idempotent."""
         if self._thread is None:
+            self._audit = audit_log
             self._thread = threading.Thread(
                 target=self._loop, name="corolla-node-messages", daemon=True
             )
@@ -159,6 +167,7 @@ class MessageRunner:
 
     def run_ended(self, run_id: int, reason: str) -> None:
         """The link said run ``run_id`` ended: kill its ClientApp process now."""
+        audit(self._audit, "run.ended", {"run_id": run_id, "reason": reason_summary(reason)})
         if self._processes.end(run_id, reason):
             _log.info("run %d ended (%s): its ClientApp process is stopped", run_id, reason)
 
@@ -181,6 +190,7 @@ class MessageRunner:
         if self._is_stopping() or self._processes.ended(metadata.run_id) is not None:
             self._forget(metadata.message_id)  # the link answered it
             return
+        audit(self._audit, "message.received", _message_record(metadata))
         started = time.monotonic()
         try:
             reply = self._answer(session, proto)
@@ -189,6 +199,7 @@ class MessageRunner:
                 _log.warning("the link could not be reached (%s); connecting again", exc)
                 session.abort()  # the link sends the message again, or answered it
                 self._forget(metadata.message_id)
+                self._ran(metadata, None, started, "the connection to the link was lost")
                 return
             reply = _error_reply(proto, exc.code, f"node {session.node_id}: {exc}")
         except CorollaError as exc:
@@ -198,19 +209,23 @@ class MessageRunner:
         except Exception as exc:
             if session.ended:  # its channel closed under the calls
                 self._forget(metadata.message_id)
+                self._ran(metadata, None, started, "the connection to the link was lost")
                 return
             reason = f"node {session.node_id}: {type(exc).__name__}: {exc}"
             reply = _error_reply(proto, ErrorCode.EXECUTION, reason)
         seconds = time.monotonic() - started
         if self._is_stopping():  # its call was killed
             self._forget(metadata.message_id)
+            self._ran(metadata, None, started, "the node stopped")
             return
         ended = self._processes.ended(metadata.run_id)
         if ended is not None:
             _log.info("run %d ended (%s) while its ClientApp ran", metadata.run_id, ended)
             self._forget(metadata.message_id)
+            self._ran(metadata, None, started, f"its run ended ({ended})")
             return
         _log_served(metadata, reply, seconds)
+        self._ran(metadata, reply, started)
         self._send(session, proto, reply)
 
     def _answer(self, session: Session, proto: message_pb2.Message) -> Message:
@@ -317,6 +332,29 @@ class MessageRunner:
             if len(self._seen) > _SEEN_LIMIT:
                 self._seen.pop(next(iter(self._seen)))
 
+    def _ran(
+        self,
+        metadata: message_pb2.Metadata,
+        reply: Message | None,
+        started: float,
+        dropped: str = "",
+    ) -> None:
+        """Record a message served: its reply's outcome, or why it was ``dropped``."""
+        run = self._runs.get(metadata.run_id)
+        data: dict[str, object] = {
+            **_message_record(metadata),
+            "bundle": run.bundle_sha256 if run is not None else "",
+            "seconds": round(time.monotonic() - started, 6),
+        }
+        if reply is None:
+            data.update(outcome="dropped", reason=dropped)
+        elif reply.has_error():
+            data.update(outcome="error", code=reply.error.code)
+            data["reason"] = reason_summary(reply.error.reason)
+        else:
+            data["outcome"] = "ok"
+        audit(self._audit, "message.ran", data)
+
     def _is_stopping(self) -> bool:
         with self._lock:
             return self._stopping
@@ -325,6 +363,14 @@ class MessageRunner:
         """The message was not answered: serve it again if it comes again."""
         with self._lock:
             self._pending.discard(message_id)
+
+
+def _message_record(metadata: message_pb2.Metadata) -> dict[str, object]:
+    return {
+        "run_id": metadata.run_id,
+        "message_id": metadata.message_id,
+        "type": metadata.message_type,
+    }
 
 
 def _log_served(metadata: message_pb2.Metadata, reply: Message, seconds: float) -> None:

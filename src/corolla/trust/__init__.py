@@ -4,7 +4,8 @@ A node's identity is an Ed25519 key pair, made on its first start and kept in it
 directory (:class:`NodeKey`); the link knows a node by its public key, written as
 ``ed25519:`` and the key's 32 bytes in URL-safe base64 (:func:`public_key_text`).
 The link keeps the keys an admin registered, and its accounts with their roles, in a
-:class:`TrustStore`, and what happened in an :class:`AuditLog`.
+:class:`TrustStore`, and what happened in an :class:`AuditLog`. An account proves who
+it is with a token the link signed (:class:`Tokens`), obtained with its password.
 """
 
 from ._audit import GENESIS, AuditLog, AuditRecord, record_hash
@@ -18,8 +19,10 @@ from ._store import (
     hash_password,
     password_matches,
 )
+from ._tokens import DEFAULT_TOKEN_LIFETIME_S, TokenClaims, Tokens
 
 __all__ = [
+    "DEFAULT_TOKEN_LIFETIME_S",
     "GENESIS",
     "AuditLog",
     "AuditRecord",
@@ -29,6 +32,8 @@ __all__ = [
     "NodeKey",
     "RegisteredKey",
     "Role",
+    "TokenClaims",
+    "Tokens",
     "TrustStore",
     "check_account_name",
     "hash_password",

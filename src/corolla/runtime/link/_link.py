@@ -34,6 +34,7 @@ from corolla.state import (
 )
 from corolla.transport import (
     CertificateFiles,
+    accounts_pb2_grpc,
     control_pb2_grpc,
     fleet_pb2_grpc,
     requires_tls,
@@ -41,10 +42,13 @@ from corolla.transport import (
     server_options,
     serverappio_pb2_grpc,
 )
+from corolla.trust import DEFAULT_TOKEN_LIFETIME_S, Tokens
 from corolla.tuning import malloc_trim, return_freed_buffers
 
 from .._clock import Clock, SystemClock
 from .._state_dir import prepare_state_dir
+from ._access import AccessControl
+from ._accounts import AccountsServicer
 from ._async_server import AsyncServer
 from ._collection import collect_ended_runs
 from ._control import ControlServicer, RunArtifactsServicer
@@ -109,6 +113,8 @@ class Link:
         and Control callers with an account's token (see ``docs/security.md``).
     federation
         The name of the federation this link serves: the tokens it issues name it.
+    token_lifetime
+        Seconds an account's token is valid after ``corolla login``.
 
     Raises
     ------
@@ -132,6 +138,7 @@ class Link:
         python: str = sys.executable,
         auth: bool = False,
         federation: str = "default",
+        token_lifetime: float = DEFAULT_TOKEN_LIFETIME_S,
     ) -> None:
         addresses = [fleet_address, control_address]
         _check_distinct_ports(fleet_address, control_address, metrics_address)
@@ -157,6 +164,7 @@ class Link:
         self._python = python
         self._auth = auth
         self._federation = federation
+        self._token_lifetime = token_lifetime
         self._status = LinkStatus.CREATED
         self._stopped = threading.Event()
         self._servers: list[grpc.Server] = []
@@ -260,13 +268,27 @@ class Link:
                     fleet.server,
                 )
             )
+            tokens = Tokens(
+                shared.trust.secret("token-key"),
+                self._federation,
+                lifetime=self._token_lifetime,
+                clock=self._clock.time,
+            )
+            access = AccessControl(shared, tokens)
+            # Every call on the control port passes the access check (see _access).
             control = grpc.server(
                 futures.ThreadPoolExecutor(limits.control_workers, "corolla-control"),
                 options=server_options(),
+                interceptors=[access.interceptor()],
             )
             add_servicer(
                 control_pb2_grpc.add_ControlServicer_to_server,
                 ControlServicer(shared, runs),
+                control,
+            )
+            add_servicer(
+                accounts_pb2_grpc.add_AccountsServicer_to_server,
+                AccountsServicer(shared, access),
                 control,
             )
             add_servicer(

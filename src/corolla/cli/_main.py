@@ -13,6 +13,7 @@ from rich.text import Text
 
 from .. import __version__
 from ..core import CorollaError, ErrorCode
+from ._accounts import add_accounts_parsers
 from ._attach import add_attach_parsers
 from ._certs import add_certs_parser
 from ._control import add_control_parsers
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_control_parsers(commands)
     add_log_parser(commands)
     add_attach_parsers(commands)
+    add_accounts_parsers(commands)
     return parser
 
 

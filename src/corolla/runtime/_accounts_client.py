@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import grpc
 
@@ -84,12 +83,14 @@ class Login:
     expires_at: float
 
 
-_Calling = Callable[[], contextlib.AbstractContextManager[None]]
+class _Calling(Protocol):
+    def __call__(self, *, login_hint: bool = True) -> contextlib.AbstractContextManager[None]: ...
 
 
 class AccountsClient:
     """Calls the Accounts service of a link on ``channel``; ``calling`` translates the
-    failures of each call (the :class:`ControlClient`'s own translation)."""
+    failures of each call (the :class:`ControlClient`'s own translation; for Login,
+    without telling to log in)."""
 
     def __init__(self, channel: grpc.Channel, calling: _Calling) -> None:
         self._stub = accounts_pb2_grpc.AccountsStub(channel)
@@ -106,7 +107,7 @@ class AccountsClient:
         CorollaError
             If the link cannot be reached.
         """
-        with self._calling():
+        with self._calling(login_hint=False):
             answer = self._stub.Login(accounts_pb2.LoginRequest(name=name, password=password))
         return Login(answer.token, answer.name, answer.role, answer.federation, answer.expires_at)
 

@@ -247,14 +247,19 @@ class ControlClient:
         return RunResult(ArrayRecord(items), history)
 
     @contextlib.contextmanager
-    def _calling(self) -> Iterator[None]:
-        """Translate a failed call, and say what to pass if the link was named wrongly."""
+    def _calling(self, *, login_hint: bool = True) -> Iterator[None]:
+        """Translate a failed call, and say what to pass if the link was named wrongly, or
+        (with ``login_hint``) how to log in if it refused the token."""
         try:
             with translate_rpc_errors():
                 yield
         except AuthenticationError as exc:
+            if not login_hint:
+                raise
             raise self._log_in(str(exc)) from exc
         except TransportError as exc:
+            if not login_hint and exc.status == "UNAUTHENTICATED":
+                raise AuthenticationError(str(exc).removeprefix("UNAUTHENTICATED: ")) from exc
             diagnosis = self._diagnose(exc)
             if diagnosis is exc:
                 raise

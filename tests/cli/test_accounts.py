@@ -19,6 +19,7 @@ from corolla.trust import NodeKey
 from .commands import Background, environment, free_port, wait_until
 
 ROOT_PASSWORD = "root-password"
+APP = Path(__file__).resolve().parents[2] / "examples" / "quickstart-numpy"
 
 
 def _corolla(
@@ -97,7 +98,7 @@ def test_the_first_admin_is_made_once(tmp_path: Path) -> None:
 
 @pytest.fixture
 def secured(tmp_path: Path) -> Iterator[str]:
-    """A ``corolla link --auth`` with admin ``root``; its control address."""
+    """A ``corolla link --auth`` with admin ``root`` and two nodes; its control address."""
     _ok(
         _corolla(
             tmp_path,
@@ -111,6 +112,7 @@ def secured(tmp_path: Path) -> Iterator[str]:
         )
     )
     control = f"127.0.0.1:{free_port()}"
+    fleet = f"127.0.0.1:{free_port()}"
     procs = Background(tmp_path)
     try:
         procs.start(
@@ -122,12 +124,18 @@ def secured(tmp_path: Path) -> Iterator[str]:
             "--state",
             "state",
             "--fleet-address",
-            f"127.0.0.1:{free_port()}",
+            fleet,
             "--control-address",
             control,
         )
         log = tmp_path / "link.log"
         wait_until(lambda: "accounts required" in log.read_text(), "the link's start")
+        for i in range(2):
+            procs.start(
+                f"node{i}",
+                *("node", "--link", fleet, "--state", f"node{i}"),
+                *("--node-config", f"partition-id={i}", "num-partitions=2"),
+            )
         yield control
     finally:
         procs.stop_all()
@@ -181,9 +189,22 @@ def test_accounts_and_roles_through_the_cli(secured: str, tmp_path: Path) -> Non
         "vic": "viewer",
     }
 
-    # A viewer may read but not stop a run; an operator may (the run is unknown, so the
-    # link says so: the call got past the access check)
-    _ok(_corolla(tmp_path, "nodes", *link, home="vic"))
+    # A viewer may not submit a run; an operator may, and follows it to its result
+    run = ("run", str(APP), *link, "--run-config", "num-server-rounds=1", "--quiet")
+    viewer_run = _corolla(tmp_path, *run, home="vic")
+    assert viewer_run.returncode == 1
+    assert "vic is a viewer; SubmitRun needs operator" in viewer_run.stderr
+    wait_until(
+        lambda: _ok(_corolla(tmp_path, "nodes", *link, home="vic")).count("online") == 2,
+        "two nodes online",
+    )
+    _ok(_corolla(tmp_path, *run, "--output", "out", home="olga"))
+    assert (tmp_path / "out").is_dir()
+    runs = json.loads(_ok(_corolla(tmp_path, "ls", *link, "--format", "json", home="vic")))
+    assert [r["status"] for r in runs["runs"]] == ["finished"]
+
+    # A viewer may not stop a run; an operator may (the run is unknown, so the link says
+    # so: the call got past the access check)
     viewer_stop = _corolla(tmp_path, "stop", "7", *link, home="vic")
     assert viewer_stop.returncode == 1
     assert "vic is a viewer; StopRun needs operator" in viewer_stop.stderr

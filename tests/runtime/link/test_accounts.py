@@ -352,3 +352,18 @@ def test_without_auth_every_call_is_allowed_to_the_anonymous_caller(link: Link) 
 
     assert (me.name, me.role, me.auth) == ("anonymous", "admin", False)
     assert _audit(link, "access.denied") == []
+
+
+@pytest.mark.parametrize("method", ["/flwr.proto.Control/StartRun", "/corolla.v1.Control/Nothing"])
+def test_calls_the_link_does_not_serve_are_answered_as_without_auth(
+    secured: Link, method: str
+) -> None:
+    # A Flower CLI still learns which corolla command to use; an unknown method is unknown.
+    with (
+        grpc.insecure_channel(secured.control_address) as channel,
+        pytest.raises(grpc.RpcError) as refused,
+    ):
+        channel.unary_unary(method)(b"", timeout=10)
+
+    assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    assert _audit(secured, "access.denied") == []

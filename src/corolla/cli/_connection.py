@@ -102,8 +102,8 @@ class Connection:
             return None
 
     def client(self, *, token: str | None = None) -> ControlClient:
-        """A Control client for the link (a context manager), sending ``token`` or else
-        :meth:`token`.
+        """A Control client for the link (a context manager), sending ``token`` if given
+        (``""``: none), else :meth:`token`.
 
         Raises
         ------
@@ -114,7 +114,7 @@ class Connection:
             str(self.address),
             root_certificates=self.root_certificates,
             insecure=self.insecure,
-            token=token or self.token(),
+            token=self.token() if token is None else token,
         )
 
     def flags(self) -> list[str]:

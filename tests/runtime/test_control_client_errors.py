@@ -11,6 +11,7 @@ import pytest
 from corolla.core import ConfigError
 from corolla.runtime import ControlClient, Link
 from corolla.transport import CertificateFiles, TransportError, generate_certificates
+from corolla.trust import Role, TrustStore
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +96,18 @@ def _adjacent_ports() -> tuple[int, int]:
     pytest.skip("no two adjacent free ports")
 
 
-def test_the_control_port_after_the_fleet_port_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("auth", [False, True])
+def test_the_control_port_after_the_fleet_port_is_named(tmp_path: Path, auth: bool) -> None:
+    # With auth, the Control API answers the probe's call (without a token) by refusing it.
     fleet, control = _adjacent_ports()
+    if auth:
+        with TrustStore(tmp_path / "link" / TrustStore.FILE) as trust:
+            trust.add_account("root", Role.ADMIN, "root-password")
     with Link(
         tmp_path / "link",
         fleet_address=f"127.0.0.1:{fleet}",
         control_address=f"127.0.0.1:{control}",
+        auth=auth,
     ):
         message = _message(f"127.0.0.1:{fleet}")
 

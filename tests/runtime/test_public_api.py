@@ -9,6 +9,7 @@ def test_exported_names() -> None:
     assert set(corolla.runtime.__all__) == {
         "DEFAULT_CONTROL_ADDRESS",
         "DEFAULT_FLEET_ADDRESS",
+        "AccountsClient",
         "BundleLimits",
         "Clock",
         "ControlClient",
@@ -16,6 +17,7 @@ def test_exported_names() -> None:
         "Link",
         "LinkLimits",
         "LinkStatus",
+        "Login",
         "ManualClock",
         "Node",
         "NodeStatus",

@@ -26,6 +26,8 @@ def test_exports() -> None:
             "Sink",
             "TransportError",
             "abort",
+            "accounts_pb2",
+            "accounts_pb2_grpc",
             "array_entries",
             "bearer_metadata",
             "bearer_token",

@@ -8,12 +8,18 @@ here, into a :class:`Connection` that opens the client and can write the options
 ``--federation NAME`` reads ``[tool.corolla.federations.NAME]`` from the app's
 ``pyproject.toml``: the app being run for ``corolla run``, otherwise the directory
 ``--app`` names (default: the current directory).
+
+Every client sends the account token ``corolla login`` saved for its link
+(``$COROLLA_HOME/tokens/HOST_PORT.jwt``, its owner's only), or ``$COROLLA_TOKEN`` when
+that is set.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +28,26 @@ from ..project import AppConfig
 from ..runtime import ControlClient
 from ..transport import Address, parse_address
 
-__all__ = ["DEFAULT_CONTROL", "Connection", "add_connection_options", "resolve_connection"]
+__all__ = [
+    "DEFAULT_CONTROL",
+    "TOKEN_VARIABLE",
+    "Connection",
+    "add_connection_options",
+    "resolve_connection",
+    "token_file",
+]
 
 DEFAULT_CONTROL = "127.0.0.1:9093"
+#: The environment variable whose token, when set, every command sends.
+TOKEN_VARIABLE = "COROLLA_TOKEN"
+
+
+def token_file(address: Address) -> Path:
+    """Where ``corolla login`` keeps the token for the link at ``address``."""
+    from ._run import corolla_home  # _run builds on this module
+
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", address.host)
+    return corolla_home() / "tokens" / f"{host}_{address.port}.jwt"
 
 
 def add_connection_options(
@@ -67,8 +90,20 @@ class Connection:
     #: What the user wrote to name it: ("--link", ...) or ("--federation", NAME, "--app", ...).
     options: tuple[str, ...] = ()
 
-    def client(self) -> ControlClient:
-        """A Control client for the link (a context manager).
+    def token(self) -> str | None:
+        """The account token to send: ``$COROLLA_TOKEN``, else the one ``corolla login``
+        saved for this link, else None."""
+        token = os.environ.get(TOKEN_VARIABLE, "").strip()
+        if token:
+            return token
+        try:
+            return token_file(self.address).read_text("utf-8").strip() or None
+        except OSError:  # not logged in (or the file cannot be read: as good as none)
+            return None
+
+    def client(self, *, token: str | None = None) -> ControlClient:
+        """A Control client for the link (a context manager), sending ``token`` if given
+        (``""``: none), else :meth:`token`.
 
         Raises
         ------
@@ -76,7 +111,10 @@ class Connection:
             If the CA certificate cannot be read.
         """
         return ControlClient(
-            str(self.address), root_certificates=self.root_certificates, insecure=self.insecure
+            str(self.address),
+            root_certificates=self.root_certificates,
+            insecure=self.insecure,
+            token=self.token() if token is None else token,
         )
 
     def flags(self) -> list[str]:

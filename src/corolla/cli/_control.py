@@ -1,4 +1,5 @@
-"""``corolla ls``, ``corolla stop``, ``corolla nodes``: runs and nodes of a link.
+"""``corolla ls``, ``corolla stop``, ``corolla nodes``: runs and nodes of a link
+(``corolla nodes keys|add|remove``: the node keys it admits, see ``_accounts``).
 
 ``ls`` and ``nodes`` print a table, or with ``--format json`` one JSON document with
 stable keys (times in seconds since the Unix epoch, null when they have not happened)::
@@ -22,7 +23,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..core import ConfigError
 from ..transport import control_pb2, run_pb2, user_config_from_proto
+from ._accounts import node_keys_command
 from ._connection import add_connection_options, resolve_connection
 from ._describe import gist
 from ._follow import run_status
@@ -50,7 +53,21 @@ def add_control_parsers(commands: Any) -> None:
     add_connection_options(stop)
     stop.set_defaults(handler=stop_command)
 
-    nodes = commands.add_parser("nodes", help="list the nodes of a link")
+    nodes = commands.add_parser(
+        "nodes",
+        help="list the nodes of a link, or the node keys it admits (keys, add, remove)",
+        description="List the nodes of a link; `keys`, `add KEY`, `remove KEY`: the node "
+        "public keys it admits with --auth (admin).",
+    )
+    nodes.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "keys", "add", "remove"],
+        default="list",
+        help="list (default): the nodes; keys: the registered node keys; add/remove KEY",
+    )
+    nodes.add_argument("key", nargs="?", help="a node's public key, as `corolla node keys` prints")
+    nodes.add_argument("--name", help="with add: a name to remember the node key by")
     _format_option(nodes)
     add_connection_options(nodes)
     nodes.set_defaults(handler=nodes_command)
@@ -140,6 +157,10 @@ def stop_command(args: argparse.Namespace, console: Console) -> int:
 
 
 def nodes_command(args: argparse.Namespace, console: Console) -> int:
+    if args.action != "list":
+        return node_keys_command(args, console)
+    if args.key is not None or args.name is not None:
+        raise ConfigError("corolla nodes lists the nodes: a key goes with `add` or `remove`")
     connection = resolve_connection(args)
     with connection.client() as client:
         nodes = sorted(client.list_nodes(), key=lambda n: n.node_id)

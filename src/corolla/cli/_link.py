@@ -12,7 +12,9 @@ from rich.console import Console
 
 from ..core import ConfigError
 from ..runtime import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link, LinkLimits
+from ..runtime.link import has_admin
 from ..transport import parse_address
+from ..trust import DEFAULT_TOKEN_LIFETIME_S, TrustStore
 from ..tuning import quiet_garbage_collector
 from ._run import corolla_home
 
@@ -57,6 +59,26 @@ def add_link_parser(commands: Any) -> None:
     parser.add_argument(
         "--heartbeat-interval", type=float, default=30.0, help="seconds between node heartbeats"
     )
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="admit only registered node keys, and Control callers logged in to an account "
+        "(create the first admin with `corolla accounts init` first)",
+    )
+    parser.add_argument(
+        "--federation",
+        default="default",
+        metavar="NAME",
+        help="the federation this link serves; its tokens are refused by other federations' "
+        "links (default: default)",
+    )
+    parser.add_argument(
+        "--token-lifetime",
+        type=float,
+        default=DEFAULT_TOKEN_LIFETIME_S,
+        metavar="SECONDS",
+        help=f"how long a `corolla login` token is valid (default {DEFAULT_TOKEN_LIFETIME_S:g})",
+    )
     parser.set_defaults(handler=link_command)
 
 
@@ -72,14 +94,30 @@ def _heartbeat_interval(seconds: float) -> float:
     return seconds
 
 
+def _token_lifetime(seconds: float) -> float:
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"--token-lifetime must be a number of seconds above 0, got {seconds}")
+    return seconds
+
+
 def link_command(args: argparse.Namespace, console: Console) -> int:
+    state = args.state or corolla_home() / "link"
+    if not args.federation.strip():
+        raise ConfigError("--federation needs a name")
+    token_lifetime = _token_lifetime(args.token_lifetime)
+    if args.auth and not has_admin(state):
+        raise ConfigError(
+            f"--auth needs an admin account, and {state / TrustStore.FILE} has none: create "
+            f"the first one on this machine with `corolla accounts init --state {state} NAME`, "
+            "then start the link again"
+        )
     fleet = _listen_address(args.fleet_address, "--fleet-address", 9092)
     control = _listen_address(args.control_address, "--control-address", 9093)
     metrics_address = None
     if args.metrics_address is not None:
         metrics_address = _listen_address(args.metrics_address, "--metrics-address", 9100)
     link = Link(
-        args.state or corolla_home() / "link",
+        state,
         fleet_address=fleet,
         control_address=control,
         certificates=args.certificates,
@@ -87,6 +125,9 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
         metrics_address=metrics_address,
         node_certificates=args.require_node_certificates,
         limits=LinkLimits(heartbeat_interval=_heartbeat_interval(args.heartbeat_interval)),
+        auth=args.auth,
+        federation=args.federation,
+        token_lifetime=token_lifetime,
     )
 
     def terminate(signum: int, frame: object) -> None:
@@ -97,9 +138,10 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
         with link:
             quiet_garbage_collector()
             metrics = f", metrics {link.metrics_url}" if link.metrics_url else ""
+            auth = f", accounts required (federation {args.federation})" if args.auth else ""
             console.print(
                 f"corolla link: fleet {link.fleet_address}, control {link.control_address}"
-                f"{metrics}",
+                f"{metrics}{auth}",
                 markup=False,
                 highlight=False,
                 soft_wrap=True,

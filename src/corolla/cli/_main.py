@@ -13,6 +13,7 @@ from rich.text import Text
 
 from .. import __version__
 from ..core import CorollaError, ErrorCode
+from ._accounts import add_accounts_parsers
 from ._attach import add_attach_parsers
 from ._audit import add_audit_parser
 from ._certs import add_certs_parser
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_log_parser(commands)
     add_attach_parsers(commands)
     add_audit_parser(commands)
+    add_accounts_parsers(commands)
     return parser
 
 

@@ -10,12 +10,14 @@ Laid out by role:
 - :mod:`corolla.runtime.node`: :class:`Node` connects outbound to a link, rejoins with the
   identity it keeps on disk, and runs the ClientApp of each message it is pushed.
 - Here, what more than one role uses: :class:`ControlClient` (submit runs, follow their
-  events, fetch their results), app bundles, and the client's end of payload transfers.
+  events, fetch their results) with its :class:`AccountsClient` (log in, manage accounts
+  and node keys), app bundles, and the client's end of payload transfers.
 
 The node never imports the link, nor the link the node; the link starts ServerApp
 processes and so knows their command line (``tests/test_layers.py``).
 """
 
+from ._accounts_client import AccountsClient, Login
 from ._bundle import BundleLimits, install_bundle, make_bundle
 from ._clock import Clock, ManualClock, SystemClock
 from ._control_client import ControlClient
@@ -26,6 +28,7 @@ from .serverapp import GrpcGrid
 __all__ = [
     "DEFAULT_CONTROL_ADDRESS",
     "DEFAULT_FLEET_ADDRESS",
+    "AccountsClient",
     "BundleLimits",
     "Clock",
     "ControlClient",
@@ -33,6 +36,7 @@ __all__ = [
     "Link",
     "LinkLimits",
     "LinkStatus",
+    "Login",
     "ManualClock",
     "Node",
     "NodeStatus",

@@ -10,6 +10,10 @@ is down, and reported as a :class:`~corolla.core.ConfigError` that says what to 
 - no CA certificate for a link that serves TLS, or one for a link that does not: a TLS
   handshake tried on the address after the failure tells which the link speaks;
 - a CA certificate that did not sign the link's certificate.
+
+With ``token``, every call carries the account token ``corolla login`` obtained; a link
+that refuses the token (or its absence) raises an
+:class:`~corolla.core.AuthenticationError` that says how to log in.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import grpc
 
 from corolla.core import (
     ArrayRecord,
+    AuthenticationError,
     CodecError,
     ConfigError,
     CorollaError,
@@ -53,6 +58,7 @@ from corolla.transport import (
     user_config_to_proto,
 )
 
+from ._accounts_client import AccountsClient, with_token
 from ._bundle import make_bundle
 from ._payloads import pull_payload, with_chunk_frames
 
@@ -81,11 +87,13 @@ class ControlClient:
         *,
         root_certificates: str | os.PathLike[str] | None = None,
         insecure: bool = False,
+        token: str | None = None,
     ) -> None:
         self._address = address
         self._root_certificates = root_certificates
         self._secure = not insecure and (root_certificates is not None or requires_tls(address))
-        self._channel = self._open(address)
+        self._raw_channel = self._open(address)
+        self._channel = with_token(self._raw_channel, token)
         self._stub = control_pb2_grpc.ControlStub(self._channel)
         artifacts = serverappio_pb2_grpc.RunArtifactsStub(self._channel)
         self._artifacts = with_chunk_frames(artifacts, self._channel, "RunArtifacts")
@@ -96,8 +104,15 @@ class ControlClient:
             return grpc.secure_channel(address, credentials, options=channel_options())
         return grpc.insecure_channel(address, options=channel_options())
 
+    @property
+    def accounts(self) -> AccountsClient:
+        """The link's Accounts service (login, accounts, node keys), on this client's
+        connection and token."""
+        return AccountsClient(self._channel, self._calling)
+
     def close(self) -> None:
         self._channel.close()
+        self._raw_channel.close()
 
     def __enter__(self) -> ControlClient:
         return self
@@ -232,22 +247,38 @@ class ControlClient:
         return RunResult(ArrayRecord(items), history)
 
     @contextlib.contextmanager
-    def _calling(self) -> Iterator[None]:
-        """Translate a failed call, and say what to pass if the link was named wrongly."""
+    def _calling(self, *, login_hint: bool = True) -> Iterator[None]:
+        """Translate a failed call, and say what to pass if the link was named wrongly, or
+        (with ``login_hint``) how to log in if it refused the token."""
         try:
             with translate_rpc_errors():
                 yield
+        except AuthenticationError as exc:
+            if not login_hint:
+                raise
+            raise self._log_in(str(exc)) from exc
         except TransportError as exc:
+            if not login_hint and exc.status == "UNAUTHENTICATED":
+                raise AuthenticationError(str(exc).removeprefix("UNAUTHENTICATED: ")) from exc
             diagnosis = self._diagnose(exc)
             if diagnosis is exc:
                 raise
             raise diagnosis from exc
+
+    def _log_in(self, why: str) -> AuthenticationError:
+        """The error for a call the link refused for its token: why, and how to log in."""
+        return AuthenticationError(
+            f"the link at {self._address} refused the call: {why} "
+            f"(`corolla login --link {self._address} --user NAME`)"
+        )
 
     def _diagnose(self, error: TransportError) -> CorollaError:
         try:
             address = parse_address(self._address)
         except ConfigError:  # a gRPC target of another form (dns:///..., unix:...)
             return error
+        if error.status == "UNAUTHENTICATED":
+            return self._log_in(str(error).removeprefix(f"{error.status}: "))
         if error.status == "UNIMPLEMENTED":
             return self._not_control(address)
         if error.status != "UNAVAILABLE":
@@ -298,16 +329,23 @@ class ControlClient:
                 control_pb2_grpc.ControlStub(channel).ListRuns(
                     control_pb2.ListRunsRequest(), timeout=_PROBE_TIMEOUT_S
                 )
-            except grpc.RpcError:
-                pass
+            except grpc.RpcError as exc:
+                # A link that requires accounts answers a call without a token so.
+                answers = getattr(exc, "code", lambda: None)() in _ANSWERED
             else:
-                return ConfigError(f"{said}; the Control API answers at {neighbour}: use that")
+                answers = True
             finally:
                 channel.close()
+            if answers:
+                return ConfigError(f"{said}; the Control API answers at {neighbour}: use that")
         return ConfigError(
             f"{said}; give the address `corolla link` printed after 'control' "
             "(port 9093 by default)"
         )
+
+
+#: The statuses with which a link that requires accounts answers a call without a token.
+_ANSWERED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 
 def _tls_probe(address: Address) -> str | None:

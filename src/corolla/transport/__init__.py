@@ -60,6 +60,8 @@ from ._framing import ChunkView, chunk_frame, length_delimited, parse_chunk, ser
 from ._messages import message_from_proto, message_to_proto, metadata_from_proto, metadata_to_proto
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, channel_options, server_options
 from ._proto import (
+    accounts_pb2,
+    accounts_pb2_grpc,
     control_pb2,
     control_pb2_grpc,
     fleet_pb2,
@@ -101,6 +103,8 @@ __all__ = [
     "Sink",
     "TransportError",
     "abort",
+    "accounts_pb2",
+    "accounts_pb2_grpc",
     "array_entries",
     "bearer_metadata",
     "bearer_token",

@@ -7,6 +7,8 @@ The link keeps the keys an admin registered, and its accounts with their roles, 
 :class:`TrustStore`, and what happened in an :class:`AuditLog`, as a node keeps what it
 ran in its own; :func:`verify_audit_log` walks a log's hash chain and names its first
 bad record, and :func:`read_audit_log` reads its records.
+An account proves who it is with a token the link signed (:class:`Tokens`), obtained
+with its password.
 """
 
 from ._audit import GENESIS, MAX_RECORD_BYTES, AuditLog, AuditRecord, record_hash
@@ -31,8 +33,10 @@ from ._store import (
     hash_password,
     password_matches,
 )
+from ._tokens import DEFAULT_TOKEN_LIFETIME_S, TokenClaims, Tokens
 
 __all__ = [
+    "DEFAULT_TOKEN_LIFETIME_S",
     "GENESIS",
     "MAX_RECORD_BYTES",
     "AuditLog",
@@ -55,6 +59,8 @@ __all__ = [
     "NodeKey",
     "RegisteredKey",
     "Role",
+    "TokenClaims",
+    "Tokens",
     "TrustStore",
     "check_account_name",
     "hash_password",

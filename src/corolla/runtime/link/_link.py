@@ -34,6 +34,7 @@ from corolla.state import (
 )
 from corolla.transport import (
     CertificateFiles,
+    accounts_pb2_grpc,
     control_pb2_grpc,
     fleet_pb2_grpc,
     requires_tls,
@@ -41,12 +42,14 @@ from corolla.transport import (
     server_options,
     serverappio_pb2_grpc,
 )
-from corolla.trust import AuditLog, TrustStore
+from corolla.trust import DEFAULT_TOKEN_LIFETIME_S, AuditLog, Tokens, TrustStore
 from corolla.tuning import malloc_trim, return_freed_buffers
 
 from .._audit import audit, audit_many
 from .._clock import Clock, SystemClock
 from .._state_dir import prepare_state_dir
+from ._access import AccessControl
+from ._accounts import AccountsServicer
 from ._async_server import AsyncServer
 from ._collection import collect_ended_runs
 from ._control import ControlServicer, RunArtifactsServicer
@@ -115,6 +118,8 @@ class Link:
     node_certificates
         Require of nodes a client certificate signed by the CA of ``certificates``
         (``ca.pem``): mutual TLS on the Fleet API.
+    token_lifetime
+        Seconds an account's token is valid after ``corolla login``.
 
     Raises
     ------
@@ -139,6 +144,7 @@ class Link:
         auth: bool = False,
         federation: str = "default",
         node_certificates: bool = False,
+        token_lifetime: float = DEFAULT_TOKEN_LIFETIME_S,
     ) -> None:
         addresses = [fleet_address, control_address]
         _check_distinct_ports(fleet_address, control_address, metrics_address)
@@ -170,6 +176,7 @@ class Link:
         self._auth = auth
         self._node_certificates = node_certificates
         self._federation = federation
+        self._token_lifetime = token_lifetime
         self._status = LinkStatus.CREATED
         self._stopped = threading.Event()
         self._servers: list[grpc.Server] = []
@@ -280,13 +287,27 @@ class Link:
                     fleet.server,
                 )
             )
+            tokens = Tokens(
+                shared.trust.secret("token-key"),
+                self._federation,
+                lifetime=self._token_lifetime,
+                clock=self._clock.time,
+            )
+            access = AccessControl(shared, tokens)
+            # Every call on the control port passes the access check (see _access).
             control = grpc.server(
                 futures.ThreadPoolExecutor(limits.control_workers, "corolla-control"),
                 options=server_options(),
+                interceptors=[access.interceptor()],
             )
             add_servicer(
                 control_pb2_grpc.add_ControlServicer_to_server,
                 ControlServicer(shared, runs),
+                control,
+            )
+            add_servicer(
+                accounts_pb2_grpc.add_AccountsServicer_to_server,
+                AccountsServicer(shared, access),
                 control,
             )
             add_servicer(

@@ -13,6 +13,7 @@ from rich.console import Console
 from ..core import ConfigError
 from ..runtime import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link, LinkLimits
 from ..transport import parse_address
+from ..trust import LinkPolicy
 from ..tuning import quiet_garbage_collector
 from ._run import corolla_home
 
@@ -51,6 +52,13 @@ def add_link_parser(commands: Any) -> None:
     parser.add_argument(
         "--heartbeat-interval", type=float, default=30.0, help="seconds between node heartbeats"
     )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="TOML file saying which nodes may join and which apps may run (see "
+        "docs/security.md; default: every node and app)",
+    )
     parser.set_defaults(handler=link_command)
 
 
@@ -72,6 +80,7 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
     metrics_address = None
     if args.metrics_address is not None:
         metrics_address = _listen_address(args.metrics_address, "--metrics-address", 9100)
+    policy = None if args.policy is None else LinkPolicy.load(args.policy)
     link = Link(
         args.state or corolla_home() / "link",
         fleet_address=fleet,
@@ -80,6 +89,7 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
         insecure=args.insecure,
         metrics_address=metrics_address,
         limits=LinkLimits(heartbeat_interval=_heartbeat_interval(args.heartbeat_interval)),
+        policy=policy,
     )
 
     def terminate(signum: int, frame: object) -> None:

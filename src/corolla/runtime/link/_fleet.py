@@ -45,6 +45,7 @@ from corolla.transport import (
     user_config_from_proto,
 )
 
+from ._admission import admit_node
 from ._batching import LoopBatcher
 from ._handlers import aio_servicer_errors, aio_stream_errors
 from ._names import node_namer
@@ -184,6 +185,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                 raise NodeAuthenticationError("the token does not belong to that node id")
             self._tokens.forget(identity.node_id)
         shared = self._shared
+        admit_node(shared, _attributes(user_config_from_proto(request.attributes)), request.node_id)
         try:
             registered = shared.state.register_node(
                 attributes=_attributes(user_config_from_proto(request.attributes)),

@@ -41,6 +41,7 @@ from corolla.transport import (
     server_options,
     serverappio_pb2_grpc,
 )
+from corolla.trust import LinkPolicy
 from corolla.tuning import malloc_trim, return_freed_buffers
 
 from .._clock import Clock, SystemClock
@@ -109,6 +110,9 @@ class Link:
         and Control callers with an account's token (see ``docs/security.md``).
     federation
         The name of the federation this link serves: the tokens it issues name it.
+    policy
+        Which nodes may register and which apps may run (see ``docs/security.md``);
+        by default every node and app.
 
     Raises
     ------
@@ -132,6 +136,7 @@ class Link:
         python: str = sys.executable,
         auth: bool = False,
         federation: str = "default",
+        policy: LinkPolicy | None = None,
     ) -> None:
         addresses = [fleet_address, control_address]
         _check_distinct_ports(fleet_address, control_address, metrics_address)
@@ -157,6 +162,7 @@ class Link:
         self._python = python
         self._auth = auth
         self._federation = federation
+        self._policy = policy
         self._status = LinkStatus.CREATED
         self._stopped = threading.Event()
         self._servers: list[grpc.Server] = []
@@ -243,6 +249,7 @@ class Link:
                 self._clock,
                 auth=self._auth,
                 federation=self._federation,
+                policy=self._policy,
             )
             self._shared = shared
             self._runs = runs = RunProcesses(shared, python=self._python)

@@ -285,3 +285,16 @@ def test_a_summary_keeps_one_line_without_paths_or_traceback() -> None:
     full = NodePolicy()
     assert full.error_reason(reason) == reason
     assert NodePolicy(details="summary").error_reason(reason) == summary
+
+
+def test_the_example_policies_read() -> None:
+    # Arrange
+    examples = Path(__file__).resolve().parents[2] / "examples" / "policies"
+
+    # Act
+    link = LinkPolicy.load(examples / "link-policy.toml")
+    node = NodePolicy.load(examples / "node-policy.toml")
+
+    # Assert
+    assert link.required_attributes == {"region": "eu"}
+    assert (node.max_rounds, node.details) == (50, "summary")

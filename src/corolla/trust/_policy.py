@@ -331,7 +331,7 @@ def _app_rules(name: str, table: Mapping[str, Any]) -> AppRules:
         if not _SHA256.fullmatch(bundle.lower()):
             raise ConfigError(
                 f"{name}: [apps] allowed-bundles[{i}] = {bundle[:80]!r} is not a SHA-256 in "
-                "64 hex digits (`sha256sum` of the bundle, or the hash `corolla ls` shows)"
+                "64 hex digits (as `corolla ls --format json` shows it, or a refusal names it)"
             )
     signers = _strings(name, "[apps] trusted-signers", table.get("trusted-signers", []))
     keys = []

@@ -282,6 +282,8 @@ def test_a_summary_keeps_one_line_without_paths_or_traceback() -> None:
     assert "withheld" in summary
     assert "C:" not in summarize_error("failed on C:\\Users\\owner\\data.csv")
     assert len(summarize_error("x" * 10_000)) < 300
+    plain = "node 3: the message expired before its ClientApp ran"
+    assert summarize_error(plain) == plain
     full = NodePolicy()
     assert full.error_reason(reason) == reason
     assert NodePolicy(details="summary").error_reason(reason) == summary

@@ -288,12 +288,15 @@ class NodePolicy:
 
 
 def summarize_error(reason: str) -> str:
-    """``reason``'s first line, without file paths, at most 200 characters: what a node
-    whose policy keeps its error details tells a run (the traceback stays in its log)."""
-    first = reason.strip().splitlines()[0] if reason.strip() else "error"
-    first = _PATH.sub("<path>", first)
+    """``reason``'s first line, without file paths, at most 200 characters, marked as
+    a summary: what a node whose policy keeps its error details tells a run (the
+    traceback stays in its log). A reason of one short line without paths stays whole."""
+    whole = reason.strip()
+    first = _PATH.sub("<path>", whole.splitlines()[0] if whole else "error")
     if len(first) > _SUMMARY_CHARS:
         first = first[: _SUMMARY_CHARS - 3] + "..."
+    if first == whole:  # one line, no path: nothing to withhold
+        return reason
     return f"{first} (details withheld by the node's policy)"
 
 

@@ -19,7 +19,13 @@ from pathlib import Path
 
 from corolla.core import ConfigError, PermissionDeniedError
 from corolla.transport import run_pb2
-from corolla.trust import BundleSignature, Decision, public_key_from_text, public_key_text
+from corolla.trust import (
+    BundleSignature,
+    Decision,
+    LinkPolicy,
+    public_key_from_text,
+    public_key_text,
+)
 
 from ._resources import LinkResources
 
@@ -92,7 +98,7 @@ def admit_app(
         If the policy does not allow the app, naming the rule.
     """
     decision = shared.policy.check_app(sha256, signatures)
-    if shared.policy.path or not decision.allowed:
+    if shared.policy != LinkPolicy() or not decision.allowed:
         _record(shared, decision, actor, {"bundle": sha256})
     decision.enforce()
 
@@ -108,7 +114,7 @@ def admit_node(shared: LinkResources, attributes: Mapping[str, str], node_id: in
         If its attributes lack or differ from the required ones, naming the rule.
     """
     decision = shared.policy.check_node(attributes)
-    if shared.policy.path or not decision.allowed:
+    if shared.policy != LinkPolicy() or not decision.allowed:
         shown = {key: value[:80] for key, value in list(attributes.items())[:32]}
         actor = f"node {node_id}" if node_id else "a new node"
         _record(shared, decision, actor, {"attributes": json.dumps(shown, sort_keys=True)})

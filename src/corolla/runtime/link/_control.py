@@ -23,7 +23,7 @@ from corolla.transport import (
 from corolla.trust import check_bundle_hash
 
 from .._bundle import BundleLimits, install_bundle
-from ._admission import admit_app, checked_signatures, keep_signatures
+from ._admission import admit_app, checked_signatures, keep_signatures, kept_signatures
 from ._handlers import servicer_errors, stream_errors
 from ._names import USER_NAMER
 from ._payloads import serve_payload
@@ -75,7 +75,10 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         check_bundle_hash(spec.bundle_sha256)
         caller = context.peer()
         signatures = checked_signatures(shared, spec.bundle_sha256, spec.bundle_signatures, caller)
-        admit_app(shared, spec.bundle_sha256, signatures, caller)
+        # A signature speaks for the bundle, whoever submits it: those kept from earlier
+        # runs count too, as they do on the nodes, which get them all.
+        kept = kept_signatures(shared, spec.bundle_sha256)
+        admit_app(shared, spec.bundle_sha256, [*signatures, *kept], caller)
         # The bundle may be stored already: keep it from being collected meanwhile.
         shared.names.mark_named([spec.bundle_sha256], USER_NAMER)
         assembler: ChunkAssembler | None = None

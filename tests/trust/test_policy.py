@@ -259,7 +259,7 @@ def test_a_run_beyond_its_rounds_or_seconds_is_refused(tmp_path: Path) -> None:
     assert policy.check_run(7, 2, 59.0).allowed
     rounds = policy.check_run(7, 3, 1.0)
     assert not rounds.allowed and "[runs] max-rounds" in rounds.rule
-    assert "run 7 asked for a round beyond this node's 2" in rounds.reason
+    assert "run 7 asked for a round beyond the 2 this node answers of a run" in rounds.reason
     seconds = policy.check_run(7, 1, 61.0)
     assert not seconds.allowed and "[runs] max-run-seconds" in seconds.rule
 

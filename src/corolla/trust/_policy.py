@@ -270,7 +270,8 @@ class NodePolicy:
             return Decision(
                 False,
                 f"{self._where}, [runs] max-rounds)",
-                f"run {run_id} asked for a round beyond this node's {self.max_rounds}",
+                f"run {run_id} asked for a round beyond the {self.max_rounds} this node "
+                "answers of a run",
             )
         if self.max_run_seconds is not None and seconds > self.max_run_seconds:
             return Decision(

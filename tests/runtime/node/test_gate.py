@@ -58,7 +58,7 @@ def test_a_group_used_again_counts_as_a_new_round() -> None:
     gate.admit(run, _message("b", "1"))
 
     # Act / Assert
-    with pytest.raises(PermissionDeniedError, match="beyond this node's 2"):
+    with pytest.raises(PermissionDeniedError, match="beyond the 2 this node answers"):
         gate.admit(run, _message("c", "1"))
 
 

@@ -7,6 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from corolla.core import ConfigError, PermissionDeniedError
 from corolla.trust import LinkPolicy, NodePolicy, SigningKey, summarize_error
@@ -300,3 +302,13 @@ def test_the_example_policies_read() -> None:
     # Assert
     assert link.required_attributes == {"region": "eu"}
     assert (node.max_rounds, node.details) == (50, "summary")
+
+
+@given(st.text(max_size=2000))
+def test_a_summary_is_always_one_short_line(reason: str) -> None:
+    # Act
+    summary = summarize_error(reason)
+
+    # Assert
+    assert len(summary.splitlines()) <= 1
+    assert len(summary) <= 200 + len(" (details withheld by the node's policy)")

@@ -297,7 +297,7 @@ def summarize_error(reason: str) -> str:
     if len(first) > _SUMMARY_CHARS:
         first = first[: _SUMMARY_CHARS - 3] + "..."
     if first == whole:  # one line, no path: nothing to withhold
-        return reason
+        return whole
     return f"{first} (details withheld by the node's policy)"
 
 

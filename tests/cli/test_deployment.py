@@ -216,6 +216,8 @@ def test_a_finished_run_is_logged_listed_followed_again_and_pulled(
     assert set(run) == {
         "run_id",
         "app",
+        "bundle_sha256",
+        "bundle_signers",
         "status",
         "created_at",
         "started_at",

@@ -88,6 +88,8 @@ def run_record(run: run_pb2.Run) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
         "app": run.app_name,
+        "bundle_sha256": run.bundle_sha256,
+        "bundle_signers": [s.public_key for s in run.bundle_signatures],
         "status": run_status(run),
         "created_at": _epoch(run.created_at),
         "started_at": _epoch(run.started_at),

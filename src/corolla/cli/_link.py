@@ -14,7 +14,7 @@ from ..core import ConfigError
 from ..runtime import DEFAULT_CONTROL_ADDRESS, DEFAULT_FLEET_ADDRESS, Link, LinkLimits
 from ..runtime.link import has_admin
 from ..transport import parse_address
-from ..trust import DEFAULT_TOKEN_LIFETIME_S, TrustStore
+from ..trust import DEFAULT_TOKEN_LIFETIME_S, LinkPolicy, TrustStore
 from ..tuning import quiet_garbage_collector
 from ._run import corolla_home
 
@@ -79,6 +79,13 @@ def add_link_parser(commands: Any) -> None:
         metavar="SECONDS",
         help=f"how long a `corolla login` token is valid (default {DEFAULT_TOKEN_LIFETIME_S:g})",
     )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="TOML file saying which nodes may join and which apps may run (see "
+        "docs/security.md; default: every node and app)",
+    )
     parser.set_defaults(handler=link_command)
 
 
@@ -116,6 +123,7 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
     metrics_address = None
     if args.metrics_address is not None:
         metrics_address = _listen_address(args.metrics_address, "--metrics-address", 9100)
+    policy = None if args.policy is None else LinkPolicy.load(args.policy)
     link = Link(
         state,
         fleet_address=fleet,
@@ -128,6 +136,7 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
         auth=args.auth,
         federation=args.federation,
         token_lifetime=token_lifetime,
+        policy=policy,
     )
 
     def terminate(signum: int, frame: object) -> None:

@@ -18,6 +18,7 @@ from ._attach import add_attach_parsers
 from ._audit import add_audit_parser
 from ._certs import add_certs_parser
 from ._control import add_control_parsers
+from ._keys import add_keys_parser
 from ._link import add_link_parser
 from ._log import add_log_parser
 from ._new import add_new_parser
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_link_parser(commands)
     add_node_parser(commands)
     add_certs_parser(commands)
+    add_keys_parser(commands)
     add_control_parsers(commands)
     add_log_parser(commands)
     add_attach_parsers(commands)

@@ -25,7 +25,7 @@ from ..project import parse_overrides
 from ..runtime import Node
 from ..runtime.node import DEFAULT_MAX_MESSAGE_S, DEFAULT_RUN_PROCESSES
 from ..transport import parse_address
-from ..trust import NodeKey
+from ..trust import NodeKey, NodePolicy
 from ..tuning import return_freed_buffers
 from ._run import corolla_home
 
@@ -86,6 +86,13 @@ def add_node_parser(commands: Any) -> None:
         help="runs whose ClientApp processes the node keeps at once; another run's "
         "message stops the least recently used (default: %(default)s)",
     )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="the data owner's policy, a TOML file: which apps this node runs, how much a "
+        "run may ask of it, what its error replies tell (see docs/security.md)",
+    )
     parser.set_defaults(handler=node_command)
     actions = parser.add_subparsers(title="other actions", metavar="ACTION")
     keys = actions.add_parser(
@@ -111,6 +118,7 @@ def node_command(args: argparse.Namespace, console: Console) -> int:
     if args.link is None:
         raise ConfigError("corolla node needs --link HOST:PORT, the link's Fleet API address")
     address = str(parse_address(args.link, what="--link", example_port=9092))
+    policy = None if args.policy is None else NodePolicy.load(args.policy)
     return_freed_buffers()
     # Each run's ClientApp process forks from it; it imports the CLI, which this script
     # imports and multiprocessing runs again in each process it starts.
@@ -129,6 +137,7 @@ def node_command(args: argparse.Namespace, console: Console) -> int:
         insecure=args.insecure,
         max_message_s=args.max_message_seconds,
         max_run_processes=args.max_run_processes,
+        policy=policy,
     )
 
     def terminate(signum: int, frame: object) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from ..core import UserConfigValue
 from ..project import AppConfig
 from ..runtime import ControlClient
 from ..server import RunResult
+from ..trust import SigningKey
 from ._connection import Connection
 from ._follow import follow_to_outputs, guard_detach
 
@@ -41,11 +42,13 @@ def submit_and_follow(
     root_certificates: str | Path | None = None,
     insecure: bool = False,
     timeout: float | None = None,
+    signing_keys: Sequence[SigningKey] = (),
 ) -> RunResult:
     """Submit ``app`` to the link's Control API, show its progress, write its outputs.
 
     ``run_config`` holds the overrides (``seed`` included); the link merges them with
-    the app's defaults. Returns the run's final arrays and history.
+    the app's defaults; ``signing_keys`` sign its bundle. Returns the run's final
+    arrays and history.
 
     Raises
     ------
@@ -59,7 +62,7 @@ def submit_and_follow(
     with ControlClient(
         link_address, root_certificates=root_certificates, insecure=insecure
     ) as client:
-        run = client.submit(app.root, run_config)
+        run = client.submit(app.root, run_config, signing_keys=signing_keys)
         return follow_to_outputs(
             client,
             run.run_id,
@@ -80,9 +83,11 @@ def run_on_link(
     console: Console,
     *,
     quiet: bool = False,
+    signing_keys: Sequence[SigningKey] = (),
 ) -> int:
-    """``corolla run --link``/``--federation``: submit, follow, write the outputs; on
-    Ctrl-C or a lost link, print how to follow the run again. Returns the exit status.
+    """``corolla run --link``/``--federation``: submit (the bundle signed by
+    ``signing_keys``), follow, write the outputs; on Ctrl-C or a lost link, print how to
+    follow the run again. Returns the exit status.
 
     Raises
     ------
@@ -95,7 +100,7 @@ def run_on_link(
     """
     address = str(connection.address)
     with connection.client() as client:
-        run = client.submit(app.root, run_config)
+        run = client.submit(app.root, run_config, signing_keys=signing_keys)
         if not quiet:
             console.print(
                 f"run {run.run_id} submitted to the link at {address}",

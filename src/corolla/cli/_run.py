@@ -15,6 +15,7 @@ from ..core import ConfigError, Event
 from ..project import AppConfig, merge_run_config, parse_overrides
 from ..server import History
 from ..simulation import run_simulation
+from ..trust import SigningKey
 from ._connection import add_connection_options, resolve_connection
 from ._output import check_output
 from ._progress import RunProgress
@@ -85,6 +86,15 @@ def add_run_parser(commands: Any) -> None:
     add_output_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     add_connection_options(parser, default=None, app=False)
+    parser.add_argument(
+        "--signing-key",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="sign the app's bundle with the key in FILE (`corolla keys create`), for a "
+        "link or nodes whose policy trusts it; may be given more than once",
+    )
     parser.set_defaults(handler=run_command)
 
 
@@ -108,6 +118,7 @@ def _check_options(args: argparse.Namespace, remote: bool) -> None:
         for attribute, flag in (
             ("root_certificates", "--root-certificates"),
             ("insecure", "--insecure"),
+            ("signing_key", "--signing-key"),
         ):
             if getattr(args, attribute):
                 raise ConfigError(
@@ -127,6 +138,7 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     now = datetime.datetime.now()
     output = args.output or corolla_home() / "runs" / f"{app.name}-{now:%Y%m%d-%H%M%S}"
     if remote:
+        signing_keys = [SigningKey.load(path) for path in args.signing_key]
         connection = resolve_connection(args, app)
         check_output(output, force=args.force)
         if not args.quiet:
@@ -140,7 +152,13 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
 
         # The link merges the overrides with the app's defaults itself.
         return run_on_link(
-            app, connection, {**overrides, "seed": args.seed}, output, console, quiet=args.quiet
+            app,
+            connection,
+            {**overrides, "seed": args.seed},
+            output,
+            console,
+            quiet=args.quiet,
+            signing_keys=signing_keys,
         )
     simulation = app.simulations[args.federation] if simulated else app.simulation
     nodes = _positive("--nodes", args.nodes) or int(simulation.get("num-nodes", 10))

@@ -23,7 +23,7 @@ import json
 import os
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -57,6 +57,7 @@ from corolla.transport import (
     translate_rpc_errors,
     user_config_to_proto,
 )
+from corolla.trust import SigningKey
 
 from ._accounts_client import AccountsClient, with_token
 from ._bundle import make_bundle
@@ -131,21 +132,28 @@ class ControlClient:
         run_config: Mapping[str, UserConfigValue] | None = None,
         *,
         timeout: float | None = 60.0,
+        signing_keys: Sequence[SigningKey] = (),
     ) -> run_pb2.Run:
-        """Bundle ``app_dir`` and submit it with run-config overrides; return the run.
+        """Bundle ``app_dir`` and submit it with run-config overrides, signed by
+        ``signing_keys``; return the run.
 
         Raises
         ------
         CorollaError
-            The link's answer (unknown config key, app that fails to load...) or a
-            transport failure.
+            The link's answer (unknown config key, app that fails to load, an app its
+            policy does not allow...) or a transport failure.
         """
         bundle = make_bundle(app_dir)
         digest = sha256_of(bundle)
+        signatures = [key.sign_bundle(digest) for key in signing_keys]
         spec = control_pb2.RunSpec(
             bundle_sha256=digest,
             bundle_size=len(bundle),
             run_config=user_config_to_proto(dict(run_config or {})),
+            bundle_signatures=[
+                run_pb2.BundleSignature(public_key=s.public_key, signature=s.signature)
+                for s in signatures
+            ],
         )
 
         def requests() -> Iterator[control_pb2.SubmitRunRequest]:

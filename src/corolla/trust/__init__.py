@@ -9,11 +9,17 @@ ran in its own; :func:`verify_audit_log` walks a log's hash chain and names its 
 bad record, and :func:`read_audit_log` reads its records.
 An account proves who it is with a token the link signed (:class:`Tokens`), obtained
 with its password.
+
+Which nodes may join and which apps may run is a policy, on both sides: the link's
+(:class:`LinkPolicy`) and each data owner's node's (:class:`NodePolicy`). An app is
+allowed by its bundle's hash, or by a :class:`BundleSignature` of a publisher's
+:class:`SigningKey` that the policy trusts.
 """
 
 from ._audit import GENESIS, MAX_RECORD_BYTES, AuditLog, AuditRecord, record_hash
 from ._audit_verify import AuditVerdict, BrokenAuditLogError, read_audit_log, verify_audit_log
 from ._keys import KEY_PREFIX, NodeKey, public_key_from_text, public_key_text, verify
+from ._policy import AppRules, Decision, LinkPolicy, NodePolicy, summarize_error
 from ._requests import (
     NONCE_KEY,
     PUBLIC_KEY_KEY,
@@ -24,6 +30,7 @@ from ._requests import (
     sign_request,
     signed_text,
 )
+from ._signatures import BundleSignature, SigningKey, bundle_message, check_bundle_hash
 from ._store import (
     Account,
     RegisteredKey,
@@ -56,6 +63,15 @@ __all__ = [
     "sign_request",
     "signed_text",
     "Account",
+    "AppRules",
+    "BundleSignature",
+    "Decision",
+    "LinkPolicy",
+    "NodePolicy",
+    "SigningKey",
+    "bundle_message",
+    "check_bundle_hash",
+    "summarize_error",
     "NodeKey",
     "RegisteredKey",
     "Role",

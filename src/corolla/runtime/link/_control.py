@@ -21,9 +21,11 @@ from corolla.transport import (
     serverappio_pb2_grpc,
     user_config_from_proto,
 )
+from corolla.trust import check_bundle_hash
 
 from .._audit import audit, reason_summary
 from .._bundle import BundleLimits, install_bundle
+from ._admission import admit_app, checked_signatures, keep_signatures, kept_signatures
 from ._handlers import servicer_errors, stream_errors
 from ._names import USER_NAMER
 from ._payloads import serve_payload
@@ -71,6 +73,14 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
                 f"the app bundle has {spec.bundle_size} bytes; the link accepts at most "
                 f"{BundleLimits().max_bytes}"
             )
+        # Before a byte of the bundle is stored: the hash the chunks must match is signed.
+        check_bundle_hash(spec.bundle_sha256)
+        caller = context.peer()
+        signatures = checked_signatures(shared, spec.bundle_sha256, spec.bundle_signatures, caller)
+        # A signature speaks for the bundle, whoever submits it: those kept from earlier
+        # runs count too, as they do on the nodes, which get them all.
+        kept = kept_signatures(shared, spec.bundle_sha256)
+        admit_app(shared, spec.bundle_sha256, [*signatures, *kept], caller)
         # The bundle may be stored already: keep it from being collected meanwhile.
         shared.names.mark_named([spec.bundle_sha256], USER_NAMER)
         assembler: ChunkAssembler | None = None
@@ -91,6 +101,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         app_dir = install_bundle(
             shared.blobs.open(spec.bundle_sha256), shared.apps_dir / spec.bundle_sha256
         )
+        keep_signatures(shared, spec.bundle_sha256, signatures)
         app = AppConfig.load(app_dir)
         config = merge_run_config(app.config, user_config_from_proto(spec.run_config))
         run = shared.state.create_run(spec.bundle_sha256, config)

@@ -65,6 +65,7 @@ from corolla.trust import (
 )
 
 from .._audit import audit, audit_many, reason_summary
+from ._admission import admit_node
 from ._batching import LoopBatcher
 from ._handlers import aio_servicer_errors, aio_stream_errors
 from ._names import node_namer
@@ -335,6 +336,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                 )
             self._tokens.forget(identity.node_id)
         shared = self._shared
+        admit_node(shared, _attributes(user_config_from_proto(request.attributes)), request.node_id)
         try:
             registered = shared.state.register_node(
                 attributes=_attributes(user_config_from_proto(request.attributes)),
@@ -359,6 +361,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                 "node_id": registered.node_id,
                 "attributes": _attributes(user_config_from_proto(request.attributes)),
                 "rejoin": identity is not None,
+                **({"key": key} if key is not None else {}),
             },
         )
         return fleet_pb2.RegisterNodeResponse(

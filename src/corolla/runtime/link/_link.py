@@ -42,7 +42,7 @@ from corolla.transport import (
     server_options,
     serverappio_pb2_grpc,
 )
-from corolla.trust import DEFAULT_TOKEN_LIFETIME_S, AuditLog, Tokens, TrustStore
+from corolla.trust import DEFAULT_TOKEN_LIFETIME_S, AuditLog, LinkPolicy, Tokens, TrustStore
 from corolla.tuning import malloc_trim, return_freed_buffers
 
 from .._audit import audit, audit_many
@@ -120,6 +120,9 @@ class Link:
         (``ca.pem``): mutual TLS on the Fleet API.
     token_lifetime
         Seconds an account's token is valid after ``corolla login``.
+    policy
+        Which nodes may register and which apps may run (see ``docs/security.md``);
+        by default every node and app.
 
     Raises
     ------
@@ -145,6 +148,7 @@ class Link:
         federation: str = "default",
         node_certificates: bool = False,
         token_lifetime: float = DEFAULT_TOKEN_LIFETIME_S,
+        policy: LinkPolicy | None = None,
     ) -> None:
         addresses = [fleet_address, control_address]
         _check_distinct_ports(fleet_address, control_address, metrics_address)
@@ -177,6 +181,7 @@ class Link:
         self._node_certificates = node_certificates
         self._federation = federation
         self._token_lifetime = token_lifetime
+        self._policy = policy
         self._status = LinkStatus.CREATED
         self._stopped = threading.Event()
         self._servers: list[grpc.Server] = []
@@ -270,6 +275,7 @@ class Link:
                 self._clock,
                 auth=self._auth,
                 federation=self._federation,
+                policy=self._policy,
             )
             self._shared = shared
             self._runs = runs = RunProcesses(shared, python=self._python)

@@ -11,6 +11,7 @@ from corolla.project import AppConfig
 from corolla.state import NodeInfo, RunInfo, RunStatus, StorageError
 from corolla.transport import control_pb2, records_pb2, run_pb2, user_config_to_proto
 
+from ._admission import kept_signatures, signatures_to_proto
 from ._resources import LinkResources
 
 __all__ = [
@@ -87,6 +88,7 @@ def run_to_proto(shared: LinkResources, run: RunInfo) -> run_pb2.Run:
         created_at=run.created_at,
         started_at=run.started_at or 0.0,
         finished_at=run.ended_at or 0.0,
+        bundle_signatures=signatures_to_proto(kept_signatures(shared, run.bundle_hash)),
     )
 
 

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from corolla.state import BlobStore, LinkState
-from corolla.trust import AuditLog, TrustStore
+from corolla.trust import AuditLog, LinkPolicy, TrustStore
 
 from .._clock import Clock, SystemClock
 from ._contents import MessageContents
@@ -55,6 +55,8 @@ class LinkResources:
     auth: bool = False
     #: The federation this link serves: tokens name it, and are refused by other links.
     federation: str = "default"
+    #: Which nodes may register and which apps may run (see ``_admission``).
+    policy: LinkPolicy = dataclasses.field(default_factory=LinkPolicy)
 
     @classmethod
     def create(
@@ -69,6 +71,7 @@ class LinkResources:
         trust: TrustStore | None = None,
         auth: bool = False,
         federation: str = "default",
+        policy: LinkPolicy | None = None,
     ) -> LinkResources:
         limits = limits or LinkLimits()
         clock = clock or SystemClock()
@@ -91,6 +94,7 @@ class LinkResources:
             trust=trust or TrustStore(apps_dir.parent / TrustStore.FILE, clock=clock.time),
             auth=auth,
             federation=federation,
+            policy=policy or LinkPolicy(),
         )
 
     def redact(self, text: str) -> str:
@@ -99,4 +103,6 @@ class LinkResources:
         ``<link state>``."""
         apps = str(self.apps_dir)
         text = re.sub(re.escape(apps) + r"/([0-9a-f]{12})[0-9a-f]*", r"<bundle \1>", text)
-        return text.replace(str(self.apps_dir.parent), "<link state>")
+        # Only the directory itself: a sibling such as ``link-policy.toml`` stays whole.
+        state = re.escape(str(self.apps_dir.parent))
+        return re.sub(state + r"(?![\w.-])", "<link state>", text)

@@ -44,7 +44,7 @@ from corolla.transport import (
     translate_rpc_errors,
     user_config_to_proto,
 )
-from corolla.trust import AuditLog, NodeKey
+from corolla.trust import AuditLog, NodeKey, NodePolicy
 
 from .._audit import audit
 from .._payloads import with_chunk_frames
@@ -111,6 +111,10 @@ class Node:
         overruns it is killed and answered with a ``TIMEOUT`` error.
     max_run_processes
         How many runs' ClientApp processes the node keeps (see ``_run_processes``).
+    policy
+        The data owner's policy: which apps the node runs, how many rounds and seconds a
+        run may ask of it, and whether its error replies carry their details (see
+        ``docs/security.md``); by default every app, without limits, in full.
 
     Raises
     ------
@@ -134,6 +138,7 @@ class Node:
         channel_factory: ChannelFactory | None = None,
         max_message_s: float = DEFAULT_MAX_MESSAGE_S,
         max_run_processes: int = DEFAULT_RUN_PROCESSES,
+        policy: NodePolicy | None = None,
     ) -> None:
         if not (isinstance(max_message_s, int | float) and 0 < max_message_s < math.inf):
             raise ConfigError(f"max_message_s must be a positive number, got {max_message_s!r}")
@@ -157,7 +162,11 @@ class Node:
         self._backoff = backoff
         self._channel_factory = channel_factory or self._channel
         self._runner = MessageRunner(
-            self._store, self._node_config, RunProcesses(max_run_processes), max_message_s
+            self._store,
+            self._node_config,
+            RunProcesses(max_run_processes),
+            max_message_s,
+            policy,
         )
         self._status = NodeStatus.CREATED
         self._stop = threading.Event()

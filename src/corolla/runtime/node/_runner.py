@@ -5,9 +5,10 @@ The node's connection thread reads the ``Receive`` stream and hands each message
 hangs, never keeps the node from reading, so it still hears that a run ended. For each
 message, this thread
 
-1. asks the link for the run (bundle hash, run config) once per run, installs the
-   bundle if needed (one directory per bundle hash) and starts the run's ClientApp
-   process (``_run_processes``) when the run's first message comes;
+1. asks the link for the run (bundle hash and signatures, run config) once per run,
+   checks it against the data owner's policy (``_gate``), installs the bundle if
+   needed (one directory per bundle hash) and starts the run's ClientApp process
+   (``_run_processes``) when the run's first message comes;
 2. downloads into memory the arrays that did not come inline and that it does not hold;
 3. runs the ClientApp in the run's process with the run's context state (kept on disk),
    within the message's deadline: its TTL, capped by the node's ``max_message_s``;
@@ -53,11 +54,12 @@ from corolla.transport import (
     translate_rpc_errors,
     user_config_from_proto,
 )
-from corolla.trust import AuditLog
+from corolla.trust import AuditLog, NodePolicy
 
 from .._audit import audit, reason_summary
 from .._bundle import install_bundle
 from .._payloads import ArrayCache, pull_payload, push_missing
+from ._gate import PolicyGate
 from ._run_processes import RunProcess, RunProcesses
 from ._session import Session
 from ._store import NodeStore
@@ -95,6 +97,9 @@ class MessageRunner:
         The node's run processes.
     max_message_s
         The longest a ClientApp call may take, whatever the message's TTL.
+    policy
+        The data owner's policy: the apps the node runs, what a run may ask of it, and
+        what its error replies tell (see ``_gate``).
     """
 
     def __init__(
@@ -103,7 +108,9 @@ class MessageRunner:
         node_config: Mapping[str, UserConfigValue],
         processes: RunProcesses,
         max_message_s: float,
+        policy: NodePolicy | None = None,
     ) -> None:
+        self._gate = PolicyGate(policy or NodePolicy(), time.monotonic)
         self._store = store
         self._node_config = dict(node_config)
         self._processes = processes
@@ -224,6 +231,7 @@ class MessageRunner:
             self._forget(metadata.message_id)
             self._ran(metadata, None, started, f"its run ended ({ended})")
             return
+        reply = _withhold_details(reply, self._gate.policy)
         _log_served(metadata, reply, seconds)
         self._ran(metadata, reply, started)
         self._send(session, proto, reply)
@@ -231,6 +239,7 @@ class MessageRunner:
     def _answer(self, session: Session, proto: message_pb2.Message) -> Message:
         run_id = proto.metadata.run_id
         run = self._run_info(session, run_id)
+        self._gate.admit(run, proto.metadata)  # before its bundle is even downloaded
         process = self._process(session, run)
         message = message_from_proto(proto, self._download_arrays(session, proto))
         timeout = message_deadline(proto.metadata, time.time(), self._max_message_s)
@@ -385,6 +394,23 @@ def _log_served(metadata: message_pb2.Metadata, reply: Message, seconds: float) 
         name = "code"
     first_line = error.reason.splitlines()[0] if error.reason else ""
     _log.warning("%s failed in %.2f s: %s (%d): %s", what, seconds, name, error.code, first_line)
+
+
+def _withhold_details(reply: Message, policy: NodePolicy) -> Message:
+    """``reply``, its error's details left out if the policy keeps them on the node (a
+    refusal by the policy names its rule in full); they go to the node's log instead."""
+    if not reply.has_error() or reply.error.code == ErrorCode.PERMISSION_DENIED:
+        return reply
+    error = reply.error
+    reason = policy.error_reason(error.reason)
+    if reason == error.reason:
+        return reply
+    _log.warning(
+        "run %d: error details kept on this node by its policy:\n%s",
+        reply.metadata.run_id,
+        error.reason,
+    )
+    return Message(error=Error(error.code, reason), metadata=reply.metadata)
 
 
 def _error_reply(proto: message_pb2.Message, code: int, reason: str) -> Message:

@@ -27,43 +27,43 @@ from . import run_pb2 as corolla_dot_v1_dot_run__pb2
 from . import transfer_pb2 as corolla_dot_v1_dot_transfer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63orolla/v1/control.proto\x12\ncorolla.v1\x1a\x18\x63orolla/v1/records.proto\x1a\x14\x63orolla/v1/run.proto\x1a\x19\x63orolla/v1/transfer.proto\"\xa9\x01\n\x07RunSpec\x12\x15\n\rbundle_sha256\x18\x01 \x01(\t\x12\x13\n\x0b\x62undle_size\x18\x02 \x01(\x04\x12*\n\nrun_config\x18\x03 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12\x12\n\nfederation\x18\x04 \x01(\t\x12\x32\n\x12\x66\x65\x64\x65ration_options\x18\x05 \x01(\x0b\x32\x16.corolla.v1.UserConfig\"j\n\x10SubmitRunRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x13.corolla.v1.RunSpecH\x00\x12)\n\x0c\x62undle_chunk\x18\x02 \x01(\x0b\x32\x11.corolla.v1.ChunkH\x00\x42\x06\n\x04part\"1\n\x11SubmitRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.corolla.v1.Run\"\x11\n\x0fListRunsRequest\"1\n\x10ListRunsResponse\x12\x1d\n\x04runs\x18\x01 \x03(\x0b\x32\x0f.corolla.v1.Run\"0\n\x0eStopRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"/\n\x0fStopRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.corolla.v1.Run\"M\n\x13StreamEventsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"\xca\x01\n\x04Node\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.corolla.v1.NodeStatus\x12*\n\nattributes\x18\x03 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12+\n\x0bnode_config\x18\x04 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12\x15\n\rregistered_at\x18\x05 \x01(\x01\x12\x19\n\x11last_heartbeat_at\x18\x06 \x01(\x01\"\x12\n\x10ListNodesRequest\"4\n\x11ListNodesResponse\x12\x1f\n\x05nodes\x18\x01 \x03(\x0b\x32\x10.corolla.v1.Node\"%\n\x13GetRunResultRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\"<\n\x0e\x41rrayReference\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\"g\n\x14GetRunResultResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12*\n\x06\x61rrays\x18\x02 \x03(\x0b\x32\x1a.corolla.v1.ArrayReference\x12\x14\n\x0chistory_json\x18\x03 \x01(\t*Z\n\nNodeStatus\x12\x1b\n\x17NODE_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12NODE_STATUS_ONLINE\x10\x01\x12\x17\n\x13NODE_STATUS_OFFLINE\x10\x02\x32\x87\x04\n\x07\x43ontrol\x12J\n\tSubmitRun\x12\x1c.corolla.v1.SubmitRunRequest\x1a\x1d.corolla.v1.SubmitRunResponse(\x01\x12\x45\n\x08ListRuns\x12\x1b.corolla.v1.ListRunsRequest\x1a\x1c.corolla.v1.ListRunsResponse\x12?\n\x06GetRun\x12\x19.corolla.v1.GetRunRequest\x1a\x1a.corolla.v1.GetRunResponse\x12\x42\n\x07StopRun\x12\x1a.corolla.v1.StopRunRequest\x1a\x1b.corolla.v1.StopRunResponse\x12G\n\x0cStreamEvents\x12\x1f.corolla.v1.StreamEventsRequest\x1a\x14.corolla.v1.RunEvent0\x01\x12H\n\tListNodes\x12\x1c.corolla.v1.ListNodesRequest\x1a\x1d.corolla.v1.ListNodesResponse\x12Q\n\x0cGetRunResult\x12\x1f.corolla.v1.GetRunResultRequest\x1a .corolla.v1.GetRunResultResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63orolla/v1/control.proto\x12\ncorolla.v1\x1a\x18\x63orolla/v1/records.proto\x1a\x14\x63orolla/v1/run.proto\x1a\x19\x63orolla/v1/transfer.proto\"\xe1\x01\n\x07RunSpec\x12\x15\n\rbundle_sha256\x18\x01 \x01(\t\x12\x13\n\x0b\x62undle_size\x18\x02 \x01(\x04\x12*\n\nrun_config\x18\x03 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12\x12\n\nfederation\x18\x04 \x01(\t\x12\x32\n\x12\x66\x65\x64\x65ration_options\x18\x05 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12\x36\n\x11\x62undle_signatures\x18\x06 \x03(\x0b\x32\x1b.corolla.v1.BundleSignature\"j\n\x10SubmitRunRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x13.corolla.v1.RunSpecH\x00\x12)\n\x0c\x62undle_chunk\x18\x02 \x01(\x0b\x32\x11.corolla.v1.ChunkH\x00\x42\x06\n\x04part\"1\n\x11SubmitRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.corolla.v1.Run\"\x11\n\x0fListRunsRequest\"1\n\x10ListRunsResponse\x12\x1d\n\x04runs\x18\x01 \x03(\x0b\x32\x0f.corolla.v1.Run\"0\n\x0eStopRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"/\n\x0fStopRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.corolla.v1.Run\"M\n\x13StreamEventsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"\xca\x01\n\x04Node\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.corolla.v1.NodeStatus\x12*\n\nattributes\x18\x03 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12+\n\x0bnode_config\x18\x04 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12\x15\n\rregistered_at\x18\x05 \x01(\x01\x12\x19\n\x11last_heartbeat_at\x18\x06 \x01(\x01\"\x12\n\x10ListNodesRequest\"4\n\x11ListNodesResponse\x12\x1f\n\x05nodes\x18\x01 \x03(\x0b\x32\x10.corolla.v1.Node\"%\n\x13GetRunResultRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\"<\n\x0e\x41rrayReference\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\"g\n\x14GetRunResultResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12*\n\x06\x61rrays\x18\x02 \x03(\x0b\x32\x1a.corolla.v1.ArrayReference\x12\x14\n\x0chistory_json\x18\x03 \x01(\t*Z\n\nNodeStatus\x12\x1b\n\x17NODE_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12NODE_STATUS_ONLINE\x10\x01\x12\x17\n\x13NODE_STATUS_OFFLINE\x10\x02\x32\x87\x04\n\x07\x43ontrol\x12J\n\tSubmitRun\x12\x1c.corolla.v1.SubmitRunRequest\x1a\x1d.corolla.v1.SubmitRunResponse(\x01\x12\x45\n\x08ListRuns\x12\x1b.corolla.v1.ListRunsRequest\x1a\x1c.corolla.v1.ListRunsResponse\x12?\n\x06GetRun\x12\x19.corolla.v1.GetRunRequest\x1a\x1a.corolla.v1.GetRunResponse\x12\x42\n\x07StopRun\x12\x1a.corolla.v1.StopRunRequest\x1a\x1b.corolla.v1.StopRunResponse\x12G\n\x0cStreamEvents\x12\x1f.corolla.v1.StreamEventsRequest\x1a\x14.corolla.v1.RunEvent0\x01\x12H\n\tListNodes\x12\x1c.corolla.v1.ListNodesRequest\x1a\x1d.corolla.v1.ListNodesResponse\x12Q\n\x0cGetRunResult\x12\x1f.corolla.v1.GetRunResultRequest\x1a .corolla.v1.GetRunResultResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'corolla.transport._proto.control_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NODESTATUS']._serialized_start=1179
-  _globals['_NODESTATUS']._serialized_end=1269
+  _globals['_NODESTATUS']._serialized_start=1235
+  _globals['_NODESTATUS']._serialized_end=1325
   _globals['_RUNSPEC']._serialized_start=116
-  _globals['_RUNSPEC']._serialized_end=285
-  _globals['_SUBMITRUNREQUEST']._serialized_start=287
-  _globals['_SUBMITRUNREQUEST']._serialized_end=393
-  _globals['_SUBMITRUNRESPONSE']._serialized_start=395
-  _globals['_SUBMITRUNRESPONSE']._serialized_end=444
-  _globals['_LISTRUNSREQUEST']._serialized_start=446
-  _globals['_LISTRUNSREQUEST']._serialized_end=463
-  _globals['_LISTRUNSRESPONSE']._serialized_start=465
-  _globals['_LISTRUNSRESPONSE']._serialized_end=514
-  _globals['_STOPRUNREQUEST']._serialized_start=516
-  _globals['_STOPRUNREQUEST']._serialized_end=564
-  _globals['_STOPRUNRESPONSE']._serialized_start=566
-  _globals['_STOPRUNRESPONSE']._serialized_end=613
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=615
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=692
-  _globals['_NODE']._serialized_start=695
-  _globals['_NODE']._serialized_end=897
-  _globals['_LISTNODESREQUEST']._serialized_start=899
-  _globals['_LISTNODESREQUEST']._serialized_end=917
-  _globals['_LISTNODESRESPONSE']._serialized_start=919
-  _globals['_LISTNODESRESPONSE']._serialized_end=971
-  _globals['_GETRUNRESULTREQUEST']._serialized_start=973
-  _globals['_GETRUNRESULTREQUEST']._serialized_end=1010
-  _globals['_ARRAYREFERENCE']._serialized_start=1012
-  _globals['_ARRAYREFERENCE']._serialized_end=1072
-  _globals['_GETRUNRESULTRESPONSE']._serialized_start=1074
-  _globals['_GETRUNRESULTRESPONSE']._serialized_end=1177
-  _globals['_CONTROL']._serialized_start=1272
-  _globals['_CONTROL']._serialized_end=1791
+  _globals['_RUNSPEC']._serialized_end=341
+  _globals['_SUBMITRUNREQUEST']._serialized_start=343
+  _globals['_SUBMITRUNREQUEST']._serialized_end=449
+  _globals['_SUBMITRUNRESPONSE']._serialized_start=451
+  _globals['_SUBMITRUNRESPONSE']._serialized_end=500
+  _globals['_LISTRUNSREQUEST']._serialized_start=502
+  _globals['_LISTRUNSREQUEST']._serialized_end=519
+  _globals['_LISTRUNSRESPONSE']._serialized_start=521
+  _globals['_LISTRUNSRESPONSE']._serialized_end=570
+  _globals['_STOPRUNREQUEST']._serialized_start=572
+  _globals['_STOPRUNREQUEST']._serialized_end=620
+  _globals['_STOPRUNRESPONSE']._serialized_start=622
+  _globals['_STOPRUNRESPONSE']._serialized_end=669
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=671
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=748
+  _globals['_NODE']._serialized_start=751
+  _globals['_NODE']._serialized_end=953
+  _globals['_LISTNODESREQUEST']._serialized_start=955
+  _globals['_LISTNODESREQUEST']._serialized_end=973
+  _globals['_LISTNODESRESPONSE']._serialized_start=975
+  _globals['_LISTNODESRESPONSE']._serialized_end=1027
+  _globals['_GETRUNRESULTREQUEST']._serialized_start=1029
+  _globals['_GETRUNRESULTREQUEST']._serialized_end=1066
+  _globals['_ARRAYREFERENCE']._serialized_start=1068
+  _globals['_ARRAYREFERENCE']._serialized_end=1128
+  _globals['_GETRUNRESULTRESPONSE']._serialized_start=1130
+  _globals['_GETRUNRESULTRESPONSE']._serialized_end=1233
+  _globals['_CONTROL']._serialized_start=1328
+  _globals['_CONTROL']._serialized_end=1847
 # @@protoc_insertion_point(module_scope)

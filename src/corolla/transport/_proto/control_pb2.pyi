@@ -58,6 +58,7 @@ class RunSpec(_message.Message):
     RUN_CONFIG_FIELD_NUMBER: _builtins.int
     FEDERATION_FIELD_NUMBER: _builtins.int
     FEDERATION_OPTIONS_FIELD_NUMBER: _builtins.int
+    BUNDLE_SIGNATURES_FIELD_NUMBER: _builtins.int
     bundle_sha256: _builtins.str
     """SHA-256 (lower-case hex) and size of the app bundle."""
     bundle_size: _builtins.int
@@ -71,6 +72,13 @@ class RunSpec(_message.Message):
 
     @_builtins.property
     def federation_options(self) -> _records_pb2.UserConfig: ...
+    @_builtins.property
+    def bundle_signatures(self) -> _containers.RepeatedCompositeFieldContainer[_run_pb2.BundleSignature]:
+        """Signatures over the bundle (`corolla run --signing-key`). The link refuses a run
+        whose signature does not verify, and admits by them an app its policy lets its
+        trusted signers publish.
+        """
+
     def __init__(
         self,
         *,
@@ -79,10 +87,11 @@ class RunSpec(_message.Message):
         run_config: _records_pb2.UserConfig | None = ...,
         federation: _builtins.str = ...,
         federation_options: _records_pb2.UserConfig | None = ...,
+        bundle_signatures: _abc.Iterable[_run_pb2.BundleSignature] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["federation_options", b"federation_options", "run_config", b"run_config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle_sha256", b"bundle_sha256", "bundle_size", b"bundle_size", "federation", b"federation", "federation_options", b"federation_options", "run_config", b"run_config"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle_sha256", b"bundle_sha256", "bundle_signatures", b"bundle_signatures", "bundle_size", b"bundle_size", "federation", b"federation", "federation_options", b"federation_options", "run_config", b"run_config"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,21 +25,23 @@ _sym_db = _symbol_database.Default()
 from . import records_pb2 as corolla_dot_v1_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63orolla/v1/run.proto\x12\ncorolla.v1\x1a\x18\x63orolla/v1/records.proto\"\xc2\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x10\n\x08\x61pp_name\x18\x02 \x01(\t\x12\x15\n\rbundle_sha256\x18\x03 \x01(\t\x12\x13\n\x0b\x62undle_size\x18\x04 \x01(\x04\x12*\n\nrun_config\x18\x05 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12\x12\n\nfederation\x18\x06 \x01(\t\x12\x32\n\x12\x66\x65\x64\x65ration_options\x18\x07 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12%\n\x06status\x18\x08 \x01(\x0e\x32\x15.corolla.v1.RunStatus\x12\x15\n\rstatus_reason\x18\t \x01(\t\x12\x12\n\ncreated_at\x18\n \x01(\x01\x12\x12\n\nstarted_at\x18\x0b \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x0c \x01(\x01\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\".\n\x0eGetRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.corolla.v1.Run\"\x9b\x01\n\x08RunEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0e\n\x06run_id\x18\x02 \x01(\x04\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x12\n\x05round\x18\x04 \x01(\x12H\x00\x88\x01\x01\x12\x14\n\x07node_id\x18\x05 \x01(\x04H\x01\x88\x01\x01\x12\x0c\n\x04time\x18\x06 \x01(\x01\x12\x11\n\tdata_json\x18\x07 \x01(\tB\x08\n\x06_roundB\n\n\x08_node_id*\x9f\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_PENDING\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x17\n\x13RUN_STATUS_FINISHED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x16\n\x12RUN_STATUS_STOPPED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63orolla/v1/run.proto\x12\ncorolla.v1\x1a\x18\x63orolla/v1/records.proto\"\xfa\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x10\n\x08\x61pp_name\x18\x02 \x01(\t\x12\x15\n\rbundle_sha256\x18\x03 \x01(\t\x12\x13\n\x0b\x62undle_size\x18\x04 \x01(\x04\x12*\n\nrun_config\x18\x05 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12\x12\n\nfederation\x18\x06 \x01(\t\x12\x32\n\x12\x66\x65\x64\x65ration_options\x18\x07 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12%\n\x06status\x18\x08 \x01(\x0e\x32\x15.corolla.v1.RunStatus\x12\x15\n\rstatus_reason\x18\t \x01(\t\x12\x12\n\ncreated_at\x18\n \x01(\x01\x12\x12\n\nstarted_at\x18\x0b \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x0c \x01(\x01\x12\x36\n\x11\x62undle_signatures\x18\r \x03(\x0b\x32\x1b.corolla.v1.BundleSignature\"8\n\x0f\x42undleSignature\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\".\n\x0eGetRunResponse\x12\x1c\n\x03run\x18\x01 \x01(\x0b\x32\x0f.corolla.v1.Run\"\x9b\x01\n\x08RunEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0e\n\x06run_id\x18\x02 \x01(\x04\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x12\n\x05round\x18\x04 \x01(\x12H\x00\x88\x01\x01\x12\x14\n\x07node_id\x18\x05 \x01(\x04H\x01\x88\x01\x01\x12\x0c\n\x04time\x18\x06 \x01(\x01\x12\x11\n\tdata_json\x18\x07 \x01(\tB\x08\n\x06_roundB\n\n\x08_node_id*\x9f\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_PENDING\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x17\n\x13RUN_STATUS_FINISHED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x16\n\x12RUN_STATUS_STOPPED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'corolla.transport._proto.run_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNSTATUS']._serialized_start=627
-  _globals['_RUNSTATUS']._serialized_end=786
+  _globals['_RUNSTATUS']._serialized_start=741
+  _globals['_RUNSTATUS']._serialized_end=900
   _globals['_RUN']._serialized_start=63
-  _globals['_RUN']._serialized_end=385
-  _globals['_GETRUNREQUEST']._serialized_start=387
-  _globals['_GETRUNREQUEST']._serialized_end=418
-  _globals['_GETRUNRESPONSE']._serialized_start=420
-  _globals['_GETRUNRESPONSE']._serialized_end=466
-  _globals['_RUNEVENT']._serialized_start=469
-  _globals['_RUNEVENT']._serialized_end=624
+  _globals['_RUN']._serialized_end=441
+  _globals['_BUNDLESIGNATURE']._serialized_start=443
+  _globals['_BUNDLESIGNATURE']._serialized_end=499
+  _globals['_GETRUNREQUEST']._serialized_start=501
+  _globals['_GETRUNREQUEST']._serialized_end=532
+  _globals['_GETRUNRESPONSE']._serialized_start=534
+  _globals['_GETRUNRESPONSE']._serialized_end=580
+  _globals['_RUNEVENT']._serialized_start=583
+  _globals['_RUNEVENT']._serialized_end=738
 # @@protoc_insertion_point(module_scope)

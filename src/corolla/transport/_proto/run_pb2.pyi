@@ -5,9 +5,11 @@ Runs: shared by the Fleet service (nodes fetch what to run) and the Control
 service (people and tools submit and follow runs).
 """
 
+from collections import abc as _abc
 from . import records_pb2 as _records_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -69,6 +71,7 @@ class Run(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    BUNDLE_SIGNATURES_FIELD_NUMBER: _builtins.int
     run_id: _builtins.int
     app_name: _builtins.str
     """Name of the app, as its bundle's pyproject.toml declares it."""
@@ -90,6 +93,12 @@ class Run(_message.Message):
 
     @_builtins.property
     def federation_options(self) -> _records_pb2.UserConfig: ...
+    @_builtins.property
+    def bundle_signatures(self) -> _containers.RepeatedCompositeFieldContainer[Global___BundleSignature]:
+        """Signatures over the bundle by the keys of its publishers, checked by the link when
+        the run was submitted; a node checks them again against its own policy.
+        """
+
     def __init__(
         self,
         *,
@@ -105,14 +114,43 @@ class Run(_message.Message):
         created_at: _builtins.float = ...,
         started_at: _builtins.float = ...,
         finished_at: _builtins.float = ...,
+        bundle_signatures: _abc.Iterable[Global___BundleSignature] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["federation_options", b"federation_options", "run_config", b"run_config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_name", b"app_name", "bundle_sha256", b"bundle_sha256", "bundle_size", b"bundle_size", "created_at", b"created_at", "federation", b"federation", "federation_options", b"federation_options", "finished_at", b"finished_at", "run_config", b"run_config", "run_id", b"run_id", "started_at", b"started_at", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_name", b"app_name", "bundle_sha256", b"bundle_sha256", "bundle_signatures", b"bundle_signatures", "bundle_size", b"bundle_size", "created_at", b"created_at", "federation", b"federation", "federation_options", b"federation_options", "finished_at", b"finished_at", "run_config", b"run_config", "run_id", b"run_id", "started_at", b"started_at", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
+
+@_typing.final
+class BundleSignature(_message.Message):
+    """An Ed25519 signature over "corolla-bundle-v1:" followed by the bundle's SHA-256
+    (lower-case hex), by the key whose public half is public_key.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    public_key: _builtins.str
+    """"ed25519:" and the key's 32 bytes in URL-safe base64 without padding."""
+    signature: _builtins.bytes
+    """The 64-byte Ed25519 signature."""
+    def __init__(
+        self,
+        *,
+        public_key: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["public_key", b"public_key", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BundleSignature: _TypeAlias = BundleSignature  # noqa: Y015
 
 @_typing.final
 class GetRunRequest(_message.Message):

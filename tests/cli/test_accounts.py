@@ -209,6 +209,7 @@ def test_accounts_and_roles_through_the_cli(secured: str, tmp_path: Path) -> Non
     assert (tmp_path / "out").is_dir()
     runs = json.loads(_ok(_corolla(tmp_path, "ls", *link, "--format", "json", home="vic")))
     assert [r["status"] for r in runs["runs"]] == ["finished"]
+    assert [r["actor"] for r in _audit(state, "run.submit")] == ["olga"]
 
     # A viewer may not stop a run; an operator may (the run is unknown, so the link says
     # so: the call got past the access check)

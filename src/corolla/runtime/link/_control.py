@@ -25,6 +25,7 @@ from corolla.trust import check_bundle_hash
 
 from .._audit import audit, reason_summary
 from .._bundle import BundleLimits, install_bundle
+from ._access import caller_name
 from ._admission import admit_app, checked_signatures, keep_signatures, kept_signatures
 from ._handlers import servicer_errors, stream_errors
 from ._names import USER_NAMER
@@ -75,7 +76,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             )
         # Before a byte of the bundle is stored: the hash the chunks must match is signed.
         check_bundle_hash(spec.bundle_sha256)
-        caller = context.peer()
+        caller = _actor(context)
         signatures = checked_signatures(shared, spec.bundle_sha256, spec.bundle_signatures, caller)
         # A signature speaks for the bundle, whoever submits it: those kept from earlier
         # runs count too, as they do on the nodes, which get them all.
@@ -106,12 +107,17 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         config = merge_run_config(app.config, user_config_from_proto(spec.run_config))
         run = shared.state.create_run(spec.bundle_sha256, config)
         shared.state.append_event(
-            Event("run.submit", run.run_id, data={"app": app.name, "bundle": spec.bundle_sha256})
+            Event(
+                "run.submit",
+                run.run_id,
+                data={"app": app.name, "bundle": spec.bundle_sha256, "by": caller},
+            )
         )
         audit(
             shared.audit,
             "run.submit",
             {"run_id": run.run_id, "app": app.name, "bundle": spec.bundle_sha256},
+            actor=caller,
         )
         self._runs.launch(run)
         return control_pb2.SubmitRunResponse(
@@ -148,6 +154,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             self._shared.audit,
             "run.stop",
             {"run_id": request.run_id, "reason": reason_summary(request.reason)},
+            actor=_actor(context),
         )
         self._runs.stop(request.run_id)
         # The nodes running its messages stop them now, not when their ClientApp returns.
@@ -197,6 +204,13 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         if not reported:
             return control_pb2.GetRunResultResponse(found=False)
         return result_to_proto(reported[-1].event)
+
+
+def _actor(context: grpc.ServicerContext) -> str:
+    """Who makes a Control call, for the audit log: the account, or on a link without
+    accounts ``anonymous`` and where the call came from."""
+    name = caller_name(context)
+    return f"{name} ({context.peer()})" if name == "anonymous" else name
 
 
 class RunArtifactsServicer(serverappio_pb2_grpc.RunArtifactsServicer):

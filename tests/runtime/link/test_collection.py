@@ -20,7 +20,7 @@ from corolla.runtime.link._collection import (
     collect_released,
     collect_run,
 )
-from corolla.runtime.link._names import node_namer, run_namer
+from corolla.runtime.link._names import USER_NAMER, node_namer, run_namer
 from corolla.state import (
     DirectoryBlobStore,
     RunStatus,
@@ -339,3 +339,13 @@ def test_an_ended_run_s_collection_finds_what_a_live_collection_left(
     # The model's record stayed with the model, so the run's collection found the model.
     assert left and not blobs.exists(first_blobs[0]) and not blobs.exists(first_blobs[1])
     assert done.blobs == 2 and done.kept_named == 0
+
+
+def test_a_name_that_is_no_hash_is_not_remembered(shared: LinkResources) -> None:
+    # Arrange: a caller names what could be no blob, megabytes of it
+
+    # Act
+    shared.names.mark_named(["z" * (1 << 20), "../etc/passwd", "A" * 64], USER_NAMER)
+
+    # Assert: nothing held for it
+    assert not shared.names.has_open(USER_NAMER)

@@ -18,7 +18,21 @@ def test_a_token_names_its_node_and_secret(node_id: int, secret: str) -> None:
     assert split_token(join_token(identity)) == identity
 
 
-@pytest.mark.parametrize("token", ["", "12", "12.", ".secret", "x12.secret", "-1.secret"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "12",
+        "12.",
+        ".secret",
+        "x12.secret",
+        "-1.secret",
+        "².secret",  # a digit to str.isdigit(), not to int()
+        "١٢.secret",  # digits, but not ASCII ones
+        f"{2**64}.secret",
+        "1" * 400 + ".secret",
+    ],
+)
 def test_a_malformed_token_is_refused(token: str) -> None:
     with pytest.raises(NodeAuthenticationError, match="malformed node token"):
         split_token(token)

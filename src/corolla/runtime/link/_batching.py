@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from typing import Generic, TypeVar
 
+from corolla.core import CorollaError
+
 __all__ = ["LoopBatcher"]
 
 ItemT = TypeVar("ItemT")
@@ -71,10 +73,17 @@ class LoopBatcher(Generic[ItemT, R]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, future))
+        # An exception raised here keeps this frame in its traceback, and the future keeps
+        # the exception: the frame must hold neither, or the cycle keeps the item (a reply
+        # of megabytes) until a garbage collection, which a link runs rarely.
+        del item
         if not self._draining:
             self._draining = True
             self._task = loop.create_task(self._drain(loop))
-        return await future
+        try:
+            return await future
+        finally:
+            del future
 
     async def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
@@ -99,7 +108,9 @@ class LoopBatcher(Generic[ItemT, R]):
                 for (_, future), result in zip(batch, results):
                     if future.done():  # its submitter was cancelled
                         continue
-                    if isinstance(result, BaseException):
+                    if isinstance(result, CorollaError):
+                        future.set_exception(_without_tracebacks(result))
+                    elif isinstance(result, BaseException):
                         future.set_exception(result)
                     else:
                         future.set_result(result)
@@ -117,3 +128,23 @@ class LoopBatcher(Generic[ItemT, R]):
             if total > self._max_bytes and taken > 0:
                 return taken
         return count
+
+
+def _without_tracebacks(error: BaseException) -> BaseException:
+    """``error``, its tracebacks and those of the errors it was raised from dropped.
+
+    ``run_batch`` keeps the errors of its items in the list it returns, and their
+    tracebacks keep its frame, and so that list: a cycle holding every item of the batch
+    (replies of megabytes) until a garbage collection, which a link runs rarely. A
+    refusal's traceback is never shown: the caller reads its message.
+    """
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return error

@@ -48,6 +48,7 @@ from corolla.state import (
     UnknownNodeError,
 )
 from corolla.transport import (
+    check_sha256,
     fleet_pb2,
     fleet_pb2_grpc,
     length_delimited,
@@ -67,7 +68,7 @@ from corolla.trust import (
 from .._audit import audit, audit_many, reason_summary
 from ._admission import admit_node
 from ._batching import LoopBatcher
-from ._handlers import aio_servicer_errors, aio_stream_errors
+from ._handlers import aio_servicer_errors, aio_stream_errors, bounded, caller_text
 from ._names import node_namer
 from ._payloads import data_bytes, serve_payload, store_pushed
 from ._presence import Presence
@@ -466,7 +467,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                         raise
                 stored = await self._replies.submit((node_id, request.message))
             except CorollaError as exc:  # refused: the stream goes on
-                error = message_pb2.Error(code=int(exc.code), reason=str(exc))
+                error = message_pb2.Error(code=int(exc.code), reason=caller_text(self, exc))
                 yield fleet_pb2.SendRepliesResponse(error=error)
             else:
                 yield fleet_pb2.SendRepliesResponse(message_id=stored.message_id)
@@ -523,10 +524,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         """A ``reply.rejected`` event in the log of the run the refused reply names."""
         shared = self._shared
         run_id = metadata.run_id
+        # Bounded: what a node sent (its reply_to, quoted in the reason) may be megabytes.
         data = {
             "code": int(exc.code),
-            "reason": str(exc),
-            "reply_to": metadata.reply_to_message_id,
+            "reason": caller_text(self, exc),
+            "reply_to": bounded(metadata.reply_to_message_id, 100),
         }
         try:
             shared.state.get_run(run_id)
@@ -700,6 +702,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self, request: fleet_pb2.PullBundleRequest, context: Context
     ) -> AsyncIterator[bytes]:
         node_id = await self._node_id(context, "PullBundle", request)
+        check_sha256(request.sha256)
         try:
             await self._blocking(self._check_run_served, node_id, None, request.sha256)
         except PermissionDeniedError as exc:

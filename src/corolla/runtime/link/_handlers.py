@@ -2,9 +2,11 @@
 
 **Errors.** A handler wrapped in :func:`servicer_errors` (or its stream and asyncio
 forms) ends its call with the status of the corolla error it raised, its message
-redacted by the servicer (no paths of the link's machine), and the error's stable code
+redacted by the servicer (no paths of the link's machine) and cut to
+:data:`MAX_DETAILS` characters (it may quote a request), and the error's stable code
 in the trailing metadata; any other exception is logged and ends the call with
-``INTERNAL`` and no more than its type.
+``INTERNAL`` and no more than its type, except the ``grpc.RpcError`` a request stream
+raises when its caller cancelled it, which is no failure of the link's.
 
 **Requests that do not parse** are refused with ``INVALID_ARGUMENT`` and the reason.
 
@@ -38,11 +40,14 @@ from corolla.core import CorollaError, MessageError
 from corolla.transport import ERROR_CODE_KEY, parse_chunk, status_for, transfer_pb2
 
 __all__ = [
+    "MAX_DETAILS",
     "MalformedRequest",
     "Redacting",
     "add_servicer",
     "aio_servicer_errors",
     "aio_stream_errors",
+    "bounded",
+    "caller_text",
     "reject_malformed",
     "servicer_errors",
     "stream_errors",
@@ -174,6 +179,26 @@ class Redacting(Protocol):
         ...
 
 
+#: Longest text of an error told to a caller or kept in a run's events. An error message
+#: may quote what the caller sent (a hash, a message id), which may be megabytes long:
+#: gRPC refuses status details beyond its metadata limit (16 KiB), so the caller would
+#: read ``RESOURCE_EXHAUSTED`` instead of the reason, and a run's events would keep them.
+MAX_DETAILS = 1000
+
+
+def bounded(text: str, limit: int = MAX_DETAILS) -> str:
+    """``text``, cut to ``limit`` characters with a note of its length if longer."""
+    if len(text) <= limit:
+        return text
+    note = f"... ({len(text)} characters in all)"
+    return text[: max(limit - len(note), 0)] + note
+
+
+def caller_text(servicer: Redacting, exc: BaseException) -> str:
+    """The message of ``exc`` as a caller may read it: redacted, and :func:`bounded`."""
+    return bounded(servicer.redact(str(exc)))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Failure:
     """How a call that raised ends: a status, the details a caller reads, a code trailer."""
@@ -188,7 +213,12 @@ def _failure(servicer: Redacting, method: str, exc: BaseException) -> _Failure:
     its message redacted; anything else is logged with its traceback here and told to
     the caller as an internal error only (its text may name anything)."""
     if isinstance(exc, CorollaError):
-        return _Failure(status_for(exc), servicer.redact(str(exc)), int(exc.code))
+        return _Failure(status_for(exc), caller_text(servicer, exc), int(exc.code))
+    if isinstance(exc, grpc.RpcError):
+        # Raised by a request stream whose caller cancelled it, or whose deadline passed:
+        # the caller went away, which is no failure of the link's.
+        _log.info("%s: the caller ended the call before it was done", method)
+        return _Failure(grpc.StatusCode.CANCELLED, "the call ended before it was done", None)
     _log.error("%s failed", method, exc_info=exc)
     details = f"internal error in {method} ({type(exc).__name__}); the link's log has the details"
     return _Failure(grpc.StatusCode.INTERNAL, details, None)

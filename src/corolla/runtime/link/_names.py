@@ -16,8 +16,9 @@ import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 
+from corolla.core import CodecError
 from corolla.state import BlobStore
-from corolla.transport import transfer_pb2
+from corolla.transport import check_sha256, transfer_pb2
 
 from ._payloads import payload_status
 
@@ -110,6 +111,8 @@ class NamedBlobs:
     def _mark_named(self, hashes: Iterable[str], namer: Namer) -> None:
         now = self._clock()
         for sha256 in hashes:
+            if not _is_digest(sha256):
+                continue  # names no blob: remembering it would hold what a caller sent
             self._named.setdefault(sha256, {})[namer] = _Name(now)
             self._open.setdefault(namer, set()).add(sha256)
         if len(self._named) > _NAMED_LIMIT:
@@ -162,3 +165,11 @@ class NamedBlobs:
                 elif name.settled_at >= since:
                     return False
             return self._blobs.delete(sha256)
+
+
+def _is_digest(name: str) -> bool:
+    try:
+        check_sha256(name)
+    except CodecError:
+        return False
+    return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import threading
 from collections.abc import Iterable
 
@@ -17,6 +18,9 @@ from corolla.state import NodeAuthenticationError, NodeIdentity
 from corolla.transport import bearer_token
 
 __all__ = ["TokenCache", "caller_identity", "join_token", "split_token"]
+
+#: A node id in a token: an unsigned 64-bit integer in decimal.
+_NODE_ID = re.compile(r"[0-9]{1,20}")
 
 
 def join_token(identity: NodeIdentity) -> str:
@@ -33,7 +37,8 @@ def split_token(token: str) -> NodeIdentity:
         If the token is not ``<node_id>.<secret>``.
     """
     node_id, sep, secret = token.partition(".")
-    if not sep or not node_id.isdigit() or not secret:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not sep or not _NODE_ID.fullmatch(node_id) or int(node_id) >= 2**64 or not secret:
         raise NodeAuthenticationError("malformed node token")
     return NodeIdentity(int(node_id), secret)
 

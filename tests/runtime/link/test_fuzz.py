@@ -1,0 +1,445 @@
+"""A running ``corolla link`` fuzzed on every method of its Fleet, Control and RunArtifacts
+services: raw bytes, edited and extreme requests, streams cut short, garbage metadata.
+
+Every call ends with a gRPC status whose details are short and name neither a traceback
+nor a path of the link's machine; the link stays up; after the fuzz its memory, open files
+and blobs have not grown beyond a bound, and it serves a normal run.
+
+``COROLLA_FUZZ_EXAMPLES`` sets the examples per method and kind of input (default 8, about
+a minute in all); ``COROLLA_FUZZ_SEED`` a seed (by default the examples are derandomized,
+the same every run). A longer run (see ``docs/security.md``)::
+
+    COROLLA_FUZZ_EXAMPLES=5000 .venv/bin/pytest tests/runtime/link/test_fuzz.py -s
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import psutil
+import pytest
+from hypothesis import given, seed, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from corolla.cli._remote import submit_and_follow
+from corolla.project import AppConfig
+from corolla.runtime import ControlClient, Link
+from corolla.transport import (
+    bearer_metadata,
+    channel_options,
+    chunk_messages,
+    control_pb2,
+    fleet_pb2,
+    fleet_pb2_grpc,
+    sha256_of,
+    user_config_to_proto,
+)
+
+from ..test_e2e import APP, Processes, _free_port
+from .fuzzing import (
+    CALL_S,
+    MAX_DETAILS,
+    METHODS,
+    RSS_EVERY,
+    Method,
+    Target,
+    call,
+    check_outcome,
+    metadata,
+    mutated_requests,
+    raw_requests,
+    reply,
+    valid_metadata,
+)
+
+EXAMPLES = int(os.environ.get("COROLLA_FUZZ_EXAMPLES", "8"))
+SEED = os.environ.get("COROLLA_FUZZ_SEED")
+STARTUP_S = 60.0
+RUN_S = 180.0
+#: Seconds between heartbeats: the nodes the fuzz registered are offline a few seconds
+#: after it, so that the normal run is sent to real nodes only.
+HEARTBEAT_S = 1.0
+#: Growth allowed after the fuzz: memory (the allocator keeps freed arenas), file
+#: descriptors, and files under blobs/ (one blob per distinct payload the fuzz stored).
+MAX_RSS_GROWTH = 100 * 1024 * 1024
+MAX_FD_GROWTH = 32
+MAX_BLOB_FILES = 64
+#: Growth of the state directory allowed beyond the settings of the nodes registered (up
+#: to the link's max_config_bytes for attributes and node config each): events, WAL.
+MAX_STATE_GROWTH = 16 * 1024 * 1024
+CONFIG_BYTES = 2 * 64 * 1024
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fuzzing(test: F) -> F:
+    """``test`` with the examples and seed of this run."""
+    configured = settings(max_examples=EXAMPLES, deadline=None, derandomize=SEED is None)(test)
+    return seed(int(SEED))(configured) if SEED is not None else configured
+
+
+def _wait(what: str, ready: Callable[[], bool], process: Any) -> None:
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the link exited while waiting for {what}"
+        try:
+            if ready():
+                return
+        except (ConnectionError, grpc.RpcError):
+            pass  # not up yet
+        time.sleep(0.1)
+    pytest.fail(f"{what} within {STARTUP_S} s")
+
+
+def _register(fleet: grpc.Channel) -> tuple[int, str]:
+    stub = fleet_pb2_grpc.FleetStub(fleet)
+    config = user_config_to_proto({"partition-id": 0})
+    answer = stub.RegisterNode(fleet_pb2.RegisterNodeRequest(node_config=config), timeout=10)
+    return answer.node_id, answer.token
+
+
+def _push(fleet: grpc.Channel, token: str, payload: bytes) -> str:
+    digest = sha256_of(payload)
+    stub = fleet_pb2_grpc.FleetStub(fleet)
+    stub.PushArrays(
+        chunk_messages(payload, sha256=digest), metadata=bearer_metadata(token), timeout=10
+    )
+    return digest
+
+
+class _Usage:
+    """What the link process holds: memory, file descriptors, files under blobs/."""
+
+    def __init__(self, target: Target) -> None:
+        process = psutil.Process(target.process.pid)
+        self.rss = process.memory_info().rss
+        self.fds = process.num_fds()
+        self.blob_files = sum(1 for p in (target.state_dir / "blobs").rglob("*") if p.is_file())
+        files = [p for p in target.state_dir.rglob("*") if p.is_file()]
+        self.state_bytes = sum(p.stat().st_size for p in files)
+
+    def __str__(self) -> str:
+        return (
+            f"RSS {self.rss / 2**20:.1f} MiB, {self.fds} fds, {self.blob_files} blob files, "
+            f"state directory {self.state_bytes / 2**20:.1f} MiB"
+        )
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@pytest.fixture(scope="module")
+def processes_for_module(fuzz_dir: Path) -> Iterator[Processes]:
+    procs = Processes(fuzz_dir)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+@pytest.fixture(scope="module")
+def target(processes_for_module: Processes, fuzz_dir: Path) -> Iterator[Target]:
+    """A link with two registered nodes, a stopped run, a stored payload, warmed up."""
+    procs = processes_for_module
+    root = fuzz_dir
+    fleet_port, control_port = _free_port(), _free_port()
+    link = procs.start(
+        "link",
+        "link",
+        "--state",
+        str(root / "link"),
+        "--fleet-address",
+        f"127.0.0.1:{fleet_port}",
+        "--control-address",
+        f"127.0.0.1:{control_port}",
+        "--heartbeat-interval",
+        str(HEARTBEAT_S),
+    )
+    options = channel_options()
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{fleet_port}", options=options) as fleet,
+        grpc.insecure_channel(f"127.0.0.1:{control_port}", options=options) as control,
+        ControlClient(f"127.0.0.1:{control_port}") as client,
+    ):
+        _wait("the link to serve", lambda: client.list_nodes() is not None, link)
+        node_id, token = _register(fleet)
+        other_node_id, other_token = _register(fleet)
+        run = client.submit(APP, {"num-server-rounds": 1})
+        client.stop_run(run.run_id, "a run for the fuzz to name")
+        payload = bytes(range(256)) * 4
+        garbage = b"not a zip archive " * 20
+        found = Target(
+            process=link,
+            state_dir=(root / "link").resolve(),
+            fleet_address=f"127.0.0.1:{fleet_port}",
+            control_address=f"127.0.0.1:{control_port}",
+            fleet=fleet,
+            control=control,
+            node_id=node_id,
+            token=token,
+            other_node_id=other_node_id,
+            other_token=other_token,
+            run_id=run.run_id,
+            bundle_sha256=run.bundle_sha256,
+            payload=payload,
+            payload_sha256=_push(fleet, token, payload),
+            garbage_bundle=garbage,
+            garbage_bundle_sha256=sha256_of(garbage),
+        )
+        # Warm up: every method called validly a few times, so that what the link
+        # allocates once (threads, caches, gRPC's buffers) is there before it is measured.
+        for _ in range(3):
+            for method in METHODS:
+                requests = [r.SerializeToString() for r in method.valid(found)]
+                call(found, method, requests, valid_metadata(method, found))
+        found.outcomes.clear()
+        yield found
+
+
+@pytest.fixture(scope="module")
+def before(target: Target) -> _Usage:
+    return _Usage(target)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=str)
+def test_raw_bytes_as_requests_end_with_a_status(
+    target: Target, before: _Usage, method: Method
+) -> None:
+    @fuzzing
+    @given(requests=raw_requests(method), cut=st.booleans())
+    def fuzz(requests: list[bytes], cut: bool) -> None:
+        outcome = call(
+            target, method, requests, valid_metadata(method, target), cut=cut and bool(requests)
+        )
+        check_outcome(target, method, outcome)
+
+    fuzz()
+
+
+@pytest.mark.parametrize("method", METHODS, ids=str)
+def test_edited_and_extreme_requests_end_with_a_status(
+    target: Target, before: _Usage, method: Method
+) -> None:
+    @fuzzing
+    @given(data=st.data(), cut=st.booleans())
+    def fuzz(data: st.DataObject, cut: bool) -> None:
+        requests = data.draw(mutated_requests(method, target))
+        cut = cut and method.streams_requests and bool(requests)
+        outcome = call(target, method, requests, valid_metadata(method, target), cut=cut)
+        check_outcome(target, method, outcome)
+
+    fuzz()
+
+
+@pytest.mark.parametrize("method", METHODS, ids=str)
+def test_garbage_metadata_ends_with_a_status(
+    target: Target, before: _Usage, method: Method
+) -> None:
+    requests = [r.SerializeToString() for r in method.valid(target)]
+
+    @fuzzing
+    @given(entries=metadata(target))
+    def fuzz(entries: list[tuple[str, str | bytes]]) -> None:
+        outcome = call(target, method, requests, entries)
+        check_outcome(target, method, outcome)
+
+    fuzz()
+
+
+def test_after_the_fuzz_the_link_is_bounded_and_serves_a_run(
+    target: Target, before: _Usage, processes_for_module: Processes, fuzz_dir: Path
+) -> None:
+    # Arrange: what the fuzz left, then two real nodes
+    after = _Usage(target)
+    trace = ", ".join(f"{rss:.0f}" for rss in target.rss_trace)
+    report = [
+        f"before the fuzz: {before}",
+        f"after the fuzz ({target.outcomes.total()} calls): {after}",
+        f"RSS every {RSS_EVERY} calls (MiB): {trace}",
+    ]
+    report += [
+        f"  {m}: {code} x{n}  {target.samples[m, code]!r}"
+        for (m, code), n in sorted(target.outcomes.items())
+    ]
+    print("\n".join(report))
+    for i in range(2):
+        processes_for_module.start(
+            f"node{i}",
+            "node",
+            "--link",
+            target.fleet_address,
+            "--node-config",
+            f"partition-id={i}",
+            "num-partitions=2",
+            "--state",
+            str(fuzz_dir / f"node{i}"),
+        )
+    with ControlClient(target.control_address) as client:
+        known = {n.node_id for n in client.list_nodes()}
+
+        def two_real_nodes_only() -> bool:
+            online = {n.node_id for n in client.list_nodes() if n.status == 1}
+            return len(online) == 2 and not online & known
+
+        _wait("the two nodes alone online", two_real_nodes_only, target.process)
+
+    # Act
+    overrides = {"num-server-rounds": 2, "seed": 0, "fraction-train": 1.0}
+    result = submit_and_follow(
+        AppConfig.load(APP),
+        target.control_address,
+        overrides,
+        fuzz_dir / "out",
+        Console(file=io.StringIO()),
+        quiet=True,
+        timeout=RUN_S,
+    )
+
+    # Assert
+    assert after.rss - before.rss < MAX_RSS_GROWTH, "\n".join(report)
+    assert after.fds - before.fds < MAX_FD_GROWTH, "\n".join(report)
+    assert after.blob_files < MAX_BLOB_FILES, "\n".join(report)
+    registered = target.outcomes["Fleet.RegisterNode", "OK"]
+    allowed = MAX_STATE_GROWTH + registered * CONFIG_BYTES
+    assert after.state_bytes - before.state_bytes < allowed, "\n".join(report)
+    assert result.history is not None and len(result.history.rounds) == 3  # rounds 0..2
+    assert target.process.poll() is None
+
+
+# Inputs the fuzz found the link mishandling, replayed.
+
+
+def _method(path: str) -> Method:
+    return next(m for m in METHODS if str(m) == path)
+
+
+def test_a_submission_naming_a_megabyte_long_bundle_hash_gets_a_short_clear_reason(
+    target: Target,
+) -> None:
+    # Arrange: the error quoted the hash whole, past what gRPC lets a caller read
+    method = _method("Control.SubmitRun")
+    spec = control_pb2.RunSpec(bundle_sha256="z" * (1 << 20), bundle_size=1)
+    request = control_pb2.SubmitRunRequest(spec=spec).SerializeToString()
+
+    # Act
+    outcome = call(target, method, [request], ())
+
+    # Assert
+    assert outcome.code is grpc.StatusCode.INVALID_ARGUMENT, outcome
+    assert "a bundle hash is a SHA-256" in outcome.details
+    assert len(outcome.details) <= MAX_DETAILS
+    check_outcome(target, method, outcome)
+
+
+def test_a_reply_to_a_megabyte_long_message_id_is_refused_briefly_and_logged_briefly(
+    target: Target,
+) -> None:
+    # Arrange: the reason quoted the id whole, and the run's events kept it
+    request = reply(target)
+    request.message.metadata.reply_to_message_id = "x" * (4 << 20)
+    single, stream = _method("Fleet.SendReply"), _method("Fleet.SendReplies")
+    token = valid_metadata(single, target)
+
+    # Act
+    refused = call(target, single, [request.SerializeToString()], token)
+    refused_on_stream = call(target, stream, [request.SerializeToString()], token)
+
+    # Assert
+    assert refused.code is grpc.StatusCode.NOT_FOUND, refused
+    assert len(refused.details) <= MAX_DETAILS
+    assert len(refused_on_stream.reasons) == 1
+    assert len(refused_on_stream.reasons[0]) <= MAX_DETAILS
+    check_outcome(target, single, refused)
+    check_outcome(target, stream, refused_on_stream)
+    with ControlClient(target.control_address) as client:
+        events = client.events(target.run_id, follow=False)
+        rejected = [e for _, e in events if e.kind == "reply.rejected"]
+    assert len(rejected) >= 2
+    assert all(len(json.dumps(e.data)) <= 2 * MAX_DETAILS for e in rejected[-2:])
+
+
+def test_refused_replies_of_megabytes_do_not_pile_up_in_the_link_s_memory(
+    target: Target,
+) -> None:
+    # Arrange: a refused reply's error kept, through its traceback, the batch of replies
+    # it was refused in, in a cycle that only a (rare) garbage collection freed: about
+    # 9 MiB more per refused reply of 4 MiB
+    expired, unknown = reply(target), reply(target)
+    for request in (expired, unknown):
+        request.message.metadata.reply_to_message_id = "x" * (4 << 20)
+    expired.message.metadata.ttl = 0  # refused on its way in, by an error raised from another
+    single, stream = _method("Fleet.SendReply"), _method("Fleet.SendReplies")
+    token = valid_metadata(single, target)
+    requests = [expired.SerializeToString(), unknown.SerializeToString()]
+    link = psutil.Process(target.process.pid)
+    for data in requests:  # gRPC's and the allocator's buffers for messages this large
+        call(target, single, [data], token)
+    before = link.memory_info().rss
+
+    # Act
+    for _ in range(10):
+        for data in requests:
+            check_outcome(target, single, call(target, single, [data], token))
+        check_outcome(target, stream, call(target, stream, requests, token))
+
+    # Assert
+    grown = (link.memory_info().rss - before) / 2**20
+    assert grown < 64, f"the link's memory grew by {grown:.0f} MiB over 40 refused replies"
+
+
+def test_a_rejoin_with_a_node_id_of_non_ascii_digits_is_refused_as_a_malformed_token(
+    target: Target,
+) -> None:
+    # Arrange: "²" passed str.isdigit() and failed int(): an internal error
+    method = _method("Fleet.RegisterNode")
+    request = fleet_pb2.RegisterNodeRequest(node_id=2, token="².secret").SerializeToString()
+
+    # Act
+    outcome = call(target, method, [request], ())
+
+    # Assert
+    assert outcome.code is grpc.StatusCode.UNAUTHENTICATED, outcome
+    assert outcome.details == "malformed node token"
+    check_outcome(target, method, outcome)
+
+
+def test_a_submission_its_caller_cancels_midway_is_not_logged_as_a_failure(
+    link: Link, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Arrange: the request stream raised grpc.RpcError in the handler, logged with its
+    # traceback as an error of the link
+    caplog.set_level(logging.INFO, logger="corolla.runtime.link")
+    spec = control_pb2.RunSpec(bundle_sha256="0" * 64, bundle_size=10)
+    request = control_pb2.SubmitRunRequest(spec=spec).SerializeToString()
+
+    def cut_after_the_spec() -> Iterator[bytes]:
+        yield request
+        time.sleep(0.5)  # the link waits for the bundle's chunks meanwhile
+        raise RuntimeError("the caller gives up")
+
+    # Act
+    with grpc.insecure_channel(link.control_address) as channel:
+        submit = channel.stream_unary("/corolla.v1.Control/SubmitRun")
+        with pytest.raises(grpc.RpcError):
+            submit(cut_after_the_spec(), timeout=CALL_S)
+
+    # Assert: the link noted it, or, where gRPC read the cancellation as the stream's
+    # end, refused the submission without its bundle; it logged no error either way
+    def from_the_link() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name.startswith("corolla")]
+
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and not from_the_link():
+        time.sleep(0.05)
+    assert not [r for r in from_the_link() if r.levelno >= logging.ERROR]

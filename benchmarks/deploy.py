@@ -76,6 +76,8 @@ from typing import Any
 
 import numpy as np
 import psutil
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client.parser import text_string_to_metric_families
 
 HERE = Path(__file__).resolve().parent
@@ -86,6 +88,7 @@ from deploy_bench import ARRAY_NAME, initial_model  # noqa: E402
 
 from corolla.core import Event  # noqa: E402
 from corolla.runtime import ControlClient  # noqa: E402
+from corolla.trust import NodeKey  # noqa: E402
 
 MB = 1024 * 1024
 STEP = 0.5
@@ -280,7 +283,12 @@ def _wait_for_nodes(client: ControlClient, count: int, procs: Processes) -> floa
 
 
 def _start_nodes(
-    workload: Workload, procs: Processes, fleet: str, tmp: Path, processes: int
+    workload: Workload,
+    procs: Processes,
+    fleet: str,
+    tmp: Path,
+    processes: int,
+    keys_file: Path | None = None,
 ) -> list[Path]:
     if not workload.light:
         for i in range(workload.nodes):
@@ -295,13 +303,57 @@ def _start_nodes(
     for p in range(processes):
         count = share + (1 if p < extra else 0)
         path = tmp / f"clients{p}.json"
+        keys = ["--keys", str(keys_file)] if keys_file is not None else []
         procs.start(
             f"clients{p}", str(HERE / "_deploy_nodes.py"), "--link", fleet,
-            "--clients", str(count), "--first", str(first), "--stats", str(path),
+            "--clients", str(count), "--first", str(first), "--stats", str(path), *keys,
         )  # fmt: skip
         stats.append(path)
         first += count
     return stats
+
+
+#: The benchmark's admin account, on a link with --auth.
+_ADMIN, _PASSWORD = "bench-admin", "bench-admin-password"
+
+
+def _make_admin(state: Path) -> None:
+    """The link's first admin, made as its operator does (`corolla accounts init`)."""
+    subprocess.run(
+        [sys.executable, "-m", "corolla", "accounts", "init", "--state", str(state), _ADMIN,
+         "--password-stdin"],
+        input=_PASSWORD + "\n", text=True, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def _login(control: str) -> str:
+    """The admin's token, once the link answers."""
+    started = time.monotonic()
+    while True:
+        try:
+            with ControlClient(control) as anonymous:
+                return anonymous.accounts.login(_ADMIN, _PASSWORD).token
+        except ConnectionError:
+            if time.monotonic() - started > STARTUP_S:
+                raise
+            time.sleep(0.2)
+
+
+def _node_keys(workload: Workload, tmp: Path) -> tuple[list[str], Path | None]:
+    """The public keys of the workload's nodes, to register, and for light clients the
+    file of their private keys. ``corolla node`` makes its key in its state directory."""
+    if not workload.light:
+        keys = [NodeKey.load_or_create(tmp / f"node{i}")[0] for i in range(workload.nodes)]
+        return [k.public_text for k in keys], None
+    private = [Ed25519PrivateKey.generate() for _ in range(workload.nodes)]
+    raw = serialization.Encoding.Raw
+    seeds = [
+        k.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()).hex()
+        for k in private
+    ]
+    path = tmp / "keys.json"
+    path.write_text(json.dumps(seeds))
+    return [NodeKey(k).public_text for k in private], path
 
 
 def _follow(
@@ -333,7 +385,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def run_workload(
-    workload: Workload, processes: int, timeout: float, check_result: bool
+    workload: Workload, processes: int, timeout: float, check_result: bool, auth: bool = False
 ) -> dict[str, Any]:
     load_before = round(os.getloadavg()[0], 2)
     run_config = {
@@ -350,14 +402,25 @@ def run_workload(
         metrics_url = f"http://{metrics}/metrics"
         procs = Processes(tmp)
         try:
+            if auth:
+                _make_admin(tmp / "link")
             link = procs.start(
                 "link", "-m", "corolla", "link", "--state", str(tmp / "link"),
                 "--fleet-address", fleet, "--control-address", control,
-                "--metrics-address", metrics,
+                "--metrics-address", metrics, *(["--auth"] if auth else []),
             )  # fmt: skip
             blobs = tmp / "link" / "blobs"
-            with TreeMemory(link.pid, blobs) as memory, ControlClient(control) as client:
-                stats_files = _start_nodes(workload, procs, fleet, tmp, processes)
+            token = _login(control) if auth else None
+            keys_file = None
+            with (
+                TreeMemory(link.pid, blobs) as memory,
+                ControlClient(control, token=token) as client,
+            ):
+                if auth:
+                    public, keys_file = _node_keys(workload, tmp)
+                    for i, key in enumerate(public):
+                        client.accounts.add_node_key(key, f"node{i}")
+                stats_files = _start_nodes(workload, procs, fleet, tmp, processes, keys_file)
                 connect_s = _wait_for_nodes(client, workload.nodes, procs)
                 traffic_before = array_traffic(metrics_url)
                 # Read at each round's end: a round's uploads are over by then, and the
@@ -423,6 +486,7 @@ def run_workload(
         },
         "cpus": os.cpu_count(),
         "loadavg_1m_before": load_before,
+        "auth": auth,
     }
     if status != "finished":
         out["link_log_tail"] = logs_tail
@@ -490,6 +554,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-check", action="store_true", help="skip downloading the final model (workload a)"
     )
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="a link with --auth: nodes with registered keys signing every request, the run "
+        "submitted with an account's token",
+    )
     args = parser.parse_args(argv)
     workload = WORKLOADS[args.workload]
     workload = dataclasses.replace(
@@ -497,7 +567,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     processes = args.processes or workload.processes
     report = run_workload(
-        workload, processes, args.timeout, check_result=not workload.light and not args.no_check
+        workload,
+        processes,
+        args.timeout,
+        check_result=not workload.light and not args.no_check,
+        auth=args.auth,
     )
     print(json.dumps(report), flush=True)
     return 0 if report["status"] == "finished" else 1

@@ -153,3 +153,16 @@ def test_a_node_opening_many_uploads_holds_one_slot_and_others_still_upload(
     # Assert: not queued behind the stalled uploads
     assert pushed.arrays[0].complete
     assert seconds < 5
+
+
+def test_a_node_cannot_download_another_node_s_update(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    (_, author), (other, reader) = _register(fleet), _register(fleet)
+    update = EncodedArray.from_array(_MODEL + 1)
+    fleet.PushArrays(iter(chunk_messages(update)), metadata=author, timeout=10)
+
+    details = _denied(lambda: _pull(fleet, reader, update.sha256))
+
+    assert len(_pull(fleet, author, update.sha256)) == update.size  # its own, it may
+    assert f"node {other} was sent no message naming array {update.sha256[:12]}" in details

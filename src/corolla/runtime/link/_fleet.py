@@ -268,12 +268,14 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             raise AuthenticationError(str(exc)) from None
         text = public_key_text(key)
         signature = RequestSignature.from_metadata(metadata)
-        self._verifier.check(key, text, _FLEET + "RegisterNode", signature, _body(request))
+        # Registered first: the verifier keeps the nonces of each key it accepts a
+        # signature of, and a caller makes as many unregistered keys as it likes.
         if await self._blocking(self._shared.trust.node_key, text) is None:
             raise AuthenticationError(
                 f"node key {text} is not registered on this link: its admin registers it "
                 f"with `corolla nodes add {text}`"
             )
+        self._verifier.check(key, text, _FLEET + "RegisterNode", signature, _body(request))
         self._count_registration(text)
         return text
 
@@ -744,7 +746,8 @@ def _reply_records(
         metadata = proto.metadata
         data: dict[str, Any] = {
             "run_id": metadata.run_id,
-            "reply_to": metadata.reply_to_message_id,
+            # Bounded: a refused reply's may be megabytes, each written to the log.
+            "reply_to": bounded(metadata.reply_to_message_id, 100),
             "node_id": node_id,
         }
         if isinstance(result, BaseException):

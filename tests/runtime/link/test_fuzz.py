@@ -11,9 +11,9 @@ not grown beyond a bound, its audit log verifies, and it serves a normal run (wi
 of nodes whose keys an admin registered, submitted by an operator who logged in).
 
 ``COROLLA_FUZZ_EXAMPLES`` sets the examples per method and kind of input (default 5, about
-a minute for both links); ``COROLLA_FUZZ_SEED`` a seed (by default the examples are
-derandomized, the same every run); ``COROLLA_FUZZ_MODES`` the links to fuzz (default
-``open,auth``). A longer run (see ``docs/security.md``)::
+a minute for both links); ``COROLLA_FUZZ_SEED`` a seed (by default each method has a
+fixed seed of its own: the examples are the same every run); ``COROLLA_FUZZ_MODES`` the
+links to fuzz (default ``open,auth``). A longer run (see ``docs/security.md``)::
 
     COROLLA_FUZZ_EXAMPLES=5000 .venv/bin/pytest tests/runtime/link/test_fuzz.py -s
 """
@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -105,10 +106,19 @@ MAX_AUDIT_GROWTH = 1024 * 1024
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fuzzing(test: F) -> F:
-    """``test`` with the examples and seed of this run."""
-    configured = settings(max_examples=EXAMPLES, deadline=None, derandomize=SEED is None)(test)
-    return seed(int(SEED))(configured) if SEED is not None else configured
+def fuzzing(method: Method, mode: str) -> Callable[[F], F]:
+    """A test of ``method`` with the examples of this run, and a seed of its own (the
+    run's seed and the method's and link's names): without one, examples derandomized
+    per test function would be the same draws for every method."""
+
+    def configured(test: F) -> F:
+        base = 0 if SEED is None else int(SEED)
+        own = seed(base ^ zlib.crc32(f"{mode} {method}".encode()))
+        # Without a seed of the run's, no example database: the same examples every run.
+        database = {"database": None} if SEED is None else {}
+        return own(settings(max_examples=EXAMPLES, deadline=None, **database)(test))
+
+    return configured
 
 
 def _wait(what: str, ready: Callable[[], bool], process: Any) -> None:
@@ -309,9 +319,9 @@ def before(target: Target) -> _Usage:
 
 @pytest.mark.parametrize("method", METHODS, ids=str)
 def test_raw_bytes_as_requests_end_with_a_status(
-    target: Target, before: _Usage, method: Method
+    target: Target, before: _Usage, mode: str, method: Method
 ) -> None:
-    @fuzzing
+    @fuzzing(method, mode)
     @given(requests=raw_requests(method), cut=st.booleans())
     def fuzz(requests: list[bytes], cut: bool) -> None:
         outcome = call(
@@ -324,9 +334,9 @@ def test_raw_bytes_as_requests_end_with_a_status(
 
 @pytest.mark.parametrize("method", METHODS, ids=str)
 def test_edited_and_extreme_requests_end_with_a_status(
-    target: Target, before: _Usage, method: Method
+    target: Target, before: _Usage, mode: str, method: Method
 ) -> None:
-    @fuzzing
+    @fuzzing(method, mode)
     @given(data=st.data(), cut=st.booleans())
     def fuzz(data: st.DataObject, cut: bool) -> None:
         requests = data.draw(mutated_requests(method, target))
@@ -339,14 +349,15 @@ def test_edited_and_extreme_requests_end_with_a_status(
 
 @pytest.mark.parametrize("method", METHODS, ids=str)
 def test_garbage_or_broken_credentials_end_with_a_status_and_are_refused(
-    target: Target, before: _Usage, method: Method
+    target: Target, before: _Usage, mode: str, method: Method
 ) -> None:
-    @fuzzing
+    @fuzzing(method, mode)
     @given(sent=credentials(method, target))
     def fuzz(sent: Credentials) -> None:
         outcome = call(target, method, sent.requests, sent.metadata)
         check_outcome(target, method, outcome)
         check_refused(method, sent, outcome)
+        target.faults.update(sent.faults or ["replayed" if sent.replay else "none"])
         if sent.replay:
             replayed = call(target, method, sent.requests, sent.metadata)
             check_outcome(target, method, replayed)
@@ -372,6 +383,9 @@ def test_after_the_fuzz_the_link_is_bounded_and_serves_a_run(
         f"  {m}: {code} x{n}  {target.samples[m, code]!r}"
         for (m, code), n in sorted(target.outcomes.items())
     ]
+    if target.auth:
+        report.append("credentials broken (calls):")
+        report += [f"  {fault}: {n}" for fault, n in sorted(target.faults.items())]
     print("\n".join(report))
     root, link = fuzz_dir, ("--link", target.control_address)
     admin = ControlClient(target.control_address, token=target.admin_token or None)

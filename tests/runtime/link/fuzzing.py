@@ -1070,11 +1070,8 @@ def _fleet_credentials(
 ) -> Credentials:
     body = b"" if method.streams_requests else parsed_body(method, requests[0])
     items, entries, key = _signed(method, target, requests)
-    kind = draw(st.sampled_from(("metadata", "metadata", "metadata", "replay", "valid")))
-    if kind == "replay":
+    if draw(st.booleans()):  # valid, and sent again: a replay
         return Credentials(items, entries, replay=True)
-    if kind == "valid":
-        return Credentials(items, entries)
     if method.name == "SendReplies" and draw(st.booleans()):
         broken, fault = _broken_replies(draw, target, list(requests), key)
         return Credentials(broken, entries, (fault,), items_refused=True)
@@ -1091,7 +1088,8 @@ def _fleet_credentials(
 def credentials(draw: st.DrawFn, method: Method, target: Target) -> Credentials:
     """A valid request with what a careless or hostile caller sends along: on a link
     without auth, garbage metadata (:func:`metadata`); with auth, tokens or signatures
-    that are broken (:attr:`Credentials.faults` says how), a replay, or valid ones."""
+    that are broken (:attr:`Credentials.faults` says how), or valid ones (on the Fleet,
+    sent twice: the second a replay)."""
     requests = [r.SerializeToString() for r in method.valid(target)]
     if not target.auth:
         return Credentials(requests, draw(metadata(target)))

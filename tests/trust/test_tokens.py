@@ -134,6 +134,29 @@ def test_a_token_with_an_unknown_role_is_refused() -> None:
         Tokens(KEY, "alpha").check(token)
 
 
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("exp", -1e300),  # expired before any date: naming when raised an OverflowError
+        ("exp", 10**400),  # no float: an OverflowError
+        ("exp", float("nan")),  # never expired
+        ("exp", float("inf")),
+        ("iat", -(10**400)),
+        ("iat", float("nan")),
+    ],
+)
+def test_a_token_whose_times_no_clock_reads_is_refused_as_malformed(
+    claim: str, value: float
+) -> None:
+    # Only a token made with the link's key gets past its signature: the fuzz of a link
+    # forges them so.
+    claims = {"sub": "alice", "role": "admin", "fed": "alpha", "iat": 0, "exp": 4e9, "jti": "x"}
+    token = jwt.encode({**claims, claim: value}, KEY, algorithm="HS256")
+
+    with pytest.raises(AuthenticationError, match="malformed token"):
+        Tokens(KEY, "alpha", clock=Clock()).check(token)
+
+
 def test_a_short_key_or_a_lifetime_that_is_no_duration_is_refused() -> None:
     with pytest.raises(ConfigError, match="at least 32 bytes"):
         Tokens(b"short", "alpha")

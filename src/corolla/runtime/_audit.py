@@ -14,12 +14,13 @@ operator who needs every action recorded watches for these errors.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from corolla.trust import AuditLog
 
-__all__ = ["NO_ACTOR", "audit", "audit_many", "reason_summary"]
+__all__ = ["NO_ACTOR", "REFUSALS_PER_S", "RecordBudget", "audit", "audit_many", "reason_summary"]
 
 _log = logging.getLogger("corolla.runtime")
 
@@ -27,6 +28,8 @@ _log = logging.getLogger("corolla.runtime")
 NO_ACTOR = ""
 #: The most characters of a reason (an error's, a run's end) a record keeps.
 _REASON_CHARS = 500
+#: Refused calls recorded one by one, a second.
+REFUSALS_PER_S = 20
 
 
 def audit(
@@ -70,3 +73,39 @@ def reason_summary(text: str) -> str:
     if len(text) <= _REASON_CHARS:
         return text
     return text[: _REASON_CHARS - 1] + "…"
+
+
+class RecordBudget:
+    """How many records of refused calls are written one by one each second: a flood of
+    refused calls (made by whoever reaches a port, no account needed) is counted, not
+    written, so that it neither fills the disk nor waits on an fsync a call.
+
+    Parameters
+    ----------
+    clock
+        Monotonic seconds.
+    per_second
+        Records a second; the last one notes that more are not recorded one by one.
+    """
+
+    NOTE = "more refusals this second are not recorded one by one"
+
+    def __init__(self, clock: Callable[[], float], per_second: int = REFUSALS_PER_S) -> None:
+        self._clock = clock
+        self._per_second = per_second
+        self._lock = threading.Lock()
+        self._since = float("-inf")
+        self._count = 0
+
+    def take(self) -> dict[str, str] | None:
+        """What to add to the next record's data (``{}``, or the note on the second's
+        last record), or None if it is over this second's budget and is not written."""
+        with self._lock:
+            now = self._clock()
+            if now - self._since >= 1.0:
+                self._since, self._count = now, 0
+            self._count += 1
+            count = self._count
+        if count > self._per_second:
+            return None
+        return {"note": self.NOTE} if count == self._per_second else {}

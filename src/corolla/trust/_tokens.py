@@ -36,6 +36,9 @@ DEFAULT_TOKEN_LIFETIME_S = 3600.0
 _ALGORITHM = "HS256"
 _MIN_KEY_BYTES = 32
 _REQUIRED = ("sub", "role", "fed", "iat", "exp", "jti")
+#: The times a token may name: from the epoch to the year 9999, the ones a date shows.
+_MIN_TIME = 0.0
+_MAX_TIME = 253_402_300_799.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +163,12 @@ def _claims(payload: dict[str, Any]) -> TokenClaims:
         role = Role(payload["role"])
         account, federation, token_id = (str(payload[k]) for k in ("sub", "fed", "jti"))
         issued_at, expires_at = float(payload["iat"]), float(payload["exp"])
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise AuthenticationError(f"malformed token: {exc}") from None
+    # Only a token made with the link's key gets here; still, no time outside what a
+    # clock can read (NaN would never expire).
+    if not all(_MIN_TIME <= t <= _MAX_TIME for t in (issued_at, expires_at)):
+        raise AuthenticationError(
+            "malformed token: its times (iat, exp) are not seconds since the epoch: log in again"
+        )
     return TokenClaims(account, role, federation, issued_at, expires_at, token_id)

@@ -10,35 +10,61 @@ extreme values (:func:`extreme`), request streams cut short, and garbage call me
 serialize nor parse, and :func:`check_outcome` holds the call to what the link
 promises: a gRPC status, short details without tracebacks or the link's paths, and a
 link still alive.
+
+On a link with ``auth`` on, :func:`as_sent` gives every call what a well-behaved caller
+adds: an admin's token on the control port, and on the Fleet a signature by the node's
+registered key over the request as the link parses it (each reply of a ``SendReplies``
+stream signed too), so that broken requests reach the handlers behind the checks.
+:func:`credentials` breaks what :func:`as_sent` adds instead: tokens that are garbage,
+expired, forged, of another federation or unsigned; signatures, timestamps, nonces and
+node keys that are malformed, replayed or another's. The link must refuse those calls.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
 import dataclasses
+import itertools
 import math
 import subprocess
 import sysconfig
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
+import jwt
 import numpy as np
 import psutil
-from google.protobuf import descriptor
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from google.protobuf import descriptor, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as Proto
 from hypothesis import strategies as st
 
 import corolla
 from corolla.core import Message, RecordDict
+from corolla.runtime.link._access import REQUIRED_ROLES
 from corolla.transport import (
+    accounts_pb2,
     bearer_metadata,
     chunk_messages,
     control_pb2,
     fleet_pb2,
     run_pb2,
     user_config_to_proto,
+)
+from corolla.trust import (
+    NONCE_KEY,
+    PUBLIC_KEY_KEY,
+    SIGNATURE_KEY,
+    TIMESTAMP_KEY,
+    NodeKey,
+    Role,
+    sign_request,
+    signed_text,
 )
 
 from ..replies import inline_reply
@@ -61,6 +87,17 @@ TRACEBACK_MARKERS = ("Traceback", 'File "', '.py", line')
 SIZES = (0, 1, 64, 64 * 1024, 64 * 1024 + 1, 1024 * 1024)
 COUNTS = (0, 1, 2, 1000, 20_000)
 RSS_EVERY = 500
+#: The accounts a link with auth has for the fuzz: its admin and a viewer whose tokens
+#: the fuzz uses (and whose names it never draws), and a viewer the Accounts calls change.
+ADMIN, WATCHER, VIEWER = "root", "watcher", "fuzzed"
+PASSWORD = "fuzzed-password"
+#: A second account the Accounts calls add and remove.
+ADDED = "fuzzed-2"
+#: The statuses a refused call may end with.
+REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+
+Entries = list[tuple[str, str | bytes]]
+_Change = Callable[[Entries], Entries]
 
 
 @dataclasses.dataclass
@@ -83,6 +120,19 @@ class Target:
     payload_sha256: str
     garbage_bundle: bytes
     garbage_bundle_sha256: str
+    #: Whether the link requires accounts and signed requests (``corolla link --auth``).
+    auth: bool = False
+    #: With auth: the federation, an admin's and a viewer's tokens, the key the link
+    #: signs its tokens with (to forge some), each node's registered key, registered keys
+    #: to register nodes with (in turn: a key may register a few times a minute), and
+    #: a registered key the Accounts calls remove and add again.
+    federation: str = ""
+    admin_token: str = ""
+    viewer_token: str = ""
+    token_key: bytes = b""
+    node_keys: dict[int, NodeKey] = dataclasses.field(default_factory=dict)
+    registering_keys: list[NodeKey] = dataclasses.field(default_factory=list)
+    spare_key: str = ""
     #: How much of the link's log was read (see :meth:`read_log`).
     log_read: int = 0
     #: (method, status code name) -> calls, for the report of a run.
@@ -91,8 +141,15 @@ class Target:
     )
     #: (method, status code name) -> the first details seen, for the report.
     samples: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
+    #: What was wrong with the credentials of calls (see :func:`credentials`) -> calls.
+    faults: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     #: The link's RSS in MiB every RSS_EVERY calls, for the report.
     rss_trace: list[float] = dataclasses.field(default_factory=list)
+    _turns: Iterator[int] = dataclasses.field(default_factory=itertools.count)
+
+    def registering_key(self) -> NodeKey:
+        """The next of :attr:`registering_keys`."""
+        return self.registering_keys[next(self._turns) % len(self.registering_keys)]
 
     @property
     def log(self) -> Path:
@@ -111,7 +168,8 @@ class Target:
 
     @property
     def known_strings(self) -> list[str]:
-        return [self.bundle_sha256, self.payload_sha256, self.garbage_bundle_sha256, self.token]
+        known = [self.bundle_sha256, self.payload_sha256, self.garbage_bundle_sha256, self.token]
+        return [*known, VIEWER, ADDED, self.spare_key] if self.auth else known
 
     @property
     def known_ints(self) -> list[int]:
@@ -138,6 +196,12 @@ class Method:
     @property
     def path(self) -> str:
         return f"/corolla.v1.{self.service}/{self.name}"
+
+    @property
+    def request_type(self) -> type[Proto]:
+        pool = descriptor_pool.Default()
+        found = pool.FindMethodByName(f"corolla.v1.{self.service}.{self.name}")
+        return message_factory.GetMessageClass(found.input_type)
 
     @property
     def streams_requests(self) -> bool:
@@ -291,9 +355,109 @@ METHODS = [
 ]
 
 
+def _accounts(name: str, request: Proto) -> Method:
+    return Method("Accounts", name, "unary_unary", "control", lambda t: [request])
+
+
+METHODS += [
+    _accounts("Login", accounts_pb2.LoginRequest(name=VIEWER, password=PASSWORD)),
+    _accounts("WhoAmI", accounts_pb2.WhoAmIRequest()),
+    _accounts("ListAccounts", accounts_pb2.ListAccountsRequest()),
+    _accounts(
+        "AddAccount", accounts_pb2.AddAccountRequest(name=ADDED, role="viewer", password=PASSWORD)
+    ),
+    _accounts("RemoveAccount", accounts_pb2.RemoveAccountRequest(name=ADDED)),
+    _accounts("SetRole", accounts_pb2.SetRoleRequest(name=VIEWER, role="operator")),
+    _accounts("SetPassword", accounts_pb2.SetPasswordRequest(name=VIEWER, new_password=PASSWORD)),
+    _accounts("ListNodeKeys", accounts_pb2.ListNodeKeysRequest()),
+    Method(
+        "Accounts",
+        "AddNodeKey",
+        "unary_unary",
+        "control",
+        lambda t: [accounts_pb2.AddNodeKeyRequest(public_key=t.spare_key, name="spare")],
+    ),
+    Method(
+        "Accounts",
+        "RemoveNodeKey",
+        "unary_unary",
+        "control",
+        lambda t: [accounts_pb2.RemoveNodeKeyRequest(public_key=t.spare_key)],
+    ),
+]
+
+
 def valid_metadata(method: Method, target: Target) -> tuple[tuple[str, str], ...]:
-    """What a well-behaved caller sends: a node's token on Fleet calls."""
+    """What a well-behaved caller sends on a link without auth: a node's token on Fleet
+    calls (see :func:`as_sent` for a link with auth)."""
     return bearer_metadata(target.token) if method.port == "fleet" else ()
+
+
+# -- signing ------------------------------------------------------------------------------
+
+_REPLY_ITEM = "/corolla.v1.Fleet/SendReplies#item"
+
+
+def parsed_body(method: Method, data: bytes) -> bytes:
+    """What the link checks a signature over: ``data`` as it parses it, serialized
+    deterministically (``data`` itself where it does not parse: refused before)."""
+    try:
+        return bytes(method.request_type.FromString(data).SerializeToString(deterministic=True))
+    except DecodeError:
+        return data
+
+
+def _signed_replies(target: Target, items: Sequence[bytes], key: NodeKey) -> list[bytes]:
+    """The replies of a SendReplies stream, each that parses signed with ``key``."""
+    signed = []
+    for data in items:
+        try:
+            item = fleet_pb2.SendReplyRequest.FromString(data)
+        except DecodeError:
+            signed.append(data)
+            continue
+        body = item.message.SerializeToString(deterministic=True)
+        signature = sign_request(key, _REPLY_ITEM, body)
+        item.signature.timestamp = signature.timestamp
+        item.signature.nonce = signature.nonce
+        item.signature.signature = signature.signature
+        signed.append(item.SerializeToString(deterministic=True))
+    return signed
+
+
+def _signed(
+    method: Method, target: Target, requests: Sequence[bytes]
+) -> tuple[list[bytes], Entries, NodeKey]:
+    """``requests`` and the metadata of a call signed as a registered node signs it: its
+    token and signature, or (RegisterNode) a registered key and a signature by it."""
+    body = parsed_body(method, requests[0]) if requests else b""
+    if method.streams_requests:
+        body = b""
+    if method.name == "RegisterNode":
+        key = target.registering_key()
+        entries: Entries = [(PUBLIC_KEY_KEY, key.public_text)]
+    else:
+        key = target.node_keys[target.node_id]
+        entries = list(bearer_metadata(target.token))
+    entries += sign_request(key, method.path, body).metadata()
+    items = list(requests)
+    if method.name == "SendReplies":
+        items = _signed_replies(target, items, key)
+    return items, entries, key
+
+
+def as_sent(
+    method: Method, target: Target, requests: Sequence[bytes]
+) -> tuple[list[bytes], Entries]:
+    """``requests`` and the metadata a well-behaved caller sends them with: on a link
+    without auth, a node's token on Fleet calls; with auth, an admin's token on the
+    control port, and on the Fleet the node's token and signatures by its key."""
+    if not target.auth:
+        return list(requests), list(valid_metadata(method, target))
+    if method.port == "control":
+        return list(requests), list(bearer_metadata(target.admin_token))
+    items, entries, _ = _signed(method, target, requests)
+    return items, entries
 
 
 # -- strategies ---------------------------------------------------------------------------
@@ -462,7 +626,7 @@ _SCHEMES = ("Bearer ", "bearer ", "BEARER ", "Basic ", "", "Bearer", "Token ")
 
 
 @st.composite
-def metadata(draw: st.DrawFn, target: Target) -> list[tuple[str, str | bytes]]:
+def metadata(draw: st.DrawFn, target: Target) -> Entries:
     """Call metadata a careless or hostile caller sends: tokens that are empty, huge,
     malformed, another node's or of no node, under a wrong scheme, or several of them."""
     token = draw(
@@ -486,7 +650,7 @@ def metadata(draw: st.DrawFn, target: Target) -> list[tuple[str, str | bytes]]:
             st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80),
         )
     )
-    entries: list[tuple[str, str | bytes]] = []
+    entries: Entries = []
     for _ in range(draw(st.integers(1, 3))):
         key = draw(st.sampled_from(("authorization", "authorization", "x-corolla-node", "auth")))
         entries.append((key, draw(st.sampled_from(_SCHEMES)) + token))
@@ -612,3 +776,364 @@ def check_outcome(target: Target, method: Method, outcome: Outcome) -> None:
     )
     new_log = target.read_log()
     assert "Traceback" not in new_log, f"{method}: the link logged a traceback: {new_log}"
+
+
+# -- broken credentials (a link with auth) ----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """A call's requests and metadata with what makes it invalid, if anything."""
+
+    requests: list[bytes]
+    metadata: Entries
+    #: What is wrong with them, for the report; empty if nothing surely is.
+    faults: tuple[str, ...] = ()
+    #: The replies of a SendReplies stream are each refused (their signatures broken).
+    items_refused: bool = False
+    #: Send the call twice: the second is a replay.
+    replay: bool = False
+
+    @property
+    def refused(self) -> bool:
+        """Whether the link must refuse the call itself."""
+        return bool(self.faults) and not self.items_refused
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii")
+
+
+def _forged(target: Target, key: bytes | None = None, **changes: Any) -> str:
+    """A token with the link's claims for its admin, ``changes`` made, signed with
+    ``key`` (the link's own by default)."""
+    now = time.time()
+    claims: dict[str, Any] = {
+        "sub": ADMIN,
+        "role": "admin",
+        "fed": target.federation,
+        "iat": int(now),
+        "exp": now + 600,
+        "jti": "fuzzed",
+    }
+    for name, value in changes.items():
+        if value is None:
+            claims.pop(name, None)
+        else:
+            claims[name] = value
+    return jwt.encode(claims, target.token_key if key is None else key, algorithm="HS256")
+
+
+def _flipped_signature(token: str, where: int) -> str:
+    """``token`` with one byte of its signature flipped (not a character: the last one
+    of a base64 text may carry bits that decode to nothing)."""
+    head, _, signature = token.rpartition(".")
+    raw = bytearray(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)))
+    raw[where % len(raw)] ^= 1 << (where % 8)
+    return head + "." + _b64(bytes(raw)).rstrip("=")
+
+
+@st.composite
+def bad_tokens(draw: st.DrawFn, target: Target) -> tuple[str, str]:
+    """An account token the link must refuse, and what is wrong with it."""
+    valid = target.admin_token
+    now = time.time()
+    choices: list[tuple[str, Callable[[], str]]] = [
+        ("garbage", lambda: draw(st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E)))),
+        ("huge", lambda: "a." * draw(st.sampled_from((100, 3000)))),
+        ("expired", lambda: _forged(target, exp=now - 1, iat=int(now) - 3600)),
+        ("another federation", lambda: _forged(target, fed="another-" + target.federation)),
+        ("another link's", lambda: _forged(target, key=b"k" * 32)),
+        (
+            "unsigned (alg none)",
+            lambda: jwt.encode(
+                jwt.decode(valid, options={"verify_signature": False}), None, algorithm="none"
+            ),
+        ),
+        # An algorithm the link does not accept (with a key as long as it asks for).
+        ("HS512", lambda: jwt.encode({"sub": ADMIN}, target.token_key * 2, algorithm="HS512")),
+        ("truncated", lambda: valid[: draw(st.integers(0, len(valid) - 1))]),
+        ("flipped signature", lambda: _flipped_signature(valid, draw(st.integers(0, 255)))),
+        ("edited claims", lambda: _edited_claims(valid)),
+        ("no such account", lambda: _forged(target, sub="ghost")),
+        ("unknown role", lambda: _forged(target, role="root")),
+        ("no expiry", lambda: _forged(target, exp=None)),
+        ("time out of range", lambda: _forged(target, exp=draw(st.sampled_from(_BAD_TIMES)))),
+        ("issued out of range", lambda: _forged(target, iat=draw(st.sampled_from(_BAD_TIMES)))),
+    ]
+    fault, make = draw(st.sampled_from(choices))
+    return make(), fault
+
+
+_BAD_TIMES = (-1e300, 10**400, -(10**400), math.nan, math.inf, "soon", [1], {"a": 1}, True)
+
+
+def _edited_claims(token: str) -> str:
+    head, claims, signature = token.split(".")
+    payload = base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4))
+    edited = payload.replace(b'"admin"', b'"viewe"') if b'"admin"' in payload else payload + b" "
+    return ".".join((head, _b64(edited).rstrip("="), signature))
+
+
+def _control_credentials(
+    draw: st.DrawFn, method: Method, target: Target, requests: list[bytes]
+) -> Credentials:
+    kind = draw(st.sampled_from(("bad", "bad", "viewer", "valid")))
+    faults: tuple[str, ...] = ()
+    if kind == "bad":
+        token, fault = draw(bad_tokens(target))
+        faults = (f"token: {fault}",)
+    elif kind == "viewer":
+        token = target.viewer_token
+        required = REQUIRED_ROLES.get(method.path)
+        if required is not None and not Role.VIEWER.allows(required):
+            faults = ("token: a viewer's",)
+    else:
+        token = target.admin_token
+    scheme = draw(st.sampled_from(_SCHEMES))
+    entries: Entries = [("authorization", scheme + token)]
+    if draw(st.booleans()):
+        entries.append(("authorization-bin", draw(st.binary(max_size=64))))
+    if REQUIRED_ROLES.get(method.path, Role.ADMIN) is None:
+        faults = ()  # Login needs no token
+    return Credentials(requests, entries, faults)
+
+
+#: Timestamps a signed request must not carry, signed as they are.
+_BAD_STAMPS = (
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e400",
+    "-1",
+    "0",
+    "",
+    "abc",
+    "0x1p30",
+    "9" * 200,
+    "1" + "0" * 127,
+)
+
+
+def _replace(entries: Entries, key: str, value: str | bytes | None) -> Entries:
+    kept = [(k, v) for k, v in entries if k != key]
+    return kept if value is None else [*kept, (key, value)]
+
+
+def _value(entries: Sequence[tuple[str, str | bytes]], key: str) -> str:
+    return next(str(v) for k, v in entries if k == key)
+
+
+@st.composite
+def _fleet_fault(
+    draw: st.DrawFn, method: Method, target: Target, body: bytes, key: NodeKey
+) -> tuple[str, Callable[[Entries], Entries]]:
+    """One way to break a signed Fleet call's metadata, and its name."""
+    other = target.node_keys[target.other_node_id]
+    stamp = draw(st.sampled_from(_BAD_STAMPS))
+    nonce = "n" * draw(st.sampled_from((129, 1000, 6000)))
+    where = draw(st.integers(0, 255))
+    another = "/corolla.v1.Fleet/" + ("GetRun" if method.name == "Heartbeat" else "Heartbeat")
+
+    def resigned(
+        timestamp: str | None = None,
+        nonce: str | None = None,
+        signer: NodeKey = key,
+        signed_method: str = method.path,
+        signed_body: bytes = body,
+    ) -> _Change:
+        """Signed anew, as told: a valid signature over what the link must refuse."""
+
+        def change(entries: Entries) -> Entries:
+            fresh = sign_request(signer, signed_method, signed_body)
+            stamp = fresh.timestamp if timestamp is None else timestamp
+            once = fresh.nonce if nonce is None else nonce
+            raw = signer.sign(signed_text(signed_method, stamp, once, signed_body))
+            for name, value in (
+                (TIMESTAMP_KEY, stamp),
+                (NONCE_KEY, once),
+                (SIGNATURE_KEY, _b64(raw)),
+            ):
+                entries = _replace(entries, name, value)
+            return entries
+
+        return change
+
+    def set_entry(name: str, value: str | bytes | None) -> Any:
+        return lambda entries: _replace(entries, name, value)
+
+    def flip(entries: Entries) -> Entries:
+        try:
+            raw = bytearray(base64.urlsafe_b64decode(_value(entries, SIGNATURE_KEY)))
+        except (StopIteration, ValueError):
+            raw = bytearray()
+        if not raw:  # no signature to flip: broken already
+            return _replace(entries, SIGNATURE_KEY, "")
+        raw[where % len(raw)] ^= 1 << (where % 8)
+        return _replace(entries, SIGNATURE_KEY, _b64(bytes(raw)))
+
+    choices = [
+        ("timestamp signed as " + repr(stamp[:12]), resigned(timestamp=stamp)),
+        ("signed an hour ago", resigned(timestamp=f"{time.time() - 3600:.6f}")),
+        ("signed an hour ahead", resigned(timestamp=f"{time.time() + 3600:.6f}")),
+        ("timestamp changed after signing", set_entry(TIMESTAMP_KEY, f"{time.time() + 1:.6f}")),
+        ("nonce too long", resigned(nonce=nonce)),
+        ("nonce changed after signing", set_entry(NONCE_KEY, "changed")),
+        ("no timestamp", set_entry(TIMESTAMP_KEY, None)),
+        ("no nonce", set_entry(NONCE_KEY, None)),
+        ("no signature", set_entry(SIGNATURE_KEY, None)),
+        ("signature empty", set_entry(SIGNATURE_KEY, "")),
+        ("signature not base64", set_entry(SIGNATURE_KEY, "!!!!" * draw(st.integers(1, 30)))),
+        (
+            "signature of a wrong length",
+            set_entry(SIGNATURE_KEY, _b64(bytes(draw(st.sampled_from((1, 63, 65, 1000)))))),
+        ),
+        ("signature byte flipped", flip),
+        ("signed by another node's key", resigned(signer=other)),
+        ("signed for another method", resigned(signed_method=another)),
+        ("signed over other bytes", resigned(signed_body=body + b"\x00")),
+        (
+            "signature in binary metadata only",
+            lambda e: [*_replace(e, SIGNATURE_KEY, None), (SIGNATURE_KEY + "-bin", b"\x00" * 64)],
+        ),
+        ("a garbage signature after the valid one", lambda e: [*e, (SIGNATURE_KEY, "AAAA")]),
+    ]
+    if method.name == "RegisterNode":
+        fresh = NodeKey(Ed25519PrivateKey.generate())
+        choices += [
+            ("no node key", set_entry(PUBLIC_KEY_KEY, None)),
+            ("node key malformed", set_entry(PUBLIC_KEY_KEY, draw(st.sampled_from(_BAD_KEYS)))),
+            ("node key another registered one", set_entry(PUBLIC_KEY_KEY, other.public_text)),
+            (
+                "node key unregistered, signed by it",
+                lambda e: resigned(signer=fresh)(_replace(e, PUBLIC_KEY_KEY, fresh.public_text)),
+            ),
+        ]
+    else:
+        token = draw(
+            st.sampled_from((f"{target.node_id}.wrong-secret", "1", "", f"{2**64}.x", "-1.x"))
+        )
+        choices += [
+            ("another node's token", set_entry("authorization", "Bearer " + target.other_token)),
+            ("a token of no node", set_entry("authorization", "Bearer " + token)),
+            ("no token", set_entry("authorization", None)),
+        ]
+    return draw(st.sampled_from(choices))
+
+
+_BAD_KEYS = (
+    "",
+    "ed25519:",
+    "ed25519:" + "A" * 43,
+    "ed25519:" + "!" * 43,
+    "ed25519:" + "A" * 44 + "==",
+    "ed25519:" + "a" * 6000,
+    "rsa:AAAA",
+    "ED25519:" + "A" * 43,
+    "ed25519:" + _b64(b"\xff" * 32),
+)
+
+
+def _broken_replies(
+    draw: st.DrawFn, target: Target, items: list[bytes], key: NodeKey
+) -> tuple[list[bytes], str]:
+    """The replies of a SendReplies stream, every one's signature broken one way."""
+    how = draw(st.sampled_from(("unsigned", "flipped", "another key", "as a call", "replayed")))
+    broken = []
+    first: fleet_pb2.SendReplyRequest | None = None
+    for data in items:
+        item = fleet_pb2.SendReplyRequest.FromString(data)
+        body = item.message.SerializeToString(deterministic=True)
+        signer = target.node_keys[target.other_node_id] if how == "another key" else key
+        method = "/corolla.v1.Fleet/SendReplies" if how == "as a call" else _REPLY_ITEM
+        signature = sign_request(signer, method, body)
+        if how == "unsigned":
+            item.ClearField("signature")
+        elif how == "replayed" and first is not None:
+            item.signature.CopyFrom(first.signature)  # the replies are alike: a replay
+        else:
+            item.signature.timestamp = signature.timestamp
+            item.signature.nonce = signature.nonce
+            item.signature.signature = signature.signature
+            if how == "flipped":
+                raw = bytearray(base64.urlsafe_b64decode(signature.signature))
+                raw[draw(st.integers(0, 63))] ^= 1
+                item.signature.signature = _b64(bytes(raw))
+        first = first or item
+        broken.append(item.SerializeToString(deterministic=True))
+    return broken, f"replies {how}"
+
+
+def _fleet_credentials(
+    draw: st.DrawFn, method: Method, target: Target, requests: list[bytes]
+) -> Credentials:
+    body = b"" if method.streams_requests else parsed_body(method, requests[0])
+    items, entries, key = _signed(method, target, requests)
+    if draw(st.booleans()):  # valid, and sent again: a replay
+        return Credentials(items, entries, replay=True)
+    if method.name == "SendReplies" and draw(st.booleans()):
+        broken, fault = _broken_replies(draw, target, list(requests), key)
+        return Credentials(broken, entries, (fault,), items_refused=True)
+    faults: list[str] = []
+    for _ in range(draw(st.integers(1, 2))):
+        fault, change = draw(_fleet_fault(method, target, body, key))
+        if fault not in faults:  # the same twice may undo itself (a bit flipped back)
+            entries = change(entries)
+            faults.append(fault)
+    return Credentials(items, entries, tuple(faults))
+
+
+@st.composite
+def credentials(draw: st.DrawFn, method: Method, target: Target) -> Credentials:
+    """A valid request with what a careless or hostile caller sends along: on a link
+    without auth, garbage metadata (:func:`metadata`); with auth, tokens or signatures
+    that are broken (:attr:`Credentials.faults` says how), or valid ones (on the Fleet,
+    sent twice: the second a replay)."""
+    requests = [r.SerializeToString() for r in method.valid(target)]
+    if not target.auth:
+        return Credentials(requests, draw(metadata(target)))
+    if method.port == "control":
+        return _control_credentials(draw, method, target, requests)
+    return _fleet_credentials(draw, method, target, requests)
+
+
+def check_refused(method: Method, credentials: Credentials, outcome: Outcome) -> None:
+    """A call with broken credentials ends refused (its replies each, on a stream of
+    replies whose signatures were broken).
+
+    Raises
+    ------
+    AssertionError
+        If the link accepted what it must not.
+    """
+    if outcome.client_side or (
+        outcome.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        and outcome.metadata_bytes > METADATA_ACCEPTED
+    ):
+        return
+    if credentials.items_refused:
+        if outcome.code is None:
+            count = len(credentials.requests)
+            assert len(outcome.reasons) == count, (method, credentials.faults, outcome)
+            replayed = credentials.faults == ("replies replayed",)
+            refusals = outcome.reasons[-1:] if replayed else outcome.reasons
+            for reason in refusals:
+                assert any(w in reason for w in ("signature", "signed", "replayed")), reason
+        return
+    if credentials.refused:
+        assert outcome.code in REFUSED, f"{method} {credentials.faults}: {outcome}"
+
+
+def check_replay_refused(method: Method, outcome: Outcome) -> None:
+    """A signed call sent a second time, unchanged, is refused as a replay.
+
+    Raises
+    ------
+    AssertionError
+        If the link accepted it.
+    """
+    if outcome.client_side:
+        return
+    assert outcome.code is grpc.StatusCode.UNAUTHENTICATED, f"{method}: a replay: {outcome}"
+    assert "replayed" in outcome.details, outcome.details

@@ -367,3 +367,29 @@ def test_calls_the_link_does_not_serve_are_answered_as_without_auth(
 
     assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED
     assert _audit(secured, "access.denied") == []
+
+
+def test_a_flood_of_refused_calls_and_logins_is_recorded_twenty_a_second_not_call_by_call(
+    secured: Link,
+) -> None:
+    # Arrange: every refusal was written and fsynced, for callers who need no account
+    calls = 100
+    before = (secured.state_dir / "audit.log").stat().st_size
+    started = time.monotonic()
+
+    # Act
+    with grpc.insecure_channel(secured.control_address, options=channel_options()) as channel:
+        stub = accounts_pb2_grpc.AccountsStub(channel)
+        for i in range(calls):
+            with pytest.raises(grpc.RpcError):
+                stub.WhoAmI(accounts_pb2.WhoAmIRequest(), metadata=bearer_metadata(f"x{i}"))
+            with pytest.raises(grpc.RpcError):  # refused at once after 5 failures
+                stub.Login(accounts_pb2.LoginRequest(name="root", password="guess"))
+    seconds = time.monotonic() - started
+
+    # Assert: at most 20 records a second, the last of each second saying more came
+    records = _audit(secured, "access.denied") + _audit(secured, "login.failed")
+    assert len(records) <= 20 * (int(seconds) + 2) < 2 * calls
+    assert any(r["data"].get("note", "").startswith("more refusals") for r in records)
+    grown = (secured.state_dir / "audit.log").stat().st_size - before
+    assert grown < len(records) * 1024

@@ -309,3 +309,19 @@ def audit_records(link: Link, kind: str, count: int = 2) -> list[dict[str, Any]]
             break
         time.sleep(0.05)
     return found
+
+
+def test_a_registration_with_an_unregistered_key_is_refused_before_its_signature_is_checked(
+    fleet: fleet_pb2_grpc.FleetStub,
+) -> None:
+    # The link kept the nonces of every key whose signature checked out, registered or
+    # not: each fresh key a caller made grew its memory for good.
+    key = _key()
+    request = fleet_pb2.RegisterNodeRequest()
+    signed = sign_request(key, REGISTER, b"")
+    signed.signature = signed.signature[::-1]  # broken: refused for the key all the same
+    metadata = (*signed.metadata(), (PUBLIC_KEY_KEY, key.public_text))
+
+    error = _refusal(lambda: fleet.RegisterNode(request, metadata=metadata))
+
+    assert "is not registered on this link" in _details(error)

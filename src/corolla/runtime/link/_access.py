@@ -12,7 +12,9 @@ accounts (``corolla link --auth``):
   so that an account removed or demoted loses its rights at once (the role is cached for
   a second; the link's own changes forget it at once);
 - ends a call the role does not allow with ``PERMISSION_DENIED``, naming both roles;
-- records each refusal in the audit log (``access.denied``);
+- records each refusal in the audit log (``access.denied``), at most
+  :data:`~corolla.runtime._audit.REFUSALS_PER_S` a second one by one (``refusals``: a
+  flood of calls with bad tokens needs no account);
 - refuses any method missing from the table: a service added to the port without its
   rules is closed, not open.
 
@@ -33,6 +35,7 @@ from corolla.core import AuthenticationError, CorollaError, PermissionDeniedErro
 from corolla.transport import abort, bearer_token
 from corolla.trust import Role, TokenClaims, Tokens
 
+from .._audit import RecordBudget
 from ._flower_calls import FLOWER_SERVICES
 from ._resources import LinkResources
 
@@ -132,6 +135,8 @@ class AccessControl:
         self._lock = threading.Lock()
         # name -> (role or None for no such account, its creation time, when read)
         self._roles: dict[str, tuple[Role | None, float, float]] = {}
+        #: How many refusals (and failed logins) are recorded one by one a second.
+        self.refusals = RecordBudget(shared.clock.monotonic)
 
     @property
     def enabled(self) -> bool:
@@ -164,7 +169,8 @@ class AccessControl:
         peer: str = "",
     ) -> Caller:
         """The caller of ``method``, if its token checks out and its role allows the call;
-        a refusal is recorded in the audit log (``access.denied``) before it is raised.
+        a refusal is recorded in the audit log (``access.denied``, within
+        :attr:`refusals`) before it is raised.
 
         Raises
         ------
@@ -196,11 +202,13 @@ class AccessControl:
                 )
             return Caller(account, role, claims)
         except (AuthenticationError, PermissionDeniedError) as exc:
-            self._shared.audit.record(
-                "access.denied",
-                account,
-                {"method": method, "account": account, "why": str(exc), "peer": peer},
-            )
+            extra = self.refusals.take()
+            if extra is not None:
+                self._shared.audit.record(
+                    "access.denied",
+                    account,
+                    {"method": method, "account": account, "why": str(exc), "peer": peer, **extra},
+                )
             raise
 
     def interceptor(self) -> grpc.ServerInterceptor:

@@ -141,10 +141,13 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServicer):
         self._shared.audit.record(kind, caller.name, data)
 
     def _login_failed(self, name: str, reason: str, context: grpc.ServicerContext) -> None:
+        extra = self._access.refusals.take()  # a flood of logins is counted, not written
+        if extra is None:
+            return
         self._shared.audit.record(
             "login.failed",
             "",
-            {"name": _shown_name(name), "reason": reason, "peer": context.peer()},
+            {"name": _shown_name(name), "reason": reason, "peer": context.peer(), **extra},
         )
 
     def _check_password(self, name: str, password: str, context: grpc.ServicerContext) -> Account:

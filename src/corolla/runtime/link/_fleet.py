@@ -65,7 +65,7 @@ from corolla.trust import (
     public_key_text,
 )
 
-from .._audit import audit, audit_many, reason_summary
+from .._audit import RecordBudget, audit, audit_many, reason_summary
 from ._admission import admit_node
 from ._batching import LoopBatcher
 from ._handlers import aio_servicer_errors, aio_stream_errors, bounded, caller_text
@@ -84,8 +84,6 @@ __all__ = ["FleetServicer"]
 #: goes away cancels its stream, and a stopping link wakes every stream. It bounds what
 #: a missed wake-up could cost, at a thousand idle nodes' wake-ups a minute.
 _LIVENESS_S = 60.0
-#: Refused requests recorded in the audit log one by one, a second.
-_REFUSALS_PER_S = 20
 #: Registrations one node key may make a minute (with auth).
 _REGISTRATIONS_PER_MINUTE = 10
 #: Arrays a node uploaded that it may download again, the latest per node.
@@ -153,8 +151,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self._set_aside: dict[int, asyncio.TimerHandle] = {}
         self._node_uploads: dict[int, asyncio.Lock] = {}
         self._registrations: dict[str, list[float]] = {}
-        self._refusals_since = 0.0
-        self._refusals = self._refusals_dropped = 0
+        self._refusals = RecordBudget(shared.clock.monotonic)
         self._deliveries: LoopBatcher[int, list[StoredMessage]] = LoopBatcher(
             executor, self._deliver
         )
@@ -213,19 +210,13 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
 
     def _refused(self, method: str, exc: CorollaError, **who: Any) -> None:
         """Record a refused request in the audit log, from the executor (the log's fsync
-        does not hold the event loop), at most :data:`_REFUSALS_PER_S` a second: a
-        flood of bad requests is counted, not written one by one."""
-        now = self._shared.clock.monotonic()
-        if now - self._refusals_since >= 1.0:
-            self._refusals_since, self._refusals, self._refusals_dropped = now, 0, 0
-        self._refusals += 1
-        if self._refusals > _REFUSALS_PER_S:
-            self._refusals_dropped += 1
+        does not hold the event loop), within the budget of records of refusals a
+        second: a flood of bad requests is counted, not written one by one."""
+        extra = self._refusals.take()
+        if extra is None:
             return
         data = {"method": method, "code": exc.code.name, "reason": reason_summary(str(exc)), **who}
-        if self._refusals == _REFUSALS_PER_S:
-            data["note"] = "more refusals this second are not recorded one by one"
-        self._executor.submit(audit, self._shared.audit, "request.refused", data)
+        self._executor.submit(audit, self._shared.audit, "request.refused", {**data, **extra})
 
     async def _check_signed(
         self, node_id: int, method: str, signature: RequestSignature, body: bytes
@@ -268,12 +259,14 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             raise AuthenticationError(str(exc)) from None
         text = public_key_text(key)
         signature = RequestSignature.from_metadata(metadata)
-        self._verifier.check(key, text, _FLEET + "RegisterNode", signature, _body(request))
+        # Registered first: the verifier keeps the nonces of each key it accepts a
+        # signature of, and a caller makes as many unregistered keys as it likes.
         if await self._blocking(self._shared.trust.node_key, text) is None:
             raise AuthenticationError(
                 f"node key {text} is not registered on this link: its admin registers it "
                 f"with `corolla nodes add {text}`"
             )
+        self._verifier.check(key, text, _FLEET + "RegisterNode", signature, _body(request))
         self._count_registration(text)
         return text
 
@@ -744,7 +737,8 @@ def _reply_records(
         metadata = proto.metadata
         data: dict[str, Any] = {
             "run_id": metadata.run_id,
-            "reply_to": metadata.reply_to_message_id,
+            # Bounded: a refused reply's may be megabytes, each written to the log.
+            "reply_to": bounded(metadata.reply_to_message_id, 100),
             "node_id": node_id,
         }
         if isinstance(result, BaseException):

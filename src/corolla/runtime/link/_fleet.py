@@ -155,8 +155,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self._deliveries: LoopBatcher[int, list[StoredMessage]] = LoopBatcher(
             executor, self._deliver
         )
-        self._replies: LoopBatcher[tuple[int, message_pb2.Message], fleet_pb2.SendReplyResponse] = (
-            LoopBatcher(executor, self._send_replies, size=_reply_size)
+        self._replies: LoopBatcher[_Reply, fleet_pb2.SendReplyResponse] = LoopBatcher(
+            executor, self._send_replies, size=_reply_size
         )
 
     def redact(self, text: str) -> str:
@@ -441,7 +441,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self, request: fleet_pb2.SendReplyRequest, context: Context
     ) -> fleet_pb2.SendReplyResponse:
         node_id = await self._node_id(context, "SendReply", request)
-        return await self._replies.submit((node_id, request.message))
+        return await self._replies.submit((node_id, request.message, None))
 
     @aio_stream_errors
     async def SendReplies(
@@ -450,15 +450,16 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         node_id = await self._node_id(context, "SendReplies")
         async for request in request_iterator:
             try:
+                # Checked with the batch, on a thread of the pool: verifying releases the
+                # GIL, and the event loop goes on meanwhile.
+                signature = None
                 if self._shared.auth:
                     try:
-                        await self._check_signed(
-                            node_id, _REPLY_ITEM, _item_signature(request), _body(request.message)
-                        )
+                        signature = _item_signature(request)
                     except AuthenticationError as exc:
                         self._refused("SendReplies", exc, node_id=node_id)
                         raise
-                stored = await self._replies.submit((node_id, request.message))
+                stored = await self._replies.submit((node_id, request.message, signature))
             except CorollaError as exc:  # refused: the stream goes on
                 error = message_pb2.Error(code=int(exc.code), reason=caller_text(self, exc))
                 yield fleet_pb2.SendRepliesResponse(error=error)
@@ -466,7 +467,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                 yield fleet_pb2.SendRepliesResponse(message_id=stored.message_id)
 
     def _send_replies(
-        self, replies: Sequence[tuple[int, message_pb2.Message]]
+        self, replies: Sequence[_Reply]
     ) -> list[fleet_pb2.SendReplyResponse | BaseException]:
         """Check and store a batch of replies, durably, in one commit; each reply gets
         its id, or the error that refused it (logged in its run's events)."""
@@ -475,8 +476,10 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             fleet_pb2.SendReplyResponse()
         ] * len(replies)
         accepted: list[tuple[int, StoredMessage]] = []
-        for position, (node_id, proto) in enumerate(replies):
+        for position, (node_id, proto, signature) in enumerate(replies):
             try:
+                if signature is not None:
+                    self._check_signed_item(node_id, signature, proto)
                 accepted.append((position, self._checked_reply(node_id, proto)))
             except Exception as exc:
                 results[position] = exc
@@ -484,7 +487,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         outcomes = shared.state.store_replies([stored for _, stored in accepted])
         woken = set()
         for (position, stored), outcome in zip(accepted, outcomes):
-            node_id, proto = replies[position]
+            node_id, proto, _ = replies[position]
             if isinstance(outcome, CorollaError):
                 self._log_rejection(node_id, proto.metadata, outcome)
                 results[position] = outcome
@@ -497,6 +500,27 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         if woken:
             shared.signals.notify(sorted(woken))
         return results
+
+    def _check_signed_item(
+        self, node_id: int, signature: RequestSignature, proto: message_pb2.Message
+    ) -> None:
+        """Check the signature of a reply written on a SendReplies stream (on a thread of
+        the pool).
+
+        Raises
+        ------
+        AuthenticationError
+            If it does not check out.
+        """
+        try:
+            if self._keys_version != self._shared.trust.node_keys_version:
+                self._keys.clear()
+                self._keys_version = self._shared.trust.node_keys_version
+            entry = self._keys.get(node_id) or self._registered_key(node_id)
+            self._verifier.check(entry[1], entry[0], _REPLY_ITEM, signature, _body(proto))
+        except AuthenticationError as exc:
+            self._refused("SendReplies", exc, node_id=node_id)
+            raise
 
     def _checked_reply(self, node_id: int, proto: message_pb2.Message) -> StoredMessage:
         """The reply a node sent, checked and ready for the state (its content inline
@@ -729,11 +753,11 @@ def _item_signature(request: fleet_pb2.SendReplyRequest) -> RequestSignature:
 
 
 def _reply_records(
-    replies: Sequence[tuple[int, message_pb2.Message]],
+    replies: Sequence[_Reply],
     results: Sequence[fleet_pb2.SendReplyResponse | BaseException],
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """The audit records of a batch of replies: each stored, or refused and why."""
-    for (node_id, proto), result in zip(replies, results):
+    for (node_id, proto, _), result in zip(replies, results):
         metadata = proto.metadata
         data: dict[str, Any] = {
             "run_id": metadata.run_id,
@@ -756,7 +780,11 @@ def _reply_records(
             yield "reply.received", data
 
 
-def _reply_size(item: tuple[int, message_pb2.Message]) -> int:
+#: A reply to store: the node that sent it, the reply, and with auth its signature.
+_Reply = tuple[int, message_pb2.Message, RequestSignature | None]
+
+
+def _reply_size(item: _Reply) -> int:
     """The bytes a reply waiting to be stored holds (its arrays sent inline)."""
     return item[1].ByteSize()
 

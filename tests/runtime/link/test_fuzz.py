@@ -10,7 +10,7 @@ refused; after the fuzz the link's memory, open files, blobs, state and audit lo
 not grown beyond a bound, its audit log verifies, and it serves a normal run (with auth:
 of nodes whose keys an admin registered, submitted by an operator who logged in).
 
-``COROLLA_FUZZ_EXAMPLES`` sets the examples per method and kind of input (default 5, about
+``COROLLA_FUZZ_EXAMPLES`` sets the examples per method and kind of input (default 3, about
 a minute for both links); ``COROLLA_FUZZ_SEED`` a seed (by default each method has a
 fixed seed of its own: the examples are the same every run); ``COROLLA_FUZZ_MODES`` the
 links to fuzz (default ``open,auth``). A longer run (see ``docs/security.md``)::
@@ -76,7 +76,7 @@ from .fuzzing import (
     reply,
 )
 
-EXAMPLES = int(os.environ.get("COROLLA_FUZZ_EXAMPLES", "5"))
+EXAMPLES = int(os.environ.get("COROLLA_FUZZ_EXAMPLES", "3"))
 SEED = os.environ.get("COROLLA_FUZZ_SEED")
 MODES = os.environ.get("COROLLA_FUZZ_MODES", "open,auth").split(",")
 FEDERATION = "fuzzing"

@@ -55,7 +55,7 @@ from corolla.transport import (
     user_config_from_proto,
     user_config_to_proto,
 )
-from corolla.trust import PUBLIC_KEY_KEY, NodeKey, sign_request
+from corolla.trust import PUBLIC_KEY_KEY, REPLY_ITEM_METHOD, NodeKey, request_body, sign_request
 
 #: Seconds a single unary call may take before the client counts it as failed.
 CALL_TIMEOUT_S = 60.0
@@ -156,7 +156,7 @@ class LightNode:
         auth on refuses unsigned calls)."""
         if self._key is None:
             return metadata
-        body = b"" if request is None else request.SerializeToString(deterministic=True)
+        body = b"" if request is None else request_body(request)
         signature = sign_request(self._key, f"/corolla.v1.Fleet/{method}", body)
         return (*metadata, *signature.metadata())
 
@@ -243,8 +243,7 @@ class LightNode:
         await self._push_missing(stub, metadata, encoded)
         item = fleet_pb2.SendReplyRequest(message=reply)
         if self._key is not None:
-            body = reply.SerializeToString(deterministic=True)
-            signature = sign_request(self._key, "/corolla.v1.Fleet/SendReplies#item", body)
+            signature = sign_request(self._key, REPLY_ITEM_METHOD, request_body(reply))
             item.signature.timestamp = signature.timestamp
             item.signature.nonce = signature.nonce
             item.signature.signature = signature.signature

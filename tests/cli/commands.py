@@ -31,16 +31,29 @@ def environment(home: Path) -> dict[str, str]:
     return {**source_environment(), "COROLLA_HOME": str(home)}
 
 
-def corolla(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``corolla args`` in ``cwd`` to its end."""
+def corolla(
+    cwd: Path,
+    *args: str,
+    timeout: float = 300,
+    home: str = "home",
+    stdin: str = "",
+    token: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``corolla args`` in ``cwd`` to its end, as a user whose ``$COROLLA_HOME`` is
+    ``cwd/home`` (one per user), with ``stdin`` as its input and ``$COROLLA_TOKEN`` set
+    to ``token`` if given."""
+    env = environment(cwd / home)
+    if token is not None:
+        env["COROLLA_TOKEN"] = token
     return subprocess.run(
         [sys.executable, "-m", "corolla", *args],
         cwd=cwd,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        env=environment(cwd / "home"),
+        env=env,
     )
 
 

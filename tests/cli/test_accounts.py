@@ -8,7 +8,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,29 +15,10 @@ import pytest
 
 from corolla.trust import NodeKey
 
-from .commands import Background, environment, free_port, wait_until
+from .commands import Background, corolla, free_port, wait_until
 
 ROOT_PASSWORD = "root-password"
 APP = Path(__file__).resolve().parents[2] / "examples" / "quickstart-numpy"
-
-
-def _corolla(
-    cwd: Path, *args: str, home: str = "home", stdin: str = "", token: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``corolla args`` with its own ``$COROLLA_HOME`` (one per user), ``stdin`` as input."""
-    env = environment(cwd / home)
-    if token is not None:
-        env["COROLLA_TOKEN"] = token
-    return subprocess.run(
-        [sys.executable, "-m", "corolla", *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-    )
 
 
 def _ok(done: subprocess.CompletedProcess[str]) -> str:
@@ -52,7 +32,7 @@ def _audit(state: Path, kind: str) -> list[dict[str, object]]:
 
 
 def test_a_link_with_auth_and_no_admin_says_how_to_bootstrap(tmp_path: Path) -> None:
-    done = _corolla(
+    done = corolla(
         tmp_path, "link", "--auth", "--state", "state", "--control-address", "127.0.0.1:0"
     )
 
@@ -63,7 +43,7 @@ def test_a_link_with_auth_and_no_admin_says_how_to_bootstrap(tmp_path: Path) -> 
 
 def test_the_first_admin_is_made_once(tmp_path: Path) -> None:
     # Act
-    first = _corolla(
+    first = corolla(
         tmp_path,
         "accounts",
         "init",
@@ -73,7 +53,7 @@ def test_the_first_admin_is_made_once(tmp_path: Path) -> None:
         "--password-stdin",
         stdin="pw-12345678\n",
     )
-    second = _corolla(
+    second = corolla(
         tmp_path,
         "accounts",
         "init",
@@ -83,7 +63,7 @@ def test_the_first_admin_is_made_once(tmp_path: Path) -> None:
         "--password-stdin",
         stdin="pw-12345678\n",
     )
-    no_terminal = _corolla(tmp_path, "accounts", "init", "--state", "t", "root")
+    no_terminal = corolla(tmp_path, "accounts", "init", "--state", "t", "root")
 
     # Assert: the store is its owner's only; a second admin is refused; no password is
     # ever read from a pipe unasked
@@ -100,7 +80,7 @@ def test_the_first_admin_is_made_once(tmp_path: Path) -> None:
 def secured(tmp_path: Path) -> Iterator[str]:
     """A ``corolla link --auth`` with admin ``root`` and two nodes; its control address."""
     _ok(
-        _corolla(
+        corolla(
             tmp_path,
             "accounts",
             "init",
@@ -133,10 +113,10 @@ def secured(tmp_path: Path) -> Iterator[str]:
         # The admin registers each node's key, as its data owner printed it.
         link = ("--link", control)
         login = ("login", *link, "--user", "root", "--password-stdin")
-        _ok(_corolla(tmp_path, *login, home="setup", stdin=ROOT_PASSWORD))
+        _ok(corolla(tmp_path, *login, home="setup", stdin=ROOT_PASSWORD))
         for i in range(2):
-            key = _ok(_corolla(tmp_path, "node", "keys", "--state", f"node{i}")).strip()
-            _ok(_corolla(tmp_path, "nodes", "add", key, "--name", f"node{i}", *link, home="setup"))
+            key = _ok(corolla(tmp_path, "node", "keys", "--state", f"node{i}")).strip()
+            _ok(corolla(tmp_path, "nodes", "add", key, "--name", f"node{i}", *link, home="setup"))
         for i in range(2):
             procs.start(
                 f"node{i}",
@@ -155,41 +135,39 @@ def test_accounts_and_roles_through_the_cli(secured: str, tmp_path: Path) -> Non
     key, _ = NodeKey.load_or_create(tmp_path / "node")
 
     # Nothing without a login, and the error says how
-    refused = _corolla(tmp_path, "ls", *link)
+    refused = corolla(tmp_path, "ls", *link)
     assert refused.returncode == 1
     assert f"corolla login --link {secured} --user NAME" in refused.stderr
 
     # A wrong password is refused; the right one saves a token only its owner reads
-    wrong = _corolla(tmp_path, "login", *link, "--user", "root", "--password-stdin", stdin="x\n")
+    wrong = corolla(tmp_path, "login", *link, "--user", "root", "--password-stdin", stdin="x\n")
     assert wrong.returncode == 1 and "wrong account name or password" in wrong.stderr
     said = _ok(
-        _corolla(
-            tmp_path, "login", *link, "--user", "root", "--password-stdin", stdin=ROOT_PASSWORD
-        )
+        corolla(tmp_path, "login", *link, "--user", "root", "--password-stdin", stdin=ROOT_PASSWORD)
     )
     assert "as root (admin, federation hospitals)" in said
     saved = tmp_path / "home" / "tokens" / f"127.0.0.1_{secured.rpartition(':')[2]}.jwt"
     assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600
-    _ok(_corolla(tmp_path, "ls", *link))
+    _ok(corolla(tmp_path, "ls", *link))
 
     # The admin makes an operator and a viewer, who log in as other users of the CLI
     for name, role in (("olga", "operator"), ("vic", "viewer")):
         _ok(
-            _corolla(
+            corolla(
                 tmp_path,
                 *("accounts", "add", name, "--role", role, *link, "--password-stdin"),
                 stdin=f"{name}-password\n",
             )
         )
         _ok(
-            _corolla(
+            corolla(
                 tmp_path,
                 *("login", *link, "--user", name, "--password-stdin"),
                 home=name,
                 stdin=f"{name}-password\n",
             )
         )
-    listed = json.loads(_ok(_corolla(tmp_path, "accounts", "list", *link, "--format", "json")))
+    listed = json.loads(_ok(corolla(tmp_path, "accounts", "list", *link, "--format", "json")))
     assert {a["name"]: a["role"] for a in listed["accounts"]} == {
         "olga": "operator",
         "root": "admin",
@@ -198,33 +176,33 @@ def test_accounts_and_roles_through_the_cli(secured: str, tmp_path: Path) -> Non
 
     # A viewer may not submit a run; an operator may, and follows it to its result
     run = ("run", str(APP), *link, "--run-config", "num-server-rounds=1", "--quiet")
-    viewer_run = _corolla(tmp_path, *run, home="vic")
+    viewer_run = corolla(tmp_path, *run, home="vic")
     assert viewer_run.returncode == 1
     assert "vic is a viewer; SubmitRun needs operator" in viewer_run.stderr
     wait_until(
-        lambda: _ok(_corolla(tmp_path, "nodes", *link, home="vic")).count("online") == 2,
+        lambda: _ok(corolla(tmp_path, "nodes", *link, home="vic")).count("online") == 2,
         "two nodes online",
     )
-    _ok(_corolla(tmp_path, *run, "--output", "out", home="olga"))
+    _ok(corolla(tmp_path, *run, "--output", "out", home="olga"))
     assert (tmp_path / "out").is_dir()
-    runs = json.loads(_ok(_corolla(tmp_path, "ls", *link, "--format", "json", home="vic")))
+    runs = json.loads(_ok(corolla(tmp_path, "ls", *link, "--format", "json", home="vic")))
     assert [r["status"] for r in runs["runs"]] == ["finished"]
     assert [r["actor"] for r in _audit(state, "run.submit")] == ["olga"]
 
     # A viewer may not stop a run; an operator may (the run is unknown, so the link says
     # so: the call got past the access check)
-    viewer_stop = _corolla(tmp_path, "stop", "7", *link, home="vic")
+    viewer_stop = corolla(tmp_path, "stop", "7", *link, home="vic")
     assert viewer_stop.returncode == 1
     assert "vic is a viewer; StopRun needs operator" in viewer_stop.stderr
-    operator_stop = _corolla(tmp_path, "stop", "7", *link, home="olga")
+    operator_stop = corolla(tmp_path, "stop", "7", *link, home="olga")
     assert "unknown run id 7" in operator_stop.stderr
 
     # An operator may not register a node; the admin may
-    operator_add = _corolla(tmp_path, "nodes", "add", key.public_text, *link, home="olga")
+    operator_add = corolla(tmp_path, "nodes", "add", key.public_text, *link, home="olga")
     assert operator_add.returncode == 1
     assert "olga is an operator; AddNodeKey needs admin" in operator_add.stderr
-    _ok(_corolla(tmp_path, "nodes", "add", key.public_text, "--name", "site-a", *link))
-    keys = json.loads(_ok(_corolla(tmp_path, "nodes", "keys", *link, "--format", "json")))
+    _ok(corolla(tmp_path, "nodes", "add", key.public_text, "--name", "site-a", *link))
+    keys = json.loads(_ok(corolla(tmp_path, "nodes", "keys", *link, "--format", "json")))
     assert [(k["public_key"], k["name"], k["added_by"]) for k in keys["keys"]][-1] == (
         key.public_text,
         "site-a",
@@ -234,16 +212,16 @@ def test_accounts_and_roles_through_the_cli(secured: str, tmp_path: Path) -> Non
 
     # $COROLLA_TOKEN stands for a saved login
     token = saved.read_text().strip()
-    _ok(_corolla(tmp_path, "nodes", "keys", *link, home="nobody", token=token))
+    _ok(corolla(tmp_path, "nodes", "keys", *link, home="nobody", token=token))
 
     # An operator demoted to viewer loses the right at once
-    _ok(_corolla(tmp_path, "accounts", "set-role", "olga", "viewer", *link))
-    demoted = _corolla(tmp_path, "stop", "7", *link, home="olga")
+    _ok(corolla(tmp_path, "accounts", "set-role", "olga", "viewer", *link))
+    demoted = corolla(tmp_path, "stop", "7", *link, home="olga")
     assert "olga is a viewer; StopRun needs operator" in demoted.stderr
 
     # After logout, the admin's commands are refused again
-    assert "logged out" in _ok(_corolla(tmp_path, "logout", *link))
-    assert _corolla(tmp_path, "accounts", "list", *link).returncode == 1
+    assert "logged out" in _ok(corolla(tmp_path, "logout", *link))
+    assert corolla(tmp_path, "accounts", "list", *link).returncode == 1
 
     # Every refusal is in the link's audit log, with who was refused
     denied = _audit(state, "access.denied")

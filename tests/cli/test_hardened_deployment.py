@@ -6,29 +6,18 @@ registered is kept out, and says why."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .commands import Background, environment, free_port, wait_until
+from .commands import Background, corolla, free_port, wait_until
 
 APP = Path(__file__).resolve().parents[2] / "examples" / "quickstart-numpy"
 PASSWORD = "alice-password"
 
 
 def _corolla(cwd: Path, *args: str, home: str = "home", stdin: str = "") -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "corolla", *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        env=environment(cwd / home),
-    )
+    done = corolla(cwd, *args, timeout=180, home=home, stdin=stdin)
     assert done.returncode == 0, f"corolla {' '.join(args)}: {done.stderr}"
     return done.stdout
 

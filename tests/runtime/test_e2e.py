@@ -98,9 +98,11 @@ def _wait_for_nodes(client: ControlClient, count: int, procs: Processes) -> None
     pytest.fail(f"{count} nodes did not come online within {STARTUP_S} s")
 
 
-def _start_link(processes: Processes, tmp_path: Path, metrics: int = 0) -> tuple[int, int]:
-    """Start ``corolla link`` on free loopback ports (serving Prometheus metrics on port
-    ``metrics`` if not 0); its Fleet and Control ports."""
+def _start_link(
+    processes: Processes, tmp_path: Path, *extra: str, metrics: int = 0
+) -> tuple[int, int]:
+    """Start ``corolla link`` on free loopback ports with the options ``extra`` (serving
+    Prometheus metrics on port ``metrics`` if not 0); its Fleet and Control ports."""
     fleet, control = _free_port(), _free_port()
     processes.start(
         "link",
@@ -112,6 +114,7 @@ def _start_link(processes: Processes, tmp_path: Path, metrics: int = 0) -> tuple
         "--control-address",
         f"127.0.0.1:{control}",
         *(("--metrics-address", f"127.0.0.1:{metrics}") if metrics else ()),
+        *extra,
     )
     return fleet, control
 
@@ -142,7 +145,7 @@ def _deploy_and_simulate(
 def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_path: Path) -> None:
     # Arrange
     metrics = _free_port()
-    fleet, control = _start_link(processes, tmp_path, metrics)
+    fleet, control = _start_link(processes, tmp_path, metrics=metrics)
     for i in range(3):
         processes.start(
             f"node{i}",

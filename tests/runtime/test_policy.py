@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,8 @@ from corolla.runtime._bundle import make_bundle
 from corolla.transport import run_pb2, sha256_of, user_config_from_proto
 from corolla.trust import BundleSignature, SigningKey
 
-from .test_e2e import Processes, _free_port, _wait_for_nodes
+from .test_e2e import Processes, _start_link, _wait_for_nodes
+from .test_e2e import processes as processes  # the fixture
 from .test_faults import WAIT_S, _app
 
 SERVER_APP = """
@@ -89,33 +89,6 @@ def _bundle_hash(app: Path) -> str:
 def _policy(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.stop_all()
-
-
-def _start_link(processes: Processes, tmp_path: Path, *extra: str) -> tuple[int, int]:
-    fleet, control = _free_port(), _free_port()
-    processes.start(
-        "link",
-        "link",
-        "--state",
-        str(tmp_path / "link"),
-        "--fleet-address",
-        f"127.0.0.1:{fleet}",
-        "--control-address",
-        f"127.0.0.1:{control}",
-        "--heartbeat-interval",
-        "1",
-        *extra,
-    )
-    return fleet, control
 
 
 def _start_node(
@@ -190,7 +163,9 @@ trusted-signers = ["{key.public_text}"]
         tmp_path / "capped.toml",
         f'[apps]\ntrusted-signers = ["{key.public_text}"]\n[runs]\nmax-rounds = 2\n',
     )
-    fleet, control = _start_link(processes, tmp_path, "--policy", str(link_policy))
+    fleet, control = _start_link(
+        processes, tmp_path, "--heartbeat-interval", "1", "--policy", str(link_policy)
+    )
     _start_node(
         processes,
         tmp_path,
@@ -290,7 +265,7 @@ def test_a_node_refuses_a_bundle_off_its_allow_list_and_withholds_error_details(
     bundle = _bundle_hash(app)
     strict = _policy(tmp_path / "strict.toml", f'[apps]\nallowed-bundles = ["{"7" * 64}"]\n')
     discreet = _policy(tmp_path / "discreet.toml", '[errors]\ndetails = "summary"\n')
-    fleet, control = _start_link(processes, tmp_path)
+    fleet, control = _start_link(processes, tmp_path, "--heartbeat-interval", "1")
     _start_node(
         processes, tmp_path, "strict", fleet, "--policy", str(strict), "--attributes", "name=strict"
     )

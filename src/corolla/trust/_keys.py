@@ -106,25 +106,40 @@ class NodeKey:
         path = Path(state_dir) / cls.FILE
         if path.exists():
             return cls(_read(path)), False
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
-            with os.fdopen(fd, "wb") as file:  # mkstemp made it readable by its owner only
-                file.write(pem)
-                file.flush()
-                os.fsync(file.fileno())
-            os.link(tmp, path)  # fails if another process made the key meanwhile
-        except FileExistsError:
+            key = write_new_key(path)
+        except FileExistsError:  # another process made the key meanwhile
             return cls(_read(path)), False
-        finally:
-            Path(tmp).unlink(missing_ok=True)
         return cls(key), True
+
+
+def write_new_key(path: Path) -> Ed25519PrivateKey:
+    """A new Ed25519 private key, written to ``path`` (PEM, readable by its owner only)
+    whole or not at all: a temporary file in the same directory, fsynced, then linked
+    into place.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists (it is never overwritten).
+    """
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as file:  # mkstemp made it readable by its owner only
+            file.write(pem)
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(tmp, path)  # fails if the file exists
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return key
 
 
 def _read(path: Path) -> Ed25519PrivateKey:

@@ -26,6 +26,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -35,10 +36,12 @@ from ._keys import NodeKey, verify
 __all__ = [
     "NONCE_KEY",
     "PUBLIC_KEY_KEY",
+    "REPLY_ITEM_METHOD",
     "SIGNATURE_KEY",
     "TIMESTAMP_KEY",
     "RequestSignature",
     "RequestVerifier",
+    "request_body",
     "sign_request",
     "signed_text",
 ]
@@ -49,11 +52,21 @@ NONCE_KEY = "corolla-nonce"
 SIGNATURE_KEY = "corolla-signature"
 #: The public key a node registers with (on RegisterNode only).
 PUBLIC_KEY_KEY = "corolla-node-key"
+#: What a reply written on a ``SendReplies`` stream is signed as (its item signature).
+REPLY_ITEM_METHOD = "/corolla.v1.Fleet/SendReplies#item"
 
 _DOMAIN = b"corolla-request-v1\n"
 _MAX_FIELD_CHARS = 128
 #: Nonces a key may have kept before the first pruning of the old ones.
 _FIRST_PRUNE = 64
+
+
+def request_body(request: Any) -> bytes:
+    """The bytes a request is signed over: a protobuf message's deterministic
+    serialization (which both ends compute alike), or bytes as they are."""
+    if isinstance(request, bytes | bytearray | memoryview):
+        return bytes(request)
+    return bytes(request.SerializeToString(deterministic=True))
 
 
 def signed_text(method: str, timestamp: str, nonce: str, body: bytes) -> bytes:

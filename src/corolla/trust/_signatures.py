@@ -12,14 +12,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tempfile
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..core import ConfigError
-from ._keys import _read, public_key_from_text, public_key_text, verify
+from ._keys import _read, public_key_from_text, public_key_text, verify, write_new_key
 
 __all__ = ["BundleSignature", "SigningKey", "bundle_message", "check_bundle_hash"]
 
@@ -128,21 +126,8 @@ class SigningKey:
             raise ConfigError(f"{path} exists: a signing key is never overwritten")
         if not path.parent.is_dir():
             raise ConfigError(f"cannot write {path}: the directory {path.parent} does not exist")
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
-            with os.fdopen(fd, "wb") as file:  # mkstemp made it readable by its owner only
-                file.write(pem)
-                file.flush()
-                os.fsync(file.fileno())
-            os.link(tmp, path)  # fails if the file appeared meanwhile
+            key = write_new_key(path)
         except FileExistsError:
             raise ConfigError(f"{path} exists: a signing key is never overwritten") from None
-        finally:
-            Path(tmp).unlink(missing_ok=True)
         return cls(key)

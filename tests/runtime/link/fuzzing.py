@@ -59,10 +59,12 @@ from corolla.transport import (
 from corolla.trust import (
     NONCE_KEY,
     PUBLIC_KEY_KEY,
+    REPLY_ITEM_METHOD,
     SIGNATURE_KEY,
     TIMESTAMP_KEY,
     NodeKey,
     Role,
+    request_body,
     sign_request,
     signed_text,
 )
@@ -395,14 +397,12 @@ def valid_metadata(method: Method, target: Target) -> tuple[tuple[str, str], ...
 
 # -- signing ------------------------------------------------------------------------------
 
-_REPLY_ITEM = "/corolla.v1.Fleet/SendReplies#item"
-
 
 def parsed_body(method: Method, data: bytes) -> bytes:
     """What the link checks a signature over: ``data`` as it parses it, serialized
     deterministically (``data`` itself where it does not parse: refused before)."""
     try:
-        return bytes(method.request_type.FromString(data).SerializeToString(deterministic=True))
+        return request_body(method.request_type.FromString(data))
     except DecodeError:
         return data
 
@@ -416,8 +416,8 @@ def _signed_replies(target: Target, items: Sequence[bytes], key: NodeKey) -> lis
         except DecodeError:
             signed.append(data)
             continue
-        body = item.message.SerializeToString(deterministic=True)
-        signature = sign_request(key, _REPLY_ITEM, body)
+        body = request_body(item.message)
+        signature = sign_request(key, REPLY_ITEM_METHOD, body)
         item.signature.timestamp = signature.timestamp
         item.signature.nonce = signature.nonce
         item.signature.signature = signature.signature
@@ -1044,9 +1044,9 @@ def _broken_replies(
     first: fleet_pb2.SendReplyRequest | None = None
     for data in items:
         item = fleet_pb2.SendReplyRequest.FromString(data)
-        body = item.message.SerializeToString(deterministic=True)
+        body = request_body(item.message)
         signer = target.node_keys[target.other_node_id] if how == "another key" else key
-        method = "/corolla.v1.Fleet/SendReplies" if how == "as a call" else _REPLY_ITEM
+        method = "/corolla.v1.Fleet/SendReplies" if how == "as a call" else REPLY_ITEM_METHOD
         signature = sign_request(signer, method, body)
         if how == "unsigned":
             item.ClearField("signature")

@@ -17,12 +17,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from corolla.core import ErrorCode, Message, RecordDict
-from corolla.runtime import GrpcGrid, Link, LinkLimits, Node, NodeStatus, make_bundle
+from corolla.runtime import GrpcGrid, Link, LinkLimits, Node, make_bundle
 from corolla.state import DirectoryBlobStore
 from corolla.transport import bearer_metadata, channel_options, fleet_pb2, fleet_pb2_grpc
 from corolla.trust import PUBLIC_KEY_KEY, NodeKey, sign_request
 
-from ..node.test_node import COUNTER_APP, _app
+from ..node.test_node import COUNTER_APP, _app, _wait_connected
 
 REGISTER = "/corolla.v1.Fleet/RegisterNode"
 STAT = "/corolla.v1.Fleet/StatArrays"
@@ -74,14 +74,6 @@ def _refusal(call: object) -> grpc.RpcError:
 
 def _details(error: grpc.RpcError) -> str:
     return str(error.details())  # type: ignore[attr-defined]
-
-
-def _wait_connected(node: Node) -> int:
-    for _ in range(200):
-        if node.status is NodeStatus.CONNECTED and node.node_id is not None:
-            return node.node_id
-        time.sleep(0.05)
-    pytest.fail("the node did not connect within 10 s")
 
 
 def test_a_node_with_a_registered_key_serves_runs_signing_every_request(

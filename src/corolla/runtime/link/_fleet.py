@@ -59,10 +59,12 @@ from corolla.transport import (
 )
 from corolla.trust import (
     PUBLIC_KEY_KEY,
+    REPLY_ITEM_METHOD,
     RequestSignature,
     RequestVerifier,
     public_key_from_text,
     public_key_text,
+    request_body,
 )
 
 from .._audit import RecordBudget, audit, audit_many, reason_summary
@@ -95,13 +97,6 @@ T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 _FLEET = "/corolla.v1.Fleet/"
-#: What a reply written on a SendReplies stream is signed as.
-_REPLY_ITEM = _FLEET + "SendReplies#item"
-
-
-def _body(request: Any) -> bytes:
-    """The bytes a node signed for ``request``: its deterministic serialization."""
-    return bytes(request.SerializeToString(deterministic=True))
 
 
 def _attributes(config: dict[str, UserConfigValue]) -> dict[str, str]:
@@ -200,7 +195,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             await self._blocking(self._authenticate, identity)
         if self._shared.auth:
             try:
-                body = b"" if request is None else _body(request)
+                body = b"" if request is None else request_body(request)
                 signature = RequestSignature.from_metadata(metadata)
                 await self._check_signed(identity.node_id, _FLEET + method, signature, body)
             except AuthenticationError as exc:
@@ -221,14 +216,18 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
     async def _check_signed(
         self, node_id: int, method: str, signature: RequestSignature, body: bytes
     ) -> None:
+        entry = self._cached_key(node_id)
+        if entry is None:
+            entry = await self._blocking(self._registered_key, node_id)
+        self._verifier.check(entry[1], entry[0], method, signature, body)
+
+    def _cached_key(self, node_id: int) -> tuple[str, Ed25519PublicKey] | None:
+        """Node ``node_id``'s registered key as last read, unless node keys changed since."""
         trust = self._shared.trust
         if self._keys_version != trust.node_keys_version:
             self._keys.clear()
             self._keys_version = trust.node_keys_version
-        entry = self._keys.get(node_id)
-        if entry is None:
-            entry = await self._blocking(self._registered_key, node_id)
-        self._verifier.check(entry[1], entry[0], method, signature, body)
+        return self._keys.get(node_id)
 
     def _registered_key(self, node_id: int) -> tuple[str, Ed25519PublicKey]:
         text = self._shared.trust.bound_key(node_id)
@@ -266,7 +265,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                 f"node key {text} is not registered on this link: its admin registers it "
                 f"with `corolla nodes add {text}`"
             )
-        self._verifier.check(key, text, _FLEET + "RegisterNode", signature, _body(request))
+        self._verifier.check(key, text, _FLEET + "RegisterNode", signature, request_body(request))
         self._count_registration(text)
         return text
 
@@ -323,7 +322,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             identity = split_token(request.token)
             if identity.node_id != request.node_id:
                 raise NodeAuthenticationError("the token does not belong to that node id")
-            if key is not None and shared_key(self._shared, identity.node_id) != key:
+            if key is not None and self._shared.trust.bound_key(identity.node_id) != key:
                 raise NodeAuthenticationError(
                     f"node {identity.node_id} joined with another key; register without a "
                     "node id and token"
@@ -513,11 +512,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             If it does not check out.
         """
         try:
-            if self._keys_version != self._shared.trust.node_keys_version:
-                self._keys.clear()
-                self._keys_version = self._shared.trust.node_keys_version
-            entry = self._keys.get(node_id) or self._registered_key(node_id)
-            self._verifier.check(entry[1], entry[0], _REPLY_ITEM, signature, _body(proto))
+            entry = self._cached_key(node_id) or self._registered_key(node_id)
+            body = request_body(proto)
+            self._verifier.check(entry[1], entry[0], REPLY_ITEM_METHOD, signature, body)
         except AuthenticationError as exc:
             self._refused("SendReplies", exc, node_id=node_id)
             raise
@@ -728,11 +725,6 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         async with self._download_slots:
             for chunk in serve_payload(self._shared.blobs, request.sha256, request.offset):
                 yield chunk
-
-
-def shared_key(shared: LinkResources, node_id: int) -> str | None:
-    """The registered key node ``node_id`` joined with, if any."""
-    return shared.trust.bound_key(node_id)
 
 
 def _item_signature(request: fleet_pb2.SendReplyRequest) -> RequestSignature:

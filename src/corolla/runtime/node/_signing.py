@@ -16,20 +16,12 @@ from typing import Any
 import grpc
 
 from corolla.transport import fleet_pb2
-from corolla.trust import PUBLIC_KEY_KEY, NodeKey, sign_request
+from corolla.trust import PUBLIC_KEY_KEY, REPLY_ITEM_METHOD, NodeKey, request_body, sign_request
 
-__all__ = ["REPLY_ITEM_METHOD", "RequestSigning"]
+__all__ = ["RequestSigning"]
 
 _REGISTER = "/corolla.v1.Fleet/RegisterNode"
 _SEND_REPLIES = "/corolla.v1.Fleet/SendReplies"
-#: What a reply written on a SendReplies stream is signed as.
-REPLY_ITEM_METHOD = _SEND_REPLIES + "#item"
-
-
-def _body(request: Any) -> bytes:
-    if isinstance(request, bytes | bytearray | memoryview):
-        return bytes(request)
-    return bytes(request.SerializeToString(deterministic=True))
 
 
 class _Details(grpc.ClientCallDetails):
@@ -65,7 +57,7 @@ class RequestSigning(
     def _signed_items(self, method: str, requests: Iterator[Any]) -> Iterator[Any]:
         for request in requests:
             if method == _SEND_REPLIES and isinstance(request, fleet_pb2.SendReplyRequest):
-                signed = sign_request(self._key, REPLY_ITEM_METHOD, _body(request.message))
+                signed = sign_request(self._key, REPLY_ITEM_METHOD, request_body(request.message))
                 request.signature.timestamp = signed.timestamp
                 request.signature.nonce = signed.nonce
                 request.signature.signature = signed.signature
@@ -74,12 +66,12 @@ class RequestSigning(
     def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: grpc.ClientCallDetails, request: Any
     ) -> Any:
-        return continuation(self._details(details, _body(request)), request)
+        return continuation(self._details(details, request_body(request)), request)
 
     def intercept_unary_stream(
         self, continuation: Callable[..., Any], details: grpc.ClientCallDetails, request: Any
     ) -> Any:
-        return continuation(self._details(details, _body(request)), request)
+        return continuation(self._details(details, request_body(request)), request)
 
     def intercept_stream_unary(
         self,

@@ -38,6 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "simulation": {"core", "client", "server", "project", "tuning", "execution"},
     "flower": {"core", "client", "server", "project", "strategy"},
     "trust": {"core"},
+    "privacy": {"core", "client", "server", "strategy", "tuning"},
     "runtime": {
         "core",
         "trust",
@@ -64,6 +65,7 @@ ALLOWED: dict[str, set[str]] = {
         "execution",
         "flower",
         "trust",
+        "privacy",
         "",
     },
 }

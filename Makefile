@@ -41,7 +41,7 @@ $(FLWR_NEXT_STAMP): $(STAMP)
 	touch $(FLWR_NEXT_STAMP)
 
 flower-next: $(FLWR_NEXT_STAMP)
-	PYTHONPATH=$(CURDIR)/$(FLWR_NEXT) $(BIN)/python -m pytest -q -p no:cacheprovider tests/flower tests/strategy/flower \
+	PYTHONPATH=$(CURDIR)/$(FLWR_NEXT) $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider tests/flower tests/strategy/flower \
 		-k 'not (test_projects or test_secaggplus or test_deploy or on_a_link) or (flower-numpy and process and simulated) or (secaggplus and inline)'
 
 test: lint typecheck unit flower-next

@@ -16,6 +16,13 @@ def flower_models(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> FlowerModels:
     """Flower's runs of the module's ``CASES`` (project name: number of nodes), found at
-    its ``PROJECTS``."""
+    its ``PROJECTS``: those the module's selected tests name as their ``project``, or
+    all of them."""
     cases, projects = request.module.CASES, request.module.PROJECTS
-    return FlowerModels(tmp_path_factory, {name: (projects[name], cases[name]) for name in cases})
+    named = {
+        item.callspec.params.get("project")
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    }
+    wanted = [name for name in cases if name in named] or list(cases)
+    return FlowerModels(tmp_path_factory, {name: (projects[name], cases[name]) for name in wanted})

@@ -46,8 +46,9 @@ def assert_same_model(ours: dict[str, np.ndarray], flower: dict[str, np.ndarray]
 
 
 class FlowerModels:
-    """Each project's final model from Flower's own simulation (on Ray, 127.0.0.1), run
-    the first time a test asks for it: one run per project and test module."""
+    """Each project's final model from Flower's own simulation (on Ray, 127.0.0.1): the
+    projects of a test module run the first time a test asks for one, together, on one
+    Ray cluster."""
 
     def __init__(
         self, workdirs: pytest.TempPathFactory, projects: Mapping[str, tuple[Path, int]]
@@ -57,31 +58,35 @@ class FlowerModels:
         self._models: dict[str, dict[str, np.ndarray]] = {}
 
     def __getitem__(self, project: str) -> dict[str, np.ndarray]:
-        if project not in self._models:
-            self._models[project] = self._run(project)
+        if not self._models:
+            self._models = self._run_all()
         return self._models[project]
 
-    def _run(self, project: str) -> dict[str, np.ndarray]:
-        workdir = self._workdirs.mktemp(f"flower-{project}")
-        path, nodes = self._projects[project]
+    def _run_all(self) -> dict[str, dict[str, np.ndarray]]:
+        workdirs = {name: self._workdirs.mktemp(f"flower-{name}") for name in self._projects}
+        runs = [
+            (str(path), nodes, str(workdirs[name]))
+            for name, (path, nodes) in self._projects.items()
+        ]
         script = textwrap.dedent(
             f"""
             from pathlib import Path
-            from tests.flower.flower_reference import run_with_flower
-            run_with_flower(Path({str(path)!r}), {nodes})
+            from tests.flower.flower_reference import run_all_with_flower
+            runs = {runs!r}
+            run_all_with_flower([(Path(p), n, Path(w)) for p, n, w in runs])
             """
         )
         env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_DISABLE_USAGE_STATS="1")
         done = subprocess.run(
             [sys.executable, "-c", script],
-            cwd=workdir,
+            cwd=ROOT,
             env=env,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=300 * len(runs),
         )
         assert done.returncode == 0, done.stderr[-3000:]
-        return saved_model(workdir / "final_model.npz")
+        return {name: saved_model(workdirs[name] / "final_model.npz") for name in workdirs}
 
 
 def run_simulated(project: Path, backend: str, workdir: Path) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ same with the simulation's function that takes one.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,42 @@ def run_config_of(project: Path) -> dict[str, Any]:
 
     flatten("", table.get("config", {}))
     return out
+
+
+#: One virtual client per core: each Ray worker imports the app's libraries (torch,
+#: scikit-learn) when it starts, so fewer workers start sooner.
+RAY_INIT_ARGS: dict[str, Any] = {
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "_node_ip_address": "127.0.0.1",
+}
+BACKEND_CONFIG: dict[str, Any] = {"client_resources": {"num_cpus": 1}, "init_args": RAY_INIT_ARGS}
+
+
+def run_all_with_flower(runs: list[tuple[Path, int, Path]]) -> None:
+    """Run each ``(project, num_supernodes, workdir)`` as :func:`run_with_flower` does, in
+    its working directory, one after the other on one Ray cluster.
+
+    Starting and stopping Ray takes seconds, more than a small project's run: the cluster
+    is started here, so Flower's simulation finds it running and uses it, and the stop
+    Flower asks for after each run waits for the last one.
+    """
+    import ray
+
+    # As Flower starts Ray itself: its workers import the apps from the projects' paths.
+    paths = [str(project) for project, _, _ in runs]
+    pythonpath = os.pathsep.join([*paths, *sys.path, *filter(None, [os.environ.get("PYTHONPATH")])])
+    os.environ["PYTHONPATH"] = pythonpath
+    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **RAY_INIT_ARGS)
+    stop = ray.shutdown
+    ray.shutdown = lambda *args, **kwargs: None  # type: ignore[assignment]
+    try:
+        for project, num_supernodes, workdir in runs:
+            os.chdir(workdir)
+            run_with_flower(project, num_supernodes)
+    finally:
+        ray.shutdown = stop  # type: ignore[assignment]
+        ray.shutdown()
 
 
 def run_with_flower(project: Path, num_supernodes: int) -> None:
@@ -66,16 +103,7 @@ def run_with_flower(project: Path, num_supernodes: int) -> None:
             app_dir=str(project),
             is_app=True,
             run=run,
-            # One virtual client per core: each Ray worker imports the app's libraries
-            # (torch, scikit-learn) when it starts, so fewer workers start sooner.
-            backend_config={
-                "client_resources": {"num_cpus": 1},
-                "init_args": {
-                    "num_cpus": 2,
-                    "include_dashboard": False,
-                    "_node_ip_address": "127.0.0.1",
-                },
-            },
+            backend_config=BACKEND_CONFIG,
         )
     finally:
         sys.path.remove(str(project))

@@ -214,6 +214,21 @@ def test_accounts_and_roles_through_the_cli(secured: str, tmp_path: Path) -> Non
     token = saved.read_text().strip()
     _ok(corolla(tmp_path, "nodes", "keys", *link, home="nobody", token=token))
 
+    # A password change voids the account's tokens issued before: vic's own change renews
+    # vic's login, and a copy of the old token no longer works
+    stolen = (tmp_path / "vic" / "tokens" / saved.name).read_text().strip()
+    changed = corolla(
+        tmp_path,
+        *("accounts", "passwd", *link, "--password-stdin"),
+        home="vic",
+        stdin="vic-password\nvic-new-password\n",
+    )
+    assert "the tokens issued to it before are void" in _ok(changed)
+    _ok(corolla(tmp_path, "ls", *link, home="vic"))
+    copied = corolla(tmp_path, "ls", *link, home="nobody", token=stolen)
+    assert copied.returncode == 1
+    assert "issued before its password changed: log in again" in copied.stderr
+
     # An operator demoted to viewer loses the right at once
     _ok(corolla(tmp_path, "accounts", "set-role", "olga", "viewer", *link))
     demoted = corolla(tmp_path, "stop", "7", *link, home="olga")

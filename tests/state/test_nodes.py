@@ -112,6 +112,28 @@ def test_heartbeat_of_an_unknown_node_raises(state: LinkState):
         state.heartbeat(99)
 
 
+def test_heartbeats_of_many_nodes_record_each_known_one_and_name_the_unknown(
+    state: LinkState, clock: FakeClock
+):
+    beating = state.register_node(heartbeat_interval=10.0).node_id
+    offline = state.register_node().node_id
+    quiet = state.register_node().node_id
+    state.mark_node_offline(offline)
+    clock.advance(7)
+
+    beats = state.heartbeat_many([beating, 99, offline, beating, 2**64 - 1])
+
+    assert beats[beating] is None and beats[offline] is None
+    assert isinstance(beats[99], UnknownNodeError) and "99" in str(beats[99])
+    assert isinstance(beats[2**64 - 1], UnknownNodeError)
+    assert len(beats) == 4
+    for node_id in (beating, offline):
+        node = state.get_node(node_id)
+        assert (node.online, node.last_heartbeat) == (True, clock.now)
+    assert state.get_node(beating).heartbeat_interval == 10.0
+    assert state.get_node(quiet).last_heartbeat == clock.now - 7
+
+
 def test_a_silent_node_is_marked_offline_after_interval_times_tolerance(
     state: LinkState, clock: FakeClock
 ):

@@ -34,7 +34,7 @@ from ..core import ConfigError
 from ..runtime.link import bootstrap_admin, check_no_admin
 from ..transport import accounts_pb2
 from ..trust import Role, TrustStore, check_account_name
-from ._connection import add_connection_options, resolve_connection, token_file
+from ._connection import Connection, add_connection_options, resolve_connection, token_file
 
 __all__ = ["add_accounts_parsers", "node_keys_command"]
 
@@ -186,6 +186,17 @@ def login_command(args: argparse.Namespace, console: Console) -> int:
     connection = resolve_connection(args)
     name = check_account_name(args.user)
     password = read_password(args, f"password for {name}", new=False)
+    login = _log_in(connection, name, password)
+    _print(
+        console,
+        f"logged in to {connection.address} as {login.name} ({login.role}, federation "
+        f"{login.federation}) until {_time(login.expires_at)}",
+    )
+    return 0
+
+
+def _log_in(connection: Connection, name: str, password: str) -> Any:
+    """Log in as ``name`` and save the token for the link's later commands; the login."""
     # A token saved earlier is not sent: logging in must not depend on it.
     with connection.client(token="") as client:
         login = client.accounts.login(name, password)
@@ -195,12 +206,7 @@ def login_command(args: argparse.Namespace, console: Console) -> int:
     with os.fdopen(fd, "w", encoding="utf-8") as file:
         os.fchmod(fd, 0o600)  # a file left by an earlier login keeps no looser mode
         file.write(login.token + "\n")
-    _print(
-        console,
-        f"logged in to {connection.address} as {login.name} ({login.role}, federation "
-        f"{login.federation}) until {_time(login.expires_at)}",
-    )
-    return 0
+    return login
 
 
 def logout_command(args: argparse.Namespace, console: Console) -> int:
@@ -273,7 +279,21 @@ def passwd_command(args: argparse.Namespace, console: Console) -> int:
             current = read_password(args, f"current password for {name}", new=False)
         new = read_password(args, f"new password for {name}", new=True)
         client.accounts.set_password(name, new, current)
-    _print(console, f"changed the password of {name}")
+    if not me.auth:
+        _print(console, f"changed the password of {name}")
+    elif name == me.name:
+        # The token this command used was issued before the change: void now.
+        login = _log_in(connection, name, new)
+        _print(
+            console,
+            f"changed the password of {name}; the tokens issued to it before are void, and "
+            f"this login is renewed until {_time(login.expires_at)}",
+        )
+    else:
+        _print(
+            console,
+            f"changed the password of {name}; the tokens issued to it before are void",
+        )
     return 0
 
 

@@ -106,6 +106,20 @@ class LinkState(abc.ABC):
             If ``heartbeat_interval`` is not a positive number.
         """
 
+    def heartbeat_many(self, node_ids: Iterable[int]) -> dict[int, CorollaError | None]:
+        """:meth:`heartbeat` for each of ``node_ids`` (repeats counted once), in one
+        transaction where the store can: node id -> None, or the error its heartbeat
+        raised (:class:`UnknownNodeError`)."""
+        beats: dict[int, CorollaError | None] = {}
+        for node_id in node_ids:
+            if node_id not in beats:
+                try:
+                    self.heartbeat(node_id)
+                    beats[node_id] = None
+                except CorollaError as exc:
+                    beats[node_id] = exc
+        return beats
+
     @abc.abstractmethod
     def mark_stale_nodes_offline(self, tolerance: float = DEFAULT_HEARTBEAT_TOLERANCE) -> list[int]:
         """Mark offline every online node silent for more than ``interval * tolerance``.

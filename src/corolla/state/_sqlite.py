@@ -262,6 +262,28 @@ class SqliteLinkState(LinkState):
 
         self._db.write(work)
 
+    def heartbeat_many(self, node_ids: Iterable[int]) -> dict[int, CorollaError | None]:
+        wanted = list(dict.fromkeys(node_ids))
+        beats: dict[int, CorollaError | None] = {
+            node_id: None if fits_sqlite(node_id) else unknown_node(node_id) for node_id in wanted
+        }
+
+        def work(conn: sqlite3.Connection) -> None:
+            now = self._clock()
+            for node_id, error in beats.items():
+                if error is not None:
+                    continue
+                updated = conn.execute(
+                    "UPDATE nodes SET last_heartbeat = ?, online = 1 WHERE node_id = ?",
+                    (now, node_id),
+                )
+                if updated.rowcount == 0:
+                    beats[node_id] = unknown_node(node_id)
+
+        if any(error is None for error in beats.values()):
+            self._db.write(work)
+        return beats
+
     def mark_stale_nodes_offline(self, tolerance: float = DEFAULT_HEARTBEAT_TOLERANCE) -> list[int]:
         factor = check_seconds(tolerance, "heartbeat tolerance")
 

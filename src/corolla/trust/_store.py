@@ -159,6 +159,9 @@ class Account:
     name: str
     role: Role
     created_at: float
+    #: Tokens issued before this time are void: the account's creation, or the last
+    #: change of its password (a stolen token dies with the password it came from).
+    tokens_since: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +179,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,
     password_hash TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    tokens_since REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS node_keys (
     public_key TEXT PRIMARY KEY,
@@ -232,8 +236,16 @@ class TrustStore:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 10000")
             self._db.executescript(_SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{self.path} is not a Corolla trust store: {exc}") from None
+
+    def _migrate(self) -> None:
+        """Bring a store written by an earlier version up to this one's schema."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(accounts)")}
+        if "tokens_since" not in columns:
+            # Tokens issued before the column existed stay valid, as they were.
+            self._db.execute("ALTER TABLE accounts ADD COLUMN tokens_since REAL NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -274,10 +286,11 @@ class TrustStore:
             if db.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
                 raise ConfigError(f"account {name!r} exists already")
             db.execute(
-                "INSERT INTO accounts (name, role, password_hash, created_at) VALUES (?,?,?,?)",
-                (name, role.value, stored, now),
+                "INSERT INTO accounts (name, role, password_hash, created_at, tokens_since) "
+                "VALUES (?,?,?,?,?)",
+                (name, role.value, stored, now, now),
             )
-        return Account(name, role, now)
+        return Account(name, role, now, now)
 
     def remove_account(self, name: str) -> None:
         """Delete account ``name``; the last admin cannot be removed.
@@ -305,17 +318,17 @@ class TrustStore:
         """
         with self._transaction() as db:
             row = db.execute(
-                "SELECT role, created_at FROM accounts WHERE name = ?", (name,)
+                "SELECT role, created_at, tokens_since FROM accounts WHERE name = ?", (name,)
             ).fetchone()
             if row is None:
                 raise ConfigError(f"no account {name!r}")
             if row[0] == Role.ADMIN.value and role is not Role.ADMIN and self._admins(db) == 1:
                 raise ConfigError(f"{name!r} is the last admin: add another admin first")
             db.execute("UPDATE accounts SET role = ? WHERE name = ?", (role.value, name))
-        return Account(name, role, row[1])
+        return Account(name, role, row[1], row[2])
 
     def set_password(self, name: str, password: str) -> None:
-        """Change account ``name``'s password.
+        """Change account ``name``'s password; the tokens issued to it until now are void.
 
         Raises
         ------
@@ -326,7 +339,8 @@ class TrustStore:
         stored = hash_password(password)
         with self._transaction() as db:
             changed = db.execute(
-                "UPDATE accounts SET password_hash = ? WHERE name = ?", (stored, name)
+                "UPDATE accounts SET password_hash = ?, tokens_since = ? WHERE name = ?",
+                (stored, self._clock(), name),
             ).rowcount
         if not changed:
             raise ConfigError(f"no account {name!r}")
@@ -341,30 +355,31 @@ class TrustStore:
         costs a hash too, so the time taken does not tell which names exist)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT role, password_hash, created_at FROM accounts WHERE name = ?", (name,)
+                "SELECT role, password_hash, created_at, tokens_since FROM accounts WHERE name = ?",
+                (name,),
             ).fetchone()
         if row is None:
             password_matches(password, _dummy_hash())
             return None
         if not password_matches(password, row[1]):
             return None
-        return Account(name, Role(row[0]), row[2])
+        return Account(name, Role(row[0]), row[2], row[3])
 
     def account(self, name: str) -> Account | None:
         """Account ``name``, or None."""
         with self._lock:
             row = self._db.execute(
-                "SELECT role, created_at FROM accounts WHERE name = ?", (name,)
+                "SELECT role, created_at, tokens_since FROM accounts WHERE name = ?", (name,)
             ).fetchone()
-        return None if row is None else Account(name, Role(row[0]), row[1])
+        return None if row is None else Account(name, Role(row[0]), row[1], row[2])
 
     def accounts(self) -> list[Account]:
         """Every account, by name."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT name, role, created_at FROM accounts ORDER BY name"
+                "SELECT name, role, created_at, tokens_since FROM accounts ORDER BY name"
             ).fetchall()
-        return [Account(n, Role(r), t) for n, r, t in rows]
+        return [Account(n, Role(r), t, since) for n, r, t, since in rows]
 
     # Node keys.
 

@@ -335,6 +335,22 @@ def test_an_account_changes_its_own_password_only_with_the_current_one(secured: 
     assert [r["actor"] for r in _audit(secured, "account.password")] == ["vic", "root"]
 
 
+def test_a_token_issued_before_a_password_change_is_void(secured: Link) -> None:
+    # Arrange: a token of vic's (say, stolen), then vic's password reset by an admin
+    stolen = _login(secured, "vic")
+    time.sleep(2.1)  # token times are whole seconds
+    with _client(secured, _login(secured, "root", ROOT_PASSWORD)) as admin:
+        admin.accounts.set_password("vic", "reset-by-root")
+
+    # Act / Assert: the old token is refused, saying why; a new login works
+    with _client(secured, stolen) as thief, pytest.raises(AuthenticationError) as refused:
+        thief.list_runs()
+    assert "issued before its password changed: log in again" in str(refused.value)
+    with _client(secured, _login(secured, "vic", "reset-by-root")) as vic:
+        assert vic.list_runs() == []
+    assert _audit(secured, "access.denied")[-1]["data"]["account"] == "vic"
+
+
 def test_the_last_admin_stays(secured: Link) -> None:
     with _client(secured, _login(secured, "root", ROOT_PASSWORD)) as admin:
         with pytest.raises(ConfigError, match="last admin"):

@@ -9,8 +9,9 @@ accounts (``corolla link --auth``):
   (:class:`~corolla.trust.Tokens`): a missing, expired, foreign or forged one ends the
   call with ``UNAUTHENTICATED``;
 - reads the account's current role in the trust store, not the one written in the token,
-  so that an account removed or demoted loses its rights at once (the role is cached for
-  a second; the link's own changes forget it at once);
+  so that an account removed or demoted loses its rights at once, and a token issued
+  before the account's password last changed is void (the role is cached for a second;
+  the link's own changes forget it at once);
 - ends a call the role does not allow with ``PERMISSION_DENIED``, naming both roles;
 - records each refusal in the audit log (``access.denied``), at most
   :data:`~corolla.runtime._audit.REFUSALS_PER_S` a second one by one (``refusals``: a
@@ -133,8 +134,9 @@ class AccessControl:
         self._shared = shared
         self.tokens = tokens
         self._lock = threading.Lock()
-        # name -> (role or None for no such account, its creation time, when read)
-        self._roles: dict[str, tuple[Role | None, float, float]] = {}
+        # name -> (role or None for no such account, its creation time, the time its
+        # tokens are valid from, when read)
+        self._roles: dict[str, tuple[Role | None, float, float, float]] = {}
         #: How many refusals (and failed logins) are recorded one by one a second.
         self.refusals = RecordBudget(shared.clock.monotonic)
 
@@ -148,19 +150,25 @@ class AccessControl:
         with self._lock:
             self._roles.pop(name, None)
 
-    def _current(self, name: str) -> tuple[Role | None, float]:
+    def _current(self, name: str) -> tuple[Role | None, float, float]:
+        """Account ``name``'s role (None: no such account), its creation time and the time
+        its tokens are valid from."""
         now = self._shared.clock.monotonic()
         with self._lock:
             cached = self._roles.get(name)
-            if cached is not None and now - cached[2] < ROLE_CACHE_S:
-                return cached[0], cached[1]
+            if cached is not None and now - cached[3] < ROLE_CACHE_S:
+                return cached[:3]
         account = self._shared.trust.account(name)
-        role, created = (None, 0.0) if account is None else (account.role, account.created_at)
+        current = (
+            (None, 0.0, 0.0)
+            if account is None
+            else (account.role, account.created_at, account.tokens_since)
+        )
         with self._lock:
             if len(self._roles) > 10_000:  # tokens name only real accounts: a bound, no more
                 self._roles.clear()
-            self._roles[name] = (role, created, now)
-        return role, created
+            self._roles[name] = (*current, now)
+        return current
 
     def admit(
         self,
@@ -189,11 +197,15 @@ class AccessControl:
                 return ANONYMOUS if not self.enabled else _LOGGING_IN
             claims = self.tokens.check(bearer_token(metadata))
             account = claims.account
-            role, created = self._current(account)
+            role, created, since = self._current(account)
             if role is None or claims.issued_at + _ISSUE_SLACK_S < created:
                 raise AuthenticationError(
                     f"account {account!r} no longer exists on this link: log in with "
                     "another account"
+                )
+            if claims.issued_at + _ISSUE_SLACK_S < since:
+                raise AuthenticationError(
+                    f"the token of {account} was issued before its password changed: log in again"
                 )
             if not role.allows(required):
                 raise PermissionDeniedError(

@@ -280,6 +280,7 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServicer):
         if not target or self._shared.trust.account(target) is None:
             raise ConfigError(f"no account {target!r}")
         self._shared.trust.set_password(target, request.new_password)
+        self._access.forget(target)
         self._record("account.password", caller, {"name": target})
         return accounts_pb2.SetPasswordResponse()
 

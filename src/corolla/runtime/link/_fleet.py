@@ -153,6 +153,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         self._replies: LoopBatcher[_Reply, fleet_pb2.SendReplyResponse] = LoopBatcher(
             executor, self._send_replies, size=_reply_size
         )
+        self._heartbeats: LoopBatcher[NodeIdentity, fleet_pb2.HeartbeatResponse] = LoopBatcher(
+            executor, self._heartbeat
+        )
 
     def redact(self, text: str) -> str:
         return self._shared.redact(text)
@@ -371,14 +374,39 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         identity = caller_identity(metadata)
         if self._shared.auth:
             await self._node_id(context, "Heartbeat", request)
-        return await self._blocking(self._heartbeat, identity)
+        return await self._heartbeats.submit(identity)
 
-    def _heartbeat(self, identity: NodeIdentity) -> fleet_pb2.HeartbeatResponse:
-        # Checked by the state every time: heartbeats are rare, and the reply needs the
-        # node's interval.
-        node = self._authenticate(identity)
-        self._shared.state.heartbeat(node.node_id)
-        return fleet_pb2.HeartbeatResponse(heartbeat_interval=node.heartbeat_interval)
+    def _heartbeat(
+        self, identities: Sequence[NodeIdentity]
+    ) -> list[fleet_pb2.HeartbeatResponse | BaseException]:
+        """Record the heartbeats of a batch, in one transaction.
+
+        Each token is checked by the state every time: a heartbeat is rare for one node,
+        and its answer needs the node's interval. A thousand nodes beat dozens of times a
+        second, and their beats come in bursts (nodes that joined together): batched,
+        a burst is one hop to the pool and one commit.
+        """
+        nodes: list[NodeInfo | BaseException] = []
+        for identity in identities:
+            try:
+                nodes.append(self._authenticate(identity))
+            except CorollaError as exc:
+                nodes.append(exc)
+        beats = self._shared.state.heartbeat_many(
+            node.node_id for node in nodes if isinstance(node, NodeInfo)
+        )
+        answers: list[fleet_pb2.HeartbeatResponse | BaseException] = []
+        for node in nodes:
+            if isinstance(node, BaseException):
+                answers.append(node)
+                continue
+            error = beats[node.node_id]
+            answers.append(
+                error
+                if error is not None
+                else fleet_pb2.HeartbeatResponse(heartbeat_interval=node.heartbeat_interval)
+            )
+        return answers
 
     @aio_stream_errors
     async def Receive(  # type: ignore[override]  # serialized ReceiveResponses (_handlers)

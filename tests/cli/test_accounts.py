@@ -234,6 +234,19 @@ def test_accounts_and_roles_through_the_cli(secured: str, tmp_path: Path) -> Non
     demoted = corolla(tmp_path, "stop", "7", *link, home="olga")
     assert "olga is a viewer; StopRun needs operator" in demoted.stderr
 
+    # The admin puts a policy in force at once (a mistake is named before any call); a
+    # viewer reads it, with who set it
+    written, wrong = tmp_path / "policy.toml", tmp_path / "wrong.toml"
+    written.write_text('[nodes]\nrequired-attributes = {region = "eu"}\n')
+    wrong.write_text("[nodes]\nregion = 1\n")
+    mistake = corolla(tmp_path, "policy", "set", str(wrong), *link)
+    assert mistake.returncode == 2
+    assert f"{wrong}: unknown key 'region' in [nodes]" in mistake.stderr
+    assert "is in force" in _ok(corolla(tmp_path, "policy", "set", str(written), *link))
+    shown = _ok(corolla(tmp_path, "policy", "show", *link, home="vic"))
+    assert "# set by root at " in shown
+    assert 'required-attributes = {region = "eu"}' in shown
+
     # After logout, the admin's commands are refused again
     assert "logged out" in _ok(corolla(tmp_path, "logout", *link))
     assert corolla(tmp_path, "accounts", "list", *link).returncode == 1

@@ -33,7 +33,7 @@ from rich.text import Text
 from ..core import ConfigError
 from ..runtime.link import bootstrap_admin, check_no_admin
 from ..transport import accounts_pb2
-from ..trust import Role, TrustStore, check_account_name
+from ..trust import LinkPolicy, Role, TrustStore, check_account_name
 from ._connection import Connection, add_connection_options, resolve_connection, token_file
 
 __all__ = ["add_accounts_parsers", "node_keys_command"]
@@ -85,7 +85,7 @@ def read_password(args: argparse.Namespace, prompt: str, *, new: bool) -> str:
 
 
 def add_accounts_parsers(commands: Any) -> None:
-    """``accounts``, ``login`` and ``logout``."""
+    """``accounts``, ``login``, ``logout`` and ``policy``."""
     accounts = commands.add_parser(
         "accounts",
         help="the accounts of a link (init, list, add, remove, set-role, passwd)",
@@ -160,6 +160,23 @@ def add_accounts_parsers(commands: Any) -> None:
     logout = commands.add_parser("logout", help="forget the token saved for a link")
     add_connection_options(logout)
     logout.set_defaults(handler=logout_command)
+
+    policy = commands.add_parser(
+        "policy",
+        help="the link's policy: which nodes may join, which apps may run",
+        description="Show the policy a running link enforces, or put another in force at "
+        "once (admin). The link keeps it across restarts, until it is set again or the "
+        "link is started with --policy FILE. See docs/security.md for what a policy holds.",
+    )
+    policy.set_defaults(handler=lambda args, console: _usage(policy))
+    policy_actions = policy.add_subparsers(title="actions", metavar="ACTION")
+    show = policy_actions.add_parser("show", help="print the policy in force, as TOML")
+    add_connection_options(show)
+    show.set_defaults(handler=policy_show_command)
+    put = policy_actions.add_parser("set", help="put the policy of a TOML file in force (admin)")
+    put.add_argument("file", type=Path, help="the policy, as `corolla link --policy` reads it")
+    add_connection_options(put)
+    put.set_defaults(handler=policy_set_command)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -295,6 +312,44 @@ def passwd_command(args: argparse.Namespace, console: Console) -> int:
             f"changed the password of {name}; the tokens issued to it before are void",
         )
     return 0
+
+
+def policy_show_command(args: argparse.Namespace, console: Console) -> int:
+    connection = resolve_connection(args)
+    with connection.client() as client:
+        policy = client.accounts.get_policy()
+    _print_policy(console, policy)
+    if policy.toml:
+        console.file.write(policy.toml if policy.toml.endswith("\n") else policy.toml + "\n")
+    return 0
+
+
+def policy_set_command(args: argparse.Namespace, console: Console) -> int:
+    connection = resolve_connection(args)
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"link policy {args.file}: cannot be read: {exc}") from None
+    # Checked here first, so that a mistake is named with the file, before any call.
+    LinkPolicy.loads(text, str(args.file))
+    with connection.client() as client:
+        policy = client.accounts.set_policy(text)
+    _print(console, f"the policy of {args.file} is in force on {connection.address}")
+    _print_policy(console, policy)
+    return 0
+
+
+def _print_policy(console: Console, policy: accounts_pb2.PolicyResponse) -> None:
+    """Where the policy in force comes from, as comment lines (the TOML stays valid)."""
+    if not policy.toml:
+        _print(console, "# the built-in policy: every node may join, every app may run")
+        return
+    line = f"# {policy.source}"
+    if policy.set_by and policy.source == f"set by {policy.set_by}":
+        line += f" at {_time(policy.set_at)}"
+    elif policy.set_by:
+        line += f" (set by {policy.set_by} at {_time(policy.set_at)})"
+    _print(console, line)
 
 
 def _key_record(key: accounts_pb2.NodeKey) -> dict[str, Any]:

@@ -218,3 +218,21 @@ class AccountsClient:
         """
         with self._calling():
             self._stub.RemoveNodeKey(accounts_pb2.RemoveNodeKeyRequest(public_key=public_key))
+
+    def get_policy(self) -> accounts_pb2.PolicyResponse:
+        """The link's policy in force, as TOML, with where it comes from (viewer)."""
+        with self._calling():
+            return self._stub.GetPolicy(accounts_pb2.GetPolicyRequest())
+
+    def set_policy(self, toml: str) -> accounts_pb2.PolicyResponse:
+        """Put the policy in TOML ``toml`` in force at once, in place of the link's (admin);
+        the link keeps it across restarts.
+
+        Raises
+        ------
+        CorollaError
+            If the policy does not read (the error names the key and what is allowed), or
+            the caller is no admin; the policy in force is then unchanged.
+        """
+        with self._calling():
+            return self._stub.SetPolicy(accounts_pb2.SetPolicyRequest(toml=toml))

@@ -141,11 +141,14 @@ class LinkPolicy:
     Read one with :meth:`load`; the default admits every node and app.
     """
 
-    #: The file it was read from ("" for one made in code).
+    #: Where it comes from: the file it was read from, or who set it ("" for one made
+    #: in code).
     path: str = ""
     #: Attribute values a node must advertise to register, as strings.
     required_attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
     apps: AppRules = AppRules()
+    #: The TOML it was read from.
+    text: str = dataclasses.field(default="", compare=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LinkPolicy:
@@ -158,13 +161,25 @@ class LinkPolicy:
             link policy does not take (the error names the file, the key and what is
             allowed).
         """
-        name = f"link policy {path}"
-        tables = _read(Path(path), name, {"nodes": ("required-attributes",), "apps": _APP_KEYS})
+        return cls.loads(_read_text(Path(path), f"link policy {path}"), str(path))
+
+    @classmethod
+    def loads(cls, text: str, source: str) -> LinkPolicy:
+        """The policy in TOML ``text``, which came from ``source`` (a file, who set it).
+
+        Raises
+        ------
+        ConfigError
+            As :meth:`load`, naming ``source``.
+        """
+        name = f"link policy {source}"
+        tables = _parse(text, name, {"nodes": ("required-attributes",), "apps": _APP_KEYS})
         nodes = tables.get("nodes", {})
         return cls(
-            path=str(path),
+            path=source,
             required_attributes=_attributes(name, nodes.get("required-attributes", {})),
             apps=_app_rules(name, tables.get("apps", {})),
+            text=text,
         )
 
     @property
@@ -305,12 +320,19 @@ _APP_KEYS = ("allowed-bundles", "trusted-signers")
 
 
 def _read(path: Path, name: str, known: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+    return _parse(_read_text(path, name), name, known)
+
+
+def _read_text(path: Path, name: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{name}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{name}: cannot be read: {exc}") from None
+
+
+def _parse(text: str, name: str, known: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -36,6 +36,7 @@ __all__ = [
     "Account",
     "RegisteredKey",
     "Role",
+    "StoredPolicy",
     "TrustStore",
     "check_account_name",
     "hash_password",
@@ -165,6 +166,16 @@ class Account:
 
 
 @dataclasses.dataclass(frozen=True)
+class StoredPolicy:
+    """The link policy last set, as TOML (see :class:`~corolla.trust.LinkPolicy`)."""
+
+    text: str
+    set_at: float
+    #: Who set it: an admin's account, or ``corolla link --policy FILE``.
+    set_by: str
+
+
+@dataclasses.dataclass(frozen=True)
 class RegisteredKey:
     """A node public key an admin registered: nodes presenting it may join."""
 
@@ -191,6 +202,12 @@ CREATE TABLE IF NOT EXISTS node_keys (
 CREATE TABLE IF NOT EXISTS node_bindings (
     node_id INTEGER PRIMARY KEY,
     public_key TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS link_policy (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    text TEXT NOT NULL,
+    set_at REAL NOT NULL,
+    set_by TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
@@ -380,6 +397,25 @@ class TrustStore:
                 "SELECT name, role, created_at, tokens_since FROM accounts ORDER BY name"
             ).fetchall()
         return [Account(n, Role(r), t, since) for n, r, t, since in rows]
+
+    # The link policy.
+
+    def set_link_policy(self, text: str, set_by: str) -> StoredPolicy:
+        """Keep ``text`` as the link's policy (checked by the caller), in place of the
+        one before."""
+        stored = StoredPolicy(text, self._clock(), set_by)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO link_policy (id, text, set_at, set_by) VALUES (1,?,?,?)",
+                (stored.text, stored.set_at, stored.set_by),
+            )
+        return stored
+
+    def link_policy(self) -> StoredPolicy | None:
+        """The link policy last set, or None if none was."""
+        with self._lock:
+            row = self._db.execute("SELECT text, set_at, set_by FROM link_policy").fetchone()
+        return None if row is None else StoredPolicy(row[0], row[1], row[2])
 
     # Node keys.
 

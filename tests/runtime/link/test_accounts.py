@@ -25,7 +25,7 @@ from corolla.transport import (
     control_pb2,
     control_pb2_grpc,
 )
-from corolla.trust import NodeKey, Role, TrustStore
+from corolla.trust import LinkPolicy, NodeKey, Role, TrustStore
 
 APP = Path(__file__).resolve().parents[3] / "examples" / "quickstart-numpy"
 ROOT_PASSWORD = "root-password"
@@ -349,6 +349,77 @@ def test_a_token_issued_before_a_password_change_is_void(secured: Link) -> None:
     with _client(secured, _login(secured, "vic", "reset-by-root")) as vic:
         assert vic.list_runs() == []
     assert _audit(secured, "access.denied")[-1]["data"]["account"] == "vic"
+
+
+# The link's policy.
+
+ELSEWHERE = "ab" * 32  # the SHA-256 of some other app
+
+
+def test_an_admin_puts_a_policy_in_force_at_once_and_the_link_keeps_it(
+    secured: Link, tmp_path: Path
+) -> None:
+    # Arrange
+    policy = f'[apps]\nallowed-bundles = ["{ELSEWHERE}"]\n'
+    with _client(secured, _login(secured, "root", ROOT_PASSWORD)) as admin:
+        assert admin.accounts.get_policy().source == "built in"
+
+        # Act
+        said = admin.accounts.set_policy(policy)
+
+    # Assert: the next submission meets it, naming the rule and who set it
+    assert (said.toml, said.set_by) == (policy, "root")
+    operator = _client(secured, _login(secured, "olga"))
+    with operator, pytest.raises(PermissionDeniedError) as refused:
+        operator.submit(APP)
+    assert "link policy (set by root, [apps] allowed-bundles)" in str(refused.value)
+    assert "is not on the allow-list" in str(refused.value)
+    assert _audit(secured, "policy.set")[-1]["actor"] == "root"
+
+    # ... and a restart without --policy keeps it
+    secured.stop()
+    again = _start(secured.state_dir)
+    try:
+        with _client(again, _login(again, "vic")) as viewer:
+            kept = viewer.accounts.get_policy()
+        assert (kept.toml, kept.source, kept.set_by) == (policy, "set by root", "root")
+    finally:
+        again.stop()
+
+
+def test_a_bad_policy_or_a_non_admin_changes_nothing(secured: Link) -> None:
+    with _client(secured, _login(secured, "root", ROOT_PASSWORD)) as admin:
+        admin.accounts.set_policy('[nodes]\nrequired-attributes = {region = "eu"}\n')
+        with pytest.raises(ConfigError, match=r"set by root: unknown key 'allowed' in \[apps\]"):
+            admin.accounts.set_policy("[apps]\nallowed = []\n")
+        with pytest.raises(ConfigError, match="at most 1024 KiB"):
+            admin.accounts.set_policy("#" * (1024 * 1024 + 1))
+    with _client(secured, _login(secured, "olga")) as operator:
+        with pytest.raises(PermissionDeniedError, match="SetPolicy needs admin"):
+            operator.accounts.set_policy("")
+        assert "region" in operator.accounts.get_policy().toml
+    assert len(_audit(secured, "policy.set")) == 1
+
+
+def test_a_link_started_with_a_policy_file_enforces_it_over_the_one_set_before(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "link"
+    _with_admin(state)
+    with TrustStore(state / TrustStore.FILE) as trust:
+        trust.set_link_policy('[nodes]\nrequired-attributes = {region = "us"}\n', "root")
+    written = tmp_path / "link-policy.toml"
+    written.write_text('[nodes]\nrequired-attributes = {region = "eu"}\n')
+
+    link = _start(state, policy=LinkPolicy.load(written))
+    try:
+        with _client(link, _login(link, "root", ROOT_PASSWORD)) as admin:
+            kept = admin.accounts.get_policy()
+    finally:
+        link.stop()
+
+    assert (kept.source, kept.set_by) == (str(written), f"corolla link --policy {written}")
+    assert '"eu"' in kept.toml
 
 
 def test_the_last_admin_stays(secured: Link) -> None:

@@ -75,6 +75,8 @@ REQUIRED_ROLES: dict[str, Role | None] = {
     _ACCOUNTS + "ListNodeKeys": Role.ADMIN,
     _ACCOUNTS + "AddNodeKey": Role.ADMIN,
     _ACCOUNTS + "RemoveNodeKey": Role.ADMIN,
+    _ACCOUNTS + "GetPolicy": Role.VIEWER,
+    _ACCOUNTS + "SetPolicy": Role.ADMIN,
 }
 
 #: Seconds an account's role is read from memory before the trust store is asked again.

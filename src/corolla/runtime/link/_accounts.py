@@ -22,9 +22,18 @@ import grpc
 
 from corolla.core import AuthenticationError, ConfigError, PermissionDeniedError
 from corolla.transport import accounts_pb2, accounts_pb2_grpc
-from corolla.trust import Account, RegisteredKey, Role, public_key_from_text, public_key_text
+from corolla.trust import (
+    Account,
+    LinkPolicy,
+    RegisteredKey,
+    Role,
+    StoredPolicy,
+    public_key_from_text,
+    public_key_text,
+)
 
 from ._access import AccessControl, Caller, caller_of
+from ._admission import MAX_POLICY_BYTES, audit_policy
 from ._handlers import servicer_errors
 from ._resources import LinkResources
 
@@ -119,6 +128,19 @@ def _key(key: RegisteredKey) -> accounts_pb2.NodeKey:
     )
 
 
+def _policy(policy: LinkPolicy, stored: StoredPolicy | None) -> accounts_pb2.PolicyResponse:
+    """The policy in force, with when and by whom it was set (when it is the one kept)."""
+    if not policy.text:
+        return accounts_pb2.PolicyResponse(source=policy.path or "built in")
+    kept = stored is not None and stored.text == policy.text
+    return accounts_pb2.PolicyResponse(
+        toml=policy.text,
+        source=policy.path,
+        set_at=stored.set_at if kept and stored is not None else 0.0,
+        set_by=stored.set_by if kept and stored is not None else "",
+    )
+
+
 def _shown_name(name: str) -> str:
     """``name`` as the audit log keeps a name someone tried: a bounded length."""
     return name if len(name) <= _MAX_NAME_CHARS else name[:_MAX_NAME_CHARS] + "..."
@@ -133,6 +155,8 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServicer):
         self._shared = shared
         self._access = access
         self._throttle = throttle or LoginThrottle(shared.clock.monotonic)
+        # One change of the policy at a time: the store and the link agree on the last.
+        self._policy_lock = threading.Lock()
 
     def redact(self, text: str) -> str:
         return self._shared.redact(text)
@@ -311,3 +335,28 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServicer):
         self._shared.trust.remove_node_key(text)
         self._record("node_key.remove", caller_of(context), {"public_key": text})
         return accounts_pb2.RemoveNodeKeyResponse()
+
+    @servicer_errors
+    def GetPolicy(
+        self, request: accounts_pb2.GetPolicyRequest, context: grpc.ServicerContext
+    ) -> accounts_pb2.PolicyResponse:
+        return _policy(self._shared.policy, self._shared.trust.link_policy())
+
+    @servicer_errors
+    def SetPolicy(
+        self, request: accounts_pb2.SetPolicyRequest, context: grpc.ServicerContext
+    ) -> accounts_pb2.PolicyResponse:
+        caller = caller_of(context)
+        text = request.toml
+        if len(text.encode("utf-8")) > MAX_POLICY_BYTES:
+            raise ConfigError(
+                f"a link policy is at most {MAX_POLICY_BYTES // 1024} KiB of TOML, got "
+                f"{len(text.encode('utf-8')) // 1024} KiB"
+            )
+        # Checked whole before anything changes: a bad policy leaves the one in force.
+        policy = LinkPolicy.loads(text, f"set by {caller.name}")
+        with self._policy_lock:
+            stored = self._shared.trust.set_link_policy(text, caller.name)
+            self._shared.policy = policy
+        audit_policy(self._shared, caller.name, policy)
+        return _policy(policy, stored)

@@ -30,16 +30,62 @@ from corolla.trust import (
 from ._resources import LinkResources
 
 __all__ = [
+    "MAX_POLICY_BYTES",
     "admit_app",
     "admit_node",
     "checked_signatures",
     "keep_signatures",
     "kept_signatures",
+    "audit_policy",
+    "policy_in_force",
+    "policy_summary",
     "signatures_to_proto",
 ]
 
+#: The largest policy an admin may set through the Control API: thousands of bundle
+#: hashes and keys.
+MAX_POLICY_BYTES = 1024 * 1024
+
 #: Signatures a run may carry: more say nothing more, and each costs a verification.
 MAX_SIGNATURES = 16
+
+
+def policy_summary(policy: LinkPolicy) -> dict[str, object]:
+    """What the audit log records of a policy put in force: where it comes from, the
+    SHA-256 of its TOML, and its rules in short."""
+    return {
+        "source": policy.path,
+        "sha256": hashlib.sha256(policy.text.encode("utf-8")).hexdigest(),
+        "required_attributes": dict(policy.required_attributes),
+        "allowed_bundles": len(policy.apps.allowed_bundles),
+        "trusted_signers": len(policy.apps.trusted_signers),
+    }
+
+
+def policy_in_force(shared: LinkResources, given: LinkPolicy | None) -> LinkPolicy:
+    """The policy a starting link enforces: ``given`` (``corolla link --policy FILE``),
+    kept in the trust store in place of the one set before, or else the one last set
+    (by an admin, or a start with ``--policy``), or else the built-in one.
+
+    Raises
+    ------
+    ConfigError
+        If the policy kept in the trust store no longer reads (it names who set it).
+    """
+    if given is not None:
+        if given.text:
+            shared.trust.set_link_policy(given.text, f"corolla link --policy {given.path}")
+            audit_policy(shared, "corolla link", given)
+        return given
+    stored = shared.trust.link_policy()
+    if stored is None:
+        return LinkPolicy()
+    return LinkPolicy.loads(stored.text, f"set by {stored.set_by}")
+
+
+def audit_policy(shared: LinkResources, actor: str, policy: LinkPolicy) -> None:
+    """Record that ``actor`` put ``policy`` in force (``policy.set``)."""
+    shared.audit.record("policy.set", actor, policy_summary(policy))
 
 
 def _record(shared: LinkResources, decision: Decision, actor: str, data: Mapping[str, str]) -> None:

@@ -50,6 +50,7 @@ from .._clock import Clock, SystemClock
 from .._state_dir import prepare_state_dir
 from ._access import AccessControl
 from ._accounts import AccountsServicer
+from ._admission import policy_in_force
 from ._async_server import AsyncServer
 from ._collection import collect_ended_runs
 from ._control import ControlServicer, RunArtifactsServicer
@@ -275,9 +276,9 @@ class Link:
                 self._clock,
                 auth=self._auth,
                 federation=self._federation,
-                policy=self._policy,
             )
             self._shared = shared
+            shared.policy = policy_in_force(shared, self._policy)
             self._runs = runs = RunProcesses(shared, python=self._python)
             failed = self._fail_unlaunched_runs()
             self._fleet = fleet = AsyncServer(

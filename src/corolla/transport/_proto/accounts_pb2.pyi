@@ -485,3 +485,71 @@ class RemoveNodeKeyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveNodeKeyResponse: _TypeAlias = RemoveNodeKeyResponse  # noqa: Y015
+
+@_typing.final
+class GetPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPolicyRequest: _TypeAlias = GetPolicyRequest  # noqa: Y015
+
+@_typing.final
+class SetPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOML_FIELD_NUMBER: _builtins.int
+    toml: _builtins.str
+    """The policy, as `corolla link --policy FILE` reads it (docs/security.md)."""
+    def __init__(
+        self,
+        *,
+        toml: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["toml", b"toml"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPolicyRequest: _TypeAlias = SetPolicyRequest  # noqa: Y015
+
+@_typing.final
+class PolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOML_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    SET_AT_FIELD_NUMBER: _builtins.int
+    SET_BY_FIELD_NUMBER: _builtins.int
+    toml: _builtins.str
+    """Empty for the built-in policy, which admits every node and app."""
+    source: _builtins.str
+    """Where it comes from: the file the link was started with, or who set it."""
+    set_at: _builtins.float
+    """Seconds since the Unix epoch (0 for the built-in policy), and who set it: an admin,
+    or `corolla link --policy FILE`.
+    """
+    set_by: _builtins.str
+    def __init__(
+        self,
+        *,
+        toml: _builtins.str = ...,
+        source: _builtins.str = ...,
+        set_at: _builtins.float = ...,
+        set_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["set_at", b"set_at", "set_by", b"set_by", "source", b"source", "toml", b"toml"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyResponse: _TypeAlias = PolicyResponse  # noqa: Y015

@@ -84,6 +84,16 @@ class AccountsStub(object):
                 request_serializer=corolla_dot_v1_dot_accounts__pb2.RemoveNodeKeyRequest.SerializeToString,
                 response_deserializer=corolla_dot_v1_dot_accounts__pb2.RemoveNodeKeyResponse.FromString,
                 _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/corolla.v1.Accounts/GetPolicy',
+                request_serializer=corolla_dot_v1_dot_accounts__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=corolla_dot_v1_dot_accounts__pb2.PolicyResponse.FromString,
+                _registered_method=True)
+        self.SetPolicy = channel.unary_unary(
+                '/corolla.v1.Accounts/SetPolicy',
+                request_serializer=corolla_dot_v1_dot_accounts__pb2.SetPolicyRequest.SerializeToString,
+                response_deserializer=corolla_dot_v1_dot_accounts__pb2.PolicyResponse.FromString,
+                _registered_method=True)
 
 
 class AccountsServicer(object):
@@ -156,6 +166,20 @@ class AccountsServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPolicy(self, request, context):
+        """The link's policy (which nodes may join, which apps may run), as TOML.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPolicy(self, request, context):
+        """Replace the link's policy at once (admins); kept across restarts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +232,16 @@ def add_AccountsServicer_to_server(servicer, server):
                     servicer.RemoveNodeKey,
                     request_deserializer=corolla_dot_v1_dot_accounts__pb2.RemoveNodeKeyRequest.FromString,
                     response_serializer=corolla_dot_v1_dot_accounts__pb2.RemoveNodeKeyResponse.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=corolla_dot_v1_dot_accounts__pb2.GetPolicyRequest.FromString,
+                    response_serializer=corolla_dot_v1_dot_accounts__pb2.PolicyResponse.SerializeToString,
+            ),
+            'SetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPolicy,
+                    request_deserializer=corolla_dot_v1_dot_accounts__pb2.SetPolicyRequest.FromString,
+                    response_serializer=corolla_dot_v1_dot_accounts__pb2.PolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -480,6 +514,60 @@ class Accounts(object):
             '/corolla.v1.Accounts/RemoveNodeKey',
             corolla_dot_v1_dot_accounts__pb2.RemoveNodeKeyRequest.SerializeToString,
             corolla_dot_v1_dot_accounts__pb2.RemoveNodeKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corolla.v1.Accounts/GetPolicy',
+            corolla_dot_v1_dot_accounts__pb2.GetPolicyRequest.SerializeToString,
+            corolla_dot_v1_dot_accounts__pb2.PolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corolla.v1.Accounts/SetPolicy',
+            corolla_dot_v1_dot_accounts__pb2.SetPolicyRequest.SerializeToString,
+            corolla_dot_v1_dot_accounts__pb2.PolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

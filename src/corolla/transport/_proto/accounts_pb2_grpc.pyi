@@ -62,6 +62,10 @@ class AccountsStub:
     AddNodeKey: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.AddNodeKeyRequest, _accounts_pb2.NodeKeyResponse]
     """Registering a key again changes only its name."""
     RemoveNodeKey: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.RemoveNodeKeyRequest, _accounts_pb2.RemoveNodeKeyResponse]
+    GetPolicy: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetPolicyRequest, _accounts_pb2.PolicyResponse]
+    """The link's policy (which nodes may join, which apps may run), as TOML."""
+    SetPolicy: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SetPolicyRequest, _accounts_pb2.PolicyResponse]
+    """Replace the link's policy at once (admins); kept across restarts."""
 
 @_typing.type_check_only
 class AccountsAsyncStub(AccountsStub):
@@ -85,6 +89,10 @@ class AccountsAsyncStub(AccountsStub):
     AddNodeKey: _aio.UnaryUnaryMultiCallable[_accounts_pb2.AddNodeKeyRequest, _accounts_pb2.NodeKeyResponse]  # type: ignore[assignment]
     """Registering a key again changes only its name."""
     RemoveNodeKey: _aio.UnaryUnaryMultiCallable[_accounts_pb2.RemoveNodeKeyRequest, _accounts_pb2.RemoveNodeKeyResponse]  # type: ignore[assignment]
+    GetPolicy: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetPolicyRequest, _accounts_pb2.PolicyResponse]  # type: ignore[assignment]
+    """The link's policy (which nodes may join, which apps may run), as TOML."""
+    SetPolicy: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SetPolicyRequest, _accounts_pb2.PolicyResponse]  # type: ignore[assignment]
+    """Replace the link's policy at once (admins); kept across restarts."""
 
 class AccountsServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -165,5 +173,21 @@ class AccountsServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.RemoveNodeKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.RemoveNodeKeyResponse, _abc.Awaitable[_accounts_pb2.RemoveNodeKeyResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetPolicy(
+        self,
+        request: _accounts_pb2.GetPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.PolicyResponse, _abc.Awaitable[_accounts_pb2.PolicyResponse]]:
+        """The link's policy (which nodes may join, which apps may run), as TOML."""
+
+    @_abc_1.abstractmethod
+    def SetPolicy(
+        self,
+        request: _accounts_pb2.SetPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.PolicyResponse, _abc.Awaitable[_accounts_pb2.PolicyResponse]]:
+        """Replace the link's policy at once (admins); kept across restarts."""
 
 def add_AccountsServicer_to_server(servicer: AccountsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -343,7 +343,7 @@ def test_a_node_refuses_to_reveal_both_secrets_of_one_node() -> None:
         "run": 0,
         "round": 1,
         "senders": [2, 3],
-        "ciphertexts": [b"", b""],
+        "shares": [b"", b""],
     }
     context.state = RecordDict({"secaggplus": ConfigRecord(state)})
     message = _stage_message({"stage": "unmask", "dropped": [2], "survivors": [2, 3]})

@@ -57,6 +57,7 @@ from ._secagg_crypto import (
     check_quantization,
     combine_shares,
     expand_mask,
+    private_key,
     public_key,
 )
 from ._secagg_encoding import Encoding, check_arrays, levels_for
@@ -396,12 +397,12 @@ class SecAggPlus(Strategy):
                         f"the masking key of node {v} recovered from its neighbours' shares "
                         "does not match its public key: shares were altered"
                     )
+                loaded = private_key(key)
                 for u in graph[v]:
                     if u not in survivors:
                         continue
-                    pair = agree(
-                        key, state.masking_keys[u], mask_info(run_id, state.server_round, u, v)
-                    )
+                    info = mask_info(run_id, state.server_round, u, v)
+                    pair = agree(loaded, state.masking_keys[u], info)
                     # ``u`` added the mask it shares with a larger id, subtracted the other.
                     op = np.add if u < v else np.subtract
                     op(masks, expand_mask(pair, length), out=masks)

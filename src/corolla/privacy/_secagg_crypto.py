@@ -47,6 +47,7 @@ __all__ = [
     "encrypt",
     "expand_mask",
     "generate_key_pair",
+    "private_key",
     "public_key",
     "quantize",
     "split_secret",
@@ -98,7 +99,19 @@ def _private(private: bytes) -> X25519PrivateKey:
     return X25519PrivateKey.from_private_bytes(private)
 
 
-def agree(private: bytes, peer_public: bytes, info: bytes) -> bytes:
+def private_key(private: bytes) -> X25519PrivateKey:
+    """The raw private key ``private`` loaded, for several :func:`agree` calls (loading
+    costs as much as an agreement).
+
+    Raises
+    ------
+    MessageError
+        If ``private`` is not 32 bytes.
+    """
+    return _private(private)
+
+
+def agree(private: bytes | X25519PrivateKey, peer_public: bytes, info: bytes) -> bytes:
     """The 32-byte key that ``private``'s owner and ``peer_public``'s owner share:
     HKDF-SHA256 (no salt) of their X25519 shared secret, for the purpose ``info``.
 
@@ -110,8 +123,9 @@ def agree(private: bytes, peer_public: bytes, info: bytes) -> bytes:
     """
     if len(peer_public) != SECRET_BYTES:
         raise MessageError(f"an X25519 public key is 32 bytes, got {len(peer_public)}")
+    key = _private(private) if isinstance(private, bytes) else private
     try:
-        shared = _private(private).exchange(X25519PublicKey.from_public_bytes(peer_public))
+        shared = key.exchange(X25519PublicKey.from_public_bytes(peer_public))
     except ValueError as exc:
         raise MessageError(f"X25519 agreement refused the peer's public key: {exc}") from exc
     return HKDF(hashes.SHA256(), SECRET_BYTES, salt=None, info=info).derive(shared)
@@ -261,12 +275,16 @@ def expand_mask(seed: bytes, length: int) -> np.ndarray[Any, np.dtype[np.uint32]
 
 
 def quantize(
-    values: np.ndarray[Any, Any], clipping_range: float, levels: int
+    values: np.ndarray[Any, Any],
+    clipping_range: float,
+    levels: int,
+    *,
+    out: np.ndarray[Any, np.dtype[np.uint32]] | None = None,
 ) -> np.ndarray[Any, np.dtype[np.uint32]]:
     """``values`` as elements of Z_(2**32): clipped to ``[-clipping_range, clipping_range]``
     and rounded to the nearest multiple of ``step = clipping_range / levels``
     (deterministic rounding, ties to even), as the signed integers ``-levels..levels`` in
-    two's complement.
+    two's complement; written into ``out`` (of ``values``' shape) when given.
 
     Guarantee: for values within the clipping range, each element is off by at most
     ``step / 2``; the ring sum of ``m`` quantized vectors, with ``m * levels < 2**31``,
@@ -281,11 +299,14 @@ def quantize(
         ``1..2**31-1``.
     """
     check_quantization(clipping_range, levels)
-    step = clipping_range / levels
     scaled = np.clip(np.asarray(values, dtype=np.float64), -clipping_range, clipping_range)
-    scaled /= step
+    scaled *= levels / clipping_range
+    np.rint(scaled, out=scaled)
+    if out is None:
+        out = np.empty(scaled.shape, dtype=np.uint32)
     # |scaled| <= levels < 2**31: the rounded values fit int32, whose bits are the ring's.
-    return np.rint(scaled, out=scaled).astype(np.int32).view(np.uint32)
+    out.view(np.int32)[...] = scaled
+    return out
 
 
 def dequantize(

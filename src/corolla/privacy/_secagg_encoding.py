@@ -170,13 +170,17 @@ class Encoding:
             )
         start = 1 + 2 * len(self.metrics)
         for (name, update), base in zip(arrays.items(), global_arrays.values(), strict=True):
-            delta = update.astype(np.float64).reshape(-1) - base.reshape(-1)
-            if not np.isfinite(delta).all():
+            delta = update.reshape(-1).astype(np.float64)
+            delta -= base.reshape(-1)
+            # One pass instead of a mask: the float64 sum of values of real dtypes cannot
+            # overflow, so it is finite exactly when every value is.
+            if not math.isfinite(float(np.add.reduce(delta))):
                 raise MessageError(f"the train reply's array {name!r} holds NaN or infinity")
             np.clip(delta, -self.clipping_range, self.clipping_range, out=delta)
             delta *= scale
-            vector[start : start + delta.size] = quantize(delta, self.clipping_range, self.levels)
-            start += delta.size
+            stop = start + delta.size
+            quantize(delta, self.clipping_range, self.levels, out=vector[start:stop])
+            start = stop
         return vector
 
     def decode(self, total: np.ndarray[Any, Any], global_arrays: ArrayRecord) -> RecordDict:

@@ -12,6 +12,7 @@ import secrets
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..client import CallNext
 from ..core import (
@@ -30,6 +31,7 @@ from ._secagg_crypto import (
     encrypt,
     expand_mask,
     generate_key_pair,
+    private_key,
     split_secret,
 )
 from ._secagg_encoding import Encoding
@@ -180,8 +182,9 @@ def _share_keys(context: Context, record: ConfigRecord, server_round: _Round) ->
     seed_shares = split_secret(seed, state["threshold"], peers)
     key_shares = split_secret(state["s-sk"], state["threshold"], peers)
     ciphertexts = []
+    c_sk = private_key(state["c-sk"])
     for peer, c_pk, seed_share, key_share in zip(peers, c_pks, seed_shares, key_shares):
-        key = agree(state["c-sk"], c_pk, share_key_info(run_id, number, me, peer))
+        key = agree(c_sk, c_pk, share_key_info(run_id, number, me, peer))
         ciphertexts.append(
             encrypt(
                 key,
@@ -196,11 +199,23 @@ def _share_keys(context: Context, record: ConfigRecord, server_round: _Round) ->
     return {"to": peers, "ciphertexts": ciphertexts}
 
 
-def _open(context: Context, state: dict[str, Any], sender: int, ciphertext: bytes) -> bytes:
-    """The shares ``sender`` sent this node (its seed share, then its key share)."""
+def _open(
+    context: Context,
+    state: dict[str, Any],
+    c_sk: X25519PrivateKey,
+    sender: int,
+    ciphertext: bytes,
+) -> bytes:
+    """The shares ``sender`` sent this node (its seed share, then its key share).
+
+    Raises
+    ------
+    MessageError
+        If they do not authenticate.
+    """
     me, run_id, number = context.node_id, state["run"], state["round"]
     c_pk = state["c-pks"][state["peers"].index(sender)]
-    key = agree(state["c-sk"], c_pk, share_key_info(run_id, number, sender, me))
+    key = agree(c_sk, c_pk, share_key_info(run_id, number, sender, me))
     plain = decrypt(key, ciphertext, associated_data(run_id, number, sender, me))
     if len(plain) != 2 * _SHARE_BYTES:
         raise MessageError(f"the shares from node {sender} are {len(plain)} bytes")
@@ -225,9 +240,11 @@ def _masked_input(
             f"only {len(senders)} neighbours shared keys, fewer than the threshold "
             f"{state['threshold']}: the node's secrets could not be recovered"
         )
-    for sender, ciphertext in zip(senders, ciphertexts):
-        _open(context, state, sender, ciphertext)  # refuse forged shares now
-    state.update(stage=Stage.MASKED_INPUT, senders=senders, ciphertexts=ciphertexts)
+    # Open the shares now, refusing forged ones before the node trains; the node keeps
+    # them (as it keeps its private keys) until it answers the unmask stage.
+    c_sk = private_key(state["c-sk"])
+    shares = [_open(context, state, c_sk, v, c) for v, c in zip(senders, ciphertexts)]
+    state.update(stage=Stage.MASKED_INPUT, senders=senders, shares=shares)
     _save(context, state)
 
     content = RecordDict((k, v) for k, v in message.content.items() if k != SECAGG_KEY)
@@ -252,9 +269,10 @@ def _add_masks(
     ``+`` the mask shared with a node of a larger id, ``-`` with a smaller one."""
     me, length = context.node_id, vector.size
     np.add(vector, expand_mask(state["seed"], length), out=vector)
+    s_sk = private_key(state["s-sk"])
     for peer in senders:
         s_pk = state["s-pks"][state["peers"].index(peer)]
-        seed = agree(state["s-sk"], s_pk, mask_info(state["run"], state["round"], me, peer))
+        seed = agree(s_sk, s_pk, mask_info(state["run"], state["round"], me, peer))
         mask = expand_mask(seed, length)
         if me < peer:
             np.add(vector, mask, out=vector)
@@ -270,9 +288,9 @@ def _unmask(context: Context, record: ConfigRecord, server_round: _Round) -> dic
     _distinct_subset(dropped + survivors, senders, "unmask nodes")
     # ``dropped + survivors`` distinct: no node is both, so the server never gets both
     # the self-mask share and the masking-key share of one node from this node.
-    ciphertext = dict(zip(senders, state["ciphertexts"]))
-    dropped_shares = [_open(context, state, v, ciphertext[v])[_SHARE_BYTES:] for v in dropped]
-    survivor_shares = [_open(context, state, v, ciphertext[v])[:_SHARE_BYTES] for v in survivors]
+    shares = dict(zip(senders, state["shares"]))
+    dropped_shares = [shares[v][_SHARE_BYTES:] for v in dropped]
+    survivor_shares = [shares[v][:_SHARE_BYTES] for v in survivors]
     # Answer once: the round's secrets are gone, so a second unmask request is refused.
     context.state = RecordDict((k, v) for k, v in context.state.items() if k != SECAGG_KEY)
     return {

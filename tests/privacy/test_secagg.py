@@ -16,6 +16,7 @@ from corolla.core import (
     ConfigRecord,
     Context,
     Event,
+    ExecutionError,
     Message,
     MessageError,
     MetricRecord,
@@ -57,14 +58,22 @@ def _stage(message: Message) -> str:
     return str(record["stage"]) if record is not None else "masked-input"
 
 
+def _round(message: Message) -> int:
+    record = message.content.get("secaggplus")
+    return int(record["round"] if record is not None else message.content["config"]["server-round"])
+
+
 def _dropout(message: Message, context: Context, call_next: CallNext) -> Message:
-    """Nodes listed in the run config fail at the stage it names, as a crashing app does."""
+    """Nodes listed in the run config fail at the stage it names (in every round, or the
+    one it names), as a crashing app does."""
     dropping = str(context.run_config.get("drop-nodes", "")).split(",")
     stage = context.run_config.get("drop-stage")
+    only = int(context.run_config.get("drop-round", 0))
     if (
         message.metadata.message_type == "train"
         and str(context.node_id) in dropping
         and _stage(message) == stage
+        and only in (0, _round(message))
     ):
         raise RuntimeError(f"node {context.node_id} fails at {stage}")
     return call_next(message, context)
@@ -97,12 +106,17 @@ def _run(
     *,
     rounds: int = 1,
     drop: tuple[str, list[int]] | None = None,
+    drop_round: int = 0,
     events: list[Event] | None = None,
     executor: Any = None,
 ) -> RunResult:
     config = {}
     if drop is not None:
-        config = {"drop-stage": drop[0], "drop-nodes": ",".join(map(str, drop[1]))}
+        config = {
+            "drop-stage": drop[0],
+            "drop-nodes": ",".join(map(str, drop[1])),
+            "drop-round": drop_round,
+        }
     executor = executor or InlineExecutor(app, run_config=config)
     with executor:
         sink = events.append if events is not None else None
@@ -185,9 +199,9 @@ def test_fedadam_and_fedprox_work_unchanged_under_secure_aggregation() -> None:
             np.testing.assert_allclose(secure.arrays[name], plain.arrays[name], atol=1e-5)
 
 
-@pytest.mark.parametrize("stage", ["share-keys", "unmask"])
-def test_a_round_below_the_threshold_aborts_keeping_the_arrays(stage: str) -> None:
-    # Arrange: 12 of 20 nodes fail; every node then keeps fewer than t = 10 neighbours.
+def test_a_round_below_the_threshold_at_unmask_aborts_keeping_the_arrays() -> None:
+    # Arrange: 12 of 20 nodes fail at the unmask stage; every node's secrets then have
+    # fewer than t = 10 shares from surviving neighbours.
     events: list[Event] = []
 
     # Act
@@ -195,29 +209,55 @@ def test_a_round_below_the_threshold_aborts_keeping_the_arrays(stage: str) -> No
         _secure(cs.FedAvg(seed=0), neighbours=NUM_NODES),
         secure_app,
         rounds=2,
-        drop=(stage, list(range(1, 13))),
+        drop=("unmask", list(range(1, 13))),
         events=events,
     )
 
     # Assert: both rounds aborted, the arrays are the initial ones, and events say why
-    assert result.arrays is not None
+    assert result.arrays is not None and result.history is not None
     for name in INITIAL:
         np.testing.assert_array_equal(result.arrays[name], INITIAL[name])
+    assert [len(r.train) for r in result.history.rounds] == [0, 0]
     aborts = [e for e in events if e.kind == "secagg.abort"]
     assert [e.round for e in aborts] == [1, 2]
-    assert aborts[0].data["phase"] == f"secagg.{stage}"
-    assert "threshold" in aborts[0].data["reason"] or "needed" in aborts[0].data["reason"]
+    assert aborts[0].data["phase"] == "secagg.unmask"
+    assert "10 needed: too many nodes dropped out" in aborts[0].data["reason"]
     failures = [e for e in events if e.kind == "reply.error" and e.round == 1]
-    assert {e.node_id for e in failures} >= set(range(1, 13))
+    assert {e.node_id for e in failures} == set(range(1, 13))
 
 
-def test_nodes_without_the_mod_abort_the_round_with_a_hint() -> None:
+def test_a_round_that_aborts_before_masking_tells_its_nodes_and_the_next_goes_on() -> None:
+    # Arrange: in round 1 only, 12 of 20 nodes fail at the share-keys stage
     events: list[Event] = []
 
-    result = _run(_secure(cs.FedAvg(seed=0)), plain_app, events=events)
+    # Act
+    result = _run(
+        _secure(cs.FedAvg(seed=0), neighbours=NUM_NODES),
+        secure_app,
+        rounds=2,
+        drop=("share-keys", list(range(1, 13))),
+        drop_round=1,
+        events=events,
+    )
 
-    assert result.arrays is not None
-    np.testing.assert_array_equal(result.arrays["w"], INITIAL["w"])
+    # Assert: round 1 counts every node's training as failed, saying why; round 2 trains
+    assert result.history is not None
+    first, second = result.history.rounds
+    assert (first.train_replies, first.train_failures) == (0, NUM_NODES)
+    assert (second.train_replies, second.train_failures) == (NUM_NODES, 0)
+    (abort,) = [e for e in events if e.kind == "secagg.abort"]
+    assert abort.round == 1 and abort.data["phase"] == "secagg.share-keys"
+    told = [e for e in events if e.kind == "reply.error" and e.data["phase"] == "train"]
+    assert len(told) == NUM_NODES
+    assert all("the server aborted the round" in e.data["reason"] for e in told)
+
+
+def test_a_run_whose_every_round_aborts_ends_in_an_error_and_events_hint_at_the_mod() -> None:
+    events: list[Event] = []
+
+    with pytest.raises(ExecutionError, match="every training reply of the run failed"):
+        _run(_secure(cs.FedAvg(seed=0)), plain_app, events=events)
+
     (abort,) = [e for e in events if e.kind == "secagg.abort"]
     assert "secaggplus_mod" in abort.data["reason"]
 

@@ -24,8 +24,12 @@ minimums and histories work unchanged.
 Dropouts: a node that sends an error, a malformed reply or nothing in time at any stage
 leaves the round. Between stages the server drops nodes left with fewer than ``t``
 surviving neighbours (their secrets could not be recovered), before any of their masks
-enter a vector. If a secret that the unmasking needs has fewer than ``t`` shares, the
-round aborts: it keeps the global arrays and emits a ``secagg.abort`` event saying why.
+enter a vector. If a secret that the unmasking needs has fewer than ``t`` shares, or
+fewer than 2 nodes are left, the round aborts: it keeps the global arrays and emits a
+``secagg.abort`` event saying why. A round aborted before the masked input tells its
+nodes, which forget its secrets and answer with an error saying why: its training replies
+count as failed, as those of any round whose replies all failed (a run whose every round
+failed ends in :class:`~corolla.core.ExecutionError`).
 """
 
 from __future__ import annotations
@@ -244,9 +248,19 @@ class SecAggPlus(Strategy):
         try:
             messages = self._prepare(self._round, requests)
         except _Abort as exc:
-            self._abort(self._round, exc)
-            self._round = None
-            return RoundPlan([], inner)
+            # Tell every sampled node: each forgets the round's secrets and answers with
+            # an error saying why, so the round counts its training as failed, as rounds
+            # whose replies all failed do (and a run of nothing else ends in an error).
+            state, self._round = self._round, None
+            self._abort(state, exc)
+            notice = {"reason": f"the server aborted the round: {exc}"}
+            messages = [
+                self._message(
+                    state, node, RecordDict({SECAGG_KEY: self._record(state, Stage.ABORT, notice)})
+                )
+                for node in nodes
+            ]
+            return RoundPlan(messages, MaskedSum(0, frozenset()))
         return RoundPlan(messages, MaskedSum(encoding.length, self._round.masked))
 
     def aggregate_train(
@@ -257,7 +271,7 @@ class SecAggPlus(Strategy):
         ``arrays``."""
         state, self._round = self._round, None
         if state is None or state.server_round != server_round:
-            return self.strategy.aggregate_train(server_round, reduction, arrays)
+            return arrays, MetricRecord()  # the round aborted before the masked input
         masked: MaskedSum = reduction.aggregator
         try:
             total = self._unmask(state, masked)

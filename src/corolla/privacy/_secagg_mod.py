@@ -79,7 +79,8 @@ def secaggplus_mod(message: Message, context: Context, call_next: CallNext) -> M
     Raises
     ------
     MessageError
-        If a stage message is malformed or out of order, its settings are unsafe (a
+        If the server aborted the round (the node forgets the round's secrets), a stage
+        message is malformed or out of order, its settings are unsafe (a
         threshold of at most half the neighbours, too few neighbours left, repeated
         public keys), a share does not authenticate, or the server asks for both the
         self-mask share and the masking-key share of one node. The node then drops out
@@ -103,6 +104,11 @@ def secaggplus_mod(message: Message, context: Context, call_next: CallNext) -> M
         return _masked_input(message, context, record, server_round, call_next)
     elif stage == Stage.UNMASK:
         reply = _unmask(context, record, server_round)
+    elif stage == Stage.ABORT:
+        _forget(context)
+        reason = record.get("reason")
+        why = reason if isinstance(reason, str) else "no reason given"
+        raise MessageError(f"SecAgg+ round {server_round[1]}: {why}")
     else:
         raise MessageError(f"unknown SecAgg+ stage {stage!r}")
     return Message(RecordDict({SECAGG_KEY: ConfigRecord(reply)}), reply_to=message)
@@ -110,6 +116,11 @@ def secaggplus_mod(message: Message, context: Context, call_next: CallNext) -> M
 
 def _save(context: Context, entries: dict[str, Any]) -> None:
     context.state = context.state | {SECAGG_KEY: ConfigRecord(entries)}
+
+
+def _forget(context: Context) -> None:
+    if SECAGG_KEY in context.state:
+        context.state = RecordDict((k, v) for k, v in context.state.items() if k != SECAGG_KEY)
 
 
 def _load(context: Context, stage: str, server_round: _Round) -> dict[str, Any]:
@@ -292,7 +303,7 @@ def _unmask(context: Context, record: ConfigRecord, server_round: _Round) -> dic
     dropped_shares = [shares[v][_SHARE_BYTES:] for v in dropped]
     survivor_shares = [shares[v][:_SHARE_BYTES] for v in survivors]
     # Answer once: the round's secrets are gone, so a second unmask request is refused.
-    context.state = RecordDict((k, v) for k, v in context.state.items() if k != SECAGG_KEY)
+    _forget(context)
     return {
         "dropped": dropped,
         "dropped-shares": dropped_shares,

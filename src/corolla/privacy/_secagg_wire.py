@@ -13,6 +13,7 @@ stage           the server sends                             the node replies
 ``share-keys``  its neighbours' public keys                  a ciphertext of shares for each
 ``masked-input`` the training content, shares sent to it     the masked vector (uint32)
 ``unmask``      which neighbours dropped, which survived     their masking-key / seed shares
+``abort``       why it gave the round up                     an error saying so
 =============== ============================================ ==================================
 """
 
@@ -47,6 +48,8 @@ class Stage:
     SHARE_KEYS = "share-keys"
     MASKED_INPUT = "masked-input"
     UNMASK = "unmask"
+    #: Not a stage: the server gave the round up; the node forgets its secrets.
+    ABORT = "abort"
 
 
 def _context(run_id: int, server_round: int) -> bytes:

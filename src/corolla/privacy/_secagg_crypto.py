@@ -209,16 +209,31 @@ def split_secret(secret: bytes, threshold: int, xs: Sequence[int]) -> list[Share
 
 
 def _interpolate_at(points: Sequence[Share], at: int) -> int:
-    """The value at ``at`` of the polynomial through ``points`` (Lagrange)."""
-    total = 0
+    """The value at ``at`` of the polynomial through ``points`` (Lagrange).
+
+    The terms ``y_i n_i / d_i`` are summed over their common denominator, so the whole
+    interpolation takes one modular inversion instead of one per point.
+    """
+    numerators, denominators = [], []
     for i, share in enumerate(points):
         numerator, denominator = 1, 1
         for j, other in enumerate(points):
             if i != j:
                 numerator = numerator * (at - other.x) % PRIME
                 denominator = denominator * (share.x - other.x) % PRIME
-        total = (total + share.y * numerator * pow(denominator, -1, PRIME)) % PRIME
-    return total
+        numerators.append(numerator)
+        denominators.append(denominator)
+    # others[i] = the product of every denominator but the i-th (prefix times suffix).
+    count = len(points)
+    prefix = [1] * (count + 1)
+    for i, d in enumerate(denominators):
+        prefix[i + 1] = prefix[i] * d % PRIME
+    others, suffix = [0] * count, 1
+    for i in range(count - 1, -1, -1):
+        others[i] = prefix[i] * suffix % PRIME
+        suffix = suffix * denominators[i] % PRIME
+    total = sum(s.y * n * o for s, n, o in zip(points, numerators, others)) % PRIME
+    return total * pow(prefix[count], -1, PRIME) % PRIME
 
 
 def combine_shares(shares: Sequence[Share], threshold: int) -> bytes:

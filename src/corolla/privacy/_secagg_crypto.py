@@ -41,6 +41,7 @@ __all__ = [
     "KeyPair",
     "Share",
     "agree",
+    "agree_keys",
     "combine_shares",
     "decrypt",
     "dequantize",
@@ -121,6 +122,19 @@ def agree(private: bytes | X25519PrivateKey, peer_public: bytes, info: bytes) ->
         If a key is not 32 bytes, or ``peer_public`` is a low-order point (its shared
         secret would be all zeros, known to anyone).
     """
+    return agree_keys(private, peer_public, [info])[0]
+
+
+def agree_keys(
+    private: bytes | X25519PrivateKey, peer_public: bytes, infos: Sequence[bytes]
+) -> list[bytes]:
+    """:func:`agree`'s key for each purpose of ``infos``, from one X25519 agreement.
+
+    Raises
+    ------
+    MessageError
+        As :func:`agree`.
+    """
     if len(peer_public) != SECRET_BYTES:
         raise MessageError(f"an X25519 public key is 32 bytes, got {len(peer_public)}")
     key = _private(private) if isinstance(private, bytes) else private
@@ -128,7 +142,7 @@ def agree(private: bytes | X25519PrivateKey, peer_public: bytes, info: bytes) ->
         shared = key.exchange(X25519PublicKey.from_public_bytes(peer_public))
     except ValueError as exc:
         raise MessageError(f"X25519 agreement refused the peer's public key: {exc}") from exc
-    return HKDF(hashes.SHA256(), SECRET_BYTES, salt=None, info=info).derive(shared)
+    return [HKDF(hashes.SHA256(), SECRET_BYTES, salt=None, info=i).derive(shared) for i in infos]
 
 
 def encrypt(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:

@@ -12,7 +12,6 @@ import secrets
 from typing import Any
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..client import CallNext
 from ..core import (
@@ -27,6 +26,7 @@ from ..core import (
 from ._secagg_crypto import (
     SECRET_BYTES,
     agree,
+    agree_keys,
     decrypt,
     encrypt,
     expand_mask,
@@ -192,10 +192,14 @@ def _share_keys(context: Context, record: ConfigRecord, server_round: _Round) ->
     seed = secrets.token_bytes(SECRET_BYTES)
     seed_shares = split_secret(seed, state["threshold"], peers)
     key_shares = split_secret(state["s-sk"], state["threshold"], peers)
-    ciphertexts = []
-    c_sk = private_key(state["c-sk"])
+    ciphertexts, incoming = [], []
+    c_sk = private_key(state.pop("c-sk"))  # not needed past this stage: not kept
     for peer, c_pk, seed_share, key_share in zip(peers, c_pks, seed_shares, key_shares):
-        key = agree(c_sk, c_pk, share_key_info(run_id, number, me, peer))
+        # One agreement gives the key of each direction: to encrypt for the peer now,
+        # and to open what the peer sends in the masked-input stage.
+        infos = [share_key_info(run_id, number, me, peer), share_key_info(run_id, number, peer, me)]
+        key, key_in = agree_keys(c_sk, c_pk, infos)
+        incoming.append(key_in)
         ciphertexts.append(
             encrypt(
                 key,
@@ -204,19 +208,15 @@ def _share_keys(context: Context, record: ConfigRecord, server_round: _Round) ->
             )
         )
     state.update(
-        stage=Stage.SHARE_KEYS, peers=peers, **{"c-pks": c_pks, "s-pks": s_pks, "seed": seed}
+        stage=Stage.SHARE_KEYS,
+        peers=peers,
+        **{"s-pks": s_pks, "seed": seed, "share-keys": incoming},
     )
     _save(context, state)
     return {"to": peers, "ciphertexts": ciphertexts}
 
 
-def _open(
-    context: Context,
-    state: dict[str, Any],
-    c_sk: X25519PrivateKey,
-    sender: int,
-    ciphertext: bytes,
-) -> bytes:
+def _open(context: Context, state: dict[str, Any], sender: int, ciphertext: bytes) -> bytes:
     """The shares ``sender`` sent this node (its seed share, then its key share).
 
     Raises
@@ -224,10 +224,9 @@ def _open(
     MessageError
         If they do not authenticate.
     """
-    me, run_id, number = context.node_id, state["run"], state["round"]
-    c_pk = state["c-pks"][state["peers"].index(sender)]
-    key = agree(c_sk, c_pk, share_key_info(run_id, number, sender, me))
-    plain = decrypt(key, ciphertext, associated_data(run_id, number, sender, me))
+    key = state["share-keys"][state["peers"].index(sender)]
+    ad = associated_data(state["run"], state["round"], sender, context.node_id)
+    plain = decrypt(key, ciphertext, ad)
     if len(plain) != 2 * _SHARE_BYTES:
         raise MessageError(f"the shares from node {sender} are {len(plain)} bytes")
     return plain
@@ -253,8 +252,7 @@ def _masked_input(
         )
     # Open the shares now, refusing forged ones before the node trains; the node keeps
     # them (as it keeps its private keys) until it answers the unmask stage.
-    c_sk = private_key(state["c-sk"])
-    shares = [_open(context, state, c_sk, v, c) for v, c in zip(senders, ciphertexts)]
+    shares = [_open(context, state, v, c) for v, c in zip(senders, ciphertexts)]
     state.update(stage=Stage.MASKED_INPUT, senders=senders, shares=shares)
     _save(context, state)
 

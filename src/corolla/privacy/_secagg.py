@@ -233,17 +233,17 @@ class SecAggPlus(Strategy):
         graph = harary_graph(nodes, degree, self.rng)
         first = plan.messages[0].metadata
         self._round = _Round(
-            grid,
-            server_round,
-            graph,
-            threshold,
-            frozenset(),
-            {},
-            encoding,
-            inner,
-            arrays,
-            first.message_type,
-            first.group_id,
+            grid=grid,
+            server_round=server_round,
+            graph=graph,
+            threshold=threshold,
+            masked=frozenset(),
+            masking_keys={},
+            encoding=encoding,
+            aggregator=inner,
+            arrays=arrays,
+            message_type=first.message_type,
+            group_id=first.group_id,
         )
         try:
             messages = self._prepare(self._round, requests)

@@ -1,0 +1,1 @@
+"""FedAvg under SecAgg+ on a small NumPy model."""

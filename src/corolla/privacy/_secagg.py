@@ -35,6 +35,7 @@ failed ends in :class:`~corolla.core.ExecutionError`).
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -397,13 +398,15 @@ class SecAggPlus(Strategy):
             for u, share in seeds:
                 seed_shares[u].append(share)
 
+        started = time.perf_counter()
         length = masked.total.size
         run_id = state.grid.run_id
         masks = np.zeros(length, dtype=np.uint32)
+        scratch = np.empty(length, dtype=np.uint32)
         try:
             for u in sorted(survivors):
                 seed = _recover(seed_shares[u], threshold, u, "self-mask seed")
-                np.add(masks, expand_mask(seed, length), out=masks)
+                np.add(masks, expand_mask(seed, length, out=scratch), out=masks)
             for v in sorted(dropped):
                 key = _recover(key_shares[v], threshold, v, "masking key")
                 if public_key(key) != state.masking_keys[v]:
@@ -419,10 +422,21 @@ class SecAggPlus(Strategy):
                     pair = agree(loaded, state.masking_keys[u], info)
                     # ``u`` added the mask it shares with a larger id, subtracted the other.
                     op = np.add if u < v else np.subtract
-                    op(masks, expand_mask(pair, length), out=masks)
+                    op(masks, expand_mask(pair, length, out=scratch), out=masks)
         except (AggregationError, MessageError) as exc:
             raise _Abort(Stage.UNMASK, str(exc)) from exc
         total: np.ndarray[Any, Any] = np.subtract(masked.total, masks)
+        # The server's own work of the round, which grows with the nodes: what a user
+        # sizing a federation wants to see.
+        self._emit(
+            state,
+            "secagg.unmasked",
+            None,
+            Stage.UNMASK,
+            seconds=time.perf_counter() - started,
+            survivors=len(survivors),
+            dropped=len(dropped),
+        )
         return total
 
     def _record(self, state: _Round, stage: str, entries: Mapping[str, Any]) -> ConfigRecord:

@@ -277,12 +277,13 @@ def _add_masks(
     """Add the self mask and the pairwise masks with ``senders`` to ``vector`` in place:
     ``+`` the mask shared with a node of a larger id, ``-`` with a smaller one."""
     me, length = context.node_id, vector.size
-    np.add(vector, expand_mask(state["seed"], length), out=vector)
+    mask = expand_mask(state["seed"], length)
+    np.add(vector, mask, out=vector)
     s_sk = private_key(state["s-sk"])
     for peer in senders:
         s_pk = state["s-pks"][state["peers"].index(peer)]
         seed = agree(s_sk, s_pk, mask_info(state["run"], state["round"], me, peer))
-        mask = expand_mask(seed, length)
+        expand_mask(seed, length, out=mask)
         if me < peer:
             np.add(vector, mask, out=vector)
         else:

@@ -311,10 +311,10 @@ def expand_mask(
         raise ConfigError(f"a mask is written into {length} contiguous uint32")
     encryptor = Cipher(algorithms.AES(seed[:16]), modes.CTR(seed[16:])).encryptor()
     # The keystream is the encryption of zeros; counter mode writes as much as it reads.
-    target = out.view(np.uint8)
+    target = memoryview(out.view(np.uint8))
     done = 0
-    while done < target.size:
-        chunk = min(_ZEROS.size, target.size - done)
+    while done < len(target):
+        chunk = min(len(_ZEROS), len(target) - done)
         done += encryptor.update_into(_ZEROS[:chunk], target[done : done + chunk])
     if sys.byteorder != "little":
         out.byteswap(inplace=True)
@@ -322,7 +322,7 @@ def expand_mask(
 
 
 #: Plaintext for :func:`expand_mask`'s keystream, read in chunks of this size.
-_ZEROS = np.zeros(1 << 20, dtype=np.uint8)
+_ZEROS = memoryview(bytes(1 << 20))
 
 
 def quantize(

@@ -311,7 +311,7 @@ def expand_mask(
         raise ConfigError(f"a mask is written into {length} contiguous uint32")
     encryptor = Cipher(algorithms.AES(seed[:16]), modes.CTR(seed[16:])).encryptor()
     # The keystream is the encryption of zeros; counter mode writes as much as it reads.
-    target = memoryview(out.view(np.uint8))
+    target = out.view(np.uint8).data
     done = 0
     while done < len(target):
         chunk = min(len(_ZEROS), len(target) - done)

@@ -282,7 +282,14 @@ class MetricRecord(_FrozenRecord[MetricValue]):
     __hash__ = None  # type: ignore[assignment]
 
 
+#: The types a ConfigRecord keeps as they are: a value of exactly one of them needs no
+#: conversion (a subclass, say np.str_ or an IntEnum, becomes its plain base).
+_PLAIN_CONFIG = frozenset({bool, int, float, str, bytes})
+
+
 def _scalar_config(name: str, value: Any) -> ConfigScalar:
+    if type(value) in _PLAIN_CONFIG:
+        return cast(ConfigScalar, value)
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if isinstance(value, int | np.integer):
@@ -313,6 +320,10 @@ class ConfigRecord(_FrozenRecord[ConfigValue]):
 
     def _validate(self, name: str, value: Any) -> ConfigValue:
         if isinstance(value, list | tuple):
+            # A list of one plain type (keys, ciphertexts, node ids) is kept as it is.
+            kind = type(value[0]) if value else None
+            if kind in _PLAIN_CONFIG and all(type(v) is kind for v in value):
+                return list(value)
             items = [_scalar_config(name, v) for v in value]
             if len({type(v) for v in items}) > 1:
                 raise RecordError(f"ConfigRecord entry {name!r}: list mixes types")

@@ -351,14 +351,25 @@ def quantize(
     """
     check_quantization(clipping_range, levels)
     scaled = np.array(values, dtype=np.float64)
-    np.clip(scaled, -clipping_range, clipping_range, out=scaled)
-    scaled *= levels / clipping_range
-    np.rint(scaled, out=scaled)
     if out is None:
         out = np.empty(scaled.shape, dtype=np.uint32)
-    # |scaled| <= levels < 2**31: the rounded values fit int32, whose bits are the ring's.
-    out.view(np.int32)[...] = scaled
+    quantize_in_place(scaled, clipping_range, levels, out)
     return out
+
+
+def quantize_in_place(
+    values: np.ndarray[Any, np.dtype[np.float64]],
+    clipping_range: float,
+    levels: int,
+    out: np.ndarray[Any, np.dtype[np.uint32]],
+) -> None:
+    """:func:`quantize` of float64 ``values`` (settings already checked) into ``out``,
+    using ``values`` as its scratch space: they are overwritten."""
+    np.clip(values, -clipping_range, clipping_range, out=values)
+    values *= levels / clipping_range
+    np.rint(values, out=values)
+    # |values| <= levels < 2**31: the rounded values fit int32, whose bits are the ring's.
+    out.view(np.int32)[...] = values
 
 
 def dequantize(

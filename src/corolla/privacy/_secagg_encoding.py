@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..core import ArrayRecord, ConfigError, ConfigRecord, MessageError, MetricRecord, RecordDict
-from ._secagg_crypto import check_quantization, dequantize, quantize
+from ._secagg_crypto import check_quantization, dequantize, quantize, quantize_in_place
 from ._secagg_wire import require
 
 __all__ = ["Encoding", "check_arrays", "levels_for"]
@@ -179,7 +179,7 @@ class Encoding:
             np.clip(delta, -self.clipping_range, self.clipping_range, out=delta)
             delta *= scale
             stop = start + delta.size
-            quantize(delta, self.clipping_range, self.levels, out=vector[start:stop])
+            quantize_in_place(delta, self.clipping_range, self.levels, vector[start:stop])
             start = stop
         return vector
 

@@ -50,6 +50,20 @@ def flower_missing() -> str | None:
     return None
 
 
+def ray_backend_config() -> dict[str, Any]:
+    """Flower's simulation backend as the benchmarks run it: Ray on 127.0.0.1 without its
+    dashboard, every core, 0.5 CPU per virtual client."""
+    return {
+        "client_resources": {"num_cpus": 0.5, "num_gpus": 0.0},
+        "init_args": {
+            "address": "local",
+            "include_dashboard": False,
+            "_node_ip_address": "127.0.0.1",
+            "num_cpus": os.cpu_count() or 1,
+        },
+    }
+
+
 def run_flower(workload: sim_overhead.Workload, rounds: int, pss: bool) -> dict[str, Any]:
     """Run one workload through Flower's simulation in this process; return its figures."""
     import logging
@@ -68,15 +82,7 @@ def run_flower(workload: sim_overhead.Workload, rounds: int, pss: bool) -> dict[
         }
     )
     logging.getLogger("flwr").setLevel(logging.WARNING)
-    backend_config = {
-        "client_resources": {"num_cpus": 0.5, "num_gpus": 0.0},
-        "init_args": {
-            "address": "local",
-            "include_dashboard": False,
-            "_node_ip_address": "127.0.0.1",
-            "num_cpus": os.cpu_count() or 1,
-        },
-    }
+    backend_config = ray_backend_config()
     load_before = round(os.getloadavg()[0], 2)
     record = _flower_apps.RECORD
     with sim_overhead.MemorySampler(pss=pss) as memory:

@@ -10,7 +10,13 @@ import numpy as np
 from corolla.privacy._secagg_encoding import levels_for
 from corolla.project import AppConfig
 from corolla.runtime import ControlClient
-from tests.runtime.test_e2e import Processes, _deploy_and_simulate, _start_link, _wait_for_nodes
+from tests.runtime.test_e2e import (
+    Processes,
+    _deploy_and_simulate,
+    _start_link,
+    _start_nodes,
+    _wait_for_nodes,
+)
 from tests.runtime.test_e2e import processes as processes  # the fixture
 
 APP = Path(__file__).resolve().parent / "secagg_app"
@@ -21,18 +27,7 @@ def test_secure_aggregation_on_a_link_and_three_nodes_matches_the_simulation(
 ) -> None:
     # Arrange: 3 nodes with the node configs of the simulation's 3
     fleet, control = _start_link(processes, tmp_path)
-    for i in range(3):
-        processes.start(
-            f"node{i}",
-            "node",
-            "--link",
-            f"127.0.0.1:{fleet}",
-            "--node-config",
-            f"partition-id={i}",
-            "num-partitions=3",
-            "--state",
-            str(tmp_path / f"node{i}"),
-        )
+    _start_nodes(processes, fleet, tmp_path, 3)
     app = AppConfig.load(APP)
     with ControlClient(f"127.0.0.1:{control}") as client:
         _wait_for_nodes(client, 3, processes)

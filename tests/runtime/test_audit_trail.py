@@ -20,7 +20,7 @@ from corolla.runtime import ControlClient
 from corolla.trust import AuditRecord, read_audit_log, verify_audit_log
 
 from ..cli.commands import wait_until
-from .test_e2e import APP, RUN_S, Processes, _start_link, _wait_for_nodes
+from .test_e2e import APP, RUN_S, Processes, _start_link, _start_nodes, _wait_for_nodes
 from .test_e2e import processes as processes  # the fixture
 
 ROUNDS = 2
@@ -43,18 +43,7 @@ def test_a_runs_audit_trail_verifies_on_the_link_and_each_node(
 ) -> None:
     # Arrange: a link and two nodes, each with a state directory of its own
     fleet, control = _start_link(processes, tmp_path)
-    for i in range(2):
-        processes.start(
-            f"node{i}",
-            "node",
-            "--link",
-            f"127.0.0.1:{fleet}",
-            "--node-config",
-            f"partition-id={i}",
-            "num-partitions=2",
-            "--state",
-            str(tmp_path / f"node{i}"),
-        )
+    _start_nodes(processes, fleet, tmp_path, 2)
     with ControlClient(f"127.0.0.1:{control}") as client:
         _wait_for_nodes(client, 2, processes)
         node_ids = {n.node_id for n in client.list_nodes()}

@@ -98,6 +98,24 @@ def _wait_for_nodes(client: ControlClient, count: int, procs: Processes) -> None
     pytest.fail(f"{count} nodes did not come online within {STARTUP_S} s")
 
 
+def _start_nodes(processes: Processes, fleet: int, directory: Path, count: int) -> None:
+    """Start ``count`` ``corolla node`` processes on the Fleet port ``fleet``, with the node
+    configs of a simulation's ``count`` nodes (``partition-id``, ``num-partitions``) and
+    each its state directory ``directory/node<i>``."""
+    for i in range(count):
+        processes.start(
+            f"node{i}",
+            "node",
+            "--link",
+            f"127.0.0.1:{fleet}",
+            "--node-config",
+            f"partition-id={i}",
+            f"num-partitions={count}",
+            "--state",
+            str(directory / f"node{i}"),
+        )
+
+
 def _start_link(
     processes: Processes, tmp_path: Path, *extra: str, metrics: int = 0
 ) -> tuple[int, int]:
@@ -146,18 +164,7 @@ def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_pat
     # Arrange
     metrics = _free_port()
     fleet, control = _start_link(processes, tmp_path, metrics=metrics)
-    for i in range(3):
-        processes.start(
-            f"node{i}",
-            "node",
-            "--link",
-            f"127.0.0.1:{fleet}",
-            "--node-config",
-            f"partition-id={i}",
-            "num-partitions=3",
-            "--state",
-            str(tmp_path / f"node{i}"),
-        )
+    _start_nodes(processes, fleet, tmp_path, 3)
     app = AppConfig.load(APP)
     with ControlClient(f"127.0.0.1:{control}") as client:
         _wait_for_nodes(client, 3, processes)
@@ -245,18 +252,7 @@ def test_sampled_rounds_match_the_simulation_whatever_ids_the_nodes_get(
     # (partition-id 0, 1, 2); the link gives them random ids, in no particular order. The
     # grids list nodes by node config, so a seeded sample picks the same partitions.
     fleet, control = _start_link(processes, tmp_path)
-    for i in range(3):
-        processes.start(
-            f"node{i}",
-            "node",
-            "--link",
-            f"127.0.0.1:{fleet}",
-            "--node-config",
-            f"partition-id={i}",
-            "num-partitions=3",
-            "--state",
-            str(tmp_path / f"node{i}"),
-        )
+    _start_nodes(processes, fleet, tmp_path, 3)
     with ControlClient(f"127.0.0.1:{control}") as client:
         _wait_for_nodes(client, 3, processes)
         partitions = {

@@ -21,7 +21,7 @@ from corolla.simulation import run_simulation
 from corolla.state import DirectoryBlobStore, RunStatus, SqliteLinkState
 from corolla.transport import run_pb2
 
-from .test_e2e import APP, Processes, _free_port, _wait_for_nodes
+from .test_e2e import APP, Processes, _free_port, _start_nodes, _wait_for_nodes
 
 NUM_ROUNDS = 4
 KILL_AFTER_CHECKPOINT = 2
@@ -80,18 +80,7 @@ def test_the_link_killed_mid_run_resumes_from_its_checkpoint(
     fleet, control = _free_port(), _free_port()
     state = tmp_path / "link"
     _start_link(processes, state, fleet, control)
-    for i in range(3):
-        processes.start(
-            f"node{i}",
-            "node",
-            "--link",
-            f"127.0.0.1:{fleet}",
-            "--node-config",
-            f"partition-id={i}",
-            "num-partitions=3",
-            "--state",
-            str(tmp_path / f"node{i}"),
-        )
+    _start_nodes(processes, fleet, tmp_path, 3)
     app = AppConfig.load(APP)
     server_apps: list[int] = []
     try:

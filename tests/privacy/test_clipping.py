@@ -43,6 +43,7 @@ def test_a_clipped_update_s_norm_is_at_most_c_for_every_input(
     clipped, norm, within = clip_update(update, clipping_norm)
 
     assert l2_norm(clipped) <= clipping_norm
+    assert all(isinstance(c, np.ndarray) and c.dtype == np.float64 for c in clipped)
     assert [c.shape for c in clipped] == [a.shape for a in update]
     assert within == (norm <= clipping_norm)
 

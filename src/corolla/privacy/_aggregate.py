@@ -56,7 +56,8 @@ class ClippedSum:
     Raises
     ------
     ConfigError
-        If ``clipping_norm`` is not positive or ``clipping`` is unknown.
+        If ``clipping_norm`` is not positive, ``clipping`` is unknown, or an array is
+        complex (the norm and the noise are those of real vectors).
     """
 
     def __init__(
@@ -71,6 +72,11 @@ class ClippedSum:
     ) -> None:
         if clipping not in CLIPPINGS:
             raise ConfigError(f"clipping must be one of {CLIPPINGS}, got {clipping!r}")
+        complex_arrays = [n for n, a in global_arrays.items() if a.dtype.kind == "c"]
+        if complex_arrays:
+            raise ConfigError(
+                f"central DP clips and noises real arrays; {complex_arrays} are complex"
+            )
         self.global_arrays = global_arrays
         self.clipping_norm = check_clipping_norm(clipping_norm)
         self.clipping = clipping

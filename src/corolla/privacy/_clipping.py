@@ -100,12 +100,12 @@ def clip_update(
     # Divide by the parts of the norm first: the norm or C / norm alone may overflow or
     # be subnormal.
     target = clipping_norm
-    scaled = [(a / largest) / relative * target for a in clipped]
+    scaled = [np.asarray((a / largest) / relative * target) for a in clipped]
     shrink = _FIRST_SHRINK
     while l2_norm(scaled) > clipping_norm:
         target *= 1.0 - shrink
         shrink = min(2.0 * shrink, 0.5)
-        scaled = [(a / largest) / relative * target for a in clipped]
+        scaled = [np.asarray((a / largest) / relative * target) for a in clipped]
     return scaled, norm, False
 
 

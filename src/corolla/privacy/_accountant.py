@@ -32,7 +32,7 @@ from typing import Any
 
 from ..core import ConfigError, MissingExtraError
 
-__all__ = ["SAMPLINGS", "PrivacyAccountant"]
+__all__ = ["SAMPLINGS", "PrivacyAccountant", "dp_accounting_module"]
 
 #: How the nodes of a round are sampled (see the module's description).
 SAMPLINGS = ("fixed", "poisson")
@@ -47,7 +47,7 @@ RDP_ORDERS: tuple[float, ...] = tuple(1 + x / 10.0 for x in range(10, 100)) + tu
 )
 
 
-def _dp_accounting() -> Any:
+def dp_accounting_module() -> Any:
     try:
         import dp_accounting
     except ImportError as exc:  # pragma: no cover - the extra is installed in tests
@@ -99,7 +99,7 @@ class PrivacyAccountant:
                 "PLD accounting does not cover sampling a fixed number of nodes; use "
                 "method='rdp', or sampling='poisson' with PoissonSelection"
             )
-        _dp_accounting()
+        dp_accounting_module()
         self.noise_multiplier = float(noise_multiplier)
         self.delta = float(delta)
         self.sampling = sampling
@@ -145,7 +145,7 @@ class PrivacyAccountant:
     def _epsilon(self, rounds: collections.Counter[tuple[int, float]]) -> float:
         if not rounds:
             return 0.0
-        dp = _dp_accounting()
+        dp = dp_accounting_module()
         if self.method == "rdp":
             total = sum(count * self._round_rdp(key) for key, count in rounds.items())
             epsilon, _ = dp.rdp.rdp_privacy_accountant.compute_epsilon(
@@ -159,7 +159,7 @@ class PrivacyAccountant:
     def _round_rdp(self, key: tuple[int, float]) -> Any:
         """The RDP curve (at :data:`RDP_ORDERS`) of one round sampling as ``key`` says."""
         if key not in self._rdp:
-            dp = _dp_accounting()
+            dp = dp_accounting_module()
             accountant = dp.rdp.RdpAccountant(
                 orders=list(RDP_ORDERS), neighboring_relation=self._relation()
             )
@@ -168,13 +168,13 @@ class PrivacyAccountant:
         return self._rdp[key]
 
     def _relation(self) -> Any:
-        dp = _dp_accounting()
+        dp = dp_accounting_module()
         if self.sampling == "fixed":
             return dp.NeighboringRelation.REPLACE_ONE
         return dp.NeighboringRelation.ADD_OR_REMOVE_ONE
 
     def _event(self, population: int, sample_size: float, count: int) -> Any:
-        dp = _dp_accounting()
+        dp = dp_accounting_module()
         if self.sampling == "fixed":
             # Replace-one moves a sum of updates clipped to C by up to 2 C.
             gaussian = dp.GaussianDpEvent(self.noise_multiplier / 2.0)

@@ -24,6 +24,7 @@ from ..core import (
     MetricRecord,
     RecordDict,
 )
+from ._accountant import dp_accounting_module
 from ._clipping import add_gaussian_noise, check_clipping_norm, clip_update
 
 __all__ = [
@@ -207,9 +208,7 @@ class LocalDP(_UpdateMod):
         metrics_key: str = "metrics",
     ) -> None:
         super().__init__(arrays_key, config_key, metrics_key)
-        from ._accountant import _dp_accounting
-
-        dp = _dp_accounting()
+        dp = dp_accounting_module()
         self.clipping_norm = check_clipping_norm(clipping_norm)
         if not 0.0 < delta < 1.0:
             raise ConfigError(f"delta must be in (0, 1), got {delta}")

@@ -68,6 +68,14 @@ from corolla.core import Event
             Event("reply.missing", 1, 2, node_id=5, data={"phase": "evaluate"}),
             "round 2: node 5 did not reply to evaluate",
         ),
+        (
+            Event("privacy", 1, 3, data={"epsilon": 1.23456, "delta": 1e-5, "epsilon_budget": 2}),
+            "round 3: privacy spent epsilon 1.235 at delta 1e-05 (budget 2)",
+        ),
+        (
+            Event("run.stop", 1, 4, data={"reason": "privacy budget reached: round 4 ..."}),
+            "run stopped before round 4: privacy budget reached: round 4 ...",
+        ),
     ],
 )
 def test_events_read_as_sentences(event: Event, sentence: str) -> None:

@@ -55,3 +55,20 @@ def test_inline_and_process_backends_give_identical_bits(example: str, module: s
     assert [r.evaluate_failures for r in rounds[1:]] == [0, 0]
     accuracy = dict(inline.history.series("server", "accuracy"))
     assert accuracy[2] > accuracy[0] + 0.2
+
+
+def test_the_opacus_example_trains_with_dp_sgd_and_reports_each_node_s_epsilon() -> None:
+    pytest.importorskip("opacus")
+    pytest.importorskip("sklearn")
+    app = AppConfig.load(EXAMPLES / "privacy-opacus")
+
+    result = _run(app, "inline")
+
+    assert result.history is not None
+    rounds = result.history.rounds
+    assert [r.train_failures for r in rounds[1:]] == [0, 0]
+    # Each node's epsilon accumulates over its rounds (its accountant lives in its state)
+    epsilons = [e for _, e in result.history.series("train", "dp-sgd-epsilon")]
+    assert 0 < epsilons[0] < epsilons[1]
+    accuracy = dict(result.history.series("server", "accuracy"))
+    assert accuracy[2] > accuracy[0] + 0.2

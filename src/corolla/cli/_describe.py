@@ -80,6 +80,16 @@ def _reply_error(event: Event) -> str:
     )
 
 
+def _privacy(event: Event) -> str:
+    data = event.data
+    text = (
+        f"round {event.round}: privacy spent epsilon {float(data.get('epsilon', 0)):.4g} "
+        f"at delta {float(data.get('delta', 0)):.3g}"
+    )
+    budget = data.get("epsilon_budget")
+    return text + (f" (budget {float(budget):g})" if budget is not None else "")
+
+
 def _collected(event: Event) -> str:
     data = event.data
     megabytes = float(data.get("bytes", 0)) / 1e6
@@ -112,6 +122,8 @@ _SENTENCES: dict[str, Callable[[Event], str]] = {
     "reply.rejected": lambda e: (
         f"the link refused a reply of node {e.node_id}: {gist(e.data.get('reason'))}"
     ),
+    "privacy": _privacy,
+    "run.stop": lambda e: f"run stopped before round {e.round}: {gist(e.data.get('reason'))}",
     "checkpoint": lambda e: f"round {e.round} checkpoint stored",
     "run.resume": lambda e: f"resumed from the checkpoint of round {e.round}",
     "run.result": lambda e: f"final arrays stored ({len(e.data.get('arrays') or [])} arrays)",

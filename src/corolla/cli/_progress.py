@@ -13,7 +13,7 @@ from ..core import Event
 
 __all__ = ["RunProgress"]
 
-_SHOWN = ("train-loss", "loss", "accuracy")
+_SHOWN = ("train-loss", "loss", "accuracy", "privacy-epsilon")
 
 
 def _metric_text(summary: dict[str, Any]) -> str:
@@ -111,6 +111,9 @@ class RunProgress:
                 f"round {event.round}/{self._num_rounds or '?'}"
                 f" ({time.perf_counter() - self._started:.1f} s): {text}"
             )
+
+    def _on_run_stop(self, event: Event) -> None:
+        self._say(f"run stopped before round {event.round}: {event.data.get('reason', '')}")
 
     def _on_reply_error(self, event: Event) -> None:
         reason = str(event.data.get("reason", ""))

@@ -15,6 +15,7 @@ from ._fedprox import (
     proximal_term,
     torch_proximal_term,
 )
+from ._metrics import WeightedMetrics
 from ._policies import (
     AttributeLookup,
     AttributeSelection,
@@ -24,7 +25,7 @@ from ._policies import (
     attribute_weight,
 )
 from ._qfedavg import QFedAvg, QFedAvgAggregator
-from ._replies import ArraySpec, array_spec
+from ._replies import ArraySpec, array_spec, check_layout, reply_arrays
 from ._robust import AllUpdates, Bulyan, FedMedian, FedTrimmedAvg, Krum, MultiKrum
 from ._scaffold import (
     CONTROL_DELTA_KEY,
@@ -37,7 +38,7 @@ from ._scaffold import (
     update_control,
 )
 from ._selection import SelectionPolicy, UniformSelection, sample_size
-from ._strategy import EvaluateFn, RoundPlan, Strategy
+from ._strategy import EvaluateFn, RoundPlan, StopRun, Strategy
 from ._weighted import WeightedAverage
 
 __all__ = [
@@ -68,16 +69,20 @@ __all__ = [
     "Scaffold",
     "ScaffoldAggregator",
     "SelectionPolicy",
+    "StopRun",
     "Strategy",
     "UniformSelection",
     "WeightedAverage",
+    "WeightedMetrics",
     "WeightedSelection",
     "array_spec",
     "attribute_weight",
+    "check_layout",
     "corrected_gradient",
     "load_control",
     "proximal_gradient",
     "proximal_term",
+    "reply_arrays",
     "sample_size",
     "store_control",
     "torch_proximal_term",

@@ -24,7 +24,7 @@ from ..core import (
 )
 from ..server import Aggregator, Grid, History, Reduction, RunResult
 
-__all__ = ["EvaluateFn", "RoundPlan", "Strategy"]
+__all__ = ["EvaluateFn", "RoundPlan", "StopRun", "Strategy"]
 
 #: Names of the checkpoint's records; the strategy's own state follows under a prefix.
 _CHECKPOINT_ARRAYS = "arrays"
@@ -41,6 +41,27 @@ class RoundPlan:
 
     messages: list[Message]
     aggregator: Aggregator
+
+
+class StopRun(Exception):
+    """Raised by :meth:`Strategy.configure_train` to end the run cleanly before the round
+    it configures (e.g. a privacy budget that round would exceed).
+
+    The loop emits a ``run.stop`` event with ``reason`` and ``data``, does not record the
+    round, and ends the run with the arrays of the last round run.
+
+    Parameters
+    ----------
+    reason
+        Why the run stops, in one sentence.
+    data
+        What a reader of the run's events needs to know (JSON-able values).
+    """
+
+    def __init__(self, reason: str, data: Mapping[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.data = dict(data or {})
 
 
 class Strategy(abc.ABC):
@@ -72,6 +93,12 @@ class Strategy(abc.ABC):
     @abc.abstractmethod
     def aggregate_evaluate(self, server_round: int, reduction: Reduction[Any]) -> MetricRecord:
         """Aggregated evaluation metrics."""
+
+    def server_metrics(self, server_round: int, grid: Grid) -> MetricRecord:
+        """Metrics the strategy itself measures at the end of a round (e.g. the privacy
+        spent so far), recorded in the history's ``server`` phase of the round before its
+        ``round.end`` event; it may emit events of its own on ``grid``. None by default."""
+        return MetricRecord()
 
     def generators(self) -> list[np.random.Generator]:
         """The random generators the strategy draws from (node sampling), whose states a
@@ -131,6 +158,9 @@ class Strategy(abc.ABC):
             If every training reply of the run failed (the ClientApp raised everywhere,
             no node answered in time...): the run did not train, and its initial arrays
             are no result. The error names the first failure.
+
+        A :class:`StopRun` raised by :meth:`configure_train` ends the run before that
+        round, as if it had been the last (see :class:`StopRun`).
         """
         history = History()
         arrays = initial_arrays
@@ -150,15 +180,23 @@ class Strategy(abc.ABC):
         for server_round in range(first_round, num_rounds + 1):
             started = time.perf_counter()
             grid.emit(Event("round.start", run_id, server_round, data={"num_rounds": num_rounds}))
-            summary = history.round(server_round)
             # Each phase runs in its own frame, so its aggregator is freed when the phase
             # ends, before the next one allocates: O(model) server memory, reused.
-            arrays = self._train_phase(
-                grid, history, server_round, arrays, train_config, timeout, first_failure
-            )
+            try:
+                arrays = self._train_phase(
+                    grid, history, server_round, arrays, train_config, timeout, first_failure
+                )
+            except StopRun as stop:
+                data = {"reason": stop.reason, **stop.data}
+                grid.emit(Event("run.stop", run_id, server_round, data=data))
+                break
+            summary = history.round(server_round)
             self._evaluate_phase(grid, history, server_round, arrays, evaluate_config, timeout)
             if evaluate_fn is not None:
                 self._server_evaluate(grid, history, evaluate_fn, server_round, arrays)
+            measured = self.server_metrics(server_round, grid)
+            if len(measured):
+                history.record(server_round, "server", measured)
             summary.seconds = time.perf_counter() - started
             grid.emit(Event("round.end", run_id, server_round, data=summary.to_dict()))
             if checkpoints is not None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from corolla.core import ConfigError
+from corolla.core import ConfigError, Event
 from corolla.runtime import Link
 from corolla.runtime.link._metrics import split_http_address
 from corolla.transport import (
@@ -22,9 +22,11 @@ from corolla.transport import (
     bearer_metadata,
     channel_options,
     chunk_messages,
+    event_to_proto,
     fleet_pb2,
     fleet_pb2_grpc,
     generate_certificates,
+    serverappio_pb2,
     serverappio_pb2_grpc,
 )
 
@@ -97,6 +99,34 @@ def test_array_bytes_each_way_nodes_and_runs_are_reported(link: Link) -> None:
     assert after[("corolla_link_nodes", "offline")] == 0
     assert after[("corolla_link_runs", "pending")] == 1
     assert after[("corolla_link_runs", "running")] == 0
+
+
+def test_the_privacy_a_run_spent_is_reported_from_its_latest_privacy_event(link: Link) -> None:
+    # Arrange: two runs, one of which emits privacy events as CentralDP does, through
+    # the ServerAppIo service as a run's ServerApp sends them
+    private, plain = link.state.create_run(HASH, {}), link.state.create_run(HASH, {})
+    secret = bearer_metadata(link.issue_run_secret(private.run_id))
+
+    def emit(server_round: int, epsilon: float) -> None:
+        data = {"epsilon": epsilon, "delta": 1e-5}
+        event = Event("privacy", private.run_id, server_round, data=data)
+        request = serverappio_pb2.EmitEventsRequest(events=[event_to_proto(event, 0)])
+        serverappio_pb2_grpc.ServerAppIoStub(appio).EmitEvents(request, metadata=secret)
+
+    with grpc.insecure_channel(link.serverappio_address, options=channel_options()) as appio:
+        emit(1, 0.5)
+        first = scrape(str(link.metrics_url))
+        emit(2, 0.8)
+        emit(3, 1.25)
+
+        # Act
+        samples = scrape(str(link.metrics_url))
+
+    # Assert
+    assert first[("corolla_run_privacy_epsilon", str(private.run_id))] == 0.5
+    assert samples[("corolla_run_privacy_epsilon", str(private.run_id))] == 1.25
+    assert samples[("corolla_run_privacy_delta", str(private.run_id))] == 1e-5
+    assert ("corolla_run_privacy_epsilon", str(plain.run_id)) not in samples
 
 
 def test_a_link_with_certificates_serves_its_metrics_over_https(tmp_path: Path) -> None:

@@ -10,12 +10,16 @@ moment:
   link's throughput that way while it moves arrays;
 - ``corolla_link_array_transfers_total{direction}``: array streams opened;
 - ``corolla_link_nodes{status}``: registered nodes, online and offline;
-- ``corolla_link_runs{status}``: runs by status.
+- ``corolla_link_runs{status}``: runs by status;
+- ``corolla_run_privacy_epsilon{run_id}`` and ``corolla_run_privacy_delta{run_id}``: the
+  (epsilon, delta) a run with differential privacy has spent so far, from its latest
+  ``privacy`` event (runs without one have no sample).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
@@ -36,11 +40,27 @@ __all__ = ["LinkCollector", "MetricsServer", "split_http_address"]
 _log = logging.getLogger("corolla.link")
 
 
+#: The kind of the events that say what privacy a run spent (see ``corolla.privacy``).
+PRIVACY_EVENT = "privacy"
+
+
+@dataclasses.dataclass
+class _Spent:
+    """The latest privacy event read of one run."""
+
+    seq: int = 0
+    epsilon: float | None = None
+    delta: float | None = None
+
+
 class LinkCollector(Collector):
     """The metrics of the module docstring, read from ``shared`` at each scrape."""
 
     def __init__(self, shared: LinkResources) -> None:
         self._shared = shared
+        # Each scrape reads only the privacy events stored since the one before.
+        self._spent: dict[int, _Spent] = {}
+        self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
         moved = CounterMetricFamily(
@@ -77,6 +97,33 @@ class LinkCollector(Collector):
         for run_status in RunStatus:
             gauge.add_metric([run_status.value], runs[run_status])
         yield gauge
+        yield from self._privacy([run.run_id for run in state.list_runs()])
+
+    def _privacy(self, run_ids: list[int]) -> Iterator[Metric]:
+        epsilon = GaugeMetricFamily(
+            "corolla_run_privacy_epsilon",
+            "The epsilon of differential privacy a run has spent so far",
+            labels=["run_id"],
+        )
+        delta = GaugeMetricFamily(
+            "corolla_run_privacy_delta",
+            "The delta at which a run's epsilon of differential privacy is reported",
+            labels=["run_id"],
+        )
+        state = self._shared.state
+        with self._lock:
+            for run_id in run_ids:
+                spent = self._spent.setdefault(run_id, _Spent())
+                for entry in state.read_events(run_id, after=spent.seq, kind=PRIVACY_EVENT):
+                    spent.seq = entry.seq
+                    data = entry.event.data
+                    if isinstance(data.get("epsilon"), int | float):
+                        spent.epsilon = float(data["epsilon"])
+                        spent.delta = float(data.get("delta") or 0.0)
+                if spent.epsilon is not None:
+                    epsilon.add_metric([str(run_id)], spent.epsilon)
+                    delta.add_metric([str(run_id)], spent.delta or 0.0)
+        yield from (epsilon, delta)
 
 
 def split_http_address(address: str) -> tuple[str, int]:

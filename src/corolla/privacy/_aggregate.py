@@ -1,0 +1,176 @@
+"""The aggregator of central DP: the sum of the nodes' clipped updates, mergeable.
+
+An update is a reply's arrays minus the round's global arrays. :class:`ClippedSum` clips
+each update to the round's clipping norm C (``clipping="server"``), or checks that the
+node clipped it (``clipping="client"``, with :func:`~corolla.privacy.clipping_mod`), and
+sums the clipped updates with equal weights: a weight would scale one node's update, and
+with it the bound C on what one node can change, so the weighted mean of FedAvg is not
+used. It also counts the updates that were within C, which adaptive clipping needs.
+
+Memory is O(model) whatever the number of replies, and partial sums merge: the runtime
+folds replies where it is cheapest, as for FedAvg. The noise is added once, to the total
+(:class:`~corolla.privacy.CentralDP`), never here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..core import AggregationError, ArrayRecord, ConfigError, MetricRecord, RecordDict
+from ..strategy import WeightedMetrics, array_spec, check_layout, reply_arrays
+from ._clipping import check_clipping_norm, clip_update, l2_norm
+from ._mods import UNCLIPPED_KEY
+
+__all__ = ["CLIPPINGS", "ClippedSum"]
+
+#: Where updates are clipped.
+CLIPPINGS = ("server", "client")
+
+#: Updates clipped on a node reach the server rounded to the reply's dtype; a norm this
+#: far above C (relative) is still taken as clipped, on top of that rounding.
+_RELATIVE_TOLERANCE = 1e-6
+
+
+class ClippedSum:
+    """The equal-weight sum of the replies' updates clipped to ``clipping_norm``.
+
+    Parameters
+    ----------
+    global_arrays
+        The arrays the round's nodes started from; an update is a reply's arrays minus
+        these (names, shapes and dtypes must match).
+    clipping_norm
+        C, the bound on each update's L2 norm (over all its arrays).
+    clipping
+        ``"server"``: each update is clipped here. ``"client"``: the node clipped it (its
+        reply says whether it was within C under ``dp-unclipped``); an update longer than
+        C (beyond the rounding of the reply's dtype) is refused, and the rest clipped
+        again here against that rounding.
+    arrays_key, metrics_key, weight_key
+        Names of the records in replies. Metrics are averaged as FedAvg averages them,
+        weighted by ``weight_key``; ``dp-unclipped`` is left out of them (only its noised
+        sum is released).
+
+    Raises
+    ------
+    ConfigError
+        If ``clipping_norm`` is not positive, ``clipping`` is unknown, or an array is
+        complex (the norm and the noise are those of real vectors).
+    """
+
+    def __init__(
+        self,
+        global_arrays: ArrayRecord,
+        clipping_norm: float,
+        *,
+        clipping: str = "server",
+        arrays_key: str = "arrays",
+        metrics_key: str = "metrics",
+        weight_key: str = "num-examples",
+    ) -> None:
+        if clipping not in CLIPPINGS:
+            raise ConfigError(f"clipping must be one of {CLIPPINGS}, got {clipping!r}")
+        complex_arrays = [n for n, a in global_arrays.items() if a.dtype.kind == "c"]
+        if complex_arrays:
+            raise ConfigError(
+                f"central DP clips and noises real arrays; {complex_arrays} are complex"
+            )
+        self.global_arrays = global_arrays
+        self.clipping_norm = check_clipping_norm(clipping_norm)
+        self.clipping = clipping
+        self.arrays_key = arrays_key
+        self.spec = array_spec(global_arrays)
+        self._metrics = WeightedMetrics(metrics_key=metrics_key, weight_key=weight_key)
+        self._sums: list[np.ndarray[Any, Any]] | None = None
+        #: The number of updates folded in that were within C.
+        self.unclipped = 0
+
+    @property
+    def count(self) -> int:
+        return self._metrics.count
+
+    def empty(self) -> ClippedSum:
+        return ClippedSum(
+            self.global_arrays,
+            self.clipping_norm,
+            clipping=self.clipping,
+            arrays_key=self.arrays_key,
+            metrics_key=self._metrics.metrics_key,
+            weight_key=self._metrics.weight_key,
+        )
+
+    def add(self, content: RecordDict, node_id: int) -> None:
+        metrics, reported = self._read_metrics(content)
+        arrays = reply_arrays(content, self.arrays_key)
+        check_layout(arrays, self.spec, self.arrays_key)
+        update = [
+            np.asarray(arrays[name], dtype=np.float64) - np.asarray(start, dtype=np.float64)
+            for name, start in self.global_arrays.items()
+        ]
+        try:
+            norm = l2_norm(update)
+        except ConfigError as exc:
+            raise AggregationError(f"the update of node {node_id} holds NaN or infinity") from exc
+        if self.clipping == "client":
+            self._check_clipped(arrays, norm, node_id)
+        clipped, _, within = clip_update(update, self.clipping_norm)
+        if self.clipping == "client" and reported is not None:
+            within = reported
+        if self._sums is None:
+            self._sums = clipped
+        else:
+            for total, part in zip(self._sums, clipped, strict=True):
+                total += part
+        self.unclipped += int(within)
+        self._metrics.fold(metrics)
+
+    def _read_metrics(self, content: RecordDict) -> tuple[Any, bool | None]:
+        """The reply's metrics without ``dp-unclipped``, and that bit (None if absent)."""
+        key = self._metrics.metrics_key
+        record = content.get(key)
+        if not isinstance(record, MetricRecord) or UNCLIPPED_KEY not in record:
+            return self._metrics.read(content), None
+        bit = record[UNCLIPPED_KEY]
+        if bit not in (0, 1):
+            raise AggregationError(f"metric {UNCLIPPED_KEY!r} must be 0 or 1, got {bit!r}")
+        rest = MetricRecord({k: v for k, v in record.items() if k != UNCLIPPED_KEY})
+        return self._metrics.read(RecordDict({key: rest})), bool(bit)
+
+    def _check_clipped(self, arrays: ArrayRecord, norm: float, node_id: int) -> None:
+        # The node's clipped update was added to the global arrays and rounded to the
+        # reply's dtype: allow at most half a unit in the last place per element.
+        rounding = 0.5 * l2_norm([np.spacing(np.abs(a)) for a in arrays.values()])
+        allowed = self.clipping_norm * (1.0 + _RELATIVE_TOLERANCE) + rounding
+        if not norm <= allowed:
+            raise AggregationError(
+                f"the update of node {node_id} has L2 norm {norm:.6g}, above the clipping "
+                f"norm {self.clipping_norm:.6g} it was sent: with client-side clipping "
+                f"every ClientApp must clip (add corolla.privacy.clipping_mod to its mods)"
+            )
+
+    def merge(self, other: ClippedSum) -> None:
+        if other.count == 0:
+            return
+        if other.spec != self.spec:
+            raise AggregationError("cannot merge aggregates of different array layouts")
+        if other._sums is not None:
+            if self._sums is None:
+                self._sums = [s.copy() for s in other._sums]
+            else:
+                for mine, theirs in zip(self._sums, other._sums, strict=True):
+                    mine += theirs
+        self.unclipped += other.unclipped
+        self._metrics.merge(other._metrics)
+
+    def sums(self) -> list[np.ndarray[Any, Any]]:
+        """The sum of the clipped updates (float64, the arrays' shapes); zeros before any
+        reply."""
+        if self._sums is None:
+            return [np.zeros(a.shape, np.float64) for a in self.global_arrays.values()]
+        return self._sums
+
+    def metrics(self) -> MetricRecord:
+        """Weighted means of the replies' numeric metrics, as FedAvg reports them."""
+        return self._metrics.metrics()

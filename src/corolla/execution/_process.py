@@ -20,9 +20,10 @@ still views it), and only then may the writer fill it again:
   request.
 
 Messages from the executor to a worker: ``("task", index, calls, contents, aggregator,
-released)``, ``("detach", released)``, or ``None`` to stop. From a worker: ``("ready",
-pid)`` or ``("load_error", reason)`` once, then ``("result", index, payload, num_calls,
-closed)`` for a task and ``("detached", closed)`` for a detach.
+released)`` (the aggregator packed as contents are), ``("detach", released)``, or
+``None`` to stop. From a worker: ``("ready", pid)`` or ``("load_error", reason)`` once,
+then ``("result", index, payload, num_calls, closed)`` for a task and ``("detached",
+closed)`` for a detach.
 """
 
 from __future__ import annotations
@@ -318,6 +319,8 @@ class ProcessExecutor(Executor):
         # starts: it bounds the calls, not the loading.
         self._refill()
         contents, segments = self._pack_contents(tasks)
+        aggregators, held = self._pack_aggregators(tasks)
+        segments += held
         deadline = None if timeout is None else time.monotonic() + timeout
         position = {task.index: i for i, task in enumerate(tasks)}
         queue = collections.deque(range(len(tasks)))
@@ -334,7 +337,7 @@ class ProcessExecutor(Executor):
                 self._refill()
             for worker in self._workers:
                 if worker.task is None and queue and queue[0] < oldest + max_ahead:
-                    self._dispatch(worker, tasks[queue.popleft()], contents)
+                    self._dispatch(worker, tasks[queue.popleft()], contents, aggregators)
 
         try:
             while oldest < len(tasks):
@@ -375,16 +378,45 @@ class ProcessExecutor(Executor):
                     segments.append(segment.name)
         return contents, segments
 
-    def _dispatch(self, worker: _Worker, task: Task, contents: dict[int, Payload]) -> None:
+    def _pack_aggregators(self, tasks: Sequence[Task]) -> tuple[dict[int, Payload], list[str]]:
+        """Each task's aggregator, by task index, packed as contents are: one that holds
+        arrays (central DP's keeps the round's global arrays) crosses in shared memory,
+        not through the pipe. Tasks whose aggregators pickle alike (a batch's empty copies
+        of one) share one payload: each worker still unpacks its own copy."""
+        packed: dict[int, Payload] = {}
+        alike: dict[bytes, Payload] = {}
+        segments: list[str] = []
+        for task in tasks:
+            if task.aggregator is None:
+                continue
+            key = pickle.dumps(task.aggregator, protocol=5)
+            payload = alike.get(key)
+            if payload is None:
+                payload, segment = pack(task.aggregator, self._contents)
+                alike[key] = payload
+                if segment is not None:
+                    segments.append(segment.name)
+            packed[task.index] = payload
+        return packed, segments
+
+    def _dispatch(
+        self,
+        worker: _Worker,
+        task: Task,
+        contents: dict[int, Payload],
+        aggregators: dict[int, Payload],
+    ) -> None:
         self._close_read()
         keys = {id(call.message.content) for call in task.calls}
         wire: list[_WireCall] = [
             (c.message.metadata, id(c.message.content), c.node_id, c.node_config, c.state)
             for c in task.calls
         ]
-        aggregator = pickle.dumps(task.aggregator) if task.aggregator is not None else None
+        aggregator = aggregators.get(task.index)
         sent = {k: contents[k] for k in keys}
         worker.attached.update(p.segment for p in sent.values() if p.segment is not None)
+        if aggregator is not None and aggregator.segment is not None:
+            worker.attached.add(aggregator.segment)
         worker.task = task
         # A worker that died (or was killed) meanwhile: its sentinel says so, then _collect.
         with contextlib.suppress(OSError):

@@ -104,14 +104,15 @@ def _serve(
         if request[0] == "detach":
             conn.send(("detached", cache.retain_only(set())))
             continue
-        _, index, wire_calls, contents, aggregator_data, _ = request
+        _, index, wire_calls, contents, aggregator_payload, _ = request
         loaded = {key: cache.load(payload) for key, payload in contents.items()}
-        closed = cache.retain_only({p.segment for p in contents.values() if p.segment is not None})
+        aggregator = cache.load(aggregator_payload) if aggregator_payload is not None else None
+        in_use = [*contents.values(), *([aggregator_payload] if aggregator_payload else [])]
+        closed = cache.retain_only({p.segment for p in in_use if p.segment is not None})
         calls = [
             Call(Message(loaded[key], metadata=meta), node_id, node_config, state)
             for meta, key, node_id, node_config, state in wire_calls
         ]
-        aggregator = pickle.loads(aggregator_data) if aggregator_data is not None else None
         workspace = shared_workspace(aggregator, pool)
         result = execute_task(app, Task(index, calls, aggregator), run_id, run_config)
         del calls, loaded, aggregator

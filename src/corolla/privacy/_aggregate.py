@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core import AggregationError, ArrayRecord, ConfigError, MetricRecord, RecordDict
 from ..strategy import WeightedMetrics, array_spec, check_layout, reply_arrays
-from ._clipping import check_clipping_norm, clip_update, l2_norm
+from ._clipping import check_clipping_norm, clip_in_place, l2_norm
 from ._mods import UNCLIPPED_KEY
 
 __all__ = ["CLIPPINGS", "ClippedSum"]
@@ -105,17 +105,15 @@ class ClippedSum:
         metrics, reported = self._read_metrics(content)
         arrays = reply_arrays(content, self.arrays_key)
         check_layout(arrays, self.spec, self.arrays_key)
-        update = [
-            np.asarray(arrays[name], dtype=np.float64) - np.asarray(start, dtype=np.float64)
-            for name, start in self.global_arrays.items()
-        ]
+        clipped = [np.array(arrays[name], dtype=np.float64) for name in self.global_arrays]
+        for update, start in zip(clipped, self.global_arrays.values(), strict=True):
+            update -= start
         try:
-            norm = l2_norm(update)
+            norm, within = clip_in_place(clipped, self.clipping_norm)
         except ConfigError as exc:
             raise AggregationError(f"the update of node {node_id} holds NaN or infinity") from exc
         if self.clipping == "client":
             self._check_clipped(arrays, norm, node_id)
-        clipped, _, within = clip_update(update, self.clipping_norm)
         if self.clipping == "client" and reported is not None:
             within = reported
         if self._sums is None:

@@ -19,6 +19,7 @@ from ..core import ConfigError
 __all__ = [
     "add_gaussian_noise",
     "adaptive_clipping_norm",
+    "clip_in_place",
     "clip_update",
     "l2_norm",
     "noise_share_stddev",
@@ -33,19 +34,38 @@ Arrays = Sequence["np.ndarray[Any, Any]"]
 _FIRST_SHRINK = 4.0 * float(np.finfo(np.float64).eps)
 
 
+#: A sum of squares in this range is the norm's square to float64 precision: no element's
+#: square overflowed, and those that underflowed weigh nothing beside it. Outside it, the
+#: norm is taken over the arrays scaled by their largest magnitude.
+_PLAIN_SQUARES = (1e-250, 1e300)
+
+
 def l2_norm(arrays: Arrays) -> float:
     """The L2 norm of ``arrays`` taken as one flat vector, in float64.
 
-    Scaled by the largest magnitude first, so that updates of huge or tiny values neither
-    overflow nor underflow: ``l2_norm([np.array([1e200, 1e200])])`` is ``1.414e200``. Only
-    a norm beyond the largest float64 (of elements near it) is infinite.
+    Scaled by the largest magnitude first when the plain sum of squares would overflow or
+    underflow, so that updates of huge or tiny values keep their norm:
+    ``l2_norm([np.array([1e200, 1e200])])`` is ``1.414e200``. Only a norm beyond the
+    largest float64 (of elements near it) is infinite.
 
     Raises
     ------
     ConfigError
         If an array holds NaN or infinity (such an update has no norm to clip to).
     """
-    largest, relative = _norm_parts([np.asarray(a, dtype=np.float64) for a in arrays])
+    return _norm([np.asarray(a, dtype=np.float64) for a in arrays])
+
+
+def _norm(arrays: list[np.ndarray[Any, Any]]) -> float:
+    """:func:`l2_norm` of float64 arrays: one dot product per array, in the common case."""
+    squares = 0.0
+    # An overflow or NaN here only sends the norm to the scaled computation below.
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        for a in arrays:
+            squares += _squares(a.reshape(-1))
+    if _PLAIN_SQUARES[0] < squares < _PLAIN_SQUARES[1]:
+        return math.sqrt(squares)
+    largest, relative = _norm_parts(arrays)
     return largest * relative
 
 
@@ -65,9 +85,15 @@ def _norm_parts(arrays: list[np.ndarray[Any, Any]]) -> tuple[float, float]:
         return 0.0, 0.0
     total = 0.0
     for a in arrays:
-        unit = a.reshape(-1) / largest
-        total += float(np.dot(unit, unit))
+        total += _squares(a.reshape(-1) / largest)
     return largest, math.sqrt(total)
+
+
+def _squares(flat: np.ndarray[Any, Any]) -> float:
+    """The sum of the squares of a flat float64 array, without BLAS: ``np.dot`` would run
+    BLAS's threads, which in the simulation's worker processes (one per core already)
+    spin against each other and make a round many times slower, and unevenly so."""
+    return float(np.einsum("i,i->", flat, flat))
 
 
 def clip_update(
@@ -91,22 +117,43 @@ def clip_update(
         If ``clipping_norm`` is not a positive finite number, or an array holds NaN or
         infinity.
     """
-    check_clipping_norm(clipping_norm)
     clipped = [np.array(a, dtype=np.float64) for a in arrays]
-    largest, relative = _norm_parts(clipped)
-    norm = largest * relative
+    norm, within = clip_in_place(clipped, clipping_norm)
+    return clipped, norm, within
+
+
+def clip_in_place(arrays: list[np.ndarray[Any, Any]], clipping_norm: float) -> tuple[float, bool]:
+    """:func:`clip_update` of float64 ``arrays`` (ndarrays, 0-d ones included), scaling
+    them where they are; the norm they had, and whether it was within ``clipping_norm``.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`clip_update` (the arrays are then unchanged).
+    """
+    check_clipping_norm(clipping_norm)
+    norm = _norm(arrays)
     if norm <= clipping_norm:
-        return clipped, norm, True
-    # Divide by the parts of the norm first: the norm or C / norm alone may overflow or
-    # be subnormal.
-    target = clipping_norm
-    scaled = [np.asarray((a / largest) / relative * target) for a in clipped]
+        return norm, True
+    if 1e-150 < norm < 1e150:
+        factor = clipping_norm / norm
+        for a in arrays:
+            np.multiply(a, factor, out=a)
+    else:
+        # Divide by the parts of the norm first: the norm or C / norm alone may overflow
+        # or be subnormal.
+        largest, relative = _norm_parts(arrays)
+        for a in arrays:
+            np.divide(a, largest, out=a)
+            np.divide(a, relative, out=a)
+            np.multiply(a, clipping_norm, out=a)
+    # Rescaling can land a rounding error above C: shrink until it does not.
     shrink = _FIRST_SHRINK
-    while l2_norm(scaled) > clipping_norm:
-        target *= 1.0 - shrink
+    while _norm(arrays) > clipping_norm:
+        for a in arrays:
+            np.multiply(a, 1.0 - shrink, out=a)
         shrink = min(2.0 * shrink, 0.5)
-        scaled = [np.asarray((a / largest) / relative * target) for a in clipped]
-    return scaled, norm, False
+    return norm, False
 
 
 def check_clipping_norm(clipping_norm: float) -> float:

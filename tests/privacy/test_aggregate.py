@@ -118,3 +118,33 @@ def test_complex_arrays_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"\['z'\] are complex"):
         ClippedSum(ArrayRecord({"z": np.zeros(2, np.complex64)}), 1.0)
     assert math.isfinite(ClippedSum(ArrayRecord({"w": np.zeros(2)}), 1.0).clipping_norm)
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_a_partial_sum_folded_in_a_workspace_and_shipped_back_merges_to_the_same_total(
+    data: st.DataObject,
+) -> None:
+    # Arrange: a worker's partial sum, folded into the workspace it was given
+    global_arrays, replies = data.draw(ROUNDS)
+    whole = fold(ClippedSum(global_arrays, 3.0), replies)
+    partial = pickle.loads(pickle.dumps(ClippedSum(global_arrays, 3.0).empty()))
+    layout = partial.workspace_layout()
+    assert layout is not None
+    workspace = [np.full(size, np.nan, dtype=dtype) for size, dtype in layout]
+    partial.use_workspace(workspace)
+    fold(partial, replies)
+
+    # Act: it travels back, without the global arrays, and is merged at the root
+    shipped = pickle.loads(pickle.dumps(partial))
+    root = ClippedSum(global_arrays, 3.0)
+    root.merge(shipped)
+
+    # Assert
+    assert_same(root, whole)
+    if replies:
+        assert shipped.global_arrays is None
+        sums = zip(partial.sums(), workspace, strict=True)
+        assert all(s.size == 0 or np.shares_memory(s, w) for s, w in sums)
+        with pytest.raises(AggregationError, match="merged, not folded into"):
+            shipped.add(replies[0][1], replies[0][0])

@@ -14,6 +14,7 @@ folds replies where it is cheapest, as for FedAvg. The noise is added once, to t
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -77,21 +78,45 @@ class ClippedSum:
             raise ConfigError(
                 f"central DP clips and noises real arrays; {complex_arrays} are complex"
             )
-        self.global_arrays = global_arrays
+        #: None in a partial sum shipped back from a worker (see ``__getstate__``).
+        self.global_arrays: ArrayRecord | None = global_arrays
         self.clipping_norm = check_clipping_norm(clipping_norm)
         self.clipping = clipping
         self.arrays_key = arrays_key
         self.spec = array_spec(global_arrays)
         self._metrics = WeightedMetrics(metrics_key=metrics_key, weight_key=weight_key)
         self._sums: list[np.ndarray[Any, Any]] | None = None
+        self._workspace: list[np.ndarray[Any, Any]] | None = None
         #: The number of updates folded in that were within C.
         self.unclipped = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A partial sum that folded replies travels only to be merged: the global arrays
+        # it started from are the root's already, and would double what it ships.
+        state = dict(self.__dict__)
+        if self.count:
+            state["global_arrays"] = None
+        return state
+
+    def workspace_layout(self) -> list[tuple[int, np.dtype[Any]]] | None:
+        """Sizes and dtypes of the sums the first reply will fill (None once they exist):
+        a simulation worker then folds into shared memory its partial sum goes back
+        through without a copy."""
+        if self._sums is not None:
+            return None
+        return [(math.prod(shape), np.dtype(np.float64)) for _, shape, _ in self.spec]
+
+    def use_workspace(self, arrays: list[np.ndarray[Any, Any]]) -> None:
+        """Sum into ``arrays`` (of :meth:`workspace_layout`) rather than new memory."""
+        self._workspace = arrays
 
     @property
     def count(self) -> int:
         return self._metrics.count
 
     def empty(self) -> ClippedSum:
+        if self.global_arrays is None:
+            raise AggregationError("a partial sum shipped back has no global arrays to start from")
         return ClippedSum(
             self.global_arrays,
             self.clipping_norm,
@@ -102,11 +127,14 @@ class ClippedSum:
         )
 
     def add(self, content: RecordDict, node_id: int) -> None:
+        starts = self.global_arrays
+        if starts is None:
+            raise AggregationError("a partial sum shipped back can be merged, not folded into")
         metrics, reported = self._read_metrics(content)
         arrays = reply_arrays(content, self.arrays_key)
         check_layout(arrays, self.spec, self.arrays_key)
-        clipped = [np.array(arrays[name], dtype=np.float64) for name in self.global_arrays]
-        for update, start in zip(clipped, self.global_arrays.values(), strict=True):
+        clipped = [np.array(arrays[name], dtype=np.float64) for name in starts]
+        for update, start in zip(clipped, starts.values(), strict=True):
             update -= start
         try:
             norm, within = clip_in_place(clipped, self.clipping_norm)
@@ -116,7 +144,12 @@ class ClippedSum:
             self._check_clipped(arrays, norm, node_id)
         if self.clipping == "client" and reported is not None:
             within = reported
-        if self._sums is None:
+        if self._sums is None and self._workspace is not None:
+            for target, part in zip(self._workspace, clipped, strict=True):
+                np.copyto(target, part.reshape(-1))
+            self._sums = [w.reshape(c.shape) for w, c in zip(self._workspace, clipped)]
+            self._workspace = None
+        elif self._sums is None:
             self._sums = clipped
         else:
             for total, part in zip(self._sums, clipped, strict=True):
@@ -166,7 +199,7 @@ class ClippedSum:
         """The sum of the clipped updates (float64, the arrays' shapes); zeros before any
         reply."""
         if self._sums is None:
-            return [np.zeros(a.shape, np.float64) for a in self.global_arrays.values()]
+            return [np.zeros(shape, np.float64) for _, shape, _ in self.spec]
         return self._sums
 
     def metrics(self) -> MetricRecord:

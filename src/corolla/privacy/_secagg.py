@@ -102,7 +102,7 @@ class _Round:
 
 class SecAggPlus(Strategy):
     """Secure aggregation (SecAgg+) of a strategy's training phase; see the module's
-    description for the protocol, and ``docs/privacy-secagg.md`` for what it guarantees.
+    description for the protocol, and ``docs/privacy.md`` for what it guarantees.
 
     The nodes must run :func:`secaggplus_mod`. Federated evaluation is the wrapped
     strategy's, not secured.

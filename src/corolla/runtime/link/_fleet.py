@@ -477,8 +477,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         node_id = await self._node_id(context, "SendReplies")
         async for request in request_iterator:
             try:
-                # Checked with the batch, on a thread of the pool: verifying releases the
-                # GIL, and the event loop goes on meanwhile.
+                # Checked with the batch, on a thread of the pool, off the event loop
+                # (the verification holds the GIL, but not the loop's turn).
                 signature = None
                 if self._shared.auth:
                     try:

@@ -221,9 +221,16 @@ class ControlClient:
         request = control_pb2.StreamEventsRequest(
             run_id=run_id, after_sequence=after, follow=follow
         )
-        with self._calling():
-            for proto in self._stub.StreamEvents(request, timeout=timeout):
-                yield event_from_proto(proto)
+        call = self._stub.StreamEvents(request, timeout=timeout)
+        try:
+            with self._calling():
+                for proto in call:
+                    yield event_from_proto(proto)
+        finally:
+            # However the reader stops (Ctrl-C, an error, a break), the stream ends here
+            # and now, not when the channel is collected: a follower interrupted while
+            # the run waits must exit at once.
+            call.cancel()
 
     def result(self, run_id: int) -> RunResult | None:
         """The result run ``run_id``'s ServerApp reported: its final arrays, downloaded and

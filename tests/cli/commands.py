@@ -8,6 +8,7 @@ directories, still runs this code and not another installed copy of Corolla.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -63,6 +64,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _default_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 class Background:
     """``corolla`` commands running in the background, always stopped (then killed)."""
 
@@ -86,6 +92,10 @@ class Background:
                 stderr=err,
                 text=True,
                 env=environment(self._cwd / "home"),
+                # As from a terminal: Ctrl-C interrupts. A child inherits an ignored SIGINT,
+                # and the test process may ignore it for a while (a C ``system()`` running
+                # in a thread of some library ignores SIGINT and SIGQUIT meanwhile).
+                preexec_fn=_default_interrupts,
             )
         finally:
             if not pipe:

@@ -15,7 +15,13 @@ from corolla.cli._remote import submit_and_follow
 from corolla.project import AppConfig
 from corolla.runtime import ControlClient
 
-from ..runtime.test_e2e import Processes, _free_port, _start_link, _wait_for_nodes
+from ..runtime.test_e2e import (
+    Processes,
+    _free_port,
+    _start_link,
+    _start_nodes,
+    _wait_for_nodes,
+)
 from ..runtime.test_e2e import processes as processes  # the fixture
 
 APP = Path(__file__).resolve().parent / "apps" / "central-dp"
@@ -29,17 +35,7 @@ def test_a_deployed_run_s_epsilon_reaches_the_link_s_metrics_endpoint(
     # Arrange: a link serving metrics, and two nodes
     metrics = _free_port()
     fleet, control = _start_link(processes, tmp_path, metrics=metrics)
-    for i in range(2):
-        processes.start(
-            f"node{i}",
-            "node",
-            "--link",
-            f"127.0.0.1:{fleet}",
-            "--node-config",
-            f"partition-id={i}",
-            "--state",
-            str(tmp_path / f"node{i}"),
-        )
+    _start_nodes(processes, fleet, tmp_path, 2)
     with ControlClient(f"127.0.0.1:{control}") as client:
         _wait_for_nodes(client, 2, processes)
 

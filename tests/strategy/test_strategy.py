@@ -16,7 +16,7 @@ from corolla.core import (
     RecordDict,
 )
 from corolla.server import Grid, Reduction
-from corolla.strategy import RoundPlan, Strategy
+from corolla.strategy import RoundPlan, Strategy, WrappedStrategy
 from tests.server.doubles import MemoryGrid, Sum
 
 INITIAL = ArrayRecord({"w": np.zeros(2, np.float32)})
@@ -98,6 +98,7 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
         "WeightedAverage",
         "WeightedMetrics",
         "WeightedSelection",
+        "WrappedStrategy",
         "array_spec",
         "attribute_weight",
         "check_layout",
@@ -138,6 +139,23 @@ def test_the_loop_calls_the_four_hooks_in_order_each_round() -> None:
     assert result.arrays["w"].tolist() == [9.0, 9.0]
     assert result.history.series("train", "sum") == [(1, 3), (2, 6)]
     assert result.history.series("evaluate", "evaluated") == [(1, 3), (2, 3)]
+
+
+class Measuring(Counting):
+    """Counting, measuring a server metric of its own each round."""
+
+    def server_metrics(self, server_round: int, grid: Grid) -> MetricRecord:
+        return MetricRecord({"measured": server_round})
+
+
+def test_a_wrapped_strategy_runs_every_hook_of_the_one_it_wraps() -> None:
+    inner = Measuring()
+
+    result = WrappedStrategy(inner).start(MemoryGrid(nodes=[1, 2, 3]), INITIAL, 2)
+
+    assert len(inner.hooks) == 8
+    assert result.arrays["w"].tolist() == [9.0, 9.0]
+    assert result.history.series("server", "measured") == [(1, 1), (2, 2)]
 
 
 def test_configs_carry_the_round_and_are_not_mutated() -> None:

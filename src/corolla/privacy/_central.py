@@ -36,6 +36,7 @@ from ..strategy import (
     Strategy,
     UniformSelection,
     WeightedAverage,
+    WrappedStrategy,
 )
 from ._accountant import SAMPLINGS, PrivacyAccountant
 from ._aggregate import CLIPPINGS, ClippedSum
@@ -158,7 +159,7 @@ class _Released:
         return self._metrics
 
 
-class CentralDP(Strategy):
+class CentralDP(WrappedStrategy):
     """Central differential privacy around an averaging strategy (DP-FedAvg).
 
     Guarantees (epsilon, delta) node-level DP for the sequence of global arrays: whatever
@@ -372,14 +373,6 @@ class CentralDP(Strategy):
         new_arrays, metrics = self.strategy.aggregate_train(server_round, inner, arrays)
         return new_arrays, MetricRecord(dict(metrics) | extra)
 
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> RoundPlan:
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, reduction: Reduction[Any]) -> MetricRecord:
-        return self.strategy.aggregate_evaluate(server_round, reduction)
-
     def server_metrics(self, server_round: int, grid: Grid) -> MetricRecord:
         """The epsilon spent so far (``privacy-epsilon``) at ``privacy-delta``, also
         emitted as a ``privacy`` event."""
@@ -396,9 +389,6 @@ class CentralDP(Strategy):
         return MetricRecord(
             dict(inner) | {"privacy-epsilon": self._epsilon, "privacy-delta": self.delta}
         )
-
-    def generators(self) -> list[np.random.Generator]:
-        return self.strategy.generators()
 
     def state_dict(self) -> RecordDict:
         """The wrapped strategy's state, and the rounds accounted and C."""

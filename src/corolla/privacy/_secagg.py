@@ -54,7 +54,7 @@ from ..core import (
     RecordDict,
 )
 from ..server import Grid, Reduction
-from ..strategy import RoundPlan, Strategy, WeightedAverage, array_spec
+from ..strategy import RoundPlan, Strategy, WeightedAverage, WrappedStrategy, array_spec
 from ._secagg_crypto import (
     SECRET_BYTES,
     Share,
@@ -100,7 +100,7 @@ class _Round:
     group_id: str
 
 
-class SecAggPlus(Strategy):
+class SecAggPlus(WrappedStrategy):
     """Secure aggregation (SecAgg+) of a strategy's training phase; see the module's
     description for the protocol, and ``docs/privacy.md`` for what it guarantees.
 
@@ -168,7 +168,7 @@ class SecAggPlus(Strategy):
         reconstruction_threshold(2, threshold_fraction)
         if timeout is not None and timeout <= 0:
             raise ConfigError(f"timeout must be positive or None, got {timeout}")
-        self.strategy = strategy
+        super().__init__(strategy)
         self.clipping_range = float(clipping_range)
         self.metrics = tuple(metrics)
         self.metrics_range = float(metrics_range)
@@ -285,22 +285,8 @@ class SecAggPlus(Strategy):
             server_round, Reduction(standing, reduction.errors, reduction.missing), arrays
         )
 
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> RoundPlan:
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, reduction: Reduction[Any]) -> MetricRecord:
-        return self.strategy.aggregate_evaluate(server_round, reduction)
-
     def generators(self) -> list[np.random.Generator]:
         return [*self.strategy.generators(), self.rng]
-
-    def state_dict(self) -> RecordDict:
-        return self.strategy.state_dict()
-
-    def load_state_dict(self, state: RecordDict) -> None:
-        self.strategy.load_state_dict(state)
 
     # -- the stages -------------------------------------------------------------------
 

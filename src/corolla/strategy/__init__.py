@@ -38,7 +38,7 @@ from ._scaffold import (
     update_control,
 )
 from ._selection import SelectionPolicy, UniformSelection, sample_size
-from ._strategy import EvaluateFn, RoundPlan, StopRun, Strategy
+from ._strategy import EvaluateFn, RoundPlan, StopRun, Strategy, WrappedStrategy
 from ._weighted import WeightedAverage
 
 __all__ = [
@@ -75,6 +75,7 @@ __all__ = [
     "WeightedAverage",
     "WeightedMetrics",
     "WeightedSelection",
+    "WrappedStrategy",
     "array_spec",
     "attribute_weight",
     "check_layout",

@@ -24,7 +24,7 @@ from ..core import (
 )
 from ..server import Aggregator, Grid, History, Reduction, RunResult
 
-__all__ = ["EvaluateFn", "RoundPlan", "StopRun", "Strategy"]
+__all__ = ["EvaluateFn", "RoundPlan", "StopRun", "Strategy", "WrappedStrategy"]
 
 #: Names of the checkpoint's records; the strategy's own state follows under a prefix.
 _CHECKPOINT_ARRAYS = "arrays"
@@ -381,3 +381,47 @@ def _jsonable(value: object) -> object:
     if isinstance(value, np.ndarray | np.generic):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+class WrappedStrategy(Strategy):
+    """A strategy that adds to another: every hook is the wrapped strategy's until a
+    subclass overrides it (central DP, secure aggregation).
+
+    Parameters
+    ----------
+    strategy
+        The strategy wrapped.
+    """
+
+    def __init__(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> RoundPlan:
+        return self.strategy.configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(
+        self, server_round: int, reduction: Reduction[Any], arrays: ArrayRecord
+    ) -> tuple[ArrayRecord, MetricRecord]:
+        return self.strategy.aggregate_train(server_round, reduction, arrays)
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> RoundPlan:
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, reduction: Reduction[Any]) -> MetricRecord:
+        return self.strategy.aggregate_evaluate(server_round, reduction)
+
+    def server_metrics(self, server_round: int, grid: Grid) -> MetricRecord:
+        return self.strategy.server_metrics(server_round, grid)
+
+    def generators(self) -> list[np.random.Generator]:
+        return self.strategy.generators()
+
+    def state_dict(self) -> RecordDict:
+        return self.strategy.state_dict()
+
+    def load_state_dict(self, state: RecordDict) -> None:
+        self.strategy.load_state_dict(state)

@@ -24,7 +24,7 @@ from ..strategy import WeightedMetrics, array_spec, check_layout, reply_arrays
 from ._clipping import check_clipping_norm, clip_in_place, l2_norm
 from ._mods import UNCLIPPED_KEY
 
-__all__ = ["CLIPPINGS", "ClippedSum"]
+__all__ = ["CLIPPINGS", "ClippedSum", "NoisedSum"]
 
 #: Where updates are clipped.
 CLIPPINGS = ("server", "client")
@@ -113,6 +113,14 @@ class ClippedSum:
     @property
     def count(self) -> int:
         return self._metrics.count
+
+    @property
+    def metrics_key(self) -> str:
+        return self._metrics.metrics_key
+
+    @property
+    def weight_key(self) -> str:
+        return self._metrics.weight_key
 
     def empty(self) -> ClippedSum:
         if self.global_arrays is None:
@@ -205,3 +213,42 @@ class ClippedSum:
     def metrics(self) -> MetricRecord:
         """Weighted means of the replies' numeric metrics, as FedAvg reports them."""
         return self._metrics.metrics()
+
+
+class NoisedSum:
+    """A sum of clipped updates that carries its noise already: each node added its share
+    before secure aggregation summed them (:class:`~corolla.privacy.SecAggPlus` around
+    :class:`~corolla.privacy.CentralDP`), so the server adds none.
+
+    Parameters
+    ----------
+    count
+        How many updates the sum holds.
+    sums
+        The sum of the clipped and noised updates (float64, the arrays' shapes).
+    metrics
+        The nodes' weighted mean metrics.
+    noise_stddev
+        The standard deviation of the noise on each element of the sum.
+    """
+
+    #: Whether each update was within C is not released under secure aggregation.
+    unclipped = 0
+
+    def __init__(
+        self,
+        count: int,
+        sums: list[np.ndarray[Any, Any]],
+        metrics: MetricRecord,
+        noise_stddev: float,
+    ) -> None:
+        self.count = count
+        self._sums = sums
+        self._metrics = metrics
+        self.noise_stddev = noise_stddev
+
+    def sums(self) -> list[np.ndarray[Any, Any]]:
+        return self._sums
+
+    def metrics(self) -> MetricRecord:
+        return self._metrics

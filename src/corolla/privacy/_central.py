@@ -39,7 +39,7 @@ from ..strategy import (
     WrappedStrategy,
 )
 from ._accountant import SAMPLINGS, PrivacyAccountant
-from ._aggregate import CLIPPINGS, ClippedSum
+from ._aggregate import CLIPPINGS, ClippedSum, NoisedSum
 from ._clipping import (
     adaptive_clipping_norm,
     add_gaussian_noise,
@@ -231,7 +231,8 @@ class CentralDP(WrappedStrategy):
                 f"FedProx, FedAdagrad, FedAdam, FedYogi), got {type(strategy).__name__}: "
                 f"robust strategies keep every update, QFedAvg reweights them by loss and "
                 f"SCAFFOLD sends control variates, none of which the noise on a clipped "
-                f"mean covers"
+                f"mean covers (with secure aggregation, SecAggPlus wraps CentralDP: "
+                f"SecAggPlus(CentralDP(FedAvg(), clipping='client', ...)))"
             )
         if clipping not in CLIPPINGS:
             raise ConfigError(f"clipping must be one of {CLIPPINGS}, got {clipping!r}")
@@ -338,17 +339,22 @@ class CentralDP(WrappedStrategy):
     ) -> tuple[ArrayRecord, MetricRecord]:
         """The wrapped strategy's step from the noised mean of the clipped updates; with
         adaptive clipping, C for the next round."""
-        aggregator: ClippedSum = reduction.aggregator
+        aggregator: ClippedSum | NoisedSum = reduction.aggregator
         this = self._round
         if this is None or aggregator.count < max(self.strategy.min_train_replies, 1):
             return arrays, MetricRecord()
         rng = self.strategy.rng
-        multiplier = self.noise_multiplier
-        if self.adaptive is not None:
-            multiplier = update_noise_multiplier(multiplier, self.adaptive.clipped_count_stddev)
-        stddev = multiplier * this.clipping_norm / this.denominator
         mean = [total / this.denominator for total in aggregator.sums()]
-        noised = add_gaussian_noise(mean, stddev, rng)
+        if isinstance(aggregator, NoisedSum):
+            # The nodes noised their updates before secure aggregation summed them.
+            stddev = aggregator.noise_stddev / this.denominator
+            noised = mean
+        else:
+            multiplier = self.noise_multiplier
+            if self.adaptive is not None:
+                multiplier = update_noise_multiplier(multiplier, self.adaptive.clipped_count_stddev)
+            stddev = multiplier * this.clipping_norm / this.denominator
+            noised = add_gaussian_noise(mean, stddev, rng)
         released = ArrayRecord(
             (name, (np.asarray(start, np.float64) + step).astype(start.dtype))
             for (name, start), step in zip(arrays.items(), noised, strict=True)

@@ -21,6 +21,14 @@ survivors (their weighted average, weighted mean metrics and total weight) and h
 the wrapped strategy's own aggregator and ``aggregate_train``, so server optimizers,
 minimums and histories work unchanged.
 
+With differential privacy: SecAggPlus wraps :class:`~corolla.privacy.CentralDP` with
+client-side clipping (``SecAggPlus(CentralDP(FedAvg(), clipping="client", ...))``). Each
+node then clips its update to C and adds Gaussian noise of standard deviation
+``z C / sqrt(q)``, where ``q`` (the noise quorum) is ``noise_quorum`` of the nodes sampled:
+the sum of any ``q`` or more of them carries at least the noise ``z C`` that CentralDP's
+accountant counts, and the server, which only sees that sum, never sees a value with less.
+A round with fewer than ``q`` nodes left at any stage aborts before unmasking anything.
+
 Dropouts: a node that sends an error, a malformed reply or nothing in time at any stage
 leaves the round. Between stages the server drops nodes left with fewer than ``t``
 surviving neighbours (their secrets could not be recovered), before any of their masks
@@ -35,6 +43,7 @@ failed ends in :class:`~corolla.core.ExecutionError`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -55,6 +64,9 @@ from ..core import (
 )
 from ..server import Grid, Reduction
 from ..strategy import RoundPlan, Strategy, WeightedAverage, WrappedStrategy, array_spec
+from ._aggregate import ClippedSum, NoisedSum
+from ._central import CentralDP
+from ._clipping import noise_share_stddev
 from ._secagg_crypto import (
     SECRET_BYTES,
     Share,
@@ -65,7 +77,7 @@ from ._secagg_crypto import (
     private_key,
     public_key,
 )
-from ._secagg_encoding import Encoding, check_arrays, levels_for
+from ._secagg_encoding import DPShare, Encoding, check_arrays, levels_for
 from ._secagg_graph import default_neighbours, harary_graph, reconstruction_threshold
 from ._secagg_sum import MaskedSum
 from ._secagg_wire import SECAGG_KEY, Stage, mask_info, require
@@ -94,8 +106,10 @@ class _Round:
     masked: frozenset[int]
     masking_keys: dict[int, bytes]
     encoding: Encoding
-    aggregator: WeightedAverage
+    aggregator: WeightedAverage | ClippedSum
     arrays: ArrayRecord
+    #: With DP: the fewest masked vectors whose noise shares make up the round's noise.
+    quorum: int
     message_type: str
     group_id: str
 
@@ -112,7 +126,9 @@ class SecAggPlus(WrappedStrategy):
     strategy
         The strategy whose training is aggregated securely: one whose training aggregator
         is a :class:`~corolla.strategy.WeightedAverage` (FedAvg, FedAvgM, FedProx,
-        FedAdagrad, FedAdam, FedYogi).
+        FedAdagrad, FedAdam, FedYogi), or :class:`~corolla.privacy.CentralDP` with
+        ``clipping="client"`` and a fixed clipping norm around one of them: the nodes
+        then clip and noise their updates (see the module's description).
     clipping_range
         Each element of a node's update delta (updated minus global arrays) is clipped to
         ``[-clipping_range, clipping_range]`` before it is quantized; the quantization error
@@ -133,6 +149,11 @@ class SecAggPlus(WrappedStrategy):
     threshold_fraction
         ``t = floor(threshold_fraction * k) + 1`` of a node's neighbours recover its
         secrets; in ``[0.5, 1)``. A node survives the dropout of ``k - t`` neighbours.
+    noise_quorum
+        With CentralDP: the fraction of the sampled nodes (rounded up, at least 2) whose
+        noise shares together make up the round's noise. Each node's share is
+        ``1 / sqrt(quorum)`` of it, so the lower the quorum the more dropouts a round
+        survives and the noisier the sum when all nodes stay (by ``sqrt(n / quorum)``).
     timeout
         Seconds to wait for the replies of the setup, share-keys and unmask stages (the
         masked-input stage waits as the run's training phase does); None waits for all.
@@ -155,6 +176,7 @@ class SecAggPlus(WrappedStrategy):
         max_weight: int = 100_000,
         neighbours: int | None = None,
         threshold_fraction: float = 0.5,
+        noise_quorum: float = 0.8,
         timeout: float | None = None,
         seed: int | None = None,
         rng: np.random.Generator | None = None,
@@ -168,6 +190,10 @@ class SecAggPlus(WrappedStrategy):
         reconstruction_threshold(2, threshold_fraction)
         if timeout is not None and timeout <= 0:
             raise ConfigError(f"timeout must be positive or None, got {timeout}")
+        if not 0.0 < noise_quorum <= 1.0:
+            raise ConfigError(f"noise_quorum must be in (0, 1], got {noise_quorum}")
+        if isinstance(strategy, CentralDP):
+            _check_private(strategy, clipping_range)
         super().__init__(strategy)
         self.clipping_range = float(clipping_range)
         self.metrics = tuple(metrics)
@@ -175,6 +201,7 @@ class SecAggPlus(WrappedStrategy):
         self.max_weight = max_weight
         self.neighbours = neighbours
         self.threshold_fraction = threshold_fraction
+        self.noise_quorum = noise_quorum
         self.timeout = timeout
         self.rng = rng if rng is not None else np.random.default_rng(seed)
         self._round: _Round | None = None
@@ -197,7 +224,8 @@ class SecAggPlus(WrappedStrategy):
         plan = self.strategy.configure_train(server_round, arrays, config, grid)
         self._round = None
         inner = plan.aggregator
-        if not isinstance(inner, WeightedAverage) or inner.arrays_key is None:
+        private = isinstance(self.strategy, CentralDP) and isinstance(inner, ClippedSum)
+        if not private and (not isinstance(inner, WeightedAverage) or inner.arrays_key is None):
             raise ConfigError(
                 f"SecAgg+ sums the nodes' weighted updates, but {type(self.strategy).__name__} "
                 f"aggregates training with {type(inner).__name__}, which is no weighted sum; "
@@ -218,7 +246,14 @@ class SecAggPlus(WrappedStrategy):
                 f"{len(nodes)} nodes x max_weight {self.max_weight} overflows 2**32; "
                 f"lower max_weight below {_RING // len(nodes)}"
             )
+        assert isinstance(inner, WeightedAverage | ClippedSum) and inner.arrays_key is not None
+        dp, quorum = None, 0
+        if isinstance(inner, ClippedSum):
+            quorum = min(len(nodes), max(2, math.ceil(self.noise_quorum * len(nodes))))
+            noise = self._private().noise_multiplier * inner.clipping_norm
+            dp = DPShare(inner.clipping_norm, noise_share_stddev(noise, quorum))
         encoding = Encoding(
+            dp=dp,
             clipping_range=self.clipping_range,
             metrics_range=self.metrics_range,
             levels=levels_for(len(nodes)),
@@ -243,6 +278,7 @@ class SecAggPlus(WrappedStrategy):
             encoding=encoding,
             aggregator=inner,
             arrays=arrays,
+            quorum=quorum,
             message_type=first.message_type,
             group_id=first.group_id,
         )
@@ -279,11 +315,24 @@ class SecAggPlus(WrappedStrategy):
         except _Abort as exc:
             self._abort(state, exc)
             return arrays, MetricRecord()
-        state.aggregator.add(state.encoding.decode(total, state.arrays), 0)
-        standing = _Standing(state.aggregator, masked.count)
+        standing: Any
+        if state.encoding.dp is not None:
+            decoded = state.encoding.decode_sum(total)
+            per_node = state.encoding.dp.noise_stddev
+            standing = NoisedSum(
+                decoded.count, decoded.sums, decoded.metrics, per_node * math.sqrt(decoded.count)
+            )
+        else:
+            assert isinstance(state.aggregator, WeightedAverage)
+            state.aggregator.add(state.encoding.decode(total, state.arrays), 0)
+            standing = _Standing(state.aggregator, masked.count)
         return self.strategy.aggregate_train(
             server_round, Reduction(standing, reduction.errors, reduction.missing), arrays
         )
+
+    def _private(self) -> CentralDP:
+        assert isinstance(self.strategy, CentralDP)
+        return self.strategy
 
     def generators(self) -> list[np.random.Generator]:
         return [*self.strategy.generators(), self.rng]
@@ -298,8 +347,14 @@ class SecAggPlus(WrappedStrategy):
     def _prepare(self, state: _Round, requests: Mapping[int, Message]) -> list[Message]:
         """Run the setup and share-keys stages; the masked-input messages."""
         graph, threshold = state.graph, state.threshold
+        quorum = {"noise-quorum": state.quorum} if state.quorum else {}
         setup = {
-            u: {"neighbours": graph[u], "threshold": threshold, **state.encoding.to_config()}
+            u: {
+                "neighbours": graph[u],
+                "threshold": threshold,
+                **state.encoding.to_config(),
+                **quorum,
+            }
             for u in graph
         }
         keys: dict[int, tuple[bytes, bytes]] = {}
@@ -313,7 +368,7 @@ class SecAggPlus(WrappedStrategy):
                 continue
             keys[u] = (c_pk, s_pk)
         alive = _prune(graph, set(keys), threshold)
-        _check_enough(alive, Stage.SETUP, len(graph), threshold)
+        _check_enough(alive, Stage.SETUP, len(graph), threshold, state.quorum)
 
         share: dict[int, dict[str, Any]] = {}
         for u in alive:
@@ -338,7 +393,7 @@ class SecAggPlus(WrappedStrategy):
                 mailbox[v][u] = ciphertext
             shared.add(u)
         masked = _prune(graph, shared, threshold)
-        _check_enough(masked, Stage.SHARE_KEYS, len(graph), threshold)
+        _check_enough(masked, Stage.SHARE_KEYS, len(graph), threshold, state.quorum)
 
         state.masked = frozenset(masked)
         state.masking_keys = {u: keys[u][1] for u in masked}
@@ -364,10 +419,14 @@ class SecAggPlus(WrappedStrategy):
                 Stage.MASKED_INPUT,
                 f"{len(survivors)} masked vectors arrived, at least 2 are needed",
             )
-        requests = {
+        if len(survivors) < state.quorum:
+            raise _Abort(Stage.MASKED_INPUT, _short_of_noise(len(survivors), state.quorum))
+        count = {"survivors-total": len(survivors)} if state.quorum else {}
+        requests: dict[int, dict[str, Any]] = {
             u: {
                 "dropped": [v for v in graph[u] if v in dropped],
                 "survivors": [v for v in graph[u] if v in survivors],
+                **count,
             }
             for u in survivors
         }
@@ -506,12 +565,48 @@ def _prune(graph: Mapping[int, list[int]], alive: set[int], threshold: int) -> s
         alive -= weak
 
 
-def _check_enough(alive: set[int], stage: str, sampled: int, threshold: int) -> None:
+def _check_enough(alive: set[int], stage: str, sampled: int, threshold: int, quorum: int) -> None:
     if len(alive) < 2:
         raise _Abort(
             stage,
             f"after the {stage} stage {len(alive)} of {sampled} nodes keep {threshold} "
             "neighbours (the threshold); do the nodes' ClientApps use secaggplus_mod?",
+        )
+    if len(alive) < quorum:
+        raise _Abort(stage, f"after the {stage} stage, " + _short_of_noise(len(alive), quorum))
+
+
+def _short_of_noise(left: int, quorum: int) -> str:
+    return (
+        f"{left} nodes are left, fewer than the {quorum} whose noise shares make up the "
+        "noise differential privacy needs: the sum is not unmasked"
+    )
+
+
+def _check_private(strategy: CentralDP, clipping_range: float) -> None:
+    """Check that SecAgg+ can carry ``strategy``'s differential privacy.
+
+    Raises
+    ------
+    ConfigError
+        If it clips on the server or adapts its clipping norm, or an update within the
+        norm does not fit the clipping range.
+    """
+    if strategy.clipping != "client":
+        raise ConfigError(
+            "under secure aggregation the server never sees an update, so it cannot clip "
+            "one: give CentralDP clipping='client' (the nodes' secaggplus_mod clips)"
+        )
+    if strategy.adaptive is not None:
+        raise ConfigError(
+            "adaptive clipping needs the count of clipped updates, which secure aggregation "
+            "does not release: use a fixed clipping norm with SecAggPlus"
+        )
+    if clipping_range < strategy.clipping_norm:
+        raise ConfigError(
+            f"clipping_range {clipping_range:g} is below the clipping norm "
+            f"{strategy.clipping_norm:g}: an update within the norm would be cut; choose "
+            "about the norm plus 4 standard deviations of a node's noise share"
         )
 
 

@@ -57,6 +57,9 @@ _ENCODING_ENTRIES = (
     "arrays-key",
     "metrics-key",
     "weight-key",
+    "dp-clipping-norm",
+    "dp-noise-stddev",
+    "noise-quorum",
 )
 _SHARE_BYTES = 66
 #: A round: its run and number.
@@ -75,6 +78,11 @@ def secaggplus_mod(message: Message, context: Context, call_next: CallNext) -> M
     Use it as the ClientApp's mod::
 
         app = ClientApp(mods=[secaggplus_mod])
+
+    When the server's strategy is differentially private (SecAggPlus around CentralDP),
+    the mod also clips the update to the round's clipping norm and adds the node's share
+    of the noise before masking it, drawn from randomness the operating system seeds:
+    the ClientApp needs no other mod.
 
     Raises
     ------
@@ -295,6 +303,18 @@ def _unmask(context: Context, record: ConfigRecord, server_round: _Round) -> dic
     dropped: list[int] = require(record, "dropped", int, many=True)
     survivors: list[int] = require(record, "survivors", int, many=True)
     senders: list[int] = state["senders"]
+    quorum = state.get("noise-quorum")
+    if quorum is not None:
+        total = record.get("survivors-total")
+        if not isinstance(total, int) or total < quorum:
+            count = total if isinstance(total, int) else "an unstated number of"
+            # A server that unmasked fewer noised vectors would see a sum with less noise
+            # than differential privacy needs.
+            _forget(context)
+            raise MessageError(
+                f"the server asks to unmask {count} masked vectors, fewer than the noise "
+                f"quorum {quorum}: the node refuses to help unmask a sum with less noise"
+            )
     _distinct_subset(dropped + survivors, senders, "unmask nodes")
     # ``dropped + survivors`` distinct: no node is both, so the server never gets both
     # the self-mask share and the masking-key share of one node from this node.

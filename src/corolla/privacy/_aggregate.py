@@ -87,6 +87,7 @@ class ClippedSum:
         self._metrics = WeightedMetrics(metrics_key=metrics_key, weight_key=weight_key)
         self._sums: list[np.ndarray[Any, Any]] | None = None
         self._workspace: list[np.ndarray[Any, Any]] | None = None
+        self._starts64: list[np.ndarray[Any, Any]] | None = None
         #: The number of updates folded in that were within C.
         self.unclipped = 0
 
@@ -94,6 +95,7 @@ class ClippedSum:
         # A partial sum that folded replies travels only to be merged: the global arrays
         # it started from are the root's already, and would double what it ships.
         state = dict(self.__dict__)
+        state["_starts64"] = None
         if self.count:
             state["global_arrays"] = None
         return state
@@ -141,8 +143,8 @@ class ClippedSum:
         metrics, reported = self._read_metrics(content)
         arrays = reply_arrays(content, self.arrays_key)
         check_layout(arrays, self.spec, self.arrays_key)
-        clipped = [np.array(arrays[name], dtype=np.float64) for name in starts]
-        for update, start in zip(clipped, starts.values(), strict=True):
+        clipped = [arrays[name].astype(np.float64) for name in starts]
+        for update, start in zip(clipped, self._starts(starts), strict=True):
             update -= start
         try:
             norm, within = clip_in_place(clipped, self.clipping_norm)
@@ -164,6 +166,13 @@ class ClippedSum:
                 total += part
         self.unclipped += int(within)
         self._metrics.fold(metrics)
+
+    def _starts(self, starts: ArrayRecord) -> list[np.ndarray[Any, Any]]:
+        """The global arrays in float64, made once: subtracting arrays of one dtype is
+        several times faster than of two."""
+        if self._starts64 is None:
+            self._starts64 = [np.asarray(a, dtype=np.float64) for a in starts.values()]
+        return self._starts64
 
     def _read_metrics(self, content: RecordDict) -> tuple[Any, bool | None]:
         """The reply's metrics without ``dp-unclipped``, and that bit (None if absent)."""

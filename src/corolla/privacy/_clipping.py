@@ -31,7 +31,8 @@ Arrays = Sequence["np.ndarray[Any, Any]"]
 #: Rescaling a clipped update by C / norm can land a rounding error above C; each retry
 #: shrinks the factor by this relative step, doubled at every retry (values near the
 #: subnormal range round coarsely), so it ends within 52 retries.
-_FIRST_SHRINK = 4.0 * float(np.finfo(np.float64).eps)
+_EPS = float(np.finfo(np.float64).eps)
+_FIRST_SHRINK = 4.0 * _EPS
 
 
 #: A sum of squares in this range is the norm's square to float64 precision: no element's
@@ -135,19 +136,24 @@ def clip_in_place(arrays: list[np.ndarray[Any, Any]], clipping_norm: float) -> t
     norm = _norm(arrays)
     if norm <= clipping_norm:
         return norm, True
-    if 1e-150 < norm < 1e150:
-        factor = clipping_norm / norm
+    if 1e-150 < norm < 1e150 and 1e-150 < clipping_norm < 1e150:
+        # The computed norm and the scaled elements are off by at most (n + 3) eps
+        # relative, for n squares summed in any order: scaling to C less twice that lands
+        # the norm (true and computed) within C without measuring it again.
+        size = sum(a.size for a in arrays) + len(arrays)
+        factor = clipping_norm / norm * (1.0 - 2.0 * (size + 8) * _EPS)
         for a in arrays:
             np.multiply(a, factor, out=a)
-    else:
-        # Divide by the parts of the norm first: the norm or C / norm alone may overflow
-        # or be subnormal.
-        largest, relative = _norm_parts(arrays)
-        for a in arrays:
-            np.divide(a, largest, out=a)
-            np.divide(a, relative, out=a)
-            np.multiply(a, clipping_norm, out=a)
-    # Rescaling can land a rounding error above C: shrink until it does not.
+        return norm, False
+    # Divide by the parts of the norm first: the norm or C / norm alone may overflow or be
+    # subnormal.
+    largest, relative = _norm_parts(arrays)
+    for a in arrays:
+        np.divide(a, largest, out=a)
+        np.divide(a, relative, out=a)
+        np.multiply(a, clipping_norm, out=a)
+    # Rescaling through the norm's parts can land a rounding error above C: shrink until
+    # it does not.
     shrink = _FIRST_SHRINK
     while _norm(arrays) > clipping_norm:
         for a in arrays:

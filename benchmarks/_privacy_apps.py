@@ -8,7 +8,8 @@ Everything a run needs comes from the run config:
 - ``rounds``: rounds of FedAvg, every node sampled;
 - ``step``: what local training adds to every parameter;
 - ``seed``: seed of the initial model and of the strategy;
-- ``mechanism``: ``plain``, ``secagg`` (:class:`~corolla.privacy.SecAggPlus` around
+- ``mechanism``: ``plain``, ``secagg-dp`` (SecAgg+ around client-clipped central DP, the
+  nodes adding the noise), ``secagg`` (:class:`~corolla.privacy.SecAggPlus` around
   FedAvg, its default graph and threshold) or ``dp`` (central DP with server-side
   clipping around FedAvg);
 - ``clipping``: the SecAgg+ clipping range, or the DP clipping norm.
@@ -65,6 +66,15 @@ def strategy_for(config: dict[str, object]) -> Strategy:
         return CentralDP(
             fedavg, noise_multiplier=1.0, clipping_norm=clipping, clipping="server", delta=1e-5
         )
+    if mechanism == "secagg-dp":
+        from corolla.privacy import CentralDP
+
+        private = CentralDP(
+            fedavg, noise_multiplier=1.0, clipping_norm=clipping, clipping="client", delta=1e-5
+        )
+        # Each element is at most C plus a node's noise share (at most 1 / sqrt(2) of z C):
+        # five shares above C leave the range uncut but for one element in millions.
+        return SecAggPlus(private, clipping_range=clipping * 4.6, seed=int(config["seed"]))
     raise ValueError(f"unknown mechanism {mechanism!r}")
 
 

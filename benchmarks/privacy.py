@@ -17,7 +17,10 @@ the end of ``aggregate_fit``, after the unmasking):
 
 - ``plain_round_s``, ``secagg_round_s`` (target <= 3 x plain), ``dp_round_s`` (target
   within 10% of plain), ``flower_secagg_round_s`` (with ``flwr[simulation]`` installed);
-- ``secagg_over_plain``, ``dp_over_plain``, ``flower_secagg_over_secagg``;
+- ``secagg_dp_round_s``: SecAgg+ around central DP with the noise added by the nodes
+  (``SecAggPlus(CentralDP(..., clipping="client"))``), no target of its own;
+- ``secagg_over_plain``, ``dp_over_plain``, ``secagg_dp_over_plain``,
+  ``flower_secagg_over_secagg``;
 - ``secagg_max_abs_error``: how far SecAgg+'s final model is from the plain run's (its
   quantization error), and ``secagg_error_bound``, the bound it must stay within (the
   quantization bound of each round, plus the float32 rounding of each round's model);
@@ -94,7 +97,7 @@ def run_corolla(mechanism: str, nodes: int, params: int, rounds: int) -> dict[st
         "mechanism": mechanism,
         "clipping": CLIPPING if mechanism == "secagg" else DP_CLIPPING,
     }
-    client = "secagg_client" if mechanism == "secagg" else "client"
+    client = "secagg_client" if mechanism.startswith("secagg") else "client"
     clock = Clock()
     result = run_simulation(
         ComponentRef("_privacy_apps:server", str(HERE)),
@@ -201,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     plain = run_corolla("plain", args.nodes, args.params, args.rounds)
     secagg = run_corolla("secagg", args.nodes, args.params, args.rounds)
     dp = run_corolla("dp", args.nodes, args.params, args.rounds)
+    secagg_dp = run_corolla("secagg-dp", args.nodes, args.params, args.rounds)
     error = float(np.max(np.abs(secagg["final"].astype(np.float64) - plain["final"])))
     # The bound holds per round, plus the rounding of each round's float32 model (half a
     # unit in the last place, on either side); the rounds' errors add up at most.
@@ -214,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         "plain_round_s": plain["round_s_median"],
         "secagg_round_s": secagg["round_s_median"],
         "dp_round_s": dp["round_s_median"],
+        "secagg_dp_round_s": secagg_dp["round_s_median"],
         "secagg_over_plain": _ratio(secagg["round_s_median"], plain["round_s_median"]),
         "dp_over_plain": _ratio(dp["round_s_median"], plain["round_s_median"]),
+        "secagg_dp_over_plain": _ratio(secagg_dp["round_s_median"], plain["round_s_median"]),
         "secagg_server_s": statistics.median(secagg["server_s"]) if secagg["server_s"] else None,
         "secagg_neighbours": min(default_neighbours(args.nodes), args.nodes - 1),
         "secagg_max_abs_error": error,
@@ -224,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             "plain": plain["round_s"],
             "secagg": secagg["round_s"],
             "dp": dp["round_s"],
+            "secagg_dp": secagg_dp["round_s"],
         },
     }
     if args.no_flower:

@@ -41,7 +41,9 @@ def add_attach_parsers(commands: Any) -> None:
     pull = commands.add_parser(
         "pull",
         help="download the outputs of a run that ended",
-        description="Write history.json, final.npz, metrics.png and run.json of an ended run.",
+        description=(
+            "Write history.json, final.npz, metrics.png, run.json and report.html of an ended run."
+        ),
     )
     pull.add_argument("run_id", type=int)
     add_output_options(pull)

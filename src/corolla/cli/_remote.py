@@ -12,6 +12,7 @@ from ..core import UserConfigValue
 from ..project import AppConfig
 from ..runtime import ControlClient
 from ..server import RunResult
+from ..tracking import RunTracker
 from ..trust import SigningKey
 from ._connection import Connection
 from ._follow import follow_to_outputs, guard_detach
@@ -43,12 +44,13 @@ def submit_and_follow(
     insecure: bool = False,
     timeout: float | None = None,
     signing_keys: Sequence[SigningKey] = (),
+    tracker: RunTracker | None = None,
 ) -> RunResult:
     """Submit ``app`` to the link's Control API, show its progress, write its outputs.
 
     ``run_config`` holds the overrides (``seed`` included); the link merges them with
-    the app's defaults; ``signing_keys`` sign its bundle. Returns the run's final
-    arrays and history.
+    the app's defaults; ``signing_keys`` sign its bundle; ``tracker`` logs each round as
+    it ends, and the outputs. Returns the run's final arrays and history.
 
     Raises
     ------
@@ -72,6 +74,7 @@ def submit_and_follow(
             title=f"run {run.run_id} ({app.name})",
             quiet=quiet,
             timeout=timeout,
+            tracker=tracker,
         )
 
 
@@ -84,10 +87,12 @@ def run_on_link(
     *,
     quiet: bool = False,
     signing_keys: Sequence[SigningKey] = (),
+    tracker: RunTracker | None = None,
 ) -> int:
     """``corolla run --link``/``--federation``: submit (the bundle signed by
-    ``signing_keys``), follow, write the outputs; on Ctrl-C or a lost link, print how to
-    follow the run again. Returns the exit status.
+    ``signing_keys``), follow (logging each round to ``tracker``, if given), write the
+    outputs; on Ctrl-C or a lost link, print how to follow the run again. Returns the
+    exit status.
 
     Raises
     ------
@@ -118,6 +123,7 @@ def run_on_link(
                 run_info=_run_info(app, address, run.run_id, run_config),
                 title=f"run {run.run_id} ({app.name})",
                 quiet=quiet,
+                tracker=tracker,
             )
 
         return guard_detach(follow, run.run_id, connection, output)

@@ -1,0 +1,117 @@
+"""``corolla run --track``: a simulation logs its config, each round's metrics and its
+outputs to MLflow or TensorBoard, read back with their own readers; bad options fail
+before the run starts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from corolla.cli._main import main
+
+from ..tracking.readers import (
+    assert_close_series,
+    history_metrics,
+    mlflow_metrics,
+    mlflow_run,
+    tensorboard_run,
+    tensorboard_scalars,
+    tensorboard_text,
+)
+from .commands import source_environment
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "examples" / "quickstart-numpy"
+SMALL = ["--run-config", "num-server-rounds=2", "--nodes", "4", "--backend", "inline"]
+
+
+def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = source_environment()
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        [sys.executable, "-m", "corolla", "run", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+
+
+def _tracked_app(tmp_path: Path, table: str) -> Path:
+    """The quickstart app with ``table`` as its ``[tool.corolla.app.tracking]``."""
+    app = tmp_path / "app"
+    shutil.copytree(APP, app, ignore=shutil.ignore_patterns("__pycache__"))
+    with (app / "pyproject.toml").open("a") as file:
+        file.write(f"\n[tool.corolla.app.tracking]\n{table}\n")
+    return app
+
+
+@pytest.mark.e2e
+def test_a_simulation_logs_to_mlflows_default_store_in_the_current_directory(tmp_path):
+    pytest.importorskip("mlflow")
+
+    result = _run(tmp_path, str(APP), *SMALL, "--output", "out", "--track", "mlflow")
+
+    assert result.returncode == 0, result.stderr
+    uri = f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert "tracked: MLflow run" in result.stdout and uri in result.stdout
+    client, run = mlflow_run(uri, "quickstart-numpy")
+    assert run.info.run_name == "out" and run.info.status == "FINISHED"
+    config = json.loads((tmp_path / "out" / "run.json").read_text())["run_config"]
+    assert run.data.params == {key: str(value) for key, value in config.items()}
+    assert run.data.tags["corolla.nodes"] == "4"
+    assert_close_series(mlflow_metrics(client, run), history_metrics(tmp_path / "out"))
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"final.npz", "history.json", "run.json", "report.html"} <= artifacts
+    logged = client.download_artifacts(run.info.run_id, "final.npz", str(tmp_path))
+    with np.load(logged) as got, np.load(tmp_path / "out" / "final.npz") as written:
+        assert got.files == written.files
+        for name in written.files:
+            np.testing.assert_array_equal(got[name], written[name])
+
+
+@pytest.mark.e2e
+def test_a_simulation_logs_to_tensorboard_as_its_pyproject_says(tmp_path):
+    pytest.importorskip("tensorboard")
+    app = _tracked_app(tmp_path, 'backend = "tensorboard"\nuri = "tb"')
+
+    result = _run(tmp_path, str(app), *SMALL, "--output", "out", "--quiet")
+
+    assert result.returncode == 0, result.stderr
+    run = tensorboard_run(tmp_path / "tb" / "out")
+    assert_close_series(tensorboard_scalars(run), history_metrics(tmp_path / "out"))
+    assert "| num-server-rounds | 2 |" in tensorboard_text(run, "run_config")
+    assert tensorboard_text(run, "status") == "finished"
+    with np.load(tmp_path / "out" / "final.npz") as written:
+        assert {f"final/{name}" for name in written.files} <= set(run.Tags()["tensors"])
+    assert "tracking" in json.loads((tmp_path / "out" / "run.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("table", "options", "message"),
+    [
+        ("", ["--track-uri", "tb"], "--track-uri says where a tracker writes: give --track"),
+        ('backend = "wandb"', [], "backend in [tool.corolla.app.tracking] in "),
+        ("", ["--track", "tensorboard", "--track-uri", "blocked"], "cannot write TensorBoard"),
+    ],
+)
+def test_bad_tracking_options_fail_before_the_run_starts(
+    tmp_path, monkeypatch, capsys, table, options, message
+):
+    app = _tracked_app(tmp_path, table)
+    (tmp_path / "blocked").write_text("a file where the log directory would go")
+    monkeypatch.chdir(tmp_path)
+
+    status = main(["run", str(app), *SMALL, "--output", "out", *options])
+
+    assert status == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "out").exists()

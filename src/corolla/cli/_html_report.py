@@ -138,10 +138,23 @@ def _arrays_table(path: Path) -> str:
     return f'<table id="arrays"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+#: How the facts of ``run.json`` are named on the page (others keep their key).
+_LABELS = {"app_dir": "app directory", "run_id": "run id", "startup_s": "startup"}
+_SECONDS = ("startup_s", "total_s")
+
+
 def _facts(info: Mapping[str, Any], history: History) -> list[tuple[str, Any]]:
-    facts = [(k, v) for k, v in info.items() if k != "run_config"]
-    if "total_s" in info:
-        facts.append(("duration", f"{float(info['total_s']):.1f} s"))
+    """The run's facts from ``run.json`` (but its config, which has a table of its own),
+    seconds as such, the duration and the rounds last."""
+    facts = []
+    for key, value in info.items():
+        if key in ("run_config", "total_s") or value is None:
+            continue
+        if key in _SECONDS and isinstance(value, int | float):
+            value = f"{value:.1f} s"
+        facts.append((_LABELS.get(key, key), value))
+    if isinstance(info.get("total_s"), int | float):
+        facts.append(("duration", f"{info['total_s']:.1f} s"))
     facts.append(("rounds", len([s for s in history.rounds if s.round > 0])))
     return facts
 

@@ -44,13 +44,12 @@ def submit_and_follow(
     insecure: bool = False,
     timeout: float | None = None,
     signing_keys: Sequence[SigningKey] = (),
-    tracker: RunTracker | None = None,
 ) -> RunResult:
     """Submit ``app`` to the link's Control API, show its progress, write its outputs.
 
     ``run_config`` holds the overrides (``seed`` included); the link merges them with
-    the app's defaults; ``signing_keys`` sign its bundle; ``tracker`` logs each round as
-    it ends, and the outputs. Returns the run's final arrays and history.
+    the app's defaults; ``signing_keys`` sign its bundle. Returns the run's final
+    arrays and history.
 
     Raises
     ------
@@ -74,7 +73,6 @@ def submit_and_follow(
             title=f"run {run.run_id} ({app.name})",
             quiet=quiet,
             timeout=timeout,
-            tracker=tracker,
         )
 
 

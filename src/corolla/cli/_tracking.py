@@ -35,14 +35,16 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def tracking_settings(args: argparse.Namespace, app: AppConfig) -> TrackingSettings | None:
-    """The tracker the command line and the app ask for, or None.
+def tracking_settings(args: argparse.Namespace, app: AppConfig | None) -> TrackingSettings | None:
+    """The tracker the command line and the app (if given) ask for, or None.
 
     Raises
     ------
     ConfigError
         If the app's tracking table or the options are wrong.
     """
+    if app is None:
+        return TrackingSettings.resolve({}, backend=args.track, uri=args.track_uri)
     return TrackingSettings.resolve(
         app.tracking,
         backend=args.track,
@@ -53,13 +55,14 @@ def tracking_settings(args: argparse.Namespace, app: AppConfig) -> TrackingSetti
 
 def start_tracking(
     args: argparse.Namespace,
-    app: AppConfig,
+    app: AppConfig | str,
     run_config: Mapping[str, Any],
     output: Path,
     tags: Mapping[str, Any],
 ) -> RunTracker | None:
-    """Open the tracker asked for (None if none), for a run of ``app`` with
-    ``run_config`` writing into ``output`` (whose name names the tracked run).
+    """Open the tracker asked for (None if none), for a run of ``app`` (its directory's
+    config, or only its name) with ``run_config`` writing into ``output`` (whose name
+    names the tracked run).
 
     Raises
     ------
@@ -68,15 +71,16 @@ def start_tracking(
     MissingExtraError
         If the tracker's package is not installed.
     """
-    settings = tracking_settings(args, app)
+    settings = tracking_settings(args, app if isinstance(app, AppConfig) else None)
     if settings is None:
         return None
+    name = app.name if isinstance(app, AppConfig) else app
     return open_tracker(
         settings,
-        experiment=app.name,
+        experiment=name,
         run_name=output.name,
         params=run_config,
-        tags={"corolla.app": app.name, **{f"corolla.{k}": str(v) for k, v in tags.items()}},
+        tags={"corolla.app": name, **{f"corolla.{k}": str(v) for k, v in tags.items()}},
     )
 
 

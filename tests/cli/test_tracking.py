@@ -12,8 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from corolla.cli._main import main
+from corolla.cli._tracking import say_tracked
+from corolla.server import History
+from corolla.tracking import TrackingSettings, open_tracker
 
 from ..tracking.readers import (
     assert_close_series,
@@ -115,3 +119,19 @@ def test_bad_tracking_options_fail_before_the_run_starts(
     assert status == 2
     assert message in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_a_tracker_that_stopped_partway_is_told_even_when_quiet(tmp_path, capsys):
+    tracker = open_tracker(
+        TrackingSettings("tensorboard", str(tmp_path)), experiment="a", run_name="r", params={}
+    )
+    tracker.close("stopped")
+    tracker.finish(History(), [])  # its writer is closed: logging fails
+
+    say_tracked(Console(), tracker, quiet=True)
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "warning: tracking stopped partway (TensorBoard logs in" in " ".join(
+        captured.err.split()
+    )

@@ -35,9 +35,13 @@ APP = ROOT / "examples" / "quickstart-numpy"
 SMALL = ["--run-config", "num-server-rounds=2", "--nodes", "4", "--backend", "inline"]
 
 
-def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = source_environment()
-    env.pop("MLFLOW_TRACKING_URI", None)
+def _run(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``corolla run args`` in ``cwd``, with ``env`` (and no ``$MLFLOW_TRACKING_URI`` but
+    one it sets)."""
+    environment = source_environment()
+    environment.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(
         [sys.executable, "-m", "corolla", "run", *args],
         cwd=cwd,
@@ -45,7 +49,7 @@ def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
         check=False,
-        env=env,
+        env={**environment, **(env or {})},
     )
 
 
@@ -59,13 +63,19 @@ def _tracked_app(tmp_path: Path, table: str) -> Path:
 
 
 @pytest.mark.e2e
-def test_a_simulation_logs_to_mlflows_default_store_in_the_current_directory(tmp_path):
+def test_a_simulation_logs_to_the_mlflow_store_of_the_environment(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
+    # MLflow's file store (opened on request only): its default SQLite store takes MLflow
+    # seconds of schema migrations to create, too slow for the suite.
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
 
-    result = _run(tmp_path, str(APP), *SMALL, "--output", "out", "--track", "mlflow")
+    result = _run(
+        tmp_path, str(APP), *SMALL, "--output", "out", "--track", "mlflow",
+        env={"MLFLOW_TRACKING_URI": uri},
+    )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
-    uri = f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     assert "tracked: MLflow run" in result.stdout and uri in result.stdout
     client, run = mlflow_run(uri, "quickstart-numpy")
     assert run.info.run_name == "out" and run.info.status == "FINISHED"

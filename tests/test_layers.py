@@ -39,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "flower": {"core", "client", "server", "project", "strategy"},
     "trust": {"core"},
     "privacy": {"core", "client", "server", "strategy", "tuning"},
+    "tracking": {"core", "server"},
     "runtime": {
         "core",
         "trust",
@@ -66,6 +67,7 @@ ALLOWED: dict[str, set[str]] = {
         "flower",
         "trust",
         "privacy",
+        "tracking",
         "",
     },
 }

@@ -245,7 +245,13 @@ def test_a_finished_run_is_logged_listed_followed_again_and_pulled(
     # pull and attach write what `corolla run --link` wrote.
     for directory in ("out", "pulled", "attached"):
         names = sorted(p.name for p in (tmp_path / directory).iterdir())
-        assert names == ["final.npz", "history.json", "metrics.png", "run.json"], directory
+        assert names == [
+            "final.npz",
+            "history.json",
+            "metrics.png",
+            "report.html",
+            "run.json",
+        ], directory
     assert "Run summary" in pulled and "Run summary" in attached
     assert (tmp_path / "pulled" / "history.json").read_text() == (
         tmp_path / "out" / "history.json"

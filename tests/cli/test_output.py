@@ -43,5 +43,5 @@ def test_a_forced_run_removes_the_earlier_files_it_does_not_write(tmp_path: Path
 
     written = write_outputs(tmp_path, history, None, {"run_id": 1}, "run 1")
 
-    assert sorted(p.name for p in written) == ["history.json", "run.json"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json", "run.json"]
+    assert sorted(p.name for p in written) == ["history.json", "report.html", "run.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json", "report.html", "run.json"]

@@ -4,6 +4,7 @@ the outputs of a run that ended. Both write what ``corolla run --link`` writes."
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from ._follow import RunFollower, follow_to_outputs, guard_detach, run_status
 from ._output import check_output
 from ._report import report, write_outputs
 from ._run import add_output_options, corolla_home
+from ._tracking import add_tracking_options, start_tracking
 
 __all__ = ["add_attach_parsers"]
 
@@ -35,13 +37,16 @@ def add_attach_parsers(commands: Any) -> None:
     attach.add_argument("run_id", type=int)
     add_output_options(attach)
     attach.add_argument("--quiet", action="store_true", help="no progress output")
+    add_tracking_options(attach)
     add_connection_options(attach)
     attach.set_defaults(handler=attach_command)
 
     pull = commands.add_parser(
         "pull",
         help="download the outputs of a run that ended",
-        description="Write history.json, final.npz, metrics.png and run.json of an ended run.",
+        description=(
+            "Write history.json, final.npz, metrics.png, run.json and report.html of an ended run."
+        ),
     )
     pull.add_argument("run_id", type=int)
     add_output_options(pull)
@@ -78,18 +83,29 @@ def attach_command(args: argparse.Namespace, console: Console) -> int:
                 soft_wrap=True,
             )
 
+        info = _run_info(connection, run)
+        tracker = start_tracking(
+            args,
+            run.app_name,
+            info["run_config"],
+            output,
+            {"link": info["link"], "run_id": run.run_id},
+        )
+
         def follow() -> None:
             follow_to_outputs(
                 client,
                 run.run_id,
                 output,
                 console,
-                run_info=_run_info(connection, run),
+                run_info=info,
                 title=f"run {run.run_id} ({run.app_name})",
                 quiet=args.quiet,
+                tracker=tracker,
             )
 
-        return guard_detach(follow, run.run_id, connection, args.output)
+        with tracker or contextlib.nullcontext():
+            return guard_detach(follow, run.run_id, connection, args.output)
 
 
 def _pull(

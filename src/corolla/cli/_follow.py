@@ -21,10 +21,12 @@ from rich.text import Text
 from ..core import Event, ExecutionError
 from ..runtime import ControlClient
 from ..server import History, RunResult
+from ..tracking import RunTracker
 from ..transport import TransportError, run_pb2
 from ._connection import Connection
 from ._progress import RunProgress
 from ._report import report, write_outputs
+from ._tracking import say_tracked
 
 __all__ = [
     "RunFollower",
@@ -97,9 +99,11 @@ def follow_to_outputs(
     title: str,
     quiet: bool = False,
     timeout: float | None = None,
+    tracker: RunTracker | None = None,
 ) -> RunResult:
     """Follow run ``run_id`` with a progress display until it ends, then write its
-    outputs into ``output`` and print the summary.
+    outputs into ``output`` and print the summary. With ``tracker``, each round is
+    logged as it ends, and the outputs at the end.
 
     Raises
     ------
@@ -110,7 +114,13 @@ def follow_to_outputs(
     """
     started = time.perf_counter()
     with RunProgress(console, quiet=quiet) as progress:
-        follower = RunFollower(client, run_id, progress)
+
+        def on_event(event: Event) -> None:
+            if tracker is not None:
+                tracker(event)
+            progress(event)
+
+        follower = RunFollower(client, run_id, on_event)
         follower.follow(timeout=timeout)
     if follower.status != "finished":
         final = client.get_run(run_id)
@@ -120,9 +130,14 @@ def follow_to_outputs(
         raise ExecutionError(f"run {run_id} did not finish ({follower.status}): {reason}")
     history = follower.history()
     info = {**run_info, "total_s": round(time.perf_counter() - started, 3)}
+    if tracker is not None:
+        info["tracking"] = tracker.where
     written = write_outputs(output, history, follower.result.arrays, info, title)
+    if tracker is not None:
+        tracker.finish(history, written)
     if not quiet:
         report(console, history, written, time.perf_counter() - started)
+    say_tracked(console, tracker, quiet=quiet)
     return RunResult(follower.result.arrays, history)
 
 

@@ -18,6 +18,7 @@ from ._attach import add_attach_parsers
 from ._audit import add_audit_parser
 from ._certs import add_certs_parser
 from ._control import add_control_parsers
+from ._html_report import add_report_parser
 from ._keys import add_keys_parser
 from ._link import add_link_parser
 from ._log import add_log_parser
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     add_new_parser(commands)
     add_run_parser(commands)
+    add_report_parser(commands)
     add_link_parser(commands)
     add_node_parser(commands)
     add_certs_parser(commands)

@@ -22,7 +22,7 @@ from ..core import ConfigError
 __all__ = ["OUTPUT_FILES", "check_output", "remove_stale_outputs"]
 
 #: What a run leaves in its output directory (see ``_report.write_outputs``).
-OUTPUT_FILES = ("history.json", "final.npz", "metrics.png", "run.json")
+OUTPUT_FILES = ("history.json", "final.npz", "metrics.png", "run.json", "report.html")
 
 
 def check_output(path: Path, *, force: bool) -> None:

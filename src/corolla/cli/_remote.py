@@ -12,6 +12,7 @@ from ..core import UserConfigValue
 from ..project import AppConfig
 from ..runtime import ControlClient
 from ..server import RunResult
+from ..tracking import RunTracker
 from ..trust import SigningKey
 from ._connection import Connection
 from ._follow import follow_to_outputs, guard_detach
@@ -84,10 +85,12 @@ def run_on_link(
     *,
     quiet: bool = False,
     signing_keys: Sequence[SigningKey] = (),
+    tracker: RunTracker | None = None,
 ) -> int:
     """``corolla run --link``/``--federation``: submit (the bundle signed by
-    ``signing_keys``), follow, write the outputs; on Ctrl-C or a lost link, print how to
-    follow the run again. Returns the exit status.
+    ``signing_keys``), follow (logging each round to ``tracker``, if given), write the
+    outputs; on Ctrl-C or a lost link, print how to follow the run again. Returns the
+    exit status.
 
     Raises
     ------
@@ -118,6 +121,7 @@ def run_on_link(
                 run_info=_run_info(app, address, run.run_id, run_config),
                 title=f"run {run.run_id} ({app.name})",
                 quiet=quiet,
+                tracker=tracker,
             )
 
         return guard_detach(follow, run.run_id, connection, output)

@@ -1,5 +1,5 @@
-"""What a finished run leaves behind: history.json, final.npz, metrics.png and run.json,
-and the lines that say where they went."""
+"""What a finished run leaves behind: history.json, final.npz, metrics.png, run.json and
+report.html, and the lines that say where they went."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.console import Console
 
 from ..core import ArrayRecord
 from ..server import History
+from ._html_report import REPORT_FILE, write_html_report
 from ._output import remove_stale_outputs
 from ._plot import plot_history
 from ._summary import print_summary
@@ -40,7 +41,9 @@ def write_outputs(
         written.append(output / "metrics.png")
     (output / "run.json").write_text(json.dumps(run_info, indent=2, default=str) + "\n")
     written.append(output / "run.json")
-    remove_stale_outputs(output, written)
+    remove_stale_outputs(output, [*written, output / REPORT_FILE])
+    # Last: the report is made of the files above, and of none an earlier run left.
+    written.append(write_html_report(output))
     return written
 
 

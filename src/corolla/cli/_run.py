@@ -4,6 +4,7 @@ and a final report."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ from ._connection import add_connection_options, resolve_connection
 from ._output import check_output
 from ._progress import RunProgress
 from ._report import report, write_outputs
+from ._tracking import add_tracking_options, say_tracked, start_tracking
 
 __all__ = ["add_run_parser", "corolla_home", "flower_config_file", "load_app", "run_command"]
 
@@ -95,6 +97,7 @@ def add_run_parser(commands: Any) -> None:
         help="sign the app's bundle with the key in FILE (`corolla keys create`), for a "
         "link or nodes whose policy trusts it; may be given more than once",
     )
+    add_tracking_options(parser)
     parser.set_defaults(handler=run_command)
 
 
@@ -150,16 +153,21 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
             )
         from ._remote import run_on_link
 
-        # The link merges the overrides with the app's defaults itself.
-        return run_on_link(
-            app,
-            connection,
-            {**overrides, "seed": args.seed},
-            output,
-            console,
-            quiet=args.quiet,
-            signing_keys=signing_keys,
+        tracker = start_tracking(
+            args, app, run_config, output, {"link": connection.address, "seed": args.seed}
         )
+        with tracker or contextlib.nullcontext():
+            # The link merges the overrides with the app's defaults itself.
+            return run_on_link(
+                app,
+                connection,
+                {**overrides, "seed": args.seed},
+                output,
+                console,
+                quiet=args.quiet,
+                signing_keys=signing_keys,
+                tracker=tracker,
+            )
     simulation = app.simulations[args.federation] if simulated else app.simulation
     nodes = _positive("--nodes", args.nodes) or int(simulation.get("num-nodes", 10))
     backend = args.backend or str(simulation.get("backend", "process"))
@@ -167,46 +175,59 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     if workers is None and "workers" in simulation:
         workers = _positive("workers of the app's simulation", int(simulation["workers"]))
     check_output(output, force=args.force)
-    if not args.quiet:
-        console.print(
-            f"corolla run {app.name}: {nodes} nodes, backend {backend}, seed {args.seed}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+    tracker = start_tracking(
+        args, app, run_config, output, {"nodes": nodes, "backend": backend, "seed": args.seed}
+    )
+    with tracker or contextlib.nullcontext():
+        if not args.quiet:
+            console.print(
+                f"corolla run {app.name}: {nodes} nodes, backend {backend}, seed {args.seed}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        round_ends: list[Event] = []
+
+        with RunProgress(console, quiet=args.quiet) as progress:
+
+            def on_event(event: Event) -> None:
+                if event.kind == "round.end":
+                    round_ends.append(event)
+                if tracker is not None:
+                    tracker(event)
+                progress(event)
+
+            result = run_simulation(
+                app.server_ref,
+                app.client_ref,
+                nodes,
+                backend=backend,
+                num_workers=workers,
+                run_config=run_config,
+                events=on_event,
+            )
+
+        history = result.history or History.from_dict(
+            {"rounds": [dict(e.data) for e in round_ends]}
         )
-    round_ends: list[Event] = []
-
-    with RunProgress(console, quiet=args.quiet) as progress:
-
-        def on_event(event: Event) -> None:
-            if event.kind == "round.end":
-                round_ends.append(event)
-            progress(event)
-
-        result = run_simulation(
-            app.server_ref,
-            app.client_ref,
-            nodes,
-            backend=backend,
-            num_workers=workers,
-            run_config=run_config,
-            events=on_event,
-        )
-
-    history = result.history or History.from_dict({"rounds": [dict(e.data) for e in round_ends]})
-    run_info = {
-        "app": app.name,
-        "app_dir": str(app.root),
-        "nodes": nodes,
-        "backend": backend,
-        "workers": workers,
-        "seed": args.seed,
-        "run_config": run_config,
-        "startup_s": round(result.startup_s, 3),
-        "total_s": round(result.total_s, 3),
-    }
-    title = f"{app.name}, simulated {now:%Y-%m-%d %H:%M}"
-    written = write_outputs(Path(output), history, result.arrays, run_info, title)
-    if not args.quiet:
-        report(console, history, written, result.total_s)
-    return 0
+        run_info = {
+            "app": app.name,
+            "app_dir": str(app.root),
+            "nodes": nodes,
+            "backend": backend,
+            "workers": workers,
+            "seed": args.seed,
+            "run_config": run_config,
+            "startup_s": round(result.startup_s, 3),
+            "total_s": round(result.total_s, 3),
+        }
+        if tracker is not None:
+            run_info["tracking"] = tracker.where
+        title = f"{app.name}, simulated {now:%Y-%m-%d %H:%M}"
+        written = write_outputs(Path(output), history, result.arrays, run_info, title)
+        if tracker is not None:
+            tracker.finish(history, written)
+        if not args.quiet:
+            report(console, history, written, result.total_s)
+        say_tracked(console, tracker, quiet=args.quiet)
+        return 0

@@ -16,6 +16,9 @@ a Flower App Bundle (``app.fab``) unpacked into one.
     num-nodes = 50
     backend = "process"
 
+    [tool.corolla.app.tracking]     # where runs are tracked (see corolla.tracking)
+    backend = "mlflow"              # or "tensorboard"
+
     [tool.corolla.federations.hospitals]   # where `corolla run --federation hospitals` goes
     address = "link.example.org:9093"      # the link's Control API
     root-certificates = "certs/ca.pem"     # or: insecure = true (loopback only)
@@ -71,6 +74,9 @@ class AppConfig:
     #: A Flower app's local-simulation federations, each one's simulation settings by
     #: name (``corolla run --federation NAME`` simulates with them).
     simulations: dict[str, dict[str, UserConfigValue]] = dataclasses.field(default_factory=dict)
+    #: ``[tool.corolla.app.tracking]``: the experiment tracker runs log to, checked by
+    #: ``corolla.tracking.TrackingSettings.resolve`` when a run starts.
+    tracking: dict[str, UserConfigValue] = dataclasses.field(default_factory=dict)
 
     @property
     def server_ref(self) -> ComponentRef:
@@ -162,6 +168,7 @@ class AppConfig:
             clientapp=components["clientapp"],
             config=flatten(table.get("config", {})),
             simulation=flatten(table.get("simulation", {}), "simulation entry"),
+            tracking=flatten(table.get("tracking", {}), "tracking entry"),
             federations={
                 k: flatten(v, f"federation {k!r} entry") for k, v in federations_table.items()
             },

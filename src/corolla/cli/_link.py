@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import signal
 from pathlib import Path
@@ -57,6 +58,12 @@ def add_link_parser(commands: Any) -> None:
         "the CA of --certificates (mutual TLS)",
     )
     parser.add_argument(
+        "--dashboard-address",
+        metavar="HOST:PORT",
+        help="serve the web dashboard at http(s)://HOST:PORT/ (default: none; needs the "
+        "dashboard extra)",
+    )
+    parser.add_argument(
         "--heartbeat-interval", type=float, default=30.0, help="seconds between node heartbeats"
     )
     parser.add_argument(
@@ -107,6 +114,30 @@ def _token_lifetime(seconds: float) -> float:
     return seconds
 
 
+def _dashboard(
+    link: Link, args: argparse.Namespace, console: Console
+) -> contextlib.AbstractContextManager[object]:
+    """The link's dashboard, started, if ``--dashboard-address`` asks for one."""
+    if args.dashboard_address is None:
+        return contextlib.nullcontext()
+    from ..dashboard import Dashboard
+
+    dashboard = Dashboard(
+        link,
+        args.dashboard_address,
+        certificates=args.certificates,
+        insecure=args.insecure,
+    ).start()
+    open_to_all = "" if args.auth else " (no accounts: open to whoever reaches it)"
+    console.print(
+        f"corolla link: dashboard {dashboard.url}{open_to_all}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return dashboard
+
+
 def link_command(args: argparse.Namespace, console: Console) -> int:
     state = args.state or corolla_home() / "link"
     if not args.federation.strip():
@@ -155,8 +186,9 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
                 highlight=False,
                 soft_wrap=True,
             )
-            while not link.wait(1.0):
-                pass
+            with _dashboard(link, args, console):
+                while not link.wait(1.0):
+                    pass
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0

@@ -358,56 +358,61 @@ class SqliteStateViews:
             raise ConfigError(f"unknown phase {phase!r}; use one of {sorted(_PHASES)}")
         if not 1 <= max_rows <= 1000:
             raise ConfigError(f"max_rows must be from 1 to 1000, got {max_rows}")
-        query = """
-            WITH sent AS (
-                SELECT m.dst_node_id AS node, m.group_id AS round,
-                    CASE WHEN r.reply_to IS NULL THEN 2
-                         WHEN r.error_code IS NULL THEN 0 ELSE 1 END AS outcome
-                FROM messages m LEFT JOIN replies r ON r.reply_to = m.message_id
-                WHERE m.run_id = :run AND m.message_type LIKE :types
-            ),
-            ranked AS (
-                SELECT node, row_number() OVER (ORDER BY node) - 1 AS rank,
-                    count(*) OVER () AS nodes
-                FROM (SELECT DISTINCT node FROM sent)
-            ),
-            banded AS (
-                SELECT node, CASE WHEN nodes <= :rows THEN rank
-                    ELSE rank * :rows / nodes END AS band FROM ranked
-            )
-            SELECT b.band, min(s.node) AS first_node, max(s.node) AS last_node,
-                count(DISTINCT s.node) AS nodes, s.round,
-                sum(s.outcome = 0) AS ok, sum(s.outcome = 1) AS failed,
-                sum(s.outcome = 2) AS waiting
-            FROM sent s JOIN banded b ON b.node = s.node
-            GROUP BY b.band, s.round
-        """
         with self._read() as conn:
             _check_run(conn, run_id)
-            rows = conn.execute(
-                query, {"run": run_id, "types": _PHASES[phase], "rows": max_rows}
+            # The run's nodes, by id: a search of the messages' (dst_node_id) index per
+            # registered node, not a scan of the run's messages.
+            nodes = [
+                int(row[0])
+                for row in conn.execute(
+                    "SELECT node_id FROM nodes n WHERE EXISTS (SELECT 1 FROM messages m "
+                    "WHERE m.dst_node_id = n.node_id AND m.run_id = ?) ORDER BY node_id",
+                    (run_id,),
+                )
+            ]
+            if not nodes:
+                return Participation([], [], [])
+            count = len(nodes)
+            bands = min(max_rows, count)
+            # Node of rank i is in band i * bands // count: band b begins at rank edges[b].
+            edges = [-(-b * count // bands) for b in range(bands + 1)]
+            firsts = [nodes[edges[b]] for b in range(bands)]
+            band_of_dst, dst_params = _band_expression("dst_node_id", firsts)
+            band_of_src, src_params = _band_expression("src_node_id", firsts)
+            # One pass over the run's messages, grouped straight into bands and rounds; a
+            # message not pending or delivered has its reply, an error or not.
+            sent = conn.execute(
+                f"SELECT {band_of_dst} AS band, group_id, count(*), "
+                "sum(status IN ('pending', 'delivered')) FROM messages "
+                "WHERE run_id = ? AND message_type LIKE ? GROUP BY band, group_id",
+                [*dst_params, run_id, _PHASES[phase]],
             ).fetchall()
-        rounds = sorted({str(row["round"]) for row in rows}, key=_round_order)
+            failed = {
+                (int(row[0]), str(row[1])): int(row[2])
+                for row in conn.execute(
+                    f"SELECT {band_of_src} AS band, group_id, count(*) FROM replies "
+                    "WHERE run_id = ? AND error_code IS NOT NULL AND message_type LIKE ? "
+                    "GROUP BY band, group_id",
+                    [*src_params, run_id, _PHASES[phase]],
+                )
+            }
+        rounds = sorted({str(row[1]) for row in sent}, key=_round_order)
         column = {name: i for i, name in enumerate(rounds)}
-        bands: dict[int, list[int]] = {}
-        cells: dict[int, list[tuple[int, int, int]]] = {}
-        for row in rows:
-            band = int(row["band"])
-            span = bands.setdefault(band, [int(row["first_node"]), int(row["last_node"]), 0])
-            span[0] = min(span[0], int(row["first_node"]))
-            span[1] = max(span[1], int(row["last_node"]))
-            span[2] = max(span[2], int(row["nodes"]))
-            line = cells.setdefault(band, [(0, 0, 0)] * len(rounds))
-            line[column[str(row["round"])]] = (
-                int(row["ok"]),
-                int(row["failed"]),
-                int(row["waiting"]),
+        cells = [[(0, 0, 0)] * len(rounds) for _ in range(bands)]
+        for band, group, messages, waiting in sent:
+            errors = failed.get((int(band), str(group)), 0)
+            cells[int(band)][column[str(group)]] = (
+                int(messages) - int(waiting) - errors,
+                errors,
+                int(waiting),
             )
-        order = sorted(bands)
         return Participation(
-            bands=[NodeBand(*bands[b]) for b in order],
+            bands=[
+                NodeBand(nodes[edges[b]], nodes[edges[b + 1] - 1], edges[b + 1] - edges[b])
+                for b in range(bands)
+            ],
             rounds=rounds,
-            cells=[cells[b] for b in order],
+            cells=cells,
         )
 
     def failures(
@@ -541,6 +546,22 @@ def _entry(row: sqlite3.Row) -> EventEntry:
             time=float(row["time"]),
         ),
     )
+
+
+def _band_expression(column: str, firsts: list[int]) -> tuple[str, list[int]]:
+    """SQL of the band of node ``column`` (the last band whose first node is not above
+    it), as a binary search of nested CASEs, and its parameters in order."""
+
+    def search(low: int, high: int) -> tuple[str, list[int]]:
+        if high - low == 1:
+            return str(low), []
+        middle = (low + high) // 2
+        below, below_params = search(low, middle)
+        above, above_params = search(middle, high)
+        sql = f"CASE WHEN {column} < ? THEN {below} ELSE {above} END"
+        return sql, [firsts[middle], *below_params, *above_params]
+
+    return search(0, len(firsts))
 
 
 def _round_order(group: str) -> tuple[int, int | str]:

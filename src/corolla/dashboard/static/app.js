@@ -522,6 +522,10 @@ async function redraw() {
   try { await refresh(); } catch (error) { showError(error); } finally { drawing = false; }
 }
 
+// The federation page's traffic is sampled by the dashboard, not stored in the state:
+// it is read again every two seconds, changed state or not.
+window.setInterval(() => { if (refresh === drawFederation) redraw(); }, 2000);
+
 function startStream() {
   if (stream) stream.close();
   if (!window.EventSource) { window.setInterval(redraw, 1000); return; }

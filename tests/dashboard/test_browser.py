@@ -237,6 +237,8 @@ def test_no_page_logs_a_javascript_error(federation):
     ]:
         page.goto(f"{federation.url}{route}")
         page.wait_for_selector(ready, timeout=WAIT_MS)
+        shown = page.inner_text("main")
+        assert not {"null", "undefined", "NaN"} & set(shown.split()), (route, shown)
     page.wait_for_timeout(1500)  # a live update or two
 
     assert page.locator("table.nodes").count() == 0  # on the last page now

@@ -31,6 +31,11 @@ function el(tag, attributes, ...children) {
   return element;
 }
 
+// Replaces the page's content with ``children`` (null ones left out).
+function show(...children) {
+  main.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 class HttpError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
@@ -116,7 +121,7 @@ function showError(error) {
     drawLogin();
     return;
   }
-  main.replaceChildren(el("p", { class: "error" }, String(error.message || error)));
+  show(el("p", { class: "error" }, String(error.message || error)));
 }
 
 // -- who is looking --------------------------------------------------------------------
@@ -175,7 +180,7 @@ function drawLogin(message) {
   el("label", {}, "Password ", password),
   el("button", { type: "submit" }, "Log in"),
   problem);
-  main.replaceChildren(form);
+  show(form);
 }
 
 // -- runs ------------------------------------------------------------------------------
@@ -244,7 +249,7 @@ async function drawRuns() {
       disabled: last >= data.total,
       onclick: () => { runsQuery.offset += runsQuery.limit; drawRuns().catch(showError); },
     }, "older ▸"));
-  main.replaceChildren(
+  show(
     el("h1", {}, "Runs"),
     el("div", { class: "toolbar" }, search, status, compareButton),
     el("table", { class: "runs" }, el("thead", {}, head), el("tbody", {}, rows)),
@@ -348,7 +353,7 @@ async function drawRun(runId) {
       : null);
   const log = el("div", { class: "events" },
     runEvents.items.map((e) => el("div", { class: `event ${e.kind.replace(".", "-")}` }, e.text)));
-  main.replaceChildren(
+  show(
     el("h1", {}, `Run ${run.run_id} `, statusBadge(run.status)),
     el("p", { class: "facts" },
       `app ${run.app || "?"} · submitted by ${run.by || "?"} · created ${when(run.created)}`,
@@ -392,7 +397,7 @@ async function drawNodes() {
   }, [["", "all nodes"], ["1", "online"], ["0", "offline"]].map(
     ([value, text]) => el("option", { value, selected: value === nodesQuery.online }, text)));
   const last = nodesQuery.offset + data.nodes.length;
-  main.replaceChildren(
+  show(
     el("h1", {}, "Nodes"),
     el("div", { class: "toolbar" }, filter),
     el("table", { class: "nodes" },
@@ -424,7 +429,7 @@ async function drawNodes() {
 
 async function drawCompare(ids) {
   if (ids.length < 2) {
-    main.replaceChildren(el("h1", {}, "Compare"),
+    show(el("h1", {}, "Compare"),
       el("p", {}, "Tick two or more runs on the ", el("a", { href: "#/runs" }, "runs page"),
         " and press Compare selected."));
     refresh = null;
@@ -444,7 +449,7 @@ async function drawCompare(ids) {
       class: data.differs.includes(key) ? "differs" : null, dataset: { key },
     }, el("th", {}, key), data.runs.map((r) => el("td", {},
       key in r.config ? JSON.stringify(r.config[key]) : "—"))))));
-  main.replaceChildren(
+  show(
     el("h1", {}, `Compare ${data.runs.length} runs`),
     el("p", {}, data.runs.map((r) => el("span", { class: "chip" }, `run ${r.run_id} `,
       statusBadge(r.status), ` ${r.app}`))),
@@ -476,7 +481,7 @@ async function drawFederation() {
   ];
   const last = samples.length ? samples[samples.length - 1] : null;
   const options = { width: 640, height: 240, xLabel: "seconds", noDots: true };
-  main.replaceChildren(
+  show(
     el("h1", {}, "Federation"),
     el("p", { class: "facts" },
       `${data.totals.nodes_online} of ${data.totals.nodes} nodes online · runs: `,

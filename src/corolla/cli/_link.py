@@ -7,7 +7,7 @@ import contextlib
 import math
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -18,6 +18,9 @@ from ..transport import parse_address
 from ..trust import DEFAULT_TOKEN_LIFETIME_S, LinkPolicy, TrustStore
 from ..tuning import quiet_garbage_collector
 from ._run import corolla_home
+
+if TYPE_CHECKING:
+    from ..dashboard import Dashboard
 
 __all__ = ["add_link_parser", "link_command"]
 
@@ -114,21 +117,26 @@ def _token_lifetime(seconds: float) -> float:
     return seconds
 
 
-def _dashboard(
-    link: Link, args: argparse.Namespace, console: Console
-) -> contextlib.AbstractContextManager[object]:
-    """The link's dashboard, started, if ``--dashboard-address`` asks for one."""
+def _dashboard(link: Link, args: argparse.Namespace) -> Dashboard | None:
+    """The link's dashboard (checked, not started), if ``--dashboard-address`` asks for
+    one."""
     if args.dashboard_address is None:
-        return contextlib.nullcontext()
+        return None
     from ..dashboard import Dashboard
 
-    dashboard = Dashboard(
-        link,
-        args.dashboard_address,
-        certificates=args.certificates,
-        insecure=args.insecure,
-    ).start()
-    open_to_all = "" if args.auth else " (no accounts: open to whoever reaches it)"
+    return Dashboard(
+        link, args.dashboard_address, certificates=args.certificates, insecure=args.insecure
+    )
+
+
+def _serve_dashboard(
+    dashboard: Dashboard | None, auth: bool, console: Console
+) -> contextlib.AbstractContextManager[object]:
+    """``dashboard`` started, and its address printed; nothing if it is None."""
+    if dashboard is None:
+        return contextlib.nullcontext()
+    dashboard.start()
+    open_to_all = "" if auth else " (no accounts: open to whoever reaches it)"
     console.print(
         f"corolla link: dashboard {dashboard.url}{open_to_all}",
         markup=False,
@@ -170,6 +178,8 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
         policy=policy,
     )
 
+    dashboard = _dashboard(link, args)  # its address is checked before the link starts
+
     def terminate(signum: int, frame: object) -> None:
         link.stop()
 
@@ -186,7 +196,7 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
                 highlight=False,
                 soft_wrap=True,
             )
-            with _dashboard(link, args, console):
+            with _serve_dashboard(dashboard, args.auth, console):
                 while not link.wait(1.0):
                     pass
     finally:

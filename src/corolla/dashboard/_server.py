@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import enum
 import importlib.resources
+import importlib.util
 import logging
 import socket
 import threading
@@ -73,6 +74,8 @@ class Dashboard:
     ConfigError
         If ``address`` is malformed, or reachable beyond this machine without
         ``certificates`` or ``insecure``.
+    MissingExtraError
+        If Starlette or uvicorn is not installed (the ``dashboard`` extra).
     """
 
     def __init__(
@@ -84,6 +87,9 @@ class Dashboard:
         insecure: bool = False,
         sample_interval: float = 2.0,
     ) -> None:
+        for package in ("starlette", "uvicorn"):
+            if importlib.util.find_spec(package) is None:
+                raise MissingExtraError(package, "dashboard")
         parsed = parse_address(address, what="--dashboard-address", listen=True, example_port=8080)
         if requires_tls(str(parsed)) and certificates is None and not insecure:
             raise ConfigError(

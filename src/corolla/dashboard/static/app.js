@@ -327,12 +327,19 @@ function configTable(config, differs) {
 }
 
 const runEvents = { runId: null, last: 0, items: [] };
+const participationCache = { runId: null, rounds: -1, status: null, at: 0, map: null };
 
 async function drawRun(runId) {
-  const [run, map] = await Promise.all([
-    api(`/api/runs/${runId}`),
-    api(`/api/runs/${runId}/participation`),
-  ]);
+  const run = await api(`/api/runs/${runId}`);
+  // The map of a large run is the page's dearest read: again when a round ended, when
+  // the run ended, or every 5 s, not at every event.
+  const cache = participationCache;
+  if (cache.runId !== runId || cache.rounds !== run.rounds_done || cache.status !== run.status ||
+      Date.now() - cache.at > 5000) {
+    const map = await api(`/api/runs/${runId}/participation`);
+    Object.assign(cache, { runId, rounds: run.rounds_done, status: run.status, at: Date.now(), map });
+  }
+  const map = cache.map;
   if (runEvents.runId !== runId) {
     const tail = await api(`/api/runs/${runId}/events?before=${Number.MAX_SAFE_INTEGER}&limit=200`);
     Object.assign(runEvents, { runId, items: tail.events });
@@ -538,7 +545,11 @@ function startStream() {
   stream.onmessage = redraw;
 }
 
-window.addEventListener("hashchange", () => { runEvents.runId = null; route(); });
+window.addEventListener("hashchange", () => {
+  runEvents.runId = null;
+  participationCache.runId = null;
+  route();
+});
 window.addEventListener("DOMContentLoaded", async () => {
   try { await loadMe(); } catch (error) { showError(error); return; }
   if (!me.accounts || me.name) startStream();

@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit flower-next clean venv templates proto
+.PHONY: demo test lint typecheck unit browser flower-next clean venv templates proto
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,torch,sklearn,flower,privacy,tracking]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,torch,sklearn,flower,privacy,tracking,dashboard]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -25,8 +25,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The dashboard's browser tests drive Debian's Chromium (Playwright's own browsers are a
+# download from elsewhere).
+browser:
+	command -v chromium >/dev/null || (sudo apt-get update && sudo apt-get install -y chromium)
+
 # Two workers, a test module each at a time: many tests wait on processes and sockets.
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The registry's newest flwr, 1.42, declares a certifi newer than the registry has, so pip

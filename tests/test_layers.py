@@ -52,8 +52,10 @@ ALLOWED: dict[str, set[str]] = {
         "tuning",
         "execution",
     },
+    "dashboard": {"core", "state", "transport", "trust", "runtime"},
     "cli": {
         "core",
+        "dashboard",
         "client",
         "server",
         "project",

@@ -39,7 +39,10 @@ PUBLIC = {
     "RecordError",
     "UserConfigValue",
     "decode_array",
+    "describe_event",
     "discard_event",
+    "event_json",
+    "gist",
     "encode_array",
     "new_message_id",
 }

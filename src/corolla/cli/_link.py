@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -17,6 +18,9 @@ from ..transport import parse_address
 from ..trust import DEFAULT_TOKEN_LIFETIME_S, LinkPolicy, TrustStore
 from ..tuning import quiet_garbage_collector
 from ._run import corolla_home
+
+if TYPE_CHECKING:
+    from ..dashboard import Dashboard
 
 __all__ = ["add_link_parser", "link_command"]
 
@@ -55,6 +59,12 @@ def add_link_parser(commands: Any) -> None:
         action="store_true",
         help="admit on the Fleet API only nodes presenting a client certificate signed by "
         "the CA of --certificates (mutual TLS)",
+    )
+    parser.add_argument(
+        "--dashboard-address",
+        metavar="HOST:PORT",
+        help="serve the web dashboard at http(s)://HOST:PORT/ (default: none; needs the "
+        "dashboard extra)",
     )
     parser.add_argument(
         "--heartbeat-interval", type=float, default=30.0, help="seconds between node heartbeats"
@@ -107,6 +117,35 @@ def _token_lifetime(seconds: float) -> float:
     return seconds
 
 
+def _dashboard(link: Link, args: argparse.Namespace) -> Dashboard | None:
+    """The link's dashboard (checked, not started), if ``--dashboard-address`` asks for
+    one."""
+    if args.dashboard_address is None:
+        return None
+    from ..dashboard import Dashboard
+
+    return Dashboard(
+        link, args.dashboard_address, certificates=args.certificates, insecure=args.insecure
+    )
+
+
+def _serve_dashboard(
+    dashboard: Dashboard | None, auth: bool, console: Console
+) -> contextlib.AbstractContextManager[object]:
+    """``dashboard`` started, and its address printed; nothing if it is None."""
+    if dashboard is None:
+        return contextlib.nullcontext()
+    dashboard.start()
+    open_to_all = "" if auth else " (no accounts: open to whoever reaches it)"
+    console.print(
+        f"corolla link: dashboard {dashboard.url}{open_to_all}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return dashboard
+
+
 def link_command(args: argparse.Namespace, console: Console) -> int:
     state = args.state or corolla_home() / "link"
     if not args.federation.strip():
@@ -139,6 +178,8 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
         policy=policy,
     )
 
+    dashboard = _dashboard(link, args)  # its address is checked before the link starts
+
     def terminate(signum: int, frame: object) -> None:
         link.stop()
 
@@ -155,8 +196,9 @@ def link_command(args: argparse.Namespace, console: Console) -> int:
                 highlight=False,
                 soft_wrap=True,
             )
-            while not link.wait(1.0):
-                pass
+            with _serve_dashboard(dashboard, args.auth, console):
+                while not link.wait(1.0):
+                    pass
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0

@@ -3,6 +3,7 @@ element-wise passes. No I/O."""
 
 from ._codec import MAGIC, WIRE_DTYPES, BufferLike, decode_array, encode_array, to_wire_layout
 from ._context import Context, UserConfigValue
+from ._describe import describe_event, event_json, gist
 from ._errors import (
     AggregationError,
     AppLoadError,
@@ -62,8 +63,11 @@ __all__ = [
     "RecordError",
     "UserConfigValue",
     "decode_array",
+    "describe_event",
     "discard_event",
     "encode_array",
+    "event_json",
+    "gist",
     "new_message_id",
     "to_wire_layout",
     "validate_message_type",

@@ -25,6 +25,15 @@ from ._errors import (
 )
 from ._lock import StateDirectoryLock
 from ._sqlite import SqliteLinkState
+from ._sqlite_views import (
+    NodeBand,
+    NodeSummary,
+    Participation,
+    ReplyFailure,
+    RunSummary,
+    SqliteStateViews,
+    StateTotals,
+)
 from ._types import (
     RUN_TRANSITIONS,
     Checkpoint,
@@ -53,15 +62,22 @@ __all__ = [
     "InvalidBlobHashError",
     "LinkState",
     "MemoryBlobStore",
+    "NodeBand",
     "NodeAuthenticationError",
     "NodeIdentity",
     "NodeInfo",
+    "NodeSummary",
+    "Participation",
+    "ReplyFailure",
     "ReplyRejectedError",
     "RunInfo",
     "RunStatus",
     "RunStatusError",
+    "RunSummary",
     "SchemaVersionError",
     "SqliteLinkState",
+    "SqliteStateViews",
+    "StateTotals",
     "StateDirectoryLock",
     "StateInUseError",
     "StorageError",

@@ -10,7 +10,7 @@ import grpc
 
 from corolla.core import ConfigError, ErrorCode, Event, MessageError, PermissionDeniedError
 from corolla.project import AppConfig, merge_run_config
-from corolla.state import RunStatus, RunStatusError
+from corolla.state import RunInfo, RunStatus, RunStatusError
 from corolla.transport import (
     ChunkAssembler,
     control_pb2,
@@ -35,7 +35,7 @@ from ._resources import LinkResources
 from ._runs import RunProcesses
 from ._wakeups import events_key
 
-__all__ = ["ControlServicer", "RunArtifactsServicer"]
+__all__ = ["ControlServicer", "RunArtifactsServicer", "stop_run"]
 
 _LIVENESS_S = 1.0
 
@@ -142,28 +142,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     def StopRun(
         self, request: control_pb2.StopRunRequest, context: grpc.ServicerContext
     ) -> control_pb2.StopRunResponse:
-        state = self._shared.state
-        try:
-            state.update_run_status(
-                request.run_id, RunStatus.STOPPED, error=request.reason or "stopped by a user"
-            )
-        except RunStatusError:
-            if not state.get_run(request.run_id).status.ended:
-                raise
-        audit(
-            self._shared.audit,
-            "run.stop",
-            {"run_id": request.run_id, "reason": reason_summary(request.reason)},
-            actor=_actor(context),
-        )
-        self._runs.stop(request.run_id)
-        # The nodes running its messages stop them now, not when their ClientApp returns.
-        why = f"stopped: {request.reason}" if request.reason else "stopped by a user"
-        self._shared.run_ends.ended(request.run_id, why)
-        self._shared.signals.notify([events_key(request.run_id)])
-        return control_pb2.StopRunResponse(
-            run=run_to_proto(self._shared, state.get_run(request.run_id))
-        )
+        run = stop_run(self._shared, self._runs, request.run_id, request.reason, _actor(context))
+        return control_pb2.StopRunResponse(run=run_to_proto(self._shared, run))
 
     @stream_errors
     def StreamEvents(
@@ -204,6 +184,33 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         if not reported:
             return control_pb2.GetRunResultResponse(found=False)
         return result_to_proto(reported[-1].event)
+
+
+def stop_run(
+    shared: LinkResources, runs: RunProcesses, run_id: int, reason: str, actor: str
+) -> RunInfo:
+    """Stop run ``run_id`` for ``actor`` (an account, or who called): its status, its
+    ServerApp, and the messages its nodes are running; returns the run. Stopping a run
+    that already ended changes nothing.
+
+    Raises
+    ------
+    UnknownRunError
+        If there is no such run.
+    """
+    state = shared.state
+    try:
+        state.update_run_status(run_id, RunStatus.STOPPED, error=reason or "stopped by a user")
+    except RunStatusError:
+        if not state.get_run(run_id).status.ended:
+            raise
+    stopped = {"run_id": run_id, "reason": reason_summary(reason)}
+    audit(shared.audit, "run.stop", stopped, actor=actor)
+    runs.stop(run_id)
+    # The nodes running its messages stop them now, not when their ClientApp returns.
+    shared.run_ends.ended(run_id, f"stopped: {reason}" if reason else "stopped by a user")
+    shared.signals.notify([events_key(run_id)])
+    return state.get_run(run_id)
 
 
 def _actor(context: grpc.ServicerContext) -> str:

@@ -28,6 +28,7 @@ from corolla.state import (
     BlobStore,
     DirectoryBlobStore,
     LinkState,
+    RunInfo,
     RunStatus,
     SqliteLinkState,
     StateDirectoryLock,
@@ -53,7 +54,7 @@ from ._accounts import AccountsServicer
 from ._admission import policy_in_force
 from ._async_server import AsyncServer
 from ._collection import collect_ended_runs
-from ._control import ControlServicer, RunArtifactsServicer
+from ._control import ControlServicer, RunArtifactsServicer, stop_run
 from ._fleet import FleetServicer
 from ._flower_calls import FlowerCallRefusal, control_refusal, fleet_refusal
 from ._handlers import add_servicer
@@ -62,6 +63,7 @@ from ._metrics import MetricsServer, split_http_address
 from ._resources import LinkResources
 from ._runs import RunProcesses
 from ._serverappio import ServerAppIoServicer
+from ._traffic import Traffic
 
 __all__ = ["DEFAULT_CONTROL_ADDRESS", "DEFAULT_FLEET_ADDRESS", "Link", "LinkStatus"]
 
@@ -492,6 +494,47 @@ class Link:
             If the link is not running.
         """
         return self._running().audit
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The link's blob store (while running).
+
+        Raises
+        ------
+        ConfigError
+            If the link is not running.
+        """
+        return self._running().blobs
+
+    @property
+    def auth(self) -> bool:
+        """Whether Control callers need an account (``corolla link --auth``)."""
+        return self._auth
+
+    def traffic(self) -> list[Traffic]:
+        """The array bytes the link moved each way so far, and the seconds it took.
+
+        Raises
+        ------
+        ConfigError
+            If the link is not running.
+        """
+        return self._running().traffic.totals()
+
+    def stop_run(self, run_id: int, reason: str, *, actor: str) -> RunInfo:
+        """Stop a run as ``corolla stop`` does, recorded in the audit log as ``actor``'s
+        doing; returns the run. A run that already ended stays as it was.
+
+        Raises
+        ------
+        ConfigError
+            If the link is not running.
+        UnknownRunError
+            If there is no such run.
+        """
+        shared = self._running()
+        assert self._runs is not None
+        return stop_run(shared, self._runs, run_id, reason, actor)
 
     @property
     def serverappio_address(self) -> str:

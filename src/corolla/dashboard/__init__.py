@@ -1,0 +1,12 @@
+"""The web dashboard of a link (``corolla link --dashboard-address HOST:PORT``).
+
+:class:`Dashboard` serves, from a thread of its own, a page of runs, a page per run (live
+curves, the rounds, which nodes took part, events, stop, downloads), nodes, runs compared,
+and the federation's traffic. It reads the link's state through read-only connections
+(``corolla.state.SqliteStateViews``); its scripts and styles ship in the package, so it
+works without access to the internet. Needs the ``dashboard`` extra (Starlette, uvicorn).
+"""
+
+from ._server import Dashboard, DashboardStatus
+
+__all__ = ["Dashboard", "DashboardStatus"]

@@ -1,0 +1,282 @@
+"""The dashboard of a running link, served by uvicorn on a thread of its own.
+
+The server runs its own event loop on its own thread, reads the state through
+:class:`~corolla.state.SqliteStateViews` (read-only connections of its own, on
+Starlette's thread pool), and calls the link only to stop a run, to read a final array
+and to read its traffic counters: a page being loaded never holds the link's gRPC
+servers, its event loop or its state's lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import importlib.resources
+import importlib.util
+import logging
+import socket
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from corolla.core import ConfigError, MissingExtraError
+from corolla.runtime import Link
+from corolla.state import SqliteStateViews
+from corolla.transport import CertificateFiles, parse_address, requires_tls
+
+from ._federation import FederationSamples
+from ._sessions import Sessions
+
+if TYPE_CHECKING:
+    import uvicorn
+
+__all__ = ["Dashboard", "DashboardStatus"]
+
+_log = logging.getLogger("corolla.dashboard")
+
+#: Seconds the server waits for its first request handlers when it starts, or for open
+#: pages' event streams when it stops.
+_START_S = 10.0
+_STOP_S = 2.0
+
+
+class DashboardStatus(enum.Enum):
+    """Where a :class:`Dashboard` is in its life: created -> running -> stopped."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class Dashboard:
+    """The web dashboard of ``link`` (a running :class:`~corolla.runtime.Link`) on
+    ``address``, ``HOST:PORT`` (port 0: any free port).
+
+    Parameters
+    ----------
+    link
+        The running link whose runs, nodes and traffic the pages show.
+    address
+        Where to serve the pages.
+    certificates
+        Serve HTTPS with the link's certificate (``link.pem``, ``link.key``) from this
+        directory (see ``corolla certs``).
+    insecure
+        Serve plain HTTP even beyond loopback.
+    sample_interval
+        Seconds between two samples of the link's traffic and nodes (the federation page).
+
+    Raises
+    ------
+    ConfigError
+        If ``address`` is malformed, or reachable beyond this machine without
+        ``certificates`` or ``insecure``.
+    MissingExtraError
+        If Starlette or uvicorn is not installed (the ``dashboard`` extra).
+    """
+
+    def __init__(
+        self,
+        link: Link,
+        address: str,
+        *,
+        certificates: str | Path | None = None,
+        insecure: bool = False,
+        sample_interval: float = 2.0,
+    ) -> None:
+        for package in ("starlette", "uvicorn"):
+            if importlib.util.find_spec(package) is None:
+                raise MissingExtraError(package, "dashboard")
+        parsed = parse_address(address, what="--dashboard-address", listen=True, example_port=8080)
+        if requires_tls(str(parsed)) and certificates is None and not insecure:
+            raise ConfigError(
+                f"the dashboard at {address} is reachable beyond this machine: give "
+                "--certificates DIR (see `corolla certs`) or --insecure"
+            )
+        self._host, _, port = str(parsed).rpartition(":")
+        self._port = int(port)
+        self._link = link
+        self._certificates = None if certificates is None else CertificateFiles(Path(certificates))
+        self._sample_interval = sample_interval
+        self._status = DashboardStatus.CREATED
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._views: SqliteStateViews | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: asyncio.Event | None = None
+        self.port = 0
+
+    @property
+    def status(self) -> DashboardStatus:
+        return self._status
+
+    @property
+    def url(self) -> str:
+        """Where the pages are (with the port actually bound)."""
+        scheme = "https" if self._certificates is not None else "http"
+        host = self._host.strip("[]")
+        host = f"[{host}]" if ":" in host else host
+        return f"{scheme}://{host}:{self.port}/"
+
+    def start(self) -> Dashboard:
+        """Bind the address and start serving; returns self.
+
+        Raises
+        ------
+        ConfigError
+            If the dashboard was started before, the link is not running, or the
+            address cannot be bound.
+        MissingExtraError
+            If Starlette or uvicorn is not installed (the ``dashboard`` extra).
+        StorageError
+            If the link's state database cannot be read.
+        """
+        if self._status is not DashboardStatus.CREATED:
+            raise ConfigError(f"a dashboard is started once; this one is {self._status.value}")
+        try:
+            import uvicorn
+
+            from ._app import DashboardSource, build_app
+        except ImportError as exc:
+            raise MissingExtraError(exc.name or "starlette", "dashboard") from exc
+        link = self._link
+        state = link.state  # raises unless the link is running
+        views = SqliteStateViews(link.state_dir / "state.db")
+        sock = self._bind()
+        try:
+
+            def node_counts() -> tuple[int, int]:
+                totals = views.totals()
+                return totals.nodes_online, totals.nodes
+
+            federation = FederationSamples(link.traffic, node_counts)
+            source = DashboardSource(
+                views=views,
+                stop_run=lambda run_id, reason, actor: link.stop_run(run_id, reason, actor=actor),
+                open_blob=link.blobs.open,
+                federation=federation,
+                sessions=Sessions(link.trust) if link.auth else None,
+                https=self._certificates is not None,
+            )
+            static = importlib.resources.files("corolla.dashboard") / "static"
+            app = build_app(source, str(static), lambda app: self._lifespan(source, federation))
+            ssl: dict[str, Any] = {}
+            if self._certificates is not None:
+                ssl = {
+                    "ssl_certfile": str(self._certificates.link_certificate),
+                    "ssl_keyfile": str(self._certificates.link_key),
+                }
+            config = uvicorn.Config(
+                app,
+                log_config=None,  # the library attaches no log handlers
+                access_log=False,
+                lifespan="on",
+                ws="none",
+                timeout_graceful_shutdown=int(_STOP_S),
+                **ssl,
+            )
+            server = uvicorn.Server(config)
+            # Off the main thread, uvicorn leaves Ctrl-C and SIGTERM to the link command.
+        except BaseException:
+            sock.close()
+            views.close()
+            raise
+        del state
+        self._views, self._server = views, server
+        self.port = int(sock.getsockname()[1])
+        self._thread = threading.Thread(
+            target=self._serve, args=(server, sock), name="corolla-dashboard", daemon=True
+        )
+        self._thread.start()
+        for _ in range(int(_START_S / 0.01)):
+            if server.started or not self._thread.is_alive():
+                break
+            threading.Event().wait(0.01)
+        if not server.started:
+            self.stop()
+            raise ConfigError(f"the dashboard on {self._host}:{self.port} did not start")
+        self._status = DashboardStatus.RUNNING
+        _log.info("dashboard at %s", self.url)
+        return self
+
+    def _bind(self) -> socket.socket:
+        host = self._host.strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Inherited by each connection: a response's head and body go out at once,
+            # not 40 ms apart (Nagle's algorithm waiting for a delayed acknowledgement).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.bind((host, self._port))
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(
+                f"cannot serve the dashboard on {self._host}:{self._port}: {exc.strerror}; "
+                "choose another --dashboard-address"
+            ) from exc
+        return sock
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, source: Any, federation: FederationSamples) -> AsyncIterator[None]:
+        self._loop = asyncio.get_running_loop()
+        self._closing = source.closing = asyncio.Event()
+
+        async def sample() -> None:
+            while True:
+                try:
+                    await asyncio.to_thread(federation.take)
+                except Exception:
+                    _log.warning("sampling the federation failed", exc_info=True)
+                await asyncio.sleep(self._sample_interval)
+
+        sampler = asyncio.create_task(sample())
+        try:
+            yield
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+
+    def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
+        try:
+            asyncio.run(server.serve(sockets=[sock]))
+        except BaseException:
+            _log.exception("the dashboard server failed")
+        finally:
+            sock.close()
+
+    def stop(self) -> None:
+        """Stop serving (ending open event streams), join the thread, close the views.
+
+        Idempotent.
+        """
+        if self._status is DashboardStatus.STOPPED:
+            return
+        self._status = DashboardStatus.STOPPED
+        if self._server is not None:
+            self._server.should_exit = True
+            if self._loop is not None and self._closing is not None:
+                with contextlib.suppress(RuntimeError):  # the loop ended already
+                    self._loop.call_soon_threadsafe(self._closing.set)
+        if self._thread is not None:
+            self._thread.join(_START_S + _STOP_S)
+        if self._views is not None:
+            self._views.close()
+
+    def __enter__(self) -> Dashboard:
+        if self._status is DashboardStatus.CREATED:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -60,6 +60,7 @@ from .._audit import audit, reason_summary
 from .._bundle import install_bundle
 from .._payloads import ArrayCache, pull_payload, push_missing
 from ._gate import PolicyGate
+from ._metrics import NodeMeter
 from ._run_processes import RunProcess, RunProcesses
 from ._session import Session
 from ._store import NodeStore
@@ -100,6 +101,9 @@ class MessageRunner:
     policy
         The data owner's policy: the apps the node runs, what a run may ask of it, and
         what its error replies tell (see ``_gate``).
+    meter
+        Counts the messages served, their seconds and bytes (see ``_metrics``); none if
+        None.
     """
 
     def __init__(
@@ -109,8 +113,10 @@ class MessageRunner:
         processes: RunProcesses,
         max_message_s: float,
         policy: NodePolicy | None = None,
+        meter: NodeMeter | None = None,
     ) -> None:
         self._gate = PolicyGate(policy or NodePolicy(), time.monotonic)
+        self._meter = meter
         self._store = store
         self._node_config = dict(node_config)
         self._processes = processes
@@ -198,6 +204,8 @@ class MessageRunner:
             self._forget(metadata.message_id)  # the link answered it
             return
         audit(self._audit, "message.received", _message_record(metadata))
+        if self._meter is not None:
+            self._meter.received(proto.ByteSize())
         started = time.monotonic()
         try:
             reply = self._answer(session, proto)
@@ -306,7 +314,9 @@ class MessageRunner:
             if sha256 not in wanted:
                 self._downloads.delete(sha256)
         cache = ArrayCache(self._downloads, session.stub.PullArrays, session.metadata)
-        cache.fetch(wanted)
+        fetched = cache.fetch(wanted)
+        if self._meter is not None:
+            self._meter.received(fetched)
         return cache
 
     def _send(self, received: Session, proto: message_pb2.Message, reply: Message) -> None:
@@ -323,8 +333,10 @@ class MessageRunner:
         )
         try:
             stub = session.stub
-            push_missing(stub.StatArrays, stub.PushArrays, arrays, session.metadata)
+            pushed = push_missing(stub.StatArrays, stub.PushArrays, arrays, session.metadata)
             session.replies.send(reply_proto)
+            if self._meter is not None:
+                self._meter.sent(pushed + reply_proto.ByteSize())
         except TransportError as exc:
             if exc.retryable or session.ended:
                 session.abort()  # reconnect: the link sends the message again
@@ -350,19 +362,23 @@ class MessageRunner:
     ) -> None:
         """Record a message served: its reply's outcome, or why it was ``dropped``."""
         run = self._runs.get(metadata.run_id)
+        seconds = round(time.monotonic() - started, 6)
         data: dict[str, object] = {
             **_message_record(metadata),
             "bundle": run.bundle_sha256 if run is not None else "",
-            "seconds": round(time.monotonic() - started, 6),
+            "seconds": seconds,
         }
+        code = None
         if reply is None:
             data.update(outcome="dropped", reason=dropped)
         elif reply.has_error():
-            data.update(outcome="error", code=reply.error.code)
-            data["reason"] = reason_summary(reply.error.reason)
+            code = reply.error.code
+            data.update(outcome="error", code=code, reason=reason_summary(reply.error.reason))
         else:
             data["outcome"] = "ok"
         audit(self._audit, "message.ran", data)
+        if self._meter is not None:
+            self._meter.served(metadata.message_type, str(data["outcome"]), seconds, code)
 
     def _is_stopping(self) -> bool:
         with self._lock:

@@ -35,9 +35,10 @@ ALLOWED: dict[str, set[str]] = {
     "server": {"core"},
     "strategy": {"core", "server", "tuning"},
     "execution": {"core", "client", "server", "project", "tuning"},
-    "simulation": {"core", "client", "server", "project", "tuning", "execution"},
+    "simulation": {"core", "client", "server", "project", "tuning", "execution", "telemetry"},
     "flower": {"core", "client", "server", "project", "strategy"},
     "trust": {"core"},
+    "telemetry": {"core"},
     "privacy": {"core", "client", "server", "strategy", "tuning"},
     "runtime": {
         "core",
@@ -50,6 +51,7 @@ ALLOWED: dict[str, set[str]] = {
         "strategy",
         "tuning",
         "execution",
+        "telemetry",
     },
     "cli": {
         "core",
@@ -66,6 +68,7 @@ ALLOWED: dict[str, set[str]] = {
         "flower",
         "trust",
         "privacy",
+        "telemetry",
         "",
     },
 }

@@ -33,6 +33,7 @@ import grpc
 from corolla.core import ConfigError, CorollaError, ErrorCode, UserConfigValue
 from corolla.execution import start_forkserver
 from corolla.state import NodeIdentity, StateDirectoryLock
+from corolla.telemetry import Tracing
 from corolla.transport import (
     TransportError,
     bearer_metadata,
@@ -120,6 +121,9 @@ class Node:
     metrics_address
         Where to serve the node's Prometheus metrics over HTTP (``HOST:PORT``, see
         ``_metrics``); none if None. Beyond loopback only with ``insecure``.
+    tracing
+        The node's spans of the messages it serves (see ``corolla.telemetry``); None
+        for what the environment configures (started and stopped with the node).
 
     Raises
     ------
@@ -146,6 +150,7 @@ class Node:
         max_run_processes: int = DEFAULT_RUN_PROCESSES,
         policy: NodePolicy | None = None,
         metrics_address: str | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         if metrics_address is not None:
             split_http_address(metrics_address)
@@ -158,6 +163,8 @@ class Node:
         self._metrics_address = metrics_address
         self._meter = None if metrics_address is None else NodeMeter()
         self._metrics: MetricsEndpoint | None = None
+        self._tracing = tracing
+        self._own_tracing: Tracing | None = None
         if not (isinstance(max_message_s, int | float) and 0 < max_message_s < math.inf):
             raise ConfigError(f"max_message_s must be a positive number, got {max_message_s!r}")
         self._address = link_address
@@ -249,7 +256,10 @@ class Node:
         )
         # ClientApp processes fork from it: its imports happen now, not at the first message.
         start_forkserver()
-        self._runner.start(self._audit)
+        tracing = self._tracing
+        if tracing is None:
+            tracing = self._own_tracing = Tracing.from_environment("corolla-node")
+        self._runner.start(self._audit, tracing)
         self._thread = threading.Thread(target=self._main, name="corolla-node", daemon=True)
         self._thread.start()
         return self
@@ -264,6 +274,8 @@ class Node:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         self._runner.stop()
+        if self._own_tracing is not None:
+            self._own_tracing.shutdown()
         if self._metrics is not None:
             self._metrics.stop()
         self._store.blobs.close()

@@ -26,6 +26,8 @@ from corolla.server import RunResult
 from corolla.simulation import SimulationResult, run_simulation
 from corolla.transport import array_entries, records_pb2, user_config_from_proto
 
+from ..telemetry.collector import OtlpCollector, Span
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "quickstart-numpy"
 
@@ -166,8 +168,18 @@ def _deploy_and_simulate(
     return deployed, simulated
 
 
-def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_path: Path) -> None:
-    # Arrange
+@pytest.fixture
+def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpCollector]:
+    """An OTLP collector that the processes started after it (and simulations) trace to."""
+    with OtlpCollector() as running:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", running.endpoint)
+        yield running
+
+
+def test_link_and_three_nodes_match_the_simulation(
+    processes: Processes, collector: OtlpCollector, tmp_path: Path
+) -> None:
+    # Arrange: with tracing on, exported to a collector
     metrics, node_metrics = _free_port(), _free_port()
     fleet, control = _start_link(processes, tmp_path, metrics=metrics)
     _start_nodes(processes, fleet, tmp_path, 3, metrics=[node_metrics])
@@ -274,6 +286,46 @@ def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_pat
     assert node[("corolla_node_received_bytes_total", ())] > 0
     assert node[("corolla_node_sent_bytes_total", ())] > 0
     assert not any(name == "corolla_node_errors_total" for name, _ in node)
+
+    # Each round of each run is a trace from the ServerApp through the link to every node's
+    # ClientApp, and back; each process exports its spans, the link and the nodes as they
+    # stop.
+    processes.stop_all()
+    spans = collector.spans
+    by_id = {span.span_id: span for span in spans}
+
+    def path(span: Span) -> list[str]:
+        names = [f"{span.service}: {span.name}"]
+        while span.parent_id:
+            span = by_id[span.parent_id]
+            names.insert(0, f"{span.service}: {span.name}")
+        return names
+
+    calls = [s for s in spans if s.service == "corolla-node" and s.name == "clientapp train"]
+    assert len(calls) == 3 * 3 * 2  # nodes, rounds, runs
+    assert len({call.trace_id for call in calls}) == 3 * 2
+    assert {tuple(path(call)[1:]) for call in calls} == {
+        (
+            "corolla-serverapp: send train",
+            "corolla-link: link store train",
+            "corolla-link: link forward train",
+            "corolla-node: node train",
+            "corolla-node: clientapp train",
+        )
+    }
+    assert {path(call)[0] for call in calls} == {f"corolla-serverapp: round {r}" for r in (1, 2, 3)}
+    replies = [s for s in spans if s.name == "reply train"]
+    assert len(replies) == 3 * 3 * 2
+    assert all(
+        path(reply)[-4:-1]
+        == [
+            "corolla-node: node train",
+            "corolla-link: link store train",
+            "corolla-link: link forward train",
+        ]
+        for reply in replies
+    )
+    assert any(s.service == "corolla-simulation" and s.name == "clientapp train" for s in spans)
 
 
 def _samples(exposition: str, **only: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

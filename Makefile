@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,torch,sklearn,flower,privacy,tracking,dashboard]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,torch,sklearn,flower,privacy,tracking,dashboard,telemetry]'
 	touch $(STAMP)
 
 venv: $(STAMP)

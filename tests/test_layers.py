@@ -35,9 +35,10 @@ ALLOWED: dict[str, set[str]] = {
     "server": {"core"},
     "strategy": {"core", "server", "tuning"},
     "execution": {"core", "client", "server", "project", "tuning"},
-    "simulation": {"core", "client", "server", "project", "tuning", "execution"},
+    "simulation": {"core", "client", "server", "project", "tuning", "execution", "telemetry"},
     "flower": {"core", "client", "server", "project", "strategy"},
     "trust": {"core"},
+    "telemetry": {"core"},
     "privacy": {"core", "client", "server", "strategy", "tuning"},
     "tracking": {"core", "server"},
     "runtime": {
@@ -51,6 +52,7 @@ ALLOWED: dict[str, set[str]] = {
         "strategy",
         "tuning",
         "execution",
+        "telemetry",
     },
     "dashboard": {"core", "state", "transport", "trust", "runtime"},
     "cli": {
@@ -70,6 +72,7 @@ ALLOWED: dict[str, set[str]] = {
         "trust",
         "privacy",
         "tracking",
+        "telemetry",
         "",
     },
 }

@@ -37,8 +37,9 @@ def test_top_level_exports():
 def test_importing_corolla_loads_no_optional_dependency():
     code = (
         "import sys, corolla, corolla.data, corolla.frameworks, corolla.simulation; "
-        "print(sorted(m for m in ('torch', 'sklearn', 'ray', 'flwr', 'mlxtend', 'matplotlib') "
-        "if m in sys.modules))"
+        "import corolla.runtime, corolla.telemetry; "
+        "print(sorted(m for m in ('torch', 'sklearn', 'ray', 'flwr', 'mlxtend', 'matplotlib', "
+        "'opentelemetry') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 

@@ -47,6 +47,7 @@ ADDRESS_OPTIONS = [
     ["link", "--fleet-address"],
     ["link", "--control-address"],
     ["link", "--metrics-address"],
+    ["node", "--link", "127.0.0.1:9092", "--metrics-address"],
 ]
 
 

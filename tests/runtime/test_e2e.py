@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from corolla.cli._remote import submit_and_follow
@@ -24,6 +25,8 @@ from corolla.runtime import ControlClient
 from corolla.server import RunResult
 from corolla.simulation import SimulationResult, run_simulation
 from corolla.transport import array_entries, records_pb2, user_config_from_proto
+
+from ..telemetry.collector import OtlpCollector, Span
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "quickstart-numpy"
@@ -98,11 +101,15 @@ def _wait_for_nodes(client: ControlClient, count: int, procs: Processes) -> None
     pytest.fail(f"{count} nodes did not come online within {STARTUP_S} s")
 
 
-def _start_nodes(processes: Processes, fleet: int, directory: Path, count: int) -> None:
+def _start_nodes(
+    processes: Processes, fleet: int, directory: Path, count: int, metrics: Sequence[int] = ()
+) -> None:
     """Start ``count`` ``corolla node`` processes on the Fleet port ``fleet``, with the node
     configs of a simulation's ``count`` nodes (``partition-id``, ``num-partitions``) and
-    each its state directory ``directory/node<i>``."""
+    each its state directory ``directory/node<i>``; node ``i`` serves Prometheus metrics
+    on port ``metrics[i]``, if given."""
     for i in range(count):
+        served = ("--metrics-address", f"127.0.0.1:{metrics[i]}") if i < len(metrics) else ()
         processes.start(
             f"node{i}",
             "node",
@@ -113,6 +120,7 @@ def _start_nodes(processes: Processes, fleet: int, directory: Path, count: int) 
             f"num-partitions={count}",
             "--state",
             str(directory / f"node{i}"),
+            *served,
         )
 
 
@@ -160,11 +168,21 @@ def _deploy_and_simulate(
     return deployed, simulated
 
 
-def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_path: Path) -> None:
-    # Arrange
-    metrics = _free_port()
+@pytest.fixture
+def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpCollector]:
+    """An OTLP collector that the processes started after it (and simulations) trace to."""
+    with OtlpCollector() as running:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", running.endpoint)
+        yield running
+
+
+def test_link_and_three_nodes_match_the_simulation(
+    processes: Processes, collector: OtlpCollector, tmp_path: Path
+) -> None:
+    # Arrange: with tracing on, exported to a collector
+    metrics, node_metrics = _free_port(), _free_port()
     fleet, control = _start_link(processes, tmp_path, metrics=metrics)
-    _start_nodes(processes, fleet, tmp_path, 3)
+    _start_nodes(processes, fleet, tmp_path, 3, metrics=[node_metrics])
     app = AppConfig.load(APP)
     with ControlClient(f"127.0.0.1:{control}") as client:
         _wait_for_nodes(client, 3, processes)
@@ -243,6 +261,85 @@ def test_link_and_three_nodes_match_the_simulation(processes: Processes, tmp_pat
         exposition = page.read().decode()
     assert 'corolla_link_runs{status="finished"} 2.0' in exposition
     assert 'corolla_link_nodes{status="online"} 3.0' in exposition
+    # ... and each run's training: its rounds, the last value of its metrics, its replies.
+    first = _samples(exposition, run_id=str(run_ids[0]))
+    assert first[("corolla_run_rounds", ())] == 3
+    for phase in ("train", "evaluate"):
+        last = getattr(deployed.history.rounds[-1], phase)
+        for name, value in last.items():
+            sample = first[("corolla_run_metric", (("name", name), ("phase", phase)))]
+            assert sample == pytest.approx(value)
+        replies = sum(getattr(r, f"{phase}_replies") for r in deployed.history.rounds)
+        assert first[("corolla_run_replies_total", (("phase", phase),))] == replies == 9
+        assert first[("corolla_run_failures_total", (("phase", phase),))] == 0
+    assert f'corolla_run_rounds{{app="quickstart-numpy",run_id="{run_ids[0]}"}} 3.0' in exposition
+
+    # The node that serves metrics counts the messages it answered (a train and an
+    # evaluate message a round, two runs) and the bytes each way.
+    with urllib.request.urlopen(f"http://127.0.0.1:{node_metrics}/metrics", timeout=10) as page:
+        node = _samples(page.read().decode())
+    served = (("outcome", "ok"), ("type", "train"))
+    assert node[("corolla_node_messages_total", served)] == 6
+    assert node[("corolla_node_messages_total", (("outcome", "ok"), ("type", "evaluate")))] == 6
+    assert node[("corolla_node_clientapp_seconds_count", (("type", "train"),))] == 6
+    assert node[("corolla_node_clientapp_seconds_sum", (("type", "train"),))] > 0
+    assert node[("corolla_node_received_bytes_total", ())] > 0
+    assert node[("corolla_node_sent_bytes_total", ())] > 0
+    assert not any(name == "corolla_node_errors_total" for name, _ in node)
+
+    # Each round of each run is a trace from the ServerApp through the link to every node's
+    # ClientApp, and back; each process exports its spans, the link and the nodes as they
+    # stop.
+    processes.stop_all()
+    spans = collector.spans
+    by_id = {span.span_id: span for span in spans}
+
+    def path(span: Span) -> list[str]:
+        names = [f"{span.service}: {span.name}"]
+        while span.parent_id:
+            span = by_id[span.parent_id]
+            names.insert(0, f"{span.service}: {span.name}")
+        return names
+
+    calls = [s for s in spans if s.service == "corolla-node" and s.name == "clientapp train"]
+    assert len(calls) == 3 * 3 * 2  # nodes, rounds, runs
+    assert len({call.trace_id for call in calls}) == 3 * 2
+    assert {tuple(path(call)[1:]) for call in calls} == {
+        (
+            "corolla-serverapp: send train",
+            "corolla-link: link store train",
+            "corolla-link: link forward train",
+            "corolla-node: node train",
+            "corolla-node: clientapp train",
+        )
+    }
+    assert {path(call)[0] for call in calls} == {f"corolla-serverapp: round {r}" for r in (1, 2, 3)}
+    replies = [s for s in spans if s.name == "reply train"]
+    assert len(replies) == 3 * 3 * 2
+    assert all(
+        path(reply)[-4:-1]
+        == [
+            "corolla-node: node train",
+            "corolla-link: link store train",
+            "corolla-link: link forward train",
+        ]
+        for reply in replies
+    )
+    assert any(s.service == "corolla-simulation" and s.name == "clientapp train" for s in spans)
+
+
+def _samples(exposition: str, **only: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``{(sample name, its labels but run_id and app, sorted): value}`` of a Prometheus
+    exposition, of the samples whose labels include ``only``."""
+    return {
+        (
+            sample.name,
+            tuple(sorted((k, v) for k, v in sample.labels.items() if k not in ("run_id", "app"))),
+        ): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if all(sample.labels.get(k) == v for k, v in only.items())
+    }
 
 
 def test_sampled_rounds_match_the_simulation_whatever_ids_the_nodes_get(

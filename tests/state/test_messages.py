@@ -126,6 +126,34 @@ def test_a_reply_is_stored_and_read_back(state: LinkState, run, node_id):
     assert state.message_status(request.metadata.message_id) is DeliveryStatus.REPLIED
 
 
+def _traced(message: StoredMessage, traceparent: str) -> StoredMessage:
+    metadata = dataclasses.replace(message.metadata, traceparent=traceparent)
+    return dataclasses.replace(message, metadata=metadata)
+
+
+def test_messages_and_replies_keep_their_trace_context(state: LinkState, run, node_id):
+    # Arrange: two messages with a trace context each, and one without
+    first, second, answered = (
+        f"00-0af7651916cd43dd8448eb211c80319c-{span:016x}-01" for span in (1, 2, 3)
+    )
+    state.store_messages([_traced(instruction(run.run_id, node_id), first)])
+    state.store_messages([_traced(instruction(run.run_id, node_id), second)])
+    state.store_messages([instruction(run.run_id, node_id)])
+
+    # Act: the node answers the first; the link answers the others when it goes offline
+    request, unanswered, untraced = state.fetch_messages(node_id)
+    state.store_reply(_traced(reply(request), answered))
+    state.mark_node_offline(node_id)
+
+    # Assert: each read back with its own; the link's answer carries its message's
+    contexts = [m.metadata.traceparent for m in (request, unanswered, untraced)]
+    assert contexts == [first, second, ""]
+    ids = [m.metadata.message_id for m in (request, unanswered, untraced)]
+    replies = state.get_replies(run.run_id, ids)
+    assert [r.metadata.traceparent for r in replies] == [answered, second, ""]
+    assert replies[1].error is not None and replies[1].error.code == ErrorCode.NODE_UNAVAILABLE
+
+
 def test_a_reply_keeps_its_inline_content(state: LinkState, run, node_id):
     state.store_messages([instruction(run.run_id, node_id)])
     request = _fetch_one(state, node_id)

@@ -93,6 +93,12 @@ def add_node_parser(commands: Any) -> None:
         help="the data owner's policy, a TOML file: which apps this node runs, how much a "
         "run may ask of it, what its error replies tell (see docs/security.md)",
     )
+    parser.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve the node's Prometheus metrics at http://HOST:PORT/metrics; beyond "
+        "loopback only with --insecure (default: none)",
+    )
     parser.set_defaults(handler=node_command)
     actions = parser.add_subparsers(title="other actions", metavar="ACTION")
     keys = actions.add_parser(
@@ -119,6 +125,12 @@ def node_command(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError("corolla node needs --link HOST:PORT, the link's Fleet API address")
     address = str(parse_address(args.link, what="--link", example_port=9092))
     policy = None if args.policy is None else NodePolicy.load(args.policy)
+    metrics_address = None
+    if args.metrics_address is not None:
+        metrics = parse_address(
+            args.metrics_address, what="--metrics-address", listen=True, example_port=9101
+        )
+        metrics_address = str(metrics)
     return_freed_buffers()
     # Each run's ClientApp process forks from it; it imports the CLI, which this script
     # imports and multiprocessing runs again in each process it starts.
@@ -138,6 +150,7 @@ def node_command(args: argparse.Namespace, console: Console) -> int:
         max_message_s=args.max_message_seconds,
         max_run_processes=args.max_run_processes,
         policy=policy,
+        metrics_address=metrics_address,
     )
 
     def terminate(signum: int, frame: object) -> None:
@@ -146,8 +159,9 @@ def node_command(args: argparse.Namespace, console: Console) -> int:
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         with node:
+            metrics_url = f", metrics at {node.metrics_url}" if node.metrics_url else ""
             console.print(
-                f"corolla node: connecting to {address}",
+                f"corolla node: connecting to {address}{metrics_url}",
                 markup=False,
                 highlight=False,
                 soft_wrap=True,

@@ -79,7 +79,11 @@ class Error:
 
 @dataclasses.dataclass(frozen=True)
 class Metadata:
-    """Addressing and bookkeeping of a message."""
+    """Addressing and bookkeeping of a message.
+
+    ``traceparent`` is the W3C trace context of the span that sent it, with tracing on
+    (see ``corolla.telemetry``); empty otherwise. A reply does not inherit it.
+    """
 
     run_id: int
     message_id: str
@@ -90,6 +94,7 @@ class Metadata:
     message_type: str
     ttl: float = DEFAULT_TTL
     created_at: float = 0.0
+    traceparent: str = ""
 
 
 class Message:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -48,6 +49,9 @@ class TaskResult:
 
     ``replies`` holds every reply when the task had no aggregator, and only the error
     replies when it had one. ``states`` holds the node states that changed.
+    ``timings`` holds, for each call whose message carries a trace context (tracing is
+    on), its position in the task, when it began and ended (``time.time_ns()``), and its
+    error reply's text ("" for none).
     """
 
     index: int
@@ -55,6 +59,7 @@ class TaskResult:
     replies: list[Message]
     states: dict[int, RecordDict]
     num_calls: int = 0
+    timings: list[tuple[int, int, int, str]] = dataclasses.field(default_factory=list)
 
 
 def execute_task(
@@ -63,9 +68,15 @@ def execute_task(
     """Run a task's calls in order in this process; never raises for a ClientApp error."""
     replies: list[Message] = []
     states: dict[int, RecordDict] = {}
-    for call in task.calls:
+    timings: list[tuple[int, int, int, str]] = []
+    for position, call in enumerate(task.calls):
         context = Context(run_id, call.node_id, call.node_config, run_config, call.state)
+        traced = bool(call.message.metadata.traceparent)
+        started = time.time_ns() if traced else 0
         reply = run_client_app(app, call.message, context)
+        if traced:
+            error = str(reply.error) if reply.has_error() else ""
+            timings.append((position, started, time.time_ns(), error))
         if context.state is not call.state:
             states[call.node_id] = context.state
         unfolded = reply if task.aggregator is None else fold(task.aggregator, reply)
@@ -74,7 +85,7 @@ def execute_task(
         # A folded reply goes before the next call, so the memory of its arrays serves the
         # next reply's instead of memory the process has not touched yet.
         del reply, context
-    return TaskResult(task.index, task.aggregator, replies, states, len(task.calls))
+    return TaskResult(task.index, task.aggregator, replies, states, len(task.calls), timings)
 
 
 class Executor(abc.ABC):

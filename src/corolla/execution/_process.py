@@ -490,8 +490,8 @@ class ProcessExecutor(Executor):
             segment = attach(payload.segment)
             worker.owned.add(segment.name)
             self._reading.append((worker, segment))
-        aggregator, replies, states = unpack(payload, segment)
-        return TaskResult(index, aggregator, replies, states, num_calls)
+        aggregator, replies, states, timings = unpack(payload, segment)
+        return TaskResult(index, aggregator, replies, states, num_calls, timings)
 
     def _expire(
         self,

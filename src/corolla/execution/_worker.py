@@ -117,7 +117,9 @@ def _serve(
         result = execute_task(app, Task(index, calls, aggregator), run_id, run_config)
         del calls, loaded, aggregator
         payload, _ = pack(
-            (result.aggregator, result.replies, result.states), pool, within=workspace
+            (result.aggregator, result.replies, result.states, result.timings),
+            pool,
+            within=workspace,
         )
         if workspace is not None and payload.segment != workspace.name:
             pool.release(workspace.name)  # nothing was folded into it

@@ -23,6 +23,7 @@ from ..core import (
 )
 from ..execution import Call, Executor, Task, TaskResult
 from ..server import Aggregator, Grid, Reduction, RunResult, node_order
+from ..telemetry import RoundTraces, Tracing
 
 __all__ = ["SimulationGrid", "default_node_config"]
 
@@ -87,6 +88,9 @@ class SimulationGrid(Grid):
     nodes are connected from the start). A call that timed out or whose worker died does
     not count as an answer.
 
+    With ``tracing`` on, each round is a trace (see :class:`~corolla.telemetry.RoundTraces`)
+    with a span per ClientApp call, timed in the worker that ran it.
+
     Raises
     ------
     ConfigError
@@ -102,6 +106,7 @@ class SimulationGrid(Grid):
         events: EventSink | None = None,
         node_config: Callable[[int, int], Mapping[str, UserConfigValue]] = default_node_config,
         node_attributes: Callable[[int, int], Mapping[str, UserConfigValue]] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         if num_nodes < 1:
             raise ConfigError(f"a simulation needs at least one node, got {num_nodes}")
@@ -122,6 +127,7 @@ class SimulationGrid(Grid):
         # but a fraction of the cost with a thousand messages a round.
         self._id_prefix = new_message_id()[:20]
         self._id_counter = itertools.count()
+        self._traces = RoundTraces(tracing or Tracing.off(), run_id)
 
     @property
     def run_id(self) -> int:
@@ -155,6 +161,7 @@ class SimulationGrid(Grid):
         return self.node_ids()
 
     def emit(self, event: Event) -> None:
+        self._traces.observe(event)
         self._events(event)
 
     def report_result(self, result: RunResult) -> None:
@@ -212,7 +219,7 @@ class SimulationGrid(Grid):
                 undeliverable.append(Message(error=error, reply_to=stamped))
             else:
                 ready.append(stamped)
-        return ready, undeliverable
+        return self._traces.sending(ready), undeliverable
 
     def _call(self, message: Message) -> Call:
         node_id = message.metadata.dst_node_id
@@ -232,6 +239,8 @@ class SimulationGrid(Grid):
 
     def _absorb(self, task: Task, result: TaskResult, done: int, total: int, phase: str) -> None:
         self._states.update(result.states)
+        for position, start_ns, end_ns, error in result.timings:
+            self._traces.ran(task.calls[position].message, start_ns, end_ns, error)
         unanswered = {
             reply.metadata.src_node_id
             for reply in result.replies

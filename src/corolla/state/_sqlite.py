@@ -447,8 +447,8 @@ class SqliteLinkState(LinkState):
                 created_at = md.created_at or now
                 conn.execute(
                     "INSERT INTO messages (message_id, run_id, src_node_id, dst_node_id, "
-                    "group_id, message_type, ttl, created_at, expires_at, content_hash, status) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "group_id, message_type, ttl, created_at, expires_at, content_hash, status, "
+                    "traceparent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         message_id,
                         md.run_id,
@@ -461,6 +461,7 @@ class SqliteLinkState(LinkState):
                         created_at + md.ttl,
                         message.content_hash,
                         DeliveryStatus.PENDING.value,
+                        md.traceparent or None,
                     ),
                 )
                 ids.append(message_id)
@@ -599,6 +600,7 @@ class SqliteLinkState(LinkState):
                     None if reply.error is None else reply.error.reason,
                     now,
                     reply.content,
+                    md.traceparent or None,
                 ),
             )
             conn.execute(

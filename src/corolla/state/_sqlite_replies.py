@@ -31,7 +31,7 @@ OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.DELIVERED.value)
 INSERT_REPLY = (
     "INSERT INTO replies (reply_to, message_id, run_id, src_node_id, dst_node_id, group_id, "
     "message_type, ttl, created_at, content_hash, error_code, error_reason, stored_at, "
-    "content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "content, traceparent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -92,6 +92,7 @@ def answer_with_errors(
                 error.reason,
                 now,
                 None,
+                row["traceparent"],
             )
         )
     conn.executemany(INSERT_REPLY, replies)

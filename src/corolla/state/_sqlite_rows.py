@@ -127,6 +127,7 @@ def to_instruction(row: sqlite3.Row) -> StoredMessage:
             message_type=str(row["message_type"]),
             ttl=float(row["ttl"]),
             created_at=float(row["created_at"]),
+            traceparent=row["traceparent"] or "",
         ),
         content_hash=str(row["content_hash"]),
     )
@@ -143,6 +144,7 @@ def to_reply(row: sqlite3.Row) -> StoredMessage:
         message_type=str(row["message_type"]),
         ttl=float(row["ttl"]),
         created_at=float(row["created_at"]),
+        traceparent=row["traceparent"] or "",
     )
     if row["error_code"] is not None:
         return StoredMessage(metadata, error=Error(int(row["error_code"]), row["error_reason"]))

@@ -149,6 +149,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX messages_unreleased ON messages (run_id) WHERE released_at IS NULL",
         ),
     ),
+    Migration(
+        4,
+        "messages and replies keep their trace context",
+        # NULL: sent without tracing (or stored before).
+        (
+            "ALTER TABLE messages ADD COLUMN traceparent TEXT",
+            "ALTER TABLE replies ADD COLUMN traceparent TEXT",
+        ),
+    ),
 )
 
 

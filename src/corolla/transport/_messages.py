@@ -40,6 +40,7 @@ def _metadata_to_proto(metadata: Metadata) -> message_pb2.Metadata:
         message_type=metadata.message_type,
         ttl=metadata.ttl,
         created_at=metadata.created_at,
+        traceparent=metadata.traceparent,
     )
 
 
@@ -55,6 +56,7 @@ def metadata_from_proto(proto: message_pb2.Metadata) -> Metadata:
         message_type=proto.message_type,
         ttl=proto.ttl,
         created_at=proto.created_at,
+        traceparent=proto.traceparent,
     )
 
 

@@ -17,6 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from corolla.core import ConfigError, Event
 from corolla.runtime import Link
 from corolla.runtime.link._metrics import split_http_address
+from corolla.runtime.link._run_metrics import ENDED_RUNS_KEPT, followed_runs
+from corolla.state import RunInfo, RunStatus
 from corolla.transport import (
     EncodedArray,
     bearer_metadata,
@@ -52,6 +54,22 @@ def scrape(url: str, context: ssl.SSLContext | None = None) -> dict[tuple[str, s
         (sample.name, ",".join(sample.labels.values())): sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
+    }
+
+
+def scrape_run(url: str, run_id: int) -> dict[tuple[str, ...], float]:
+    """``{(sample name, its other label values but app, in order of their names): value}``
+    of the samples labelled with run ``run_id``, read from ``url``."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (
+            sample.name,
+            *(v for k, v in sorted(sample.labels.items()) if k not in ("run_id", "app")),
+        ): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels.get("run_id") == str(run_id)
     }
 
 
@@ -127,6 +145,73 @@ def test_the_privacy_a_run_spent_is_reported_from_its_latest_privacy_event(link:
     assert samples[("corolla_run_privacy_epsilon", str(private.run_id))] == 1.25
     assert samples[("corolla_run_privacy_delta", str(private.run_id))] == 1e-5
     assert ("corolla_run_privacy_epsilon", str(plain.run_id)) not in samples
+
+
+def _round_end(server_round: int, train: dict[str, float], replies: int, failures: int) -> dict:
+    return {
+        "round": server_round,
+        "train": train,
+        "evaluate": {"loss": 1.0 / server_round, "note": "text is no sample"},
+        "server": {},
+        "train_replies": replies,
+        "train_failures": failures,
+        "evaluate_replies": replies,
+        "evaluate_failures": 0,
+        "seconds": 0.5 * server_round,
+    }
+
+
+def test_each_run_s_last_metrics_rounds_replies_and_failures_are_reported(link: Link) -> None:
+    # Arrange: a run whose ServerApp ends two rounds, the second twice (a restarted
+    # ServerApp redoes the round after its checkpoint), and a run that ended none
+    run, idle = link.state.create_run(HASH, {}), link.state.create_run(HASH, {})
+    secret = bearer_metadata(link.issue_run_secret(run.run_id))
+
+    def emit(server_round: int, data: dict) -> None:
+        event = Event("round.end", run.run_id, server_round, data=data)
+        request = serverappio_pb2.EmitEventsRequest(events=[event_to_proto(event, 0)])
+        serverappio_pb2_grpc.ServerAppIoStub(appio).EmitEvents(request, metadata=secret)
+
+    with grpc.insecure_channel(link.serverappio_address, options=channel_options()) as appio:
+        emit(1, _round_end(1, {"loss": 2.0, "accuracy": 0.5}, replies=3, failures=0))
+        first = scrape_run(str(link.metrics_url), run.run_id)
+        emit(2, _round_end(2, {"loss": 1.5}, replies=2, failures=1))
+        emit(2, _round_end(2, {"loss": 1.25}, replies=3, failures=0))
+
+        # Act
+        samples = scrape_run(str(link.metrics_url), run.run_id)
+        others = scrape_run(str(link.metrics_url), idle.run_id)
+
+    # Assert
+    assert first[("corolla_run_rounds",)] == 1
+    assert samples[("corolla_run_rounds",)] == 2
+    assert samples[("corolla_run_round_seconds",)] == 1.0
+    assert samples[("corolla_run_metric", "loss", "train")] == 1.25
+    assert samples[("corolla_run_metric", "accuracy", "train")] == 0.5
+    assert samples[("corolla_run_metric", "loss", "evaluate")] == 0.5
+    assert ("corolla_run_metric", "note", "evaluate") not in samples
+    assert samples[("corolla_run_replies_total", "train")] == 5
+    assert samples[("corolla_run_failures_total", "train")] == 1
+    assert samples[("corolla_run_replies_total", "evaluate")] == 5
+    assert samples[("corolla_run_last_round_replies", "train")] == 3
+    assert samples[("corolla_run_last_round_failures", "train")] == 0
+    assert others == {("corolla_run_rounds",): 0}
+
+
+def _run(run_id: int, status: RunStatus, ended_at: float | None = None) -> RunInfo:
+    return RunInfo(run_id, HASH, {}, status, 0.0, 0.0, ended_at=ended_at)
+
+
+def test_only_runs_going_and_the_latest_ended_are_followed() -> None:
+    # Arrange: many ended runs, ended in reverse order of their ids, and two going
+    ended = [_run(i, RunStatus.FINISHED, ended_at=1000.0 - i) for i in range(1, 40)]
+    going = [_run(50, RunStatus.RUNNING), _run(51, RunStatus.PENDING)]
+
+    # Act
+    followed = followed_runs(ended + going)
+
+    # Assert: the ended runs kept are those that ended last, in order of their ids
+    assert [r.run_id for r in followed] == [*range(1, ENDED_RUNS_KEPT + 1), 50, 51]
 
 
 def test_a_link_with_certificates_serves_its_metrics_over_https(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import textwrap
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -104,12 +106,32 @@ def test_a_bundle_that_fails_to_import_gets_an_error_reply(
 ) -> None:
     app_dir = _app(tmp_path / "app", "broken_app", "raise RuntimeError('no import for you')\n")
     grid = _grid_for(link, appio_channel, app_dir)
-    with Node(link.fleet_address, tmp_path / "node") as node:
+    with Node(link.fleet_address, tmp_path / "node", metrics_address="127.0.0.1:0") as node:
         reply = _train(grid, _wait_connected(node))
+        assert node.metrics_url is not None
+        with urllib.request.urlopen(node.metrics_url, timeout=10) as page:
+            exposition = page.read().decode()
 
     assert reply.has_error()
     assert reply.error.code == ErrorCode.APP_LOAD
     assert "no import for you" in reply.error.reason
+    # and its metrics count the message and its error
+    assert 'corolla_node_messages_total{outcome="error",type="train"} 1.0' in exposition
+    assert 'corolla_node_errors_total{code="APP_LOAD"} 1.0' in exposition
+    assert 'corolla_node_clientapp_seconds_count{type="train"} 1.0' in exposition
+    with pytest.raises(urllib.error.URLError):  # stopped with the node
+        urllib.request.urlopen(node.metrics_url, timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [("0.0.0.0:9101", "beyond this machine"), ("localhost", "not HOST:PORT")],
+)
+def test_node_metrics_beyond_loopback_or_malformed_are_refused(
+    tmp_path: Path, address: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        Node("127.0.0.1:9092", tmp_path / "node", metrics_address=address)
 
 
 def test_a_node_reconnects_after_the_link_restarts(tmp_path: Path) -> None:

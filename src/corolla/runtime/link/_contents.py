@@ -10,11 +10,13 @@ that delivery form is built once per content and served to every node from memor
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterable
 
-from corolla.core import CodecError, Error, ErrorCode, MessageError
+from corolla.core import CodecError, Error, ErrorCode, MessageError, Metadata
 from corolla.state import BlobStore, StoredMessage
+from corolla.telemetry import Tracing
 from corolla.transport import (
     INLINE_ARRAY_BYTES,
     array_entries,
@@ -57,13 +59,22 @@ class MessageContents:
         by its sender until the message is stored.
     cached_bytes
         How many bytes of contents are kept read, as stored and as delivered.
+    tracing
+        With tracing on, a message that carries a trace context gets a span of the link's
+        each time it is stored (``link store <type>``) and passed on (``link forward
+        <type>``), and carries that span's context on: the link's hops of a round's trace.
     """
 
     def __init__(
-        self, blobs: BlobStore, names: NamedBlobs, cached_bytes: int = CACHED_CONTENT_BYTES
+        self,
+        blobs: BlobStore,
+        names: NamedBlobs,
+        cached_bytes: int = CACHED_CONTENT_BYTES,
+        tracing: Tracing | None = None,
     ) -> None:
         self._blobs = blobs
         self._names = names
+        self._tracing = tracing or Tracing.off()
         # The serialized content of the latest messages read from blobs, as stored and as
         # delivered (small arrays inline): every node of a round gets the same content,
         # read from disk and built once rather than once per node.
@@ -132,6 +143,9 @@ class MessageContents:
         if not proto.HasField("metadata"):
             raise MessageError("message has no metadata")
         metadata = metadata_from_proto(proto.metadata)
+        if metadata.traceparent and self._tracing.on:
+            traceparent = self._hop("store", metadata)
+            metadata = dataclasses.replace(metadata, traceparent=traceparent)
         body = proto.WhichOneof("body")
         if body == "content":
             content = proto.content.SerializeToString(deterministic=True)
@@ -177,6 +191,8 @@ class MessageContents:
         inline, within :data:`~corolla.transport.INLINE_ARRAY_BYTES`.
         """
         metadata = metadata_to_proto(stored.metadata)
+        if metadata.traceparent and self._tracing.on:
+            metadata.traceparent = self._hop("forward", stored.metadata)
         if stored.content is not None:
             return serialized_message(metadata, content=stored.content)
         if stored.content_hash is not None:
@@ -190,6 +206,18 @@ class MessageContents:
             error = message_pb2.Error(code=stored.error.code, reason=stored.error.reason)
             return serialized_message(metadata, error=error)
         return serialized_message(metadata)
+
+    def _hop(self, what: str, metadata: Metadata) -> str:
+        """The trace context of a span of the link's, ``what`` it does with a message,
+        the child of the span that sent it."""
+        attributes = {
+            "corolla.run_id": metadata.run_id,
+            "corolla.src_node_id": metadata.src_node_id,
+            "corolla.dst_node_id": metadata.dst_node_id,
+        }
+        name = f"link {what} {metadata.message_type}"
+        with self._tracing.span(name, metadata.traceparent, attributes=attributes) as span:
+            return self._tracing.traceparent(span)
 
     def referenced(self, content_hash: str) -> frozenset[str]:
         """The arrays a stored content names by hash (not inline), which its receiver

@@ -33,6 +33,7 @@ from corolla.state import (
     SqliteLinkState,
     StateDirectoryLock,
 )
+from corolla.telemetry import Tracing
 from corolla.transport import (
     CertificateFiles,
     accounts_pb2_grpc,
@@ -126,6 +127,10 @@ class Link:
     policy
         Which nodes may register and which apps may run (see ``docs/security.md``);
         by default every node and app.
+    tracing
+        The link's spans of the messages it stores and passes on (see
+        ``corolla.telemetry``); None for what the environment configures (started
+        with the link, and stopped with it).
 
     Raises
     ------
@@ -152,7 +157,10 @@ class Link:
         node_certificates: bool = False,
         token_lifetime: float = DEFAULT_TOKEN_LIFETIME_S,
         policy: LinkPolicy | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._tracing = tracing
+        self._own_tracing: Tracing | None = None
         addresses = [fleet_address, control_address]
         _check_distinct_ports(fleet_address, control_address, metrics_address)
         if metrics_address is not None:
@@ -270,6 +278,9 @@ class Link:
         limits = self.limits
         try:
             blobs = self._blobs or DirectoryBlobStore(self.state_dir / "blobs")
+            tracing = self._tracing
+            if tracing is None:
+                tracing = self._own_tracing = Tracing.from_environment("corolla-link")
             shared = LinkResources.create(
                 state,
                 blobs,
@@ -278,6 +289,7 @@ class Link:
                 self._clock,
                 auth=self._auth,
                 federation=self._federation,
+                tracing=tracing,
             )
             self._shared = shared
             shared.policy = policy_in_force(shared, self._policy)
@@ -587,6 +599,8 @@ class Link:
             self._sweeper.join()
         if self._metrics is not None:
             self._metrics.stop()
+        if self._own_tracing is not None:
+            self._own_tracing.shutdown()
         if self._shared is not None:
             self._shared.state.close()
             self._shared.blobs.close()

@@ -13,7 +13,15 @@ moment:
 - ``corolla_link_runs{status}``: runs by status;
 - ``corolla_run_privacy_epsilon{run_id}`` and ``corolla_run_privacy_delta{run_id}``: the
   (epsilon, delta) a run with differential privacy has spent so far, from its latest
-  ``privacy`` event (runs without one have no sample).
+  ``privacy`` event (runs without one have no sample);
+- the training metrics of each run, labelled ``run_id`` and ``app`` (see ``_run_metrics``):
+  ``corolla_run_rounds``, ``corolla_run_round_seconds``,
+  ``corolla_run_metric{phase, name}``, ``corolla_run_replies_total{phase}``,
+  ``corolla_run_failures_total{phase}``, ``corolla_run_last_round_replies{phase}`` and
+  ``corolla_run_last_round_failures{phase}``.
+
+The per-run metrics cover the runs still going and the last ``ENDED_RUNS_KEPT`` (10) that
+ended; each scrape reads only the events stored since the one before.
 """
 
 from __future__ import annotations
@@ -23,17 +31,17 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from corolla.core import ConfigError
 from corolla.state import RunStatus
 from corolla.transport import CertificateFiles
 
+from .._prometheus import MetricsEndpoint, split_http_address
+from ._records import app_name
 from ._resources import LinkResources
+from ._run_metrics import RunTallies, followed_runs
 
 __all__ = ["LinkCollector", "MetricsServer", "split_http_address"]
 
@@ -61,6 +69,7 @@ class LinkCollector(Collector):
         # Each scrape reads only the privacy events stored since the one before.
         self._spent: dict[int, _Spent] = {}
         self._lock = threading.Lock()
+        self._tallies = RunTallies(shared.state)
 
     def collect(self) -> Iterator[Metric]:
         moved = CounterMetricFamily(
@@ -92,12 +101,17 @@ class LinkCollector(Collector):
         gauge.add_metric(["online"], online)
         gauge.add_metric(["offline"], len(nodes) - online)
         yield gauge
-        runs = collections.Counter(run.status for run in state.list_runs())
+        runs = state.list_runs()
+        statuses = collections.Counter(run.status for run in runs)
         gauge = GaugeMetricFamily("corolla_link_runs", "Runs, by status", labels=["status"])
         for run_status in RunStatus:
-            gauge.add_metric([run_status.value], runs[run_status])
+            gauge.add_metric([run_status.value], statuses[run_status])
         yield gauge
-        yield from self._privacy([run.run_id for run in state.list_runs()])
+        followed = followed_runs(runs)
+        yield from self._privacy([run.run_id for run in followed])
+        apps_dir = self._shared.apps_dir
+        apps = {run.run_id: app_name(apps_dir / run.bundle_hash) for run in followed}
+        yield from self._tallies.collect(followed, apps)
 
     def _privacy(self, run_ids: list[int]) -> Iterator[Metric]:
         epsilon = GaugeMetricFamily(
@@ -112,6 +126,8 @@ class LinkCollector(Collector):
         )
         state = self._shared.state
         with self._lock:
+            for forgotten in set(self._spent) - set(run_ids):
+                del self._spent[forgotten]
             for run_id in run_ids:
                 spent = self._spent.setdefault(run_id, _Spent())
                 for entry in state.read_events(run_id, after=spent.seq, kind=PRIVACY_EVENT):
@@ -124,24 +140,6 @@ class LinkCollector(Collector):
                     epsilon.add_metric([str(run_id)], spent.epsilon)
                     delta.add_metric([str(run_id)], spent.delta or 0.0)
         yield from (epsilon, delta)
-
-
-def split_http_address(address: str) -> tuple[str, int]:
-    """``(host, port)`` of ``HOST:PORT`` (``[IPv6]:PORT`` for IPv6).
-
-    Raises
-    ------
-    ConfigError
-        If ``address`` has no port, or the port is not a number from 0 to 65535.
-    """
-    host, colon, port = address.strip().rpartition(":")
-    if not colon or not host:
-        raise ConfigError(f"metrics address {address!r} is not HOST:PORT")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"metrics address {address!r} has no port number from 0 to 65535")
-    return host, int(port)
 
 
 class MetricsServer:
@@ -158,34 +156,20 @@ class MetricsServer:
     def __init__(
         self, shared: LinkResources, address: str, certificates: CertificateFiles | None
     ) -> None:
-        host, port = split_http_address(address)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(LinkCollector(shared))
         certfile = keyfile = None
         if certificates is not None:
             certfile, keyfile = str(certificates.link_certificate), str(certificates.link_key)
-        try:
-            server, thread = start_http_server(
-                port, host, registry=registry, certfile=certfile, keyfile=keyfile
-            )
-        except OSError as exc:
-            raise ConfigError(f"cannot serve metrics on {address}: {exc}") from exc
-        self._server: WSGIServer = server
-        self._thread: threading.Thread = thread
-        self.scheme = "https" if certificates is not None else "http"
-        self.port = int(server.server_address[1])
-        self.host = host
-        _log.info("metrics at %s://%s:%d/metrics", self.scheme, host, self.port)
+        self._endpoint = MetricsEndpoint(
+            registry, address, certfile=certfile, keyfile=keyfile, logger=_log
+        )
 
     @property
     def url(self) -> str:
         """Where the metrics are read, with the port actually bound."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}/metrics"
+        return self._endpoint.url
 
     def stop(self) -> None:
         """Stop serving and close the socket; idempotent."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join()
-        self._server.server_close()
+        self._endpoint.stop()

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from corolla.state import BlobStore, LinkState
+from corolla.telemetry import Tracing
 from corolla.trust import AuditLog, LinkPolicy, TrustStore
 
 from .._clock import Clock, SystemClock
@@ -72,6 +73,7 @@ class LinkResources:
         auth: bool = False,
         federation: str = "default",
         policy: LinkPolicy | None = None,
+        tracing: Tracing | None = None,
     ) -> LinkResources:
         limits = limits or LinkLimits()
         clock = clock or SystemClock()
@@ -86,7 +88,7 @@ class LinkResources:
             clock=clock,
             traffic=TrafficMeter(clock.monotonic),
             names=names,
-            contents=MessageContents(blobs, names),
+            contents=MessageContents(blobs, names, tracing=tracing),
             replaced=ReplacedCheckpoints(),
             run_ends=RunEnds(signals),
             # By default beside the apps, in the link's state directory.

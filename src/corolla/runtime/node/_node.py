@@ -33,6 +33,7 @@ import grpc
 from corolla.core import ConfigError, CorollaError, ErrorCode, UserConfigValue
 from corolla.execution import start_forkserver
 from corolla.state import NodeIdentity, StateDirectoryLock
+from corolla.telemetry import Tracing
 from corolla.transport import (
     TransportError,
     bearer_metadata,
@@ -48,7 +49,9 @@ from corolla.trust import AuditLog, NodeKey, NodePolicy
 
 from .._audit import audit
 from .._payloads import with_chunk_frames
+from .._prometheus import MetricsEndpoint, split_http_address
 from ._connection import describe, setting_error
+from ._metrics import NodeMeter
 from ._run_processes import DEFAULT_RUN_PROCESSES, RunProcesses
 from ._runner import MessageRunner
 from ._session import Session
@@ -115,12 +118,19 @@ class Node:
         The data owner's policy: which apps the node runs, how many rounds and seconds a
         run may ask of it, and whether its error replies carry their details (see
         ``docs/security.md``); by default every app, without limits, in full.
+    metrics_address
+        Where to serve the node's Prometheus metrics over HTTP (``HOST:PORT``, see
+        ``_metrics``); none if None. Beyond loopback only with ``insecure``.
+    tracing
+        The node's spans of the messages it serves (see ``corolla.telemetry``); None
+        for what the environment configures (started and stopped with the node).
 
     Raises
     ------
     ConfigError
         If the address is beyond loopback and neither TLS nor ``insecure`` is possible,
-        the CA file cannot be read or holds no certificate, or a limit is not positive.
+        the CA file cannot be read or holds no certificate, a limit is not positive, or
+        the metrics address is malformed, or beyond loopback without ``insecure``.
     """
 
     def __init__(
@@ -139,7 +149,22 @@ class Node:
         max_message_s: float = DEFAULT_MAX_MESSAGE_S,
         max_run_processes: int = DEFAULT_RUN_PROCESSES,
         policy: NodePolicy | None = None,
+        metrics_address: str | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        if metrics_address is not None:
+            split_http_address(metrics_address)
+            if requires_tls(metrics_address) and not insecure:
+                raise ConfigError(
+                    f"node metrics are served over plain HTTP, and {metrics_address} is "
+                    "reachable beyond this machine: serve them on loopback (127.0.0.1) "
+                    "or give --insecure"
+                )
+        self._metrics_address = metrics_address
+        self._meter = None if metrics_address is None else NodeMeter()
+        self._metrics: MetricsEndpoint | None = None
+        self._tracing = tracing
+        self._own_tracing: Tracing | None = None
         if not (isinstance(max_message_s, int | float) and 0 < max_message_s < math.inf):
             raise ConfigError(f"max_message_s must be a positive number, got {max_message_s!r}")
         self._address = link_address
@@ -167,6 +192,7 @@ class Node:
             RunProcesses(max_run_processes),
             max_message_s,
             policy,
+            self._meter,
         )
         self._status = NodeStatus.CREATED
         self._stop = threading.Event()
@@ -185,6 +211,12 @@ class Node:
     def status(self) -> NodeStatus:
         return self._status
 
+    @property
+    def metrics_url(self) -> str | None:
+        """Where Prometheus reads the node's metrics (with the port actually bound); None
+        if it serves none or is not started."""
+        return None if self._metrics is None else self._metrics.url
+
     def start(self) -> Node:
         """Start connecting in a background thread; returns self.
 
@@ -195,11 +227,19 @@ class Node:
             share its identity and take its messages).
         ConfigError
             If the last line of the node's audit log is not a record (see
-            ``corolla audit verify``).
+            ``corolla audit verify``), or the metrics address cannot be bound.
         """
         if self._thread is not None:
             return self
         self._lock = StateDirectoryLock(self._store.root)
+        if self._meter is not None and self._metrics_address is not None:
+            try:
+                self._metrics = MetricsEndpoint(
+                    self._meter.registry, self._metrics_address, logger=_log
+                )
+            except BaseException:
+                self._lock.close()
+                raise
         # The node's identity, made on its first start (``corolla node keys`` prints it).
         self.key, made = NodeKey.load_or_create(self._store.root)
         if made:
@@ -207,6 +247,8 @@ class Node:
         try:
             self._audit = AuditLog(self._store.root / AuditLog.FILE)
         except BaseException:
+            if self._metrics is not None:
+                self._metrics.stop()
             self._lock.close()
             raise
         audit(
@@ -214,7 +256,10 @@ class Node:
         )
         # ClientApp processes fork from it: its imports happen now, not at the first message.
         start_forkserver()
-        self._runner.start(self._audit)
+        tracing = self._tracing
+        if tracing is None:
+            tracing = self._own_tracing = Tracing.from_environment("corolla-node")
+        self._runner.start(self._audit, tracing)
         self._thread = threading.Thread(target=self._main, name="corolla-node", daemon=True)
         self._thread.start()
         return self
@@ -229,6 +274,10 @@ class Node:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         self._runner.stop()
+        if self._own_tracing is not None:
+            self._own_tracing.shutdown()
+        if self._metrics is not None:
+            self._metrics.stop()
         self._store.blobs.close()
         log, self._audit = self._audit, None
         if log is not None:

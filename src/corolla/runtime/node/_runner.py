@@ -31,6 +31,7 @@ import queue
 import threading
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from corolla.core import (
     CorollaError,
@@ -42,6 +43,7 @@ from corolla.core import (
 )
 from corolla.project import AppConfig
 from corolla.state import MemoryBlobStore
+from corolla.telemetry import Tracing
 from corolla.transport import (
     INLINE_ARRAY_BYTES,
     TransportError,
@@ -60,11 +62,15 @@ from .._audit import audit, reason_summary
 from .._bundle import install_bundle
 from .._payloads import ArrayCache, pull_payload, push_missing
 from ._gate import PolicyGate
+from ._metrics import NodeMeter
 from ._run_processes import RunProcess, RunProcesses
 from ._session import Session
 from ._store import NodeStore
 
 __all__ = ["MessageRunner", "message_deadline"]
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 _log = logging.getLogger("corolla.runtime.node")
 
@@ -100,6 +106,9 @@ class MessageRunner:
     policy
         The data owner's policy: the apps the node runs, what a run may ask of it, and
         what its error replies tell (see ``_gate``).
+    meter
+        Counts the messages served, their seconds and bytes (see ``_metrics``); none if
+        None.
     """
 
     def __init__(
@@ -109,8 +118,11 @@ class MessageRunner:
         processes: RunProcesses,
         max_message_s: float,
         policy: NodePolicy | None = None,
+        meter: NodeMeter | None = None,
     ) -> None:
         self._gate = PolicyGate(policy or NodePolicy(), time.monotonic)
+        self._meter = meter
+        self._tracing = Tracing.off()
         self._store = store
         self._node_config = dict(node_config)
         self._processes = processes
@@ -129,10 +141,13 @@ class MessageRunner:
         self._downloads = MemoryBlobStore()
         self._audit: AuditLog | None = None
 
-    def start(self, audit_log: AuditLog | None = None) -> None:
-        """Start the thread, recording what it runs in ``audit_log``. Idempotent."""
+    def start(self, audit_log: AuditLog | None = None, tracing: Tracing | None = None) -> None:
+        """Start the thread, recording what it runs in ``audit_log`` and, with ``tracing``
+        on, a span for each message that carries a trace context (``node <type>``, its
+        ClientApp call ``clientapp <type>`` under it). Idempotent."""
         if self._thread is None:
             self._audit = audit_log
+            self._tracing = tracing or Tracing.off()
             self._thread = threading.Thread(
                 target=self._loop, name="corolla-node-messages", daemon=True
             )
@@ -183,24 +198,39 @@ class MessageRunner:
     def _loop(self) -> None:
         while (item := self._queue.get()) is not None:
             session, proto = item
+            span = self._span(session, proto.metadata)
             try:
-                self._serve(session, proto)
+                self._serve(session, proto, self._tracing.traceparent(span))
             except Exception:  # a bug here must not end the node's messages
                 _log.exception("serving message %s failed", proto.metadata.message_id)
                 self._forget(proto.metadata.message_id)
             finally:
+                self._tracing.end(span)
                 del item, session, proto  # the message's arrays, before waiting
             self._processes.close_ended()
 
-    def _serve(self, session: Session, proto: message_pb2.Message) -> None:
+    def _span(self, session: Session, metadata: message_pb2.Metadata) -> Span | None:
+        """The span of serving a message, the child of the link's that passed it on; None
+        if tracing is off or the message carries no trace context."""
+        if not metadata.traceparent or not self._tracing.on:
+            return None
+        attributes = {"corolla.run_id": metadata.run_id, "corolla.node_id": session.node_id}
+        name = f"node {metadata.message_type}"
+        return self._tracing.start(name, metadata.traceparent, attributes=attributes)
+
+    def _serve(self, session: Session, proto: message_pb2.Message, trace: str = "") -> None:
+        """Answer ``proto``; ``trace`` is the trace context of the span serving it ("" for
+        none), which the ClientApp's span and the reply carry."""
         metadata = proto.metadata
         if self._is_stopping() or self._processes.ended(metadata.run_id) is not None:
             self._forget(metadata.message_id)  # the link answered it
             return
         audit(self._audit, "message.received", _message_record(metadata))
+        if self._meter is not None:
+            self._meter.received(proto.ByteSize())
         started = time.monotonic()
         try:
-            reply = self._answer(session, proto)
+            reply = self._answer(session, proto, trace)
         except TransportError as exc:
             if exc.retryable or session.ended:
                 _log.warning("the link could not be reached (%s); connecting again", exc)
@@ -234,9 +264,9 @@ class MessageRunner:
         reply = _withhold_details(reply, self._gate.policy)
         _log_served(metadata, reply, seconds)
         self._ran(metadata, reply, started)
-        self._send(session, proto, reply)
+        self._send(session, proto, reply.with_metadata(traceparent=trace) if trace else reply)
 
-    def _answer(self, session: Session, proto: message_pb2.Message) -> Message:
+    def _answer(self, session: Session, proto: message_pb2.Message, trace: str = "") -> Message:
         run_id = proto.metadata.run_id
         run = self._run_info(session, run_id)
         self._gate.admit(run, proto.metadata)  # before its bundle is even downloaded
@@ -247,7 +277,16 @@ class MessageRunner:
             reason = f"node {session.node_id}: the message expired before its ClientApp ran"
             return _error_reply(proto, ErrorCode.TIMEOUT, reason)
         state = self._store.load_state(run_id)
-        reply, changed = process.call(message, session.node_id, self._node_config, state, timeout)
+        name = f"clientapp {proto.metadata.message_type}"
+        span = self._tracing.start(name, trace) if trace else None
+        try:
+            reply, changed = process.call(
+                message, session.node_id, self._node_config, state, timeout
+            )
+        except BaseException as exc:
+            self._tracing.end(span, error=f"{type(exc).__name__}: {exc}")
+            raise
+        self._tracing.end(span, error=str(reply.error) if reply.has_error() else "")
         if changed is not None:
             self._store.save_state(run_id, changed)
         return reply
@@ -306,7 +345,9 @@ class MessageRunner:
             if sha256 not in wanted:
                 self._downloads.delete(sha256)
         cache = ArrayCache(self._downloads, session.stub.PullArrays, session.metadata)
-        cache.fetch(wanted)
+        fetched = cache.fetch(wanted)
+        if self._meter is not None:
+            self._meter.received(fetched)
         return cache
 
     def _send(self, received: Session, proto: message_pb2.Message, reply: Message) -> None:
@@ -323,8 +364,10 @@ class MessageRunner:
         )
         try:
             stub = session.stub
-            push_missing(stub.StatArrays, stub.PushArrays, arrays, session.metadata)
+            pushed = push_missing(stub.StatArrays, stub.PushArrays, arrays, session.metadata)
             session.replies.send(reply_proto)
+            if self._meter is not None:
+                self._meter.sent(pushed + reply_proto.ByteSize())
         except TransportError as exc:
             if exc.retryable or session.ended:
                 session.abort()  # reconnect: the link sends the message again
@@ -350,19 +393,23 @@ class MessageRunner:
     ) -> None:
         """Record a message served: its reply's outcome, or why it was ``dropped``."""
         run = self._runs.get(metadata.run_id)
+        seconds = round(time.monotonic() - started, 6)
         data: dict[str, object] = {
             **_message_record(metadata),
             "bundle": run.bundle_sha256 if run is not None else "",
-            "seconds": round(time.monotonic() - started, 6),
+            "seconds": seconds,
         }
+        code = None
         if reply is None:
             data.update(outcome="dropped", reason=dropped)
         elif reply.has_error():
-            data.update(outcome="error", code=reply.error.code)
-            data["reason"] = reason_summary(reply.error.reason)
+            code = reply.error.code
+            data.update(outcome="error", code=code, reason=reason_summary(reply.error.reason))
         else:
             data["outcome"] = "ok"
         audit(self._audit, "message.ran", data)
+        if self._meter is not None:
+            self._meter.served(metadata.message_type, str(data["outcome"]), seconds, code)
 
     def _is_stopping(self) -> bool:
         with self._lock:

@@ -29,6 +29,7 @@ from corolla.core import (
 )
 from corolla.server import Grid, RunResult, node_order
 from corolla.state import DirectoryBlobStore, MemoryBlobStore
+from corolla.telemetry import RoundTraces, Tracing
 from corolla.transport import (
     EncodedArray,
     array_entries,
@@ -110,6 +111,9 @@ class GrpcGrid(Grid):
     link_blobs
         The link's blob directory, where a ServerApp the link started reads the arrays
         of replies in place (see ``ArrayCache``); None downloads them all.
+    tracing
+        Makes each round a trace (see :class:`~corolla.telemetry.RoundTraces`) whose
+        messages carry its context to the link and the nodes; none by default.
 
     The grid is a node directory for selection policies (``corolla.strategy``'s
     ``AttributeSelection`` and ``RecentlySeenSelection``): each :meth:`node_ids` call also fetches
@@ -127,7 +131,9 @@ class GrpcGrid(Grid):
         run_id: int,
         secret: str,
         link_blobs: str | os.PathLike[str] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._traces = RoundTraces(tracing or Tracing.off(), run_id)
         stub = serverappio_pb2_grpc.ServerAppIoStub(channel)
         self._stub = with_chunk_frames(stub, channel, "ServerAppIo")
         self._run_id = run_id
@@ -178,7 +184,7 @@ class GrpcGrid(Grid):
         protos = []
         stamped = []
         payloads: dict[str, EncodedArray] = {}
-        for message in messages:
+        for message in self._traces.sending(list(messages)):
             stamped.append(message.with_metadata(run_id=self._run_id, src_node_id=0))
             proto, arrays = message_to_proto(stamped[-1], cache)
             payloads.update(arrays)
@@ -245,6 +251,7 @@ class GrpcGrid(Grid):
                         )
                     )
                 received.append(reply.metadata.reply_to_message_id)
+                self._traces.replied(reply)
                 yield reply
         finally:
             replies.close()
@@ -272,6 +279,7 @@ class GrpcGrid(Grid):
         return ArrayCache(MemoryBlobStore(), self._stub.PullArrays, self._metadata, self._local)
 
     def emit(self, event: Event) -> None:
+        self._traces.observe(event)
         proto = event_to_proto(event, 0)
         with translate_rpc_errors():
             self._stub.EmitEvents(

@@ -22,6 +22,7 @@ import grpc
 
 from corolla.core import Context, CorollaError, ErrorCode, Event, RecordDict
 from corolla.project import AppConfig
+from corolla.telemetry import Tracing
 from corolla.transport import channel_options
 from corolla.tuning import quiet_garbage_collector, return_freed_buffers
 
@@ -46,9 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     secret = os.environ.pop(SECRET_ENV, "")
     run_config = json.loads(os.environ.get(RUN_CONFIG_ENV, "{}"))
-    with grpc.insecure_channel(args.address, options=channel_options()) as channel:
+    # The link's environment, which this process inherits, says whether to trace.
+    tracing = Tracing.from_environment("corolla-serverapp")
+    with (
+        grpc.insecure_channel(args.address, options=channel_options()) as channel,
+        tracing,  # its spans exported before the process exits
+    ):
         blobs = os.environ.get(BLOBS_ENV)
-        grid = GrpcGrid(channel, args.run_id, secret, link_blobs=blobs)
+        grid = GrpcGrid(channel, args.run_id, secret, link_blobs=blobs, tracing=tracing)
         try:
             app = AppConfig.load(args.app_dir)
             server = app.server_ref.load()

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import records_pb2 as corolla_dot_v1_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63orolla/v1/message.proto\x12\ncorolla.v1\x1a\x18\x63orolla/v1/records.proto\"\xbe\x01\n\x08Metadata\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x13\n\x0bsrc_node_id\x18\x03 \x01(\x04\x12\x13\n\x0b\x64st_node_id\x18\x04 \x01(\x04\x12\x1b\n\x13reply_to_message_id\x18\x05 \x01(\t\x12\x10\n\x08group_id\x18\x06 \x01(\t\x12\x14\n\x0cmessage_type\x18\x07 \x01(\t\x12\x0b\n\x03ttl\x18\x08 \x01(\x01\x12\x12\n\ncreated_at\x18\t \x01(\x01\"%\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x88\x01\n\x07Message\x12&\n\x08metadata\x18\x01 \x01(\x0b\x32\x14.corolla.v1.Metadata\x12)\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x16.corolla.v1.RecordDictH\x00\x12\"\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x11.corolla.v1.ErrorH\x00\x42\x06\n\x04\x62odyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63orolla/v1/message.proto\x12\ncorolla.v1\x1a\x18\x63orolla/v1/records.proto\"\xd3\x01\n\x08Metadata\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x13\n\x0bsrc_node_id\x18\x03 \x01(\x04\x12\x13\n\x0b\x64st_node_id\x18\x04 \x01(\x04\x12\x1b\n\x13reply_to_message_id\x18\x05 \x01(\t\x12\x10\n\x08group_id\x18\x06 \x01(\t\x12\x14\n\x0cmessage_type\x18\x07 \x01(\t\x12\x0b\n\x03ttl\x18\x08 \x01(\x01\x12\x12\n\ncreated_at\x18\t \x01(\x01\x12\x13\n\x0btraceparent\x18\n \x01(\t\"%\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x88\x01\n\x07Message\x12&\n\x08metadata\x18\x01 \x01(\x0b\x32\x14.corolla.v1.Metadata\x12)\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x16.corolla.v1.RecordDictH\x00\x12\"\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x11.corolla.v1.ErrorH\x00\x42\x06\n\x04\x62odyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'corolla.transport._proto.me
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_METADATA']._serialized_start=67
-  _globals['_METADATA']._serialized_end=257
-  _globals['_ERROR']._serialized_start=259
-  _globals['_ERROR']._serialized_end=296
-  _globals['_MESSAGE']._serialized_start=299
-  _globals['_MESSAGE']._serialized_end=435
+  _globals['_METADATA']._serialized_end=278
+  _globals['_ERROR']._serialized_start=280
+  _globals['_ERROR']._serialized_end=317
+  _globals['_MESSAGE']._serialized_start=320
+  _globals['_MESSAGE']._serialized_end=456
 # @@protoc_insertion_point(module_scope)

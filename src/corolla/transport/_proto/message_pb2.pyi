@@ -32,6 +32,7 @@ class Metadata(_message.Message):
     MESSAGE_TYPE_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.int
     """The run the message belongs to."""
     message_id: _builtins.str
@@ -52,6 +53,10 @@ class Metadata(_message.Message):
     """Seconds the message stays deliverable after created_at."""
     created_at: _builtins.float
     """Creation time, seconds since the Unix epoch (UTC)."""
+    traceparent: _builtins.str
+    """The W3C trace context (a `traceparent` header value) of the span that sent the
+    message, when tracing is on; empty otherwise (and in messages of older peers).
+    """
     def __init__(
         self,
         *,
@@ -64,10 +69,11 @@ class Metadata(_message.Message):
         message_type: _builtins.str = ...,
         ttl: _builtins.float = ...,
         created_at: _builtins.float = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "dst_node_id", b"dst_node_id", "group_id", b"group_id", "message_id", b"message_id", "message_type", b"message_type", "reply_to_message_id", b"reply_to_message_id", "run_id", b"run_id", "src_node_id", b"src_node_id", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "dst_node_id", b"dst_node_id", "group_id", b"group_id", "message_id", b"message_id", "message_type", b"message_type", "reply_to_message_id", b"reply_to_message_id", "run_id", b"run_id", "src_node_id", b"src_node_id", "traceparent", b"traceparent", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,7 +22,6 @@ power loss.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -75,6 +74,7 @@ from ._sqlite_rows import (
     get_node_row,
     get_run_row,
     messages_by_id,
+    to_event_entry,
     to_instruction,
     to_node_info,
     to_reply,
@@ -744,20 +744,7 @@ class SqliteLinkState(LinkState):
                 "AND (? IS NULL OR kind = ?) ORDER BY seq LIMIT ?",
                 (run_id, _clamp(after), kind, kind, sql_limit),
             ).fetchall()
-        return [
-            EventEntry(
-                seq=int(row["seq"]),
-                event=Event(
-                    kind=row["kind"],
-                    run_id=int(row["run_id"]),
-                    round=row["round"],
-                    node_id=row["node_id"],
-                    data=json.loads(row["data"]),
-                    time=float(row["time"]),
-                ),
-            )
-            for row in rows
-        ]
+        return [to_event_entry(row) for row in rows]
 
     # -- what a run stored -------------------------------------------------------------
 

@@ -11,11 +11,11 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from corolla.core import Error, Metadata
+from corolla.core import Error, Event, Metadata
 
 from ._checks import fits_sqlite, hash_token, new_id
 from ._errors import NodeAuthenticationError, StorageError, UnknownNodeError, UnknownRunError
-from ._types import NodeInfo, RunInfo, RunStatus, StoredMessage
+from ._types import EventEntry, NodeInfo, RunInfo, RunStatus, StoredMessage
 
 __all__ = [
     "CHUNK",
@@ -165,3 +165,18 @@ def messages_by_id(conn: sqlite3.Connection, ids: Sequence[str]) -> list[sqlite3
             f"SELECT * FROM messages WHERE message_id IN ({marks}) ORDER BY rowid", chunk
         ).fetchall()
     return rows
+
+
+def to_event_entry(row: sqlite3.Row) -> EventEntry:
+    """An ``events`` row as the entry it stores."""
+    return EventEntry(
+        seq=int(row["seq"]),
+        event=Event(
+            kind=row["kind"],
+            run_id=int(row["run_id"]),
+            round=row["round"],
+            node_id=row["node_id"],
+            data=json.loads(row["data"]),
+            time=float(row["time"]),
+        ),
+    )

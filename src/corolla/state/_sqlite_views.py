@@ -21,10 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from corolla.core import ConfigError, Event
+from corolla.core import ConfigError
 
 from ._errors import StorageError, UnknownRunError
-from ._sqlite_rows import to_node_info, to_run_info
+from ._sqlite_rows import to_event_entry, to_node_info, to_run_info
 from ._types import EventEntry, NodeInfo, RunInfo, RunStatus
 
 __all__ = [
@@ -322,7 +322,7 @@ class SqliteStateViews:
                     "ORDER BY seq DESC LIMIT ?",
                     (run_id, after, before, limit),
                 ).fetchall()[::-1]
-        return [_entry(row) for row in rows]
+        return [to_event_entry(row) for row in rows]
 
     def last_event(self, run_id: int, kind: str) -> EventEntry | None:
         """The last event of ``kind`` of a run, or None.
@@ -335,7 +335,7 @@ class SqliteStateViews:
         with self._read() as conn:
             _check_run(conn, run_id)
             row = _last_event(conn, run_id, kind)
-        return None if row is None else _entry(row)
+        return None if row is None else to_event_entry(row)
 
     # -- participation -----------------------------------------------------------------
 
@@ -532,20 +532,6 @@ def _last_event(conn: sqlite3.Connection, run_id: int, kind: str) -> sqlite3.Row
         (run_id, kind),
     ).fetchone()
     return row
-
-
-def _entry(row: sqlite3.Row) -> EventEntry:
-    return EventEntry(
-        seq=int(row["seq"]),
-        event=Event(
-            kind=row["kind"],
-            run_id=int(row["run_id"]),
-            round=row["round"],
-            node_id=row["node_id"],
-            data=json.loads(row["data"]),
-            time=float(row["time"]),
-        ),
-    )
 
 
 def _band_expression(column: str, firsts: list[int]) -> tuple[str, list[int]]:

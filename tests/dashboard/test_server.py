@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -237,7 +238,7 @@ def test_a_busy_port_is_refused_naming_it(served):
 
 
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dashboard, int]]:
+def guarded_link(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Link, int]]:
     directory = tmp_path_factory.mktemp("guarded")
     with Link(
         directory / "link",
@@ -247,9 +248,56 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dashboar
     ) as link:
         link.trust.add_account("olga", Role.OPERATOR, "operator-password")
         link.trust.add_account("vic", Role.VIEWER, "viewer-password")
+        link.trust.add_account("tess", Role.VIEWER, "tester-password")
         run_id, _ = _fill(link)
-        with Dashboard(link, "127.0.0.1:0") as dashboard:
-            yield dashboard, run_id
+        yield link, run_id
+
+
+@pytest.fixture(scope="module")
+def guarded(guarded_link: tuple[Link, int]) -> Iterator[tuple[Dashboard, int]]:
+    link, run_id = guarded_link
+    with Dashboard(link, "127.0.0.1:0") as dashboard:
+        yield dashboard, run_id
+
+
+def _audit(link: Link, kind: str) -> list[dict[str, Any]]:
+    lines = (link.state_dir / "audit.log").read_text("utf-8").splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_dashboard_logins_are_throttled_and_audited_with_the_link_s_other_logins(
+    guarded, guarded_link
+):
+    # Arrange
+    dashboard, _ = guarded
+    link, _ = guarded_link
+
+    # Act: wrong passwords for tess until the name is refused (the refusal lasts 1 s after
+    # the fifth failure, doubling with each further one: a few more on a slow machine),
+    # then the right one, then another account's login
+    answers = []
+    with httpx.Client(base_url=dashboard.url, timeout=10.0) as client:
+        for attempt in range(12):
+            guess = {"name": "tess", "password": f"guess-{attempt}"}
+            answers.append(client.post("/api/login", json=guess).json()["error"])
+            if "failed logins in a row" in answers[-1]:
+                break
+        right = {"name": "tess", "password": "tester-password"}
+        refused = client.post("/api/login", json=right)
+    with _login(dashboard.url, "vic", "viewer-password"):
+        pass
+
+    # Assert: the name is refused for a while, even with its password, as the Accounts
+    # API refuses it; each failure and the success are in the audit log
+    assert answers[:5] == ["wrong account name or password for 'tess'"] * 5
+    assert "failed logins in a row for 'tess'" in answers[-1]
+    assert refused.status_code == 401
+    assert "failed logins in a row for 'tess'" in refused.json()["error"]
+    failed = [r for r in _audit(link, "login.failed") if r["data"]["name"] == "tess"]
+    assert len(failed) == len(answers) + 1
+    assert failed[0]["data"]["peer"].startswith("127.0.0.1:")
+    (login,) = [r for r in _audit(link, "login") if r["actor"] == "vic"][-1:]
+    assert login["data"]["via"] == "dashboard"
 
 
 @contextlib.contextmanager

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from corolla.core import AuthenticationError
 from corolla.dashboard._sessions import OPEN_VIEWER, SESSION_S, Sessions, Viewer
-from corolla.trust import Role, TrustStore
+from corolla.trust import Account, Role, TrustStore
 
 
 class Clock:
@@ -31,38 +32,53 @@ def trust(tmp_path: Path, clock: Clock) -> Iterator[TrustStore]:
         yield store
 
 
-def test_a_login_gives_a_cookie_that_names_the_viewer(trust, clock):
-    sessions = Sessions(trust, clock=clock)
+def _sessions(trust: TrustStore, clock: Clock) -> Sessions:
+    """Sessions checking passwords against ``trust`` alone (the link adds its throttle
+    and audit log; tests/dashboard/test_server.py checks those)."""
 
-    viewer, cookie = sessions.login("vic", "viewer-password")
+    def check(name: str, password: str, peer: str) -> Account:
+        account = trust.check_password(name, password)
+        if account is None:
+            raise AuthenticationError(f"wrong account name or password for {name!r}")
+        return account
+
+    return Sessions(trust, check, clock=clock)
+
+
+def test_a_login_gives_a_cookie_that_names_the_viewer(trust, clock):
+    sessions = _sessions(trust, clock)
+
+    viewer, cookie = sessions.login("vic", "viewer-password", "127.0.0.1:1")
 
     assert viewer == Viewer("vic", Role.VIEWER)
     assert sessions.viewer(cookie) == viewer
 
 
-def test_a_wrong_password_or_name_gives_nothing(trust, clock):
-    sessions = Sessions(trust, clock=clock)
+def test_a_wrong_password_or_name_is_refused(trust, clock):
+    sessions = _sessions(trust, clock)
 
-    assert sessions.login("vic", "wrong-password") is None
-    assert sessions.login("nobody", "viewer-password") is None
+    with pytest.raises(AuthenticationError, match="wrong account name or password"):
+        sessions.login("vic", "wrong-password", "127.0.0.1:1")
+    with pytest.raises(AuthenticationError, match="wrong account name or password"):
+        sessions.login("nobody", "viewer-password", "127.0.0.1:1")
 
 
 @pytest.mark.parametrize("cookie", [None, "", "garbage", "a.b", "e30.x"])
 def test_a_malformed_cookie_names_nobody(trust, clock, cookie):
-    assert Sessions(trust, clock=clock).viewer(cookie) is None
+    assert _sessions(trust, clock).viewer(cookie) is None
 
 
 def test_a_cookie_signed_by_another_link_names_nobody(trust, clock, tmp_path):
-    _, cookie = Sessions(trust, clock=clock).login("vic", "viewer-password")
+    _, cookie = _sessions(trust, clock).login("vic", "viewer-password", "127.0.0.1:1")
     with TrustStore(tmp_path / "other.db", clock=clock) as other:
         other.add_account("vic", Role.VIEWER, "viewer-password")
 
-        assert Sessions(other, clock=clock).viewer(cookie) is None
+        assert _sessions(other, clock).viewer(cookie) is None
 
 
 def test_a_session_ends_after_its_time(trust, clock):
-    sessions = Sessions(trust, clock=clock)
-    _, cookie = sessions.login("vic", "viewer-password")
+    sessions = _sessions(trust, clock)
+    _, cookie = sessions.login("vic", "viewer-password", "127.0.0.1:1")
 
     clock.now += SESSION_S
 
@@ -70,15 +86,15 @@ def test_a_session_ends_after_its_time(trust, clock):
 
 
 def test_a_demoted_removed_or_repassworded_account_loses_its_session_at_once(trust, clock):
-    sessions = Sessions(trust, clock=clock)
-    _, cookie = sessions.login("vic", "viewer-password")
+    sessions = _sessions(trust, clock)
+    _, cookie = sessions.login("vic", "viewer-password", "127.0.0.1:1")
 
     trust.set_role("vic", Role.OPERATOR)
     promoted = sessions.viewer(cookie)
     clock.now += 1
     trust.set_password("vic", "another-password")
     after_password = sessions.viewer(cookie)
-    _, fresh = sessions.login("vic", "another-password")
+    _, fresh = sessions.login("vic", "another-password", "127.0.0.1:1")
     trust.remove_account("vic")
 
     assert promoted == Viewer("vic", Role.OPERATOR)

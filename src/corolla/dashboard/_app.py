@@ -36,7 +36,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from corolla.core import ConfigError, CorollaError
+from corolla.core import AuthenticationError, ConfigError, CorollaError
 from corolla.state import (
     RunInfo,
     RunStatus,
@@ -179,10 +179,11 @@ def build_app(
         except (ValueError, KeyError, TypeError):
             return JSONResponse({"error": 'send {"name": ..., "password": ...}'}, 400)
         sessions = source.sessions
-        answer = await run_in_threadpool(sessions.login, name, password)
-        if answer is None:
-            return JSONResponse({"error": "wrong name or password"}, 401)
-        viewer, cookie = answer
+        peer = f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+        try:
+            viewer, cookie = await run_in_threadpool(sessions.login, name, password, peer)
+        except AuthenticationError as exc:
+            return JSONResponse({"error": str(exc)}, 401)
         response = JSONResponse({"name": viewer.name, "role": viewer.role.value})
         response.set_cookie(
             COOKIE,

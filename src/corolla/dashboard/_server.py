@@ -17,7 +17,7 @@ import importlib.util
 import logging
 import socket
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from corolla.core import ConfigError, MissingExtraError
 from corolla.runtime import Link
 from corolla.state import SqliteStateViews
 from corolla.transport import CertificateFiles, parse_address, requires_tls
+from corolla.trust import Account
 
 from ._federation import FederationSamples
 from ._sessions import Sessions
@@ -158,7 +159,7 @@ class Dashboard:
                 stop_run=lambda run_id, reason, actor: link.stop_run(run_id, reason, actor=actor),
                 open_blob=link.blobs.open,
                 federation=federation,
-                sessions=Sessions(link.trust) if link.auth else None,
+                sessions=Sessions(link.trust, _dashboard_login(link)) if link.auth else None,
                 https=self._certificates is not None,
             )
             static = importlib.resources.files("corolla.dashboard") / "static"
@@ -280,3 +281,10 @@ class Dashboard:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _dashboard_login(link: Link) -> Callable[[str, str, str], Account]:
+    def check(name: str, password: str, peer: str) -> Account:
+        return link.check_login(name, password, peer=peer, via="dashboard")
+
+    return check

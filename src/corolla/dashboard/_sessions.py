@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Callable
 
-from corolla.trust import Role, TrustStore
+from corolla.trust import Account, Role, TrustStore
 
 __all__ = ["COOKIE", "OPEN_VIEWER", "Sessions", "Viewer"]
 
@@ -50,23 +50,41 @@ class Viewer:
 OPEN_VIEWER = Viewer("anonymous", Role.ADMIN, accounts=False)
 
 
+#: Checks a login: ``(name, password, peer)`` to the account, or raises
+#: :class:`~corolla.core.AuthenticationError` saying why (the link's, throttled and audited).
+CheckLogin = Callable[[str, str, str], Account]
+
+
 class Sessions:
     """Signs and checks session cookies against the accounts of ``trust``.
 
+    ``check_login`` checks a name and password (the link's
+    :meth:`~corolla.runtime.Link.check_login`, which throttles and audits them);
     ``clock`` gives seconds since the epoch; tests pass their own.
     """
 
-    def __init__(self, trust: TrustStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        trust: TrustStore,
+        check_login: CheckLogin,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._trust = trust
+        self._check_login = check_login
         self._key = trust.secret("dashboard-session-key")
         self._clock = clock
 
-    def login(self, name: str, password: str) -> tuple[Viewer, str] | None:
-        """The viewer and a new session cookie's value, if ``password`` is the account's;
-        None otherwise (an unknown name and a wrong password look alike)."""
-        account = self._trust.check_password(name, password)
-        if account is None:
-            return None
+    def login(self, name: str, password: str, peer: str) -> tuple[Viewer, str]:
+        """The viewer and a new session cookie's value, if ``password`` is the account's.
+
+        Raises
+        ------
+        AuthenticationError
+            If the name or password is wrong (an unknown name and a wrong password look
+            alike), or the name is refused for now after too many failures.
+        """
+        account = self._check_login(name, password, peer)
         now = self._clock()
         body = json.dumps({"name": name, "at": now, "until": now + SESSION_S}).encode()
         token = base64.urlsafe_b64encode(body).decode().rstrip("=")

@@ -164,18 +164,20 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServicer):
     def _record(self, kind: str, caller: Caller, data: dict[str, object]) -> None:
         self._shared.audit.record(kind, caller.name, data)
 
-    def _login_failed(self, name: str, reason: str, context: grpc.ServicerContext) -> None:
+    def _login_failed(self, name: str, reason: str, peer: str) -> None:
         extra = self._access.refusals.take()  # a flood of logins is counted, not written
         if extra is None:
             return
         self._shared.audit.record(
             "login.failed",
             "",
-            {"name": _shown_name(name), "reason": reason, "peer": context.peer(), **extra},
+            {"name": _shown_name(name), "reason": reason, "peer": peer, **extra},
         )
 
-    def _check_password(self, name: str, password: str, context: grpc.ServicerContext) -> Account:
-        """The account ``name``, if ``password`` is its password (throttled, audited).
+    def check_password(self, name: str, password: str, peer: str) -> Account:
+        """The account ``name``, if ``password`` is its password: throttled per name, and
+        a failure recorded in the audit log (``login.failed``, with ``peer``), whichever
+        way the login came (the Accounts API or the dashboard).
 
         Raises
         ------
@@ -185,7 +187,7 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServicer):
         try:
             self._throttle.check(name)
         except AuthenticationError as exc:
-            self._login_failed(name, str(exc), context)
+            self._login_failed(name, str(exc), peer)
             raise
         account = None
         if len(name) <= _MAX_NAME_CHARS and len(password) <= _MAX_PASSWORD_CHARS:
@@ -193,7 +195,7 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServicer):
         if account is None:
             if len(name) <= _MAX_NAME_CHARS:
                 self._throttle.failed(name)
-            self._login_failed(name, "wrong account name or password", context)
+            self._login_failed(name, "wrong account name or password", peer)
             raise AuthenticationError(f"wrong account name or password for {_shown_name(name)!r}")
         self._throttle.succeeded(name)
         return account
@@ -202,7 +204,7 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServicer):
     def Login(
         self, request: accounts_pb2.LoginRequest, context: grpc.ServicerContext
     ) -> accounts_pb2.LoginResponse:
-        account = self._check_password(request.name, request.password, context)
+        account = self.check_password(request.name, request.password, context.peer())
         token, claims = self._access.tokens.issue(account.name, account.role)
         self._shared.audit.record(
             "login",
@@ -286,7 +288,7 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServicer):
         if caller.token is not None and target == caller.name:
             # A stolen token alone does not take the account over.
             try:
-                self._check_password(target, request.current_password, context)
+                self.check_password(target, request.current_password, context.peer())
             except AuthenticationError as exc:
                 raise PermissionDeniedError(
                     f"the current password of {target} does not check out ({exc})"

@@ -44,7 +44,14 @@ from corolla.transport import (
     server_options,
     serverappio_pb2_grpc,
 )
-from corolla.trust import DEFAULT_TOKEN_LIFETIME_S, AuditLog, LinkPolicy, Tokens, TrustStore
+from corolla.trust import (
+    DEFAULT_TOKEN_LIFETIME_S,
+    Account,
+    AuditLog,
+    LinkPolicy,
+    Tokens,
+    TrustStore,
+)
 from corolla.tuning import malloc_trim, return_freed_buffers
 
 from .._audit import audit, audit_many
@@ -199,6 +206,7 @@ class Link:
         self._fleet: AsyncServer | None = None
         self._sweeper: threading.Thread | None = None
         self._shared: LinkResources | None = None
+        self._accounts: AccountsServicer | None = None
         self._lock: StateDirectoryLock | None = None
         self._runs: RunProcesses | None = None
         self._appio_address = ""
@@ -326,11 +334,8 @@ class Link:
                 ControlServicer(shared, runs),
                 control,
             )
-            add_servicer(
-                accounts_pb2_grpc.add_AccountsServicer_to_server,
-                AccountsServicer(shared, access),
-                control,
-            )
+            self._accounts = AccountsServicer(shared, access)
+            add_servicer(accounts_pb2_grpc.add_AccountsServicer_to_server, self._accounts, control)
             add_servicer(
                 serverappio_pb2_grpc.add_RunArtifactsServicer_to_server,
                 RunArtifactsServicer(shared),
@@ -532,6 +537,28 @@ class Link:
             If the link is not running.
         """
         return self._running().traffic.totals()
+
+    def check_login(self, name: str, password: str, *, peer: str, via: str) -> Account:
+        """The account ``name`` if ``password`` is its password, for a login that came
+        ``via`` another way than the Accounts API (the dashboard): throttled with that
+        API's logins, and recorded in the audit log as they are (``login``,
+        ``login.failed``).
+
+        Raises
+        ------
+        AuthenticationError
+            If the name is refused for now (too many failures), or the name or password
+            is wrong.
+        ConfigError
+            If the link is not running.
+        """
+        shared = self._running()
+        if self._accounts is None:
+            raise ConfigError("the link is not running")
+        account = self._accounts.check_password(name, password, peer)
+        record = {"role": account.role.value, "via": via, "peer": peer}
+        audit(shared.audit, "login", record, actor=name)
+        return account
 
     def stop_run(self, run_id: int, reason: str, *, actor: str) -> RunInfo:
         """Stop a run as ``corolla stop`` does, recorded in the audit log as ``actor``'s

@@ -384,12 +384,18 @@ class ProcessExecutor(Executor):
         not through the pipe. Tasks whose aggregators pickle alike (a batch's empty copies
         of one) share one payload: each worker still unpacks its own copy."""
         packed: dict[int, Payload] = {}
-        alike: dict[bytes, Payload] = {}
+        alike: dict[tuple[bytes, tuple[int, ...]], Payload] = {}
         segments: list[str] = []
+        # Arrays are compared by identity, not pickled and hashed each time: the buffers
+        # are kept until the end, so that no id is reused by another array meanwhile.
+        kept: list[pickle.PickleBuffer] = []
         for task in tasks:
             if task.aggregator is None:
                 continue
-            key = pickle.dumps(task.aggregator, protocol=5)
+            buffers: list[pickle.PickleBuffer] = []
+            meta = pickle.dumps(task.aggregator, protocol=5, buffer_callback=buffers.append)
+            kept.extend(buffers)
+            key = (meta, tuple(id(buffer.raw().obj) for buffer in buffers))
             payload = alike.get(key)
             if payload is None:
                 payload, segment = pack(task.aggregator, self._contents)

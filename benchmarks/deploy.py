@@ -49,6 +49,10 @@ Figures:
   stream (b, c), or at the call of the ClientApp in ``corolla node``, after the array
   download (a, ``delivery-s``).
 - ``result_exact`` (a): the final model is exactly ``initial + rounds x step``.
+- ``dashboard`` (with ``--dashboard``): the link also serves its web dashboard, and a
+  watcher asks for what an open run page asks (the run and the runs list every second, as
+  the page's live updates do at most, and the participation map every 5 s, logged in on a
+  link with ``--auth``): its requests, failures and the median and slowest answer.
 
 The exit status is 1 if the run did not finish.
 """
@@ -384,8 +388,82 @@ def _percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
+class PageWatcher:
+    """Asks the dashboard at ``url`` for what an open page of run ``run_id`` asks, on its
+    own thread, until stopped; the answers' times."""
+
+    def __init__(self, url: str, login: tuple[str, str] | None) -> None:
+        self.url = url
+        self.run_id: int | None = None
+        self.seconds: list[float] = []
+        self.failures: list[str] = []
+        self._login = login
+        self._stop = threading.Event()
+        self._opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        self._thread = threading.Thread(target=self._loop, name="page-watcher", daemon=True)
+
+    def __enter__(self) -> PageWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _get(self, path: str) -> None:
+        started = time.perf_counter()
+        try:
+            self._opener.open(f"{self.url}{path}", timeout=10).read()
+        except OSError as exc:
+            self.failures.append(f"{path}: {exc}")
+            return
+        self.seconds.append(time.perf_counter() - started)
+
+    def _open(self) -> None:
+        """Wait for the dashboard to answer (the link is starting), then log in."""
+        started = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self._opener.open(f"{self.url}/api/me", timeout=10).read()
+                break
+            except OSError:
+                if time.monotonic() - started > STARTUP_S:
+                    raise
+                time.sleep(0.2)
+        if self._login is not None:
+            name, password = self._login
+            body = json.dumps({"name": name, "password": password}).encode()
+            headers = {"Content-Type": "application/json", "Origin": self.url}
+            request = urllib.request.Request(f"{self.url}/api/login", body, headers)
+            self._opener.open(request, timeout=10).read()
+
+    def _loop(self) -> None:
+        self._open()
+        tick = 0
+        while not self._stop.wait(1.0):
+            self._get("/api/runs?limit=50")
+            if self.run_id is not None:
+                self._get(f"/api/runs/{self.run_id}")
+                if tick % 5 == 0:
+                    self._get(f"/api/runs/{self.run_id}/participation")
+            tick += 1
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "requests": len(self.seconds) + len(self.failures),
+            "failures": self.failures[:5],
+            "answer_s_median": statistics.median(self.seconds) if self.seconds else None,
+            "answer_s_max": max(self.seconds, default=None),
+        }
+
+
 def run_workload(
-    workload: Workload, processes: int, timeout: float, check_result: bool, auth: bool = False
+    workload: Workload,
+    processes: int,
+    timeout: float,
+    check_result: bool,
+    auth: bool = False,
+    dashboard: bool = False,
 ) -> dict[str, Any]:
     load_before = round(os.getloadavg()[0], 2)
     run_config = {
@@ -400,6 +478,7 @@ def run_workload(
         fleet, control = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
         metrics = f"127.0.0.1:{_free_port()}"
         metrics_url = f"http://{metrics}/metrics"
+        page = f"127.0.0.1:{_free_port()}"
         procs = Processes(tmp)
         try:
             if auth:
@@ -408,13 +487,18 @@ def run_workload(
                 "link", "-m", "corolla", "link", "--state", str(tmp / "link"),
                 "--fleet-address", fleet, "--control-address", control,
                 "--metrics-address", metrics, *(["--auth"] if auth else []),
+                *(["--dashboard-address", page] if dashboard else []),
             )  # fmt: skip
             blobs = tmp / "link" / "blobs"
             token = _login(control) if auth else None
             keys_file = None
+            watcher: PageWatcher | contextlib.nullcontext[None] = contextlib.nullcontext()
+            if dashboard:
+                watcher = PageWatcher(f"http://{page}", (_ADMIN, _PASSWORD) if auth else None)
             with (
                 TreeMemory(link.pid, blobs) as memory,
                 ControlClient(control, token=token) as client,
+                watcher,
             ):
                 if auth:
                     public, keys_file = _node_keys(workload, tmp)
@@ -434,6 +518,8 @@ def run_workload(
 
                 submitted = time.time()
                 run = client.submit(APP, run_config)
+                if isinstance(watcher, PageWatcher):
+                    watcher.run_id = run.run_id
                 events: list[Event] = []
                 result_event, end = _follow(client, run.run_id, timeout, events, round_ended)
                 finished = time.time()
@@ -488,6 +574,8 @@ def run_workload(
         "loadavg_1m_before": load_before,
         "auth": auth,
     }
+    if isinstance(watcher, PageWatcher):
+        out["dashboard"] = watcher.report()
     if status != "finished":
         out["link_log_tail"] = logs_tail
     targets: dict[str, bool] = {"finished": status == "finished"}
@@ -560,6 +648,11 @@ def main(argv: list[str] | None = None) -> int:
         help="a link with --auth: nodes with registered keys signing every request, the run "
         "submitted with an account's token",
     )
+    parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="the link also serves its dashboard, and a watcher refreshes an open run page",
+    )
     args = parser.parse_args(argv)
     workload = WORKLOADS[args.workload]
     workload = dataclasses.replace(
@@ -572,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         args.timeout,
         check_result=not workload.light and not args.no_check,
         auth=args.auth,
+        dashboard=args.dashboard,
     )
     print(json.dumps(report), flush=True)
     return 0 if report["status"] == "finished" else 1

@@ -98,8 +98,10 @@ def test_the_runs_can_be_filtered_sorted_and_paged(client):
     by_rounds = _get(client, "/api/runs?status=finished&sort=rounds_done&desc=0")
     text = _get(client, "/api/runs?q=broken")
     page = _get(client, "/api/runs?limit=1&offset=1")
+    by_nodes = _get(client, "/api/runs?sort=nodes")
 
     assert [r["run_id"] for r in by_rounds["runs"]] == ["quickstart-a", "quickstart-b"]
+    assert [r["nodes"] for r in by_nodes["runs"]] == [3, 3, None, None, None]  # unknown last
     assert sorted(r["run_id"] for r in text["runs"]) == ["broken-history", "broken-run"]
     assert (len(page["runs"]), page["total"]) == (1, 5)
     assert client.get("/api/runs?sort=secret").status_code == 400

@@ -261,6 +261,12 @@ def _json_file(path: Path) -> Any:
         return f"{path.name} is not valid JSON ({exc})"
 
 
+def _sort_value(value: Any) -> float | str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return str(value)
+
+
 def build_local_app(
     runs: LocalRuns,
     static_dir: str,
@@ -314,10 +320,13 @@ def build_local_app(
             )
         ]
         found.sort(key=lambda r: r["run_id"])
-        found.sort(
-            key=lambda r: (r[sort] is None, r[sort] if r[sort] is not None else 0),
+        # Numbers before text (a run.json may hold either), runs without the value last.
+        known = sorted(
+            (r for r in found if r[sort] is not None),
+            key=lambda r: (isinstance(r[sort], str), _sort_value(r[sort])),
             reverse=request.query_params.get("desc", "1") != "0",
         )
+        found = known + [r for r in found if r[sort] is None]
         return {"runs": found[offset : offset + limit], "total": len(found)}
 
     def detail(run: LocalRun) -> dict[str, Any]:

@@ -32,6 +32,7 @@ def add_dashboard_parser(commands: Any) -> None:
     parser.add_argument(
         "--runs",
         type=Path,
+        metavar="DIR",
         help="the directory holding runs, one per subdirectory "
         "(default: $COROLLA_HOME/runs, ~/.corolla/runs)",
     )

@@ -111,6 +111,7 @@ def test_a_run_has_its_rounds_config_and_downloads(client, runs_dir):
     run = _get(client, "/api/runs/quickstart-a")
     history = client.get("/api/runs/quickstart-a/history.json")
     arrays = client.get("/api/runs/quickstart-a/arrays.npz")
+    report = client.get("/api/runs/quickstart-a/report.html")
 
     written = json.loads((runs_dir / "quickstart-a" / "history.json").read_text())
     assert run["rounds"] == written["rounds"]
@@ -119,6 +120,9 @@ def test_a_run_has_its_rounds_config_and_downloads(client, runs_dir):
     assert run["config"]["num-server-rounds"] == 2
     assert json.loads(history.content) == written
     assert "attachment" in history.headers["content-disposition"]
+    assert run["report"] is True
+    assert report.text == (runs_dir / "quickstart-a" / "report.html").read_text()
+    assert "default-src 'none'" in report.headers["content-security-policy"]
     with (
         np.load(io.BytesIO(arrays.content)) as served,
         np.load(runs_dir / "quickstart-a" / "final.npz") as stored,

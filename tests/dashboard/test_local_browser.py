@@ -62,6 +62,7 @@ def test_the_pages_show_the_local_runs_without_a_javascript_error(tmp_path):
                 for i, title in enumerate(titles)
             }
             table_rows = page.locator("table.rounds-table tbody tr").count()
+            downloads = page.locator(".actions a").all_inner_texts()
 
             shown = {}
             for route, ready in [
@@ -92,6 +93,7 @@ def test_the_pages_show_the_local_runs_without_a_javascript_error(tmp_path):
         assert xs == [str(r["round"]) for r in history["rounds"] if name in r[phase]], title
     assert points["train train-loss"] == ["1", "2", "3"]  # one point per round
     assert table_rows == len(history["rounds"])
+    assert downloads == ["history.json", "final.npz (2 arrays)", "report.html"]
     assert "run.json is not valid JSON" in shown["#/runs/broken-run"]
     assert "need a link" in shown["#/nodes"]
     for route, text in shown.items():

@@ -5,9 +5,9 @@
 a run, named by its directory's name, its rounds read from ``history.json`` and its final
 arrays from ``final.npz``. :func:`build_local_app` serves the link's dashboard pages from
 it (the same static files), with the endpoints those pages read that make sense without
-a link: runs, a run, its downloads, compare, and a stream that says when the runs
-changed. Nodes, the federation, participation, events and stop need a link: the page
-says so (``/api/me`` answers ``"local": true``).
+a link: runs, a run, its downloads and its ``report.html``, compare, and a stream that
+says when the runs changed. Nodes, the federation, participation, events and stop need
+a link: the page says so (``/api/me`` answers ``"local": true``).
 """
 
 from __future__ import annotations
@@ -339,7 +339,11 @@ def build_local_app(
 
     def one_run(request: Request) -> Any:
         run = runs.get(request.path_params["run_id"])
-        return {**detail(run), "arrays": run.arrays()}
+        return {
+            **detail(run),
+            "arrays": run.arrays(),
+            "report": (run.path / "report.html").is_file(),
+        }
 
     def history(request: Request) -> Any:
         run = runs.get(request.path_params["run_id"])
@@ -357,6 +361,20 @@ def build_local_app(
             run.path / "final.npz",
             media_type="application/octet-stream",
             filename=f"{run.run_id}-final.npz",
+        )
+
+    def report(request: Request) -> Any:
+        run = runs.get(request.path_params["run_id"])
+        if not (run.path / "report.html").is_file():
+            raise _Refused(404, f"run {run.run_id} has no report.html")
+        # The report is one page with its image inside: it needs nothing else, runs nothing.
+        return FileResponse(
+            run.path / "report.html",
+            media_type="text/html",
+            headers={
+                "content-security-policy": "default-src 'none'; img-src data:; "
+                "style-src 'unsafe-inline'"
+            },
         )
 
     def compare(request: Request) -> Any:
@@ -410,6 +428,7 @@ def build_local_app(
         Route("/api/runs/{run_id}", endpoint(one_run)),
         Route("/api/runs/{run_id}/history.json", endpoint(history)),
         Route("/api/runs/{run_id}/arrays.npz", endpoint(arrays)),
+        Route("/api/runs/{run_id}/report.html", endpoint(report)),
         Route("/api/compare", endpoint(compare)),
         Route("/api/stream", stream),
         *(

@@ -372,6 +372,10 @@ async function drawLocalRun(runId) {
         run.arrays.length
           ? el("a", { class: "button", href: `/api/runs/${runId}/arrays.npz`, download: "" },
             `final.npz (${run.arrays.length} arrays)`)
+          : null,
+        run.report
+          ? el("a", { class: "button", href: `/api/runs/${runId}/report.html`, target: "_blank" },
+            "report.html")
           : null),
       el("h2", {}, "Metrics"), runCharts(run.rounds),
       el("h2", {}, "Rounds"), roundsTable(run.rounds),

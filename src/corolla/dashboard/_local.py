@@ -185,7 +185,7 @@ class LocalRuns:
             return self._read(run_id)
 
     def _path(self, run_id: str) -> Path:
-        if not _NAME.fullmatch(run_id) or ".." in run_id:
+        if not _NAME.fullmatch(run_id):  # no "/", and not "." nor ".."
             raise UnknownRunError(f"no run {run_id!r}: a run is named by its directory's name")
         path = self._root / run_id
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import corolla.dashboard
 
-PUBLIC = {"Dashboard", "DashboardStatus"}
+PUBLIC = {"Dashboard", "DashboardStatus", "LocalDashboard"}
 
 
 def test_exports_are_exactly_the_public_names():

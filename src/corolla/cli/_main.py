@@ -18,6 +18,7 @@ from ._attach import add_attach_parsers
 from ._audit import add_audit_parser
 from ._certs import add_certs_parser
 from ._control import add_control_parsers
+from ._dashboard import add_dashboard_parser
 from ._html_report import add_report_parser
 from ._keys import add_keys_parser
 from ._link import add_link_parser
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_attach_parsers(commands)
     add_audit_parser(commands)
     add_accounts_parsers(commands)
+    add_dashboard_parser(commands)
     return parser
 
 

@@ -126,11 +126,26 @@ function showError(error) {
 
 // -- who is looking --------------------------------------------------------------------
 
+// A page that needs a link, shown by `corolla dashboard` over local runs.
+function drawNeedsLink(what) {
+  refresh = null;
+  show(el("h1", {}, what),
+    el("p", { class: "empty needs-link" }, `${what} need a link: local runs have no nodes, `,
+      "events or traffic. Start a link with --dashboard-address to see them."));
+}
+
 async function loadMe() {
   me = await api("/api/me");
   const who = document.getElementById("who");
   const notice = document.getElementById("notice");
-  if (!me.accounts) {
+  document.querySelectorAll('nav a[data-page="nodes"], nav a[data-page="federation"]')
+    .forEach((a) => { a.hidden = Boolean(me.local); });
+  if (me.local) {
+    who.replaceChildren(el("span", { class: "open" }, "local runs"));
+    notice.hidden = false;
+    notice.textContent = `The runs in ${me.runs}, as corolla run wrote them. Nodes, the ` +
+      "federation, participation, events and stopping a run need a link.";
+  } else if (!me.accounts) {
     who.replaceChildren(el("span", { class: "open" }, "no accounts"));
     notice.hidden = false;
     notice.textContent = "This link has no accounts (it was started without --auth): anyone " +
@@ -193,10 +208,16 @@ const RUN_COLUMNS = [
   ["started", "created"], ["duration", "duration"], ["rounds", null], ["final metrics", null],
 ];
 
+const LOCAL_RUN_COLUMNS = [
+  ["", null], ["run", "run_id"], ["status", "status"], ["app", "app"], ["nodes", "nodes"],
+  ["backend", "backend"], ["started", "created"], ["duration", "duration"], ["rounds", null],
+  ["final metrics", null],
+];
+
 async function drawRuns() {
   const params = new URLSearchParams(runsQuery);
   const data = await api(`/api/runs?${params}`);
-  const head = el("tr", {}, RUN_COLUMNS.map(([title, key]) => {
+  const head = el("tr", {}, (me.local ? LOCAL_RUN_COLUMNS : RUN_COLUMNS).map(([title, key]) => {
     if (!key) return el("th", {}, title);
     const arrow = runsQuery.sort === key ? (runsQuery.desc === "1" ? " ▾" : " ▴") : "";
     return el("th", {
@@ -219,7 +240,8 @@ async function drawRuns() {
     el("td", {}, el("a", { href: `#/runs/${run.run_id}` }, run.run_id)),
     el("td", { class: "status-cell" }, statusBadge(run.status)),
     el("td", {}, run.app),
-    el("td", {}, run.by),
+    me.local ? [el("td", {}, run.nodes), el("td", {}, run.backend || (run.link ? `link ${run.link}` : ""))]
+      : el("td", {}, run.by),
     el("td", {}, when(run.started || run.created)),
     el("td", {}, duration(run.duration)),
     el("td", { class: "rounds" },
@@ -232,7 +254,8 @@ async function drawRuns() {
   const status = el("select", {
     "aria-label": "status",
     onchange: (event) => { runsQuery.status = event.target.value; runsQuery.offset = 0; drawRuns().catch(showError); },
-  }, ["", "pending", "starting", "running", "finished", "failed", "stopped"].map(
+  }, (me.local ? ["", "finished", "unreadable"]
+    : ["", "pending", "starting", "running", "finished", "failed", "stopped"]).map(
     (s) => el("option", { value: s, selected: s === runsQuery.status }, s || "any status")));
   const compareButton = el("button", {
     disabled: selected.size < 2,
@@ -253,7 +276,9 @@ async function drawRuns() {
     el("h1", {}, "Runs"),
     el("div", { class: "toolbar" }, search, status, compareButton),
     el("table", { class: "runs" }, el("thead", {}, head), el("tbody", {}, rows)),
-    data.runs.length ? null : el("p", { class: "empty" }, "No runs yet: submit one with corolla run --link."),
+    data.runs.length ? null : el("p", { class: "empty" }, me.local
+      ? `No runs in ${me.runs} yet: corolla run APP writes one there.`
+      : "No runs yet: submit one with corolla run --link."),
     pager);
   refresh = drawRuns;
 }
@@ -329,7 +354,38 @@ function configTable(config, differs) {
 const runEvents = { runId: null, last: 0, items: [] };
 const participationCache = { runId: null, rounds: -1, status: null, at: 0, map: null };
 
+async function drawLocalRun(runId) {
+  const run = await api(`/api/runs/${runId}`);
+  const facts = [`app ${run.app || "?"}`];
+  if (run.link) facts.push(`on the link at ${run.link}`);
+  if (typeof run.nodes === "number") facts.push(`${run.nodes} nodes`);
+  if (run.backend) facts.push(`backend ${run.backend}`);
+  if (run.duration !== null) facts.push(`started ${when(run.started)}`, duration(run.duration));
+  else facts.push(`written ${when(run.ended)}`);
+  if (!run.error) facts.push(`round ${run.rounds_done}${run.num_rounds ? ` of ${run.num_rounds}` : ""}`);
+  show(
+    el("h1", {}, `Run ${run.run_id} `, statusBadge(run.status)),
+    el("p", { class: "facts" }, facts.join(" · ")),
+    run.error ? el("p", { class: "error" }, run.error) : [
+      el("div", { class: "actions" },
+        el("a", { class: "button", href: `/api/runs/${runId}/history.json`, download: "" }, "history.json"),
+        run.arrays.length
+          ? el("a", { class: "button", href: `/api/runs/${runId}/arrays.npz`, download: "" },
+            `final.npz (${run.arrays.length} arrays)`)
+          : null,
+        run.report
+          ? el("a", { class: "button", href: `/api/runs/${runId}/report.html`, target: "_blank" },
+            "report.html")
+          : null),
+      el("h2", {}, "Metrics"), runCharts(run.rounds),
+      el("h2", {}, "Rounds"), roundsTable(run.rounds),
+      el("h2", {}, "Config"), configTable(run.config),
+      el("p", { class: "legend" }, "Participation and events need a link.")]);
+  refresh = () => drawLocalRun(runId);
+}
+
 async function drawRun(runId) {
+  if (me.local) { await drawLocalRun(runId); return; }
   const run = await api(`/api/runs/${runId}`);
   // The map of a large run is the page's dearest read: again when a round ended, when
   // the run ended, or every 5 s, not at every event.
@@ -517,6 +573,8 @@ async function route() {
   refresh = null;
   try {
     if (parts[0] === "runs" && parts[1]) await drawRun(parts[1]);
+    else if (me.local && parts[0] === "nodes") drawNeedsLink("Nodes");
+    else if (me.local && parts[0] === "federation") drawNeedsLink("The federation's pages");
     else if (parts[0] === "nodes") await drawNodes();
     else if (parts[0] === "compare") {
       const ids = (new URLSearchParams(query || "").get("runs") || "").split(",").filter(Boolean);

@@ -15,8 +15,6 @@ import enum
 import importlib.resources
 import importlib.util
 import logging
-import socket
-import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
@@ -29,19 +27,15 @@ from corolla.transport import CertificateFiles, parse_address, requires_tls
 from corolla.trust import Account
 
 from ._federation import FederationSamples
+from ._serving import STOP_S, ServerThread, bind, page_url
 from ._sessions import Sessions
 
 if TYPE_CHECKING:
-    import uvicorn
+    pass
 
 __all__ = ["Dashboard", "DashboardStatus"]
 
 _log = logging.getLogger("corolla.dashboard")
-
-#: Seconds the server waits for its first request handlers when it starts, or for open
-#: pages' event streams when it stops.
-_START_S = 10.0
-_STOP_S = 2.0
 
 
 class DashboardStatus(enum.Enum):
@@ -103,11 +97,8 @@ class Dashboard:
         self._certificates = None if certificates is None else CertificateFiles(Path(certificates))
         self._sample_interval = sample_interval
         self._status = DashboardStatus.CREATED
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving = ServerThread()
         self._views: SqliteStateViews | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closing: asyncio.Event | None = None
         self.port = 0
 
     @property
@@ -118,9 +109,7 @@ class Dashboard:
     def url(self) -> str:
         """Where the pages are (with the port actually bound)."""
         scheme = "https" if self._certificates is not None else "http"
-        host = self._host.strip("[]")
-        host = f"[{host}]" if ":" in host else host
-        return f"{scheme}://{host}:{self.port}/"
+        return page_url(scheme, self._host, self.port)
 
     def start(self) -> Dashboard:
         """Bind the address and start serving; returns self.
@@ -146,7 +135,7 @@ class Dashboard:
         link = self._link
         state = link.state  # raises unless the link is running
         views = SqliteStateViews(link.state_dir / "state.db")
-        sock = self._bind()
+        sock = bind(self._host, self._port, "--dashboard-address")
         try:
 
             def node_counts() -> tuple[int, int]:
@@ -176,7 +165,7 @@ class Dashboard:
                 access_log=False,
                 lifespan="on",
                 ws="none",
-                timeout_graceful_shutdown=int(_STOP_S),
+                timeout_graceful_shutdown=int(STOP_S),
                 **ssl,
             )
             server = uvicorn.Server(config)
@@ -186,70 +175,33 @@ class Dashboard:
             views.close()
             raise
         del state
-        self._views, self._server = views, server
+        self._views = views
         self.port = int(sock.getsockname()[1])
-        self._thread = threading.Thread(
-            target=self._serve, args=(server, sock), name="corolla-dashboard", daemon=True
-        )
-        self._thread.start()
-        for _ in range(int(_START_S / 0.01)):
-            if server.started or not self._thread.is_alive():
-                break
-            threading.Event().wait(0.01)
-        if not server.started:
-            self.stop()
-            raise ConfigError(f"the dashboard on {self._host}:{self.port} did not start")
+        self._serving.start(server, sock, f"{self._host}:{self.port}")
         self._status = DashboardStatus.RUNNING
         _log.info("dashboard at %s", self.url)
         return self
 
-    def _bind(self) -> socket.socket:
-        host = self._host.strip("[]")
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            # Inherited by each connection: a response's head and body go out at once,
-            # not 40 ms apart (Nagle's algorithm waiting for a delayed acknowledgement).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.bind((host, self._port))
-            sock.listen(128)
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(
-                f"cannot serve the dashboard on {self._host}:{self._port}: {exc.strerror}; "
-                "choose another --dashboard-address"
-            ) from exc
-        return sock
-
     @contextlib.asynccontextmanager
     async def _lifespan(self, source: Any, federation: FederationSamples) -> AsyncIterator[None]:
-        self._loop = asyncio.get_running_loop()
-        self._closing = source.closing = asyncio.Event()
+        async with self._serving.lifespan():
+            source.closing = self._serving.closing
 
-        async def sample() -> None:
-            while True:
-                try:
-                    await asyncio.to_thread(federation.take)
-                except Exception:
-                    _log.warning("sampling the federation failed", exc_info=True)
-                await asyncio.sleep(self._sample_interval)
+            async def sample() -> None:
+                while True:
+                    try:
+                        await asyncio.to_thread(federation.take)
+                    except Exception:
+                        _log.warning("sampling the federation failed", exc_info=True)
+                    await asyncio.sleep(self._sample_interval)
 
-        sampler = asyncio.create_task(sample())
-        try:
-            yield
-        finally:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
-
-    def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
-        try:
-            asyncio.run(server.serve(sockets=[sock]))
-        except BaseException:
-            _log.exception("the dashboard server failed")
-        finally:
-            sock.close()
+            sampler = asyncio.create_task(sample())
+            try:
+                yield
+            finally:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
 
     def stop(self) -> None:
         """Stop serving (ending open event streams), join the thread, close the views.
@@ -259,13 +211,7 @@ class Dashboard:
         if self._status is DashboardStatus.STOPPED:
             return
         self._status = DashboardStatus.STOPPED
-        if self._server is not None:
-            self._server.should_exit = True
-            if self._loop is not None and self._closing is not None:
-                with contextlib.suppress(RuntimeError):  # the loop ended already
-                    self._loop.call_soon_threadsafe(self._closing.set)
-        if self._thread is not None:
-            self._thread.join(_START_S + _STOP_S)
+        self._serving.stop()
         if self._views is not None:
             self._views.close()
 

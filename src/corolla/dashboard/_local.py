@@ -345,37 +345,29 @@ def build_local_app(
             "report": (run.path / "report.html").is_file(),
         }
 
-    def history(request: Request) -> Any:
+    def run_file(
+        request: Request, name: str, media_type: str, *, download: bool = True, **headers: str
+    ) -> FileResponse:
+        """A file of the run the request names, or 404 if the run has none."""
         run = runs.get(request.path_params["run_id"])
+        if not (run.path / name).is_file():
+            raise _Refused(404, f"run {run.run_id} has no {name}")
+        filename = f"{run.run_id}-{name}" if download else None
         return FileResponse(
-            run.path / "history.json",
-            media_type="application/json",
-            filename=f"{run.run_id}-history.json",
+            run.path / name, media_type=media_type, filename=filename, headers=headers
         )
+
+    def history(request: Request) -> Any:
+        return run_file(request, "history.json", "application/json")
 
     def arrays(request: Request) -> Any:
-        run = runs.get(request.path_params["run_id"])
-        if not (run.path / "final.npz").is_file():
-            raise _Refused(404, f"run {run.run_id} has no final.npz")
-        return FileResponse(
-            run.path / "final.npz",
-            media_type="application/octet-stream",
-            filename=f"{run.run_id}-final.npz",
-        )
+        return run_file(request, "final.npz", "application/octet-stream")
 
     def report(request: Request) -> Any:
-        run = runs.get(request.path_params["run_id"])
-        if not (run.path / "report.html").is_file():
-            raise _Refused(404, f"run {run.run_id} has no report.html")
         # The report is one page with its image inside: it needs nothing else, runs nothing.
-        return FileResponse(
-            run.path / "report.html",
-            media_type="text/html",
-            headers={
-                "content-security-policy": "default-src 'none'; img-src data:; "
-                "style-src 'unsafe-inline'"
-            },
-        )
+        policy = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+        headers = {"content-security-policy": policy}
+        return run_file(request, "report.html", "text/html", download=False, **headers)
 
     def compare(request: Request) -> Any:
         ids = [t.strip() for t in request.query_params.get("runs", "").split(",") if t.strip()]

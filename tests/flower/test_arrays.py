@@ -11,9 +11,11 @@ import numpy.lib.format as npy
 import pytest
 from flwr import app as flwr_app
 from hypothesis import given
+from hypothesis import strategies as st
 
 from corolla.core import RecordError
 from corolla.flower import NUMPY_STYPE, array_from_flower, array_to_flower
+from corolla.flower._arrays import hold_arrays_flower_records_take
 
 from ..core.strategies import arrays, non_contiguous_arrays
 
@@ -270,3 +272,70 @@ def test_an_object_array_cannot_go_to_flower():
     # Act / Assert
     with pytest.raises(RecordError, match="dtype object"):
         array_to_flower(np.array([object()]))
+
+
+def _saved(array: np.ndarray[Any, Any]) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array, allow_pickle=False)
+    return out.getvalue()
+
+
+@given(st.lists(st.one_of(arrays(), non_contiguous_arrays()), min_size=1, max_size=4))
+def test_an_array_record_flower_builds_under_corolla_is_the_one_flower_builds(ndarrays):
+    # Arrange: what Corolla's adapters install when they run a Flower app
+    hold_arrays_flower_records_take()
+    inputs = [a.copy(order="K") for a in ndarrays]  # C, or Fortran-ordered ones
+    originals = [a.copy(order="K") for a in ndarrays]
+
+    # Act
+    record = flwr_app.ArrayRecord(inputs)
+    for array in inputs:  # changed after the record was built (a view of each copy)
+        if array.size:
+            array.reshape(-1, order="A").view(np.uint8)[0] ^= 0xFF
+
+    # Assert: every field as np.save and Flower's own code make it, the input's changes
+    # left out
+    assert list(record) == [str(i) for i in range(len(ndarrays))]
+    for name, original in zip(record, originals, strict=True):
+        held = record[name]
+        assert (held.dtype, held.shape, held.stype) == (
+            str(original.dtype),
+            original.shape,
+            NUMPY_STYPE,
+        )
+        assert held.data == _saved(original)
+        assert held == flwr_app.Array.from_numpy_ndarray(original)
+        assert _same_array(held.numpy(), np.load(io.BytesIO(_saved(original))))
+
+
+def test_flower_record_arrays_are_held_without_writing_bytes_and_handed_to_corolla_as_they_are():
+    # Arrange
+    hold_arrays_flower_records_take()
+    update = np.arange(6, dtype=np.float32).reshape(2, 3)
+
+    # Act
+    record = flwr_app.ArrayRecord([update])
+    back = array_from_flower(record["0"])
+
+    # Assert: no .npy bytes were written, and Corolla gets the held (read-only) copy
+    assert "_npy" not in record["0"].__dict__
+    assert _same_array(back, update)
+    assert not back.flags.writeable
+    assert not np.shares_memory(back, update)
+
+
+def test_arrays_flower_records_would_write_otherwise_and_keep_input_false_go_through_flower():
+    # Arrange
+    hold_arrays_flower_records_take()
+    fortran = np.asfortranarray(np.arange(6.0).reshape(2, 3))
+    dropped = [np.arange(3.0)]
+
+    # Act
+    record = flwr_app.ArrayRecord([fortran])
+    given_up = flwr_app.ArrayRecord(dropped, keep_input=False)
+
+    # Assert: Flower's own Arrays, and Flower's clearing of the input list
+    assert type(record["0"]) is flwr_app.Array
+    assert record["0"].data == _saved(fortran)
+    assert type(given_up["0"]) is flwr_app.Array
+    assert dropped == []

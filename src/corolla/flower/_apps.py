@@ -29,6 +29,7 @@ from corolla.client import ClientApp
 from corolla.core import AppLoadError, Context, Message, MessageError, RecordDict
 from corolla.server import Grid, RunResult, ServerApp
 
+from ._arrays import hold_arrays_flower_records_take
 from ._context import context_to_flower
 from ._grid import FlowerGrid
 from ._legacy import is_legacy, legacy_reply, legacy_request
@@ -134,6 +135,7 @@ def client_app_adapter(app: Any) -> FlowerClient | ClientApp:
             f"got {type(app).__name__}"
         )
     _flower_logs_once()
+    hold_arrays_flower_records_take()
     return FlowerClient(app)
 
 
@@ -154,6 +156,7 @@ def server_app_adapter(app: Any) -> ServerApp:
         )
 
     _flower_logs_once()
+    hold_arrays_flower_records_take()
 
     def main(grid: Grid, context: Context) -> None:
         # Flower stamps the messages a ServerApp creates with its process's task identity.

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 import numpy.lib.format as npy
-from flwr.app import Array
+from flwr.app import Array, ArrayRecord
 
 from corolla.core import RecordError
 
-__all__ = ["NUMPY_STYPE", "array_from_flower", "array_to_flower"]
+__all__ = ["NUMPY_STYPE", "array_from_flower", "array_to_flower", "hold_arrays_flower_records_take"]
 
 #: The stype of a Flower ``Array`` holding ``.npy`` bytes (``flwr.common.constant.SType``).
 NUMPY_STYPE = "numpy.ndarray"
@@ -253,3 +253,59 @@ def _join(header: memoryview, array: np.ndarray[Any, Any]) -> bytes:
             np.copyto(target.reshape(array.shape), array, casting="no")
             del target
     return out.getvalue()
+
+
+def _holdable(array: Any) -> bool:
+    """Whether ``array``'s ``.npy`` bytes, as ``np.save`` writes them, are those of
+    :func:`_npy_bytes`: a plain NumPy array of numbers (no structured dtype) that ``np.save``
+    writes in C order (all but arrays laid out in Fortran order only)."""
+    return (
+        type(array) is np.ndarray
+        and not array.dtype.hasobject
+        and array.dtype.names is None
+        and not (array.flags.f_contiguous and not array.flags.c_contiguous)
+    )
+
+
+def _snapshot(array: np.ndarray[Any, Any]) -> _HeldArray:
+    """A Flower ``Array`` of what ``array`` holds now: a read-only C-order copy, whose
+    ``.npy`` bytes are written when read."""
+    copied = np.array(array, order="C", copy=True)
+    copied.flags.writeable = False
+    return _HeldArray(copied)
+
+
+_FLOWER_FROM_NDARRAYS: Any = None
+
+
+def hold_arrays_flower_records_take() -> None:
+    """Let Flower's ``ArrayRecord(ndarrays)`` (``ArrayRecord.from_numpy_ndarrays``) in this
+    process keep a copy of each array and write its ``.npy`` bytes only when they are read,
+    rather than ``np.save`` each array at once.
+
+    A ClientApp that builds its reply from NumPy arrays then hands Corolla arrays it takes
+    without parsing any bytes. What Flower code can observe is unchanged: each ``Array``'s
+    ``dtype``, ``shape``, ``stype`` and ``data`` (byte for byte what ``np.save`` writes),
+    ``numpy()`` (a fresh writable copy), equality, and that later changes to the input
+    arrays do not reach the record. Arrays whose bytes would differ (Fortran order,
+    structured or object dtypes, subclasses), and every array of ``keep_input=False``,
+    go through Flower's own code. Called when Corolla runs a Flower app; idempotent.
+    """
+    global _FLOWER_FROM_NDARRAYS
+    if _FLOWER_FROM_NDARRAYS is not None:
+        return
+    flower = ArrayRecord.__dict__["from_numpy_ndarrays"].__func__
+
+    def from_numpy_ndarrays(
+        cls: type[ArrayRecord], ndarrays: list[Any], *, keep_input: bool = True
+    ) -> ArrayRecord:
+        if cls is not ArrayRecord or not keep_input:
+            return flower(cls, ndarrays, keep_input=keep_input)  # type: ignore[no-any-return]
+        record = ArrayRecord()
+        for index, array in enumerate(ndarrays):
+            held = _holdable(array)
+            record[str(index)] = _snapshot(array) if held else Array.from_numpy_ndarray(array)
+        return record
+
+    _FLOWER_FROM_NDARRAYS = flower
+    ArrayRecord.from_numpy_ndarrays = classmethod(from_numpy_ndarrays)  # type: ignore[method-assign, assignment]

@@ -148,3 +148,36 @@ def test_a_partial_sum_folded_in_a_workspace_and_shipped_back_merges_to_the_same
         assert all(s.size == 0 or np.shares_memory(s, w) for s, w in sums)
         with pytest.raises(AggregationError, match="merged, not folded into"):
             shipped.add(replies[0][1], replies[0][0])
+
+
+@pytest.mark.parametrize("clipping", ["server", "client"])
+def test_a_refused_first_reply_leaves_the_sum_empty_and_the_workspace_in_use(clipping) -> None:
+    # Arrange: an aggregator a simulation worker gave its shared workspace
+    start = ArrayRecord({"w": np.zeros(3, np.float32)})
+    aggregator = ClippedSum(start, 1.0, clipping=clipping)
+    layout = aggregator.workspace_layout()
+    assert layout is not None
+    workspace = [np.full(size, 7.0, dtype) for size, dtype in layout]
+    aggregator.use_workspace(workspace)
+    metrics = MetricRecord({"num-examples": 1})
+    refused = np.array([0.0, np.nan, 0.0]) if clipping == "server" else np.full(3, 5.0)
+    good = np.array([0.3, 0.0, -0.4], np.float32)
+
+    # Act: a refused reply (NaN; longer than C under client-side clipping), then a good one
+    with pytest.raises(AggregationError):
+        aggregator.add(
+            RecordDict(
+                {"arrays": ArrayRecord({"w": refused.astype(np.float32)}), "metrics": metrics}
+            ),
+            1,
+        )
+    emptied = (aggregator.count, [s.copy() for s in aggregator.sums()])
+    aggregator.add(RecordDict({"arrays": ArrayRecord({"w": good}), "metrics": metrics}), 2)
+
+    # Assert: nothing of the refused reply is kept, and the good one is summed into the
+    # workspace
+    assert emptied[0] == 0
+    np.testing.assert_array_equal(emptied[1][0], np.zeros(3))
+    assert aggregator.count == 1
+    np.testing.assert_array_equal(aggregator.sums()[0], good.astype(np.float64))
+    assert np.shares_memory(aggregator.sums()[0], workspace[0])

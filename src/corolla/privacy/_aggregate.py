@@ -200,7 +200,7 @@ class ClippedSum:
         them (an empty copy shares them, in a worker too): subtracting arrays of one
         dtype is several times faster than of two."""
         if self._starts64 is None:
-            self._starts64 = [np.array(a, dtype=np.float64) for a in starts.values()]
+            self._starts64 = [np.asarray(a, dtype=np.float64) for a in starts.values()]
         return self._starts64
 
     def _read_metrics(self, content: RecordDict) -> tuple[Any, bool | None]:
@@ -255,6 +255,11 @@ class ClippedSum:
 
 _THREAD = threading.local()
 
+#: The most float64 elements of scratch a thread keeps between replies (128 MiB): replies
+#: are folded on few threads (a simulation worker's, the ServerApp's), and a larger
+#: update's arithmetic outweighs allocating its scratch anew.
+_KEPT_SCRATCH_ELEMENTS = 1 << 24
+
 
 def _scratch_for(shapes: list[tuple[int, ...]]) -> list[np.ndarray[Any, Any]]:
     """Float64 scratch arrays of ``shapes``, the same ones for every aggregator of this
@@ -266,7 +271,8 @@ def _scratch_for(shapes: list[tuple[int, ...]]) -> list[np.ndarray[Any, Any]]:
     if kept is not None and kept[0] == shapes:
         return kept[1]
     arrays = [np.empty(shape, np.float64) for shape in shapes]
-    _THREAD.scratch = (shapes, arrays)
+    if sum(a.size for a in arrays) <= _KEPT_SCRATCH_ELEMENTS:
+        _THREAD.scratch = (shapes, arrays)
     return arrays
 
 

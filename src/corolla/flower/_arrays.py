@@ -20,6 +20,7 @@ import functools
 import io
 import math
 import re
+import threading
 from typing import Any
 
 import numpy as np
@@ -275,7 +276,9 @@ def _snapshot(array: np.ndarray[Any, Any]) -> _HeldArray:
     return _HeldArray(copied)
 
 
+#: Flower's own ``ArrayRecord.from_numpy_ndarrays``, once replaced.
 _FLOWER_FROM_NDARRAYS: Any = None
+_INSTALLING = threading.Lock()
 
 
 def hold_arrays_flower_records_take() -> None:
@@ -292,20 +295,21 @@ def hold_arrays_flower_records_take() -> None:
     go through Flower's own code. Called when Corolla runs a Flower app; idempotent.
     """
     global _FLOWER_FROM_NDARRAYS
-    if _FLOWER_FROM_NDARRAYS is not None:
-        return
-    flower = ArrayRecord.__dict__["from_numpy_ndarrays"].__func__
+    with _INSTALLING:
+        if _FLOWER_FROM_NDARRAYS is None:
+            _FLOWER_FROM_NDARRAYS = ArrayRecord.__dict__["from_numpy_ndarrays"].__func__
+            ArrayRecord.from_numpy_ndarrays = classmethod(_from_numpy_ndarrays)  # type: ignore[method-assign, assignment]
 
-    def from_numpy_ndarrays(
-        cls: type[ArrayRecord], ndarrays: list[Any], *, keep_input: bool = True
-    ) -> ArrayRecord:
-        if cls is not ArrayRecord or not keep_input:
-            return flower(cls, ndarrays, keep_input=keep_input)  # type: ignore[no-any-return]
-        record = ArrayRecord()
-        for index, array in enumerate(ndarrays):
-            held = _holdable(array)
-            record[str(index)] = _snapshot(array) if held else Array.from_numpy_ndarray(array)
-        return record
 
-    _FLOWER_FROM_NDARRAYS = flower
-    ArrayRecord.from_numpy_ndarrays = classmethod(from_numpy_ndarrays)  # type: ignore[method-assign, assignment]
+def _from_numpy_ndarrays(
+    cls: type[ArrayRecord], ndarrays: list[Any], *, keep_input: bool = True
+) -> ArrayRecord:
+    """``ArrayRecord.from_numpy_ndarrays`` once :func:`hold_arrays_flower_records_take`
+    ran: held copies where the bytes would be the same, Flower's own code elsewhere."""
+    if cls is not ArrayRecord or not keep_input:
+        return _FLOWER_FROM_NDARRAYS(cls, ndarrays, keep_input=keep_input)  # type: ignore[no-any-return]
+    record = ArrayRecord()
+    for index, array in enumerate(ndarrays):
+        held = _holdable(array)
+        record[str(index)] = _snapshot(array) if held else Array.from_numpy_ndarray(array)
+    return record

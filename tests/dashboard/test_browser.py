@@ -8,7 +8,6 @@ JavaScript errors, and the last check asserts that none logged any.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -28,18 +27,11 @@ from ..runtime.test_e2e import (
     _start_nodes,
     _wait_for_nodes,
 )
+from .browser import BROWSER_TEST, CHROMIUM
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        CHROMIUM is None,
-        reason="Debian's Chromium is not installed (`make test` installs it: "
-        "sudo apt-get install -y chromium)",
-    ),
-]
+pytestmark = BROWSER_TEST
 
 PASSWORDS = {"alice": "alice-password", "olga": "operator-password", "vic": "viewer-password"}
 ROUNDS = 4

@@ -4,25 +4,17 @@ Playwright): the runs two real simulations wrote, and pages that need a link."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from corolla.dashboard import LocalDashboard
 
+from .browser import BROWSER_TEST, CHROMIUM
 from .test_local import write_runs
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        CHROMIUM is None,
-        reason="Debian's Chromium is not installed (`make test` installs it: "
-        "sudo apt-get install -y chromium)",
-    ),
-]
+pytestmark = BROWSER_TEST
 
 WAIT_MS = 30_000
 

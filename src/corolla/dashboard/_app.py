@@ -335,23 +335,13 @@ def build_app(
                 if totals != last:
                     last = totals
                     yield f"data: {json.dumps(totals)}\n\n"
-                if source.closing is not None:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(source.closing.wait(), STREAM_INTERVAL_S)
-                    if source.closing.is_set():
-                        return
-                else:
-                    await asyncio.sleep(STREAM_INTERVAL_S)
+                if await closed_within(source.closing, STREAM_INTERVAL_S):
+                    return
 
-        return StreamingResponse(
-            changes(), media_type="text/event-stream", headers={"cache-control": "no-store"}
-        )
-
-    def index(request: Request) -> Response:
-        return FileResponse(f"{static_dir}/index.html", headers={"cache-control": "no-store"})
+        return event_stream(changes())
 
     routes = [
-        Route("/", index),
+        Route("/", index_page(static_dir)),
         Route("/api/me", me),
         Route("/api/login", login, methods=["POST"]),
         Route("/api/logout", logout, methods=["POST"]),
@@ -380,6 +370,33 @@ def _check_origin(request: Request) -> None:
         return
     if urlsplit(origin).netloc != request.headers.get("host"):
         raise _Refused(403, f"a request from {origin} is refused: use the dashboard's own page")
+
+
+async def closed_within(closing: asyncio.Event | None, seconds: float) -> bool:
+    """Wait ``seconds``, less if the server starts closing (``closing`` is set, or None
+    before the server made it); whether it is closing."""
+    if closing is None:
+        await asyncio.sleep(seconds)
+        return False
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(closing.wait(), seconds)
+    return closing.is_set()
+
+
+def event_stream(events: AsyncIterator[str]) -> StreamingResponse:
+    """Server-sent ``events``, never cached."""
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={"cache-control": "no-store"}
+    )
+
+
+def index_page(static_dir: str) -> Callable[[Request], Response]:
+    """The endpoint of ``/``: the single page, never cached (it names the scripts)."""
+
+    def index(request: Request) -> Response:
+        return FileResponse(f"{static_dir}/index.html", headers={"cache-control": "no-store"})
+
+    return index
 
 
 def _differing_keys(configs: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -27,14 +27,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from corolla.core import ConfigError
 from corolla.state import UnknownRunError
 
-from ._app import _differing_keys, _int, _Refused
+from ._app import _differing_keys, _int, _Refused, closed_within, event_stream, index_page
 from ._data import _finite
 
 __all__ = ["MAX_RUNS", "LocalRun", "LocalRuns", "build_local_app"]
@@ -397,24 +397,13 @@ def build_local_app(
                 if now != last:
                     last = now
                     yield f"data: {json.dumps({'runs': len(now or [])})}\n\n"
-                event = closing()
-                if event is None:
-                    await asyncio.sleep(STREAM_INTERVAL_S)
-                    continue
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(event.wait(), STREAM_INTERVAL_S)
-                if event.is_set():
+                if await closed_within(closing(), STREAM_INTERVAL_S):
                     return
 
-        return StreamingResponse(
-            changes(), media_type="text/event-stream", headers={"cache-control": "no-store"}
-        )
-
-    def index(request: Request) -> Response:
-        return FileResponse(f"{static_dir}/index.html", headers={"cache-control": "no-store"})
+        return event_stream(changes())
 
     routes = [
-        Route("/", index),
+        Route("/", index_page(static_dir)),
         Route("/api/me", me),
         Route("/api/runs", endpoint(list_runs)),
         Route("/api/runs/{run_id}", endpoint(one_run)),

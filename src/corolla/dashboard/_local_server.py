@@ -4,27 +4,20 @@ of its own."""
 from __future__ import annotations
 
 import importlib.resources
-import importlib.util
 import logging
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING
 
 from corolla.core import ConfigError, MissingExtraError
 from corolla.transport import parse_address, requires_tls
 
-from ._server import DashboardStatus
-from ._serving import STOP_S, ServerThread, bind, page_url
-
-if TYPE_CHECKING:
-    pass
+from ._serving import PageServer, bind, require_dashboard_extra
 
 __all__ = ["LocalDashboard"]
 
 _log = logging.getLogger("corolla.dashboard")
 
 
-class LocalDashboard:
+class LocalDashboard(PageServer):
     """The dashboard of the runs in ``runs`` (the output directories of ``corolla run``)
     on ``address``, ``HOST:PORT`` (port 0: any free port).
 
@@ -48,9 +41,7 @@ class LocalDashboard:
     """
 
     def __init__(self, runs: str | Path, address: str, *, insecure: bool = False) -> None:
-        for package in ("starlette", "uvicorn"):
-            if importlib.util.find_spec(package) is None:
-                raise MissingExtraError(package, "dashboard")
+        require_dashboard_extra()
         from ._local import LocalRuns
 
         parsed = parse_address(address, what="--address", listen=True, example_port=8050)
@@ -59,21 +50,9 @@ class LocalDashboard:
                 f"the dashboard at {address} would be reachable beyond this machine, and it "
                 "has no accounts: keep it on 127.0.0.1, or pass --insecure to serve it there"
             )
-        self._host, _, port = str(parsed).rpartition(":")
-        self._port = int(port)
+        host, _, port = str(parsed).rpartition(":")
+        super().__init__(host, int(port))
         self.runs = LocalRuns(runs)
-        self._status = DashboardStatus.CREATED
-        self._serving = ServerThread()
-        self.port = 0
-
-    @property
-    def status(self) -> DashboardStatus:
-        return self._status
-
-    @property
-    def url(self) -> str:
-        """Where the pages are (with the port actually bound)."""
-        return page_url("http", self._host, self.port)
 
     def start(self) -> LocalDashboard:
         """Bind the address and start serving; returns self.
@@ -85,11 +64,8 @@ class LocalDashboard:
         MissingExtraError
             If Starlette or uvicorn is not installed (the ``dashboard`` extra).
         """
-        if self._status is not DashboardStatus.CREATED:
-            raise ConfigError(f"a dashboard is started once; this one is {self._status.value}")
+        self._check_created()
         try:
-            import uvicorn
-
             from ._local import build_local_app
         except ImportError as exc:
             raise MissingExtraError(exc.name or "starlette", "dashboard") from exc
@@ -100,43 +76,10 @@ class LocalDashboard:
             app = build_local_app(
                 self.runs, str(static), lambda app: serving.lifespan(), lambda: serving.closing
             )
-            config = uvicorn.Config(
-                app,
-                log_config=None,  # the library attaches no log handlers
-                access_log=False,
-                lifespan="on",
-                ws="none",
-                timeout_graceful_shutdown=int(STOP_S),
-            )
-            server = uvicorn.Server(config)
+            server = self._uvicorn_server(app)
         except BaseException:
             sock.close()
             raise
-        self.port = int(sock.getsockname()[1])
-        self._serving.start(server, sock, f"{self._host}:{self.port}")
-        self._status = DashboardStatus.RUNNING
+        self._serve(server, sock)
         _log.info("dashboard of %s at %s", self.runs.directory, self.url)
         return self
-
-    def stop(self) -> None:
-        """Stop serving (ending open event streams) and join the thread.
-
-        Idempotent.
-        """
-        if self._status is DashboardStatus.STOPPED:
-            return
-        self._status = DashboardStatus.STOPPED
-        self._serving.stop()
-
-    def __enter__(self) -> LocalDashboard:
-        if self._status is DashboardStatus.CREATED:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import importlib.resources
-import importlib.util
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from corolla.core import ConfigError, MissingExtraError
 from corolla.runtime import Link
@@ -27,26 +24,15 @@ from corolla.transport import CertificateFiles, parse_address, requires_tls
 from corolla.trust import Account
 
 from ._federation import FederationSamples
-from ._serving import STOP_S, ServerThread, bind, page_url
+from ._serving import DashboardStatus, PageServer, bind, require_dashboard_extra
 from ._sessions import Sessions
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Dashboard", "DashboardStatus"]
 
 _log = logging.getLogger("corolla.dashboard")
 
 
-class DashboardStatus(enum.Enum):
-    """Where a :class:`Dashboard` is in its life: created -> running -> stopped."""
-
-    CREATED = "created"
-    RUNNING = "running"
-    STOPPED = "stopped"
-
-
-class Dashboard:
+class Dashboard(PageServer):
     """The web dashboard of ``link`` (a running :class:`~corolla.runtime.Link`) on
     ``address``, ``HOST:PORT`` (port 0: any free port).
 
@@ -82,34 +68,19 @@ class Dashboard:
         insecure: bool = False,
         sample_interval: float = 2.0,
     ) -> None:
-        for package in ("starlette", "uvicorn"):
-            if importlib.util.find_spec(package) is None:
-                raise MissingExtraError(package, "dashboard")
+        require_dashboard_extra()
         parsed = parse_address(address, what="--dashboard-address", listen=True, example_port=8080)
         if requires_tls(str(parsed)) and certificates is None and not insecure:
             raise ConfigError(
                 f"the dashboard at {address} is reachable beyond this machine: give "
                 "--certificates DIR (see `corolla certs`) or --insecure"
             )
-        self._host, _, port = str(parsed).rpartition(":")
-        self._port = int(port)
+        host, _, port = str(parsed).rpartition(":")
+        super().__init__(host, int(port), "http" if certificates is None else "https")
         self._link = link
         self._certificates = None if certificates is None else CertificateFiles(Path(certificates))
         self._sample_interval = sample_interval
-        self._status = DashboardStatus.CREATED
-        self._serving = ServerThread()
         self._views: SqliteStateViews | None = None
-        self.port = 0
-
-    @property
-    def status(self) -> DashboardStatus:
-        return self._status
-
-    @property
-    def url(self) -> str:
-        """Where the pages are (with the port actually bound)."""
-        scheme = "https" if self._certificates is not None else "http"
-        return page_url(scheme, self._host, self.port)
 
     def start(self) -> Dashboard:
         """Bind the address and start serving; returns self.
@@ -124,11 +95,8 @@ class Dashboard:
         StorageError
             If the link's state database cannot be read.
         """
-        if self._status is not DashboardStatus.CREATED:
-            raise ConfigError(f"a dashboard is started once; this one is {self._status.value}")
+        self._check_created()
         try:
-            import uvicorn
-
             from ._app import DashboardSource, build_app
         except ImportError as exc:
             raise MissingExtraError(exc.name or "starlette", "dashboard") from exc
@@ -159,26 +127,14 @@ class Dashboard:
                     "ssl_certfile": str(self._certificates.link_certificate),
                     "ssl_keyfile": str(self._certificates.link_key),
                 }
-            config = uvicorn.Config(
-                app,
-                log_config=None,  # the library attaches no log handlers
-                access_log=False,
-                lifespan="on",
-                ws="none",
-                timeout_graceful_shutdown=int(STOP_S),
-                **ssl,
-            )
-            server = uvicorn.Server(config)
-            # Off the main thread, uvicorn leaves Ctrl-C and SIGTERM to the link command.
+            server = self._uvicorn_server(app, **ssl)
         except BaseException:
             sock.close()
             views.close()
             raise
         del state
         self._views = views
-        self.port = int(sock.getsockname()[1])
-        self._serving.start(server, sock, f"{self._host}:{self.port}")
-        self._status = DashboardStatus.RUNNING
+        self._serve(server, sock)
         _log.info("dashboard at %s", self.url)
         return self
 
@@ -208,25 +164,10 @@ class Dashboard:
 
         Idempotent.
         """
-        if self._status is DashboardStatus.STOPPED:
-            return
-        self._status = DashboardStatus.STOPPED
-        self._serving.stop()
+        super().stop()
         if self._views is not None:
             self._views.close()
-
-    def __enter__(self) -> Dashboard:
-        if self._status is DashboardStatus.CREATED:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+            self._views = None
 
 
 def _dashboard_login(link: Link) -> Callable[[str, str, str], Account]:

@@ -1,24 +1,39 @@
-"""What both dashboards share: a socket bound as a page server wants it, and uvicorn
-serving on a thread of its own, with its own event loop, stopped on request."""
+"""What both dashboards share: a socket bound as a page server wants it, uvicorn serving
+on a thread of its own, with its own event loop, stopped on request, and the life of a
+dashboard around them (:class:`PageServer`)."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
+import enum
+import importlib.util
 import logging
 import socket
 import threading
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from corolla.core import ConfigError
+from corolla.core import ConfigError, MissingExtraError
 
 if TYPE_CHECKING:
     import uvicorn
 
-__all__ = ["STOP_S", "ServerThread", "bind", "page_url"]
+__all__ = [
+    "STOP_S",
+    "DashboardStatus",
+    "PageServer",
+    "ServerThread",
+    "bind",
+    "page_url",
+    "require_dashboard_extra",
+]
 
 _log = logging.getLogger("corolla.dashboard")
+
+P = TypeVar("P", bound="PageServer")
 
 #: Seconds the server waits for its first request handlers when it starts, or for open
 #: pages' event streams when it stops.
@@ -117,3 +132,118 @@ class ServerThread:
                     self._loop.call_soon_threadsafe(self.closing.set)
         if self._thread is not None:
             self._thread.join(START_S + STOP_S)
+
+
+def require_dashboard_extra() -> None:
+    """Check that Starlette and uvicorn can be imported.
+
+    Raises
+    ------
+    MissingExtraError
+        If one is not installed (the ``dashboard`` extra).
+    """
+    for package in ("starlette", "uvicorn"):
+        if importlib.util.find_spec(package) is None:
+            raise MissingExtraError(package, "dashboard")
+
+
+class DashboardStatus(enum.Enum):
+    """Where a dashboard is in its life: created -> running -> stopped."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class PageServer(abc.ABC):
+    """The life of a dashboard on ``host:port``: started once, serving uvicorn on a
+    :class:`ServerThread`, stopped once (also as a context manager). Subclasses build the
+    app in :meth:`start`."""
+
+    def __init__(self, host: str, port: int, scheme: str = "http") -> None:
+        self._host = host
+        self._port = port
+        self._scheme = scheme
+        self._status = DashboardStatus.CREATED
+        self._serving = ServerThread()
+        #: The port actually bound, once started.
+        self.port = 0
+
+    @property
+    def status(self) -> DashboardStatus:
+        return self._status
+
+    @property
+    def url(self) -> str:
+        """Where the pages are (with the port actually bound)."""
+        return page_url(self._scheme, self._host, self.port)
+
+    def _check_created(self) -> None:
+        """Raises ConfigError unless the dashboard was never started."""
+        if self._status is not DashboardStatus.CREATED:
+            raise ConfigError(f"a dashboard is started once; this one is {self._status.value}")
+
+    @staticmethod
+    def _uvicorn_server(app: Any, **options: Any) -> uvicorn.Server:
+        """uvicorn serving ``app`` as the dashboards do (``options``: TLS files).
+
+        Raises
+        ------
+        MissingExtraError
+            If uvicorn is not installed (the ``dashboard`` extra).
+        """
+        try:
+            import uvicorn
+        except ImportError as exc:
+            raise MissingExtraError("uvicorn", "dashboard") from exc
+
+        config = uvicorn.Config(
+            app,
+            log_config=None,  # the library attaches no log handlers
+            access_log=False,
+            lifespan="on",
+            ws="none",
+            timeout_graceful_shutdown=int(STOP_S),
+            **options,
+        )
+        # Off the main thread, uvicorn leaves Ctrl-C and SIGTERM to the command.
+        return uvicorn.Server(config)
+
+    def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
+        """Serve ``server`` on ``sock``; the dashboard is then running.
+
+        Raises
+        ------
+        ConfigError
+            If it does not start in time.
+        """
+        self.port = int(sock.getsockname()[1])
+        self._serving.start(server, sock, f"{self._host}:{self.port}")
+        self._status = DashboardStatus.RUNNING
+
+    def stop(self) -> None:
+        """Stop serving (ending open event streams) and join the thread.
+
+        Idempotent.
+        """
+        if self._status is DashboardStatus.STOPPED:
+            return
+        self._status = DashboardStatus.STOPPED
+        self._serving.stop()
+
+    @abc.abstractmethod
+    def start(self: P) -> P:
+        """Bind the address and start serving; returns self."""
+
+    def __enter__(self: P) -> P:
+        if self._status is DashboardStatus.CREATED:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -6,7 +6,8 @@ open, and for each message ``GetRun`` (once per run), ``PullArrays`` for arrays 
 that did not come inline, then, for a reply whose arrays do not all fit inline,
 ``StatArrays`` and ``PushArrays`` for what the link lacks, and the reply on its
 ``SendReplies`` stream, kept open beside ``Receive``. With ``--keys``, each client signs
-every request with its key, as ``corolla node`` does for a link with auth on. It does not
+its registration with its key, offering a session key, and authenticates every later
+request with it, as ``corolla node`` does for a link with auth on. It does not
 install the app bundle: "training" is done here, adding the run config's ``step`` to every
 array plus ``client_index / 2**20`` so that every client's update is distinct (the link
 stores, and is sent, one upload per client, as with real nodes). It works on the protobuf
@@ -55,7 +56,16 @@ from corolla.transport import (
     user_config_from_proto,
     user_config_to_proto,
 )
-from corolla.trust import PUBLIC_KEY_KEY, REPLY_ITEM_METHOD, NodeKey, request_body, sign_request
+from corolla.trust import (
+    PUBLIC_KEY_KEY,
+    REPLY_ITEM_METHOD,
+    NodeKey,
+    RequestSignature,
+    SessionKey,
+    SessionOffer,
+    request_body,
+    sign_request,
+)
 
 #: Seconds a single unary call may take before the client counts it as failed.
 CALL_TIMEOUT_S = 60.0
@@ -107,6 +117,7 @@ class LightNode:
         self._steps: dict[int, float] = {}
         self._arrays: dict[str, np.ndarray] = {}
         self._seen: set[str] = set()
+        self._session: SessionKey | None = None
 
     async def serve(self) -> None:
         # A channel per client: every node has its own connection to the link.
@@ -118,7 +129,10 @@ class LightNode:
             )
             # Waits for the link to listen, as a node retrying with backoff would.
             signed: tuple[tuple[str, str], ...] = ()
+            offer = None
             if self._key is not None:
+                offer = SessionOffer()
+                request.session_key = offer.public
                 signed = (
                     *self._signed((), "RegisterNode", request),
                     (PUBLIC_KEY_KEY, self._key.public_text),
@@ -126,6 +140,8 @@ class LightNode:
             response = await stub.RegisterNode(
                 request, metadata=signed, timeout=CALL_TIMEOUT_S, wait_for_ready=True
             )
+            if offer is not None and self._key is not None and response.session_key:
+                self._session = offer.agree(response.session_key, self._key.public_text)
             self._stats.registered += 1
             metadata = bearer_metadata(response.token)
             node_id = response.node_id
@@ -157,8 +173,13 @@ class LightNode:
         if self._key is None:
             return metadata
         body = b"" if request is None else request_body(request)
-        signature = sign_request(self._key, f"/corolla.v1.Fleet/{method}", body)
-        return (*metadata, *signature.metadata())
+        return (*metadata, *self._sign(f"/corolla.v1.Fleet/{method}", body).metadata())
+
+    def _sign(self, method: str, body: bytes) -> RequestSignature:
+        assert self._key is not None
+        if self._session is None:
+            return sign_request(self._key, method, body)
+        return self._session.sign(method, body)
 
     async def _heartbeat(self, stub: Any, metadata: Any, interval: float) -> None:
         while True:
@@ -243,10 +264,13 @@ class LightNode:
         await self._push_missing(stub, metadata, encoded)
         item = fleet_pb2.SendReplyRequest(message=reply)
         if self._key is not None:
-            signature = sign_request(self._key, REPLY_ITEM_METHOD, request_body(reply))
+            signature = self._sign(REPLY_ITEM_METHOD, request_body(reply))
             item.signature.timestamp = signature.timestamp
             item.signature.nonce = signature.nonce
-            item.signature.signature = signature.signature
+            if signature.mac:
+                item.signature.mac = signature.signature
+            else:
+                item.signature.signature = signature.signature
         await replies.write(item)
         answer = await asyncio.wait_for(replies.read(), CALL_TIMEOUT_S)
         if answer.WhichOneof("outcome") != "message_id":

@@ -7,6 +7,9 @@ The link keeps the keys an admin registered, and its accounts with their roles, 
 :class:`TrustStore`, and what happened in an :class:`AuditLog`, as a node keeps what it
 ran in its own; :func:`verify_audit_log` walks a log's hash chain and names its first
 bad record, and :func:`read_audit_log` reads its records.
+A node signs each request with its key (:func:`sign_request`, checked by a
+:class:`RequestVerifier`), or, once registered, authenticates it with a session key it
+agreed on with the link (:class:`SessionOffer`, :func:`accept_session`, :class:`SessionKey`).
 An account proves who it is with a token the link signed (:class:`Tokens`), obtained
 with its password.
 
@@ -21,6 +24,7 @@ from ._audit_verify import AuditVerdict, BrokenAuditLogError, read_audit_log, ve
 from ._keys import KEY_PREFIX, NodeKey, public_key_from_text, public_key_text, verify
 from ._policy import AppRules, Decision, LinkPolicy, NodePolicy, summarize_error
 from ._requests import (
+    MAC_KEY,
     NONCE_KEY,
     PUBLIC_KEY_KEY,
     REPLY_ITEM_METHOD,
@@ -32,6 +36,7 @@ from ._requests import (
     sign_request,
     signed_text,
 )
+from ._sessions import SessionKey, SessionOffer, accept_session
 from ._signatures import BundleSignature, SigningKey, bundle_message, check_bundle_hash
 from ._store import (
     Account,
@@ -57,6 +62,7 @@ __all__ = [
     "record_hash",
     "verify_audit_log",
     "KEY_PREFIX",
+    "MAC_KEY",
     "NONCE_KEY",
     "PUBLIC_KEY_KEY",
     "REPLY_ITEM_METHOD",
@@ -64,6 +70,9 @@ __all__ = [
     "TIMESTAMP_KEY",
     "RequestSignature",
     "RequestVerifier",
+    "SessionKey",
+    "SessionOffer",
+    "accept_session",
     "request_body",
     "sign_request",
     "signed_text",

@@ -6,9 +6,13 @@ timestamp, a random nonce and the SHA-256 of the request's bytes (its determinis
 protobuf serialization; empty for a stream of requests, whose items are content-addressed
 arrays or carry signatures of their own). The timestamp, nonce and signature travel in
 the call's metadata (:data:`TIMESTAMP_KEY`, :data:`NONCE_KEY`, :data:`SIGNATURE_KEY`).
+After its registration, a node authenticates the same text with the HMAC of a session
+key it agreed on with the link (:data:`MAC_KEY` in place of the signature; see
+``_sessions``).
 
 The link (:class:`RequestVerifier`) refuses a request whose signature does not check out
-with the node's registered key (altered, or signed by another key), whose timestamp is
+with the node's registered key (altered, or signed by another key) or whose tag does not
+with the node's session key, whose timestamp is
 further than ``max_age_s`` from its own clock (delayed, or a clock that is wrong), or
 whose nonce it has seen within that window (replayed). Nonces are kept only as long as
 their timestamps are acceptable, so the memory they take is bounded by the request rate.
@@ -26,20 +30,25 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..core import AuthenticationError
 from ._keys import NodeKey, verify
 
+if TYPE_CHECKING:
+    from ._sessions import SessionKey
+
 __all__ = [
+    "MAC_KEY",
     "NONCE_KEY",
     "PUBLIC_KEY_KEY",
     "REPLY_ITEM_METHOD",
     "SIGNATURE_KEY",
     "TIMESTAMP_KEY",
     "RequestSignature",
+    "fresh_stamp",
     "RequestVerifier",
     "request_body",
     "sign_request",
@@ -50,11 +59,14 @@ __all__ = [
 TIMESTAMP_KEY = "corolla-timestamp"
 NONCE_KEY = "corolla-nonce"
 SIGNATURE_KEY = "corolla-signature"
+#: In place of the signature: the HMAC-SHA256 under the node's session key.
+MAC_KEY = "corolla-mac"
 #: The public key a node registers with (on RegisterNode only).
 PUBLIC_KEY_KEY = "corolla-node-key"
 #: What a reply written on a ``SendReplies`` stream is signed as (its item signature).
 REPLY_ITEM_METHOD = "/corolla.v1.Fleet/SendReplies#item"
 
+_SIGNED_KEYS = frozenset({TIMESTAMP_KEY, NONCE_KEY, SIGNATURE_KEY, MAC_KEY})
 _DOMAIN = b"corolla-request-v1\n"
 _MAX_FIELD_CHARS = 128
 #: Nonces a key may have kept before the first pruning of the old ones.
@@ -75,22 +87,29 @@ def signed_text(method: str, timestamp: str, nonce: str, body: bytes) -> bytes:
     return _DOMAIN + f"{method}\n{timestamp}\n{nonce}\n{digest}".encode()
 
 
+def fresh_stamp(now: float | None = None) -> tuple[str, str]:
+    """The timestamp (``now``, or the wall clock's) and a random nonce of a request."""
+    return f"{time.time() if now is None else now:.6f}", secrets.token_urlsafe(16)
+
+
 class RequestSignature:
-    """The timestamp, nonce and signature of one request."""
+    """The timestamp, nonce and signature of one request: an Ed25519 signature by the
+    node's key, or with ``mac`` the HMAC under its session key (URL-safe base64)."""
 
-    __slots__ = ("nonce", "signature", "timestamp")
+    __slots__ = ("mac", "nonce", "signature", "timestamp")
 
-    def __init__(self, timestamp: str, nonce: str, signature: str) -> None:
+    def __init__(self, timestamp: str, nonce: str, signature: str, *, mac: bool = False) -> None:
         self.timestamp = timestamp
         self.nonce = nonce
         self.signature = signature
+        self.mac = mac
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """The metadata entries that carry it."""
         return (
             (TIMESTAMP_KEY, self.timestamp),
             (NONCE_KEY, self.nonce),
-            (SIGNATURE_KEY, self.signature),
+            (MAC_KEY if self.mac else SIGNATURE_KEY, self.signature),
         )
 
     @classmethod
@@ -104,15 +123,22 @@ class RequestSignature:
         """
         found: dict[str, str] = {}
         for key, value in metadata or ():
-            if key in (TIMESTAMP_KEY, NONCE_KEY, SIGNATURE_KEY) and isinstance(value, str):
+            if key in _SIGNED_KEYS and isinstance(value, str):
                 found[key] = value
-        missing = [k for k in (TIMESTAMP_KEY, NONCE_KEY, SIGNATURE_KEY) if k not in found]
+        if SIGNATURE_KEY in found and MAC_KEY in found:
+            raise AuthenticationError(
+                f"the request carries both a signature and a session tag ({SIGNATURE_KEY} and "
+                f"{MAC_KEY}): a node sends one of them"
+            )
+        mac = MAC_KEY in found
+        wanted = (TIMESTAMP_KEY, NONCE_KEY, MAC_KEY if mac else SIGNATURE_KEY)
+        missing = [k for k in wanted if k not in found]
         if missing:
             raise AuthenticationError(
                 f"the request is not signed (no {', '.join(missing)}): this link admits only "
                 "nodes that sign their requests with a registered key"
             )
-        return cls(found[TIMESTAMP_KEY], found[NONCE_KEY], found[SIGNATURE_KEY])
+        return cls(found[TIMESTAMP_KEY], found[NONCE_KEY], found[wanted[2]], mac=mac)
 
 
 def sign_request(
@@ -120,8 +146,7 @@ def sign_request(
 ) -> RequestSignature:
     """Sign one request of ``method`` (e.g. ``/corolla.v1.Fleet/GetRun``) whose
     serialized bytes are ``body``."""
-    timestamp = f"{time.time() if now is None else now:.6f}"
-    nonce = secrets.token_urlsafe(16)
+    timestamp, nonce = fresh_stamp(now)
     signature = key.sign(signed_text(method, timestamp, nonce, body))
     return RequestSignature(timestamp, nonce, base64.urlsafe_b64encode(signature).decode("ascii"))
 
@@ -161,14 +186,17 @@ class RequestVerifier:
         method: str,
         signature: RequestSignature,
         body: bytes,
+        session: SessionKey | None = None,
     ) -> None:
-        """Accept one request of ``method`` signed by ``key`` (known as ``key_id``).
+        """Accept one request of ``method`` signed by ``key`` (known as ``key_id``), or
+        authenticated with the node's ``session`` key.
 
         Raises
         ------
         AuthenticationError
-            If the signature does not check out, the request is too old or too new,
-            or its nonce was seen before.
+            If the signature or tag does not check out (or the request has a tag and
+            the link holds no session key for the node), the request is too old or too
+            new, or its nonce was seen before.
         """
         if len(signature.nonce) > _MAX_FIELD_CHARS or len(signature.timestamp) > _MAX_FIELD_CHARS:
             raise AuthenticationError("the request's nonce or timestamp is malformed")
@@ -185,7 +213,19 @@ class RequestVerifier:
                 "replayed request, or a clock that is wrong)"
             )
         text = signed_text(method, signature.timestamp, signature.nonce, body)
-        if not verify(key, raw, text):
+        if signature.mac:
+            if session is None:
+                raise AuthenticationError(
+                    "the request is authenticated with a session key this link does not "
+                    "hold (agreed with an earlier link process, or at a registration since "
+                    "replaced): the node registers again"
+                )
+            if not session.matches(raw, text):
+                raise AuthenticationError(
+                    "the request's session tag does not check out: it was altered, or made "
+                    "with another key than the node's session key"
+                )
+        elif not verify(key, raw, text):
             raise AuthenticationError(
                 "the request's signature does not check out: it was altered, or signed with "
                 "another key than the node's registered one"

@@ -1,7 +1,9 @@
-"""A link with auth on admits only registered node keys, and every request signed.
+"""A link with auth on admits only registered node keys, and every request signed (or,
+after a registration that offered one, tagged with the node's session key).
 
 Real nodes (:class:`Node`, signing with their keys) serve a run; raw Fleet calls play the
-attacker: an unknown key, an unsigned call, a replayed, altered, delayed or re-keyed one.
+attacker: an unknown key, an unsigned call, a replayed, altered, delayed or re-keyed one,
+a session tag under another key or a session since replaced, a bad session offer.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from corolla.core import ErrorCode, Message, RecordDict
 from corolla.runtime import GrpcGrid, Link, LinkLimits, Node, make_bundle
 from corolla.state import DirectoryBlobStore
 from corolla.transport import bearer_metadata, channel_options, fleet_pb2, fleet_pb2_grpc
-from corolla.trust import PUBLIC_KEY_KEY, NodeKey, sign_request
+from corolla.trust import (
+    PUBLIC_KEY_KEY,
+    REPLY_ITEM_METHOD,
+    NodeKey,
+    SessionKey,
+    SessionOffer,
+    request_body,
+    sign_request,
+)
 
 from ..node.test_node import COUNTER_APP, _app, _wait_connected
 
@@ -317,3 +327,129 @@ def test_a_registration_with_an_unregistered_key_is_refused_before_its_signature
     error = _refusal(lambda: fleet.RegisterNode(request, metadata=metadata))
 
     assert "is not registered on this link" in _details(error)
+
+
+def _session_joined(link: Link, fleet: fleet_pb2_grpc.FleetStub) -> tuple[SessionKey, str]:
+    """A node registered with a session key offered, as ``corolla node`` registers."""
+    key = _key()
+    link.trust.add_node_key(key.public_text)
+    offer = SessionOffer()
+    response = _register(fleet, key, fleet_pb2.RegisterNodeRequest(session_key=offer.public))
+    return offer.agree(response.session_key, key.public_text), response.token
+
+
+def test_a_node_that_offered_a_session_key_authenticates_its_requests_with_it(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    session, token = _session_joined(link, fleet)
+
+    answer = _stat(fleet, token, session.sign(STAT, _stat_body(SHA)).metadata(), SHA)
+
+    assert not answer.arrays[0].complete
+
+
+def test_a_replayed_altered_or_delayed_session_request_is_refused(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    session, token = _session_joined(link, fleet)
+    signed = session.sign(STAT, _stat_body(SHA)).metadata()
+    _stat(fleet, token, signed, SHA)
+
+    replayed = _refusal(lambda: _stat(fleet, token, signed, SHA))
+    altered = _refusal(
+        lambda: _stat(fleet, token, session.sign(STAT, _stat_body("1" * 64)).metadata(), SHA)
+    )
+    old = session.sign(STAT, _stat_body(SHA), now=time.time() - 30).metadata()
+    delayed = _refusal(lambda: _stat(fleet, token, old, SHA))
+
+    assert "replayed" in _details(replayed)
+    assert "session tag does not check out" in _details(altered)
+    assert "within 5 s" in _details(delayed)
+
+
+def test_a_session_tag_under_another_node_s_session_key_is_refused(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    # A stolen token, with requests tagged under the thief's own session key.
+    _, token = _session_joined(link, fleet)
+    thief, _ = _session_joined(link, fleet)
+
+    error = _refusal(lambda: _stat(fleet, token, thief.sign(STAT, _stat_body(SHA)).metadata(), SHA))
+
+    assert "session tag does not check out" in _details(error)
+
+
+def test_a_session_tag_is_refused_once_the_node_registered_again_or_without_a_session(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    # Arrange: a node registers with a session key, then again without offering one
+    key = _key()
+    link.trust.add_node_key(key.public_text)
+    offer = SessionOffer()
+    first = _register(fleet, key, fleet_pb2.RegisterNodeRequest(session_key=offer.public))
+    session = offer.agree(first.session_key, key.public_text)
+    node_id = int(first.token.split(".")[0])
+    again = _register(fleet, key, fleet_pb2.RegisterNodeRequest(node_id=node_id, token=first.token))
+
+    # Act: the old session's tag, and a signature, on the new registration's token
+    error = _refusal(
+        lambda: _stat(fleet, again.token, session.sign(STAT, _stat_body(SHA)).metadata(), SHA)
+    )
+    signed = _stat(fleet, again.token, sign_request(key, STAT, _stat_body(SHA)).metadata(), SHA)
+
+    # Assert
+    assert not again.session_key
+    assert "session key this link does not hold" in _details(error)
+    assert not signed.arrays[0].complete
+
+
+def test_a_session_offer_that_is_no_x25519_key_is_refused_and_registers_nothing(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    key = _key()
+    link.trust.add_node_key(key.public_text)
+    nodes_before = len(link.state.list_nodes())
+
+    short = _refusal(
+        lambda: _register(fleet, key, fleet_pb2.RegisterNodeRequest(session_key=b"\x01" * 31))
+    )
+    low_order = _refusal(
+        lambda: _register(fleet, key, fleet_pb2.RegisterNodeRequest(session_key=bytes(32)))
+    )
+
+    assert "32 bytes, got 31" in _details(short)
+    assert "not a usable X25519 key" in _details(low_order)
+    assert len(link.state.list_nodes()) == nodes_before
+
+
+def test_a_reply_tagged_with_the_session_key_is_taken_and_one_signed_and_tagged_is_refused(
+    link: Link, fleet: fleet_pb2_grpc.FleetStub
+) -> None:
+    # Arrange: a reply item tagged under the session key, and one that carries a
+    # signature beside its tag
+    session, token = _session_joined(link, fleet)
+    node_id = int(token.split(".")[0])
+    opening = session.sign("/corolla.v1.Fleet/SendReplies", b"").metadata()
+    tagged = fleet_pb2.SendReplyRequest()
+    tagged.message.metadata.src_node_id = node_id
+    tagged.message.metadata.reply_to_message_id = "no-such-message"
+    item = session.sign(REPLY_ITEM_METHOD, request_body(tagged.message))
+    tagged.signature.timestamp, tagged.signature.nonce = item.timestamp, item.nonce
+    tagged.signature.mac = item.signature
+    both = fleet_pb2.SendReplyRequest()
+    both.CopyFrom(tagged)
+    both.signature.signature = item.signature
+
+    # Act
+    responses = list(
+        fleet.SendReplies(
+            iter([tagged, both]), metadata=(*bearer_metadata(token), *opening), timeout=10
+        )
+    )
+
+    # Assert: the tag checked out (the reply is empty: refused for that, not for its
+    # tag); the other is refused for carrying both
+    assert responses[0].error.code == ErrorCode.MESSAGE
+    assert "neither content nor an error" in responses[0].error.reason
+    assert responses[1].error.code == ErrorCode.UNAUTHENTICATED
+    assert "both a signature and a session tag" in responses[1].error.reason

@@ -13,7 +13,10 @@ its end marks the node offline at once (``_presence``).
 Every call of a node presents its token (see ``_tokens``). A link with ``auth`` on also
 admits only nodes whose keys an admin registered, and checks the signature of every
 request (see ``corolla.trust``'s signed requests): RegisterNode's with the key it presents,
-every later call's with the key its node registered with.
+every later call's with the key its node registered with, or with the session key the
+node offered in its registration (an HMAC, forty times cheaper to check than a
+signature: see ``corolla.trust``'s session keys). A node has one session, that of its
+latest registration; the link keeps it in memory, for the key it was agreed with.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ from corolla.trust import (
     REPLY_ITEM_METHOD,
     RequestSignature,
     RequestVerifier,
+    SessionKey,
+    accept_session,
     public_key_from_text,
     public_key_text,
     request_body,
@@ -136,6 +141,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         # (dropped whenever node keys change), and the nonces of recent requests.
         self._keys: dict[int, tuple[str, Ed25519PublicKey]] = {}
         self._keys_version = -1
+        # With auth: the session key of each registered key's latest registration, with
+        # the node id it was agreed for.
+        self._sessions: dict[str, tuple[int, SessionKey]] = {}
         self._verifier = RequestVerifier(shared.limits.request_max_age_s, clock=shared.clock.time)
         self._presence = Presence(shared)
         limits = shared.limits
@@ -222,7 +230,14 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         entry = self._cached_key(node_id)
         if entry is None:
             entry = await self._blocking(self._registered_key, node_id)
-        self._verifier.check(entry[1], entry[0], method, signature, body)
+        session = self._session(node_id, entry[0]) if signature.mac else None
+        self._verifier.check(entry[1], entry[0], method, signature, body, session)
+
+    def _session(self, node_id: int, key: str) -> SessionKey | None:
+        """The session key agreed at the latest registration with ``key``, if that was
+        node ``node_id``'s."""
+        found = self._sessions.get(key)
+        return found[1] if found is not None and found[0] == node_id else None
 
     def _cached_key(self, node_id: int) -> tuple[str, Ed25519PublicKey] | None:
         """Node ``node_id``'s registered key as last read, unless node keys changed since."""
@@ -331,6 +346,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                     "node id and token"
                 )
             self._tokens.forget(identity.node_id)
+        # Agreed before the node is registered: an offer that is no X25519 key is refused
+        # with nothing changed.
+        session = None
+        if key is not None and request.session_key:
+            session = accept_session(request.session_key, key)
         shared = self._shared
         admit_node(shared, _attributes(user_config_from_proto(request.attributes)), request.node_id)
         try:
@@ -344,9 +364,19 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             raise NodeAuthenticationError(
                 f"cannot rejoin: {exc}; register without a node id and token"
             ) from exc
+        response = fleet_pb2.RegisterNodeResponse(
+            node_id=registered.node_id,
+            token=join_token(registered),
+            heartbeat_interval=shared.limits.heartbeat_interval,
+        )
         if key is not None:
             shared.trust.bind_node(registered.node_id, key)
             self._keys.pop(registered.node_id, None)
+            if session is not None:
+                self._sessions[key] = (registered.node_id, session[0])
+                response.session_key = session[1]
+            else:
+                self._sessions.pop(key, None)
         shared.state.append_event(
             Event("node.join", 0, node_id=registered.node_id, data={"rejoin": identity is not None})
         )
@@ -360,11 +390,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
                 **({"key": key} if key is not None else {}),
             },
         )
-        return fleet_pb2.RegisterNodeResponse(
-            node_id=registered.node_id,
-            token=join_token(registered),
-            heartbeat_interval=shared.limits.heartbeat_interval,
-        )
+        return response
 
     @aio_servicer_errors
     async def Heartbeat(
@@ -542,7 +568,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         try:
             entry = self._cached_key(node_id) or self._registered_key(node_id)
             body = request_body(proto)
-            self._verifier.check(entry[1], entry[0], REPLY_ITEM_METHOD, signature, body)
+            session = self._session(node_id, entry[0]) if signature.mac else None
+            self._verifier.check(entry[1], entry[0], REPLY_ITEM_METHOD, signature, body, session)
         except AuthenticationError as exc:
             self._refused("SendReplies", exc, node_id=node_id)
             raise
@@ -764,11 +791,17 @@ def _item_signature(request: fleet_pb2.SendReplyRequest) -> RequestSignature:
         If the reply carries none.
     """
     signed = request.signature
-    if not (signed.timestamp and signed.nonce and signed.signature):
+    if signed.signature and signed.mac:
+        raise AuthenticationError(
+            "the reply carries both a signature and a session tag: a node sends one of them"
+        )
+    if not (signed.timestamp and signed.nonce and (signed.signature or signed.mac)):
         raise AuthenticationError(
             "the reply is not signed: this link admits only replies signed with the "
             "node's registered key"
         )
+    if signed.mac:
+        return RequestSignature(signed.timestamp, signed.nonce, signed.mac, mac=True)
     return RequestSignature(signed.timestamp, signed.nonce, signed.signature)
 
 

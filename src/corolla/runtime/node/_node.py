@@ -45,7 +45,7 @@ from corolla.transport import (
     translate_rpc_errors,
     user_config_to_proto,
 )
-from corolla.trust import AuditLog, NodeKey, NodePolicy
+from corolla.trust import AuditLog, NodeKey, NodePolicy, SessionOffer
 
 from .._audit import audit
 from .._payloads import with_chunk_frames
@@ -317,9 +317,10 @@ class Node:
             try:
                 with self._channel_factory() as channel:
                     assert self.key is not None
-                    signed = grpc.intercept_channel(channel, RequestSigning(self.key))
+                    signing = RequestSigning(self.key)
+                    signed = grpc.intercept_channel(channel, signing)
                     stub = fleet_pb2_grpc.FleetStub(signed)
-                    self._session_on(with_chunk_frames(stub, signed, "Fleet"))
+                    self._session_on(with_chunk_frames(stub, signed, "Fleet"), signing)
                     delay = self._backoff[0]
             except CorollaError as exc:
                 if self._stop.is_set():
@@ -351,10 +352,19 @@ class Node:
         self.error = error
         self._stop.set()
 
-    def _register(self, stub: fleet_pb2_grpc.FleetStub) -> tuple[NodeIdentity, float]:
+    def _register(
+        self, stub: fleet_pb2_grpc.FleetStub, signing: RequestSigning
+    ) -> tuple[NodeIdentity, float]:
+        """Register (again) with the link: the identity it knows the node by, and the
+        heartbeat interval it expects. The calls on the connection from now on are
+        authenticated with the session key agreed here, if the link requires signed
+        requests (else it answers none, and they stay signed)."""
+        assert self.key is not None
+        offer = SessionOffer()
         request = fleet_pb2.RegisterNodeRequest(
             attributes=user_config_to_proto(self._attributes),
             node_config=user_config_to_proto(self._node_config),
+            session_key=offer.public,
         )
         saved = self._store.load_identity()
         if saved is not None:
@@ -369,13 +379,15 @@ class Node:
             # The link no longer knows this identity (its state was reset): join anew.
             _log.warning("the link refused node %d's identity; registering anew", saved.node_id)
             self._store.forget_identity()
-            return self._register(stub)
+            return self._register(stub, signing)
+        if response.session_key:
+            signing.use_session(offer.agree(response.session_key, self.key.public_text))
         identity = NodeIdentity(response.node_id, response.token)
         self._store.save_identity(identity)
         return identity, response.heartbeat_interval or 30.0
 
-    def _session_on(self, stub: fleet_pb2_grpc.FleetStub) -> None:
-        identity, interval = self._register(stub)
+    def _session_on(self, stub: fleet_pb2_grpc.FleetStub, signing: RequestSigning) -> None:
+        identity, interval = self._register(stub, signing)
         self._worked = True
         self.node_id = identity.node_id
         session = Session(stub, identity.node_id, bearer_metadata(identity.token))

@@ -6,6 +6,10 @@ stream of requests is signed at its opening (over no bytes); the replies written
 ``SendReplies`` stream are signed one by one, each in its ``signature`` field, and the
 chunks of ``PushArrays`` need no signature: the link checks each array against its hash,
 which the signed reply names. A link that does not require signatures ignores them.
+
+Once the node registered with a session key (see ``corolla.trust``'s session keys and
+:meth:`RequestSigning.use_session`), the same text is authenticated with the session
+key's HMAC instead of a signature; RegisterNode itself is always signed.
 """
 
 from __future__ import annotations
@@ -16,7 +20,15 @@ from typing import Any
 import grpc
 
 from corolla.transport import fleet_pb2
-from corolla.trust import PUBLIC_KEY_KEY, REPLY_ITEM_METHOD, NodeKey, request_body, sign_request
+from corolla.trust import (
+    PUBLIC_KEY_KEY,
+    REPLY_ITEM_METHOD,
+    NodeKey,
+    RequestSignature,
+    SessionKey,
+    request_body,
+    sign_request,
+)
 
 __all__ = ["RequestSigning"]
 
@@ -42,14 +54,26 @@ class RequestSigning(
     grpc.StreamUnaryClientInterceptor,
     grpc.StreamStreamClientInterceptor,
 ):
-    """Signs each call made on a channel with ``key``."""
+    """Signs each call made on a channel with ``key`` (or authenticates it with the
+    session key in use)."""
 
     def __init__(self, key: NodeKey) -> None:
         self._key = key
+        self._session: SessionKey | None = None
+
+    def use_session(self, session: SessionKey | None) -> None:
+        """Authenticate the calls from now on with ``session`` (None: sign them)."""
+        self._session = session
+
+    def _sign(self, method: str, body: bytes) -> RequestSignature:
+        session = self._session
+        if session is None or method == _REGISTER:
+            return sign_request(self._key, method, body)
+        return session.sign(method, body)
 
     def _details(self, details: grpc.ClientCallDetails, body: bytes) -> _Details:
         method = str(details.method)
-        metadata = (*(details.metadata or ()), *sign_request(self._key, method, body).metadata())
+        metadata = (*(details.metadata or ()), *self._sign(method, body).metadata())
         if method == _REGISTER:
             metadata += ((PUBLIC_KEY_KEY, self._key.public_text),)
         return _Details(details, metadata)
@@ -57,10 +81,14 @@ class RequestSigning(
     def _signed_items(self, method: str, requests: Iterator[Any]) -> Iterator[Any]:
         for request in requests:
             if method == _SEND_REPLIES and isinstance(request, fleet_pb2.SendReplyRequest):
-                signed = sign_request(self._key, REPLY_ITEM_METHOD, request_body(request.message))
-                request.signature.timestamp = signed.timestamp
-                request.signature.nonce = signed.nonce
-                request.signature.signature = signed.signature
+                signed = self._sign(REPLY_ITEM_METHOD, request_body(request.message))
+                item = request.signature
+                item.timestamp = signed.timestamp
+                item.nonce = signed.nonce
+                if signed.mac:
+                    item.mac = signed.signature
+                else:
+                    item.signature = signed.signature
             yield request
 
     def intercept_unary_unary(

@@ -28,7 +28,7 @@ from . import run_pb2 as corolla_dot_v1_dot_run__pb2
 from . import transfer_pb2 as corolla_dot_v1_dot_transfer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63orolla/v1/fleet.proto\x12\ncorolla.v1\x1a\x18\x63orolla/v1/message.proto\x1a\x18\x63orolla/v1/records.proto\x1a\x14\x63orolla/v1/run.proto\x1a\x19\x63orolla/v1/transfer.proto\"\x8e\x01\n\x13RegisterNodeRequest\x12*\n\nattributes\x18\x01 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12+\n\x0bnode_config\x18\x02 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12\x0f\n\x07node_id\x18\x03 \x01(\x04\x12\r\n\x05token\x18\x04 \x01(\t\"R\n\x14RegisterNodeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\r\n\x05token\x18\x02 \x01(\t\x12\x1a\n\x12heartbeat_interval\x18\x03 \x01(\x01\"\x12\n\x10HeartbeatRequest\"/\n\x11HeartbeatResponse\x12\x1a\n\x12heartbeat_interval\x18\x01 \x01(\x01\"%\n\x0eReceiveRequest\x12\x13\n\x0brun_notices\x18\x01 \x01(\x08\"l\n\x0fReceiveResponse\x12&\n\x07message\x18\x01 \x01(\x0b\x32\x13.corolla.v1.MessageH\x00\x12)\n\trun_ended\x18\x02 \x01(\x0b\x32\x14.corolla.v1.RunEndedH\x00\x42\x06\n\x04item\"*\n\x08RunEnded\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"f\n\x10SendReplyRequest\x12$\n\x07message\x18\x01 \x01(\x0b\x32\x13.corolla.v1.Message\x12,\n\tsignature\x18\x02 \x01(\x0b\x32\x19.corolla.v1.ItemSignature\"D\n\rItemSignature\x12\x11\n\ttimestamp\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\t\"\'\n\x11SendReplyResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"Z\n\x13SendRepliesResponse\x12\x14\n\nmessage_id\x18\x01 \x01(\tH\x00\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x11.corolla.v1.ErrorH\x00\x42\t\n\x07outcome\"#\n\x11StatArraysRequest\x12\x0e\n\x06sha256\x18\x01 \x03(\t\"?\n\x12StatArraysResponse\x12)\n\x06\x61rrays\x18\x01 \x03(\x0b\x32\x19.corolla.v1.PayloadStatus\"?\n\x12PushArraysResponse\x12)\n\x06\x61rrays\x18\x01 \x03(\x0b\x32\x19.corolla.v1.PayloadStatus\"3\n\x11PullArraysRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"3\n\x11PullBundleRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x32\xdb\x05\n\x05\x46leet\x12Q\n\x0cRegisterNode\x12\x1f.corolla.v1.RegisterNodeRequest\x1a .corolla.v1.RegisterNodeResponse\x12H\n\tHeartbeat\x12\x1c.corolla.v1.HeartbeatRequest\x1a\x1d.corolla.v1.HeartbeatResponse\x12\x44\n\x07Receive\x12\x1a.corolla.v1.ReceiveRequest\x1a\x1b.corolla.v1.ReceiveResponse0\x01\x12H\n\tSendReply\x12\x1c.corolla.v1.SendReplyRequest\x1a\x1d.corolla.v1.SendReplyResponse\x12P\n\x0bSendReplies\x12\x1c.corolla.v1.SendReplyRequest\x1a\x1f.corolla.v1.SendRepliesResponse(\x01\x30\x01\x12K\n\nStatArrays\x12\x1d.corolla.v1.StatArraysRequest\x1a\x1e.corolla.v1.StatArraysResponse\x12\x41\n\nPushArrays\x12\x11.corolla.v1.Chunk\x1a\x1e.corolla.v1.PushArraysResponse(\x01\x12@\n\nPullArrays\x12\x1d.corolla.v1.PullArraysRequest\x1a\x11.corolla.v1.Chunk0\x01\x12?\n\x06GetRun\x12\x19.corolla.v1.GetRunRequest\x1a\x1a.corolla.v1.GetRunResponse\x12@\n\nPullBundle\x12\x1d.corolla.v1.PullBundleRequest\x1a\x11.corolla.v1.Chunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63orolla/v1/fleet.proto\x12\ncorolla.v1\x1a\x18\x63orolla/v1/message.proto\x1a\x18\x63orolla/v1/records.proto\x1a\x14\x63orolla/v1/run.proto\x1a\x19\x63orolla/v1/transfer.proto\"\xa3\x01\n\x13RegisterNodeRequest\x12*\n\nattributes\x18\x01 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12+\n\x0bnode_config\x18\x02 \x01(\x0b\x32\x16.corolla.v1.UserConfig\x12\x0f\n\x07node_id\x18\x03 \x01(\x04\x12\r\n\x05token\x18\x04 \x01(\t\x12\x13\n\x0bsession_key\x18\x05 \x01(\x0c\"g\n\x14RegisterNodeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\r\n\x05token\x18\x02 \x01(\t\x12\x1a\n\x12heartbeat_interval\x18\x03 \x01(\x01\x12\x13\n\x0bsession_key\x18\x04 \x01(\x0c\"\x12\n\x10HeartbeatRequest\"/\n\x11HeartbeatResponse\x12\x1a\n\x12heartbeat_interval\x18\x01 \x01(\x01\"%\n\x0eReceiveRequest\x12\x13\n\x0brun_notices\x18\x01 \x01(\x08\"l\n\x0fReceiveResponse\x12&\n\x07message\x18\x01 \x01(\x0b\x32\x13.corolla.v1.MessageH\x00\x12)\n\trun_ended\x18\x02 \x01(\x0b\x32\x14.corolla.v1.RunEndedH\x00\x42\x06\n\x04item\"*\n\x08RunEnded\x12\x0e\n\x06run_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"f\n\x10SendReplyRequest\x12$\n\x07message\x18\x01 \x01(\x0b\x32\x13.corolla.v1.Message\x12,\n\tsignature\x18\x02 \x01(\x0b\x32\x19.corolla.v1.ItemSignature\"Q\n\rItemSignature\x12\x11\n\ttimestamp\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\t\x12\x0b\n\x03mac\x18\x04 \x01(\t\"\'\n\x11SendReplyResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"Z\n\x13SendRepliesResponse\x12\x14\n\nmessage_id\x18\x01 \x01(\tH\x00\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x11.corolla.v1.ErrorH\x00\x42\t\n\x07outcome\"#\n\x11StatArraysRequest\x12\x0e\n\x06sha256\x18\x01 \x03(\t\"?\n\x12StatArraysResponse\x12)\n\x06\x61rrays\x18\x01 \x03(\x0b\x32\x19.corolla.v1.PayloadStatus\"?\n\x12PushArraysResponse\x12)\n\x06\x61rrays\x18\x01 \x03(\x0b\x32\x19.corolla.v1.PayloadStatus\"3\n\x11PullArraysRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"3\n\x11PullBundleRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x32\xdb\x05\n\x05\x46leet\x12Q\n\x0cRegisterNode\x12\x1f.corolla.v1.RegisterNodeRequest\x1a .corolla.v1.RegisterNodeResponse\x12H\n\tHeartbeat\x12\x1c.corolla.v1.HeartbeatRequest\x1a\x1d.corolla.v1.HeartbeatResponse\x12\x44\n\x07Receive\x12\x1a.corolla.v1.ReceiveRequest\x1a\x1b.corolla.v1.ReceiveResponse0\x01\x12H\n\tSendReply\x12\x1c.corolla.v1.SendReplyRequest\x1a\x1d.corolla.v1.SendReplyResponse\x12P\n\x0bSendReplies\x12\x1c.corolla.v1.SendReplyRequest\x1a\x1f.corolla.v1.SendRepliesResponse(\x01\x30\x01\x12K\n\nStatArrays\x12\x1d.corolla.v1.StatArraysRequest\x1a\x1e.corolla.v1.StatArraysResponse\x12\x41\n\nPushArrays\x12\x11.corolla.v1.Chunk\x1a\x1e.corolla.v1.PushArraysResponse(\x01\x12@\n\nPullArrays\x12\x1d.corolla.v1.PullArraysRequest\x1a\x11.corolla.v1.Chunk0\x01\x12?\n\x06GetRun\x12\x19.corolla.v1.GetRunRequest\x1a\x1a.corolla.v1.GetRunResponse\x12@\n\nPullBundle\x12\x1d.corolla.v1.PullBundleRequest\x1a\x11.corolla.v1.Chunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,37 +36,37 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'corolla.transport._proto.fl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGISTERNODEREQUEST']._serialized_start=140
-  _globals['_REGISTERNODEREQUEST']._serialized_end=282
-  _globals['_REGISTERNODERESPONSE']._serialized_start=284
-  _globals['_REGISTERNODERESPONSE']._serialized_end=366
-  _globals['_HEARTBEATREQUEST']._serialized_start=368
-  _globals['_HEARTBEATREQUEST']._serialized_end=386
-  _globals['_HEARTBEATRESPONSE']._serialized_start=388
-  _globals['_HEARTBEATRESPONSE']._serialized_end=435
-  _globals['_RECEIVEREQUEST']._serialized_start=437
-  _globals['_RECEIVEREQUEST']._serialized_end=474
-  _globals['_RECEIVERESPONSE']._serialized_start=476
-  _globals['_RECEIVERESPONSE']._serialized_end=584
-  _globals['_RUNENDED']._serialized_start=586
-  _globals['_RUNENDED']._serialized_end=628
-  _globals['_SENDREPLYREQUEST']._serialized_start=630
-  _globals['_SENDREPLYREQUEST']._serialized_end=732
-  _globals['_ITEMSIGNATURE']._serialized_start=734
-  _globals['_ITEMSIGNATURE']._serialized_end=802
-  _globals['_SENDREPLYRESPONSE']._serialized_start=804
-  _globals['_SENDREPLYRESPONSE']._serialized_end=843
-  _globals['_SENDREPLIESRESPONSE']._serialized_start=845
-  _globals['_SENDREPLIESRESPONSE']._serialized_end=935
-  _globals['_STATARRAYSREQUEST']._serialized_start=937
-  _globals['_STATARRAYSREQUEST']._serialized_end=972
-  _globals['_STATARRAYSRESPONSE']._serialized_start=974
-  _globals['_STATARRAYSRESPONSE']._serialized_end=1037
-  _globals['_PUSHARRAYSRESPONSE']._serialized_start=1039
-  _globals['_PUSHARRAYSRESPONSE']._serialized_end=1102
-  _globals['_PULLARRAYSREQUEST']._serialized_start=1104
-  _globals['_PULLARRAYSREQUEST']._serialized_end=1155
-  _globals['_PULLBUNDLEREQUEST']._serialized_start=1157
-  _globals['_PULLBUNDLEREQUEST']._serialized_end=1208
-  _globals['_FLEET']._serialized_start=1211
-  _globals['_FLEET']._serialized_end=1942
+  _globals['_REGISTERNODEREQUEST']._serialized_end=303
+  _globals['_REGISTERNODERESPONSE']._serialized_start=305
+  _globals['_REGISTERNODERESPONSE']._serialized_end=408
+  _globals['_HEARTBEATREQUEST']._serialized_start=410
+  _globals['_HEARTBEATREQUEST']._serialized_end=428
+  _globals['_HEARTBEATRESPONSE']._serialized_start=430
+  _globals['_HEARTBEATRESPONSE']._serialized_end=477
+  _globals['_RECEIVEREQUEST']._serialized_start=479
+  _globals['_RECEIVEREQUEST']._serialized_end=516
+  _globals['_RECEIVERESPONSE']._serialized_start=518
+  _globals['_RECEIVERESPONSE']._serialized_end=626
+  _globals['_RUNENDED']._serialized_start=628
+  _globals['_RUNENDED']._serialized_end=670
+  _globals['_SENDREPLYREQUEST']._serialized_start=672
+  _globals['_SENDREPLYREQUEST']._serialized_end=774
+  _globals['_ITEMSIGNATURE']._serialized_start=776
+  _globals['_ITEMSIGNATURE']._serialized_end=857
+  _globals['_SENDREPLYRESPONSE']._serialized_start=859
+  _globals['_SENDREPLYRESPONSE']._serialized_end=898
+  _globals['_SENDREPLIESRESPONSE']._serialized_start=900
+  _globals['_SENDREPLIESRESPONSE']._serialized_end=990
+  _globals['_STATARRAYSREQUEST']._serialized_start=992
+  _globals['_STATARRAYSREQUEST']._serialized_end=1027
+  _globals['_STATARRAYSRESPONSE']._serialized_start=1029
+  _globals['_STATARRAYSRESPONSE']._serialized_end=1092
+  _globals['_PUSHARRAYSRESPONSE']._serialized_start=1094
+  _globals['_PUSHARRAYSRESPONSE']._serialized_end=1157
+  _globals['_PULLARRAYSREQUEST']._serialized_start=1159
+  _globals['_PULLARRAYSREQUEST']._serialized_end=1210
+  _globals['_PULLBUNDLEREQUEST']._serialized_start=1212
+  _globals['_PULLBUNDLEREQUEST']._serialized_end=1263
+  _globals['_FLEET']._serialized_start=1266
+  _globals['_FLEET']._serialized_end=1997
 # @@protoc_insertion_point(module_scope)

@@ -60,11 +60,18 @@ class RegisterNodeRequest(_message.Message):
     NODE_CONFIG_FIELD_NUMBER: _builtins.int
     NODE_ID_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
+    SESSION_KEY_FIELD_NUMBER: _builtins.int
     node_id: _builtins.int
     """To rejoin after a restart: the node_id and token of the earlier registration.
     0 and empty for a new node. A wrong token fails with UNAUTHENTICATED.
     """
     token: _builtins.str
+    session_key: _builtins.bytes
+    """To a link that requires signed requests: the node's ephemeral X25519 public key
+    (32 bytes), from which the node and the link agree on a session key with which the
+    node authenticates its later requests (HMAC-SHA256 instead of an Ed25519 signature).
+    Covered by the request's signature. Empty: every request is signed with Ed25519.
+    """
     @_builtins.property
     def attributes(self) -> _records_pb2.UserConfig:
         """Advertised properties used for node selection (tags, hardware, region)."""
@@ -80,10 +87,11 @@ class RegisterNodeRequest(_message.Message):
         node_config: _records_pb2.UserConfig | None = ...,
         node_id: _builtins.int = ...,
         token: _builtins.str = ...,
+        session_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "node_config", b"node_config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "node_config", b"node_config", "node_id", b"node_id", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "node_config", b"node_config", "node_id", b"node_id", "session_key", b"session_key", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -96,21 +104,27 @@ class RegisterNodeResponse(_message.Message):
     NODE_ID_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    SESSION_KEY_FIELD_NUMBER: _builtins.int
     node_id: _builtins.int
     token: _builtins.str
     """Secret to send as `authorization: Bearer <token>` on every other call."""
     heartbeat_interval: _builtins.float
     """Seconds between heartbeats the link expects."""
+    session_key: _builtins.bytes
+    """The link's ephemeral X25519 public key (32 bytes), when the request offered one and
+    the link requires signed requests: the other half of the session key's agreement.
+    """
     def __init__(
         self,
         *,
         node_id: _builtins.int = ...,
         token: _builtins.str = ...,
         heartbeat_interval: _builtins.float = ...,
+        session_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "node_id", b"node_id", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "node_id", b"node_id", "session_key", b"session_key", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -271,19 +285,25 @@ class ItemSignature(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     NONCE_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    MAC_FIELD_NUMBER: _builtins.int
     timestamp: _builtins.str
     nonce: _builtins.str
     signature: _builtins.str
+    mac: _builtins.str
+    """Instead of signature: the HMAC-SHA256 of the same text under the node's session key
+    (URL-safe base64).
+    """
     def __init__(
         self,
         *,
         timestamp: _builtins.str = ...,
         nonce: _builtins.str = ...,
         signature: _builtins.str = ...,
+        mac: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["nonce", b"nonce", "signature", b"signature", "timestamp", b"timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mac", b"mac", "nonce", b"nonce", "signature", b"signature", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

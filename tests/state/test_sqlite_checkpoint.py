@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from corolla.state import SqliteLinkState
-from corolla.state._sqlite_checkpoint import BACKSTOP_PAGES, BackgroundCheckpointer
+from corolla.state._sqlite import PAGE_SIZE
+from corolla.state._sqlite_checkpoint import BACKSTOP_BYTES, BackgroundCheckpointer
 
 from .doubles import digest
 
@@ -38,9 +39,32 @@ def test_a_file_state_checkpoints_its_log_on_its_own_connection(tmp_path: Path) 
 def test_the_writers_commits_checkpoint_only_past_the_backstop(tmp_path: Path) -> None:
     with SqliteLinkState(tmp_path / "state.db") as state, state._db.read() as conn:
         pages = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
 
-    assert pages == BACKSTOP_PAGES
-    assert BACKSTOP_PAGES > 1000  # SQLite's default, which the thread takes over
+    assert page_size == PAGE_SIZE
+    assert pages * page_size == BACKSTOP_BYTES
+    assert pages > 1000  # SQLite's default, which the thread takes over
+
+
+def test_a_database_made_with_other_pages_keeps_them_and_its_backstop_in_bytes(
+    tmp_path: Path,
+) -> None:
+    # A state written before new databases took 16 KiB pages.
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA page_size = 4096")
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.close()
+
+    with SqliteLinkState(path) as state:
+        node = state.register_node()
+        with state._db.read() as conn:
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            pages = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+
+    assert node.node_id > 0
+    assert page_size == 4096
+    assert pages * 4096 == BACKSTOP_BYTES
 
 
 def test_an_in_memory_state_has_no_checkpointer() -> None:

@@ -55,7 +55,7 @@ from ._checks import (
     new_token,
 )
 from ._errors import RunStatusError, StorageError, UnknownMessageError
-from ._sqlite_checkpoint import BACKSTOP_PAGES, BackgroundCheckpointer
+from ._sqlite_checkpoint import BackgroundCheckpointer, backstop_pages
 from ._sqlite_commit import GroupCommit
 from ._sqlite_file import CORRUPT_CODES, IntegrityCheck, check_pages, corrupt, prepare_file
 from ._sqlite_replies import (
@@ -102,6 +102,11 @@ __all__ = ["SqliteLinkState"]
 _BUSY_TIMEOUT = 30.0
 #: Replies read at a time by :meth:`SqliteLinkState.run_contents`.
 _CONTENT_PAGE = 256
+#: The page size of a new database. A node's reply of 10k parameters (40 KB) is kept in
+#: its row; at SQLite's default 4 KiB pages it spans ten overflow pages, and storing,
+#: reading, checkpointing and dropping a round of a thousand of them costs twice the
+#: CPU it does at 16 KiB (``benchmarks/deploy.py --workload b``).
+PAGE_SIZE = 16_384
 
 
 class SqliteLinkState(LinkState):
@@ -155,7 +160,7 @@ class SqliteLinkState(LinkState):
         target = ":memory:" if in_memory else Path(path)
         conn: sqlite3.Connection | None = None
         try:
-            created = isinstance(target, Path) and prepare_file(target)
+            created = isinstance(target, Path) and prepare_file(target, PAGE_SIZE)
             conn = sqlite3.connect(
                 target, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )
@@ -172,7 +177,8 @@ class SqliteLinkState(LinkState):
             wal = None if in_memory else Path(f"{target}-wal")
             conn.execute("PRAGMA synchronous = NORMAL")
             # Checkpoints run on a thread of their own (see _sqlite_checkpoint).
-            conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            conn.execute(f"PRAGMA wal_autocheckpoint = {backstop_pages(page_size)}")
             # Some builds (Debian's) zero every freed page, which writes a released round's
             # reply contents (40 MB for a thousand nodes' 10k-parameter updates) to the log
             # again as zeros. FAST zeroes what costs no more I/O; freed pages are reused.

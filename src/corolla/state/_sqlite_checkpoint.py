@@ -9,7 +9,8 @@ the database file, on the path of every reply waiting for its acknowledgement.
 Here a thread with a connection of its own runs a passive checkpoint every half second:
 it copies what it can without waiting for readers or writers, and the writers' commits
 only append to the log. The commits' own automatic checkpoint stays as a backstop, at a
-larger log (:data:`BACKSTOP_PAGES`), for a log the thread cannot keep up with. Durability
+larger log (:data:`BACKSTOP_BYTES`, :func:`backstop_pages`), for a log the thread cannot
+keep up with. Durability
 is unchanged: a commit is durable once the log holding it is, and the log is replayed
 after a crash whatever was checkpointed.
 """
@@ -21,12 +22,18 @@ import sqlite3
 import threading
 from pathlib import Path
 
-__all__ = ["BACKSTOP_PAGES", "BackgroundCheckpointer"]
+__all__ = ["BACKSTOP_BYTES", "BackgroundCheckpointer", "backstop_pages"]
 
 _log = logging.getLogger("corolla.state")
 
-#: Pages of log (64 MiB at 4 KiB pages) beyond which a commit checkpoints by itself.
-BACKSTOP_PAGES = 16_384
+#: Bytes of log beyond which a commit checkpoints by itself.
+BACKSTOP_BYTES = 64 * 1024 * 1024
+
+
+def backstop_pages(page_size: int) -> int:
+    """:data:`BACKSTOP_BYTES` in pages of ``page_size`` bytes (SQLite counts the log's
+    length in pages)."""
+    return BACKSTOP_BYTES // page_size
 
 
 class BackgroundCheckpointer:

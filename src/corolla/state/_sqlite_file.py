@@ -58,10 +58,11 @@ def corrupt(path: Path, what: str) -> CorruptStateError:
     )
 
 
-def prepare_file(path: Path) -> bool:
+def prepare_file(path: Path, page_size: int | None = None) -> bool:
     """Make database ``path`` ready to connect to; True if it was created now.
 
-    A missing file is created (and its directory, if missing, owner-only); an existing
+    A missing file is created (and its directory, if missing, owner-only), with pages
+    of ``page_size`` bytes (SQLite's default if None); an existing
     one must look like an SQLite database. The database and its ``-wal`` and ``-shm``
     files are made owner-only (SQLite creates the latter two with the database's mode).
 
@@ -76,7 +77,7 @@ def prepare_file(path: Path) -> bool:
     if not parent.is_dir():
         parent.parent.mkdir(parents=True, exist_ok=True)
         make_directory(parent)
-    created = not path.exists() and _create(path)
+    created = not path.exists() and _create(path, page_size)
     if not created:
         _check_header(path)
     for suffix in ("", "-wal", "-shm"):
@@ -118,7 +119,7 @@ def _check_header(path: Path) -> None:
         raise corrupt(path, "it is not an SQLite database")
 
 
-def _create(path: Path) -> bool:
+def _create(path: Path, page_size: int | None) -> bool:
     """Create an empty WAL-mode database at ``path``; False if another process made
     one there first (its file is kept)."""
     draft = path.with_name(f".{path.name}.new-{secrets.token_hex(4)}")
@@ -130,6 +131,8 @@ def _create(path: Path) -> bool:
             os.close(fd)
         conn = sqlite3.connect(draft, isolation_level=None)
         try:
+            if page_size is not None:  # of an empty database, before it is in WAL mode
+                conn.execute(f"PRAGMA page_size = {int(page_size)}")
             # Written into the header: every later connection is in WAL mode too.
             conn.execute("PRAGMA journal_mode = WAL")
         finally:

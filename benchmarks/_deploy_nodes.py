@@ -53,6 +53,7 @@ from corolla.transport import (
     inline_array,
     message_pb2,
     run_pb2,
+    signed_reply_body,
     user_config_from_proto,
     user_config_to_proto,
 )
@@ -264,7 +265,7 @@ class LightNode:
         await self._push_missing(stub, metadata, encoded)
         item = fleet_pb2.SendReplyRequest(message=reply)
         if self._key is not None:
-            signature = self._sign(REPLY_ITEM_METHOD, request_body(reply))
+            signature = self._sign(REPLY_ITEM_METHOD, signed_reply_body(reply))
             item.signature.timestamp = signature.timestamp
             item.signature.nonce = signature.nonce
             if signature.mac:

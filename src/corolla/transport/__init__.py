@@ -34,7 +34,7 @@ from ._array_entries import (
     inline_array,
     inline_size,
 )
-from ._auth import AUTHORIZATION_KEY, bearer_metadata, bearer_token
+from ._auth import AUTHORIZATION_KEY, bearer_metadata, bearer_token, signed_reply_body
 from ._chunks import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_MAX_PAYLOAD_SIZE,
@@ -149,6 +149,7 @@ __all__ = [
     "serverappio_pb2",
     "serverappio_pb2_grpc",
     "sha256_of",
+    "signed_reply_body",
     "status_for",
     "transfer_pb2",
     "translate_rpc_errors",

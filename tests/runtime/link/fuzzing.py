@@ -54,6 +54,7 @@ from corolla.transport import (
     control_pb2,
     fleet_pb2,
     run_pb2,
+    signed_reply_body,
     user_config_to_proto,
 )
 from corolla.trust import (
@@ -416,7 +417,7 @@ def _signed_replies(target: Target, items: Sequence[bytes], key: NodeKey) -> lis
         except DecodeError:
             signed.append(data)
             continue
-        body = request_body(item.message)
+        body = signed_reply_body(item.message)
         signature = sign_request(key, REPLY_ITEM_METHOD, body)
         item.signature.timestamp = signature.timestamp
         item.signature.nonce = signature.nonce
@@ -1044,7 +1045,7 @@ def _broken_replies(
     first: fleet_pb2.SendReplyRequest | None = None
     for data in items:
         item = fleet_pb2.SendReplyRequest.FromString(data)
-        body = request_body(item.message)
+        body = signed_reply_body(item.message)
         signer = target.node_keys[target.other_node_id] if how == "another key" else key
         method = "/corolla.v1.Fleet/SendReplies" if how == "as a call" else REPLY_ITEM_METHOD
         signature = sign_request(signer, method, body)

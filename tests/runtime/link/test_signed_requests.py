@@ -21,14 +21,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from corolla.core import ErrorCode, Message, RecordDict
 from corolla.runtime import GrpcGrid, Link, LinkLimits, Node, make_bundle
 from corolla.state import DirectoryBlobStore
-from corolla.transport import bearer_metadata, channel_options, fleet_pb2, fleet_pb2_grpc
+from corolla.transport import (
+    bearer_metadata,
+    channel_options,
+    fleet_pb2,
+    fleet_pb2_grpc,
+    signed_reply_body,
+)
 from corolla.trust import (
     PUBLIC_KEY_KEY,
     REPLY_ITEM_METHOD,
     NodeKey,
     SessionKey,
     SessionOffer,
-    request_body,
     sign_request,
 )
 
@@ -433,7 +438,7 @@ def test_a_reply_tagged_with_the_session_key_is_taken_and_one_signed_and_tagged_
     tagged = fleet_pb2.SendReplyRequest()
     tagged.message.metadata.src_node_id = node_id
     tagged.message.metadata.reply_to_message_id = "no-such-message"
-    item = session.sign(REPLY_ITEM_METHOD, request_body(tagged.message))
+    item = session.sign(REPLY_ITEM_METHOD, signed_reply_body(tagged.message))
     tagged.signature.timestamp, tagged.signature.nonce = item.timestamp, item.nonce
     tagged.signature.mac = item.signature
     both = fleet_pb2.SendReplyRequest()

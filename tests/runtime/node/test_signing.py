@@ -9,7 +9,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from corolla.runtime.node._signing import RequestSigning
-from corolla.transport import fleet_pb2
+from corolla.transport import fleet_pb2, signed_reply_body
 from corolla.trust import (
     MAC_KEY,
     PUBLIC_KEY_KEY,
@@ -99,6 +99,6 @@ def test_replies_on_a_reply_stream_are_tagged_item_by_item_once_a_session_is_in_
         key.public_text,
         REPLY_ITEM_METHOD,
         signature,
-        request_body(item.message),
+        signed_reply_body(item.message),
         link_session,
     )

@@ -125,6 +125,7 @@ class MessageContents:
         namer: Namer,
         inline: bool = False,
         stored: dict[bytes, str] | None = None,
+        serialized: tuple[bytes, str] | None = None,
     ) -> StoredMessage:
         """Store a message's content (its arrays already held) and describe it for the state;
         ``namer`` is the sender (see :meth:`settle`, once the state has the message).
@@ -134,6 +135,8 @@ class MessageContents:
         durable with the row's commit, without a blob and its fsyncs. ``stored`` maps
         contents this call's caller already stored to their hash (a batch of messages
         sharing one content, the round's model, checks and stores it once); it is updated.
+        ``serialized`` is the content's deterministic serialization and its SHA-256, when
+        the caller has them.
 
         Raises
         ------
@@ -148,13 +151,17 @@ class MessageContents:
             metadata = dataclasses.replace(metadata, traceparent=traceparent)
         body = proto.WhichOneof("body")
         if body == "content":
-            content = proto.content.SerializeToString(deterministic=True)
+            if serialized is not None:
+                content, digest = serialized
+            else:
+                content, digest = proto.content.SerializeToString(deterministic=True), None
             known = None if stored is None else stored.get(content)
             if known is not None:
                 return StoredMessage(metadata, content_hash=known)
             self.check_arrays_held(proto)
             if inline and len(content) <= INLINE_CONTENT_BYTES:
-                return StoredMessage(metadata, content_hash=sha256_of(content), content=content)
+                content_hash = digest or sha256_of(content)
+                return StoredMessage(metadata, content_hash=content_hash, content=content)
             content_hash = self._names.put(content, namer)
             if stored is not None:
                 stored[content] = content_hash

@@ -57,6 +57,8 @@ from corolla.transport import (
     length_delimited,
     message_pb2,
     run_pb2,
+    sha256_of,
+    signed_reply_body,
     transfer_pb2,
     user_config_from_proto,
 )
@@ -531,9 +533,14 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         accepted: list[tuple[int, StoredMessage]] = []
         for position, (node_id, proto, signature) in enumerate(replies):
             try:
+                # Serialized and hashed once: to check the signature, and to store.
+                content = None
+                if proto.WhichOneof("body") == "content":
+                    serialized = proto.content.SerializeToString(deterministic=True)
+                    content = (serialized, sha256_of(serialized))
                 if signature is not None:
-                    self._check_signed_item(node_id, signature, proto)
-                accepted.append((position, self._checked_reply(node_id, proto)))
+                    self._check_signed_item(node_id, signature, proto, content)
+                accepted.append((position, self._checked_reply(node_id, proto, content)))
             except Exception as exc:
                 results[position] = exc
         # Durable before the acknowledgement: store_replies commits before returning.
@@ -555,10 +562,15 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         return results
 
     def _check_signed_item(
-        self, node_id: int, signature: RequestSignature, proto: message_pb2.Message
+        self,
+        node_id: int,
+        signature: RequestSignature,
+        proto: message_pb2.Message,
+        content: tuple[bytes, str] | None,
     ) -> None:
         """Check the signature of a reply written on a SendReplies stream (on a thread of
-        the pool).
+        the pool), over its metadata and the hash of its ``content`` (serialized, and
+        hashed).
 
         Raises
         ------
@@ -567,22 +579,26 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         """
         try:
             entry = self._cached_key(node_id) or self._registered_key(node_id)
-            body = request_body(proto)
+            body = signed_reply_body(proto, None if content is None else content[1])
             session = self._session(node_id, entry[0]) if signature.mac else None
             self._verifier.check(entry[1], entry[0], REPLY_ITEM_METHOD, signature, body, session)
         except AuthenticationError as exc:
             self._refused("SendReplies", exc, node_id=node_id)
             raise
 
-    def _checked_reply(self, node_id: int, proto: message_pb2.Message) -> StoredMessage:
+    def _checked_reply(
+        self, node_id: int, proto: message_pb2.Message, content: tuple[bytes, str] | None
+    ) -> StoredMessage:
         """The reply a node sent, checked and ready for the state (its content inline
-        when small)."""
+        when small; ``content`` serialized and hashed)."""
         if proto.metadata.src_node_id != node_id:
             raise NodeAuthenticationError(
                 f"node {node_id} cannot send a reply as node {proto.metadata.src_node_id}"
             )
         try:
-            return self._shared.contents.to_stored(proto, namer=node_namer(node_id), inline=True)
+            return self._shared.contents.to_stored(
+                proto, namer=node_namer(node_id), inline=True, serialized=content
+            )
         except CorollaError as exc:
             self._log_rejection(node_id, proto.metadata, exc)
             raise

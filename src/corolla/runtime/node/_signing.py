@@ -3,7 +3,8 @@ requests): a client interceptor on the node's channel, so that no call goes out 
 
 A call with one request is signed over the request's deterministic serialization. A
 stream of requests is signed at its opening (over no bytes); the replies written on a
-``SendReplies`` stream are signed one by one, each in its ``signature`` field, and the
+``SendReplies`` stream are signed one by one, each in its ``signature`` field (over its
+metadata and its content's hash: see ``corolla.transport.signed_reply_body``), and the
 chunks of ``PushArrays`` need no signature: the link checks each array against its hash,
 which the signed reply names. A link that does not require signatures ignores them.
 
@@ -19,7 +20,7 @@ from typing import Any
 
 import grpc
 
-from corolla.transport import fleet_pb2
+from corolla.transport import fleet_pb2, signed_reply_body
 from corolla.trust import (
     PUBLIC_KEY_KEY,
     REPLY_ITEM_METHOD,
@@ -81,7 +82,7 @@ class RequestSigning(
     def _signed_items(self, method: str, requests: Iterator[Any]) -> Iterator[Any]:
         for request in requests:
             if method == _SEND_REPLIES and isinstance(request, fleet_pb2.SendReplyRequest):
-                signed = self._sign(REPLY_ITEM_METHOD, request_body(request.message))
+                signed = self._sign(REPLY_ITEM_METHOD, signed_reply_body(request.message))
                 item = request.signature
                 item.timestamp = signed.timestamp
                 item.nonce = signed.nonce

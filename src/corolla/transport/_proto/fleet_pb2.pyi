@@ -13,8 +13,11 @@ Ed25519 signature over "corolla-request-v1\\n" METHOD "\\n" TIMESTAMP "\\n" NONC
 SHA256_HEX(request bytes) (the request's deterministic serialization; empty for
 PushArrays and SendReplies, whose items are content-addressed or signed one by one).
 RegisterNode also carries `corolla-node-key: ed25519:...`, a key the link's admin
-registered. A request that is altered, signed by another key, older than the link's
-window or replayed fails with UNAUTHENTICATED.
+registered, and may offer a session key (RegisterNodeRequest.session_key); once the
+link answered one, the node's later calls carry `corolla-mac`, the HMAC-SHA256 of the
+same text under the session key (URL-safe base64), in place of `corolla-signature`.
+A request that is altered, signed by another key, older than the link's window or
+replayed fails with UNAUTHENTICATED.
 
 Errors: a failed call ends with a gRPC status and, when the failure is a
 corolla error, the trailing metadata entry `corolla-error-code: <decimal
@@ -277,7 +280,9 @@ Global___SendReplyRequest: _TypeAlias = SendReplyRequest  # noqa: Y015
 class ItemSignature(_message.Message):
     """A node's signature of one item of a stream: over the method
     "/corolla.v1.Fleet/SendReplies#item", the timestamp, the nonce and the SHA-256 of the
-    item's message (its deterministic serialization), as for a whole request.
+    item's message's signed body, as for a whole request: the deterministic serialization
+    of the message's metadata, "\\n", the kind of its body ("content", "error" or "none"),
+    "\\n", and the SHA256_HEX of that body's deterministic serialization (empty for none).
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -13,8 +13,11 @@ Ed25519 signature over "corolla-request-v1\\n" METHOD "\\n" TIMESTAMP "\\n" NONC
 SHA256_HEX(request bytes) (the request's deterministic serialization; empty for
 PushArrays and SendReplies, whose items are content-addressed or signed one by one).
 RegisterNode also carries `corolla-node-key: ed25519:...`, a key the link's admin
-registered. A request that is altered, signed by another key, older than the link's
-window or replayed fails with UNAUTHENTICATED.
+registered, and may offer a session key (RegisterNodeRequest.session_key); once the
+link answered one, the node's later calls carry `corolla-mac`, the HMAC-SHA256 of the
+same text under the session key (URL-safe base64), in place of `corolla-signature`.
+A request that is altered, signed by another key, older than the link's window or
+replayed fails with UNAUTHENTICATED.
 
 Errors: a failed call ends with a gRPC status and, when the failure is a
 corolla error, the trailing metadata entry `corolla-error-code: <decimal

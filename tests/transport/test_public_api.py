@@ -72,6 +72,7 @@ def test_exports() -> None:
             "serverappio_pb2",
             "serverappio_pb2_grpc",
             "sha256_of",
+            "signed_reply_body",
             "status_for",
             "transfer_pb2",
             "translate_rpc_errors",

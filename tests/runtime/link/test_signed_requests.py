@@ -458,3 +458,57 @@ def test_a_reply_tagged_with_the_session_key_is_taken_and_one_signed_and_tagged_
     assert "neither content nor an error" in responses[0].error.reason
     assert responses[1].error.code == ErrorCode.UNAUTHENTICATED
     assert "both a signature and a session tag" in responses[1].error.reason
+
+
+def test_a_node_serves_a_restarted_link_with_a_new_session_key(tmp_path: Path) -> None:
+    # The link keeps session keys in memory only: a node whose link restarted registers
+    # again, agrees on a new key, and its tagged replies are taken.
+    key, _ = NodeKey.load_or_create(tmp_path / "node")
+    limits = LinkLimits(sweep_interval=0.05)
+    with Link(
+        tmp_path / "link",
+        fleet_address="127.0.0.1:0",
+        control_address="127.0.0.1:0",
+        limits=limits,
+        auth=True,
+    ) as first:
+        port = first.fleet_port
+        first.trust.add_node_key(key.public_text)
+        blobs = DirectoryBlobStore(first.state_dir / "blobs")
+        bundle = blobs.put(make_bundle(_app(tmp_path / "app", "counter_app", COUNTER_APP)))
+        run = first.state.create_run(bundle, {})
+        node = Node(
+            first.fleet_address, tmp_path / "node", node_config=CONFIG, backoff=(0.05, 0.2)
+        ).start()
+        try:
+            node_id = _wait_connected(node)
+            counts = [_count(first, run.run_id, node_id)]
+            first.stop()
+            with Link(
+                tmp_path / "link",
+                fleet_address=f"127.0.0.1:{port}",
+                control_address="127.0.0.1:0",
+                limits=limits,
+                auth=True,
+            ) as again:
+                # A restarted link fails the runs it had: the node serves the next one.
+                after = again.state.create_run(bundle, {})
+                counts.append(_count(again, after.run_id, node_id))
+        finally:
+            node.stop()
+
+    assert counts == [1, 1]
+
+
+def _count(link: Link, run_id: int, node_id: int) -> int:
+    """One train message to ``node_id`` in run ``run_id``, answered within 30 s: the
+    count its ClientApp replied."""
+    with grpc.insecure_channel(link.serverappio_address, options=channel_options()) as appio:
+        grid = GrpcGrid(appio, run_id, link.issue_run_secret(run_id))
+        for _ in range(200):  # until the node registered again with this link
+            if any(n.node_id == node_id and n.online for n in link.state.list_nodes()):
+                break
+            time.sleep(0.05)
+        ids = grid.send([Message(RecordDict(), dst_node_id=node_id, message_type="train")])
+        (reply,) = grid.receive(ids, timeout=30)
+    return int(reply.content["metrics"]["count"])

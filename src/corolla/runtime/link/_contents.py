@@ -125,7 +125,7 @@ class MessageContents:
         namer: Namer,
         inline: bool = False,
         stored: dict[bytes, str] | None = None,
-        serialized: tuple[bytes, str] | None = None,
+        serialized: tuple[bytes, str | None] | None = None,
     ) -> StoredMessage:
         """Store a message's content (its arrays already held) and describe it for the state;
         ``namer`` is the sender (see :meth:`settle`, once the state has the message).
@@ -135,8 +135,8 @@ class MessageContents:
         durable with the row's commit, without a blob and its fsyncs. ``stored`` maps
         contents this call's caller already stored to their hash (a batch of messages
         sharing one content, the round's model, checks and stores it once); it is updated.
-        ``serialized`` is the content's deterministic serialization and its SHA-256, when
-        the caller has them.
+        ``serialized`` is the content's deterministic serialization, and its SHA-256 or
+        None, when the caller has them.
 
         Raises
         ------

@@ -533,11 +533,13 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         accepted: list[tuple[int, StoredMessage]] = []
         for position, (node_id, proto, signature) in enumerate(replies):
             try:
-                # Serialized and hashed once: to check the signature, and to store.
+                # Serialized once, and hashed here only for a signature, which then
+                # lends its hash to the stored content.
                 content = None
                 if proto.WhichOneof("body") == "content":
                     serialized = proto.content.SerializeToString(deterministic=True)
-                    content = (serialized, sha256_of(serialized))
+                    digest = None if signature is None else sha256_of(serialized)
+                    content = (serialized, digest)
                 if signature is not None:
                     self._check_signed_item(node_id, signature, proto, content)
                 accepted.append((position, self._checked_reply(node_id, proto, content)))
@@ -566,7 +568,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
         node_id: int,
         signature: RequestSignature,
         proto: message_pb2.Message,
-        content: tuple[bytes, str] | None,
+        content: tuple[bytes, str | None] | None,
     ) -> None:
         """Check the signature of a reply written on a SendReplies stream (on a thread of
         the pool), over its metadata and the hash of its ``content`` (serialized, and
@@ -587,7 +589,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServicer):
             raise
 
     def _checked_reply(
-        self, node_id: int, proto: message_pb2.Message, content: tuple[bytes, str] | None
+        self, node_id: int, proto: message_pb2.Message, content: tuple[bytes, str | None] | None
     ) -> StoredMessage:
         """The reply a node sent, checked and ready for the state (its content inline
         when small; ``content`` serialized and hashed)."""
